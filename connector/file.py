@@ -1,0 +1,172 @@
+"""The embedded helpdesk: a JSON file `{"records": [...]}` in the Record vocabulary.
+
+For demos, tests and offline trials of a policy. Every write rewrites the file atomically
+(a temporary file in the same folder, then a rename), so a crash mid-write leaves the old
+file whole. Fields this module does not know are kept as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from connector.base import Capabilities, ConflictError, ConnectorError, Page
+from connector.model import (
+    ChangeSet,
+    Record,
+    RecordError,
+    format_instant,
+    merge_tags,
+    parse_instant,
+)
+
+SETTINGS = {"type", "path", "seed", "page_size"}
+
+
+class FileHelpdesk:
+    capabilities = Capabilities(bulk_writes=False, safe_update=True, tags=True, notes=True,
+                                leads=True)
+
+    def __init__(self, path: Path, seed: Path | None = None, page_size: int = 100):
+        self.path = path
+        self.seed = seed
+        self.page_size = page_size
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> FileHelpdesk:
+        unknown = sorted(set(settings) - SETTINGS)
+        if unknown:
+            raise ValueError(f"connector.{unknown[0]}: unknown setting for a file connector "
+                             f"(known: {', '.join(sorted(SETTINGS))})")
+        path = settings.get("path")
+        if not isinstance(path, str) or not path:
+            raise ValueError("connector.path: the helpdesk file is required for type: file")
+        seed = settings.get("seed")
+        if seed is not None and not isinstance(seed, str):
+            raise ValueError("connector.seed: expected a file path")
+        page_size = settings.get("page_size", 100)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError("connector.page_size: expected a whole number >= 1")
+        return cls(base_dir / path, base_dir / seed if seed else None, page_size)
+
+    @property
+    def identity(self) -> str:
+        return f"file:{self.path.resolve()}"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists() and self.seed is not None:
+            if not self.seed.exists():
+                raise ConnectorError(f"{self.seed}: seed file not found")
+            self._write_atomically(json.loads(self.seed.read_text(encoding="utf-8")))
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConnectorError(f"{self.path}: helpdesk file not found") from None
+        except OSError as exc:
+            raise ConnectorError(f"{self.path}: cannot read ({exc.strerror})",
+                                 retriable=True) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConnectorError(
+                f"{self.path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise ConnectorError(f'{self.path}: expected an object {{"records": [...]}}')
+        return data
+
+    def fetch(self, cursor: str | None) -> Iterator[Page]:
+        since = parse_instant(cursor, "cursor") if cursor else None
+        records: list[Record] = []
+        problems: list[RecordError] = []
+        for position, raw in enumerate(self._load()["records"]):
+            try:
+                record = Record.from_dict(raw, position)
+            except RecordError as exc:
+                problems.append(exc)
+                continue
+            if since is None or record.updated_at > since:
+                records.append(record)
+        records.sort(key=lambda r: r.updated_at)
+        if not records:
+            yield Page(records=[], cursor=cursor, problems=problems)
+            return
+        start = 0
+        while start < len(records):
+            end = min(start + self.page_size, len(records))
+            # Never split records that share an updated_at across pages: the cursor between
+            # them would skip the second half.
+            while end < len(records) and records[end].updated_at == records[end - 1].updated_at:
+                end += 1
+            page = records[start:end]
+            yield Page(records=page, cursor=format_instant(page[-1].updated_at),
+                       problems=problems if start == 0 else [])
+            start = end
+
+    def get(self, record_id: str) -> Record | None:
+        found = _find(self._load(), record_id)
+        return Record.from_dict(found[1], found[0]) if found else None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, change: ChangeSet, now: datetime) -> Record:
+        data = self._load()
+        found = _find(data, change.record_id)
+        if found is None:
+            raise ConnectorError(f"{self.path}: no record {change.record_id!r}",
+                                 record_id=change.record_id)
+        position, raw = found
+        current = Record.from_dict(raw, position)
+        if change.base_updated_at is not None and current.updated_at != change.base_updated_at:
+            raise ConflictError(
+                f"record {change.record_id!r} changed since it was read "
+                f"(updated_at {format_instant(current.updated_at)}, planned on "
+                f"{format_instant(change.base_updated_at)})",
+                record_id=change.record_id)
+        stamp = format_instant(now)
+        for name, value in change.fields.items():
+            if name == "status" and value != current.status:
+                raw["status_history"] = [*(raw.get("status_history") or []),
+                                         {"at": stamp, "status": value}]
+            raw[name] = value
+        if change.add_tags or change.remove_tags:
+            raw["tags"] = merge_tags(current.tags, change.add_tags, change.remove_tags)
+        if change.notes:
+            raw["notes"] = [*(raw.get("notes") or []),
+                            *({"at": stamp, "text": text} for text in change.notes)]
+        if change.escalation_level is not None:
+            raw["escalation_level"] = change.escalation_level
+        raw["updated_at"] = stamp
+        self._write_atomically(data)
+        return Record.from_dict(raw, position)
+
+    def _write_atomically(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                         dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2, ensure_ascii=False)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            if self.path.exists():
+                shutil.copymode(self.path, temp_name)
+            os.replace(temp_name, self.path)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+
+
+def _find(data: dict[str, Any], record_id: str) -> tuple[int, dict[str, Any]] | None:
+    for position, raw in enumerate(data["records"]):
+        if isinstance(raw, dict) and str(raw.get("id")) == record_id:
+            return position, raw
+    return None

@@ -1,0 +1,191 @@
+"""The planner: from the rules that fired to one ChangeSet per record.
+
+- Each rule fires once per activation: when its conditions become true for a record, and
+  again only after they have been false in a later sync. `active` (from the ledger) says
+  which rules are already active for the record; an active rule asks for nothing, so a
+  person who undoes its action is not overridden while the rule stays active.
+- When two rules set the same field (or add and remove the same tag) the later one in the
+  file wins; the earlier step is kept in the plan as "overridden".
+- An escalation never lowers the level; of several escalations the highest wins.
+- What the record already satisfies is dropped.
+- The planner applies its own change in memory and evaluates again until no further rule
+  becomes active (at most MAX_PASSES), so that a rerun on unchanged data plans nothing even
+  when one rule's action makes another rule true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connector.model import ChangeSet, Record
+from rules.actions import Intent
+from rules.engine import Evaluation, evaluate
+from rules.policy import Policy
+
+MAX_PASSES = 10
+FIELD_OF = {"set_priority": "priority", "assign": "assignee", "assign_group": "group"}
+
+# Step outcomes
+WRITE = "write"
+SATISFIED = "satisfied"
+OVERRIDDEN = "overridden"
+NOT_HIGHER = "not higher"
+SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One effect one rule asked for, and what became of it."""
+
+    rule: str
+    action: str
+    slot: str  # priority, group, assignee, escalation_level, tag:NAME, note
+    before: Any
+    after: Any
+    outcome: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    record: Record
+    change: ChangeSet
+    steps: tuple[Step, ...]
+    active_before: frozenset[str]
+    active_after: frozenset[str]
+    evaluation: Evaluation  # of the record as read
+    passes: int
+    settled: bool
+
+    @property
+    def activated(self) -> frozenset[str]:
+        return self.active_after - self.active_before
+
+    @property
+    def deactivated(self) -> frozenset[str]:
+        return self.active_before - self.active_after
+
+    @property
+    def fired(self) -> tuple[str, ...]:
+        """Rules that fired in this plan, in order (including any that later deactivated)."""
+        return tuple(dict.fromkeys(step.rule for step in self.steps))
+
+
+def plan(record: Record, policy: Policy, now: datetime,
+         active: Iterable[str] = ()) -> Plan:
+    active_before = frozenset(active)
+    active_now = set(active_before)
+    fired: list[tuple[str, Intent]] = []
+    first: Evaluation | None = None
+    current = record
+    settled = False
+    change = ChangeSet(record.id, base_updated_at=record.updated_at)
+    steps: list[Step] = []
+    passes = 0
+    while passes < MAX_PASSES:
+        passes += 1
+        evaluation = evaluate(current, policy, now)
+        first = first or evaluation
+        newly = [o for o in evaluation.outcomes if o.fired and o.rule.name not in active_now]
+        active_now -= {o.rule.name for o in evaluation.outcomes if not o.fired}
+        if not newly:
+            settled = True
+            break
+        for outcome in newly:
+            active_now.add(outcome.rule.name)
+            fired.extend((outcome.rule.name, intent) for intent in outcome.intents)
+        change, steps = merge(record, fired)
+        current = change.applied_to(record, now)
+    assert first is not None
+    return Plan(record=record, change=change, steps=tuple(steps), active_before=active_before,
+                active_after=frozenset(active_now), evaluation=first, passes=passes,
+                settled=settled)
+
+
+def merge(record: Record, fired: list[tuple[str, Intent]]) -> tuple[ChangeSet, list[Step]]:
+    """One ChangeSet from the intents of the rules that fired, in firing order."""
+    top = max((int(i.params["level"]) for _, i in fired if i.action == "escalate"), default=0)
+    top_rule = next((r for r, i in fired if i.action == "escalate" and i.params["level"] == top),
+                    "")
+    ops: list[tuple[str, str, str, Any]] = []  # rule, action, slot, value
+    dropped: list[Step] = []
+    for rule, intent in fired:
+        params = intent.params
+        if intent.action in FIELD_OF:
+            slot = FIELD_OF[intent.action]
+            ops.append((rule, intent.action, slot, params[slot]))
+        elif intent.action in ("add_tag", "remove_tag"):
+            ops.append((rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag"))
+        elif intent.action == "add_note":
+            ops.append((rule, intent.action, "note", params["text"]))
+        elif intent.action == "escalate":
+            level = int(params["level"])
+            parts = [("escalation_level", level)] + [
+                (key, params[key]) for key in ("group", "assignee", "note") if key in params]
+            if level <= record.escalation_level:
+                outcome, detail = NOT_HIGHER, f"already at level {record.escalation_level}"
+            elif level < top:
+                outcome, detail = SUPERSEDED, f"escalation to level {top} by rule {top_rule!r}"
+            else:
+                ops.extend((rule, "escalate", slot, value) for slot, value in parts)
+                continue
+            dropped.extend(Step(rule, "escalate", slot, _current(record, slot), value, outcome,
+                                detail) for slot, value in parts)
+
+    last: dict[str, str] = {}
+    for rule, _, slot, _ in ops:
+        if slot != "note":
+            last[slot] = rule
+    winners: dict[str, tuple[int, Any]] = {}
+    for index, (_, _, slot, value) in enumerate(ops):
+        if slot != "note":
+            winners[slot] = (index, value)
+
+    steps: list[Step] = []
+    fields: dict[str, str] = {}
+    add_tags: list[str] = []
+    remove_tags: list[str] = []
+    notes: list[str] = []
+    new_level: int | None = None
+    for index, (rule, action, slot, value) in enumerate(ops):
+        before = _current(record, slot)
+        if slot == "note":
+            if value in notes:
+                steps.append(Step(rule, action, slot, None, value, SATISFIED,
+                                  "the same note is already planned"))
+            else:
+                notes.append(value)
+                steps.append(Step(rule, action, slot, None, value, WRITE))
+            continue
+        after = ("present" if value else "absent") if slot.startswith("tag:") else value
+        if winners[slot][0] != index:
+            steps.append(Step(rule, action, slot, before, after, OVERRIDDEN,
+                              f"by rule {last[slot]!r}, later in the policy"))
+        elif before == after:
+            steps.append(Step(rule, action, slot, before, after, SATISFIED))
+        else:
+            steps.append(Step(rule, action, slot, before, after, WRITE))
+            if slot == "escalation_level":
+                new_level = value
+            elif slot.startswith("tag:"):
+                (add_tags if value else remove_tags).append(slot[4:])
+            else:
+                fields[slot] = value
+    change = ChangeSet(record.id, base_updated_at=record.updated_at, fields=fields,
+                       add_tags=tuple(add_tags), remove_tags=tuple(remove_tags),
+                       notes=tuple(notes), escalation_level=new_level)
+    return change, steps + dropped
+
+
+def _current(record: Record, slot: str) -> Any:
+    if slot.startswith("tag:"):
+        return "present" if slot[4:] in record.tags else "absent"
+    if slot == "note":
+        return None
+    values: Mapping[str, Any] = {"priority": record.priority, "group": record.group,
+                                 "assignee": record.assignee,
+                                 "escalation_level": record.escalation_level}
+    return values[slot]

@@ -1,0 +1,401 @@
+"""Loading and checking a policy: calendars, ordered SLAs, business-rules rules.
+
+The whole policy is checked up front, in one pass, and every problem is reported with its
+JSON path (`rules[3].actions[0].name: unknown action 'escalat' (did you mean 'escalate'?)`).
+business-rules itself checks late (when a branch first runs) and would let rule JSON call
+any method of the actions class; only what passes here ever reaches it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
+
+from rules.actions import action_specs, note_placeholders
+from rules.calendar import ALWAYS, BUILT_IN, Calendar
+from rules.clock import TARGETS
+from rules.durations import parse_duration
+from rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
+
+DEFAULT_CLOSED_STATUSES = ("solved", "closed")
+TOP_LEVEL = ("description", "calendars", "closed_statuses", "slas", "rules")
+SLA_KEYS = ("name", "description", "when", "calendar", "targets", "pause_statuses")
+RULE_KEYS = ("name", "description", "conditions", "actions")
+LEAF_KEYS = ("name", "operator", "value")
+ACTION_KEYS = ("name", "params")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class PolicyError(Exception):
+    """A policy that must not run; `problems` lists every mistake found."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: invalid policy ({len(problems)} problem"
+                         f"{'s' if len(problems) != 1 else ''}):\n{lines}")
+
+
+@dataclass(frozen=True)
+class Sla:
+    name: str
+    index: int
+    when: Mapping[str, Any] | None
+    calendar: Calendar
+    targets: Mapping[str, int]  # target name -> seconds
+    pause_statuses: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    index: int
+    conditions: Mapping[str, Any]
+    actions: tuple[Mapping[str, Any], ...]
+
+    def as_engine_rule(self) -> dict[str, Any]:
+        return {"conditions": self.conditions, "actions": list(self.actions)}
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    slas: tuple[Sla, ...]
+    rules: tuple[Rule, ...]
+    closed_statuses: frozenset[str]
+    #: The largest threshold any condition compares an hours_since_* variable with; None
+    #: when no condition uses one. Past it, a closed record's evaluation cannot change.
+    wall_clock_horizon_hours: float | None
+    warnings: tuple[Problem, ...] = field(default=())
+
+
+def load_policy(path: str | Path) -> Policy:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(source, [Problem("$", f"cannot read the policy ({exc.strerror})")])\
+            from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PolicyError(source, [Problem(
+            "$", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+    return check_policy(data, source)
+
+
+def check_policy(data: Any, source: str = "<policy>") -> Policy:
+    """The Policy `data` describes, or PolicyError listing every problem in it."""
+    return _Checker(source).policy(data)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.horizon: float | None = None
+        self.actions = action_specs()
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def keys(self, node: Mapping[str, Any], path: str, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        for key in node:
+            if key not in allowed:
+                self.fail(f"{path}.{key}" if path != "$" else key,
+                          f"unknown key{_suggest(key, allowed)}")
+
+    def strings(self, value: Any, path: str) -> frozenset[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(path, f"expected a list of strings, got {_kind(value)}")
+            return frozenset()
+        return frozenset(value)
+
+    # -- the policy -------------------------------------------------------------------------
+
+    def policy(self, data: Any) -> Policy:
+        if not isinstance(data, dict):
+            raise PolicyError(self.source, [Problem("$", f"expected an object, got {_kind(data)}")])
+        self.keys(data, "$", TOP_LEVEL)
+        if "description" in data and not isinstance(data["description"], str):
+            self.fail("description", "expected a string")
+        calendars = self.calendars(data.get("calendars", {}))
+        closed = self.strings(data.get("closed_statuses", list(DEFAULT_CLOSED_STATUSES)),
+                              "closed_statuses")
+        slas = self.slas(data.get("slas", []), calendars)
+        rules = self.rules(data.get("rules", []))
+        if self.problems:
+            raise PolicyError(self.source, self.problems)
+        return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
+                      closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
+                      warnings=tuple(self.warnings))
+
+    def calendars(self, value: Any) -> dict[str, Calendar]:
+        found = dict(BUILT_IN)
+        if not isinstance(value, dict):
+            self.fail("calendars", f"expected an object of calendars by name, got {_kind(value)}")
+            return found
+        for name, spec in value.items():
+            path = f"calendars.{name}"
+            if name in BUILT_IN:
+                self.fail(path, f"{name!r} is built in and cannot be redefined")
+            elif not isinstance(spec, dict):
+                self.fail(path, f"expected an object with timezone, week and holidays, "
+                                f"got {_kind(spec)}")
+            else:
+                self.fail(path, "business-hours calendars are not supported in this version; "
+                                f"use the built-in {ALWAYS!r}")
+        return found
+
+    def slas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Sla]:
+        if not isinstance(value, list):
+            self.fail("slas", f"expected a list, got {_kind(value)}")
+            return []
+        slas: list[Sla] = []
+        names: dict[str, int] = {}
+        fallback: tuple[int, str] | None = None
+        for index, spec in enumerate(value):
+            path = f"slas[{index}]"
+            if not isinstance(spec, dict):
+                self.fail(path, f"expected an object, got {_kind(spec)}")
+                continue
+            self.keys(spec, path, SLA_KEYS)
+            name = self.name(spec, path, names, index, "SLA")
+            when = None
+            if "when" in spec:
+                when = self.condition(spec["when"], f"{path}.when", RECORD_VARIABLES)
+            elif fallback is None:
+                fallback = (index, name)
+            if fallback is not None and fallback[0] < index:
+                self.warnings.append(Problem(
+                    path, f"never matches: slas[{fallback[0]}] ({fallback[1]!r}) has no 'when' "
+                          "and matches every record"))
+            calendar_name = spec.get("calendar", ALWAYS)
+            calendar = calendars.get(calendar_name) if isinstance(calendar_name, str) else None
+            if calendar is None:
+                self.fail(f"{path}.calendar", f"unknown calendar {calendar_name!r}"
+                          + _suggest(str(calendar_name), calendars))
+            targets = self.targets(spec.get("targets", {}), f"{path}.targets")
+            if not targets and "targets" in spec:
+                self.warnings.append(Problem(f"{path}.targets", "no targets: this SLA's clocks "
+                                                                "never breach"))
+            elif "targets" not in spec:
+                self.warnings.append(Problem(path, "no targets: this SLA's clocks never breach"))
+            pauses = self.strings(spec.get("pause_statuses", []), f"{path}.pause_statuses")
+            slas.append(Sla(name=name, index=index, when=when,
+                            calendar=calendar or BUILT_IN[ALWAYS], targets=targets,
+                            pause_statuses=pauses))
+        return slas
+
+    def name(self, spec: Mapping[str, Any], path: str, seen: dict[str, int], index: int,
+             what: str) -> str:
+        name = spec.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.fail(f"{path}.name", f"every {what} needs a non-empty name")
+            return f"#{index}"
+        if name in seen:
+            self.fail(f"{path}.name", f"duplicate {what} name {name!r} "
+                                      f"(also at index {seen[name]})")
+        seen.setdefault(name, index)
+        return name
+
+    def targets(self, value: Any, path: str) -> dict[str, int]:
+        if not isinstance(value, dict):
+            self.fail(path, f"expected an object like {{\"first_response\": \"30m\"}}, "
+                            f"got {_kind(value)}")
+            return {}
+        targets = {}
+        for key, text in value.items():
+            if key not in TARGETS:
+                self.fail(f"{path}.{key}", f"unknown target{_suggest(key, TARGETS)} "
+                                           f"(known: {', '.join(TARGETS)})")
+                continue
+            try:
+                targets[key] = parse_duration(text)
+            except ValueError as exc:
+                self.fail(f"{path}.{key}", str(exc))
+        return targets
+
+    def rules(self, value: Any) -> list[Rule]:
+        if not isinstance(value, list):
+            self.fail("rules", f"expected a list, got {_kind(value)}")
+            return []
+        rules = []
+        names: dict[str, int] = {}
+        for index, spec in enumerate(value):
+            path = f"rules[{index}]"
+            if not isinstance(spec, dict):
+                self.fail(path, f"expected an object, got {_kind(spec)}")
+                continue
+            self.keys(spec, path, RULE_KEYS)
+            name = self.name(spec, path, names, index, "rule")
+            if "conditions" not in spec:
+                self.fail(f"{path}.conditions", "missing (write {\"all\": [...]} or "
+                                                "{\"any\": [...]})")
+                conditions = None
+            else:
+                conditions = self.condition(spec["conditions"], f"{path}.conditions", VARIABLES)
+            actions = self.action_list(spec.get("actions"), f"{path}.actions")
+            if conditions is not None:
+                rules.append(Rule(name=name, index=index, conditions=conditions,
+                                  actions=tuple(actions)))
+        return rules
+
+    # -- conditions ----------------------------------------------------------------------
+
+    def condition(self, node: Any, path: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """The condition tree normalised for business-rules (every leaf has a `value`)."""
+        if not isinstance(node, dict):
+            self.fail(path, f"expected an object (a condition, or all/any), got {_kind(node)}")
+            return {}
+        groups = [key for key in ("all", "any") if key in node]
+        if groups:
+            key = groups[0]
+            if len(node) != 1:
+                self.fail(path, f"'{key}' must be the only key of its object "
+                                f"(found {', '.join(sorted(node))})")
+            children = node[key]
+            if not isinstance(children, list):
+                self.fail(f"{path}.{key}", f"expected a list of conditions, got {_kind(children)}")
+                return {}
+            if not children:
+                self.fail(f"{path}.{key}", f"empty '{key}': give at least one condition")
+            return {key: [self.condition(child, f"{path}.{key}[{i}]", variables)
+                          for i, child in enumerate(children)]}
+        return self.leaf(node, path, variables)
+
+    def leaf(self, node: Mapping[str, Any], path: str,
+             variables: Mapping[str, Any]) -> dict[str, Any]:
+        self.keys(node, path, LEAF_KEYS)
+        name, op = node.get("name"), node.get("operator")
+        if not isinstance(name, str):
+            self.fail(f"{path}.name", "missing variable name" if name is None
+                      else f"expected a variable name, got {_kind(name)}")
+            return {}
+        if name not in variables:
+            if name in VARIABLES:
+                self.fail(f"{path}.name", f"{name!r} cannot be used here: an SLA is chosen "
+                                          "before its clocks run")
+            else:
+                self.fail(f"{path}.name", f"unknown variable {name!r}"
+                                          + _suggest(name, variables))
+            return {}
+        kind = VARIABLES[name][0]
+        ops = operators(kind)
+        if not isinstance(op, str):
+            self.fail(f"{path}.operator", "missing operator" if op is None
+                      else f"expected an operator name, got {_kind(op)}")
+            return {}
+        if op not in ops:
+            hint = _suggest(op, ops) or f" (for {name}: {', '.join(sorted(ops))})"
+            self.fail(f"{path}.operator", f"operator {op!r} does not apply to {name!r}, "
+                                          f"a {kind.name} variable{hint}")
+            return {}
+        value = node.get("value")
+        takes = ops[op]
+        if takes == FIELD_NO_INPUT:
+            if value not in (None, ""):
+                self.fail(f"{path}.value", f"operator {op!r} takes no value; remove 'value'")
+            return {"name": name, "operator": op, "value": None}
+        if "value" not in node:
+            self.fail(f"{path}.value", f"missing: operator {op!r} compares with a value")
+            return {}
+        vpath = f"{path}.value"
+        if takes == FIELD_NUMERIC:
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not math.isfinite(value):
+                self.fail(vpath, f"expected a number for {name!r}, got {_kind(value)}")
+            elif name in WALL_CLOCK_VARIABLES:
+                self.horizon = max(self.horizon or 0.0, float(value))
+        elif takes == FIELD_TEXT:
+            if not isinstance(value, str):
+                self.fail(vpath, f"expected a string for {name!r} {op}, got {_kind(value)}")
+            elif op == "matches_regex":
+                try:
+                    re.compile(value)
+                except re.error as exc:
+                    self.fail(vpath, f"invalid regular expression: {exc}")
+        elif takes == FIELD_SELECT_MULTIPLE:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.fail(vpath, f"expected a list of strings for {op!r}, got {_kind(value)}")
+            elif not value:
+                self.fail(vpath, f"empty list: {op!r} needs at least one value")
+        return {"name": name, "operator": op, "value": value}
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_list(self, value: Any, path: str) -> list[dict[str, Any]]:
+        if value is None:
+            self.fail(path, "missing: a rule needs at least one action")
+            return []
+        if not isinstance(value, list):
+            self.fail(path, f"expected a list of actions, got {_kind(value)}")
+            return []
+        if not value:
+            self.fail(path, "empty: a rule needs at least one action")
+        return [a for i, spec in enumerate(value) if (a := self.action(spec, f"{path}[{i}]"))]
+
+    def action(self, spec: Any, path: str) -> dict[str, Any] | None:
+        if not isinstance(spec, dict):
+            self.fail(path, f"expected an object with name and params, got {_kind(spec)}")
+            return None
+        self.keys(spec, path, ACTION_KEYS)
+        name = spec.get("name")
+        if not isinstance(name, str):
+            self.fail(f"{path}.name", "missing action name")
+            return None
+        action = self.actions.get(name)
+        if action is None:
+            self.fail(f"{path}.name", f"unknown action {name!r}{_suggest(name, self.actions)}")
+            return None
+        params = spec.get("params", {})
+        if not isinstance(params, dict):
+            self.fail(f"{path}.params", f"expected an object, got {_kind(params)}")
+            return None
+        for key in sorted(action.required - set(params)):
+            self.fail(f"{path}.params.{key}", f"missing: {name} needs {key!r}")
+        for key, value in params.items():
+            ppath = f"{path}.params.{key}"
+            if key not in action.params:
+                self.fail(ppath, f"unknown parameter of {name}{_suggest(key, action.params)} "
+                                 f"(known: {', '.join(action.params)})")
+            elif action.params[key] == FIELD_NUMERIC:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    self.fail(ppath, f"expected a whole number >= 1, got {value!r}")
+            elif not isinstance(value, str) or not value.strip():
+                self.fail(ppath, f"expected a non-empty string, got {_kind(value)}")
+            elif key in ("text", "note"):
+                try:
+                    note_placeholders(value)
+                except ValueError as exc:
+                    self.fail(ppath, str(exc))
+        return {"name": name, "params": dict(params)}

@@ -1,0 +1,91 @@
+"""The configuration file: which helpdesk, which policy, which state file.
+
+YAML; `${VAR}` anywhere in a value is taken from the environment (a missing variable is
+an error naming it, never an empty string). Relative paths are relative to the config
+file. Secret values are never echoed back in messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+KEYS = ("connector", "policy", "state")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    connector: Mapping[str, Any]
+    policy: Path
+    state: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def locate(explicit: str | None) -> Path:
+    """--config, else $SLA_SYNC_CONFIG, else ./config.yaml."""
+    return Path(explicit or os.environ.get("SLA_SYNC_CONFIG") or "config.yaml")
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (give --config FILE or set "
+                          "SLA_SYNC_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})")\
+            from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
+    problems = [f"{key}: unknown key" for key in data if key not in KEYS]
+    problems += [f"{key}: missing" for key in KEYS if key not in data]
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
+    data = _expand(data, "", environ, path)
+    connector = data["connector"]
+    if not isinstance(connector, dict) or "type" not in connector:
+        raise ConfigError(f"{path}: connector: expected a mapping with a 'type'")
+    for key in ("policy", "state"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise ConfigError(f"{path}: {key}: expected a file path")
+    base = path.parent
+    return Config(path=path, connector=connector, policy=base / data["policy"],
+                  state=base / data["state"])
+
+
+def _expand(value: Any, where: str, environ: Mapping[str, str], path: Path) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}" if where else str(k), environ, path)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]", environ, path) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{path}: {where}: environment variable {name} is not set")
+            return environ[name]
+        return _VAR.sub(fill, value)
+    return value

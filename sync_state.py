@@ -1,0 +1,326 @@
+"""The state store: one SQLite file with the cursor, the record mirror, the activation
+ledger, the audit log of applied changes, pending writes and the run log.
+
+Versioned migrations run on open; a file written by a newer sla-sync is refused rather
+than guessed at. WAL mode, one writer: `StateLock` keeps a second sync off the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from connector.model import ChangeSet, Record, format_instant
+
+APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE cursors (
+        connector TEXT PRIMARY KEY,
+        cursor TEXT,
+        run_id INTEGER,
+        moved_at TEXT
+    );
+    CREATE TABLE records (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        data TEXT NOT NULL,
+        retired_version TEXT,      -- updated_at of the version taken out of evaluation
+        seen_run INTEGER
+    );
+    CREATE TABLE activations (
+        record_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        changed_at TEXT NOT NULL,  -- the sync's now when it last (de)activated
+        run_id INTEGER NOT NULL,
+        PRIMARY KEY (record_id, rule)
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        action TEXT NOT NULL,
+        field TEXT NOT NULL,
+        before TEXT,
+        after TEXT
+    );
+    CREATE INDEX audit_record ON audit (record_id, id);
+    CREATE TABLE pending (
+        record_id TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        change TEXT NOT NULL,      -- the ChangeSet being written, as JSON
+        steps TEXT NOT NULL,       -- its audit rows and activations, as JSON
+        at TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        now TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        status TEXT NOT NULL,      -- running, ok, partial, failed
+        read INTEGER DEFAULT 0,
+        evaluated INTEGER DEFAULT 0,
+        changed INTEGER DEFAULT 0,
+        writes INTEGER DEFAULT 0,
+        skipped INTEGER DEFAULT 0,
+        errors INTEGER DEFAULT 0,
+        duration_ms INTEGER,
+        message TEXT
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StateError(Exception):
+    """The state file cannot be used (unreadable, not ours, newer, or locked)."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+class StateStore:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: not a usable state file ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
+            raise StateError(f"{self.path}: not an sla-sync state file")
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path}: written by a newer sla-sync (state schema {version}, this "
+                f"version knows up to {SCHEMA_VERSION}); upgrade sla-sync or use another "
+                "state file")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- cursor -----------------------------------------------------------------------------
+
+    def cursor(self, connector: str) -> str | None:
+        row = self.db.execute("SELECT cursor FROM cursors WHERE connector = ?",
+                              (connector,)).fetchone()
+        return row["cursor"] if row else None
+
+    def move_cursor(self, connector: str, cursor: str | None, run_id: int) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO cursors (connector, cursor, run_id, moved_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (connector) DO UPDATE SET cursor = excluded.cursor,"
+                " run_id = excluded.run_id, moved_at = excluded.moved_at",
+                (connector, cursor, run_id, format_instant(datetime.now(UTC))))
+
+    # -- the record mirror ---------------------------------------------------------------
+
+    def mirror(self, records: Iterable[Record], run_id: int) -> None:
+        """Keep the latest version of each record; a newer version returns a retired record
+        to evaluation."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO records (id, kind, status, updated_at, data, seen_run)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,"
+                " status = excluded.status, updated_at = excluded.updated_at,"
+                " data = excluded.data, seen_run = excluded.seen_run,"
+                " retired_version = CASE WHEN excluded.updated_at = records.updated_at"
+                " THEN records.retired_version END"
+                " WHERE excluded.updated_at >= records.updated_at",
+                [(r.id, r.kind, r.status, format_instant(r.updated_at), _json(r.to_dict()),
+                  run_id) for r in records])
+
+    def record(self, record_id: str) -> Record | None:
+        row = self.db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
+        return Record.from_dict(json.loads(row["data"])) if row else None
+
+    def evaluation_set(self) -> list[Record]:
+        """Every mirrored record not retired, oldest change first."""
+        rows = self.db.execute("SELECT data FROM records WHERE retired_version IS NULL"
+                               " ORDER BY updated_at, id")
+        return [Record.from_dict(json.loads(row["data"])) for row in rows]
+
+    def retire(self, record: Record) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE records SET retired_version = updated_at"
+                            " WHERE id = ? AND updated_at = ?",
+                            (record.id, format_instant(record.updated_at)))
+
+    def counts(self) -> dict[str, int]:
+        row = self.db.execute("SELECT count(*) AS mirrored, count(retired_version) AS retired"
+                              " FROM records").fetchone()
+        return {"mirrored": row["mirrored"], "retired": row["retired"]}
+
+    # -- the activation ledger -------------------------------------------------------------
+
+    def active_rules(self) -> dict[str, frozenset[str]]:
+        """Record id -> the rules currently active for it."""
+        found: dict[str, set[str]] = {}
+        for row in self.db.execute("SELECT record_id, rule FROM activations WHERE active = 1"):
+            found.setdefault(row["record_id"], set()).add(row["rule"])
+        return {key: frozenset(value) for key, value in found.items()}
+
+    def activation_times(self, record_id: str) -> dict[str, str]:
+        """Rule -> when it was activated, for the rules active for one record."""
+        rows = self.db.execute("SELECT rule, changed_at FROM activations"
+                               " WHERE record_id = ? AND active = 1", (record_id,))
+        return {row["rule"]: row["changed_at"] for row in rows}
+
+    def history(self, record_id: str) -> list[sqlite3.Row]:
+        return list(self.db.execute(
+            "SELECT run_id, at, rule, action, field, before, after FROM audit"
+            " WHERE record_id = ? ORDER BY id", (record_id,)))
+
+    # -- committing one record's result --------------------------------------------------
+
+    def begin_write(self, run_id: int, change: ChangeSet, outcome: dict[str, Any],
+                    now: datetime) -> None:
+        """Journal a write before it is sent, so that a crash mid-write can be recognised."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO pending (record_id, run_id, change, steps, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (change.record_id, run_id, _json(change.to_dict()), _json(outcome),
+                 format_instant(now)))
+
+    def pending(self) -> list[tuple[ChangeSet, dict[str, Any], int]]:
+        rows = self.db.execute("SELECT change, steps, run_id FROM pending ORDER BY at")
+        return [(ChangeSet.from_dict(json.loads(r["change"])), json.loads(r["steps"]),
+                 r["run_id"]) for r in rows]
+
+    def drop_pending(self, record_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
+
+    def commit(self, run_id: int, record_id: str, outcome: dict[str, Any], now: datetime,
+               written: Record | None = None) -> None:
+        """Record one record's result in one transaction: activations, audit rows, the
+        record as written, and the end of its pending write."""
+        at = format_instant(now)
+        with self.transaction():
+            for rule in outcome.get("activated", ()):
+                self._set_active(record_id, rule, True, at, run_id)
+            for rule in outcome.get("deactivated", ()):
+                self._set_active(record_id, rule, False, at, run_id)
+            self.db.executemany(
+                "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, at, record_id, s["rule"], s["action"], s["field"],
+                  _json(s["before"]), _json(s["after"])) for s in outcome.get("writes", ())])
+            if written is not None:
+                self.db.execute(
+                    "UPDATE records SET status = ?, updated_at = ?, data = ?,"
+                    " retired_version = NULL WHERE id = ?",
+                    (written.status, format_instant(written.updated_at),
+                     _json(written.to_dict()), record_id))
+            self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
+
+    def _set_active(self, record_id: str, rule: str, active: bool, at: str,
+                    run_id: int) -> None:
+        self.db.execute(
+            "INSERT INTO activations (record_id, rule, active, changed_at, run_id)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (record_id, rule) DO UPDATE SET"
+            " active = excluded.active, changed_at = excluded.changed_at,"
+            " run_id = excluded.run_id", (record_id, rule, int(active), at, run_id))
+
+    # -- the run log ---------------------------------------------------------------------
+
+    def begin_run(self, now: datetime, dry_run: bool) -> int:
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO runs (started_at, now, dry_run, status) VALUES (?, ?, ?, 'running')",
+                (format_instant(datetime.now(UTC)), format_instant(now), int(dry_run)))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, status: str, figures: dict[str, int],
+                   duration_ms: int, message: str = "") -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, read = ?, evaluated = ?,"
+                " changed = ?, writes = ?, skipped = ?, errors = ?, duration_ms = ?,"
+                " message = ? WHERE id = ?",
+                (format_instant(datetime.now(UTC)), status, figures.get("read", 0),
+                 figures.get("evaluated", 0), figures.get("changed", 0),
+                 figures.get("writes", 0), figures.get("skipped", 0), figures.get("errors", 0),
+                 duration_ms, message, run_id))
+
+
+class StateLock:
+    """One sync per state file: a second process is refused and told who holds it."""
+
+    def __init__(self, state_path: Path):
+        self.lock = FileLock(str(state_path) + ".lock", timeout=0)
+        self.owner = Path(str(state_path) + ".owner")
+
+    def __enter__(self) -> StateLock:
+        try:
+            self.lock.acquire()
+        except Timeout:
+            raise StateError(f"{self.lock.lock_file} is held by {self._holder()}; only one "
+                             "sync may use a state file at a time") from None
+        self.owner.write_text(_json({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "since": format_instant(datetime.now(UTC))}))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.owner.unlink(missing_ok=True)
+        self.lock.release()
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.owner.read_text())
+            return f"process {info['pid']} on {info['host']} (since {info['since']})"
+        except (OSError, ValueError, KeyError):
+            return "another process"

@@ -1,0 +1,76 @@
+"""Shared test helpers: written-out times, records and policies built in one line."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from connector.model import Record
+from rules.policy import Policy, check_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def at(text: str, tz: str = "UTC") -> datetime:
+    """`at("2026-03-02 09:15", tz="Europe/Berlin")` -> that wall time there, as aware UTC."""
+    return datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def iso(text: str, tz: str = "UTC") -> str:
+    return at(text, tz).isoformat()
+
+
+def record_dict(**fields: Any) -> dict[str, Any]:
+    """A valid ticket in the file helpdesk's format; keyword arguments override fields."""
+    data: dict[str, Any] = {
+        "id": "T-1", "kind": "ticket", "subject": "Printer on fire", "status": "open",
+        "priority": "normal", "tier": "standard", "channel": "email", "source": "",
+        "group": "support", "assignee": "", "tags": [],
+        "created_at": iso("2026-03-02 09:00"), "updated_at": iso("2026-03-02 09:00"),
+        "first_response_at": None, "solved_at": None, "status_history": [],
+        "escalation_level": 0, "notes": [], "custom": {},
+    }
+    data.update(fields)
+    return data
+
+
+def make_record(**fields: Any) -> Record:
+    return Record.from_dict(record_dict(**fields))
+
+
+def make_policy(slas: list[dict[str, Any]] | None = None,
+                rules: list[dict[str, Any]] | None = None, **extra: Any) -> Policy:
+    """A checked policy; by default one fallback SLA 'standard' with 1h/8h targets."""
+    if slas is None:
+        slas = [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}]
+    return check_policy({"slas": slas, "rules": rules or [], **extra}, "test-policy")
+
+
+def rule(name: str, conditions: dict[str, Any], *actions: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "conditions": conditions, "actions": list(actions)}
+
+
+def cond(name: str, operator: str, value: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "operator": operator}
+    if value is not None:
+        out["value"] = value
+    return out
+
+
+def act(name: str, **params: Any) -> dict[str, Any]:
+    return {"name": name, "params": params}
+
+
+@pytest.fixture
+def helpdesk(tmp_path: Path):
+    """Write records to a file helpdesk in tmp_path; returns a function (records) -> path."""
+    def write(*records: dict[str, Any]) -> Path:
+        path = tmp_path / "helpdesk.json"
+        path.write_text(json.dumps({"records": list(records)}, indent=2))
+        return path
+    return write
