@@ -1,0 +1,392 @@
+"""A sync end to end: the CLI, the file helpdesk, the real engine and a real SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from connector.file import FileHelpdesk
+from rules.policy import load_policy
+from sync import main
+from sync_run import run_sync
+from sync_state import StateStore
+from tests.conftest import ROOT, act, cond, iso, record_dict, rule
+
+DEMO_NOW = "2026-03-02T12:00:00+00:00"
+
+BREACH_POLICY = {
+    "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"},
+              "pause_statuses": ["pending"]}],
+    "rules": [
+        rule("warn", {"all": [cond("first_response_elapsed_pct", "greater_than_or_equal_to", 75),
+                              cond("first_response_breached", "is_false"),
+                              cond("first_response_met", "is_false")]},
+             act("add_tag", tag="sla_warning")),
+        rule("breach", {"all": [cond("first_response_breached", "is_true")]},
+             act("add_tag", tag="sla_breach"), act("remove_tag", tag="sla_warning"),
+             act("add_note", text="{id}: first response overdue by "
+                                  "{first_response_minutes_left} min")),
+    ],
+}
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def setup(tmp_path: Path, records: list[dict[str, Any]], policy: dict[str, Any] | None = None,
+          ) -> Path:
+    (tmp_path / "helpdesk.json").write_text(json.dumps({"records": records}, indent=2))
+    (tmp_path / "policy.json").write_text(json.dumps(policy or BREACH_POLICY))
+    config = tmp_path / "config.yaml"
+    config.write_text("connector: {type: file, path: helpdesk.json}\n"
+                      "policy: policy.json\nstate: state.db\n")
+    return config
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def records_of(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    data = json.loads((tmp_path / "helpdesk.json").read_text())
+    return {r["id"]: r for r in data["records"]}
+
+
+def summary(result: Any) -> dict[str, int]:
+    line = next(x for x in result.output.splitlines() if x.startswith("run "))
+    fields = line.split(": ", 1)[1].split(" in ")[0]
+    return {k: int(v) for k, v in (part.rsplit(" ", 1) for part in fields.split(", "))}
+
+
+# -- the demo ------------------------------------------------------------------------------
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    config = tmp_path / "demo.yaml"
+    config.write_text(
+        f"connector: {{type: file, path: helpdesk.json, seed: {ROOT / 'examples/helpdesk.json'}}}\n"
+        f"policy: {ROOT / 'policies/tiered-support.json'}\nstate: state.db\n")
+    return config
+
+
+def test_demo_rerun_with_the_same_now_writes_nothing(demo: Path) -> None:
+    seed_before = sha(ROOT / "examples/helpdesk.json")
+    first = cli("run", "--config", str(demo), "--now", DEMO_NOW)
+    second = cli("run", "--config", str(demo), "--now", DEMO_NOW)
+    assert first.exit_code == 0 and second.exit_code == 0
+    assert summary(first)["writes"] > 20
+    assert summary(second)["writes"] == 0
+    assert summary(second)["changed"] == 0
+    assert sha(ROOT / "examples/helpdesk.json") == seed_before
+
+
+def test_demo_moved_forward_fires_only_rules_that_became_true(demo: Path) -> None:
+    cli("run", "--config", str(demo), "--now", DEMO_NOW)
+    store = StateStore(demo.parent / "state.db")
+    active_before = store.active_rules()
+    later = cli("run", "--config", str(demo), "--now", "2026-03-02T12:30:00+00:00", "--json")
+    changes = [json.loads(line) for line in later.stdout.splitlines()]
+    assert changes, "half an hour later some clocks must have crossed a threshold"
+    for change in changes:
+        assert not set(change["rules"]) & active_before.get(change["id"], frozenset())
+    again = cli("run", "--config", str(demo), "--now", "2026-03-02T12:30:00+00:00")
+    assert summary(again)["writes"] == 0
+    audit = store.db.execute("SELECT record_id, rule, count(DISTINCT run_id) AS runs"
+                             " FROM audit GROUP BY record_id, rule HAVING runs > 1").fetchall()
+    assert audit == [], "no rule wrote twice to one record"
+
+
+def test_the_readme_demo_config_points_at_the_committed_seed() -> None:
+    config = (ROOT / "config.example.yaml").read_text()
+    assert "seed: examples/helpdesk.json" in config
+    assert "path: .demo/helpdesk.json" in config
+    assert load_policy(ROOT / "policies/tiered-support.json").rules
+
+
+# -- one scenario, step by step -----------------------------------------------------------
+
+def ticket(**fields: Any) -> dict[str, Any]:
+    base = {"created_at": iso("2026-03-02 09:00"), "updated_at": iso("2026-03-02 09:00")}
+    return record_dict(**{**base, **fields})
+
+
+def test_a_warning_then_a_breach_each_fire_once(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 09:50")).exit_code == 0
+    assert records_of(tmp_path)["T-1"]["tags"] == ["sla_warning"]
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    written = records_of(tmp_path)["T-1"]
+    assert written["tags"] == ["sla_breach"]
+    assert [n["text"] for n in written["notes"]] == ["T-1: first response overdue by -20 min"]
+    assert written["updated_at"] == iso("2026-03-02 10:20")
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 11:00"))
+    assert summary(result)["writes"] == 0
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
+def test_a_person_who_removes_the_tag_is_not_overridden(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    data = json.loads((tmp_path / "helpdesk.json").read_text())
+    data["records"][0]["tags"] = []
+    data["records"][0]["updated_at"] = iso("2026-03-02 10:25")
+    (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))
+    assert summary(result) | {"read": 1} == summary(result)
+    assert summary(result)["writes"] == 0
+    assert records_of(tmp_path)["T-1"]["tags"] == []
+
+
+def test_a_rule_fires_again_after_its_conditions_were_false(tmp_path: Path) -> None:
+    policy = {"slas": BREACH_POLICY["slas"],
+              "rules": [rule("urgent-is-tagged", cond("priority", "equal_to", "urgent"),
+                             act("add_tag", tag="urgent"))]}
+    config = setup(tmp_path, [ticket(id="T-1", priority="urgent")], policy)
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 09:10"))
+    for when, priority, tags in (("09:20", "normal", []), ("09:30", "urgent", [])):
+        data = json.loads((tmp_path / "helpdesk.json").read_text())
+        data["records"][0].update(priority=priority, tags=tags,
+                                  updated_at=iso(f"2026-03-02 {when}"))
+        (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+        cli("run", "--config", str(config), "--now", iso(f"2026-03-02 {when}"))
+    assert records_of(tmp_path)["T-1"]["tags"] == ["urgent"]
+
+
+def test_dry_run_writes_nothing_and_keeps_the_cursor(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    before = sha(tmp_path / "helpdesk.json")
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"), "--dry-run",
+                 "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["change"]["add_tags"] == ["sla_breach"]
+    assert sha(tmp_path / "helpdesk.json") == before
+    store = StateStore(tmp_path / "state.db")
+    assert store.cursor(f"file:{(tmp_path / 'helpdesk.json').resolve()}") is None
+    assert store.active_rules() == {}
+    real = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert summary(real)["writes"] == 1
+
+
+def test_a_malformed_record_is_skipped_and_the_rest_proceed(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2", created_at="2026-03-02 09:00"),
+                              {"kind": "ticket"}])
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 0
+    assert summary(result)["skipped"] == 2 and summary(result)["writes"] == 1
+    assert "record 'T-2': created_at: '2026-03-02 09:00' has no UTC offset" in result.stderr
+    assert "record #2: has no id" in result.stderr
+
+
+def test_an_invalid_policy_stops_the_run_before_any_read_or_write(tmp_path: Path) -> None:
+    bad = {"rules": [rule("r", cond("prio", "equal_to", "x"), act("escalat", level=1))]}
+    config = setup(tmp_path, [ticket(id="T-1")], bad)
+    before = sha(tmp_path / "helpdesk.json")
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 2
+    assert "rules[0].conditions.name: unknown variable 'prio'" in result.stderr
+    assert "rules[0].actions[0].name: unknown action 'escalat'" in result.stderr
+    assert sha(tmp_path / "helpdesk.json") == before
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_an_unreadable_helpdesk_fails_the_run_and_keeps_the_cursor(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 09:10"))
+    (tmp_path / "helpdesk.json").write_text('{"records": [')
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 1
+    assert "run failed, cursor not moved" in result.stderr and "invalid JSON" in result.stderr
+    row = StateStore(tmp_path / "state.db").db.execute(
+        "SELECT status, message FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    assert row["status"] == "failed"
+
+
+# -- conflicts and crashes ------------------------------------------------------------------
+
+def open_parts(tmp_path: Path) -> tuple[FileHelpdesk, Any, StateStore]:
+    connector = FileHelpdesk(tmp_path / "helpdesk.json")
+    policy = load_policy(tmp_path / "policy.json")
+    return connector, policy, StateStore(tmp_path / "state.db")
+
+
+def test_a_record_changed_between_read_and_write_is_not_overwritten(tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    connector, policy, store = open_parts(tmp_path)
+    real_apply = connector.apply
+
+    def agent_edits_first(change: Any, now: Any) -> Any:
+        if change.record_id == "T-1":
+            data = json.loads((tmp_path / "helpdesk.json").read_text())
+            data["records"][0].update(assignee="ana", updated_at=iso("2026-03-02 10:19"))
+            (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+        return real_apply(change, now)
+
+    connector.apply = agent_edits_first  # type: ignore[method-assign]
+    from connector.model import parse_instant
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    assert report.errors == 1 and report.writes == 1 and not report.cursor_moved
+    assert "changed since it was read" in report.failures[0]
+    after = records_of(tmp_path)
+    assert after["T-1"]["assignee"] == "ana" and after["T-1"]["tags"] == []
+    connector.apply = real_apply  # type: ignore[method-assign]
+    retry = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:21"), "now"))
+    assert retry.errors == 0 and retry.writes == 1 and retry.cursor_moved
+    assert records_of(tmp_path)["T-1"]["assignee"] == "ana"
+    assert records_of(tmp_path)["T-1"]["tags"] == ["sla_breach"]
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs."""
+
+
+@pytest.mark.parametrize("crash_after_write", [True, False])
+def test_a_crash_mid_run_neither_repeats_nor_loses_a_write(tmp_path: Path,
+                                                          crash_after_write: bool) -> None:
+    setup(tmp_path, [ticket(id=f"T-{n}") for n in range(1, 5)])
+    connector, policy, store = open_parts(tmp_path)
+    real_apply = connector.apply
+    calls: list[str] = []
+
+    def dies_on_the_third(change: Any, now: Any) -> Any:
+        calls.append(change.record_id)
+        if len(calls) == 3:
+            if crash_after_write:
+                real_apply(change, now)
+            raise Crash()
+        return real_apply(change, now)
+
+    connector.apply = dies_on_the_third  # type: ignore[method-assign]
+    from connector.model import parse_instant
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    with pytest.raises(Crash):
+        run_sync(connector, policy, store, now)
+    store.close()
+    connector, policy, store = open_parts(tmp_path)
+    report = run_sync(connector, policy, store, now)
+    assert report.recovered == (1 if crash_after_write else 0)
+    assert report.writes == (1 if crash_after_write else 2)
+    for record in records_of(tmp_path).values():
+        assert record["tags"] == ["sla_breach"]
+        assert len(record["notes"]) == 1, record["id"]
+    again = run_sync(connector, policy, store, now)
+    assert again.writes == 0
+
+
+# -- the state file and the lock ---------------------------------------------------------
+
+def test_a_state_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 09:10"))
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute("PRAGMA user_version = 99")
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 2
+    assert "written by a newer sla-sync (state schema 99" in result.stderr
+
+
+def test_a_file_that_is_not_a_state_file_is_refused(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    (tmp_path / "state.db").write_text("not sqlite at all, just text " * 100)
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 2 and "not a usable state file" in result.stderr
+
+
+def test_a_second_sync_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from sync_state import StateLock\n"
+         f"with StateLock(Path({str(tmp_path / 'state.db')!r})):\n"
+         "    print('held', flush=True); sys.stdin.read()"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+        assert result.exit_code == 4
+        assert f"held by process {holder.pid}" in result.stderr
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    after = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert after.exit_code == 0
+
+
+# -- closed records leave the evaluation set -----------------------------------------------
+
+def test_a_solved_record_is_retired_once_no_rule_can_fire_and_returns_when_it_changes(
+        tmp_path: Path) -> None:
+    solved = ticket(id="T-9", status="solved", first_response_at=iso("2026-03-02 09:10"),
+                    solved_at=iso("2026-03-02 09:30"), updated_at=iso("2026-03-02 09:30"),
+                    status_history=[{"at": iso("2026-03-02 09:10"), "status": "open"},
+                                    {"at": iso("2026-03-02 09:30"), "status": "solved"}])
+    config = setup(tmp_path, [solved, ticket(id="T-1")])
+    first = cli("run", "--config", str(config), "--now", iso("2026-03-02 09:40"))
+    assert summary(first)["evaluated"] == 2
+    second = cli("run", "--config", str(config), "--now", iso("2026-03-02 09:50"))
+    assert summary(second)["evaluated"] == 1
+    data = json.loads((tmp_path / "helpdesk.json").read_text())
+    data["records"][0].update(status="open", solved_at=None, updated_at=iso("2026-03-02 09:55"),
+                              status_history=[*data["records"][0]["status_history"],
+                                              {"at": iso("2026-03-02 09:55"), "status": "open"}])
+    (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+    third = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:00"))
+    assert summary(third)["evaluated"] == 2
+
+
+def test_a_policy_with_a_wall_clock_threshold_keeps_closed_records_until_it_passes(
+        tmp_path: Path) -> None:
+    policy = {"slas": BREACH_POLICY["slas"], "rules": [
+        rule("stale-solved", {"all": [cond("status", "equal_to", "solved"),
+                                      cond("hours_since_updated", "greater_than", 2)]},
+             act("add_tag", tag="stale"))]}
+    solved = ticket(id="T-9", status="solved", first_response_at=iso("2026-03-02 09:10"),
+                    solved_at=iso("2026-03-02 09:30"), updated_at=iso("2026-03-02 09:30"))
+    config = setup(tmp_path, [solved], policy)
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 10:00"))
+    later = cli("run", "--config", str(config), "--now", iso("2026-03-02 12:00"))
+    assert summary(later)["writes"] == 1
+    assert records_of(tmp_path)["T-9"]["tags"] == ["stale"]
+
+
+# -- explain ---------------------------------------------------------------------------------
+
+def test_explain_names_the_sla_the_clocks_the_rules_and_the_change(tmp_path: Path) -> None:
+    policy = {"slas": [{"name": "vip", "when": cond("tier", "equal_to", "vip"),
+                        "targets": {"first_response": "30m"}}, *BREACH_POLICY["slas"]],
+              "rules": BREACH_POLICY["rules"]}
+    config = setup(tmp_path, [ticket(id="T-1", status="pending", status_history=[
+        {"at": iso("2026-03-02 09:30"), "status": "pending"}])], policy)
+    result = cli("explain", "T-1", "--config", str(config), "--now", iso("2026-03-02 10:00"))
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "slas[0] 'vip': not matched: slas[0].when: tier equal_to 'vip' (is 'standard')" in out
+    assert "slas[1] 'standard': MATCHED (no 'when': matches every record)" in out
+    assert "first response: target 1h, elapsed 30m (50%), left 30m; paused" in out
+    assert "paused (pending) 2026-03-02T09:30:00+00:00 -> now: 30m not counted" in out
+    assert ("rules[0] 'warn': does not fire: rules[0].conditions.all[0]: "
+            "first_response_elapsed_pct greater_than_or_equal_to 75 (is 50)") in out
+    assert "none: nothing to write" in out
+
+
+def test_explain_says_an_active_rule_does_not_fire_again(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    result = cli("explain", "T-1", "--config", str(config), "--now", iso("2026-03-02 10:30"))
+    assert "rules[1] 'breach': conditions hold; already active since 2026-03-02T10:20:00+00:00" \
+        in result.stdout
+
+
+def test_explain_of_an_unknown_record_is_an_error(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    result = cli("explain", "T-404", "--config", str(config))
+    assert result.exit_code == 2 and "no record 'T-404'" in result.stderr
