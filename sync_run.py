@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector import ConflictError, Connector, ConnectorError, Record
+from connector import ConflictError, Connector, ConnectorError, Record, RecordGone
 from connector.model import ChangeSet, format_instant
 from rules.planner import WRITE, Plan, plan
 from rules.policy import Policy
@@ -184,6 +184,10 @@ def _write(connector: Connector, store: StateStore, report: RunReport, change: C
         store.drop_pending(change.record_id)
         report.errors += 1
         report.failures.append(f"{exc}; nothing written, the next run re-reads it")
+        return False
+    except RecordGone as exc:
+        store.forget(change.record_id)
+        report.warnings.append(f"{exc}; it was deleted in the helpdesk, so sla-sync forgets it")
         return False
     except ConnectorError as exc:
         if exc.record_id is None:

@@ -197,6 +197,14 @@ class StateStore:
                             " WHERE id = ? AND updated_at = ?",
                             (record.id, format_instant(record.updated_at)))
 
+    def forget(self, record_id: str) -> None:
+        """Drop a record the helpdesk no longer has from the mirror and the ledger (its audit
+        rows stay)."""
+        with self.transaction():
+            for table, key in (("records", "id"), ("activations", "record_id"),
+                               ("pending", "record_id")):
+                self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (record_id,))
+
     def counts(self) -> dict[str, int]:
         row = self.db.execute("SELECT count(*) AS mirrored, count(retired_version) AS retired"
                               " FROM records").fetchone()

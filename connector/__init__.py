@@ -8,7 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from connector.base import Capabilities, ConflictError, Connector, ConnectorError, Page
+from connector.base import (
+    Capabilities,
+    ConflictError,
+    Connector,
+    ConnectorError,
+    Page,
+    RecordGone,
+)
 from connector.model import ChangeSet, Note, Record, RecordError, StatusChange
 
 __all__ = [
@@ -21,6 +28,7 @@ __all__ = [
     "Page",
     "Record",
     "RecordError",
+    "RecordGone",
     "StatusChange",
     "open_connector",
 ]

@@ -31,6 +31,13 @@ class ConflictError(ConnectorError):
         super().__init__(message, retriable=True, record_id=record_id)
 
 
+class RecordGone(ConnectorError):
+    """The record no longer exists in the helpdesk (deleted or merged away)."""
+
+    def __init__(self, message: str, *, record_id: str):
+        super().__init__(message, retriable=False, record_id=record_id)
+
+
 @dataclass(frozen=True)
 class Capabilities:
     bulk_writes: bool = False

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connector.base import Capabilities, ConflictError, ConnectorError, Page
+from connector.base import Capabilities, ConflictError, ConnectorError, Page, RecordGone
 from connector.model import (
     ChangeSet,
     Record,
@@ -120,8 +120,8 @@ class FileHelpdesk:
         data = self._load()
         found = _find(data, change.record_id)
         if found is None:
-            raise ConnectorError(f"{self.path}: no record {change.record_id!r}",
-                                 record_id=change.record_id)
+            raise RecordGone(f"{self.path}: no record {change.record_id!r}",
+                             record_id=change.record_id)
         position, raw = found
         current = Record.from_dict(raw, position)
         if change.base_updated_at is not None and current.updated_at != change.base_updated_at:

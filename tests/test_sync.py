@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -390,3 +392,55 @@ def test_explain_of_an_unknown_record_is_an_error(tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     result = cli("explain", "T-404", "--config", str(config))
     assert result.exit_code == 2 and "no record 'T-404'" in result.stderr
+
+
+def test_a_record_deleted_in_the_helpdesk_is_forgotten_not_retried(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    cli("run", "--config", str(config), "--now", iso("2026-03-02 09:10"))
+    data = json.loads((tmp_path / "helpdesk.json").read_text())
+    data["records"] = [r for r in data["records"] if r["id"] != "T-2"]
+    (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 0
+    assert "no record 'T-2'" in result.stderr and "forgets it" in result.stderr
+    assert summary(result)["writes"] == 1
+    again = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))
+    assert summary(again)["evaluated"] == 1 and summary(again)["errors"] == 0
+
+
+def test_every_repeats_until_interrupted_and_reloads_a_changed_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    naps: list[float] = []
+    new_policy = {"slas": BREACH_POLICY["slas"],
+                  "rules": [rule("tag-all", cond("kind", "equal_to", "ticket"),
+                                 act("add_tag", tag="seen"))]}
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 1:
+            (tmp_path / "policy.json").write_text(json.dumps(new_policy))
+            os.utime(tmp_path / "policy.json", (1, 1))
+        elif len(naps) == 2:
+            (tmp_path / "policy.json").write_text('{"rules": [}')
+            os.utime(tmp_path / "policy.json", (2, 2))
+        else:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("sync.time.sleep", nap)
+    result = cli("run", "--config", str(config), "--every", "5m")
+    assert result.exit_code == 0
+    assert len(naps) == 3 and 0 < naps[0] <= 300
+    assert len(re.findall(r"^run \d+: read", result.output, re.M)) == 3
+    runs = StateStore(tmp_path / "state.db").db.execute("SELECT count(*) FROM runs").fetchone()
+    assert runs[0] == 3
+    assert "policy.json: reloaded" in result.stderr
+    assert "keeping the previous policy" in result.stderr
+    assert "stopped" in result.stderr
+    assert records_of(tmp_path)["T-1"]["tags"] == ["sla_breach", "seen"]
+
+
+def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    result = cli("run", "--config", str(config), "--every", "5m", "--now", iso("2026-03-02 09:00"))
+    assert result.exit_code == 2 and "cannot take --now" in result.stderr
