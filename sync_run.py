@@ -89,9 +89,10 @@ def is_applied(change: ChangeSet, record: Record) -> bool:
     current = {"priority": record.priority, "group": record.group,
                "assignee": record.assignee, "status": record.status}
     texts = {note.text for note in record.notes}
+    tags = {tag.lower() for tag in record.tags}
     return (all(current[k] == v for k, v in change.fields.items())
-            and all(tag in record.tags for tag in change.add_tags)
-            and not any(tag in record.tags for tag in change.remove_tags)
+            and all(tag.lower() in tags for tag in change.add_tags)
+            and not any(tag.lower() in tags for tag in change.remove_tags)
             and all(text in texts for text in change.notes)
             and (change.escalation_level is None
                  or record.escalation_level >= change.escalation_level))

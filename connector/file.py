@@ -63,23 +63,25 @@ class FileHelpdesk:
 
     def _load(self) -> dict[str, Any]:
         if not self.path.exists() and self.seed is not None:
-            if not self.seed.exists():
-                raise ConnectorError(f"{self.seed}: seed file not found")
-            self._write_atomically(json.loads(self.seed.read_text(encoding="utf-8")))
+            self._write_atomically(self._read(self.seed, "seed file"))
+        return self._read(self.path, "helpdesk file")
+
+    @staticmethod
+    def _read(path: Path, what: str) -> dict[str, Any]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ConnectorError(f"{self.path}: helpdesk file not found") from None
+            raise ConnectorError(f"{path}: {what} not found") from None
         except OSError as exc:
-            raise ConnectorError(f"{self.path}: cannot read ({exc.strerror})",
-                                 retriable=True) from None
+            raise ConnectorError(f"{path}: cannot read ({exc.strerror})", retriable=True)\
+                from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConnectorError(
-                f"{self.path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+                f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-            raise ConnectorError(f'{self.path}: expected an object {{"records": [...]}}')
+            raise ConnectorError(f'{path}: expected an object {{"records": [...]}}')
         return data
 
     def fetch(self, cursor: str | None) -> Iterator[Page]:
@@ -167,6 +169,6 @@ class FileHelpdesk:
 
 def _find(data: dict[str, Any], record_id: str) -> tuple[int, dict[str, Any]] | None:
     for position, raw in enumerate(data["records"]):
-        if isinstance(raw, dict) and str(raw.get("id")) == record_id:
+        if isinstance(raw, dict) and raw.get("id") is not None and str(raw["id"]) == record_id:
             return position, raw
     return None

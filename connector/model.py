@@ -27,7 +27,10 @@ class RecordError(ValueError):
         self.record_id = record_id
         self.position = position
         self.reason = message
-        where = f"record {record_id!r}" if record_id else f"record #{position}"
+        if record_id:
+            where = f"record {record_id!r}"
+        else:
+            where = "a record" if position is None else f"record #{position}"
         super().__init__(f"{where}: {message}")
 
 
@@ -123,7 +126,8 @@ class Record:
                 for i, entry in enumerate(_list(data, "notes"))
             )
             tags = tuple(_text(tag, f"tags[{i}]") for i, tag in enumerate(_list(data, "tags")))
-            level = data.get("escalation_level") or 0
+            level = data.get("escalation_level")
+            level = 0 if level is None else level
             if isinstance(level, bool) or not isinstance(level, int) or level < 0:
                 raise ValueError(f"escalation_level: expected a whole number >= 0, got {level!r}")
             custom = data.get("custom") or {}
@@ -212,11 +216,13 @@ def _text(value: Any, what: str, default: str | None = None) -> str:
 
 
 def merge_tags(existing: Iterable[str], add: Iterable[str], remove: Iterable[str]) -> list[str]:
-    """Existing tags, in their order, less `remove`, plus `add` at the end (no duplicates)."""
-    removed = set(remove)
-    result = [tag for tag in existing if tag not in removed]
+    """Existing tags, in their order, less `remove`, plus `add` at the end. Tags compare
+    case-insensitively (as helpdesks treat them): a tag present in another case is kept as
+    it is, not added again."""
+    removed = {tag.lower() for tag in remove}
+    result = [tag for tag in existing if tag.lower() not in removed]
     for tag in add:
-        if tag not in result:
+        if tag.lower() not in {t.lower() for t in result}:
             result.append(tag)
     return result
 
@@ -242,7 +248,7 @@ class ChangeSet:
         unknown = set(self.fields) - set(SETTABLE_FIELDS)
         if unknown:
             raise ValueError(f"ChangeSet cannot set {sorted(unknown)}")
-        if set(self.add_tags) & set(self.remove_tags):
+        if {t.lower() for t in self.add_tags} & {t.lower() for t in self.remove_tags}:
             raise ValueError("ChangeSet adds and removes the same tag")
 
     def is_empty(self) -> bool:

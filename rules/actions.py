@@ -126,5 +126,6 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.1f}".removesuffix(".0")
+        text = f"{value:.1f}".removesuffix(".0")
+        return "0" if text == "-0" else text
     return str(value)

@@ -5,7 +5,8 @@
   which rules are already active for the record; an active rule asks for nothing, so a
   person who undoes its action is not overridden while the rule stays active.
 - When two rules set the same field (or add and remove the same tag) the later one in the
-  file wins; the earlier step is kept in the plan as "overridden".
+  file wins, whichever pass it fired in; the earlier step is kept in the plan as
+  "overridden". Tags compare case-insensitively.
 - An escalation never lowers the level; of several escalations the highest wins.
 - What the record already satisfies is dropped.
 - The planner applies its own change in memory and evaluates again until no further rule
@@ -70,7 +71,8 @@ class Plan:
 
     @property
     def fired(self) -> tuple[str, ...]:
-        """Rules that fired in this plan, in order (including any that later deactivated)."""
+        """Rules that fired in this plan, in policy order (including any that later
+        deactivated)."""
         return tuple(dict.fromkeys(step.rule for step in self.steps))
 
 
@@ -78,7 +80,7 @@ def plan(record: Record, policy: Policy, now: datetime,
          active: Iterable[str] = ()) -> Plan:
     active_before = frozenset(active)
     active_now = set(active_before)
-    fired: list[tuple[str, Intent]] = []
+    fired: dict[int, tuple[str, tuple[Intent, ...]]] = {}  # rule index -> its latest intents
     first: Evaluation | None = None
     current = record
     settled = False
@@ -96,23 +98,30 @@ def plan(record: Record, policy: Policy, now: datetime,
             break
         for outcome in newly:
             active_now.add(outcome.rule.name)
-            fired.extend((outcome.rule.name, intent) for intent in outcome.intents)
-        change, steps = merge(record, fired)
-        current = change.applied_to(record, now)
+            # A rule that fires again after its own plan deactivated it replaces its intents.
+            fired[outcome.rule.index] = (outcome.rule.name, outcome.intents)
+        change, steps = merge(record, [(index, name, intent)
+                                       for index, (name, intents) in fired.items()
+                                       for intent in intents])
+        # Only a change that would be written moves updated_at (hours_since_updated).
+        current = record if change.is_empty() else change.applied_to(record, now)
     assert first is not None
     return Plan(record=record, change=change, steps=tuple(steps), active_before=active_before,
                 active_after=frozenset(active_now), evaluation=first, passes=passes,
                 settled=settled)
 
 
-def merge(record: Record, fired: list[tuple[str, Intent]]) -> tuple[ChangeSet, list[Step]]:
-    """One ChangeSet from the intents of the rules that fired, in firing order."""
-    top = max((int(i.params["level"]) for _, i in fired if i.action == "escalate"), default=0)
-    top_rule = next((r for r, i in fired if i.action == "escalate" and i.params["level"] == top),
-                    "")
+def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeSet, list[Step]]:
+    """One ChangeSet from the intents of the rules that fired, as (rule index, rule name,
+    intent). Intents are taken in policy order, whichever pass they fired in, so the rule
+    later in the file wins."""
+    ordered = sorted(fired, key=lambda item: item[0])
+    levels = [(int(i.params["level"]), r) for _, r, i in ordered if i.action == "escalate"]
+    top = max((level for level, _ in levels), default=0)
+    top_rule = next((r for level, r in reversed(levels) if level == top), "")
     ops: list[tuple[str, str, str, Any]] = []  # rule, action, slot, value
     dropped: list[Step] = []
-    for rule, intent in fired:
+    for _, rule, intent in ordered:
         params = intent.params
         if intent.action in FIELD_OF:
             slot = FIELD_OF[intent.action]
@@ -135,14 +144,15 @@ def merge(record: Record, fired: list[tuple[str, Intent]]) -> tuple[ChangeSet, l
             dropped.extend(Step(rule, "escalate", slot, _current(record, slot), value, outcome,
                                 detail) for slot, value in parts)
 
-    last: dict[str, str] = {}
-    for rule, _, slot, _ in ops:
+    # Tags compare case-insensitively, as helpdesks do: adding "VIP" and removing "vip"
+    # touch the same tag.
+    def key(slot: str) -> str:
+        return slot.lower() if slot.startswith("tag:") else slot
+
+    winner: dict[str, int] = {}
+    for index, (_, _, slot, _) in enumerate(ops):
         if slot != "note":
-            last[slot] = rule
-    winners: dict[str, tuple[int, Any]] = {}
-    for index, (_, _, slot, value) in enumerate(ops):
-        if slot != "note":
-            winners[slot] = (index, value)
+            winner[key(slot)] = index
 
     steps: list[Step] = []
     fields: dict[str, str] = {}
@@ -161,17 +171,20 @@ def merge(record: Record, fired: list[tuple[str, Intent]]) -> tuple[ChangeSet, l
                 steps.append(Step(rule, action, slot, None, value, WRITE))
             continue
         after = ("present" if value else "absent") if slot.startswith("tag:") else value
-        if winners[slot][0] != index:
+        won = winner[key(slot)]
+        if won != index:
             steps.append(Step(rule, action, slot, before, after, OVERRIDDEN,
-                              f"by rule {last[slot]!r}, later in the policy"))
+                              f"by rule {ops[won][0]!r}, later in the policy"))
         elif before == after:
             steps.append(Step(rule, action, slot, before, after, SATISFIED))
         else:
             steps.append(Step(rule, action, slot, before, after, WRITE))
             if slot == "escalation_level":
                 new_level = value
+            elif slot.startswith("tag:") and value:
+                add_tags.append(slot[4:])
             elif slot.startswith("tag:"):
-                (add_tags if value else remove_tags).append(slot[4:])
+                remove_tags.extend(_matching_tags(record, slot[4:]))
             else:
                 fields[slot] = value
     change = ChangeSet(record.id, base_updated_at=record.updated_at, fields=fields,
@@ -180,9 +193,13 @@ def merge(record: Record, fired: list[tuple[str, Intent]]) -> tuple[ChangeSet, l
     return change, steps + dropped
 
 
+def _matching_tags(record: Record, tag: str) -> list[str]:
+    return [t for t in record.tags if t.lower() == tag.lower()]
+
+
 def _current(record: Record, slot: str) -> Any:
     if slot.startswith("tag:"):
-        return "present" if slot[4:] in record.tags else "absent"
+        return "present" if _matching_tags(record, slot[4:]) else "absent"
     if slot == "note":
         return None
     values: Mapping[str, Any] = {"priority": record.priority, "group": record.group,

@@ -122,6 +122,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.horizon: float | None = None
+        self.defined_calendars: set[str] = set()  # named under `calendars`, valid or not
         self.actions = action_specs()
 
     def fail(self, path: str, message: str) -> None:
@@ -166,6 +167,7 @@ class _Checker:
             return found
         for name, spec in value.items():
             path = f"calendars.{name}"
+            self.defined_calendars.add(name)
             if name in BUILT_IN:
                 self.fail(path, f"{name!r} is built in and cannot be redefined")
             elif not isinstance(spec, dict):
@@ -201,7 +203,7 @@ class _Checker:
                           "and matches every record"))
             calendar_name = spec.get("calendar", ALWAYS)
             calendar = calendars.get(calendar_name) if isinstance(calendar_name, str) else None
-            if calendar is None:
+            if calendar is None and calendar_name not in self.defined_calendars:
                 self.fail(f"{path}.calendar", f"unknown calendar {calendar_name!r}"
                           + _suggest(str(calendar_name), calendars))
             targets = self.targets(spec.get("targets", {}), f"{path}.targets")

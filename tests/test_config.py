@@ -1,0 +1,98 @@
+"""config.yaml: ${VAR} from the environment, paths relative to the file, errors naming keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connector import open_connector
+from sync_config import ConfigError, load_config, locate
+
+GOOD = """\
+connector:
+  type: file
+  path: ${HELPDESK}
+  token: Bearer ${TOKEN}
+policy: policies/team.json
+state: .state/sync.db
+"""
+
+
+def write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def error(path: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={} if environ is None else environ)
+    return str(info.value)
+
+
+def test_variables_are_taken_from_the_given_environment(tmp_path: Path):
+    config = load_config(write(tmp_path, GOOD), environ={"HELPDESK": "h.json", "TOKEN": "s3"})
+    assert config.connector == {"type": "file", "path": "h.json", "token": "Bearer s3"}
+
+
+def test_missing_variable_names_it_and_its_key_without_echoing_other_values(tmp_path: Path):
+    path = write(tmp_path, GOOD)
+    message = error(path, {"HELPDESK": "h.json", "DB_PASSWORD": "hunter2-secret"})
+    assert message == f"{path}: connector.token: environment variable TOKEN is not set"
+    assert "hunter2-secret" not in message and "h.json" not in message
+
+
+def test_value_that_is_not_a_mapping_is_refused_without_echoing_the_secret(tmp_path: Path):
+    path = write(tmp_path, "connector: ${TOKEN}\npolicy: p.json\nstate: s.db\n")
+    message = error(path, {"TOKEN": "hunter2-secret"})
+    assert message == f"{path}: connector: expected a mapping with a 'type'"
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "connector: {type: file, path: data/h.json}\npolicy: policies/team.json\n" \
+           "state: .state/sync.db\n"
+    config = load_config(write(tmp_path / "etc", text), environ={})
+    assert (config.policy, config.state) == (
+        tmp_path / "etc" / "policies" / "team.json", tmp_path / "etc" / ".state" / "sync.db")
+    assert open_connector(dict(config.connector), config.base_dir).path == (
+        tmp_path / "etc" / "data" / "h.json")
+
+
+def test_absolute_path_from_the_environment_is_kept(tmp_path: Path):
+    path = write(tmp_path, "connector: {type: file}\npolicy: ${POLICY}\nstate: s.db\n")
+    assert load_config(path, environ={"POLICY": "/srv/team.json"}).policy == Path(
+        "/srv/team.json")
+
+
+def test_unknown_and_missing_keys_are_all_named(tmp_path: Path):
+    path = write(tmp_path, "conector: {type: file}\npolicy: p.json\nstate: s.db\n")
+    assert error(path) == f"{path}: conector: unknown key; connector: missing"
+
+
+def test_invalid_yaml_is_reported_with_line_and_column(tmp_path: Path):
+    path = write(tmp_path, "connector:\n  type: file\n    path: h.json\npolicy: p\nstate: s\n")
+    assert error(path) == f"{path}:3:9: invalid YAML (mapping values are not allowed here)"
+
+
+def test_missing_config_file_says_how_to_give_one(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    assert error(path) == (f"{path}: config file not found (give --config FILE or set "
+                           "SLA_SYNC_CONFIG)")
+
+
+def test_locate_prefers_the_explicit_path(monkeypatch):
+    monkeypatch.setenv("SLA_SYNC_CONFIG", "/etc/sla-sync/env.yaml")
+    assert locate("ops/explicit.yaml") == Path("ops/explicit.yaml")
+
+
+def test_locate_falls_back_to_the_environment_variable(monkeypatch):
+    monkeypatch.setenv("SLA_SYNC_CONFIG", "/etc/sla-sync/env.yaml")
+    assert locate(None) == Path("/etc/sla-sync/env.yaml")
+
+
+def test_locate_defaults_to_config_yaml_in_the_working_folder(monkeypatch):
+    monkeypatch.delenv("SLA_SYNC_CONFIG", raising=False)
+    assert locate(None) == Path("config.yaml")

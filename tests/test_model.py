@@ -1,0 +1,161 @@
+"""Record and ChangeSet: what is refused, what is normalised, what a change leaves behind."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+import pytest
+from conftest import at, iso, make_record, record_dict
+
+from connector.model import ChangeSet, Note, Record, RecordError, StatusChange
+
+
+def refusal(position: int = 4, **fields) -> RecordError:
+    with pytest.raises(RecordError) as info:
+        Record.from_dict(record_dict(**fields), position)
+    return info.value
+
+
+# -- Record.from_dict refuses ---------------------------------------------------------------
+
+def test_record_without_id_is_named_by_its_position():
+    error = refusal(id=None)
+    assert (str(error), error.record_id, error.position) == ("record #4: has no id", None, 4)
+
+
+def test_record_that_is_not_an_object_is_named_by_its_position():
+    with pytest.raises(RecordError, match=r"^record #2: is not an object$"):
+        Record.from_dict(["T-1"], 2)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"kind": "deal"}, "kind: unknown kind 'deal' (expected one of ticket, lead)"),
+    ({"created_at": "2026-03-02T09:00:00"},
+     "created_at: '2026-03-02T09:00:00' has no UTC offset (refusing to guess a timezone)"),
+    ({"updated_at": "yesterday"}, "updated_at: 'yesterday' is not an ISO 8601 timestamp"),
+    ({"tags": "vip,urgent"}, "tags: expected a list, got str"),
+    ({"tags": ["vip", 1]}, "tags[1]: expected a string, got 1"),
+    ({"escalation_level": -1}, "escalation_level: expected a whole number >= 0, got -1"),
+    ({"status_history": [{"at": iso("2026-03-02 10:00"), "status": "open"},
+                         {"at": iso("2026-03-02 09:30"), "status": "pending"}]},
+     "status_history: entries are not in time order"),
+], ids=["unknown-kind", "no-offset", "not-iso", "tags-not-list", "tag-not-string",
+        "negative-level", "history-out-of-order"])
+def test_bad_field_is_refused_naming_the_record_id(fields, message):
+    error = refusal(**fields)
+    assert (str(error), error.record_id, error.reason) == (f"record 'T-1': {message}", "T-1",
+                                                           message)
+
+
+def test_boolean_escalation_level_is_refused_like_true_is():
+    assert str(refusal(escalation_level=True)) == (
+        "record 'T-1': escalation_level: expected a whole number >= 0, got True")
+    assert str(refusal(escalation_level=False)) == (
+        "record 'T-1': escalation_level: expected a whole number >= 0, got False")
+
+
+# -- timestamps and round trip --------------------------------------------------------------
+
+def test_z_and_explicit_offsets_are_converted_to_utc():
+    record = make_record(created_at="2026-03-02T09:00:00Z",
+                         updated_at="2026-03-02T10:30:00+01:00")
+    assert record.created_at == at("2026-03-02 09:00")
+    assert record.updated_at == at("2026-03-02 09:30")
+    assert record.updated_at.tzinfo is UTC
+    assert record.to_dict()["updated_at"] == "2026-03-02T09:30:00+00:00"
+
+
+def test_record_survives_a_to_dict_from_dict_round_trip():
+    record = make_record(
+        tags=["vip", "printer"], first_response_at=iso("2026-03-02 09:20"), escalation_level=2,
+        status_history=[{"at": iso("2026-03-02 09:05"), "status": "open"}],
+        notes=[{"at": iso("2026-03-02 09:10"), "text": "called back"}],
+        custom={"seats": 40, "plan": {"name": "gold"}})
+    assert Record.from_dict(record.to_dict()) == record
+    assert record.to_dict() == record_dict(
+        tags=["vip", "printer"], first_response_at="2026-03-02T09:20:00+00:00",
+        escalation_level=2,
+        status_history=[{"at": "2026-03-02T09:05:00+00:00", "status": "open"}],
+        notes=[{"at": "2026-03-02T09:10:00+00:00", "text": "called back"}],
+        custom={"seats": 40, "plan": {"name": "gold"}})
+
+
+# -- status_timeline ------------------------------------------------------------------------
+
+def test_record_without_history_had_its_status_since_creation():
+    assert make_record(status="pending").status_timeline() == [
+        StatusChange(at("2026-03-02 09:00"), "pending")]
+
+
+def test_timeline_starts_new_at_creation_then_follows_the_history():
+    record = make_record(status="pending", status_history=[
+        {"at": iso("2026-03-02 09:05"), "status": "open"},
+        {"at": iso("2026-03-02 09:40"), "status": "pending"}])
+    assert record.status_timeline() == [
+        StatusChange(at("2026-03-02 09:00"), "new"),
+        StatusChange(at("2026-03-02 09:05"), "open"),
+        StatusChange(at("2026-03-02 09:40"), "pending")]
+
+
+def test_current_status_missing_from_history_holds_from_updated_at():
+    record = make_record(status="solved", updated_at=iso("2026-03-02 11:00"),
+                         status_history=[{"at": iso("2026-03-02 09:05"), "status": "open"}])
+    assert record.status_timeline()[-2:] == [
+        StatusChange(at("2026-03-02 09:05"), "open"),
+        StatusChange(at("2026-03-02 11:00"), "solved")]
+
+
+def test_current_status_missing_from_history_never_starts_before_the_last_entry():
+    record = make_record(status="solved", updated_at=iso("2026-03-02 09:30"),
+                         status_history=[{"at": iso("2026-03-02 10:00"), "status": "open"}])
+    assert record.status_timeline()[-1] == StatusChange(at("2026-03-02 10:00"), "solved")
+
+
+# -- ChangeSet ------------------------------------------------------------------------------
+
+NOW = at("2026-03-02 12:00")
+
+
+def test_applied_change_merges_tags_in_order_without_duplicates():
+    record = make_record(tags=["a", "b", "c"])
+    after = ChangeSet("T-1", add_tags=("d", "a"), remove_tags=("b",)).applied_to(record, NOW)
+    assert after.tags == ("a", "c", "d")
+
+
+def test_applied_change_appends_notes_stamped_now():
+    record = make_record(notes=[{"at": iso("2026-03-02 09:10"), "text": "first"}])
+    after = ChangeSet("T-1", notes=("second",)).applied_to(record, NOW)
+    assert after.notes == (Note(at("2026-03-02 09:10"), "first"), Note(NOW, "second"))
+
+
+def test_applied_status_change_appends_history_and_sets_updated_at():
+    after = ChangeSet("T-1", fields={"status": "pending"}).applied_to(make_record(), NOW)
+    assert (after.status, after.status_history, after.updated_at) == (
+        "pending", (StatusChange(NOW, "pending"),), NOW)
+
+
+def test_applied_change_to_the_same_status_adds_no_history():
+    after = ChangeSet("T-1", fields={"status": "open", "priority": "high"}).applied_to(
+        make_record(), NOW)
+    assert (after.status_history, after.priority, after.updated_at) == ((), "high", NOW)
+
+
+def test_change_set_refuses_adding_and_removing_the_same_tag():
+    with pytest.raises(ValueError, match=r"^ChangeSet adds and removes the same tag$"):
+        ChangeSet("T-1", add_tags=("vip", "x"), remove_tags=("vip",))
+
+
+def test_change_set_refuses_fields_it_may_not_set():
+    with pytest.raises(ValueError, match=r"^ChangeSet cannot set \['tier'\]$"):
+        ChangeSet("T-1", fields={"tier": "gold", "group": "tier2"})
+
+
+def test_change_set_survives_a_to_dict_from_dict_round_trip():
+    change = ChangeSet("T-1", base_updated_at=at("2026-03-02 10:00", tz="Europe/Berlin"),
+                       fields={"group": "tier2"}, add_tags=("sla_breach",),
+                       remove_tags=("sla_warning",), notes=("escalated",), escalation_level=1)
+    assert change.to_dict() == {
+        "id": "T-1", "base_updated_at": "2026-03-02T09:00:00+00:00", "set": {"group": "tier2"},
+        "escalation_level": 1, "add_tags": ["sla_breach"], "remove_tags": ["sla_warning"],
+        "notes": ["escalated"]}
+    assert ChangeSet.from_dict(change.to_dict()) == change
