@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,19 +179,9 @@ class _Checker:
         return found
 
     def slas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Sla]:
-        if not isinstance(value, list):
-            self.fail("slas", f"expected a list, got {_kind(value)}")
-            return []
         slas: list[Sla] = []
-        names: dict[str, int] = {}
         fallback: tuple[int, str] | None = None
-        for index, spec in enumerate(value):
-            path = f"slas[{index}]"
-            if not isinstance(spec, dict):
-                self.fail(path, f"expected an object, got {_kind(spec)}")
-                continue
-            self.keys(spec, path, SLA_KEYS)
-            name = self.name(spec, path, names, index, "SLA")
+        for index, path, spec, name in self.entries(value, "slas", SLA_KEYS, "SLA"):
             when = None
             if "when" in spec:
                 when = self.condition(spec["when"], f"{path}.when", RECORD_VARIABLES)
@@ -217,6 +207,21 @@ class _Checker:
                             calendar=calendar or BUILT_IN[ALWAYS], targets=targets,
                             pause_statuses=pauses))
         return slas
+
+    def entries(self, value: Any, where: str, keys: tuple[str, ...],
+                what: str) -> Iterator[tuple[int, str, dict[str, Any], str]]:
+        """The named objects of a list (SLAs, rules): index, path, object, unique name."""
+        if not isinstance(value, list):
+            self.fail(where, f"expected a list, got {_kind(value)}")
+            return
+        names: dict[str, int] = {}
+        for index, spec in enumerate(value):
+            path = f"{where}[{index}]"
+            if not isinstance(spec, dict):
+                self.fail(path, f"expected an object, got {_kind(spec)}")
+                continue
+            self.keys(spec, path, keys)
+            yield index, path, spec, self.name(spec, path, names, index, what)
 
     def name(self, spec: Mapping[str, Any], path: str, seen: dict[str, int], index: int,
              what: str) -> str:
@@ -248,18 +253,8 @@ class _Checker:
         return targets
 
     def rules(self, value: Any) -> list[Rule]:
-        if not isinstance(value, list):
-            self.fail("rules", f"expected a list, got {_kind(value)}")
-            return []
         rules = []
-        names: dict[str, int] = {}
-        for index, spec in enumerate(value):
-            path = f"rules[{index}]"
-            if not isinstance(spec, dict):
-                self.fail(path, f"expected an object, got {_kind(spec)}")
-                continue
-            self.keys(spec, path, RULE_KEYS)
-            name = self.name(spec, path, names, index, "rule")
+        for index, path, spec, name in self.entries(value, "rules", RULE_KEYS, "rule"):
             if "conditions" not in spec:
                 self.fail(f"{path}.conditions", "missing (write {\"all\": [...]} or "
                                                 "{\"any\": [...]})")
