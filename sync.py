@@ -204,17 +204,19 @@ def explain(record_id: str, config_path: str | None, now_text: str | None) -> No
         raise Exit(str(exc), EXIT_FAILED) from None
     active: frozenset[str] = frozenset()
     since: dict[str, str] = {}
+    previous = None
     if config.state.exists():
         try:
             with StateStore(config.state) as store:
                 record = record or store.record(record_id)
                 active = store.active_rules().get(record_id, frozenset())
                 since = store.activation_times(record_id)
+                previous = store.sla_marks().get(record_id)
         except StateError as exc:
             raise Exit(str(exc), EXIT_INVALID) from None
     if record is None:
         raise Exit(f"no record {record_id!r} in {connector.identity}", EXIT_INVALID)
-    click.echo(explain_plan(plan(record, policy, now, active), policy, since))
+    click.echo(explain_plan(plan(record, policy, now, active, previous), policy, since))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 
 from connector import ConflictError, Connector, ConnectorError, Record, RecordGone
 from connector.model import ChangeSet, format_instant
+from rules.engine import SlaMark
 from rules.planner import WRITE, Plan, plan
 from rules.policy import Policy
 from sync_state import StateStore
@@ -53,14 +54,18 @@ class RunReport:
                 "writes": self.writes, "skipped": self.skipped, "errors": self.errors}
 
 
-def outcome_of(p: Plan) -> dict[str, Any]:
+def outcome_of(p: Plan, previous: SlaMark | None) -> dict[str, Any]:
     """What the state store records for a plan once its change is applied."""
-    return {
+    outcome: dict[str, Any] = {
         "activated": sorted(p.activated),
         "deactivated": sorted(p.deactivated),
         "writes": [{"rule": s.rule, "action": s.action, "field": s.slot, "before": s.before,
                     "after": s.after} for s in p.steps if s.outcome == WRITE],
     }
+    mark = p.final.sla_mark
+    if mark is not None and mark != previous:
+        outcome["sla_mark"] = {"sla": mark.name, "since": format_instant(mark.since)}
+    return outcome
 
 
 def describe(p: Plan) -> dict[str, Any]:
@@ -141,10 +146,12 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         records = [fetched.get(r.id, r) for r in records]
         records += [r for r in fetched.values() if r.id not in known]
     active = store.active_rules()
+    marks = store.sla_marks()
 
     for record in records:
+        previous = marks.get(record.id)
         try:
-            p = plan(record, policy, now, active.get(record.id, frozenset()))
+            p = plan(record, policy, now, active.get(record.id, frozenset()), previous)
         except Exception as exc:  # a rule that blows up on one record must not stop the rest
             report.errors += 1
             report.failures.append(f"record {record.id!r}: evaluation failed: {exc!r}")
@@ -154,7 +161,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             report.warnings.append(
                 f"record {record.id!r}: rules kept changing it for {p.passes} passes "
                 f"({', '.join(p.fired)}); check the policy for rules that undo each other")
-        outcome = outcome_of(p)
+        outcome = outcome_of(p, previous)
         if not p.change.is_empty():
             report.changed += 1
             report.changes.append(describe(p))
@@ -165,7 +172,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             continue
         if dry:
             continue
-        if outcome["activated"] or outcome["deactivated"]:
+        if outcome["activated"] or outcome["deactivated"] or "sla_mark" in outcome:
             store.commit(report.run_id, record.id, outcome, now)
         if is_settled(record, p, policy, now):
             store.retire(record)

@@ -19,7 +19,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from connector.model import ChangeSet, Record, format_instant
+from connector.model import ChangeSet, Record, format_instant, parse_instant
+from rules.engine import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
 
@@ -83,6 +84,14 @@ MIGRATIONS: list[str] = [
         errors INTEGER DEFAULT 0,
         duration_ms INTEGER,
         message TEXT
+    );
+    """,
+    # 2: which SLA each record is under, and since when (on_target_change: restart)
+    """
+    CREATE TABLE sla_marks (
+        record_id TEXT PRIMARY KEY,
+        sla TEXT NOT NULL,
+        since TEXT NOT NULL
     );
     """,
 ]
@@ -202,7 +211,7 @@ class StateStore:
         rows stay)."""
         with self.transaction():
             for table, key in (("records", "id"), ("activations", "record_id"),
-                               ("pending", "record_id")):
+                               ("pending", "record_id"), ("sla_marks", "record_id")):
                 self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (record_id,))
 
     def counts(self) -> dict[str, int]:
@@ -218,6 +227,11 @@ class StateStore:
         for row in self.db.execute("SELECT record_id, rule FROM activations WHERE active = 1"):
             found.setdefault(row["record_id"], set()).add(row["rule"])
         return {key: frozenset(value) for key, value in found.items()}
+
+    def sla_marks(self) -> dict[str, SlaMark]:
+        """Record id -> the SLA it was under at the last sync, and since when."""
+        return {row["record_id"]: SlaMark(row["sla"], parse_instant(row["since"], "since"))
+                for row in self.db.execute("SELECT record_id, sla, since FROM sla_marks")}
 
     def activation_times(self, record_id: str) -> dict[str, str]:
         """Rule -> when it was activated, for the rules active for one record."""
@@ -266,6 +280,12 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, at, record_id, s["rule"], s["action"], s["field"],
                   _json(s["before"]), _json(s["after"])) for s in outcome.get("writes", ())])
+            mark = outcome.get("sla_mark")
+            if mark is not None:
+                self.db.execute(
+                    "INSERT INTO sla_marks (record_id, sla, since) VALUES (?, ?, ?)"
+                    " ON CONFLICT (record_id) DO UPDATE SET sla = excluded.sla,"
+                    " since = excluded.since", (record_id, mark["sla"], mark["since"]))
             if written is not None:
                 self.db.execute(
                     "UPDATE records SET status = ?, updated_at = ?, data = ?,"

@@ -20,9 +20,11 @@ from business_rules.fields import FIELD_NUMERIC, FIELD_TEXT
 from rules.clock import TARGETS
 from rules.variables import CLOCK_SUFFIXES
 
-#: Placeholders a note text may use.
-PLACEHOLDERS = ("id", "sla", "priority", *(
-    f"{target}_{suffix}" for target in TARGETS for suffix in CLOCK_SUFFIXES))
+#: Placeholders a note text may use: these, and {T_X} for every target T and clock fact X.
+RECORD_PLACEHOLDERS = ("id", "sla", "priority")
+CLOCK_PLACEHOLDERS = (*CLOCK_SUFFIXES, "due_at")
+PLACEHOLDERS = (*RECORD_PLACEHOLDERS, *(
+    f"{target}_{suffix}" for target in TARGETS for suffix in CLOCK_PLACEHOLDERS))
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,11 @@ def note_placeholders(template: str) -> list[str]:
         if spec or conversion or name not in PLACEHOLDERS:
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (
                 f":{spec}" if spec else "") + "}"
-            raise ValueError(f"unknown placeholder {shown} (allowed: "
-                             + ", ".join("{" + p + "}" for p in PLACEHOLDERS) + ")")
+            raise ValueError(
+                f"unknown placeholder {shown} (allowed: "
+                + ", ".join("{" + p + "}" for p in RECORD_PLACEHOLDERS)
+                + ", and {T_X} for T in " + ", ".join(TARGETS)
+                + " and X in " + ", ".join(CLOCK_PLACEHOLDERS) + ")")
         names.append(name)
     return names
 

@@ -1,23 +1,54 @@
-"""Calendars: when the SLA clock runs.
+"""Calendars: when the SLA clock runs, and business-time arithmetic exact to the second.
 
-A calendar answers two questions, both in seconds of business time:
-`business_seconds(start, end)` and `add_business_seconds(start, seconds)`. Only the
-built-in `24x7` calendar exists so far; business-hours calendars (a timezone, working
-intervals per weekday, holidays) share this interface and arrive with the policy shape
-already reserved for them under `calendars`.
+A calendar answers `business_seconds(start, end)` and `add_business_seconds(start, s)`,
+both in real (UTC) seconds that fall inside its working intervals, and `is_open(instant)`.
+
+- `24x7` is built in: every second counts.
+- A weekly calendar has an IANA timezone, working intervals per weekday in wall-clock time
+  (`"09:00-12:30"`, `"13:30-18:00"`, `"22:00-24:00"`), and holidays: one-off dates
+  (`"2026-12-24"`), yearly dates (`"12-25"`) and public holidays by country and subdivision
+  (`{"country": "DE", "subdiv": "BE"}`, through the `holidays` package). A holiday has no
+  working time at all.
+
+Wall-clock intervals are turned into UTC instants day by day, so a 09:00-17:00 day is
+8 hours on the day the clocks change too; an interval that spans a clock change lasts the
+real time between its ends (00:00-24:00 is 23 hours on the spring-forward day). A wall time
+that does not exist that day (inside the spring-forward gap) is read with the offset from
+before the change; a wall time that occurs twice is its first occurrence.
+
+Costs grow with the number of days spanned, never with minutes: each day's intervals and
+totals are computed once and cached.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Protocol
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 ALWAYS = "24x7"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: How far add_business_seconds looks for working time before giving up.
+MAX_DAYS = 3660
+_INTERVAL = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
+_ONE_OFF = re.compile(r"\d{4}-\d\d-\d\d")
+_YEARLY = re.compile(r"\d\d-\d\d")
+
+Interval = tuple[datetime, datetime]
 
 
 class Calendar(Protocol):
     name: str
     timezone: str
+
+    @property
+    def working_day_seconds(self) -> float:
+        """The length of one business day (`bd`): the calendar's average working day."""
+        ...
 
     def business_seconds(self, start: datetime, end: datetime) -> float:
         """Business time between two instants (0 when end <= start)."""
@@ -27,18 +58,271 @@ class Calendar(Protocol):
         """The instant at which `seconds` of business time have passed since `start`."""
         ...
 
+    def is_open(self, instant: datetime) -> bool:
+        """Is `instant` inside working time?"""
+        ...
+
 
 class TwentyFourSeven:
     """Every second counts."""
 
     name = ALWAYS
     timezone = "UTC"
+    working_day_seconds = 86400.0
 
     def business_seconds(self, start: datetime, end: datetime) -> float:
         return max(0.0, (end - start).total_seconds())
 
     def add_business_seconds(self, start: datetime, seconds: float) -> datetime:
-        return start + timedelta(seconds=seconds)
+        return start + timedelta(seconds=max(0.0, seconds))
+
+    def is_open(self, instant: datetime) -> bool:
+        return True
+
+
+class WeeklyCalendar:
+    def __init__(self, name: str, timezone: str, week: Mapping[int, Iterable[tuple[int, int]]],
+                 one_off: Iterable[date] = (), yearly: Iterable[tuple[int, int]] = (),
+                 regions: Iterable[tuple[str, str | None]] = ()):
+        self.name = name
+        self.timezone = timezone
+        self.tz = ZoneInfo(timezone)
+        # weekday (0 = Monday) -> sorted, non-overlapping (start, end) minutes of the day
+        self.week = {day: tuple(sorted(week.get(day, ()))) for day in range(7)}
+        self.one_off = frozenset(one_off)
+        self.yearly = frozenset(yearly)
+        self.regions = tuple(regions)
+        self._days: dict[date, tuple[Interval, ...]] = {}
+        self._totals: dict[date, timedelta] = {}
+        self._public: dict[int, frozenset[date]] = {}
+        working = [sum(end - start for start, end in spans) for spans in self.week.values()]
+        self.working_day_seconds = 60.0 * sum(working) / max(1, sum(1 for w in working if w))
+
+    # -- days ---------------------------------------------------------------------------
+
+    def is_holiday(self, day: date) -> bool:
+        if day in self.one_off or (day.month, day.day) in self.yearly:
+            return True
+        if not self.regions:
+            return False
+        if day.year not in self._public:
+            self._public[day.year] = frozenset(
+                d for country, subdiv in self.regions
+                for d in public_holidays(country, subdiv, day.year))
+        return day in self._public[day.year]
+
+    def intervals(self, day: date) -> tuple[Interval, ...]:
+        """The working intervals of one local date, as UTC instants."""
+        found = self._days.get(day)
+        if found is None:
+            found = () if self.is_holiday(day) else tuple(
+                (self._instant(day, start), self._instant(day, end))
+                for start, end in self.week[day.weekday()])
+            self._days[day] = found
+        return found
+
+    def _total(self, day: date) -> timedelta:
+        found = self._totals.get(day)
+        if found is None:
+            found = sum((end - start for start, end in self.intervals(day)), timedelta())
+            self._totals[day] = found
+        return found
+
+    def _instant(self, day: date, minute: int) -> datetime:
+        if minute == 24 * 60:
+            day, minute = day + timedelta(days=1), 0
+        local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.tz)
+        return local.astimezone(UTC)
+
+    def _local_date(self, instant: datetime) -> date:
+        return instant.astimezone(self.tz).date()
+
+    # -- arithmetic ------------------------------------------------------------------------
+
+    def business_seconds(self, start: datetime, end: datetime) -> float:
+        if end <= start:
+            return 0.0
+        first, last = self._local_date(start), self._local_date(end)
+        total = timedelta()
+        day = first
+        while day <= last:
+            if first < day < last:
+                total += self._total(day)
+            else:
+                for lo, hi in self.intervals(day):
+                    lo, hi = max(lo, start), min(hi, end)
+                    if hi > lo:
+                        total += hi - lo
+            day += timedelta(days=1)
+        return total.total_seconds()
+
+    def add_business_seconds(self, start: datetime, seconds: float) -> datetime:
+        remaining = timedelta(seconds=seconds)
+        if remaining <= timedelta():
+            return start
+        day = self._local_date(start)
+        for _ in range(MAX_DAYS):
+            if remaining > self._total(day) and self.intervals(day) \
+                    and self.intervals(day)[0][0] >= start:
+                remaining -= self._total(day)  # the whole day fits: skip it at once
+            else:
+                for lo, hi in self.intervals(day):
+                    if hi <= start:
+                        continue
+                    lo = max(lo, start)
+                    if remaining <= hi - lo:
+                        return lo + remaining
+                    remaining -= hi - lo
+            day += timedelta(days=1)
+        raise ValueError(f"calendar {self.name!r}: no working time within {MAX_DAYS} days "
+                         f"of {start.isoformat()}")
+
+    def is_open(self, instant: datetime) -> bool:
+        return any(lo <= instant < hi for lo, hi in self.intervals(self._local_date(instant)))
 
 
 BUILT_IN: dict[str, Calendar] = {ALWAYS: TwentyFourSeven()}
+
+
+@lru_cache(maxsize=256)
+def public_holidays(country: str, subdiv: str | None, year: int) -> frozenset[date]:
+    import holidays  # imported on first use: it is large and most policies never need it
+
+    return frozenset(holidays.country_holidays(country, subdiv=subdiv, years=year))
+
+
+# -- checking a calendar spec ---------------------------------------------------------------
+
+def check_calendar(name: str, spec: Any) -> tuple[WeeklyCalendar | None, list[tuple[str, str]]]:
+    """Build a calendar from its policy spec; else None and (sub-path, message) problems,
+    sub-paths relative to the calendar (".week.mon[1]")."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(spec, dict):
+        return None, [("", "expected an object with timezone, week and holidays")]
+    for key in spec:
+        if key not in ("timezone", "week", "holidays"):
+            hint = difflib.get_close_matches(key, ["timezone", "week", "holidays"], n=1)
+            problems.append((f".{key}", "unknown key"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")))
+    timezone = spec.get("timezone")
+    if not isinstance(timezone, str) or not timezone:
+        problems.append((".timezone", "missing: an IANA timezone such as 'Europe/Berlin'"))
+    else:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            hint = difflib.get_close_matches(timezone, sorted(available_timezones()), n=1)
+            problems.append((".timezone", f"unknown timezone {timezone!r}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")))
+    week = _check_week(spec.get("week"), problems)
+    one_off, yearly, regions = _check_holidays(spec.get("holidays", []), problems)
+    if problems:
+        return None, problems
+    assert isinstance(timezone, str)
+    return WeeklyCalendar(name, timezone, week, one_off, yearly, regions), []
+
+
+def _check_week(value: Any, problems: list[tuple[str, str]]) -> dict[int, list[tuple[int, int]]]:
+    week: dict[int, list[tuple[int, int]]] = {}
+    if not isinstance(value, dict):
+        problems.append((".week", "missing: working intervals by weekday, e.g. "
+                                  "{\"mon\": [\"09:00-17:00\"]}"))
+        return week
+    for key, spans in value.items():
+        if key not in WEEKDAYS:
+            hint = difflib.get_close_matches(str(key), WEEKDAYS, n=1)
+            problems.append((f".week.{key}", f"unknown weekday (use {', '.join(WEEKDAYS)})"
+                             + (f"; did you mean {hint[0]!r}?" if hint else "")))
+            continue
+        if not isinstance(spans, list):
+            problems.append((f".week.{key}", "expected a list of intervals like \"09:00-17:00\""))
+            continue
+        parsed: list[tuple[int, int, int]] = []
+        for index, text in enumerate(spans):
+            path = f".week.{key}[{index}]"
+            match = _INTERVAL.fullmatch(text) if isinstance(text, str) else None
+            if match is None:
+                problems.append((path, f"{text!r} is not an interval like \"09:00-17:00\""))
+                continue
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+                problems.append((path, f"{text!r}: not a time of day (00:00 to 24:00)"))
+                continue
+            start, end = h1 * 60 + m1, h2 * 60 + m2
+            if end <= start:
+                problems.append((path, f"{text!r} ends before it starts; an interval cannot "
+                                       "cross midnight: split it into '..-24:00' and '00:00-..' "
+                                       "on the next day"))
+                continue
+            parsed.append((start, end, index))
+        parsed.sort()
+        for (_, e1, i1), (s2, _, i2) in zip(parsed, parsed[1:], strict=False):
+            if s2 < e1:
+                problems.append((f".week.{key}[{i2}]", f"overlaps .week.{key}[{i1}]"))
+        week[WEEKDAYS.index(key)] = _joined([(s, e) for s, e, _ in parsed])
+    if not problems and not any(week.values()):
+        problems.append((".week", "no working time on any day"))
+    return week
+
+
+def _joined(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent intervals as one ("09:00-12:00", "12:00-17:00" -> 09:00-17:00)."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and out[-1][1] >= start:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _check_holidays(value: Any, problems: list[tuple[str, str]],
+                    ) -> tuple[set[date], set[tuple[int, int]], list[tuple[str, str | None]]]:
+    one_off: set[date] = set()
+    yearly: set[tuple[int, int]] = set()
+    regions: list[tuple[str, str | None]] = []
+    if not isinstance(value, list):
+        problems.append((".holidays", "expected a list of dates and {\"country\": ...} objects"))
+        return one_off, yearly, regions
+    for index, item in enumerate(value):
+        path = f".holidays[{index}]"
+        if isinstance(item, str) and _ONE_OFF.fullmatch(item):
+            try:
+                one_off.add(date.fromisoformat(item))
+                continue
+            except ValueError:
+                pass
+        elif isinstance(item, str) and _YEARLY.fullmatch(item):
+            try:
+                date.fromisoformat(f"2000-{item}")  # a leap year: 02-29 is a valid yearly date
+                yearly.add((int(item[:2]), int(item[3:])))
+                continue
+            except ValueError:
+                pass
+        elif isinstance(item, dict):
+            regions_problem = _check_region(item)
+            if regions_problem:
+                problems.append((path + regions_problem[0], regions_problem[1]))
+            else:
+                regions.append((item["country"], item.get("subdiv")))
+            continue
+        problems.append((path, f"{item!r} is not a date: write \"YYYY-MM-DD\" (once), "
+                               "\"MM-DD\" (every year) or {\"country\": \"DE\", \"subdiv\": "
+                               "\"BE\"}"))
+    return one_off, yearly, regions
+
+
+def _check_region(item: dict[str, Any]) -> tuple[str, str] | None:
+    unknown = [key for key in item if key not in ("country", "subdiv")]
+    if unknown:
+        return f".{unknown[0]}", "unknown key (known: country, subdiv)"
+    country, subdiv = item.get("country"), item.get("subdiv")
+    if not isinstance(country, str):
+        return ".country", "missing: an ISO 3166 country code such as 'DE'"
+    if subdiv is not None and not isinstance(subdiv, str):
+        return ".subdiv", "expected a subdivision code such as 'BE'"
+    try:
+        public_holidays(country, subdiv, 2026)
+    except NotImplementedError as exc:
+        return (".subdiv" if "subdivision" in str(exc) else ".country"), str(exc)
+    return None

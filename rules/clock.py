@@ -1,18 +1,27 @@
 """The SLA clock: how much of a target a record has used, replayed from its history.
 
-A clock starts at `created_at` and stops at `first_response_at` (first response) or
-`solved_at` (resolution). A record solved without any first response stops its first
-response clock at the solve. Time spent in one of the SLA's pause statuses does not count;
-neither does time outside the SLA's calendar. A stop that lies after `now` has not happened
-yet (backtests and explain with an earlier --now see the clock as it was then).
+- A clock starts at `created_at` (or, for an SLA with `on_target_change: restart`, when the
+  record came under that SLA) and counts business time on the SLA's calendar.
+- The first response clock stops at `first_response_at`; the resolution clock stops when
+  the record is solved (in one of the policy's closed statuses; at `solved_at`, or when it
+  entered that status if the helpdesk gives no `solved_at`). A record solved without any
+  first response stops its first response clock at the solve too.
+- Time in one of the SLA's pause statuses does not count. Neither does time a record spent
+  solved before it was reopened: the clock resumes from the reopening.
+- Only what had happened by `now` counts: a stop or a status change after `now` has not
+  happened yet (backtests and explain with an earlier --now see the clock as it was then).
+- `due_at` is the instant the target is used up given the pauses so far: for a breached
+  clock, when it breached; for a running one, when it will if it runs on from now (for a
+  paused one: if it resumed now); None for a clock that stopped within its target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from connector.model import Record
+from connector.model import Record, StatusChange
 from rules.calendar import Calendar
 
 TARGETS = ("first_response", "resolution")
@@ -35,9 +44,10 @@ class Clock:
     calendar: Calendar
     started_at: datetime
     stopped_at: datetime | None
-    elapsed_seconds: float
+    elapsed_seconds: float  # business seconds counted
     pauses: tuple[Pause, ...]
     paused: bool
+    due_at: datetime | None
 
     @property
     def running(self) -> bool:
@@ -64,42 +74,72 @@ class Clock:
         return (self.target_seconds is not None and not self.running
                 and self.elapsed_seconds <= self.target_seconds)
 
-    def due_at(self, now: datetime) -> datetime | None:
-        """When the target runs out if the clock keeps running; None when that is not known
-        (no target, stopped, paused, or already breached)."""
-        if self.target_seconds is None or not self.running or self.paused:
-            return None
-        left = self.target_seconds - self.elapsed_seconds
-        return self.calendar.add_business_seconds(now, left) if left >= 0 else None
-
 
 def run_clock(record: Record, target: str, target_seconds: int | None, calendar: Calendar,
-              pause_statuses: frozenset[str], now: datetime) -> Clock:
-    start = record.created_at
-    stop = record.first_response_at if target == "first_response" else None
-    if stop is None or (record.solved_at is not None and record.solved_at < stop):
-        stop = record.solved_at
-    if stop is not None and stop > now:
-        stop = None
-    end = stop if stop is not None else now
-    if end < start:
-        end = start
+              pause_statuses: Collection[str], closed_statuses: Collection[str],
+              now: datetime, start: datetime | None = None) -> Clock:
+    start = record.created_at if start is None else max(start, record.created_at)
+    timeline = [change for change in record.status_timeline() if change.at <= now]
+    stop = _stop(record, target, timeline, closed_statuses, now)
+    end = max(start, stop if stop is not None else now)
 
-    pauses = []
-    timeline = record.status_timeline()
+    pauses: list[Pause] = []
+    counted: list[tuple[datetime, datetime]] = []
+    cursor = start
     for index, change in enumerate(timeline):
-        if change.status not in pause_statuses:
-            continue
         left_at = timeline[index + 1].at if index + 1 < len(timeline) else None
+        # A closed period counts as a pause only when the record was reopened after it; the
+        # last one is where the clock stopped.
+        reopened = change.status in closed_statuses and left_at is not None
+        if change.status not in pause_statuses and not reopened:
+            continue
         lo = max(change.at, start)
         hi = end if left_at is None else min(left_at, end)
-        if change.at >= end or hi <= lo:
+        if lo >= end or hi <= lo:
             continue
-        open_ended = left_at is None or left_at > end
-        pauses.append(Pause(change.status, lo, None if open_ended and stop is None else hi,
+        still = stop is None and (left_at is None or left_at > end)
+        pauses.append(Pause(change.status, lo, None if still else hi,
                             calendar.business_seconds(lo, hi)))
-    elapsed = calendar.business_seconds(start, end) - sum(p.business_seconds for p in pauses)
+        if lo > cursor:
+            counted.append((cursor, lo))
+        cursor = max(cursor, hi)
+    if end > cursor:
+        counted.append((cursor, end))
+    elapsed = sum(calendar.business_seconds(lo, hi) for lo, hi in counted)
     paused = stop is None and bool(pauses) and pauses[-1].end is None
+    due = None
+    if target_seconds is not None:
+        due = _due(calendar, counted, target_seconds, running=stop is None, now=now)
     return Clock(target=target, target_seconds=target_seconds, calendar=calendar,
-                 started_at=start, stopped_at=stop, elapsed_seconds=max(0.0, elapsed),
-                 pauses=tuple(pauses), paused=paused)
+                 started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
+                 pauses=tuple(pauses), paused=paused, due_at=due)
+
+
+def _stop(record: Record, target: str, timeline: list[StatusChange],
+          closed_statuses: Collection[str], now: datetime) -> datetime | None:
+    solved = None
+    if timeline and timeline[-1].status in closed_statuses:
+        entered = timeline[-1].at
+        for change in reversed(timeline):
+            if change.status not in closed_statuses:
+                break
+            entered = change.at
+        solved = record.solved_at if record.solved_at is not None \
+            and record.solved_at <= now else entered
+    if target != "first_response":
+        return solved
+    responded = record.first_response_at
+    if responded is not None and responded <= now and (solved is None or responded <= solved):
+        return responded
+    return solved
+
+
+def _due(calendar: Calendar, counted: list[tuple[datetime, datetime]], target: int,
+         running: bool, now: datetime) -> datetime | None:
+    remaining = float(target)
+    for lo, hi in counted:
+        span = calendar.business_seconds(lo, hi)
+        if remaining < span:
+            return calendar.add_business_seconds(lo, remaining)
+        remaining -= span
+    return calendar.add_business_seconds(now, remaining) if running else None

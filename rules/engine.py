@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from business_rules import engine as br_engine
 
 from connector.model import Record
 from rules.actions import ActionCollector, Intent
-from rules.calendar import ALWAYS, BUILT_IN
+from rules.calendar import ALWAYS, BUILT_IN, Calendar
 from rules.clock import TARGETS, Clock, run_clock
 from rules.policy import Policy, Rule, Sla
 from rules.variables import RecordVariables
@@ -30,10 +31,21 @@ class RuleOutcome:
 
 
 @dataclass(frozen=True)
+class SlaMark:
+    """Which SLA a record was under when last evaluated, and since when (the instant its
+    clocks restart from under `on_target_change: restart`)."""
+
+    name: str
+    since: datetime
+
+
+@dataclass(frozen=True)
 class Evaluation:
     record: Record
     now: datetime
     sla: Sla | None
+    sla_mark: SlaMark | None
+    calendar: Calendar
     clocks: Mapping[str, Clock]
     facts: Mapping[str, Any]
     outcomes: tuple[RuleOutcome, ...]
@@ -60,7 +72,22 @@ def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
         facts[f"{target}_elapsed_pct"] = clock.elapsed_pct
         facts[f"{target}_breached"] = clock.breached
         facts[f"{target}_met"] = clock.met
+        facts[f"{target}_paused"] = clock.paused
+        facts[f"{target}_business_minutes_elapsed"] = clock.elapsed_seconds / 60
+        facts[f"{target}_due_at_epoch"] = clock.due_at.timestamp() if clock.due_at else 0
     return facts
+
+
+def note_values(record: Record, facts: Mapping[str, Any],
+                clocks: Mapping[str, Clock], calendar: Calendar) -> dict[str, Any]:
+    """What note placeholders show: the facts, the id, and due times in the calendar's
+    timezone."""
+    values = {**facts, "id": record.id}
+    zone = ZoneInfo(calendar.timezone)
+    for target, clock in clocks.items():
+        values[f"{target}_due_at"] = (
+            clock.due_at.astimezone(zone).isoformat(timespec="minutes") if clock.due_at else "")
+    return values
 
 
 def match_sla(policy: Policy, variables: RecordVariables) -> Sla | None:
@@ -70,29 +97,55 @@ def match_sla(policy: Policy, variables: RecordVariables) -> Sla | None:
     return None
 
 
-def run_clocks(record: Record, sla: Sla | None, now: datetime) -> dict[str, Clock]:
-    calendar = sla.calendar if sla else BUILT_IN[ALWAYS]
-    pauses = sla.pause_statuses if sla else frozenset()
-    return {target: run_clock(record, target, sla.targets.get(target) if sla else None,
-                              calendar, pauses, now)
-            for target in TARGETS}
+def mark_for(record: Record, sla: Sla | None, previous: SlaMark | None) -> SlaMark | None:
+    """The record's SLA mark now: unchanged while the SLA stays the same; a record that came
+    under another SLA did so in the version read (at its updated_at); a record seen for the
+    first time has been under its SLA since creation."""
+    if sla is None:
+        return None
+    if previous is None:
+        return SlaMark(sla.name, record.created_at)
+    if previous.name == sla.name:
+        return previous
+    return SlaMark(sla.name, record.updated_at)
 
 
-def evaluate(record: Record, policy: Policy, now: datetime) -> Evaluation:
+def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | None,
+               now: datetime) -> tuple[Calendar, dict[str, Clock]]:
+    if sla is None:
+        calendar = BUILT_IN[ALWAYS]
+        return calendar, {target: run_clock(record, target, None, calendar, (),
+                                            policy.closed_statuses, now) for target in TARGETS}
+    calendar = sla.calendar.pick(record)
+    start = mark.since if mark is not None and sla.on_target_change == "restart" else None
+    clocks = {}
+    for target in TARGETS:
+        goal = sla.targets.get(target)
+        clocks[target] = run_clock(record, target, goal.seconds_on(calendar) if goal else None,
+                                   calendar, sla.pause_statuses, policy.closed_statuses, now,
+                                   start)
+    return calendar, clocks
+
+
+def evaluate(record: Record, policy: Policy, now: datetime,
+             previous: SlaMark | None = None) -> Evaluation:
+    """`previous` is the SLA mark stored for the record by the last sync, if any."""
     facts = record_facts(record, now)
     sla = match_sla(policy, RecordVariables(facts))
-    clocks = run_clocks(record, sla, now)
+    mark = mark_for(record, sla, previous)
+    calendar, clocks = run_clocks(record, policy, sla, mark, now)
     facts.update(clock_facts(clocks))
     facts["sla"] = sla.name if sla else ""
+    facts["in_business_hours"] = calendar.is_open(now)
     variables = RecordVariables(facts)
-    placeholders = {**facts, "id": record.id}
+    placeholders = note_values(record, facts, clocks, calendar)
     outcomes = []
     for rule in policy.rules:
         collector = ActionCollector(placeholders)
         fired = br_engine.run(rule.as_engine_rule(), variables, collector)
         outcomes.append(RuleOutcome(rule, bool(fired), tuple(collector.intents)))
-    return Evaluation(record=record, now=now, sla=sla, clocks=clocks, facts=facts,
-                      outcomes=tuple(outcomes))
+    return Evaluation(record=record, now=now, sla=sla, sla_mark=mark, calendar=calendar,
+                      clocks=clocks, facts=facts, outcomes=tuple(outcomes))
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ as plain text a rule author can check by hand."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from connector.model import format_instant
 from rules.clock import Clock
@@ -33,27 +34,40 @@ def _failure(failure: Failure) -> str:
     return f"{failure.path}: {test} (is {_value(failure.actual)})"
 
 
-def _clock(clock: Clock, now: datetime) -> list[str]:
+def _clock(clock: Clock) -> list[str]:
     name = clock.target.replace("_", " ")
     if clock.target_seconds is None:
         return [f"  {name}: no target in this SLA"]
-    state = ("stopped at " + format_instant(clock.stopped_at)) if clock.stopped_at else (
+    zone = ZoneInfo(clock.calendar.timezone)
+    state = ("stopped at " + _both(clock.stopped_at, zone)) if clock.stopped_at else (
         "paused" if clock.paused else "running")
     verdict = "BREACHED" if clock.breached else ("met" if clock.met else "within target")
     lines = [
         f"  {name}: target {format_duration(clock.target_seconds)}, "
         f"elapsed {format_duration(clock.elapsed_seconds)} ({clock.elapsed_pct:.0f}%), "
         f"left {format_duration(clock.minutes_left * 60)}; {state}; {verdict}",
-        f"    started {format_instant(clock.started_at)}",
+        f"    calendar {clock.calendar.name} ({clock.calendar.timezone}); started "
+        f"{_both(clock.started_at, zone)}",
+        f"    business minutes counted: {clock.elapsed_seconds / 60:.2f}".rstrip("0").rstrip("."),
     ]
-    due = clock.due_at(now)
-    if due is not None:
-        lines.append(f"    due {format_instant(due)}")
+    if clock.due_at is not None:
+        what = "breached at" if clock.breached else "due"
+        if clock.paused and not clock.breached:
+            what = "due if it resumed now"
+        lines.append(f"    {what} {_both(clock.due_at, zone)}")
     for pause in clock.pauses:
-        end = format_instant(pause.end) if pause.end else "now"
-        lines.append(f"    paused ({pause.status}) {format_instant(pause.start)} -> {end}: "
-                     f"{format_duration(pause.business_seconds)} not counted")
+        end = _both(pause.end, zone) if pause.end else "now"
+        lines.append(f"    paused ({pause.status}) {_both(pause.start, zone)} -> {end}: "
+                     f"{format_duration(pause.business_seconds)} of business time not counted")
     return lines
+
+
+def _both(instant: datetime, zone: ZoneInfo) -> str:
+    """An instant in the calendar's timezone, and in UTC when that differs."""
+    local = instant.astimezone(zone)
+    if local.utcoffset() == timedelta(0) and str(zone) in ("UTC", "Etc/UTC"):
+        return format_instant(instant)
+    return f"{local.isoformat()} ({format_instant(instant)})"
 
 
 def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> str:
@@ -77,11 +91,20 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
     if ev.sla is None:
         out.append("  no SLA matched: no clock runs")
     else:
-        out.append(f"  calendar {ev.sla.calendar.name} ({ev.sla.calendar.timezone}); "
-                   f"pause statuses: {', '.join(sorted(ev.sla.pause_statuses)) or 'none'}")
+        choice = ev.sla.calendar
+        picked = f"calendar {ev.calendar.name} ({ev.calendar.timezone})"
+        if choice.record_field is not None:
+            picked += f", picked by {choice.record_field}"
+        open_now = "inside" if ev.facts["in_business_hours"] else "outside"
+        out.append(f"  {picked}; now is {open_now} its working time")
+        out.append(f"  pause statuses: {', '.join(sorted(ev.sla.pause_statuses)) or 'none'}; "
+                   f"on target change: {ev.sla.on_target_change}")
+        if ev.sla.on_target_change == "restart" and ev.sla_mark is not None:
+            out.append(f"  under this SLA since {format_instant(ev.sla_mark.since)}: "
+                       "its clocks count from then")
     out += ["", "Clocks:"]
     for clock in ev.clocks.values():
-        out += _clock(clock, ev.now)
+        out += _clock(clock)
     out += ["", "Rules:"]
     fired = set(p.fired)
     for outcome in ev.outcomes:

@@ -23,7 +23,7 @@ from typing import Any
 
 from connector.model import ChangeSet, Record
 from rules.actions import Intent
-from rules.engine import Evaluation, evaluate
+from rules.engine import Evaluation, SlaMark, evaluate
 from rules.policy import Policy
 
 MAX_PASSES = 10
@@ -58,6 +58,7 @@ class Plan:
     active_before: frozenset[str]
     active_after: frozenset[str]
     evaluation: Evaluation  # of the record as read
+    final: Evaluation  # of the record as it reads once the change is written
     passes: int
     settled: bool
 
@@ -77,7 +78,9 @@ class Plan:
 
 
 def plan(record: Record, policy: Policy, now: datetime,
-         active: Iterable[str] = ()) -> Plan:
+         active: Iterable[str] = (), previous: SlaMark | None = None) -> Plan:
+    """`active`: the rules the ledger holds active for the record; `previous`: the SLA mark
+    the last sync stored for it."""
     active_before = frozenset(active)
     active_now = set(active_before)
     fired: dict[int, tuple[str, tuple[Intent, ...]]] = {}  # rule index -> its latest intents
@@ -89,7 +92,7 @@ def plan(record: Record, policy: Policy, now: datetime,
     passes = 0
     while passes < MAX_PASSES:
         passes += 1
-        evaluation = evaluate(current, policy, now)
+        evaluation = evaluate(current, policy, now, previous)
         first = first or evaluation
         newly = [o for o in evaluation.outcomes if o.fired and o.rule.name not in active_now]
         active_now -= {o.rule.name for o in evaluation.outcomes if not o.fired}
@@ -107,8 +110,8 @@ def plan(record: Record, policy: Policy, now: datetime,
         current = record if change.is_empty() else change.applied_to(record, now)
     assert first is not None
     return Plan(record=record, change=change, steps=tuple(steps), active_before=active_before,
-                active_after=frozenset(active_now), evaluation=first, passes=passes,
-                settled=settled)
+                active_after=frozenset(active_now), evaluation=first, final=evaluation,
+                passes=passes, settled=settled)
 
 
 def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeSet, list[Step]]:

@@ -19,15 +19,20 @@ from typing import Any
 
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 
+from connector.model import Record
 from rules.actions import action_specs, note_placeholders
-from rules.calendar import ALWAYS, BUILT_IN, Calendar
+from rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
 from rules.clock import TARGETS
-from rules.durations import parse_duration
+from rules.durations import Target, parse_target
 from rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
 
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 TOP_LEVEL = ("description", "calendars", "closed_statuses", "slas", "rules")
-SLA_KEYS = ("name", "description", "when", "calendar", "targets", "pause_statuses")
+SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets",
+            "pause_statuses", "on_target_change")
+ON_TARGET_CHANGE = ("keep", "restart")
+#: Record fields `calendar_by` may read (besides custom.NAME).
+CALENDAR_FIELDS = ("group", "tier", "channel", "source", "kind", "priority", "assignee")
 RULE_KEYS = ("name", "description", "conditions", "actions")
 LEAF_KEYS = ("name", "operator", "value")
 ACTION_KEYS = ("name", "params")
@@ -54,13 +59,34 @@ class PolicyError(Exception):
 
 
 @dataclass(frozen=True)
+class CalendarChoice:
+    """An SLA's calendar: one, or one picked by a record field with a default."""
+
+    default: Calendar
+    record_field: str | None = None
+    by_value: Mapping[str, Calendar] = field(default_factory=dict)
+
+    def pick(self, record: Record) -> Calendar:
+        if self.record_field is None:
+            return self.default
+        if self.record_field.startswith("custom."):
+            value = record.custom.get(self.record_field.removeprefix("custom."))
+        else:
+            value = getattr(record, self.record_field)
+        return self.by_value.get(str(value) if value is not None else "", self.default)
+
+
+@dataclass(frozen=True)
 class Sla:
     name: str
     index: int
     when: Mapping[str, Any] | None
-    calendar: Calendar
-    targets: Mapping[str, int]  # target name -> seconds
+    calendar: CalendarChoice
+    targets: Mapping[str, Target]
     pause_statuses: frozenset[str]
+    #: keep: a record whose SLA changes keeps its elapsed time and takes the new target;
+    #: restart: its clocks restart when it comes under this SLA.
+    on_target_change: str = "keep"
 
 
 @dataclass(frozen=True)
@@ -170,13 +196,53 @@ class _Checker:
             self.defined_calendars.add(name)
             if name in BUILT_IN:
                 self.fail(path, f"{name!r} is built in and cannot be redefined")
-            elif not isinstance(spec, dict):
-                self.fail(path, f"expected an object with timezone, week and holidays, "
-                                f"got {_kind(spec)}")
-            else:
-                self.fail(path, "business-hours calendars are not supported in this version; "
-                                f"use the built-in {ALWAYS!r}")
+                continue
+            calendar, problems = check_calendar(name, spec)
+            for subpath, message in problems:
+                self.fail(path + subpath, message)
+            if calendar is not None:
+                found[name] = calendar
         return found
+
+    def calendar_ref(self, value: Any, path: str,
+                     calendars: Mapping[str, Calendar]) -> Calendar | None:
+        if isinstance(value, str) and value in calendars:
+            return calendars[value]
+        if value not in self.defined_calendars:  # a broken definition is reported already
+            self.fail(path, f"unknown calendar {value!r}" + _suggest(str(value), calendars)
+                      + f" (defined: {', '.join(sorted(calendars))})")
+        return None
+
+    def calendar_choice(self, spec: Mapping[str, Any], path: str,
+                        calendars: Mapping[str, Calendar]) -> CalendarChoice:
+        fallback = CalendarChoice(BUILT_IN[ALWAYS])
+        if "calendar_by" not in spec:
+            calendar = self.calendar_ref(spec.get("calendar", ALWAYS), f"{path}.calendar",
+                                         calendars)
+            return CalendarChoice(calendar) if calendar else fallback
+        by, where = spec["calendar_by"], f"{path}.calendar_by"
+        if "calendar" in spec:
+            self.fail(f"{path}.calendar", "give either 'calendar' or 'calendar_by', not both")
+        if not isinstance(by, dict):
+            self.fail(where, 'expected {"field": ..., "calendars": {...}, "default": ...}')
+            return fallback
+        self.keys(by, where, ("field", "calendars", "default"))
+        field_name = by.get("field")
+        if not isinstance(field_name, str) or not (
+                field_name in CALENDAR_FIELDS or field_name.startswith("custom.")):
+            self.fail(f"{where}.field", f"expected one of {', '.join(CALENDAR_FIELDS)} or "
+                                        f"custom.NAME, got {field_name!r}")
+        default = self.calendar_ref(by.get("default"), f"{where}.default", calendars)
+        mapping = by.get("calendars")
+        choices: dict[str, Calendar] = {}
+        if not isinstance(mapping, dict) or not mapping:
+            self.fail(f"{where}.calendars", "expected an object: field value -> calendar name")
+        else:
+            for value, name in mapping.items():
+                calendar = self.calendar_ref(name, f"{where}.calendars.{value}", calendars)
+                if calendar is not None:
+                    choices[value] = calendar
+        return CalendarChoice(default or fallback.default, str(field_name), choices)
 
     def slas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Sla]:
         slas: list[Sla] = []
@@ -191,11 +257,11 @@ class _Checker:
                 self.warnings.append(Problem(
                     path, f"never matches: slas[{fallback[0]}] ({fallback[1]!r}) has no 'when' "
                           "and matches every record"))
-            calendar_name = spec.get("calendar", ALWAYS)
-            calendar = calendars.get(calendar_name) if isinstance(calendar_name, str) else None
-            if calendar is None and calendar_name not in self.defined_calendars:
-                self.fail(f"{path}.calendar", f"unknown calendar {calendar_name!r}"
-                          + _suggest(str(calendar_name), calendars))
+            choice = self.calendar_choice(spec, path, calendars)
+            on_change = spec.get("on_target_change", "keep")
+            if on_change not in ON_TARGET_CHANGE:
+                self.fail(f"{path}.on_target_change", f"expected one of "
+                          f"{', '.join(ON_TARGET_CHANGE)}, got {on_change!r}")
             targets = self.targets(spec.get("targets", {}), f"{path}.targets")
             if not targets and "targets" in spec:
                 self.warnings.append(Problem(f"{path}.targets", "no targets: this SLA's clocks "
@@ -203,9 +269,9 @@ class _Checker:
             elif "targets" not in spec:
                 self.warnings.append(Problem(path, "no targets: this SLA's clocks never breach"))
             pauses = self.strings(spec.get("pause_statuses", []), f"{path}.pause_statuses")
-            slas.append(Sla(name=name, index=index, when=when,
-                            calendar=calendar or BUILT_IN[ALWAYS], targets=targets,
-                            pause_statuses=pauses))
+            slas.append(Sla(name=name, index=index, when=when, calendar=choice,
+                            targets=targets, pause_statuses=pauses,
+                            on_target_change=on_change))
         return slas
 
     def entries(self, value: Any, where: str, keys: tuple[str, ...],
@@ -235,7 +301,7 @@ class _Checker:
         seen.setdefault(name, index)
         return name
 
-    def targets(self, value: Any, path: str) -> dict[str, int]:
+    def targets(self, value: Any, path: str) -> dict[str, Target]:
         if not isinstance(value, dict):
             self.fail(path, f"expected an object like {{\"first_response\": \"30m\"}}, "
                             f"got {_kind(value)}")
@@ -247,7 +313,7 @@ class _Checker:
                                            f"(known: {', '.join(TARGETS)})")
                 continue
             try:
-                targets[key] = parse_duration(text)
+                targets[key] = parse_target(text)
             except ValueError as exc:
                 self.fail(f"{path}.{key}", str(exc))
         return targets

@@ -93,11 +93,16 @@ CLOCK_SUFFIXES: dict[str, tuple[type[BaseType], str]] = {
     "elapsed_pct": (Number, "percent of the target used"),
     "breached": (Flag, "elapsed time exceeds the target (running or stopped)"),
     "met": (Flag, "the clock stopped within the target"),
+    "paused": (Flag, "the clock is running but paused (a pause status)"),
+    "business_minutes_elapsed": (Number, "business minutes counted so far"),
+    "due_at_epoch": (Number, "when the target is used up, as Unix seconds (0: no target, "
+                             "or stopped within it)"),
 }
 
 VARIABLES: dict[str, tuple[type[BaseType], str]] = {
     **RECORD_VARIABLES,
     "sla": (Text, "the name of the matched SLA ('' when none matched)"),
+    "in_business_hours": (Flag, "now is within the SLA's calendar working time"),
     **{
         f"{target}_{suffix}": (kind, f"{target.replace('_', ' ')}: {text}")
         for target in TARGETS

@@ -13,11 +13,12 @@ from rules.engine import evaluate
 
 HOUR = 3600
 PAUSES = frozenset({"pending", "hold"})
+CLOSED = frozenset({"solved", "closed"})
 
 
 def clock(record: Record, now: datetime, target: str = "resolution",
           target_seconds: int | None = 8 * HOUR, pauses: frozenset[str] = PAUSES) -> Clock:
-    return run_clock(record, target, target_seconds, BUILT_IN[ALWAYS], pauses, now)
+    return run_clock(record, target, target_seconds, BUILT_IN[ALWAYS], pauses, CLOSED, now)
 
 
 def history(*entries: tuple[str, str]) -> list[dict[str, str]]:
@@ -61,7 +62,7 @@ def test_pause_open_at_now_marks_the_clock_paused_and_freezes_elapsed():
     assert at_noon.paused is True and next_day.paused is True
     assert at_noon.elapsed_seconds == next_day.elapsed_seconds == HOUR
     assert next_day.pauses[-1].end is None
-    assert next_day.due_at(at("2026-03-03 12:00")) is None
+    assert next_day.due_at == at("2026-03-03 19:00")  # if it resumed now: 7h left
 
 
 def test_backtest_sees_a_pause_that_ended_after_now_as_still_open():
@@ -193,15 +194,15 @@ def test_due_at_of_a_running_clock_is_now_plus_the_time_left():
     record = make_record(status="open", status_history=history(
         ("2026-03-02 09:05", "pending"), ("2026-03-02 09:15", "open")))
     now = at("2026-03-02 09:30")
-    assert clock(record, now, target_seconds=HOUR).due_at(now) == at("2026-03-02 10:10")
+    assert clock(record, now, target_seconds=HOUR).due_at == at("2026-03-02 10:10")
 
 
-def test_due_at_is_unknown_once_stopped_or_breached():
+def test_due_at_is_none_once_stopped_within_target_and_the_breach_instant_once_breached():
     now = at("2026-03-02 12:00")
-    stopped = clock(make_record(solved_at=iso("2026-03-02 10:00")), now)
+    stopped = clock(make_record(status="solved", solved_at=iso("2026-03-02 10:00")), now)
     breached = clock(make_record(), now, target_seconds=HOUR)
-    assert stopped.due_at(now) is None
-    assert breached.due_at(now) is None
+    assert stopped.due_at is None
+    assert breached.due_at == at("2026-03-02 10:00")
 
 
 # -- through the engine -----------------------------------------------------------------------

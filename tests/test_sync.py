@@ -374,7 +374,10 @@ def test_explain_names_the_sla_the_clocks_the_rules_and_the_change(tmp_path: Pat
     assert "slas[0] 'vip': not matched: slas[0].when: tier equal_to 'vip' (is 'standard')" in out
     assert "slas[1] 'standard': MATCHED (no 'when': matches every record)" in out
     assert "first response: target 1h, elapsed 30m (50%), left 30m; paused" in out
-    assert "paused (pending) 2026-03-02T09:30:00+00:00 -> now: 30m not counted" in out
+    assert ("paused (pending) 2026-03-02T09:30:00+00:00 -> now: 30m of business time "
+            "not counted") in out
+    assert "calendar 24x7 (UTC); now is inside its working time" in out
+    assert "business minutes counted: 30" in out
     assert ("rules[0] 'warn': does not fire: rules[0].conditions.all[0]: "
             "first_response_elapsed_pct greater_than_or_equal_to 75 (is 50)") in out
     assert "none: nothing to write" in out
