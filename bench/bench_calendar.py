@@ -1,0 +1,133 @@
+"""Business-time arithmetic: computations per second for spans of a day, a month and a
+year, and the due-time computation for 100,000 records, on a Berlin business-hours
+calendar with a lunch break and public holidays.
+
+    python bench/bench_calendar.py [--records 100000]
+
+Baselines measured in the same run: 24x7 (plain subtraction) for every span, and a naive
+minute-by-minute walk for the one-day span (what a calendar costs when it counts minutes).
+Each figure is the best of three rounds; a fresh calendar per round, so a round pays for
+filling its day cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from connector.model import Record  # noqa: E402
+from rules.calendar import TwentyFourSeven, WeeklyCalendar, check_calendar  # noqa: E402
+from rules.clock import run_clock  # noqa: E402
+
+SPEC = {
+    "timezone": "Europe/Berlin",
+    "week": {day: ["09:00-12:30", "13:30-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+    "holidays": ["12-24", "12-31", {"country": "DE", "subdiv": "BE"}],
+}
+START = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
+
+
+def berlin() -> WeeklyCalendar:
+    calendar, problems = check_calendar("berlin", SPEC)
+    assert calendar is not None, problems
+    return calendar
+
+
+def best(rounds: int, work) -> float:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def naive_minutes(calendar: WeeklyCalendar, start: datetime, end: datetime) -> float:
+    minutes, t = 0, start
+    while t < end:
+        minutes += calendar.is_open(t)
+        t += timedelta(minutes=1)
+    return minutes * 60.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    starts = [START + timedelta(minutes=rng.randrange(0, 60 * 24 * 365)) for _ in range(2000)]
+    rows = []
+    for label, span, count in (("1 day", timedelta(days=1), 2000),
+                               ("1 month", timedelta(days=30), 2000),
+                               ("1 year", timedelta(days=365), 200)):
+        pairs = [(s, s + span) for s in starts[:count]]
+
+        def weekly(pairs=pairs) -> None:
+            calendar = berlin()
+            for a, b in pairs:
+                calendar.business_seconds(a, b)
+
+        def plain(pairs=pairs) -> None:
+            calendar = TwentyFourSeven()
+            for a, b in pairs:
+                calendar.business_seconds(a, b)
+
+        rows.append((f"business_seconds, {label}", count, best(3, weekly), best(3, plain)))
+        if label == "1 day":
+            few = pairs[:50]
+
+            def naive(few=few) -> None:
+                calendar = berlin()
+                for a, b in few:
+                    naive_minutes(calendar, a, b)
+
+            rows.append(("  naive minute walk, 1 day", 50, best(1, naive), None))
+
+    adds = [(s, rng.randrange(60, 60 * 60 * 40)) for s in starts]
+
+    def add_weekly() -> None:
+        calendar = berlin()
+        for a, seconds in adds:
+            calendar.add_business_seconds(a, seconds)
+
+    def add_plain() -> None:
+        calendar = TwentyFourSeven()
+        for a, seconds in adds:
+            calendar.add_business_seconds(a, seconds)
+
+    rows.append(("add_business_seconds, <= 40h", len(adds), best(3, add_weekly),
+                 best(3, add_plain)))
+
+    created = [START + timedelta(minutes=rng.randrange(0, 60 * 24 * 30))
+               for _ in range(args.records)]
+    records = [Record(id=str(i), kind="ticket", created_at=c, updated_at=c,
+                      status="open") for i, c in enumerate(created)]
+    now = START + timedelta(days=31)
+
+    def due_weekly() -> None:
+        calendar = berlin()
+        for record in records:
+            run_clock(record, "resolution", 8 * 3600, calendar, (), ("solved",), now)
+
+    def due_plain() -> None:
+        calendar = TwentyFourSeven()
+        for record in records:
+            run_clock(record, "resolution", 8 * 3600, calendar, (), ("solved",), now)
+
+    rows.append((f"clock + due_at, {args.records:,} records", args.records, best(1, due_weekly),
+                 best(1, due_plain)))
+
+    print(f"{'case':<40} {'n':>7} {'seconds':>8} {'per second':>11} {'24x7 per s':>11}")
+    for name, count, seconds, baseline in rows:
+        base = f"{count / baseline:>11,.0f}" if baseline else f"{'':>11}"
+        print(f"{name:<40} {count:>7} {seconds:>8.3f} {count / seconds:>11,.0f} {base}")
+
+
+if __name__ == "__main__":
+    main()
