@@ -214,7 +214,7 @@ def check_calendar(name: str, spec: Any) -> tuple[WeeklyCalendar | None, list[tu
             hint = difflib.get_close_matches(timezone, sorted(available_timezones()), n=1)
             problems.append((".timezone", f"unknown timezone {timezone!r}"
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")))
-    week = _check_week(spec.get("week"), problems)
+    week = _check_week(name, spec.get("week"), problems)
     one_off, yearly, regions = _check_holidays(spec.get("holidays", []), problems)
     if problems:
         return None, problems
@@ -222,7 +222,8 @@ def check_calendar(name: str, spec: Any) -> tuple[WeeklyCalendar | None, list[tu
     return WeeklyCalendar(name, timezone, week, one_off, yearly, regions), []
 
 
-def _check_week(value: Any, problems: list[tuple[str, str]]) -> dict[int, list[tuple[int, int]]]:
+def _check_week(name: str, value: Any,
+                problems: list[tuple[str, str]]) -> dict[int, list[tuple[int, int]]]:
     week: dict[int, list[tuple[int, int]]] = {}
     if not isinstance(value, dict):
         problems.append((".week", "missing: working intervals by weekday, e.g. "
@@ -256,9 +257,13 @@ def _check_week(value: Any, problems: list[tuple[str, str]]) -> dict[int, list[t
                 continue
             parsed.append((start, end, index))
         parsed.sort()
-        for (_, e1, i1), (s2, _, i2) in zip(parsed, parsed[1:], strict=False):
-            if s2 < e1:
-                problems.append((f".week.{key}[{i2}]", f"overlaps .week.{key}[{i1}]"))
+        reach, reach_index = -1, -1  # the latest end so far, and whose it is
+        for start, end, index in parsed:
+            if start < reach:
+                problems.append((f".week.{key}[{index}]",
+                                 f"overlaps calendars.{name}.week.{key}[{reach_index}]"))
+            if end > reach:
+                reach, reach_index = end, index
         week[WEEKDAYS.index(key)] = _joined([(s, e) for s, e, _ in parsed])
     if not problems and not any(week.values()):
         problems.append((".week", "no working time on any day"))

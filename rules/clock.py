@@ -108,8 +108,8 @@ def run_clock(record: Record, target: str, target_seconds: int | None, calendar:
     elapsed = sum(calendar.business_seconds(lo, hi) for lo, hi in counted)
     paused = stop is None and bool(pauses) and pauses[-1].end is None
     due = None
-    if target_seconds is not None:
-        due = _due(calendar, counted, target_seconds, running=stop is None, now=now)
+    if target_seconds is not None and (stop is None or elapsed > target_seconds):
+        due = _due(calendar, counted, target_seconds, now)
     return Clock(target=target, target_seconds=target_seconds, calendar=calendar,
                  started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
                  pauses=tuple(pauses), paused=paused, due_at=due)
@@ -135,11 +135,13 @@ def _stop(record: Record, target: str, timeline: list[StatusChange],
 
 
 def _due(calendar: Calendar, counted: list[tuple[datetime, datetime]], target: int,
-         running: bool, now: datetime) -> datetime | None:
+         now: datetime) -> datetime:
+    """The instant the target was used up inside the counted spans, else (the clock runs on
+    from now) the instant it will be."""
     remaining = float(target)
     for lo, hi in counted:
         span = calendar.business_seconds(lo, hi)
-        if remaining < span:
+        if remaining <= span:
             return calendar.add_business_seconds(lo, remaining)
         remaining -= span
-    return calendar.add_business_seconds(now, remaining) if running else None
+    return calendar.add_business_seconds(now, remaining)

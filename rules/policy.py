@@ -208,7 +208,10 @@ class _Checker:
                      calendars: Mapping[str, Calendar]) -> Calendar | None:
         if isinstance(value, str) and value in calendars:
             return calendars[value]
-        if value not in self.defined_calendars:  # a broken definition is reported already
+        if value is None:
+            self.fail(path, f"missing: name a calendar (defined: {', '.join(sorted(calendars))})")
+        elif not isinstance(value, str) or value not in self.defined_calendars:
+            # (a calendar defined but broken is reported at its definition already)
             self.fail(path, f"unknown calendar {value!r}" + _suggest(str(value), calendars)
                       + f" (defined: {', '.join(sorted(calendars))})")
         return None
