@@ -12,9 +12,10 @@ both in real (UTC) seconds that fall inside its working intervals, and `is_open(
 
 Wall-clock intervals are turned into UTC instants day by day, so a 09:00-17:00 day is
 8 hours on the day the clocks change too; an interval that spans a clock change lasts the
-real time between its ends (00:00-24:00 is 23 hours on the spring-forward day). A wall time
-that does not exist that day (inside the spring-forward gap) is read with the offset from
-before the change; a wall time that occurs twice is its first occurrence.
+real time between its ends (00:00-24:00 is 23 hours on the spring-forward day). Each
+boundary is the first instant the wall clock reads that time: a time inside the
+spring-forward gap is the instant of the change, a time that occurs twice is its first
+occurrence.
 
 Costs grow with the number of days spanned, never with minutes: each day's intervals and
 totals are computed once and cached.
@@ -115,9 +116,15 @@ class WeeklyCalendar:
         """The working intervals of one local date, as UTC instants."""
         found = self._days.get(day)
         if found is None:
-            found = () if self.is_holiday(day) else tuple(
-                (self._instant(day, start), self._instant(day, end))
-                for start, end in self.week[day.weekday()])
+            spans: list[Interval] = []
+            if not self.is_holiday(day):
+                for start, end in self.week[day.weekday()]:
+                    lo, hi = self._instant(day, start), self._instant(day, end)
+                    if spans:  # wall times around a clock change never overlap in real time
+                        lo = max(lo, spans[-1][1])
+                    if hi > lo:
+                        spans.append((lo, hi))
+            found = tuple(spans)
             self._days[day] = found
         return found
 
@@ -129,10 +136,28 @@ class WeeklyCalendar:
         return found
 
     def _instant(self, day: date, minute: int) -> datetime:
+        """The first instant at which the local wall clock reads this time on this day.
+
+        A time that occurs twice (clocks going back) is its first occurrence; a time that
+        does not exist (clocks going forward) is the instant of the change."""
         if minute == 24 * 60:
             day, minute = day + timedelta(days=1), 0
-        local = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.tz)
-        return local.astimezone(UTC)
+        wall = datetime.combine(day, time(minute // 60, minute % 60))
+        instant = wall.replace(tzinfo=self.tz).astimezone(UTC)
+        if instant.astimezone(self.tz).replace(tzinfo=None) == wall:
+            return instant
+        # In the gap: search the change between the readings with the offsets after and
+        # before it (whole seconds; tz transitions fall on whole seconds).
+        lo = wall.replace(tzinfo=self.tz, fold=1).astimezone(UTC)  # wall clock still before
+        hi = instant  # wall clock already past
+        while hi - lo > timedelta(seconds=1):
+            mid = lo + (hi - lo) // 2
+            mid = mid.replace(microsecond=0)
+            if mid.astimezone(self.tz).replace(tzinfo=None) >= wall:
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
     def _local_date(self, instant: datetime) -> date:
         return instant.astimezone(self.tz).date()
@@ -210,7 +235,7 @@ def check_calendar(name: str, spec: Any) -> tuple[WeeklyCalendar | None, list[tu
     else:
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, e.g. "Europe"
             hint = difflib.get_close_matches(timezone, sorted(available_timezones()), n=1)
             problems.append((".timezone", f"unknown timezone {timezone!r}"
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")))
