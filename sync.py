@@ -1,4 +1,4 @@
-"""The sla-sync command line: run a sync, validate a policy, explain a record.
+"""The sla-sync command line: run a sync, validate a policy, explain a record, report.
 
 A thin click layer over sync_run (the loop), sync_config, sync_state and rules; library
 errors become clean exits with a message naming the file, path or record involved.
@@ -14,19 +14,25 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from connector import ConnectorError, RecordError, open_connector
-from connector.model import parse_instant
+from connector import ConnectorError, Record, RecordError, open_connector
+from connector.file import FileHelpdesk
+from connector.model import format_instant, parse_instant
 from rules.durations import parse_duration
+from rules.engine import SlaMark
 from rules.explain import explain as explain_plan
+from rules.metrics import DEFAULT_WORK_STATUSES, EVERY, SEGMENT_FIELDS
+from rules.metrics import queue as open_queue
+from rules.metrics import report as metrics_report
 from rules.planner import plan
 from rules.policy import Policy, PolicyError, load_policy
 from sync_config import Config, ConfigError, load_config, locate
+from sync_report import FORMATS, as_csv, as_json, html_report, prometheus, queue_table, table
 from sync_run import RunReport, run_sync
 from sync_state import StateError, StateLock, StateStore
 
@@ -217,6 +223,154 @@ def explain(record_id: str, config_path: str | None, now_text: str | None) -> No
     if record is None:
         raise Exit(f"no record {record_id!r} in {connector.identity}", EXIT_INVALID)
     click.echo(explain_plan(plan(record, policy, now, active, previous), policy, since))
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+def _instant_option(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    text = f"{value}T00:00:00+00:00" if len(value) == 10 else value  # a date: UTC midnight
+    try:
+        return parse_instant(text, name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
+
+
+def _report_inputs(config_path: str | None, from_file: Path | None, policy_path: Path | None,
+                   ) -> tuple[list[Record], Policy, dict[str, SlaMark], dict[str, float] | None]:
+    """Records (the mirror, or --from FILE), the policy, SLA marks and the last run."""
+    config = None
+    if config_path is not None or from_file is None or policy_path is None:
+        config = _config(config_path)
+    policy = _policy(policy_path or config.policy)  # type: ignore[union-attr]
+    if from_file is not None:
+        try:
+            pages = list(FileHelpdesk(from_file).fetch(None))
+        except ConnectorError as exc:
+            raise Exit(str(exc), EXIT_INVALID) from None
+        skipped = [p for page in pages for p in page.problems]
+        for problem in skipped:
+            click.echo(f"skipped: {problem}", err=True)
+        return [r for page in pages for r in page.records], policy, {}, None
+    assert config is not None
+    if not config.state.exists():
+        raise Exit(f"{config.state}: no state file yet: run `sla-sync run` first, or report "
+                   "on a file with --from FILE", EXIT_INVALID)
+    try:
+        with StateStore(config.state) as store:
+            return store.all_records(), policy, store.sla_marks(), store.last_run()
+    except StateError as exc:
+        raise Exit(str(exc), EXIT_INVALID) from None
+
+
+source_options = [
+    click.option("--from", "from_file", type=click.Path(path_type=Path), metavar="FILE",
+                 help="Read records from a file in the embedded helpdesk's format instead "
+                      "of the state file's record mirror."),
+    click.option("--policy", "policy_path", type=click.Path(path_type=Path), metavar="FILE",
+                 help="The policy (default: the config's)."),
+]
+
+
+def with_source(command: Any) -> Any:
+    for option in reversed(source_options):
+        command = option(command)
+    return command
+
+
+def _fields(values: tuple[str, ...]) -> list[tuple[str, ...]]:
+    groups = []
+    for value in values:
+        fields = tuple(f.strip() for f in value.split(",") if f.strip())
+        unknown = [f for f in fields if f not in SEGMENT_FIELDS]
+        if unknown or not fields:
+            raise click.BadParameter(
+                f"unknown field {unknown[0] if unknown else value!r} "
+                f"(choose from {', '.join(SEGMENT_FIELDS)})", param_hint="--by")
+        groups.append(fields)
+    return groups
+
+
+@main.command()
+@config_option
+@with_source
+@now_option
+@click.option("--since", metavar="ISO", help="Records created from (default: 30 days before "
+                                               "--until).")
+@click.option("--until", metavar="ISO", help="Records created before (default: --now).")
+@click.option("--by", multiple=True, metavar="FIELD[,FIELD]",
+              help=f"Break down by a field ({', '.join(SEGMENT_FIELDS)}); repeat for "
+                   "several breakdowns, join with commas to combine fields.")
+@click.option("--every", type=click.Choice(EVERY), default="day", show_default=True,
+              help="Trend buckets (UTC days, or weeks from Monday).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write to FILE instead of stdout.")
+@click.option("--work-statuses", default=",".join(DEFAULT_WORK_STATUSES), show_default=True,
+              help="Statuses that count as handling time.")
+def report(config_path: str | None, from_file: Path | None, policy_path: Path | None,
+           now_text: str | None, since: str | None, until: str | None, by: tuple[str, ...],
+           every: str, fmt: str, out: Path | None, work_statuses: str) -> None:
+    """The SLA metrics of the records the sync has seen, as a table, JSON, CSV, an HTML page
+    with charts, or Prometheus text."""
+    now = _now(now_text)
+    end = _instant_option(until, "--until") or now
+    start = _instant_option(since, "--since") or end - timedelta(days=30)
+    if start >= end:
+        raise click.BadParameter(f"{format_instant(start)} is not before --until "
+                                 f"{format_instant(end)}", param_hint="--since")
+    groups = _fields(by)
+    records, policy, marks, last_run = _report_inputs(config_path, from_file, policy_path)
+    if not records:
+        raise Exit("no records to report on: the record mirror is empty (run `sla-sync run` "
+                   "first)", EXIT_INVALID)
+    work = [s.strip() for s in work_statuses.split(",") if s.strip()]
+    data = metrics_report(records, policy, now, start, end, groups, every, work, marks)
+    if fmt == "table":
+        text = table(data)
+    elif fmt == "json":
+        text = as_json(data)
+    elif fmt == "csv":
+        text = as_csv(data)
+    elif fmt == "prometheus":
+        text = prometheus(data, last_run)
+    else:
+        text = html_report(data, open_queue(records, policy, now, marks))
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {out} ({data['segments'][0]['records']} records in the window)",
+                   err=True)
+
+
+@main.command()
+@config_option
+@with_source
+@now_option
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--by", type=click.Choice(SEGMENT_FIELDS),
+              help="Group the queue by a field (one queue per team, say).")
+@click.option("--json", "as_json_lines", is_flag=True, help="One JSON object per record.")
+def queue(config_path: str | None, from_file: Path | None, policy_path: Path | None,
+          now_text: str | None, limit: int, by: str | None, as_json_lines: bool) -> None:
+    """Open records by time left on their nearest target, breached ones first."""
+    now = _now(now_text)
+    records, policy, marks, _ = _report_inputs(config_path, from_file, policy_path)
+    rows = open_queue(records, policy, now, marks)
+    if by:
+        kept: dict[str, int] = {}
+        rows = [r for r in rows if kept.setdefault(str(r[by]), 0) < limit
+                and not kept.update({str(r[by]): kept[str(r[by])] + 1})]
+    else:
+        rows = rows[:limit]
+    if as_json_lines:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+    else:
+        click.echo(queue_table(rows, by), nl=False)
 
 
 if __name__ == "__main__":

@@ -200,6 +200,23 @@ class StateStore:
                                " ORDER BY updated_at, id")
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
+    def all_records(self) -> list[Record]:
+        """Every mirrored record, retired ones included (reports read them all)."""
+        rows = self.db.execute("SELECT data FROM records ORDER BY id")
+        return [Record.from_dict(json.loads(row["data"])) for row in rows]
+
+    def last_run(self) -> dict[str, float] | None:
+        """The figures of the last finished sync that wrote (not a dry run), for exporters."""
+        row = self.db.execute(
+            "SELECT finished_at, duration_ms, read, writes, errors FROM runs"
+            " WHERE dry_run = 0 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return {"duration_seconds": (row["duration_ms"] or 0) / 1000, "reads": row["read"],
+                "writes": row["writes"], "errors": row["errors"],
+                "timestamp_seconds": parse_instant(row["finished_at"], "finished_at").timestamp()}
+
     def retire(self, record: Record) -> None:
         with self.transaction():
             self.db.execute("UPDATE records SET retired_version = updated_at"

@@ -1,0 +1,247 @@
+"""SLA metrics: the six numbers, per segment and over time, and the queue of open records.
+
+Pure: records, a policy and `now` in; plain JSON-ready data out (the renderers in
+sync_report.py format it). Definitions, over records created in [since, until):
+
+- first_response_time: created_at to first_response_at, for records that have one by
+  `now`; in calendar minutes, and in SLA-clock minutes (business time on the SLA's
+  calendar, pauses excluded).
+- resolution_time: created_at to the solve, for records solved by `now`, the same way.
+- compliance_rate per target: met / (met + breached). A clock counts once it has stopped
+  or breached; one still running inside its target does not count.
+- breach_rate per target: breached / (met + breached), with the breach count; and per
+  day or week of creation (UTC) as a trend.
+- average_handling_time: for solved records, the mean calendar minutes spent in work
+  statuses (default new and open) between creation and the solve.
+- escalation_rate: records with escalation_level >= 1 / records.
+Every figure says how many records it rests on; where nothing counts the value is None.
+Percentiles use the nearest-rank method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from connector.model import Record, format_instant
+from rules.clock import TARGETS, Clock
+from rules.engine import SlaMark, sla_and_clocks
+from rules.policy import Policy
+
+SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority")
+DEFAULT_WORK_STATUSES = ("new", "open")
+EVERY = ("day", "week")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the metrics need from one record, worked out once."""
+
+    record: Record
+    sla: str
+    clocks: Mapping[str, Clock]
+    handling_minutes: float | None  # None: not solved
+
+    def segment(self, name: str) -> str:
+        return self.sla if name == "sla" else str(getattr(self.record, name))
+
+    def outcome(self, target: str) -> str | None:
+        """'met', 'breached', or None (no target, or still running within it)."""
+        clock = self.clocks[target]
+        if clock.breached:
+            return "breached"
+        return "met" if clock.met else None
+
+    def time_to(self, target: str) -> tuple[float, float] | None:
+        """(calendar minutes, clock minutes) from creation to this target's stop."""
+        clock = self.clocks[target]
+        stop = clock.stopped_at
+        if stop is None:
+            return None
+        if target == "first_response" and stop != self.record.first_response_at:
+            return None  # solved without a first response
+        return ((stop - self.record.created_at).total_seconds() / 60,
+                clock.elapsed_seconds / 60)
+
+
+def measure_record(record: Record, policy: Policy, now: datetime,
+                   previous: SlaMark | None = None,
+                   work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES) -> Measured:
+    sla, _, _, clocks = sla_and_clocks(record, policy, now, previous)
+    solved = clocks["resolution"].stopped_at
+    if solved is None:
+        # A record with no resolution target still has a solve time when it is closed.
+        solved = _solve_time(record, policy, now)
+    handling = None
+    if solved is not None:
+        handling = _minutes_in(record, frozenset(work_statuses), solved)
+    return Measured(record, sla.name if sla else "", clocks, handling)
+
+
+def _solve_time(record: Record, policy: Policy, now: datetime) -> datetime | None:
+    from rules.calendar import ALWAYS, BUILT_IN
+    from rules.clock import run_clock
+
+    clock = run_clock(record, "resolution", 1, BUILT_IN[ALWAYS], (), policy.closed_statuses,
+                      now)
+    return clock.stopped_at
+
+
+def _minutes_in(record: Record, statuses: frozenset[str], until: datetime) -> float:
+    total = timedelta()
+    timeline = record.status_timeline()
+    for index, change in enumerate(timeline):
+        if change.at >= until:
+            break
+        end = timeline[index + 1].at if index + 1 < len(timeline) else until
+        if change.status in statuses:
+            total += min(end, until) - change.at
+    return total.total_seconds() / 60
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest rank: the smallest value with at least p% of the values at or below it."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _round(value: float | None, places: int = 2) -> float | None:
+    return None if value is None else round(value, places)
+
+
+def _times(rows: list[tuple[float, float]]) -> dict[str, Any]:
+    if not rows:
+        return {"count": 0, "mean_minutes": None, "p50_minutes": None, "p90_minutes": None,
+                "mean_clock_minutes": None}
+    calendar = [r[0] for r in rows]
+    return {"count": len(rows), "mean_minutes": _round(sum(calendar) / len(rows)),
+            "p50_minutes": _round(percentile(calendar, 50)),
+            "p90_minutes": _round(percentile(calendar, 90)),
+            "mean_clock_minutes": _round(sum(r[1] for r in rows) / len(rows))}
+
+
+def _rate(hits: int, of: int) -> dict[str, Any]:
+    return {"rate": _round(hits / of, 4) if of else None, "count": hits, "of": of}
+
+
+def segment(measured: Sequence[Measured], by: Mapping[str, str]) -> dict[str, Any]:
+    """The six metrics over some records."""
+    out: dict[str, Any] = {"by": dict(by), "records": len(measured)}
+    for target, key in (("first_response", "first_response_time"),
+                        ("resolution", "resolution_time")):
+        out[key] = _times([t for m in measured if (t := m.time_to(target)) is not None])
+    compliance: dict[str, Any] = {}
+    breaches: dict[str, Any] = {}
+    for target in TARGETS:
+        outcomes = [o for m in measured if (o := m.outcome(target)) is not None]
+        breached = outcomes.count("breached")
+        breaches[target] = _rate(breached, len(outcomes))
+        compliance[target] = _round(1 - breached / len(outcomes), 4) if outcomes else None
+    out["compliance_rate"] = compliance
+    out["breach_rate"] = breaches
+    handled = [m.handling_minutes for m in measured if m.handling_minutes is not None]
+    out["average_handling_time"] = {
+        "count": len(handled),
+        "mean_minutes": _round(sum(handled) / len(handled)) if handled else None}
+    out["escalation_rate"] = _rate(sum(1 for m in measured if m.record.escalation_level >= 1),
+                                   len(measured))
+    return out
+
+
+def bucket_start(instant: datetime, every: str) -> datetime:
+    day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday()) if every == "week" else day
+
+
+def trend(measured: Sequence[Measured], since: datetime, until: datetime,
+          every: str) -> list[dict[str, Any]]:
+    """Breach rate per target for each day or week (UTC, weeks from Monday) of creation,
+    empty buckets included."""
+    buckets: dict[datetime, list[Measured]] = {}
+    start = bucket_start(since, every)
+    step = timedelta(days=7 if every == "week" else 1)
+    while start < until:
+        buckets[start] = []
+        start += step
+    for m in measured:
+        buckets.setdefault(bucket_start(m.record.created_at, every), []).append(m)
+    rows = []
+    for start, items in sorted(buckets.items()):
+        row: dict[str, Any] = {"start": format_instant(start), "records": len(items)}
+        for target in TARGETS:
+            outcomes = [o for m in items if (o := m.outcome(target)) is not None]
+            row[target] = _rate(outcomes.count("breached"), len(outcomes))
+        rows.append(row)
+    return rows
+
+
+#: Upper edges (minutes) of the first-response distribution's bins; the last is open.
+HISTOGRAM_EDGES = (15, 30, 60, 120, 240, 480, 1440)
+
+
+def histogram(measured: Sequence[Measured]) -> list[dict[str, Any]]:
+    """First response times (calendar minutes) in bins: up to 15 min, 30, 1h ... over 1 day."""
+    counts = [0] * (len(HISTOGRAM_EDGES) + 1)
+    for m in measured:
+        times = m.time_to("first_response")
+        if times is not None:
+            counts[next((i for i, edge in enumerate(HISTOGRAM_EDGES) if times[0] <= edge),
+                        len(HISTOGRAM_EDGES))] += 1
+    return [{"upto_minutes": edge, "count": count}
+            for edge, count in zip((*HISTOGRAM_EDGES, None), counts, strict=True)]
+
+
+def report(records: Iterable[Record], policy: Policy, now: datetime, since: datetime,
+           until: datetime, by: Sequence[Sequence[str]] = (), every: str = "day",
+           work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES,
+           marks: Mapping[str, SlaMark] | None = None) -> dict[str, Any]:
+    """The report's data: the whole window, then one segment per value (or combination of
+    values) of each breakdown in `by`, then the trend."""
+    marks = marks or {}
+    work = tuple(work_statuses)
+    measured = [measure_record(r, policy, now, marks.get(r.id), work) for r in records
+                if since <= r.created_at < until]
+    segments = [segment(measured, {})]
+    for fields in by:
+        groups: dict[tuple[str, ...], list[Measured]] = {}
+        for m in measured:
+            groups.setdefault(tuple(m.segment(f) for f in fields), []).append(m)
+        for values in sorted(groups):
+            segments.append(segment(groups[values], dict(zip(fields, values, strict=True))))
+    return {"since": format_instant(since), "until": format_instant(until),
+            "now": format_instant(now), "work_statuses": list(work), "segments": segments,
+            "trend": {"every": every, "buckets": trend(measured, since, until, every)},
+            "first_response_distribution": histogram(measured)}
+
+
+def queue(records: Iterable[Record], policy: Policy, now: datetime,
+          marks: Mapping[str, SlaMark] | None = None) -> list[dict[str, Any]]:
+    """Open records with a running clock, nearest target first (breached ones, most overdue
+    first, lead the list)."""
+    marks = marks or {}
+    rows = []
+    for record in records:
+        if record.status in policy.closed_statuses:
+            continue
+        sla, calendar, _, clocks = sla_and_clocks(record, policy, now, marks.get(record.id))
+        running = [c for c in clocks.values() if c.running and c.target_seconds is not None]
+        if not running:
+            continue
+        nearest = min(running, key=lambda c: c.minutes_left)
+        rows.append({
+            "id": record.id, "kind": record.kind, "subject": record.subject,
+            "status": record.status, "priority": record.priority, "tier": record.tier,
+            "channel": record.channel, "source": record.source, "group": record.group,
+            "assignee": record.assignee, "sla": sla.name if sla else "",
+            "target": nearest.target, "minutes_left": round(nearest.minutes_left, 1),
+            "elapsed_pct": round(nearest.elapsed_pct, 1), "breached": nearest.breached,
+            "paused": nearest.paused,
+            "due_at": format_instant(nearest.due_at) if nearest.due_at else None,
+            "calendar": calendar.name,
+        })
+    rows.sort(key=lambda row: (row["minutes_left"], row["id"]))
+    return rows

@@ -1,0 +1,388 @@
+"""Reports as people and tools read them: an 80-column table, JSON, CSV, a self-contained
+HTML page with charts, and the Prometheus text format; and the queue of open records.
+
+Renders the data `rules.metrics` produces; computes nothing of its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+from rules.clock import TARGETS
+from rules.durations import format_duration
+
+FORMATS = ("table", "json", "csv", "html", "prometheus")
+EMPTY = "-"
+
+
+def label(by: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v or '(none)'}" for k, v in by.items()) or "all"
+
+
+def minutes(value: float | None) -> str:
+    return EMPTY if value is None else format_duration(value * 60)
+
+
+def short(value: float | None) -> str:
+    """A duration in minutes in at most two units, for narrow columns: 29m, 18h51m, 1d6h."""
+    if value is None:
+        return EMPTY
+    total = round(value)
+    days, rest = divmod(total, 1440)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h{mins:02d}m" if mins else f"{hours}h"
+    return f"{mins}m"
+
+
+def pct(value: float | None) -> str:
+    return EMPTY if value is None else f"{100 * value:.1f}"
+
+
+# -- table ---------------------------------------------------------------------------------
+
+def table(data: Mapping[str, Any]) -> str:
+    """Aligned columns that fit an 80-column terminal: the whole window, then each
+    breakdown under its own heading."""
+    head = (f"{'segment':<22} {'recs':>5} {'FRT p50':>7} {'RES p50':>7} {'FR ok%':>6} "
+            f"{'RES ok%':>7} {'breach':>7} {'AHT':>6} {'esc%':>5}")
+    lines = [f"SLA report: records created {data['since'][:16]} to {data['until'][:16]} UTC",
+             "", head, "-" * len(head)]
+    heading = None
+    for seg in data["segments"]:
+        fields = tuple(seg["by"])
+        if fields and fields != heading:
+            heading = fields
+            lines.append(f"by {' / '.join(fields)}:")
+        name = "/".join(v or "(none)" for v in seg["by"].values()) or "all"
+        name = ("  " + name) if fields else name
+        name = name if len(name) <= 22 else name[:21] + "~"
+        breaches = "/".join(str(seg["breach_rate"][t]["count"]) for t in TARGETS)
+        lines.append(
+            f"{name:<22} {seg['records']:>5} "
+            f"{short(seg['first_response_time']['p50_minutes']):>7} "
+            f"{short(seg['resolution_time']['p50_minutes']):>7} "
+            f"{pct(seg['compliance_rate']['first_response']):>6} "
+            f"{pct(seg['compliance_rate']['resolution']):>7} {breaches:>7} "
+            f"{short(seg['average_handling_time']['mean_minutes']):>6} "
+            f"{pct(seg['escalation_rate']['rate']):>5}")
+    lines += ["", "FRT/RES p50: median time to first response / resolution (calendar time)",
+              "ok%: compliance, met / (met + breached)",
+              "breach: breached clocks, first response / resolution",
+              f"AHT: mean time in {', '.join(data['work_statuses'])}; esc%: "
+              f"escalated records; {EMPTY}: nothing to count"]
+    return "\n".join(lines) + "\n"
+
+
+# -- json and csv --------------------------------------------------------------------------
+
+def as_json(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+#: The CSV columns, in order: a stable, documented contract.
+CSV_COLUMNS = (
+    "segment", "records",
+    *(f"{m}.{f}" for m in ("first_response_time", "resolution_time")
+      for f in ("count", "mean_minutes", "p50_minutes", "p90_minutes", "mean_clock_minutes")),
+    *(f"compliance_rate.{t}" for t in TARGETS),
+    *(f"breach_rate.{t}.{f}" for t in TARGETS for f in ("rate", "count", "of")),
+    "average_handling_time.count", "average_handling_time.mean_minutes",
+    "escalation_rate.rate", "escalation_rate.count", "escalation_rate.of",
+)
+
+
+def _get(seg: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = seg
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def as_csv(data: Mapping[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for seg in data["segments"]:
+        row = [";".join(f"{k}={v}" for k, v in seg["by"].items()), seg["records"]]
+        row += ["" if (v := _get(seg, c)) is None else v for c in CSV_COLUMNS[2:]]
+        writer.writerow(row)
+    return out.getvalue()
+
+
+# -- prometheus ----------------------------------------------------------------------------
+
+def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> str:
+    """The text exposition format, for node_exporter's textfile collector."""
+    registry = CollectorRegistry()
+    fields = sorted({k for seg in data["segments"] for k in seg["by"]})
+
+    def gauge(name: str, text: str, extra: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, text, [*fields, *extra], registry=registry)
+
+    records = gauge("sla_sync_records", "Records created in the report window")
+    compliance = gauge("sla_sync_compliance_ratio", "Met / (met + breached)", ["target"])
+    breaches = gauge("sla_sync_breaches", "Breached clocks", ["target"])
+    counted = gauge("sla_sync_clocks_counted", "Clocks stopped or breached", ["target"])
+    times = gauge("sla_sync_time_minutes", "Time to target (calendar minutes)",
+                  ["target", "stat"])
+    handling = gauge("sla_sync_average_handling_minutes", "Mean minutes in work statuses")
+    escalation = gauge("sla_sync_escalation_ratio", "Escalated records / records")
+    for seg in data["segments"]:
+        labels = {f: seg["by"].get(f, "") for f in fields}
+        records.labels(**labels).set(seg["records"])
+        for target, key in zip(TARGETS, ("first_response_time", "resolution_time"),
+                               strict=True):
+            rate = seg["compliance_rate"][target]
+            if rate is not None:
+                compliance.labels(**labels, target=target).set(rate)
+            breaches.labels(**labels, target=target).set(seg["breach_rate"][target]["count"])
+            counted.labels(**labels, target=target).set(seg["breach_rate"][target]["of"])
+            for stat in ("mean", "p50", "p90", "mean_clock"):
+                value = seg[key][f"{stat}_minutes"]
+                if value is not None:
+                    times.labels(**labels, target=target, stat=stat).set(value)
+        if seg["average_handling_time"]["mean_minutes"] is not None:
+            handling.labels(**labels).set(seg["average_handling_time"]["mean_minutes"])
+        if seg["escalation_rate"]["rate"] is not None:
+            escalation.labels(**labels).set(seg["escalation_rate"]["rate"])
+    if last_run is not None:
+        for key, text in (("duration_seconds", "Duration of the last sync"),
+                          ("reads", "Records read by the last sync"),
+                          ("writes", "Records written by the last sync"),
+                          ("errors", "Errors in the last sync"),
+                          ("timestamp_seconds", "When the last sync finished (Unix time)")):
+            Gauge(f"sla_sync_last_run_{key}", text, registry=registry).set(last_run[key])
+    return generate_latest(registry).decode()
+
+
+# -- the queue -----------------------------------------------------------------------------
+
+def bar(pct_used: float, width: int = 10) -> str:
+    filled = min(width, max(0, round(pct_used / 100 * width)))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def queue_table(rows: Sequence[Mapping[str, Any]], by: str | None = None) -> str:
+    """Open records, nearest target first, with a bar of the target used."""
+    if not rows:
+        return "no open records with a running clock\n"
+    head = f"{'id':<9} {'sla':<15} {'target':<6} {'left':>8} {'used':<12} {'assignee'}"
+    lines: list[str] = []
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row[by]) if by else "", []).append(row)
+    for name in (sorted(groups) if by else [""]):
+        if by:
+            lines += ["", f"{by} = {name or '(none)'}"]
+        lines += [head, "-" * 78]
+        for row in groups[name]:
+            target = "FR" if row["target"] == "first_response" else "RES"
+            left = ("-" + short(-row["minutes_left"])) if row["minutes_left"] < 0 \
+                else short(row["minutes_left"])
+            used = bar(row["elapsed_pct"]) + ("!" if row["breached"] else
+                                              ("p" if row["paused"] else " "))
+            lines.append(f"{row['id']:<9.9} {row['sla']:<15.15} {target:<6} {left:>8} "
+                         f"{used:<12} {row['assignee'] or '(unassigned)':<24.24}".rstrip())
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+# -- html ------------------------------------------------------------------------------------
+
+COLORS = {"first_response": "#2f6fb2", "resolution": "#d9822b"}
+
+
+def _bars_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
+                unit: str, chart_id: str) -> str:
+    """A horizontal grouped bar chart as inline SVG (values 0..1 shown as percent)."""
+    row_h, bar_h, left, width = 34, 12, 170, 420
+    height = 30 + row_h * len(labels)
+    out = [f'<svg class="chart" id="{chart_id}" role="img" aria-label="{html.escape(title)}" '
+           f'width="{left + width + 60}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for i, name in enumerate(labels):
+        y = 20 + i * row_h
+        out.append(f'<text x="{left - 8}" y="{y + bar_h + 2}" text-anchor="end">'
+                   f'{html.escape(name)}</text>')
+        for j, (target, values) in enumerate(series.items()):
+            value = values[i]
+            by = y + j * (bar_h + 2)
+            if value is None:
+                out.append(f'<text x="{left + 4}" y="{by + bar_h - 2}" class="empty">'
+                           f'no data</text>')
+                continue
+            w = max(1.0, value * width)
+            out.append(f'<rect class="mark" x="{left}" y="{by}" width="{w:.1f}" '
+                       f'height="{bar_h}" fill="{COLORS[target]}"><title>'
+                       f'{html.escape(name)} {target}: {100 * value:.1f}{unit}</title></rect>')
+            out.append(f'<text x="{left + w + 4:.1f}" y="{by + bar_h - 2}">'
+                       f'{100 * value:.1f}{unit}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _columns_chart(title: str, labels: Sequence[str],
+                   series: Mapping[str, Sequence[float | None]], chart_id: str,
+                   percent: bool = False) -> str:
+    """A vertical (grouped) column chart as inline SVG; `percent`: values are 0..1 rates on a
+    fixed 0-100% scale, else counts scaled to the largest."""
+    groups = len(series)
+    col_w = max(6, min(30, 560 // max(1, len(labels) * groups)))
+    gap = max(4, col_w // 2)
+    height, top, bottom, left = 240, 24, 62, 36
+    peak = 1.0 if percent else float(max((v or 0 for vs in series.values() for v in vs),
+                                         default=0) or 1)
+    width = left + 10 + len(labels) * (groups * col_w + gap)
+    plot = height - top - bottom
+    out = [f'<svg class="chart" id="{chart_id}" role="img" aria-label="{html.escape(title)}" '
+           f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+           f'<line x1="{left}" y1="{top + plot}" x2="{width}" y2="{top + plot}" '
+           f'stroke="#999"/>']
+    if percent:
+        for tick in (0.25, 0.5, 0.75, 1.0):
+            y = top + plot * (1 - tick)
+            out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width}" y2="{y:.1f}" '
+                       f'stroke="#eee"/><text x="{left - 4}" y="{y + 4:.1f}" '
+                       f'text-anchor="end">{tick * 100:.0f}%</text>')
+    show_every = max(1, len(labels) // 16)
+    for i, name in enumerate(labels):
+        x0 = left + 6 + i * (groups * col_w + gap)
+        for j, (key, values) in enumerate(series.items()):
+            value = values[i]
+            if value is None:
+                continue
+            h = plot * value / peak
+            x = x0 + j * col_w
+            shown = f"{100 * value:.1f}%" if percent else f"{value:.0f}"
+            out.append(f'<rect class="mark" x="{x}" y="{top + plot - h:.1f}" '
+                       f'width="{col_w - 1}" height="{max(h, 0.5):.1f}" '
+                       f'fill="{COLORS.get(key, COLORS["first_response"])}"><title>'
+                       f'{html.escape(name)} {key.replace("_", " ")}: {shown}</title></rect>')
+            if not percent:
+                out.append(f'<text x="{x + col_w / 2:.1f}" y="{top + plot - h - 4:.1f}" '
+                           f'text-anchor="middle">{shown}</text>')
+        if i % show_every == 0:
+            cx = x0 + groups * col_w / 2
+            out.append(f'<text x="{cx:.1f}" y="{top + plot + 14}" text-anchor="end" '
+                       f'transform="rotate(-45 {cx:.1f} {top + plot + 14})">'
+                       f'{html.escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+# Marks the page once the browser has laid the charts out: how many chart marks have a
+# real size. The HTML test reads it back from headless Chromium.
+_DRAWN_CHECK = """<script>
+window.addEventListener("load", function () {
+  var charts = document.querySelectorAll("svg.chart");
+  var drawn = 0;
+  charts.forEach(function (chart) {
+    var marks = 0;
+    chart.querySelectorAll(".mark").forEach(function (m) {
+      var box = m.getBBox();
+      if (box.width > 0 && box.height > 0) { marks += 1; }
+    });
+    chart.setAttribute("data-marks-drawn", String(marks));
+    if (marks > 0) { drawn += 1; }
+  });
+  document.body.setAttribute("data-charts-drawn", String(drawn));
+});
+</script>"""
+
+# Nothing may load from anywhere: the page is one file that works offline.
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1100px; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+svg text { font-size: 11px; fill: #333; } svg .empty { fill: #999; }
+.note { font-size: 0.85em; color: #555; }
+.legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }
+.breached { color: #b3261e; font-weight: 600; }
+table.risk td, table.risk th { text-align: left; }
+"""
+
+
+def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]],
+                at_risk: int = 25) -> str:
+    """One self-contained page: no external files, no network."""
+    segs = data["segments"]
+    names = [label(s["by"]) for s in segs]
+    compliance = _bars_chart(
+        "Compliance by segment", names,
+        {t: [s["compliance_rate"][t] for s in segs] for t in TARGETS}, "%",
+        "compliance-chart")
+    buckets = data["trend"]["buckets"]
+    trend_labels = [b["start"][:10] for b in buckets]
+    trend = _columns_chart(
+        f"Breach rate by {data['trend']['every']} of creation", trend_labels,
+        {t: [b[t]["rate"] for b in buckets] for t in TARGETS}, "trend-chart", percent=True)
+    dist = data["first_response_distribution"]
+    dist_labels = [f"<= {short(d['upto_minutes'])}" if d["upto_minutes"] else "longer"
+                   for d in dist]
+    distribution = _columns_chart("First response times", dist_labels,
+                                  {"first_response": [d["count"] for d in dist]},
+                                  "distribution-chart")
+    legend = "".join(f'<span style="background:{c}"></span>{t.replace("_", " ")}'
+                     for t, c in COLORS.items())
+    rows = []
+    for s in segs:
+        rows.append(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                label(s["by"]), s["records"], short(s["first_response_time"]["p50_minutes"]),
+                short(s["resolution_time"]["p50_minutes"]),
+                pct(s["compliance_rate"]["first_response"]),
+                pct(s["compliance_rate"]["resolution"]),
+                s["breach_rate"]["first_response"]["count"],
+                s["breach_rate"]["resolution"]["count"],
+                short(s["average_handling_time"]["mean_minutes"]),
+                pct(s["escalation_rate"]["rate"]))) + "</tr>")
+    risk = []
+    for row in queue_rows[:at_risk]:
+        left = (f"breached {short(-row['minutes_left'])} ago" if row["breached"]
+                else f"{short(row['minutes_left'])} left")
+        css = ' class="breached"' if row["breached"] else ""
+        risk.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            row["id"], row["subject"], row["sla"], row["target"].replace("_", " "))) +
+            f"<td{css}>{html.escape(left)}</td><td>{row['elapsed_pct']:.0f}%</td>"
+            f"<td>{html.escape(row['assignee'] or '(unassigned)')}</td></tr>")
+    header = ("<tr><th>segment</th><th>records</th><th>FR p50</th><th>RES p50</th>"
+              "<th>FR ok %</th><th>RES ok %</th><th>FR breaches</th><th>RES breaches</th>"
+              "<th>AHT</th><th>escalated %</th></tr>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<title>SLA report {html.escape(data['since'][:10])} to {html.escape(data['until'][:10])}</title>
+<style>{_STYLE}</style></head>
+<body>
+<h1>SLA report: records created {html.escape(data['since'][:16])} to
+{html.escape(data['until'][:16])} UTC</h1>
+<p>Clocks as of {html.escape(data['now'])}. Compliance counts clocks that stopped or breached;
+a clock still running inside its target is not counted.</p>
+<table>{header}{''.join(rows)}</table>
+<p class="note">FR: first response; RES: resolution; p50: median time from creation (calendar
+time); ok %: compliance, met / (met + breached); AHT: mean time in
+{html.escape(', '.join(data['work_statuses']))} until solved.</p>
+<h2>Compliance by segment</h2><p class="legend">{legend}</p>
+{compliance}
+<h2>Breach trend</h2><p class="legend">{legend}</p>
+{trend}
+<h2>First response distribution</h2>
+{distribution}
+<h2>At risk: open records nearest their target</h2>
+<table class="risk"><tr><th>id</th><th>subject</th><th>SLA</th><th>target</th><th>time</th>
+<th>used</th><th>assignee</th></tr>{''.join(risk) or '<tr><td>none</td></tr>'}</table>
+{_DRAWN_CHECK}
+</body></html>
+"""
