@@ -137,9 +137,12 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
                   ["target", "stat"])
     handling = gauge("sla_sync_average_handling_minutes", "Mean minutes in work statuses")
     escalation = gauge("sla_sync_escalation_ratio", "Escalated records / records")
+    def of(metric: Gauge, **labels: str) -> Gauge:
+        return metric.labels(**labels) if labels else metric
+
     for seg in data["segments"]:
         labels = {f: seg["by"].get(f, "") for f in fields}
-        records.labels(**labels).set(seg["records"])
+        of(records, **labels).set(seg["records"])
         for target, key in zip(TARGETS, ("first_response_time", "resolution_time"),
                                strict=True):
             rate = seg["compliance_rate"][target]
@@ -152,9 +155,9 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
                 if value is not None:
                     times.labels(**labels, target=target, stat=stat).set(value)
         if seg["average_handling_time"]["mean_minutes"] is not None:
-            handling.labels(**labels).set(seg["average_handling_time"]["mean_minutes"])
+            of(handling, **labels).set(seg["average_handling_time"]["mean_minutes"])
         if seg["escalation_rate"]["rate"] is not None:
-            escalation.labels(**labels).set(seg["escalation_rate"]["rate"])
+            of(escalation, **labels).set(seg["escalation_rate"]["rate"])
     if last_run is not None:
         for key, text in (("duration_seconds", "Duration of the last sync"),
                           ("reads", "Records read by the last sync"),
