@@ -252,6 +252,9 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
         skipped = [p for page in pages for p in page.problems]
         for problem in skipped:
             click.echo(f"skipped: {problem}", err=True)
+        if skipped:
+            click.echo(f"skipped {len(skipped)} record(s) of {from_file} that cannot be "
+                       "measured (they are left out of every figure)", err=True)
         return [r for page in pages for r in page.records], policy, {}, None
     assert config is not None
     if not config.state.exists():
@@ -328,6 +331,9 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
                    "first)", EXIT_INVALID)
     work = [s.strip() for s in work_statuses.split(",") if s.strip()]
     data = metrics_report(records, policy, now, start, end, groups, every, work, marks)
+    if data["segments"][0]["records"] == 0:
+        click.echo(f"note: no record was created between {format_instant(start)} and "
+                   f"{format_instant(end)}; every figure is empty", err=True)
     if fmt == "table":
         text = table(data)
     elif fmt == "json":
