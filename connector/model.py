@@ -175,11 +175,17 @@ class Record:
         """Every status the record has had, from creation on, oldest first.
 
         Before the first history entry the record was `new`. A record with no history has
-        had its current status since creation. When the history does not end in the current
+        had its current status since creation, except that one with a `solved_at` was `new`
+        until then. When the history does not end in the current
         status (a helpdesk that dropped an entry), the current status is taken to hold from
         `updated_at` on.
         """
         if not self.status_history:
+            if self.solved_at is not None and self.solved_at > self.created_at \
+                    and self.status != INITIAL_STATUS:
+                # Solved with no history given: it was worked on until the solve.
+                return [StatusChange(self.created_at, INITIAL_STATUS),
+                        StatusChange(self.solved_at, self.status)]
             return [StatusChange(self.created_at, self.status)]
         timeline = [StatusChange(self.created_at, INITIAL_STATUS), *self.status_history]
         if timeline[-1].status != self.status:

@@ -124,8 +124,13 @@ def _stop(record: Record, target: str, timeline: list[StatusChange],
             if change.status not in closed_statuses:
                 break
             entered = change.at
-        solved = record.solved_at if record.solved_at is not None \
-            and record.solved_at <= now else entered
+        solved = record.solved_at
+        if solved is None or solved > now or any(
+                solved < change.at < entered and change.status not in closed_statuses
+                for change in timeline):
+            # None, in the future, or left over from a solve before a reopening: the record
+            # was solved (again) when it last entered a closed status.
+            solved = entered
     if target != "first_response":
         return solved
     responded = record.first_response_at

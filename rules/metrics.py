@@ -201,6 +201,8 @@ def report(records: Iterable[Record], policy: Policy, now: datetime, since: date
            marks: Mapping[str, SlaMark] | None = None) -> dict[str, Any]:
     """The report's data: the whole window, then one segment per value (or combination of
     values) of each breakdown in `by`, then the trend."""
+    if every not in EVERY:
+        raise ValueError(f"every: expected one of {', '.join(EVERY)}, got {every!r}")
     marks = marks or {}
     work = tuple(work_statuses)
     measured = [measure_record(r, policy, now, marks.get(r.id), work) for r in records
@@ -237,11 +239,13 @@ def queue(records: Iterable[Record], policy: Policy, now: datetime,
             "status": record.status, "priority": record.priority, "tier": record.tier,
             "channel": record.channel, "source": record.source, "group": record.group,
             "assignee": record.assignee, "sla": sla.name if sla else "",
-            "target": nearest.target, "minutes_left": round(nearest.minutes_left, 1),
+            "target": nearest.target, "minutes_left": nearest.minutes_left,
             "elapsed_pct": round(nearest.elapsed_pct, 1), "breached": nearest.breached,
             "paused": nearest.paused,
             "due_at": format_instant(nearest.due_at) if nearest.due_at else None,
             "calendar": calendar.name,
         })
     rows.sort(key=lambda row: (row["minutes_left"], row["id"]))
+    for row in rows:
+        row["minutes_left"] = round(float(row["minutes_left"]), 1)
     return rows
