@@ -225,7 +225,7 @@ def queue(records: Iterable[Record], policy: Policy, now: datetime,
     """Open records with a running clock, nearest target first (breached ones, most overdue
     first, lead the list)."""
     marks = marks or {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for record in records:
         if record.status in policy.closed_statuses:
             continue
@@ -247,5 +247,5 @@ def queue(records: Iterable[Record], policy: Policy, now: datetime,
         })
     rows.sort(key=lambda row: (row["minutes_left"], row["id"]))
     for row in rows:
-        row["minutes_left"] = round(float(row["minutes_left"]), 1)
+        row["minutes_left"] = round(row["minutes_left"], 1)
     return rows
