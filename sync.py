@@ -327,8 +327,9 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     groups = _fields(by)
     records, policy, marks, last_run = _report_inputs(config_path, from_file, policy_path)
     if not records:
-        raise Exit("no records to report on: the record mirror is empty (run `sla-sync run` "
-                   "first)", EXIT_INVALID)
+        source = f"{from_file} has no usable records" if from_file else \
+            "the record mirror is empty (run `sla-sync run` first)"
+        raise Exit(f"no records to report on: {source}", EXIT_INVALID)
     work = [s.strip() for s in work_statuses.split(",") if s.strip()]
     data = metrics_report(records, policy, now, start, end, groups, every, work, marks)
     if data["segments"][0]["records"] == 0:

@@ -10,6 +10,7 @@ import csv
 import html
 import io
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -78,8 +79,8 @@ def table(data: Mapping[str, Any]) -> str:
     lines += ["", "FRT/RES p50: median time to first response / resolution (calendar time)",
               "ok%: compliance, met / (met + breached)",
               "breach: breached clocks, first response / resolution",
-              f"AHT: mean time in {', '.join(data['work_statuses'])}; esc%: "
-              f"escalated records; {EMPTY}: nothing to count"]
+              *textwrap.wrap(f"AHT: mean time in {', '.join(data['work_statuses'])}; esc%: "
+                             f"escalated records; {EMPTY}: nothing to count", 80)]
     return "\n".join(lines) + "\n"
 
 
@@ -141,7 +142,9 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
         return metric.labels(**labels) if labels else metric
 
     for seg in data["segments"]:
-        labels = {f: seg["by"].get(f, "") for f in fields}
+        # The whole window carries no breakdown label (""); a record without a value for a
+        # field is "(none)", so the two never collide.
+        labels = {f: (seg["by"][f] or "(none)") if f in seg["by"] else "" for f in fields}
         of(records, **labels).set(seg["records"])
         for target, key in zip(TARGETS, ("first_response_time", "resolution_time"),
                                strict=True):
@@ -159,7 +162,8 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
         if seg["escalation_rate"]["rate"] is not None:
             of(escalation, **labels).set(seg["escalation_rate"]["rate"])
     if last_run is not None:
-        for key, text in (("duration_seconds", "Duration of the last sync"),
+        for key, text in (("success", "1 when the last sync finished, 0 when it failed"),
+                          ("duration_seconds", "Duration of the last sync"),
                           ("reads", "Records read by the last sync"),
                           ("writes", "Records written by the last sync"),
                           ("errors", "Errors in the last sync"),
@@ -264,6 +268,11 @@ def _columns_chart(title: str, labels: Sequence[str],
                 continue
             h = plot * value / peak
             x = x0 + j * col_w
+            if h <= 0:  # nothing to draw; the label (counts) still says 0
+                if not percent:
+                    out.append(f'<text x="{x + col_w / 2:.1f}" y="{top + plot - 4}" '
+                               'text-anchor="middle">0</text>')
+                continue
             shown = f"{100 * value:.1f}%" if percent else f"{value:.0f}"
             out.append(f'<rect class="mark" x="{x}" y="{top + plot - h:.1f}" '
                        f'width="{col_w - 1}" height="{max(h, 0.5):.1f}" '

@@ -111,6 +111,7 @@ def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datet
         _run(connector, policy, store, now, report)
     except BaseException as exc:
         report.status = "failed"
+        report.errors += 1  # the failure itself
         report.duration_ms = round((time.monotonic() - started) * 1000)
         store.finish_run(report.run_id, "failed", report.figures(), report.duration_ms,
                          str(exc) or type(exc).__name__)

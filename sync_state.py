@@ -206,14 +206,16 @@ class StateStore:
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
     def last_run(self) -> dict[str, float] | None:
-        """The figures of the last finished sync that wrote (not a dry run), for exporters."""
+        """The figures of the last finished sync that could write (not a dry run), failed ones
+        included, for exporters."""
         row = self.db.execute(
-            "SELECT finished_at, duration_ms, read, writes, errors FROM runs"
+            "SELECT finished_at, status, duration_ms, read, writes, errors FROM runs"
             " WHERE dry_run = 0 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
-        return {"duration_seconds": (row["duration_ms"] or 0) / 1000, "reads": row["read"],
+        return {"success": int(row["status"] != "failed"),
+                "duration_seconds": (row["duration_ms"] or 0) / 1000, "reads": row["read"],
                 "writes": row["writes"], "errors": row["errors"],
                 "timestamp_seconds": parse_instant(row["finished_at"], "finished_at").timestamp()}
 
