@@ -9,9 +9,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
 from connector.model import Record
 from rules.policy import Policy, check_policy
+from sync import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +66,21 @@ def cond(name: str, operator: str, value: Any = None) -> dict[str, Any]:
 
 def act(name: str, **params: Any) -> dict[str, Any]:
     return {"name": name, "params": params}
+
+
+def write_project(folder: Path, records: list[dict[str, Any]], policy: dict[str, Any]) -> Path:
+    """A file helpdesk, a policy and a config in `folder`; returns the config's path."""
+    (folder / "helpdesk.json").write_text(json.dumps({"records": records}, indent=2))
+    (folder / "policy.json").write_text(json.dumps(policy))
+    config = folder / "config.yaml"
+    config.write_text("connector: {type: file, path: helpdesk.json}\n"
+                      "policy: policy.json\nstate: state.db\n")
+    return config
+
+
+def cli(*args: str) -> Any:
+    """Run the sla-sync CLI in-process; result.stdout and result.stderr are separate."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture

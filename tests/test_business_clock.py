@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import act, at, cond, iso, make_policy, make_record, record_dict, rule
+from conftest import (
+    act,
+    at,
+    cond,
+    iso,
+    make_policy,
+    make_record,
+    record_dict,
+    rule,
+    write_project,
+)
 
 from connector.model import Record
 from rules.engine import Evaluation, SlaMark, evaluate
@@ -332,12 +342,8 @@ def raised_on_friday(tmp_path: Path) -> Path:
     """A ticket created Friday 09:00 Berlin, synced at 12:00, raised to urgent at 16:00 and
     synced again at 16:30; returns the config."""
     created = iso("2026-03-06 09:00", BERLIN)
-    (tmp_path / "helpdesk.json").write_text(json.dumps({"records": [
-        record_dict(created_at=created, updated_at=created)]}))
-    (tmp_path / "policy.json").write_text(json.dumps(E2E_POLICY))
-    config = tmp_path / "config.yaml"
-    config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n")
+    config = write_project(tmp_path, [record_dict(created_at=created, updated_at=created)],
+                           E2E_POLICY)
     assert sync(config, "2026-03-06 12:00").exit_code == 0
     data = json.loads((tmp_path / "helpdesk.json").read_text())
     data["records"][0].update(priority="urgent", updated_at=iso("2026-03-06 16:00", BERLIN))

@@ -4,13 +4,12 @@ problem named by its full JSON path."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import iso, record_dict
+from conftest import iso, record_dict, write_project
 
 from rules.calendar import WeeklyCalendar
 from rules.durations import Target
@@ -173,12 +172,7 @@ BROKEN_LINES = [
 
 
 def write_setup(tmp_path: Path, policy: dict[str, Any]) -> Path:
-    (tmp_path / "helpdesk.json").write_text(json.dumps({"records": [record_dict()]}))
-    (tmp_path / "policy.json").write_text(json.dumps(policy))
-    config = tmp_path / "config.yaml"
-    config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n")
-    return config
+    return write_project(tmp_path, [record_dict()], policy)
 
 
 def test_a_broken_calendar_stops_the_run_before_any_read_or_write(tmp_path: Path):

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.model import parse_instant
-from sync import main
 from sync_report import CSV_COLUMNS
-from tests.conftest import act, cond, iso, record_dict, rule
+from tests.conftest import act, cli, cond, iso, record_dict, rule, write_project
 
 NOW = iso("2026-03-02 10:20")  # a Monday
 POLICY = {
@@ -59,16 +57,7 @@ RECORDS = [
 
 
 def setup(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
-    (tmp_path / "helpdesk.json").write_text(json.dumps({"records": records}))
-    (tmp_path / "policy.json").write_text(json.dumps(POLICY))
-    config = tmp_path / "config.yaml"
-    config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n")
-    return config
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return write_project(tmp_path, records, POLICY)
 
 
 def figures(result: Any) -> dict[str, int]:

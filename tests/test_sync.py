@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from connector.file import FileHelpdesk
 from rules.policy import load_policy
-from sync import main
 from sync_run import run_sync
 from sync_state import StateStore
-from tests.conftest import ROOT, act, cond, iso, record_dict, rule
+from tests.conftest import ROOT, act, cli, cond, iso, record_dict, rule, write_project
 
 DEMO_NOW = "2026-03-02T12:00:00+00:00"
 
@@ -46,16 +44,7 @@ def sha(path: Path) -> str:
 
 def setup(tmp_path: Path, records: list[dict[str, Any]], policy: dict[str, Any] | None = None,
           ) -> Path:
-    (tmp_path / "helpdesk.json").write_text(json.dumps({"records": records}, indent=2))
-    (tmp_path / "policy.json").write_text(json.dumps(policy or BREACH_POLICY))
-    config = tmp_path / "config.yaml"
-    config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n")
-    return config
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return write_project(tmp_path, records, policy or BREACH_POLICY)
 
 
 def records_of(tmp_path: Path) -> dict[str, dict[str, Any]]:
