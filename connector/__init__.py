@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from connector.base import (
     ConnectorError,
     Page,
     RecordGone,
+    WriteResult,
 )
 from connector.model import ChangeSet, Note, Record, RecordError, StatusChange
 
@@ -30,6 +32,7 @@ __all__ = [
     "RecordError",
     "RecordGone",
     "StatusChange",
+    "WriteResult",
     "open_connector",
 ]
 
@@ -41,9 +44,19 @@ def open_connector(settings: dict[str, Any], base_dir: Path) -> Connector:
     configuration error.
     """
     kind = settings.get("type")
-    if kind == "file":
-        from connector.file import FileHelpdesk
+    if kind not in CONNECTORS:
+        raise ValueError(f"connector.type: unknown connector type {kind!r} "
+                         f"(known: {', '.join(CONNECTORS)})")
+    module_name, class_name = CONNECTORS[kind].rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    connector: Connector = getattr(module, class_name).from_settings(settings, base_dir)
+    return connector
 
-        return FileHelpdesk.from_settings(settings, base_dir)
-    known = "file"
-    raise ValueError(f"connector.type: unknown connector type {kind!r} (known: {known})")
+
+#: type -> the class that speaks to it (imported only when a config names it).
+CONNECTORS = {
+    "file": "connector.file.FileHelpdesk",
+    "zendesk": "connector.zendesk.Zendesk",
+    "freshdesk": "connector.freshdesk.Freshdesk",
+    "hubspot": "connector.hubspot.HubSpot",
+}

@@ -40,11 +40,22 @@ class RecordGone(ConnectorError):
 
 @dataclass(frozen=True)
 class Capabilities:
-    bulk_writes: bool = False
+    bulk_writes: bool = False  # apply_many sends one request per batch
+    batch_size: int = 1  # changes per apply_many call
     safe_update: bool = False  # refuses a write planned on an older version
     tags: bool = True
     notes: bool = True
     leads: bool = False
+
+
+@dataclass
+class WriteResult:
+    """The outcome of one record's write in a batch: the record as written when the
+    helpdesk says (None: not known without a re-read), or the error for this record alone."""
+
+    record_id: str
+    record: Record | None = None
+    error: ConnectorError | None = None
 
 
 @dataclass
@@ -55,6 +66,9 @@ class Page:
     records: list[Record]
     cursor: str | None
     problems: list[RecordError] = field(default_factory=list)
+    #: Things worth telling the admin that did not stop a record from being used, such as
+    #: an unknown priority mapped to the documented fallback.
+    notices: list[str] = field(default_factory=list)
 
 
 class Connector(Protocol):
@@ -73,9 +87,31 @@ class Connector(Protocol):
         """One record as it is now, or None when the helpdesk has no such record."""
         ...
 
-    def apply(self, change: ChangeSet, now: datetime) -> Record:
-        """Write one record's change; return the record as written.
+    def apply(self, change: ChangeSet, now: datetime) -> Record | None:
+        """Write one record's change; return the record as written (None when the helpdesk
+        does not say without a re-read).
 
-        Raises ConflictError when the record is no longer at `change.base_updated_at`.
+        Raises ConflictError when the record is no longer at `change.base_updated_at`,
+        RecordGone when it no longer exists.
         """
         ...
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        """Write several records' changes (at most capabilities.batch_size), one result per
+        change in order. Errors that concern one record are in its result; an error of the
+        helpdesk itself (unreachable, bad credentials) is raised."""
+        ...
+
+
+def apply_each(connector: Connector, changes: list[ChangeSet], now: datetime,
+               ) -> list[WriteResult]:
+    """apply_many for connectors without bulk writes: one apply per change."""
+    results = []
+    for change in changes:
+        try:
+            results.append(WriteResult(change.record_id, connector.apply(change, now)))
+        except ConnectorError as exc:
+            if exc.record_id is None:
+                raise
+            results.append(WriteResult(change.record_id, error=exc))
+    return results

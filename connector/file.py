@@ -16,7 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from connector.base import Capabilities, ConflictError, ConnectorError, Page, RecordGone
+from connector.base import (
+    Capabilities,
+    ConflictError,
+    ConnectorError,
+    Page,
+    RecordGone,
+    WriteResult,
+    apply_each,
+)
 from connector.model import (
     ChangeSet,
     Record,
@@ -148,6 +156,9 @@ class FileHelpdesk:
         raw["updated_at"] = stamp
         self._write_atomically(data)
         return Record.from_dict(raw, position)
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        return apply_each(self, changes, now)
 
     def _write_atomically(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,317 @@
+"""One HTTP layer for every connector: a requests.Session with timeouts and auth, a
+tenacity retry policy, a client-side throttle, and paginators.
+
+- Retries: 429, 5xx and connection errors are retried; `Retry-After` (seconds or an HTTP
+  date) is honoured when the server sends it, else the wait backs off exponentially with
+  jitter. The total time spent waiting is bounded (`max_retry_seconds`), and so is the
+  number of attempts; then a retriable ConnectorError is raised and the run fails with its
+  cursor unmoved.
+- Throttle: requests are spaced to stay under a requests-per-minute budget; when the API
+  reports its remaining quota in headers and it runs out, the client waits for the reset.
+- Errors the admin can act on (401, 403, 404, 422) become ConnectorErrors that say what to
+  check. Secrets (tokens, passwords, auth headers) never appear in messages or logs: only
+  the method, the path and the status are ever quoted.
+- `sleep` and `clock` are injectable, so tests retry and throttle without waiting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin, urlparse
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
+
+from connector.base import ConnectorError
+
+log = logging.getLogger("sla_sync.http")
+
+RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Headers that may carry the server's remaining quota and its reset, by vendor.
+REMAINING_HEADERS = ("X-Rate-Limit-Remaining", "X-RateLimit-Remaining",
+                     "X-Ratelimit-Remaining", "X-HubSpot-RateLimit-Remaining",
+                     "ratelimit-remaining")
+LIMIT_HEADERS = ("X-Rate-Limit", "X-RateLimit-Limit", "X-Ratelimit-Total",
+                 "X-HubSpot-RateLimit-Max", "ratelimit-limit")
+RESET_HEADERS = ("X-RateLimit-Reset", "ratelimit-reset", "X-Rate-Limit-Reset")
+
+
+class RetriableResponse(Exception):
+    """A response worth trying again (429, 5xx); carries the server's wait if it gave one."""
+
+    def __init__(self, response: requests.Response, wait: float | None):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.wait = wait
+
+
+def check_base_url(url: Any, key: str = "connector.url") -> str:
+    """An https URL, or plain http to a loopback address only; ValueError naming the key."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{key}: the helpdesk's base URL is required")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{key}: {url!r} is not an http(s) URL")
+    if parsed.username or parsed.password:
+        raise ValueError(f"{key}: put credentials in their own keys (from the environment), "
+                         "not in the URL")
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        raise ValueError(f"{key}: plain http is accepted for loopback addresses only; use "
+                         "https")
+    return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def retry_after(response: requests.Response, now: Callable[[], float] = time.time,
+                ) -> float | None:
+    """Seconds the server asks to wait: `Retry-After` as seconds or an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class Throttle:
+    """Spaces requests to stay under `per_minute`; waits for the reset when the server says
+    its quota is spent."""
+
+    per_minute: float | None
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    _next: float = 0.0
+
+    def before(self) -> None:
+        now = self.clock()
+        if self._next > now:
+            self.sleep(self._next - now)
+        if self.per_minute:
+            self._next = max(self._next, self.clock()) + 60.0 / self.per_minute
+
+    def after(self, response: requests.Response) -> None:
+        remaining = _header_number(response, REMAINING_HEADERS)
+        if remaining is None or remaining > 0:
+            return
+        reset = _header_number(response, RESET_HEADERS)
+        limit = _header_number(response, LIMIT_HEADERS)
+        # Reset headers are seconds-until-reset on every API we speak to; without one,
+        # wait for one request's share of a minute's quota.
+        wait = reset if reset is not None and reset < 3600 else 60.0 / max(limit or 60, 1)
+        self._next = max(self._next, self.clock() + wait)
+
+
+def _header_number(response: requests.Response, names: tuple[str, ...]) -> float | None:
+    for name in names:
+        value = response.headers.get(name)
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+class HttpClient:
+    def __init__(self, base_url: str, *, auth: Any = None,
+                 headers: Mapping[str, str] | None = None, timeout: float = 30.0,
+                 max_retry_seconds: float = 120.0, max_attempts: int = 8,
+                 requests_per_minute: float | None = None, name: str = "helpdesk",
+                 sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None,
+                 session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.name = name
+        self.timeout = timeout
+        self.max_retry_seconds = max_retry_seconds
+        self.max_attempts = max_attempts
+        # Looked up at call time, so tests can patch connector.http.time.sleep.
+        self.sleep = sleep or (lambda seconds: time.sleep(seconds))
+        self.session = session or requests.Session()
+        self.session.auth = auth
+        self.session.headers.update({"Accept": "application/json",
+                                     "User-Agent": "sla-sync"})
+        self.session.headers.update(headers or {})
+        self.throttle = Throttle(requests_per_minute, self.sleep,
+                                 clock or (lambda: time.monotonic()))
+        self.requests_sent = 0
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else \
+            urljoin(self.base_url, path.lstrip("/"))
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                json: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204, 207),
+                record_id: str | None = None) -> requests.Response:
+        """Send one request with retries; return a response whose status is in `ok`."""
+        url = self.url(path)
+        where = f"{self.name}: {method} {urlparse(url).path}"
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, RetriableResponse) and error.wait is not None:
+                return error.wait
+            return min(30.0, random.uniform(0, 0.5 * 2 ** state.attempt_number))
+
+        def stop(state: RetryCallState) -> bool:
+            return (state.attempt_number >= self.max_attempts
+                    or state.idle_for + wait(state) > self.max_retry_seconds)
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("%s: %s; retrying in %.1fs", where, _describe(error),
+                        state.next_action.sleep if state.next_action else 0)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((RetriableResponse, requests.ConnectionError,
+                                           requests.Timeout)),
+            wait=wait, stop=stop, sleep=self.sleep, before_sleep=log_retry, reraise=True)
+        try:
+            response = retrying(self._send, method, url, params, json)
+        except RetriableResponse as exc:
+            raise ConnectorError(
+                f"{where} still failing after retries (HTTP {exc.response.status_code}): "
+                "the helpdesk is unavailable or rate-limiting; try again later",
+                retriable=True, record_id=record_id) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ConnectorError(f"{where} unreachable after retries ({_describe(exc)})",
+                                 retriable=True, record_id=record_id) from None
+        if response.status_code in ok:
+            return response
+        raise ConnectorError(f"{where}: {_explain(response)}", retriable=False,
+                             record_id=record_id)
+
+    def _send(self, method: str, url: str, params: Mapping[str, Any] | None,
+              body: Any) -> requests.Response:
+        self.throttle.before()
+        self.requests_sent += 1
+        response = self.session.request(method, url, params=params, json=body,
+                                        timeout=self.timeout)
+        self.throttle.after(response)
+        if response.status_code in RETRIABLE_STATUS:
+            raise RetriableResponse(response, retry_after(response))
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON body; a malformed body is a ConnectorError, not a crash."""
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ConnectorError(f"{self.name}: {method} {urlparse(response.url).path}: the "
+                                 "response is not JSON") from None
+
+
+HTTP_SETTINGS = ("requests_per_minute", "timeout", "max_retry_seconds", "max_attempts")
+
+
+def client_from_settings(settings: Mapping[str, Any], name: str, *, auth: Any = None,
+                         headers: Mapping[str, str] | None = None,
+                         requests_per_minute: float | None = None) -> HttpClient:
+    """An HttpClient from a connector's config: `url` (https, or http to loopback) and the
+    optional HTTP_SETTINGS; ValueError naming the key."""
+    url = check_base_url(settings.get("url"))
+    numbers: dict[str, float] = {}
+    for key in HTTP_SETTINGS:
+        value = settings.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"connector.{key}: expected a positive number, got {value!r}")
+        numbers[key] = float(value)
+    return HttpClient(url, auth=auth, headers=headers, name=name,
+                      timeout=numbers.get("timeout", 30.0),
+                      max_retry_seconds=numbers.get("max_retry_seconds", 120.0),
+                      max_attempts=int(numbers.get("max_attempts", 8)),
+                      requests_per_minute=numbers.get("requests_per_minute",
+                                                      requests_per_minute or 0) or None)
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, RetriableResponse):
+        return f"HTTP {error.response.status_code}"
+    return type(error).__name__ if error is not None else "error"
+
+
+def _explain(response: requests.Response) -> str:
+    status = response.status_code
+    hint = {
+        401: "authentication failed: check the credentials the config reads from the "
+             "environment",
+        403: "permission denied: the API user lacks a permission sla-sync needs (see the "
+             "README section for this helpdesk)",
+        404: "not found (deleted, or the URL points at the wrong account)",
+        409: "conflict: the record changed since it was read",
+        412: "precondition failed: the record changed since it was read",
+        422: "the helpdesk refused the change",
+    }.get(status, "unexpected response")
+    detail = ""
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            detail = str(body.get("description") or body.get("message") or
+                         body.get("error") or "")[:200]
+    except ValueError:
+        pass
+    return f"HTTP {status}: {hint}" + (f" ({detail})" if detail else "")
+
+
+# -- pagination --------------------------------------------------------------------------
+
+class LoopDetected(ConnectorError):
+    def __init__(self, where: str, token: str):
+        super().__init__(f"{where}: the API returned the same page token twice ({token[:40]}); "
+                         "stopping instead of looping")
+
+
+def follow(first: str, next_of: Callable[[Any, requests.Response], str | None],
+           fetch: Callable[[str], tuple[Any, requests.Response]], where: str,
+           ) -> Iterator[Any]:
+    """Pages from `first` on: `next_of(body, response)` gives the next URL or token, None at
+    the end. A token seen twice is an error, never an endless loop."""
+    seen: set[str] = set()
+    token: str | None = first
+    while token is not None:
+        if token in seen:
+            raise LoopDetected(where, token)
+        seen.add(token)
+        body, response = fetch(token)
+        yield body
+        token = next_of(body, response)
+
+
+def link_next(response: requests.Response) -> str | None:
+    """The `rel="next"` URL of a Link header (Freshdesk, GitHub-style paging)."""
+    return response.links.get("next", {}).get("url")
