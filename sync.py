@@ -23,6 +23,7 @@ import click
 from connector import ConnectorError, Record, RecordError, open_connector
 from connector.file import FileHelpdesk
 from connector.model import format_instant, parse_instant
+from connector.webhook import Webhooks
 from rules.durations import parse_duration
 from rules.engine import SlaMark
 from rules.explain import explain as explain_plan
@@ -78,6 +79,23 @@ def _connector(config: Config) -> Any:
         raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
 
 
+def _webhooks(config: Config, policy: Policy) -> Webhooks:
+    try:
+        webhooks = Webhooks.from_settings(config.webhooks)
+    except ValueError as exc:
+        raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
+    _check_webhooks(config, policy, webhooks)
+    return webhooks
+
+
+def _check_webhooks(config: Config, policy: Policy, webhooks: Webhooks) -> None:
+    missing = [(path, name) for path, name in policy.webhooks if name not in webhooks.names]
+    if missing:
+        lines = "\n".join(f"  {path}: webhook {name!r} is not defined under `webhooks:` in "
+                          f"{config.path}" for path, name in missing)
+        raise Exit(f"{policy.source}: notify names unknown webhooks:\n{lines}", EXIT_INVALID)
+
+
 config_option = click.option(
     "--config", "config_path", metavar="FILE",
     help="Configuration file (default: $SLA_SYNC_CONFIG, else ./config.yaml).")
@@ -115,22 +133,23 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
     config = _config(config_path)
     policy = _policy(config.policy)
     connector = _connector(config)
+    notifier = _webhooks(config, policy)
     try:
         with StateLock(config.state), StateStore(config.state) as store:
             if interval is None:
-                report = _run_once(connector, policy, store, now, dry_run, as_json)
-                if report.errors:
+                report = _run_once(connector, policy, store, now, dry_run, as_json, notifier)
+                if report.errors or report.notify_failures:
                     sys.exit(EXIT_PARTIAL)
                 return
-            _run_every(config, connector, policy, store, interval, dry_run, as_json)
+            _run_every(config, connector, policy, store, interval, dry_run, as_json, notifier)
     except StateError as exc:
         raise Exit(str(exc), EXIT_LOCKED if "held by" in str(exc) else EXIT_INVALID) from None
 
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
-              dry_run: bool, as_json: bool) -> RunReport:
+              dry_run: bool, as_json: bool, notifier: Webhooks) -> RunReport:
     try:
-        report = run_sync(connector, policy, store, now, dry_run=dry_run)
+        report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier)
     except (ConnectorError, RecordError) as exc:
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_FAILED) from None
     if as_json:
@@ -141,7 +160,7 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
 
 
 def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore,
-               interval: int, dry_run: bool, as_json: bool) -> None:
+               interval: int, dry_run: bool, as_json: bool, notifier: Webhooks) -> None:
     policy_mtime = config.policy.stat().st_mtime
     click.echo(f"syncing every {interval}s; Ctrl-C to stop", err=True)
     try:
@@ -150,12 +169,15 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
             if config.policy.stat().st_mtime != policy_mtime:
                 policy_mtime = config.policy.stat().st_mtime
                 try:
-                    policy = load_policy(config.policy)
+                    candidate = load_policy(config.policy)
+                    _check_webhooks(config, candidate, notifier)
+                    policy = candidate
                     click.echo(f"{config.policy}: reloaded", err=True)
-                except PolicyError as exc:
+                except (PolicyError, Exit) as exc:
                     click.echo(f"{exc}\nkeeping the previous policy", err=True)
             try:
-                _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json)
+                _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
+                          notifier)
             except Exit as exc:
                 click.echo(f"error: {exc.message}; retrying at the next interval", err=True)
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -169,7 +191,10 @@ def _summary(report: RunReport, err: bool) -> None:
     click.echo(
         f"run {report.run_id}{mode}: read {report.read}, evaluated {report.evaluated}, "
         f"changed {report.changed}, writes {report.writes}, skipped {report.skipped}, "
-        f"errors {report.errors} in {report.duration_ms / 1000:.2f}s; {cursor}", err=err)
+        f"errors {report.errors} in {report.duration_ms / 1000:.2f}s; {cursor}"
+        + (f"; notified {report.notified}" if report.notified else "")
+        + (f", {report.notify_failures} notifications kept for the next run"
+           if report.notify_failures else ""), err=err)
     for line in report.problems:
         click.echo(f"skipped: {line}", err=True)
     for line in report.failures:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 KEYS = ("connector", "policy", "state")
+OPTIONAL_KEYS = ("webhooks",)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -30,6 +31,7 @@ class Config:
     connector: Mapping[str, Any]
     policy: Path
     state: Path
+    webhooks: Mapping[str, Any] | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -59,7 +61,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
-    problems = [f"{key}: unknown key" for key in data if key not in KEYS]
+    problems = [f"{key}: unknown key" for key in data if key not in (*KEYS, *OPTIONAL_KEYS)]
     problems += [f"{key}: missing" for key in KEYS if key not in data]
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
@@ -72,7 +74,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"{path}: {key}: expected a file path")
     base = path.parent
     return Config(path=path, connector=connector, policy=base / data["policy"],
-                  state=base / data["state"])
+                  state=base / data["state"], webhooks=data.get("webhooks"))
 
 
 def _expand(value: Any, where: str, environ: Mapping[str, str], path: Path) -> Any:

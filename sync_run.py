@@ -15,12 +15,14 @@ repeating a write beyond the one record in flight.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector import ConflictError, Connector, ConnectorError, Record, RecordGone
+from connector import ConflictError, Connector, ConnectorError, Record, RecordGone, WriteResult
 from connector.model import ChangeSet, format_instant
 from rules.engine import SlaMark
 from rules.planner import WRITE, Plan, plan
@@ -41,6 +43,8 @@ class RunReport:
     errors: int = 0
     recovered: int = 0
     retired: int = 0
+    notified: int = 0
+    notify_failures: int = 0
     duration_ms: int = 0
     cursor_moved: bool = False
     status: str = "running"
@@ -61,6 +65,8 @@ def outcome_of(p: Plan, previous: SlaMark | None) -> dict[str, Any]:
         "deactivated": sorted(p.deactivated),
         "writes": [{"rule": s.rule, "action": s.action, "field": s.slot, "before": s.before,
                     "after": s.after} for s in p.steps if s.outcome == WRITE],
+        "notify": [{"rule": rule, "webhook": webhook, "text": text}
+                   for rule, webhook, text in p.notifications],
     }
     mark = p.final.sla_mark
     if mark is not None and mark != previous:
@@ -73,14 +79,18 @@ def describe(p: Plan) -> dict[str, Any]:
     change = p.change.to_dict()
     change.pop("base_updated_at", None)
     change.pop("id", None)
-    return {"id": p.record.id, "kind": p.record.kind, "sla": p.evaluation.facts["sla"],
-            "rules": list(p.fired), "change": change}
+    out = {"id": p.record.id, "kind": p.record.kind, "sla": p.evaluation.facts["sla"],
+           "rules": list(p.fired), "change": change}
+    if p.notifications:
+        out["notify"] = [{"rule": rule, "webhook": webhook, "text": text}
+                         for rule, webhook, text in p.notifications]
+    return out
 
 
 def is_settled(record: Record, p: Plan, policy: Policy, now: datetime) -> bool:
     """True when no rule can fire for this record again until it changes: it is closed, its
     clocks have stopped, and every wall-clock threshold in the policy lies behind it."""
-    if record.status not in policy.closed_statuses or not p.change.is_empty():
+    if record.status not in policy.closed_statuses or p.acts:
         return False
     if any(c.running and c.target_seconds is not None for c in p.evaluation.clocks.values()):
         return False
@@ -103,12 +113,16 @@ def is_applied(change: ChangeSet, record: Record) -> bool:
                  or record.escalation_level >= change.escalation_level))
 
 
+#: Sends one notification: (webhook name, text, context) -> None; raises ConnectorError.
+Notifier = Callable[[str, str, Mapping[str, Any]], None]
+
+
 def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datetime,
-             dry_run: bool = False) -> RunReport:
+             dry_run: bool = False, notifier: Notifier | None = None) -> RunReport:
     started = time.monotonic()
     report = RunReport(run_id=store.begin_run(now, dry_run), now=now, dry_run=dry_run)
     try:
-        _run(connector, policy, store, now, report)
+        _run(connector, policy, store, now, report, notifier)
     except BaseException as exc:
         report.status = "failed"
         report.errors += 1  # the failure itself
@@ -116,14 +130,14 @@ def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datet
         store.finish_run(report.run_id, "failed", report.figures(), report.duration_ms,
                          str(exc) or type(exc).__name__)
         raise
-    report.status = "ok" if report.errors == 0 else "partial"
+    report.status = "ok" if report.errors == 0 and report.notify_failures == 0 else "partial"
     report.duration_ms = round((time.monotonic() - started) * 1000)
     store.finish_run(report.run_id, report.status, report.figures(), report.duration_ms)
     return report
 
 
 def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
-         report: RunReport) -> None:
+         report: RunReport, notifier: Notifier | None) -> None:
     dry = report.dry_run
     cursor = store.cursor(connector.identity)
     next_cursor = cursor
@@ -132,6 +146,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         report.read += len(page.records)
         report.skipped += len(page.problems)
         report.problems.extend(str(problem) for problem in page.problems)
+        report.warnings.extend(page.notices)
         if dry:
             fetched.update((r.id, r) for r in page.records)
         else:
@@ -146,67 +161,162 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         known = {r.id for r in records}
         records = [fetched.get(r.id, r) for r in records]
         records += [r for r in fetched.values() if r.id not in known]
-    active = store.active_rules()
-    marks = store.sla_marks()
+    writer = _Writer(connector, policy, store, now, report)
 
     for record in records:
-        previous = marks.get(record.id)
-        try:
-            p = plan(record, policy, now, active.get(record.id, frozenset()), previous)
-        except Exception as exc:  # a rule that blows up on one record must not stop the rest
-            report.errors += 1
-            report.failures.append(f"record {record.id!r}: evaluation failed: {exc!r}")
+        p = writer.plan(record)
+        if p is None:
             continue
-        report.evaluated += 1
         if not p.settled:
             report.warnings.append(
                 f"record {record.id!r}: rules kept changing it for {p.passes} passes "
                 f"({', '.join(p.fired)}); check the policy for rules that undo each other")
-        outcome = outcome_of(p, previous)
-        if not p.change.is_empty():
+        if p.acts:
             report.changed += 1
             report.changes.append(describe(p))
-            if dry:
-                continue
-            if _write(connector, store, report, p.change, outcome, now):
-                report.writes += 1
-            continue
         if dry:
             continue
-        if outcome["activated"] or outcome["deactivated"] or "sla_mark" in outcome:
+        if not p.change.is_empty():
+            writer.queue(p)
+            continue
+        outcome = writer.outcome(p)
+        if p.notifications or outcome["activated"] or outcome["deactivated"] \
+                or "sla_mark" in outcome:
             store.commit(report.run_id, record.id, outcome, now)
         if is_settled(record, p, policy, now):
             store.retire(record)
             report.retired += 1
+    writer.flush()
 
     if not dry and report.errors == 0 and next_cursor != cursor:
         store.move_cursor(connector.identity, next_cursor, report.run_id)
         report.cursor_moved = True
+    if not dry:
+        _drain_outbox(store, notifier, report)
 
 
-def _write(connector: Connector, store: StateStore, report: RunReport, change: ChangeSet,
-           outcome: dict[str, Any], now: datetime) -> bool:
-    store.begin_write(report.run_id, change, outcome, now)
-    try:
-        written = connector.apply(change, now)
-    except ConflictError as exc:
-        store.drop_pending(change.record_id)
-        report.errors += 1
-        report.failures.append(f"{exc}; nothing written, the next run re-reads it")
-        return False
-    except RecordGone as exc:
-        store.forget(change.record_id)
-        report.warnings.append(f"{exc}; it was deleted in the helpdesk, so sla-sync forgets it")
-        return False
-    except ConnectorError as exc:
-        if exc.record_id is None:
-            raise  # the helpdesk itself failed: the pending write is settled next run
-        store.drop_pending(change.record_id)
-        report.errors += 1
-        report.failures.append(f"record {change.record_id!r}: write failed: {exc}")
-        return False
-    store.commit(report.run_id, change.record_id, outcome, now, written)
-    return True
+class _Writer:
+    """Plans records and writes their changes: in batches where the connector writes in
+    bulk, one by one otherwise; a conflict is re-read, re-planned and retried once."""
+
+    def __init__(self, connector: Connector, policy: Policy, store: StateStore,
+                 now: datetime, report: RunReport):
+        self.connector, self.policy, self.store = connector, policy, store
+        self.now, self.report = now, report
+        self.active = store.active_rules()
+        self.marks = store.sla_marks()
+        capabilities = connector.capabilities
+        self.batch_size = max(1, capabilities.batch_size) if capabilities.bulk_writes else 1
+        self.pending: list[Plan] = []
+
+    def plan(self, record: Record) -> Plan | None:
+        try:
+            p = plan(record, self.policy, self.now, self.active.get(record.id, frozenset()),
+                     self.marks.get(record.id))
+        except Exception as exc:  # a rule that blows up on one record must not stop the rest
+            self.report.errors += 1
+            self.report.failures.append(f"record {record.id!r}: evaluation failed: {exc!r}")
+            return None
+        self.report.evaluated += 1
+        return p
+
+    def outcome(self, p: Plan) -> dict[str, Any]:
+        return outcome_of(p, self.marks.get(p.record.id))
+
+    def queue(self, p: Plan) -> None:
+        self.pending.append(p)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        for p in batch:
+            self.store.begin_write(self.report.run_id, p.change, self.outcome(p), self.now)
+        # An error of the helpdesk itself propagates: the journalled writes are settled by
+        # the next run.
+        results = self.connector.apply_many([p.change for p in batch], self.now)
+        for p, result in zip(batch, results, strict=True):
+            self.settle(p, result, retry=True)
+
+    def settle(self, p: Plan, result: WriteResult, retry: bool) -> None:
+        record_id = p.record.id
+        error = result.error
+        if error is None:
+            written = result.record or _as_written(p)
+            self.store.commit(self.report.run_id, record_id, self.outcome(p), self.now,
+                              written)
+            self.report.writes += 1
+            return
+        if isinstance(error, RecordGone):
+            self.store.forget(record_id)
+            self.report.warnings.append(
+                f"{error}; it was deleted in the helpdesk, so sla-sync forgets it")
+            return
+        self.store.drop_pending(record_id)
+        if isinstance(error, ConflictError) and retry:
+            self.replan(p)
+            return
+        self.report.errors += 1
+        what = "changed again while being retried" if isinstance(error, ConflictError) \
+            else "write failed"
+        self.report.failures.append(f"record {record_id!r}: {what}: {error}; nothing "
+                                    "written, the next run tries again")
+
+    def replan(self, p: Plan) -> None:
+        """Someone changed the record between our read and our write: read it again, plan
+        again on what they left, and write once more (only what is still needed)."""
+        fresh = self.connector.get(p.record.id)
+        if fresh is None:
+            self.store.forget(p.record.id)
+            return
+        self.store.mirror([fresh], self.report.run_id)
+        again = self.plan(fresh)
+        if again is None:
+            return
+        self.report.evaluated -= 1  # the same record, counted once
+        if again.change.is_empty():
+            self.store.commit(self.report.run_id, fresh.id, self.outcome(again), self.now)
+            return
+        self.store.begin_write(self.report.run_id, again.change, self.outcome(again),
+                               self.now)
+        try:
+            written = self.connector.apply(again.change, self.now)
+        except ConnectorError as exc:
+            if exc.record_id is None:
+                raise
+            self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
+            return
+        self.settle(again, WriteResult(fresh.id, written), retry=False)
+
+
+def _as_written(p: Plan) -> Record:
+    """The record as the change leaves it, when the helpdesk does not say. Its version stays
+    the one read, so that the next fetch's copy replaces it."""
+    return dataclasses.replace(p.change.applied_to(p.record, p.evaluation.now),
+                               updated_at=p.record.updated_at)
+
+
+def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunReport) -> None:
+    """Send the notifications committed so far; one that fails stays for the next run."""
+    for item in store.outbox():
+        if notifier is None:
+            report.notify_failures += 1
+            report.failures.append(f"record {item['record_id']!r}: rule {item['rule']!r} "
+                                   f"notifies webhook {item['webhook']!r}, which the config "
+                                   "does not define; kept for the next run")
+            continue
+        try:
+            notifier(item["webhook"], item["text"], item)
+        except (ConnectorError, ValueError) as exc:
+            store.outbox_failed(item["id"], str(exc))
+            report.notify_failures += 1
+            report.failures.append(f"record {item['record_id']!r}: notification to "
+                                   f"{item['webhook']!r} failed ({exc}); kept for the next run")
+            continue
+        store.outbox_sent(item["id"])
+        report.notified += 1
 
 
 def _settle_pending(store: StateStore, report: RunReport, now: datetime) -> None:

@@ -94,6 +94,20 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL
     );
     """,
+    # 3: notifications committed with their record, sent after the commit (an outbox)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        webhook TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -230,7 +244,8 @@ class StateStore:
         rows stay)."""
         with self.transaction():
             for table, key in (("records", "id"), ("activations", "record_id"),
-                               ("pending", "record_id"), ("sla_marks", "record_id")):
+                               ("pending", "record_id"), ("sla_marks", "record_id"),
+                               ("outbox", "record_id")):
                 self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (record_id,))
 
     def counts(self) -> dict[str, int]:
@@ -299,6 +314,11 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, at, record_id, s["rule"], s["action"], s["field"],
                   _json(s["before"]), _json(s["after"])) for s in outcome.get("writes", ())])
+            self.db.executemany(
+                "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, record_id, n["rule"], n["webhook"], n["text"], at)
+                 for n in outcome.get("notify", ())])
             mark = outcome.get("sla_mark")
             if mark is not None:
                 self.db.execute(
@@ -320,6 +340,23 @@ class StateStore:
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (record_id, rule) DO UPDATE SET"
             " active = excluded.active, changed_at = excluded.changed_at,"
             " run_id = excluded.run_id", (record_id, rule, int(active), at, run_id))
+
+    # -- the notification outbox ---------------------------------------------------------
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Notifications committed and not yet sent, oldest first."""
+        return [dict(row) for row in self.db.execute(
+            "SELECT id, run_id, record_id, rule, webhook, text, created_at, attempts"
+            " FROM outbox ORDER BY id")]
+
+    def outbox_sent(self, item_id: int) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def outbox_failed(self, item_id: int, error: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?"
+                            " WHERE id = ?", (error[:500], item_id))
 
     # -- the run log ---------------------------------------------------------------------
 

@@ -53,7 +53,8 @@ class RetriableResponse(Exception):
 
 
 def check_base_url(url: Any, key: str = "connector.url") -> str:
-    """An https URL, or plain http to a loopback address only; ValueError naming the key."""
+    """An https URL, or plain http to a loopback address only (without a trailing slash);
+    ValueError naming the key."""
     if not isinstance(url, str) or not url:
         raise ValueError(f"{key}: the helpdesk's base URL is required")
     parsed = urlparse(url)
@@ -140,7 +141,7 @@ class HttpClient:
                  requests_per_minute: float | None = None, name: str = "helpdesk",
                  sleep: Callable[[float], None] | None = None,
                  clock: Callable[[], float] | None = None,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, quote_paths: bool = True):
         self.base_url = base_url.rstrip("/") + "/"
         self.name = name
         self.timeout = timeout
@@ -156,6 +157,8 @@ class HttpClient:
         self.throttle = Throttle(requests_per_minute, self.sleep,
                                  clock or (lambda: time.monotonic()))
         self.requests_sent = 0
+        # False where the URL itself is a secret (webhooks): messages then name no path.
+        self.quote_paths = quote_paths
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else \
@@ -166,7 +169,7 @@ class HttpClient:
                 record_id: str | None = None) -> requests.Response:
         """Send one request with retries; return a response whose status is in `ok`."""
         url = self.url(path)
-        where = f"{self.name}: {method} {urlparse(url).path}"
+        where = f"{self.name}: {method}" + (f" {urlparse(url).path}" if self.quote_paths else "")
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
@@ -230,8 +233,9 @@ class HttpClient:
         try:
             return response.json()
         except ValueError:
-            raise ConnectorError(f"{self.name}: {method} {urlparse(response.url).path}: the "
-                                 "response is not JSON") from None
+            path = f" {urlparse(response.url).path}" if self.quote_paths else ""
+            raise ConnectorError(f"{self.name}: {method}{path}: the response is not JSON")\
+                from None
 
 
 HTTP_SETTINGS = ("requests_per_minute", "timeout", "max_retry_seconds", "max_attempts")

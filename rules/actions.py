@@ -74,6 +74,10 @@ class ActionCollector(BaseActions):  # type: ignore[misc]
     def add_note(self, text: str) -> None:
         self._keep("add_note", text=render_note(text, self.values))
 
+    @rule_action(params={"webhook": FIELD_TEXT, "text": FIELD_TEXT})
+    def notify(self, webhook: str, text: str) -> None:
+        self._keep("notify", webhook=webhook, text=render_note(text, self.values))
+
 
 @dataclass(frozen=True)
 class ActionSpec:

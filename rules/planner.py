@@ -43,7 +43,7 @@ class Step:
 
     rule: str
     action: str
-    slot: str  # priority, group, assignee, escalation_level, tag:NAME, note
+    slot: str  # priority, group, assignee, escalation_level, tag:NAME, note, notify:WEBHOOK
     before: Any
     after: Any
     outcome: str
@@ -55,12 +55,19 @@ class Plan:
     record: Record
     change: ChangeSet
     steps: tuple[Step, ...]
+    #: (rule, webhook, text) to send once the change is written; not part of the record.
+    notifications: tuple[tuple[str, str, str], ...]
     active_before: frozenset[str]
     active_after: frozenset[str]
     evaluation: Evaluation  # of the record as read
     final: Evaluation  # of the record as it reads once the change is written
     passes: int
     settled: bool
+
+    @property
+    def acts(self) -> bool:
+        """Something to write or send."""
+        return not self.change.is_empty() or bool(self.notifications)
 
     @property
     def activated(self) -> frozenset[str]:
@@ -109,7 +116,11 @@ def plan(record: Record, policy: Policy, now: datetime,
         # Only a change that would be written moves updated_at (hours_since_updated).
         current = record if change.is_empty() else change.applied_to(record, now)
     assert first is not None
-    return Plan(record=record, change=change, steps=tuple(steps), active_before=active_before,
+    notifications = tuple(dict.fromkeys(
+        (step.rule, step.slot.removeprefix("notify:"), step.after)
+        for step in steps if step.action == "notify" and step.outcome == WRITE))
+    return Plan(record=record, change=change, steps=tuple(steps), notifications=notifications,
+                active_before=active_before,
                 active_after=frozenset(active_now), evaluation=first, final=evaluation,
                 passes=passes, settled=settled)
 
@@ -133,6 +144,8 @@ def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeS
             ops.append((rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag"))
         elif intent.action == "add_note":
             ops.append((rule, intent.action, "note", params["text"]))
+        elif intent.action == "notify":
+            ops.append((rule, intent.action, f"notify:{params['webhook']}", params["text"]))
         elif intent.action == "escalate":
             level = int(params["level"])
             parts = [("escalation_level", level)] + [
@@ -152,9 +165,12 @@ def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeS
     def key(slot: str) -> str:
         return slot.lower() if slot.startswith("tag:") else slot
 
+    def appends(slot: str) -> bool:  # notes and notifications add up, they never override
+        return slot == "note" or slot.startswith("notify:")
+
     winner: dict[str, int] = {}
     for index, (_, _, slot, _) in enumerate(ops):
-        if slot != "note":
+        if not appends(slot):
             winner[key(slot)] = index
 
     steps: list[Step] = []
@@ -162,9 +178,17 @@ def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeS
     add_tags: list[str] = []
     remove_tags: list[str] = []
     notes: list[str] = []
+    sent: set[tuple[str, str]] = set()
     new_level: int | None = None
     for index, (rule, action, slot, value) in enumerate(ops):
         before = _current(record, slot)
+        if slot.startswith("notify:"):
+            outcome = SATISFIED if (slot, value) in sent else WRITE
+            steps.append(Step(rule, action, slot, None, value, outcome,
+                              "the same notification is already planned"
+                              if outcome == SATISFIED else ""))
+            sent.add((slot, value))
+            continue
         if slot == "note":
             if value in notes:
                 steps.append(Step(rule, action, slot, None, value, SATISFIED,
@@ -203,7 +227,7 @@ def _matching_tags(record: Record, tag: str) -> list[str]:
 def _current(record: Record, slot: str) -> Any:
     if slot.startswith("tag:"):
         return "present" if _matching_tags(record, slot[4:]) else "absent"
-    if slot == "note":
+    if slot == "note" or slot.startswith("notify:"):
         return None
     values: Mapping[str, Any] = {"priority": record.priority, "group": record.group,
                                  "assignee": record.assignee,

@@ -110,6 +110,8 @@ class Policy:
     #: when no condition uses one. Past it, a closed record's evaluation cannot change.
     wall_clock_horizon_hours: float | None
     warnings: tuple[Problem, ...] = field(default=())
+    #: (JSON path, webhook name) of every notify action: the config must define each.
+    webhooks: tuple[tuple[str, str], ...] = field(default=())
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -182,9 +184,13 @@ class _Checker:
         rules = self.rules(data.get("rules", []))
         if self.problems:
             raise PolicyError(self.source, self.problems)
+        webhooks = tuple(
+            (f"rules[{rule.index}].actions[{i}].params.webhook", action["params"]["webhook"])
+            for rule in rules for i, action in enumerate(rule.actions)
+            if action["name"] == "notify")
         return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
-                      warnings=tuple(self.warnings))
+                      warnings=tuple(self.warnings), webhooks=webhooks)
 
     def calendars(self, value: Any) -> dict[str, Calendar]:
         found = dict(BUILT_IN)

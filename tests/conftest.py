@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -91,3 +93,55 @@ def helpdesk(tmp_path: Path):
         path.write_text(json.dumps({"records": list(records)}, indent=2))
         return path
     return write
+
+
+class LocalServer:
+    """A real HTTP server on 127.0.0.1 that answers from a script and records requests.
+
+    `script` is consumed in order: (status, headers, body) per request; when it runs out,
+    `default` answers. `requests` holds (method, path, headers, json body)."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, dict[str, str], Any]] = []
+        self.default: tuple[int, dict[str, str], Any] = (200, {}, {"ok": True})
+        self.requests: list[tuple[str, str, dict[str, str], Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                server.requests.append((self.command, self.path, dict(self.headers), body))
+                status, headers, payload = (server.script.pop(0) if server.script
+                                            else server.default)
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
+                                       daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def local_server():
+    server = LocalServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from connector.file import FileHelpdesk
+from connector.model import parse_instant
 from rules.policy import load_policy
 from sync_run import run_sync
 from sync_state import StateStore
@@ -209,29 +210,48 @@ def open_parts(tmp_path: Path) -> tuple[FileHelpdesk, Any, StateStore]:
     return connector, policy, StateStore(tmp_path / "state.db")
 
 
-def test_a_record_changed_between_read_and_write_is_not_overwritten(tmp_path: Path) -> None:
-    setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
-    connector, policy, store = open_parts(tmp_path)
+def agent_edits(tmp_path: Path, connector: FileHelpdesk, times: int) -> list[str]:
+    """Make an agent edit T-1 just before each of sla-sync's first `times` writes to it."""
     real_apply = connector.apply
+    edits: list[str] = []
 
-    def agent_edits_first(change: Any, now: Any) -> Any:
-        if change.record_id == "T-1":
+    def apply(change: Any, now: Any) -> Any:
+        if change.record_id == "T-1" and len(edits) < times:
+            edits.append(iso(f"2026-03-02 10:1{len(edits)}"))
             data = json.loads((tmp_path / "helpdesk.json").read_text())
-            data["records"][0].update(assignee="ana", updated_at=iso("2026-03-02 10:19"))
+            data["records"][0].update(assignee=f"agent-{len(edits)}", updated_at=edits[-1])
             (tmp_path / "helpdesk.json").write_text(json.dumps(data))
         return real_apply(change, now)
 
-    connector.apply = agent_edits_first  # type: ignore[method-assign]
-    from connector.model import parse_instant
+    connector.apply = apply  # type: ignore[method-assign]
+    return edits
+
+
+def test_a_record_changed_between_read_and_write_is_reread_replanned_and_written(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    connector, policy, store = open_parts(tmp_path)
+    agent_edits(tmp_path, connector, times=1)
     report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
-    assert report.errors == 1 and report.writes == 1 and not report.cursor_moved
-    assert "changed since it was read" in report.failures[0]
-    after = records_of(tmp_path)
-    assert after["T-1"]["assignee"] == "ana" and after["T-1"]["tags"] == []
-    connector.apply = real_apply  # type: ignore[method-assign]
+    assert (report.errors, report.writes, report.cursor_moved) == (0, 2, True)
+    after = records_of(tmp_path)["T-1"]
+    assert after["assignee"] == "agent-1"  # the agent's edit is kept
+    assert after["tags"] == ["sla_breach"]
+    assert len(after["notes"]) == 1
+
+
+def test_a_record_that_keeps_changing_is_retried_once_then_left_for_the_next_run(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    connector, policy, store = open_parts(tmp_path)
+    agent_edits(tmp_path, connector, times=2)
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    assert (report.errors, report.writes, report.cursor_moved) == (1, 1, False)
+    assert "changed again while being retried" in report.failures[0]
+    assert records_of(tmp_path)["T-1"]["assignee"] == "agent-2"
+    assert records_of(tmp_path)["T-1"]["tags"] == []
     retry = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:21"), "now"))
-    assert retry.errors == 0 and retry.writes == 1 and retry.cursor_moved
-    assert records_of(tmp_path)["T-1"]["assignee"] == "ana"
+    assert (retry.errors, retry.writes, retry.cursor_moved) == (0, 1, True)
     assert records_of(tmp_path)["T-1"]["tags"] == ["sla_breach"]
 
 
@@ -256,7 +276,6 @@ def test_a_crash_mid_run_neither_repeats_nor_loses_a_write(tmp_path: Path,
         return real_apply(change, now)
 
     connector.apply = dies_on_the_third  # type: ignore[method-assign]
-    from connector.model import parse_instant
     now = parse_instant(iso("2026-03-02 10:20"), "now")
     with pytest.raises(Crash):
         run_sync(connector, policy, store, now)

@@ -1,0 +1,204 @@
+"""The HTTP layer, against a real server on 127.0.0.1: retries, waits, throttle, errors."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+
+from connector.base import ConnectorError
+from connector.http import (
+    HttpClient,
+    LoopDetected,
+    check_base_url,
+    client_from_settings,
+    follow,
+    link_next,
+)
+
+
+class Waits:
+    """Stands in for time.sleep and time.monotonic: records waits, advances a fake clock."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self.now = 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+def client(server, waits: Waits, **kwargs) -> HttpClient:
+    return HttpClient(server.url, name="testdesk", sleep=waits.sleep, clock=waits.clock,
+                      **kwargs)
+
+
+def test_a_429_waits_what_retry_after_says_then_succeeds(local_server):
+    waits = Waits()
+    local_server.script = [(429, {"Retry-After": "7"}, {"error": "slow down"}),
+                           (200, {}, {"tickets": []})]
+    assert client(local_server, waits).json("GET", "/api/tickets") == {"tickets": []}
+    assert waits.slept == [7.0]
+    assert len(local_server.requests) == 2
+
+
+def test_retry_after_as_an_http_date_is_honoured(local_server):
+    waits = Waits()
+    local_server.script = [(503, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, None)]
+    client(local_server, waits).get("/x")
+    assert waits.slept == [0.0]  # a date in the past: no wait, but one retry
+
+
+def test_a_5xx_without_retry_after_backs_off_with_growing_jittered_waits(local_server):
+    waits = Waits()
+    local_server.script = [(502, {}, None), (500, {}, None), (504, {}, None)]
+    client(local_server, waits).get("/x")
+    assert len(waits.slept) == 3
+    assert all(0 <= wait <= 0.5 * 2 ** (n + 1) for n, wait in enumerate(waits.slept))
+
+
+def test_a_5xx_storm_exhausts_the_attempts_and_fails_retriably(local_server):
+    waits = Waits()
+    local_server.default = (503, {}, None)
+    with pytest.raises(ConnectorError) as info:
+        client(local_server, waits, max_attempts=4).get("/api/tickets")
+    assert info.value.retriable and info.value.record_id is None
+    assert str(info.value) == ("testdesk: GET /api/tickets still failing after retries "
+                               "(HTTP 503): the helpdesk is unavailable or rate-limiting; "
+                               "try again later")
+    assert len(local_server.requests) == 4 and len(waits.slept) == 3
+
+
+def test_the_total_wait_is_bounded(local_server):
+    waits = Waits()
+    local_server.default = (429, {"Retry-After": "50"}, None)
+    with pytest.raises(ConnectorError):
+        client(local_server, waits, max_retry_seconds=120).get("/x")
+    assert waits.slept == [50.0, 50.0]  # a third wait would pass 120 s
+
+
+def test_an_unreachable_host_is_retried_then_reported(local_server):
+    waits = Waits()
+    url = local_server.url
+    local_server.httpd.shutdown()
+    local_server.httpd.server_close()
+    with pytest.raises(ConnectorError) as info:
+        HttpClient(url, name="testdesk", sleep=waits.sleep, max_attempts=3).get("/x")
+    assert "unreachable after retries (ConnectionError)" in str(info.value)
+    assert len(waits.slept) == 2
+
+
+@pytest.mark.parametrize(("status", "hint"), [
+    (401, "authentication failed: check the credentials"),
+    (403, "permission denied: the API user lacks a permission"),
+    (404, "not found"),
+    (422, "the helpdesk refused the change (Priority is invalid)"),
+])
+def test_errors_the_admin_can_act_on_are_not_retried_and_say_what_to_check(
+        local_server, status, hint):
+    waits = Waits()
+    local_server.script = [(status, {}, {"description": "Priority is invalid"}
+                            if status == 422 else {})]
+    with pytest.raises(ConnectorError) as info:
+        client(local_server, waits).put("/api/tickets/7", json={"priority": "x"},
+                                        record_id="7")
+    assert not info.value.retriable and info.value.record_id == "7"
+    assert f"testdesk: PUT /api/tickets/7: HTTP {status}: {hint}" in str(info.value)
+    assert waits.slept == []
+
+
+def test_secrets_appear_in_no_message_or_log(local_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    waits = Waits()
+    secret = "s3cr3t-token-value"
+    local_server.script = [(500, {}, None)]
+    local_server.default = (401, {}, {"error": "bad token"})
+    http = client(local_server, waits, auth=("agent@example.com/token", secret))
+    with pytest.raises(ConnectorError) as info:
+        http.get("/api/tickets", params={"page": 2})
+    sent = local_server.requests[0][2]["Authorization"]
+    assert sent.startswith("Basic ")  # the credentials did reach the server
+    for leak in (secret, sent, sent.removeprefix("Basic ")):
+        assert leak not in str(info.value) and leak not in caplog.text
+    assert "retrying" in caplog.text  # the retry was logged, without the secret
+
+
+def test_the_throttle_spaces_requests_to_the_budget(local_server):
+    waits = Waits()
+    http = client(local_server, waits, requests_per_minute=10)
+    for _ in range(3):
+        http.get("/x")
+    assert waits.slept == [6.0, 6.0]
+
+
+def test_a_spent_quota_waits_for_the_reset_the_server_announces(local_server):
+    waits = Waits()
+    local_server.script = [(200, {"X-Rate-Limit-Remaining": "0", "X-RateLimit-Reset": "12"},
+                            {}), (200, {}, {})]
+    http = client(local_server, waits)
+    http.get("/x")
+    http.get("/x")
+    assert waits.slept == [12.0]
+
+
+def test_a_body_that_is_not_json_is_a_connector_error(local_server):
+    local_server.script = [(200, {}, None)]
+    assert client(local_server, Waits()).json("GET", "/x") is None  # empty: nothing to decode
+
+    http = client(local_server, Waits())
+    http.session.request = lambda *a, **k: _text_response("<html>oops</html>")  # type: ignore
+    with pytest.raises(ConnectorError, match="testdesk: GET /x: the response is not JSON"):
+        http.json("GET", "/x")
+
+
+def _text_response(text: str) -> requests.Response:
+    response = requests.Response()
+    response.status_code = 200
+    response._content = text.encode()
+    response.url = "http://127.0.0.1/x"
+    return response
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://acme.zendesk.com", "plain http is accepted for loopback addresses only"),
+    ("ftp://acme.example.com", "is not an http(s) URL"),
+    ("https://user:pw@acme.example.com", "put credentials in their own keys"),
+    (None, "the helpdesk's base URL is required"),
+])
+def test_base_urls_are_https_or_loopback_http(url, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_base_url(url)
+
+
+@pytest.mark.parametrize("url", ["https://acme.zendesk.com/", "http://127.0.0.1:8080",
+                                 "http://localhost:9000", "http://[::1]:80"])
+def test_https_and_loopback_urls_are_accepted(url):
+    assert check_base_url(url) == url.rstrip("/")
+
+
+def test_client_settings_are_checked_by_key():
+    with pytest.raises(ValueError, match="connector.requests_per_minute: expected a positive"):
+        client_from_settings({"url": "https://x.example.com", "requests_per_minute": 0}, "x")
+    http = client_from_settings({"url": "https://x.example.com", "timeout": 5}, "x",
+                                requests_per_minute=10)
+    assert (http.timeout, http.throttle.per_minute) == (5.0, 10)
+
+
+def test_follow_stops_on_a_repeated_page_token():
+    pages = {"a": ("b", 1), "b": ("a", 2)}
+    walked = follow("a", lambda body, _: body[0], lambda token: (pages[token], None),
+                    "testdesk tickets")
+    assert next(walked) == ("b", 1) and next(walked) == ("a", 2)
+    with pytest.raises(LoopDetected, match="the API returned the same page token twice"):
+        next(walked)
+
+
+def test_link_next_reads_the_link_header(local_server):
+    local_server.script = [(200, {"Link": f'<{local_server.url}/p2>; rel="next"'}, [])]
+    response = client(local_server, Waits()).get("/p1")
+    assert link_next(response) == f"{local_server.url}/p2"
