@@ -59,4 +59,5 @@ CONNECTORS = {
     "zendesk": "connector.zendesk.Zendesk",
     "freshdesk": "connector.freshdesk.Freshdesk",
     "hubspot": "connector.hubspot.HubSpot",
+    "rt": "connector.rt.RT",
 }
