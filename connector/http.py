@@ -38,9 +38,8 @@ RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 REMAINING_HEADERS = ("X-Rate-Limit-Remaining", "X-RateLimit-Remaining",
                      "X-Ratelimit-Remaining", "X-HubSpot-RateLimit-Remaining",
                      "ratelimit-remaining")
-LIMIT_HEADERS = ("X-Rate-Limit", "X-RateLimit-Limit", "X-Ratelimit-Total",
-                 "X-HubSpot-RateLimit-Max", "ratelimit-limit")
 RESET_HEADERS = ("X-RateLimit-Reset", "ratelimit-reset", "X-Rate-Limit-Reset")
+INTERVAL_HEADERS = ("X-HubSpot-RateLimit-Interval-Milliseconds",)
 
 
 class RetriableResponse(Exception):
@@ -116,10 +115,15 @@ class Throttle:
         if remaining is None or remaining > 0:
             return
         reset = _header_number(response, RESET_HEADERS)
-        limit = _header_number(response, LIMIT_HEADERS)
-        # Reset headers are seconds-until-reset on every API we speak to; without one,
-        # wait for one request's share of a minute's quota.
-        wait = reset if reset is not None and reset < 3600 else 60.0 / max(limit or 60, 1)
+        interval_ms = _header_number(response, INTERVAL_HEADERS)
+        # Reset headers are seconds-until-reset on every API we speak to. Without one, wait
+        # out the quota's window: HubSpot names it; Freshdesk's is a minute.
+        if reset is not None and reset < 3600:
+            wait = reset
+        elif interval_ms is not None:
+            wait = interval_ms / 1000
+        else:
+            wait = 60.0
         self._next = max(self._next, self.clock() + wait)
 
 

@@ -146,6 +146,18 @@ def test_a_spent_quota_waits_for_the_reset_the_server_announces(local_server):
     assert waits.slept == [12.0]
 
 
+def test_a_spent_quota_without_a_reset_waits_out_the_window(local_server):
+    waits = Waits()
+    local_server.script = [(200, {"X-Ratelimit-Remaining": "0"}, {}), (200, {}, {}),
+                           (200, {"X-HubSpot-RateLimit-Remaining": "0",
+                                  "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"}, {}),
+                           (200, {}, {})]
+    http = client(local_server, waits)
+    for _ in range(4):
+        http.get("/x")
+    assert waits.slept == [60.0, 10.0]
+
+
 def test_a_body_that_is_not_json_is_a_connector_error(local_server):
     local_server.script = [(200, {}, None)]
     assert client(local_server, Waits()).json("GET", "/x") is None  # empty: nothing to decode

@@ -1,0 +1,700 @@
+"""Freshdesk (API v2): tickets read in `updated_since` windows, written by PUT or by an
+asynchronous bulk update, with private notes. Every write re-reads the ticket first, so an
+edit made since it was read is a ConflictError, never overwritten."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlparse
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from connector.base import (
+    Capabilities,
+    ConflictError,
+    ConnectorError,
+    Page,
+    RecordGone,
+    WriteResult,
+    apply_each,
+)
+from connector.http import (
+    HTTP_SETTINGS,
+    HttpClient,
+    check_base_url,
+    client_from_settings,
+    follow,
+    link_next,
+)
+from connector.mapping import ValueMap
+from connector.model import (
+    ChangeSet,
+    Record,
+    RecordError,
+    StatusChange,
+    format_instant,
+    merge_tags,
+    parse_instant,
+)
+
+OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
+PRIORITIES = ValueMap("priority", {1: "low", 2: "normal", 3: "high", 4: "urgent"}, "normal")
+STATUSES = ValueMap("status", {OPEN: "open", PENDING: "pending", RESOLVED: "solved",
+                               CLOSED: "closed"}, "open")
+#: `source`: 1 email, 2 portal, 3 phone, 7 chat, 9 feedback widget, 10 outbound email.
+CHANNELS = ValueMap("channel", {1: "email", 2: "web", 3: "phone", 7: "chat", 9: "web",
+                                10: "email"}, "other")
+
+DEFAULT_REQUESTS_PER_MINUTE = 50  # a trial account's limit: fits every plan, leaves room
+PER_PAGE = 100
+#: The ticket listing refuses pages past 300: a window is re-anchored well before that.
+WINDOW_PAGES = 250
+JOB_TIMEOUT = 120.0  # seconds to wait for a bulk update job
+FIRST_READ = timedelta(days=30)  # what the first run reads without `start_at`
+#: Job states that mean "not finished yet" (the docs do not list them; seen spellings).
+RUNNING = frozenset({"IN PROGRESS", "QUEUED", "PENDING", "RUNNING", "STARTED"})
+#: Responses that refuse one ticket's write (the rest of the run goes on).
+REFUSED = (400, 404, 409, 422)
+#: Ticket fields kept in Record.custom as they are.
+KEPT = ("type", "due_by", "fr_due_by", "is_escalated", "fr_escalated", "requester_id",
+        "company_id", "product_id")
+STAT_TIMES = ("first_responded_at", "resolved_at", "closed_at", "reopened_at",
+              "pending_since", "status_updated_at")
+
+SETTINGS = {"type", "url", "api_key", *HTTP_SETTINGS, "start_at", "priority_map",
+            "status_map", "channel_map", "groups", "agents", "tier_field", "tier_tag_prefix",
+            "escalation_field", "escalation_tag_prefix"}
+
+
+@dataclass
+class Names:
+    """Freshdesk ids of groups or agents and the names the config gives them. Without a
+    configured map the id itself is the name."""
+
+    setting: str  # "groups"
+    attribute: str  # "group_id"
+    names: dict[int, str]
+    unknown: set[Any] = field(default_factory=set)
+
+    def read(self, value: Any, notices: list[str]) -> str:
+        if value is None or value == "":
+            return ""
+        if value in self.names:
+            return self.names[value]
+        if self.names and value not in self.unknown:
+            self.unknown.add(value)
+            notices.append(f"unknown {self.attribute} {value!r}: read as {str(value)!r} (name it "
+                           f"in the connector's {self.setting} setting)")
+        return str(value)
+
+    def write(self, name: str) -> int | None:
+        if name == "":
+            return None
+        for number, known in self.names.items():
+            if known == name:
+                return number
+        if name.isdigit():
+            return int(name)
+        raise ValueError(f"no Freshdesk {self.attribute} for {name!r} (name it in the "
+                         f"connector's {self.setting} setting)")
+
+
+@dataclass
+class Options:
+    """How tickets map to Records (the config's mapping keys)."""
+
+    priorities: ValueMap = field(default_factory=lambda: PRIORITIES.extended(None))
+    statuses: ValueMap = field(default_factory=lambda: STATUSES.extended(None))
+    channels: ValueMap = field(default_factory=lambda: CHANNELS.extended(None))
+    groups: Names = field(default_factory=lambda: Names("groups", "group_id", {}))
+    agents: Names = field(default_factory=lambda: Names("agents", "responder_id", {}))
+    tier_field: str | None = "cf_tier"
+    tier_tag_prefix: str | None = None
+    escalation_field: str | None = None
+    escalation_tag_prefix: str = "sla_escalation_"
+    start_at: datetime | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Options:
+        escalation_field = _optional_text(settings, "escalation_field", None)
+        if escalation_field and "escalation_tag_prefix" in settings:
+            raise ValueError("connector.escalation_tag_prefix: not used when "
+                             "connector.escalation_field is set; give one of the two")
+        start = settings.get("start_at")
+        return cls(
+            priorities=PRIORITIES.extended(_code_map(settings, "priority_map")),
+            statuses=STATUSES.extended(_code_map(settings, "status_map")),
+            channels=CHANNELS.extended(_code_map(settings, "channel_map")),
+            groups=Names("groups", "group_id", _code_map(settings, "groups", unique=True)),
+            agents=Names("agents", "responder_id", _code_map(settings, "agents", unique=True)),
+            tier_field=_optional_text(settings, "tier_field", "cf_tier"),
+            tier_tag_prefix=_optional_text(settings, "tier_tag_prefix", None),
+            escalation_field=escalation_field,
+            escalation_tag_prefix=_optional_text(settings, "escalation_tag_prefix",
+                                                 "sla_escalation_", required=True) or "",
+            start_at=None if start is None else parse_instant(start, "connector.start_at"),
+        )
+
+    @cached_property
+    def escalation_tag(self) -> re.Pattern[str]:
+        return re.compile(re.escape(self.escalation_tag_prefix) + r"(\d+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a read stands: every ticket updated before `since` is read, and so are `ids`
+    among those updated at `since` exactly. Freshdesk stamps to the second, so several
+    tickets can share the instant the next read starts from."""
+
+    since: datetime
+    ids: frozenset[str] = frozenset()
+
+    def covers(self, record: Record) -> bool:
+        return record.updated_at < self.since or (
+            record.updated_at == self.since and record.id in self.ids)
+
+    def after(self, record: Record) -> Mark:
+        if record.updated_at > self.since:
+            return Mark(record.updated_at, frozenset({record.id}))
+        if record.updated_at == self.since:
+            return Mark(self.since, self.ids | {record.id})
+        return self
+
+    def encode(self) -> str:
+        return json.dumps({"updated_since": _stamp(self.since),
+                           "ids": sorted(self.ids, key=lambda i: (len(i), i))})
+
+    @classmethod
+    def decode(cls, cursor: str) -> Mark:
+        try:
+            data = json.loads(cursor)
+            return cls(parse_instant(data["updated_since"], "updated_since"),
+                       frozenset(str(i) for i in data["ids"]))
+        except (ValueError, TypeError, KeyError):
+            raise ConnectorError(f"freshdesk: the stored cursor {cursor[:80]!r} was not "
+                                 "written by this connector") from None
+
+
+class Freshdesk:
+    capabilities = Capabilities(bulk_writes=True, batch_size=100, safe_update=True, tags=True,
+                                notes=True, leads=False)
+
+    def __init__(self, client: HttpClient, options: Options | None = None, *,
+                 window_pages: int = WINDOW_PAGES, job_timeout: float = JOB_TIMEOUT,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.client = client
+        self.options = options or Options()
+        self.window_pages = window_pages
+        self.job_timeout = job_timeout
+        self.now = now
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Freshdesk:
+        unknown = sorted(set(settings) - SETTINGS)
+        if unknown:
+            raise ValueError(f"connector.{unknown[0]}: unknown setting for a freshdesk "
+                             f"connector (known: {', '.join(sorted(SETTINGS))})")
+        api_key = settings.get("api_key")
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ValueError("connector.api_key: the Freshdesk API key is required "
+                             "(api_key: ${FRESHDESK_API_KEY})")
+        url = check_base_url(settings.get("url"))
+        if urlparse(url).path not in ("", "/"):
+            raise ValueError("connector.url: give the account's address only (e.g. "
+                             "https://acme.freshdesk.com), without a path")
+        options = Options.from_settings(settings)
+        client = client_from_settings(settings, "freshdesk",
+                                      auth=HTTPBasicAuth(api_key.strip(), "X"),
+                                      requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE)
+        return cls(client, options)
+
+    @property
+    def identity(self) -> str:
+        return f"freshdesk:{self.client.base_url.rstrip('/')}"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> Iterator[Page]:
+        o = self.options
+        for known in (o.priorities.unknown, o.statuses.unknown, o.channels.unknown,
+                      o.groups.unknown, o.agents.unknown):
+            known.clear()  # unknown values are reported once per run
+        mark = Mark.decode(cursor) if cursor else Mark(o.start_at or self.now() - FIRST_READ)
+        position = 0
+        while True:
+            window, pages, more = mark, 0, False
+            for body, response in self._listing(window.since):
+                pages += 1
+                page = Page(records=[], cursor=None)
+                for number, raw in enumerate(body, start=position):
+                    try:
+                        record = self._record(raw, page.notices, number)
+                    except RecordError as exc:
+                        page.problems.append(exc)
+                        continue
+                    if not window.covers(record):
+                        page.records.append(record)
+                        mark = mark.after(record)
+                position += len(body)
+                page.cursor = mark.encode()
+                yield page
+                more = link_next(response) is not None
+                if more and pages >= self.window_pages:
+                    break
+            if not more:
+                return
+            if mark.since == window.since:
+                raise ConnectorError(
+                    f"freshdesk: more than {pages * PER_PAGE} tickets share updated_at "
+                    f"{_stamp(mark.since)}; the listing cannot page past them")
+
+    def _listing(self, since: datetime) -> Iterator[tuple[list[Any], requests.Response]]:
+        """One listing window from `since`, oldest change first: (tickets, response) per
+        page, one request each, following the Link header."""
+        where = "freshdesk: GET /api/v2/tickets"
+        query = urlencode({"updated_since": _stamp(since), "order_by": "updated_at",
+                           "order_type": "asc", "per_page": PER_PAGE, "include": "stats"})
+        base = urlparse(self.client.base_url)
+        last: list[requests.Response] = []
+
+        def read(url: str) -> tuple[list[Any], requests.Response]:
+            target = urlparse(url)
+            if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+                # The API key would go along: never follow a link to another host.
+                raise ConnectorError(f"{where}: the Link header points at another host "
+                                     f"({target.netloc}); refusing to follow it")
+            response = self.client.get(url)
+            body = _decode(response, where)
+            if not isinstance(body, list):
+                raise ConnectorError(f"{where}: expected a list of tickets")
+            last[:] = [response]
+            return body, response
+
+        first = self.client.url("/api/v2/tickets") + "?" + query
+        for body in follow(first, lambda _body, response: link_next(response), read, where):
+            yield body, last[0]
+
+    def get(self, record_id: str) -> Record | None:
+        raw = self._ticket(record_id, stats=True)
+        return None if raw is None else self._record(raw, [], None)
+
+    def _ticket(self, record_id: str, stats: bool) -> dict[str, Any] | None:
+        """The ticket as it is now; None when it is gone (deleted, spam, merged away)."""
+        response = self.client.request("GET", _ticket_path(record_id), ok=(200, 404),
+                                       params={"include": "stats"} if stats else None)
+        if response.status_code == 404:
+            return None
+        raw = _decode(response, "freshdesk: GET /api/v2/tickets/{id}")
+        if not isinstance(raw, dict):
+            raise ConnectorError(f"freshdesk: ticket {record_id}: expected a ticket object")
+        return None if raw.get("deleted") or raw.get("spam") else raw
+
+    def _record(self, raw: Any, notices: list[str], position: int | None) -> Record:
+        if not isinstance(raw, Mapping):
+            raise RecordError("is not an object", position=position)
+        raw_id = raw.get("id")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, int | str) or str(raw_id) == "":
+            raise RecordError("has no id", position=position)
+        record_id = str(raw_id)
+        try:
+            return self._ticket_record(record_id, raw, notices)
+        except (ValueError, TypeError) as exc:
+            raise RecordError(str(exc), record_id=record_id, position=position) from None
+
+    def _ticket_record(self, record_id: str, raw: Mapping[str, Any],
+                       notices: list[str]) -> Record:
+        o = self.options
+        created = parse_instant(raw.get("created_at"), "created_at")
+        updated = parse_instant(raw.get("updated_at"), "updated_at")
+        stats = _object(raw, "stats")
+        stamps = {name: _optional_instant(stats.get(name), f"stats.{name}")
+                  for name in STAT_TIMES}
+        custom_fields = dict(_object(raw, "custom_fields"))
+        tags = _strings(raw.get("tags"), "tags")
+        level, tags = self._escalation(tags, custom_fields)
+        tier, tags = self._tier(tags, custom_fields)
+        status = o.statuses.read(raw.get("status"), notices)
+        subject = raw.get("subject") or ""
+        if not isinstance(subject, str):
+            raise ValueError(f"subject: expected a string, got {subject!r}")
+        custom = {name: raw[name] for name in KEPT if raw.get(name) is not None}
+        if custom_fields:
+            custom["custom_fields"] = custom_fields
+        return Record(
+            id=record_id, kind="ticket", created_at=created, updated_at=updated,
+            subject=subject, status=status,
+            priority=o.priorities.read(raw.get("priority"), notices), tier=tier,
+            channel=o.channels.read(raw.get("source"), notices),
+            group=o.groups.read(raw.get("group_id"), notices),
+            assignee=o.agents.read(raw.get("responder_id"), notices), tags=tuple(tags),
+            first_response_at=stamps["first_responded_at"],
+            solved_at=stamps["resolved_at"] or stamps["closed_at"],
+            status_history=self._history(created, status, stamps),
+            escalation_level=level, custom=custom,
+        )
+
+    def _history(self, created: datetime, status: str,
+                 stamps: Mapping[str, datetime | None]) -> tuple[StatusChange, ...]:
+        """What `stats` tells of the status history. Freshdesk keeps no cheap log: the
+        current status since `status_updated_at`, the last resolve, close, reopening and
+        pending start are known; earlier pauses are not."""
+        names = self.options.statuses.table
+        events = [(created, names.get(OPEN, "open"))]  # tickets are created open
+        for name, code in (("resolved_at", RESOLVED), ("closed_at", CLOSED),
+                           ("reopened_at", OPEN)):
+            at = stamps[name]
+            if at is not None and code in names:
+                events.append((at, names[code]))
+        pending = stamps["pending_since"]
+        if pending is not None and status == names.get(PENDING):
+            events.append((pending, status))
+        changed = stamps["status_updated_at"]
+        if changed is not None:
+            # The current status holds since then: a later stamp is left from before.
+            events = [event for event in events if event[0] <= changed] + [(changed, status)]
+        history: list[StatusChange] = []
+        for at, value in sorted(events, key=lambda event: event[0]):
+            if not history or history[-1].status != value:
+                history.append(StatusChange(max(at, created), value))
+        return tuple(history)
+
+    def _escalation(self, tags: list[str], custom_fields: dict[str, Any],
+                    ) -> tuple[int, list[str]]:
+        """The escalation level and the tags left once the level's own are taken out."""
+        name = self.options.escalation_field
+        if name:
+            value = custom_fields.pop(name, None)
+            if value is None or value == "":
+                return 0, tags
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"custom_fields.{name}: expected a whole number >= 0, "
+                                 f"got {value!r}")
+            return value, tags
+        pattern = self.options.escalation_tag
+        levels = [int(match.group(1)) for tag in tags if (match := pattern.match(tag))]
+        return max(levels, default=0), [tag for tag in tags if not pattern.match(tag)]
+
+    def _tier(self, tags: list[str], custom_fields: dict[str, Any]) -> tuple[str, list[str]]:
+        o = self.options
+        tier = ""
+        if o.tier_field:
+            value = custom_fields.pop(o.tier_field, None)
+            tier = "" if value is None else str(value)
+        prefix = (o.tier_tag_prefix or "").lower()
+        if not prefix:
+            return tier, tags
+        kept = []
+        for tag in tags:
+            if tag.lower().startswith(prefix) and len(tag) > len(prefix):
+                tier = tier or tag[len(prefix):]
+            else:
+                kept.append(tag)
+        return tier, kept
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, change: ChangeSet, now: datetime) -> Record | None:
+        record_id = change.record_id
+        current = self._fresh(change, stats=True)
+        body = self._properties(change)
+        try:
+            tags = self._tags_after(_strings(current.get("tags"), "tags"), change)
+        except ValueError as exc:
+            raise ConnectorError(f"freshdesk: ticket {record_id}: {exc}",
+                                 record_id=record_id) from None
+        if tags is not None:
+            body["tags"] = tags
+        written = self._put(record_id, body) if body else current
+        for text in change.notes:
+            self._add_note(record_id, text)
+        if change.notes:
+            return None  # a note moves updated_at again: the PUT's copy is not the last
+        try:
+            return self._record({**written, "stats": current.get("stats")}, [], None)
+        except RecordError:
+            return None  # written; the next fetch reads it back
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        if len(changes) > self.capabilities.batch_size:
+            raise ValueError(f"at most {self.capabilities.batch_size} changes per batch")
+        results: dict[int, WriteResult] = {}
+        groups: dict[str, list[tuple[int, ChangeSet]]] = {}
+        for index, change in enumerate(changes):
+            if change.add_tags or change.remove_tags or change.notes or (
+                    change.escalation_level is not None
+                    and not self.options.escalation_field):
+                continue  # tags and notes are per ticket: PUT merges tags on a fresh read
+            try:
+                properties = self._properties(change)
+            except ConnectorError as exc:
+                results[index] = WriteResult(change.record_id, error=exc)
+                continue
+            if not properties:
+                continue
+            groups.setdefault(json.dumps(properties, sort_keys=True), []).append(
+                (index, change))
+        for key, members in groups.items():
+            if len(members) > 1:
+                results.update(self._bulk_update(json.loads(key), members))
+        single = [index for index in range(len(changes)) if index not in results]
+        for index, result in zip(single, apply_each(self, [changes[i] for i in single], now),
+                                 strict=True):
+            results[index] = result
+        return [results[index] for index in range(len(changes))]
+
+    def _fresh(self, change: ChangeSet, stats: bool) -> dict[str, Any]:
+        """The ticket read just before writing; refuses a write planned on another version."""
+        record_id = change.record_id
+        raw = self._ticket(record_id, stats)
+        if raw is None:
+            raise RecordGone(f"freshdesk: ticket {record_id} no longer exists (deleted, "
+                             "spam or merged)", record_id=record_id)
+        if change.base_updated_at is not None:
+            try:
+                current = parse_instant(raw.get("updated_at"), "updated_at")
+            except ValueError as exc:
+                raise ConnectorError(f"freshdesk: ticket {record_id}: {exc}",
+                                     record_id=record_id) from None
+            if current != change.base_updated_at:
+                raise ConflictError(
+                    f"freshdesk: ticket {record_id} changed since it was read (updated_at "
+                    f"{format_instant(current)}, planned on "
+                    f"{format_instant(change.base_updated_at)})", record_id=record_id)
+        return raw
+
+    def _properties(self, change: ChangeSet) -> dict[str, Any]:
+        """The ticket properties a change sets, in Freshdesk's values."""
+        o = self.options
+        writers: dict[str, tuple[str, Callable[[str], Any]]] = {
+            "priority": ("priority", o.priorities.write),
+            "status": ("status", o.statuses.write),
+            "group": ("group_id", o.groups.write),
+            "assignee": ("responder_id", o.agents.write),
+        }
+        properties: dict[str, Any] = {}
+        try:
+            for name, value in change.fields.items():
+                key, write = writers[name]
+                properties[key] = write(value)
+        except ValueError as exc:
+            raise ConnectorError(f"freshdesk: ticket {change.record_id}: {exc}",
+                                 record_id=change.record_id) from None
+        if change.escalation_level is not None and o.escalation_field:
+            properties["custom_fields"] = {o.escalation_field: change.escalation_level}
+        return properties
+
+    def _tags_after(self, current: list[str], change: ChangeSet) -> list[str] | None:
+        """The ticket's whole tag list after the change (Freshdesk replaces the list on
+        write), or None when it stays as it is."""
+        add, remove = list(change.add_tags), list(change.remove_tags)
+        if change.escalation_level is not None and not self.options.escalation_field:
+            pattern = self.options.escalation_tag
+            level = f"{self.options.escalation_tag_prefix}{change.escalation_level}"
+            remove += [tag for tag in current if pattern.match(tag)
+                       and tag.lower() != level.lower()]
+            if change.escalation_level > 0:
+                add.append(level)
+        merged = merge_tags(current, add, remove)
+        return None if merged == current else merged
+
+    def _put(self, record_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.client.request("PUT", _ticket_path(record_id), json=body,
+                                       ok=(200, *REFUSED))
+        _refused(response, record_id, "update")
+        raw = _decode(response, "freshdesk: PUT /api/v2/tickets/{id}")
+        if not isinstance(raw, dict):
+            raise ConnectorError(f"freshdesk: ticket {record_id}: expected a ticket object")
+        return raw
+
+    def _add_note(self, record_id: str, text: str) -> None:
+        body = {"body": html.escape(text).replace("\n", "<br>"), "private": True}
+        response = self.client.request("POST", _ticket_path(record_id) + "/notes", json=body,
+                                       ok=(200, 201, *REFUSED))
+        _refused(response, record_id, "note")
+
+    def _bulk_update(self, properties: dict[str, Any], members: list[tuple[int, ChangeSet]],
+                     ) -> dict[int, WriteResult]:
+        """One bulk update for changes that set the same properties: each ticket re-read
+        first, then one job, polled until it reports every ticket."""
+        results: dict[int, WriteResult] = {}
+        ready: list[tuple[int, ChangeSet]] = []
+        for index, change in members:
+            try:
+                self._fresh(change, stats=False)
+            except ConnectorError as exc:
+                if exc.record_id is None:
+                    raise
+                results[index] = WriteResult(change.record_id, error=exc)
+                continue
+            ready.append((index, change))
+        if not ready:
+            return results
+        ids = [int(change.record_id) for _, change in ready]
+        response = self.client.request(
+            "POST", "/api/v2/tickets/bulk_update", ok=(200, 202, 400),
+            json={"bulk_action": {"ids": ids, "properties": properties}})
+        if response.status_code == 400:
+            detail = _detail(response)
+            for index, change in ready:
+                results[index] = WriteResult(change.record_id, error=ConnectorError(
+                    f"freshdesk: ticket {change.record_id}: bulk update refused ({detail})",
+                    record_id=change.record_id))
+            return results
+        accepted = _decode(response, "freshdesk: POST /api/v2/tickets/bulk_update")
+        job_id = str(accepted.get("job_id") or "") if isinstance(accepted, dict) else ""
+        if not job_id:
+            raise ConnectorError("freshdesk: POST /api/v2/tickets/bulk_update: the response "
+                                 "names no job_id")
+        outcome = self._await_job(job_id)
+        for index, change in ready:
+            record_id = change.record_id
+            if outcome is None:
+                error: ConnectorError | None = ConnectorError(
+                    f"freshdesk: ticket {record_id}: bulk update job {job_id} still running "
+                    f"after {self.job_timeout:.0f}s; the next run reads the ticket again",
+                    retriable=True, record_id=record_id)
+            elif record_id not in outcome:
+                error = ConnectorError(f"freshdesk: ticket {record_id}: bulk update job "
+                                       f"{job_id} does not report it", record_id=record_id)
+            elif outcome[record_id] is not None:
+                error = ConnectorError(f"freshdesk: ticket {record_id}: not updated by bulk "
+                                       f"update job {job_id} ({outcome[record_id]})",
+                                       record_id=record_id)
+            else:
+                error = None
+            results[index] = WriteResult(record_id, error=error)
+        return results
+
+    def _await_job(self, job_id: str) -> dict[str, str | None] | None:
+        """Ticket id -> None (updated) or why not, once the job is done; None on timeout.
+        Waits grow from 1s to 10s between polls."""
+        waited, delay = 0.0, 1.0
+        while True:
+            self.client.sleep(delay)
+            waited += delay
+            job = self.client.json("GET", f"/api/v2/jobs/{quote(job_id, safe='')}")
+            if not isinstance(job, dict):
+                raise ConnectorError(f"freshdesk: job {job_id}: expected a job object")
+            state = str(job.get("status") or "").upper().replace("_", " ")
+            if state not in RUNNING:
+                break
+            if waited >= self.job_timeout:
+                return None
+            delay = min(delay * 2, 10.0)
+        outcome: dict[str, str | None] = {}
+        for item in job.get("data") or []:
+            if isinstance(item, dict) and item.get("id") is not None:
+                failed = item.get("success") is not True
+                why = item.get("errors") or item.get("error") or item.get("message") \
+                    or f"job {state.lower() or 'ended'}"
+                outcome[str(item["id"])] = str(why)[:200] if failed else None
+        return outcome
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ticket_path(record_id: str) -> str:
+    return f"/api/v2/tickets/{quote(record_id, safe='')}"
+
+
+def _decode(response: requests.Response, where: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ConnectorError(f"{where}: the response is not JSON") from None
+
+
+def _detail(response: requests.Response) -> str:
+    """Freshdesk's error body: a description and the fields it refused."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}"
+    parts = [str(body.get("description") or body.get("message") or
+                 f"HTTP {response.status_code}")]
+    for error in body.get("errors") or []:
+        if isinstance(error, dict):
+            parts.append(f"{error.get('field') or '?'}: {error.get('message') or ''}".strip())
+    return "; ".join(parts)[:300]
+
+
+def _refused(response: requests.Response, record_id: str, what: str) -> None:
+    if response.status_code == 404:
+        raise RecordGone(f"freshdesk: ticket {record_id} no longer exists", record_id=record_id)
+    if response.status_code in REFUSED:
+        raise ConnectorError(f"freshdesk: ticket {record_id}: {what} refused "
+                             f"(HTTP {response.status_code}: {_detail(response)})",
+                             record_id=record_id)
+
+
+def _object(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+    return list(value)
+
+
+def _optional_instant(value: Any, name: str) -> datetime | None:
+    return None if value in (None, "") else parse_instant(value, name)
+
+
+def _code_map(settings: Mapping[str, Any], key: str, unique: bool = False) -> dict[int, str]:
+    """`{6: hold}`: Freshdesk numbers (priority, status, source codes, group or agent ids)
+    to names."""
+    value = settings.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"connector.{key}: expected a mapping of Freshdesk numbers to "
+                         "names, e.g. {6: hold}")
+    table: dict[int, str] = {}
+    for code, name in value.items():
+        if isinstance(code, str) and code.strip().isdigit():
+            code = int(code)
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ValueError(f"connector.{key}.{code}: expected a Freshdesk number")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"connector.{key}.{code}: expected a name, got {name!r}")
+        if unique and name in table.values():
+            raise ValueError(f"connector.{key}.{code}: {name!r} names two ids; each name "
+                             "must be unique to write it back")
+        table[code] = name
+    return table
+
+
+def _optional_text(settings: Mapping[str, Any], key: str, default: str | None,
+                   required: bool = False) -> str | None:
+    if key not in settings:
+        return default
+    value = settings[key]
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"connector.{key}: expected a name"
+                         + ("" if required else " (or null)") + f", got {value!r}")
+    return value
