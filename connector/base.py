@@ -46,6 +46,9 @@ class Capabilities:
     tags: bool = True
     notes: bool = True
     leads: bool = False
+    #: Records as read carry their notes, so a note that went out can be recognised after
+    #: a crash. Where they do not, an interrupted write is judged by its other effects.
+    reads_notes: bool = True
 
 
 @dataclass

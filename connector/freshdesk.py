@@ -186,7 +186,7 @@ class Mark:
 
 class Freshdesk:
     capabilities = Capabilities(bulk_writes=True, batch_size=100, safe_update=True, tags=True,
-                                notes=True, leads=False)
+                                notes=True, leads=False, reads_notes=False)
 
     def __init__(self, client: HttpClient, options: Options | None = None, *,
                  window_pages: int = WINDOW_PAGES, job_timeout: float = JOB_TIMEOUT,

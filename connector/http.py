@@ -216,7 +216,7 @@ class HttpClient:
         response = self.session.request(method, url, params=params, json=body,
                                         timeout=self.timeout)
         self.throttle.after(response)
-        if response.status_code in RETRIABLE_STATUS:
+        if response.status_code in RETRIABLE_STATUS and not _daily_quota_spent(response):
             raise RetriableResponse(response, retry_after(response))
         return response
 
@@ -267,6 +267,17 @@ def client_from_settings(settings: Mapping[str, Any], name: str, *, auth: Any = 
                                                       requests_per_minute or 0) or None)
 
 
+def _daily_quota_spent(response: requests.Response) -> bool:
+    """A 429 for a daily quota (HubSpot says `"policyName": "DAILY"`): waiting minutes will
+    not help, so it is not retried."""
+    if response.status_code != 429 or b"DAILY" not in response.content:
+        return False
+    try:
+        return response.json().get("policyName") == "DAILY"
+    except (ValueError, AttributeError):
+        return False
+
+
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, RetriableResponse):
         return f"HTTP {error.response.status_code}"
@@ -281,6 +292,7 @@ def _explain(response: requests.Response) -> str:
         403: "permission denied: the API user lacks a permission sla-sync needs (see the "
              "README section for this helpdesk)",
         404: "not found (deleted, or the URL points at the wrong account)",
+        429: "the daily API quota is spent; the next run after it resets continues",
         409: "conflict: the record changed since it was read",
         412: "precondition failed: the record changed since it was read",
         422: "the helpdesk refused the change",

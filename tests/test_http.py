@@ -158,6 +158,16 @@ def test_a_spent_quota_without_a_reset_waits_out_the_window(local_server):
     assert waits.slept == [60.0, 10.0]
 
 
+def test_a_spent_daily_quota_is_not_retried(local_server):
+    waits = Waits()
+    local_server.script = [(429, {}, {"status": "error", "policyName": "DAILY",
+                                      "message": "You have reached your daily limit."})]
+    with pytest.raises(ConnectorError, match="the daily API quota is spent") as info:
+        client(local_server, waits).get("/crm/v3/objects/tickets")
+    assert waits.slept == [] and len(local_server.requests) == 1
+    assert not info.value.retriable
+
+
 def test_a_body_that_is_not_json_is_a_connector_error(local_server):
     local_server.script = [(200, {}, None)]
     assert client(local_server, Waits()).json("GET", "/x") is None  # empty: nothing to decode

@@ -1,0 +1,940 @@
+"""HubSpot (CRM v3): tickets and leads (or contacts where the leads object is not enabled)
+read through the CRM search API, written with batch updates after a batch read that guards
+against concurrent edits; notes become note objects on the record's timeline.
+
+The settings, the field mapping and the limits are described in docs/connectors/hubspot.md.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from connector.base import (
+    Capabilities,
+    ConflictError,
+    ConnectorError,
+    Page,
+    RecordGone,
+    WriteResult,
+)
+from connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
+from connector.mapping import ValueMap
+from connector.model import (
+    INITIAL_STATUS,
+    ChangeSet,
+    Record,
+    RecordError,
+    format_instant,
+    merge_tags,
+    parse_instant,
+)
+
+NAME = "hubspot"
+OBJECTS = ("tickets", "leads", "contacts")
+KINDS = {"tickets": "ticket", "leads": "lead", "contacts": "lead"}
+MODIFIED = {"tickets": "hs_lastmodifieddate", "leads": "hs_lastmodifieddate",
+            "contacts": "lastmodifieddate"}
+STATUS_PROPERTY = {"tickets": "hs_pipeline_stage", "leads": "hs_pipeline_stage",
+                   "contacts": "hs_lead_status"}
+FIRST_RESPONSE = {"tickets": ("hs_first_agent_message_sent_at", "first_agent_reply_date"),
+                  "leads": ("hs_first_outreach_date",), "contacts": ("hs_first_outreach_date",)}
+OWNER = "hubspot_owner_id"
+PAGE_SIZE = 100  # search results per request
+BATCH_SIZE = 100  # inputs per batch read, update and create
+SEARCH_CAP = 10_000  # the search API refuses to page past this many results of one query
+#: The search API allows about 5 requests per second per account, shared with every other
+#: integration; 4 a second also stays far below the 100-per-10-seconds burst of private apps.
+REQUESTS_PER_MINUTE = 240
+#: Notes are associated with the default (unlabelled) association type: HUBSPOT_DEFINED ids
+#: for tickets and contacts; for other objects the id is looked up once.
+NOTE_ASSOCIATION_TYPES = {"tickets": 228, "contacts": 202}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+DEFAULT_PRIORITIES = {"LOW": "low", "MEDIUM": "normal", "HIGH": "high", "URGENT": "urgent"}
+#: The stages of the default ticket pipeline ("0").
+DEFAULT_STAGES = {"1": "new", "2": "pending", "3": "open", "4": "closed"}
+#: The stages of the default lead pipeline.
+DEFAULT_LEAD_STAGES = {"new-stage-id": "new", "attempting-stage-id": "open",
+                       "connected-stage-id": "open", "qualified-stage-id": "solved",
+                       "unqualified-stage-id": "closed"}
+#: The contact property hs_lead_status, for `objects: [tickets, contacts]`.
+DEFAULT_LEAD_STATUSES = {"NEW": "new", "OPEN": "open", "IN_PROGRESS": "open",
+                         "ATTEMPTED_TO_CONTACT": "open", "CONNECTED": "open",
+                         "BAD_TIMING": "pending", "OPEN_DEAL": "solved", "UNQUALIFIED": "closed"}
+DEFAULT_CHANNELS = {"EMAIL": "email", "CHAT": "chat", "PHONE": "phone", "FORM": "web"}
+DEFAULT_SOURCES = {"PAID_SEARCH": "campaign", "PAID_SOCIAL": "campaign",
+                   "EMAIL_MARKETING": "campaign", "OTHER_CAMPAIGNS": "campaign",
+                   "ORGANIC_SEARCH": "website", "DIRECT_TRAFFIC": "website",
+                   "SOCIAL_MEDIA": "social", "REFERRALS": "referral", "AI_REFERRALS": "referral",
+                   "OFFLINE": "offline"}
+DEFAULT_GROUPS = {"0": "support", "lead-pipeline-id": "sales"}
+
+SETTINGS = {"type", "url", "token", "portal", "objects", "priority_map", "stage_map",
+            "lead_stage_map", "lead_status_map", "channel_property", "channel_map",
+            "source_property", "source_map", "tier_property", "group_property", "groups",
+            "tags_property", "escalation_property", "lead_priority_property", "assignee_as",
+            "search_delay_seconds", *HTTP_SETTINGS}
+
+
+class BearerToken(requests.auth.AuthBase):
+    """A private app's access token as `Authorization: Bearer`; never shown by repr()."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerToken(***)"
+
+
+@dataclass(frozen=True)
+class Options:
+    """The connector's settings other than the URL, the token and the HTTP ones."""
+
+    objects: tuple[str, ...] = ("tickets",)
+    portal: str = ""
+    priority_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
+    stage_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STAGES))
+    lead_stage_map: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_LEAD_STAGES))
+    lead_status_map: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_LEAD_STATUSES))
+    channel_property: str = "source_type"
+    channel_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CHANNELS))
+    source_property: str = "hs_analytics_source"
+    source_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_SOURCES))
+    tier_property: str = "sla_tier"
+    group_property: str = "hs_pipeline"
+    groups: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_GROUPS))
+    tags_property: str = "sla_tags"
+    escalation_property: str = "sla_escalation_level"
+    lead_priority_property: str = ""
+    assignee_as: str = "email"
+    search_delay_seconds: float = 30.0
+
+    @classmethod
+    def parse(cls, settings: Mapping[str, Any]) -> Options:
+        """Options from a `connector:` mapping; ValueError naming the key."""
+        unknown = sorted(set(settings) - SETTINGS)
+        if unknown:
+            raise ValueError(f"connector.{unknown[0]}: unknown setting for a hubspot connector "
+                             f"(known: {', '.join(sorted(SETTINGS))})")
+        values: dict[str, Any] = {}
+        objects = settings.get("objects", ["tickets"])
+        if not isinstance(objects, list) or not objects \
+                or any(o not in OBJECTS for o in objects) or len(set(objects)) != len(objects):
+            raise ValueError("connector.objects: expected a list of distinct objects from "
+                             f"{', '.join(OBJECTS)}, e.g. [tickets, leads]")
+        if "leads" in objects and "contacts" in objects:
+            raise ValueError("connector.objects: read leads from the leads object or from "
+                             "contacts, not both (each lead would be counted twice)")
+        values["objects"] = tuple(objects)
+        portal = settings.get("portal")
+        if portal is not None:
+            if isinstance(portal, bool) or not isinstance(portal, str | int) or not str(portal):
+                raise ValueError("connector.portal: expected the HubSpot account (portal) id")
+            values["portal"] = str(portal)
+        defaults = cls()
+        for key in ("priority_map", "stage_map", "lead_stage_map", "lead_status_map",
+                    "channel_map", "source_map"):
+            if key in settings:
+                values[key] = {**getattr(defaults, key), **_string_map(settings[key], key)}
+        for key in ("channel_property", "source_property", "tier_property", "group_property",
+                    "tags_property", "escalation_property", "lead_priority_property"):
+            if key in settings:
+                values[key] = _property_name(settings[key], key,
+                                             optional=key == "lead_priority_property")
+        # The default groups name the default pipelines: they mean nothing to another property.
+        pipelines = values.get("group_property", defaults.group_property) == "hs_pipeline"
+        values["groups"] = {**(DEFAULT_GROUPS if pipelines else {}),
+                            **_string_map(settings.get("groups") or {}, "groups")}
+        assignee_as = settings.get("assignee_as", "email")
+        if assignee_as not in ("email", "name"):
+            raise ValueError("connector.assignee_as: expected email or name")
+        values["assignee_as"] = assignee_as
+        delay = settings.get("search_delay_seconds", defaults.search_delay_seconds)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise ValueError("connector.search_delay_seconds: expected a number of seconds "
+                             ">= 0")
+        values["search_delay_seconds"] = float(delay)
+        return cls(**values)
+
+
+def _string_map(value: Any, key: str) -> dict[str, str]:
+    # YAML reads `1: new` with an integer key: stage ids are compared as text.
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str | int) and not isinstance(k, bool) and isinstance(v, str) and v
+            for k, v in value.items()):
+        raise ValueError(f"connector.{key}: expected a mapping of HubSpot values to "
+                         "sla-sync values (text)")
+    return {str(k): v for k, v in value.items()}
+
+
+def _property_name(value: Any, key: str, optional: bool = False) -> str:
+    if optional and value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not _PROPERTY_NAME.match(value):
+        raise ValueError(f"connector.{key}: expected a HubSpot property's internal name "
+                         "(letters, digits, underscores)")
+    return value
+
+
+class _Maps:
+    """The value maps of one run: each unknown value is reported once per run."""
+
+    def __init__(self, options: Options):
+        self.priority = ValueMap("priority", options.priority_map, "normal")
+        self.status = {
+            "tickets": ValueMap("stage", options.stage_map, "open"),
+            "leads": ValueMap("lead_stage", options.lead_stage_map, "open"),
+            "contacts": ValueMap("lead_status", options.lead_status_map, "open"),
+        }
+        self.source = ValueMap("source", options.source_map, "other")
+
+
+@dataclass
+class _Position:
+    """Where one object's read stands: its last modified time seen (epoch milliseconds) and
+    the ids already read at exactly that time."""
+
+    since: int | None = None
+    edge: set[str] = field(default_factory=set)
+
+
+class HubSpot:
+    capabilities = Capabilities(bulk_writes=True, batch_size=BATCH_SIZE, safe_update=True,
+                                tags=True, notes=True, leads=True, reads_notes=False)
+
+    def __init__(self, client: HttpClient, options: Options | None = None,
+                 clock: Callable[[], float] | None = None):
+        self.client = client
+        self.options = options or Options()
+        self.clock = clock or (lambda: time.time())
+        self._maps = _Maps(self.options)
+        self._owners: dict[str, dict[str, str]] | None = None
+        self._note_types = dict(NOTE_ASSOCIATION_TYPES)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> HubSpot:
+        options = Options.parse(settings)
+        token = settings.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("connector.token: the private app's access token is required "
+                             "(read it from the environment: token: ${HUBSPOT_TOKEN})")
+        client = client_from_settings(settings, NAME, auth=BearerToken(token.strip()),
+                                      requests_per_minute=REQUESTS_PER_MINUTE)
+        return cls(client, options)
+
+    @property
+    def identity(self) -> str:
+        base = self.client.base_url.rstrip("/")
+        return f"{NAME}:{base}" + (f"#{self.options.portal}" if self.options.portal else "")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> Iterator[Page]:
+        positions = _decode_cursor(cursor)
+        self._maps = _Maps(self.options)
+        self._owners = None  # owners are read again once per run, when a record has one
+        # Records changed in the last seconds may not be in the search index yet; leaving
+        # them to the next run keeps the cursor from passing one that appears late.
+        upper = _millis_of(self.clock() - self.options.search_delay_seconds) \
+            if self.options.search_delay_seconds else None
+        for obj in self.options.objects:
+            position = positions.setdefault(obj, _Position())
+            for records, problems, notices in self._search(obj, position, upper):
+                yield Page(records=records, cursor=_encode_cursor(positions),
+                           problems=problems, notices=notices)
+
+    def _search(self, obj: str, position: _Position, upper: int | None,
+                ) -> Iterator[tuple[list[Record], list[RecordError], list[str]]]:
+        """One object's changes after `position`, a page per request; moves `position`."""
+        # HubSpot's search pages with an offset (`after`) into a result set that is sorted
+        # by modified time and capped at 10,000 results per query. A record edited while we
+        # page moves to the end of that order and shifts every later one back by one place,
+        # so the next offset would skip a record for good; and offsets past 10,000 are
+        # refused. So every page is a new query anchored on the last modified time seen
+        # (GTE, dropping the ids already read at exactly that time): the window is
+        # re-anchored long before the cap, and an edit mid-read cannot hide a record. Offsets
+        # are used only inside a run of more than a page of records sharing one millisecond.
+        modified = MODIFIED[obj]
+        after: str | None = None
+        while True:
+            body = self._post_search(obj, position.since, upper, after)
+            results = body.get("results")
+            if not isinstance(results, list):
+                raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: the "
+                                     "response has no results list")
+            records: list[Record] = []
+            problems: list[RecordError] = []
+            notices: list[str] = []
+            if any(_owner_of(raw) for raw in results):
+                self._owner_table()
+            since, edge = position.since, set(position.edge)
+            for index, raw in enumerate(results):
+                hs_id = str(raw.get("id", "")) if isinstance(raw, dict) else ""
+                stamp = _millis(raw, modified)
+                if stamp is not None and stamp == position.since and hs_id in position.edge:
+                    continue  # read on the page before, at the edge of the window
+                if stamp is not None and hs_id:
+                    if since is None or stamp > since:
+                        since, edge = stamp, {hs_id}
+                    elif stamp == since:
+                        edge.add(hs_id)
+                try:
+                    records.append(self._record(obj, raw, notices, index))
+                except RecordError as problem:
+                    problems.append(problem)
+            progressed = since != position.since
+            position.since, position.edge = since, edge
+            yield records, problems, notices
+            next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not next_after:
+                return
+            if progressed:
+                after = None
+                continue
+            # The whole page shares the anchor's millisecond: page through that run.
+            if not str(next_after).isdigit() or int(next_after) + PAGE_SIZE > SEARCH_CAP:
+                raise ConnectorError(
+                    f"{NAME}: {obj}: more than {SEARCH_CAP} records share the modified time "
+                    f"{format_instant(_from_millis(since or 0))}; the search API cannot page "
+                    "past that many")
+            after = str(next_after)
+
+    def _post_search(self, obj: str, since: int | None, upper: int | None,
+                     after: str | None) -> dict[str, Any]:
+        modified = MODIFIED[obj]
+        filters = []
+        if since is not None:
+            filters.append({"propertyName": modified, "operator": "GTE", "value": str(since)})
+        if upper is not None:
+            filters.append({"propertyName": modified, "operator": "LT", "value": str(upper)})
+        request: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}] if filters else [],
+            "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+            "properties": self._properties(obj),
+            "limit": PAGE_SIZE,
+        }
+        if after is not None:
+            request["after"] = after
+        body = self.client.json("POST", f"/crm/v3/objects/{obj}/search", json=request)
+        if not isinstance(body, dict):
+            raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: expected a JSON "
+                                 "object")
+        return body
+
+    def get(self, record_id: str) -> Record | None:
+        try:
+            obj, hs_id = self._split(record_id)
+        except ValueError:
+            return None
+        response = self.client.get(f"/crm/v3/objects/{obj}/{hs_id}",
+                                   params={"properties": ",".join(self._properties(obj)),
+                                           "archived": "false"},
+                                   ok=(200, 404), record_id=record_id)
+        if response.status_code == 404:
+            return None
+        raw = _json(response, f"GET /crm/v3/objects/{obj}/{{id}}")
+        if _owner_of(raw):
+            self._owner_table()
+        try:
+            return self._record(obj, raw, [])
+        except RecordError as problem:
+            raise ConnectorError(f"{NAME}: {problem}", record_id=record_id) from None
+
+    def _properties(self, obj: str) -> list[str]:
+        o = self.options
+        names = [MODIFIED[obj], "createdate", OWNER, o.tier_property, o.group_property,
+                 o.tags_property, o.escalation_property, *FIRST_RESPONSE[obj]]
+        if obj == "tickets":
+            names += ["subject", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_priority",
+                      "hs_ticket_category", o.channel_property, "closed_date"]
+        else:
+            names += [o.source_property]
+            if o.lead_priority_property:
+                names.append(o.lead_priority_property)
+        if obj == "leads":
+            names += ["hs_createdate", "hs_lead_name", "hs_pipeline", "hs_pipeline_stage"]
+        if obj == "contacts":
+            names += ["firstname", "lastname", "email", "hs_lead_status"]
+        if obj in ("tickets", "leads"):
+            names += [f"hs_v2_date_entered_{stage}" for stage in self._stages(obj)]
+        return list(dict.fromkeys(names))
+
+    def _stages(self, obj: str) -> Mapping[str, str]:
+        return {"tickets": self.options.stage_map, "leads": self.options.lead_stage_map,
+                "contacts": self.options.lead_status_map}[obj]
+
+    def _record(self, obj: str, raw: Any, notices: list[str],
+                position: int | None = None) -> Record:
+        """One HubSpot object as a Record; RecordError names what is wrong."""
+        if not isinstance(raw, dict):
+            raise RecordError("is not an object", position=position)
+        raw_id = raw.get("id")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id) == "":
+            raise RecordError("has no id", position=position)
+        record_id = f"{obj}:{raw_id}"
+        props = raw.get("properties")
+        if not isinstance(props, dict):
+            raise RecordError("properties: expected an object", record_id=record_id,
+                              position=position)
+        o = self.options
+
+        def text(name: str) -> str:
+            value = props.get(name) if name else None
+            return "" if value is None else str(value).strip()
+
+        try:
+            created = _instant(props.get("createdate") or props.get("hs_createdate")
+                               or raw.get("createdAt"), "createdate")
+            updated = _instant(props.get(MODIFIED[obj]) or raw.get("updatedAt"), MODIFIED[obj])
+            if created is None or updated is None:
+                raise ValueError(f"{'createdate' if created is None else MODIFIED[obj]}: "
+                                 "missing")
+            responses = [_instant(props.get(name), name) for name in FIRST_RESPONSE[obj]]
+            first_response = min((at for at in responses if at is not None), default=None)
+            solved = _instant(props.get("closed_date"), "closed_date") \
+                if obj == "tickets" else None
+            history = self._history(obj, props)
+            level = _level(text(o.escalation_property), o.escalation_property)
+        except ValueError as exc:
+            raise RecordError(str(exc), record_id=record_id, position=position) from None
+
+        stage = text(STATUS_PROPERTY[obj])
+        status = self._maps.status[obj].read(stage, notices) if stage else INITIAL_STATUS
+        priority_property = "hs_ticket_priority" if obj == "tickets" \
+            else o.lead_priority_property
+        priority = text(priority_property)
+        owner = text(OWNER)
+        group = text(o.group_property)
+        data: dict[str, Any] = {
+            "id": record_id, "kind": KINDS[obj], "created_at": created, "updated_at": updated,
+            "subject": _subject(obj, text),
+            "status": status,
+            "priority": self._maps.priority.read(priority, notices) if priority else "",
+            "tier": text(o.tier_property),
+            "group": o.groups.get(group, group),
+            "assignee": self._assignee(owner),
+            "tags": _split_tags(props.get(o.tags_property)),
+            "first_response_at": first_response,
+            "solved_at": solved,
+            "status_history": [{"at": at, "status": s} for at, s in history],
+            "escalation_level": level,
+            "custom": {"hubspot_object": obj, "hubspot_id": str(raw_id),
+                       **({"hubspot_owner_id": owner} if owner else {}),
+                       **({"hubspot_stage": stage} if stage else {})},
+        }
+        if obj == "tickets":
+            channel = text(o.channel_property)
+            data["channel"] = o.channel_map.get(channel, channel.lower())
+            if text("hs_pipeline"):
+                data["custom"]["hubspot_pipeline"] = text("hs_pipeline")
+            if text("hs_ticket_category"):
+                data["custom"]["hubspot_category"] = text("hs_ticket_category")
+        else:
+            source = text(o.source_property)
+            data["source"] = self._maps.source.read(source, notices) if source else ""
+        return Record.from_dict(data, position)
+
+    def _history(self, obj: str, props: Mapping[str, Any]) -> list[tuple[datetime, str]]:
+        """What HubSpot can tell of the status history: the last time each mapped stage was
+        entered (a stage entered twice shows only its latest entry), oldest first."""
+        if obj == "contacts":
+            return []
+        entries = []
+        for stage, status in self._stages(obj).items():
+            name = f"hs_v2_date_entered_{stage}"
+            at = _instant(props.get(name), name)
+            if at is not None:
+                entries.append((at, status))
+        history: list[tuple[datetime, str]] = []
+        for at, status in sorted(entries):
+            if not history or history[-1][1] != status:
+                history.append((at, status))
+        return history
+
+    # -- owners ----------------------------------------------------------------------------
+
+    def _owner_table(self) -> dict[str, dict[str, str]]:
+        """Owner id -> {"email", "name"}, read once per run (GET /crm/v3/owners)."""
+        if self._owners is not None:
+            return self._owners
+        def page(after: str) -> tuple[Any, requests.Response]:
+            params = {"limit": 100, "archived": "false", **({"after": after} if after else {})}
+            response = self.client.get("/crm/v3/owners", params=params)
+            return _json(response, "GET /crm/v3/owners"), response
+
+        def next_of(body: Any, _: requests.Response) -> str | None:
+            after = (((body or {}).get("paging") or {}).get("next") or {}).get("after")
+            return str(after) if after else None
+
+        owners: dict[str, dict[str, str]] = {}
+        for body in follow("", next_of, page, f"{NAME}: GET /crm/v3/owners"):
+            for owner in (body or {}).get("results") or []:
+                if isinstance(owner, dict) and owner.get("id") is not None:
+                    name = " ".join(str(owner.get(part) or "").strip()
+                                    for part in ("firstName", "lastName")).strip()
+                    owners[str(owner["id"])] = {"email": str(owner.get("email") or ""),
+                                                "name": name}
+        self._owners = owners
+        return owners
+
+    def _assignee(self, owner_id: str) -> str:
+        if not owner_id:
+            return ""
+        owner = (self._owners or {}).get(owner_id)
+        if owner is None:
+            return owner_id  # an owner no longer active: keep the id
+        return owner[self.options.assignee_as] or owner["email"] or owner["name"] or owner_id
+
+    def _owner_id(self, assignee: str) -> str:
+        if not assignee:
+            return ""
+        wanted = assignee.strip().lower()
+        for owner_id, owner in self._owner_table().items():
+            if wanted in (owner_id, owner["email"].lower(), owner["name"].lower()):
+                return owner_id
+        raise ValueError(f"no HubSpot owner {assignee!r} (give an active owner's email, full "
+                         "name or id)")
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, change: ChangeSet, now: datetime) -> Record | None:
+        [result] = self.apply_many([change], now)
+        if result.error is not None:
+            raise result.error
+        return result.record
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        results: dict[int, WriteResult] = {}
+        by_object: dict[str, list[tuple[int, ChangeSet, str]]] = {}
+        for index, change in enumerate(changes):
+            try:
+                obj, hs_id = self._split(change.record_id)
+            except ValueError as exc:
+                results[index] = WriteResult(change.record_id, error=ConnectorError(
+                    f"{NAME}: {exc}", record_id=change.record_id))
+                continue
+            by_object.setdefault(obj, []).append((index, change, hs_id))
+        for obj, items in by_object.items():
+            for start in range(0, len(items), BATCH_SIZE):
+                results.update(self._apply_batch(obj, items[start:start + BATCH_SIZE], now))
+        return [results[index] for index in range(len(changes))]
+
+    def _apply_batch(self, obj: str, items: list[tuple[int, ChangeSet, str]], now: datetime,
+                     ) -> dict[int, WriteResult]:
+        """Read the records fresh, refuse those changed since they were planned, update the
+        rest in one request, then add their notes in one more."""
+        fresh = self._batch_read(obj, [hs_id for _, _, hs_id in items])
+        outcome: dict[int, WriteResult] = {}
+        planned: list[tuple[int, ChangeSet, str, dict[str, Any], dict[str, str]]] = []
+        for index, change, hs_id in items:
+            record_id = change.record_id
+            current = fresh.get(hs_id)
+            if isinstance(current, ConnectorError):
+                outcome[index] = WriteResult(record_id, error=current)
+                continue
+            if current is None:
+                outcome[index] = WriteResult(record_id, error=RecordGone(
+                    f"{NAME}: record {record_id!r} no longer exists (deleted or merged)",
+                    record_id=record_id))
+                continue
+            version = _instant_or_none(current, MODIFIED[obj])
+            if change.base_updated_at is not None and version != change.base_updated_at:
+                seen = format_instant(version) if version else "unknown"
+                outcome[index] = WriteResult(record_id, error=ConflictError(
+                    f"{NAME}: record {record_id!r} changed since it was read "
+                    f"({MODIFIED[obj]} {seen}, planned on "
+                    f"{format_instant(change.base_updated_at)})", record_id=record_id))
+                continue
+            try:
+                properties = self._properties_for(obj, change, current["properties"])
+            except ValueError as exc:
+                outcome[index] = WriteResult(record_id, error=ConnectorError(
+                    f"{NAME}: record {record_id!r}: {exc}", record_id=record_id))
+                continue
+            planned.append((index, change, hs_id, current, properties))
+
+        updated = self._batch_update(obj, [(change.record_id, hs_id, properties)
+                                           for _, change, hs_id, _, properties in planned
+                                           if properties])
+        notes: list[tuple[str, str, str]] = []
+        written: dict[int, Record | None] = {}
+        for index, change, hs_id, current, properties in planned:
+            record: Record | None = None
+            if properties:
+                result = updated[hs_id]
+                if isinstance(result, ConnectorError):
+                    outcome[index] = WriteResult(change.record_id, error=result)
+                    continue
+                record = self._as_written(obj, current, result)
+            written[index] = record
+            notes += [(change.record_id, hs_id, text) for text in change.notes]
+        failed_notes = self._create_notes(obj, notes, now) if notes else {}
+        for index, change, *_ in planned:
+            if index in outcome:
+                continue
+            error = failed_notes.get(change.record_id)
+            outcome[index] = WriteResult(change.record_id, error=error) if error \
+                else WriteResult(change.record_id, written[index])
+        return outcome
+
+    def _properties_for(self, obj: str, change: ChangeSet, current: Mapping[str, Any],
+                        ) -> dict[str, str]:
+        """The properties to send for `change`, given the record's properties as just read;
+        values it already has are left out. ValueError when one cannot be written."""
+        o = self.options
+        wanted: dict[str, str] = {}
+        for name, value in change.fields.items():
+            if name == "priority":
+                prop = "hs_ticket_priority" if obj == "tickets" else o.lead_priority_property
+                if not prop:
+                    raise ValueError(f"HubSpot {obj} have no priority property; name one in "
+                                     "connector.lead_priority_property")
+                wanted[prop] = self._maps.priority.write(value)
+            elif name == "status":
+                wanted[STATUS_PROPERTY[obj]] = self._maps.status[obj].write(value)
+            elif name == "group":
+                if o.group_property == "hs_pipeline":
+                    raise ValueError(
+                        f"cannot move it to group {value!r}: the group is read from the "
+                        "pipeline, and a pipeline move needs a stage of that pipeline; set "
+                        "connector.group_property to a team property to assign groups")
+                reverse = {ours: theirs for theirs, ours in o.groups.items()}
+                wanted[o.group_property] = reverse.get(value, value)
+            elif name == "assignee":
+                wanted[OWNER] = self._owner_id(value)
+        if change.add_tags or change.remove_tags:
+            # A multi-checkbox property is written whole: merge into the value just read,
+            # so that an option a person ticked since our last read is kept.
+            existing = _split_tags(current.get(o.tags_property))
+            wanted[o.tags_property] = ";".join(
+                merge_tags(existing, change.add_tags, change.remove_tags))
+        if change.escalation_level is not None:
+            wanted[o.escalation_property] = str(change.escalation_level)
+        return {name: value for name, value in wanted.items()
+                if not _same(current.get(name), value)}
+
+    def _batch_read(self, obj: str, ids: list[str],
+                    ) -> dict[str, dict[str, Any] | ConnectorError]:
+        """The records as they are now, by id: missing ones are absent, and ones HubSpot
+        failed to read for another reason carry the error."""
+        path = f"/crm/v3/objects/{obj}/batch/read"
+        response = self.client.post(path, json={
+            "properties": self._properties(obj), "propertiesWithHistory": [],
+            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404))
+        body = _json(response, f"POST {path}")
+        if response.status_code == 404:
+            # None of the ids exists any more; any other 404 is HubSpot's own failure.
+            if isinstance(body, dict) and body.get("category") == "OBJECT_NOT_FOUND":
+                return {}
+            raise ConnectorError(f"{NAME}: POST {path}: HTTP 404: not found (is the {obj} "
+                                 "object enabled in this account?)")
+        found: dict[str, dict[str, Any] | ConnectorError] = {}
+        for raw in (body or {}).get("results") or []:
+            if isinstance(raw, dict) and isinstance(raw.get("properties"), dict):
+                found[str(raw.get("id"))] = raw
+        for error in (body or {}).get("errors") or []:
+            if not isinstance(error, dict) or error.get("category") == "OBJECT_NOT_FOUND":
+                continue
+            for hs_id in set(_context_values(error)) & set(ids) - set(found):
+                found[hs_id] = ConnectorError(
+                    f"{NAME}: POST {path}: could not read record {obj}:{hs_id} "
+                    f"({_error_text(error)})", retriable=True, record_id=f"{obj}:{hs_id}")
+        return found
+
+    def _batch_update(self, obj: str, inputs: list[tuple[str, str, dict[str, str]]],
+                      ) -> dict[str, dict[str, Any] | ConnectorError]:
+        """POST batch/update: each id's updated object, or its error. A 207 names the
+        failed inputs in its errors; a 400 refuses the whole batch, so its inputs are sent
+        one by one to find the one at fault."""
+        if not inputs:
+            return {}
+        path = f"/crm/v3/objects/{obj}/batch/update"
+        response = self.client.post(path, json={"inputs": [
+            {"id": hs_id, "objectWriteTraceId": record_id, "properties": properties}
+            for record_id, hs_id, properties in inputs]}, ok=(200, 207, 400))
+        if response.status_code == 400 and len(inputs) > 1:
+            return {hs_id: self._update_one(obj, record_id, hs_id, properties)
+                    for record_id, hs_id, properties in inputs}
+        body = _json(response, f"POST {path}")
+        if response.status_code == 400:
+            [(record_id, hs_id, _)] = inputs
+            return {hs_id: ConnectorError(f"{NAME}: record {record_id!r}: HubSpot refused the "
+                                          f"change ({_error_text(body)})",
+                                          record_id=record_id)}
+        return _batch_outcome(body, [(hs_id, record_id, {hs_id, record_id})
+                                     for record_id, hs_id, _ in inputs], f"POST {path}")
+
+    def _update_one(self, obj: str, record_id: str, hs_id: str, properties: dict[str, str],
+                    ) -> dict[str, Any] | ConnectorError:
+        response = self.client.request("PATCH", f"/crm/v3/objects/{obj}/{hs_id}",
+                                       json={"properties": properties}, ok=(200, 400, 404),
+                                       record_id=record_id)
+        body = _json(response, f"PATCH /crm/v3/objects/{obj}/{{id}}")
+        if response.status_code == 404:
+            return RecordGone(f"{NAME}: record {record_id!r} no longer exists (deleted or "
+                              "merged)", record_id=record_id)
+        if response.status_code == 400:
+            return ConnectorError(f"{NAME}: record {record_id!r}: HubSpot refused the change "
+                                  f"({_error_text(body)})", record_id=record_id)
+        return body if isinstance(body, dict) else {}
+
+    def _as_written(self, obj: str, before: dict[str, Any], result: dict[str, Any],
+                    ) -> Record | None:
+        """The record as the update left it: the properties read just before, overlaid with
+        those the update returned (HubSpot returns the ones it wrote and the new modified
+        time). None when HubSpot returned nothing or that does not make a usable record."""
+        if not result.get("properties"):
+            return None
+        merged = {**before, "properties": {**before.get("properties", {}),
+                                           **(result.get("properties") or {})}}
+        if result.get("updatedAt"):
+            merged["updatedAt"] = result["updatedAt"]
+        try:
+            return self._record(obj, merged, [])
+        except RecordError:
+            return None
+
+    def _create_notes(self, obj: str, notes: list[tuple[str, str, str]], now: datetime,
+                      ) -> dict[str, ConnectorError]:
+        """One note object per text, associated with its record, in batches; returns the
+        records whose notes failed. Notes are internal: HubSpot never sends them to the
+        customer."""
+        type_id = self._note_type(obj)
+        stamp = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        failed: dict[str, ConnectorError] = {}
+        for start in range(0, len(notes), BATCH_SIZE):
+            batch = notes[start:start + BATCH_SIZE]
+            traces = [(f"{record_id}#note{start + n}", record_id)
+                      for n, (record_id, _, _) in enumerate(batch)]
+            inputs = [{
+                "objectWriteTraceId": trace,
+                "properties": {"hs_note_body": _note_html(text), "hs_timestamp": stamp},
+                "associations": [{"to": {"id": hs_id}, "types": [
+                    {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}],
+            } for (trace, _), (_, hs_id, text) in zip(traces, batch, strict=True)]
+            path = "/crm/v3/objects/notes/batch/create"
+            response = self.client.post(path, json={"inputs": inputs},
+                                        ok=(200, 201, 207, 400))
+            body = _json(response, f"POST {path}")
+            if response.status_code == 400:
+                for _, record_id in traces:
+                    failed[record_id] = ConnectorError(
+                        f"{NAME}: record {record_id!r}: HubSpot refused its note "
+                        f"({_error_text(body)})", record_id=record_id)
+                continue
+            outcome = _batch_outcome(body, [(trace, record_id, {trace})
+                                            for trace, record_id in traces], f"POST {path}")
+            for trace, record_id in traces:
+                error = outcome[trace]
+                if isinstance(error, ConnectorError):
+                    failed.setdefault(record_id, error)
+        return failed
+
+    def _note_type(self, obj: str) -> int:
+        """The default association type from notes to `obj` (read once for objects whose id
+        is not built in: GET /crm/v4/associations/notes/{obj}/labels)."""
+        if obj not in self._note_types:
+            body = self.client.json("GET", f"/crm/v4/associations/notes/{obj}/labels")
+            for label in (body or {}).get("results") or []:
+                if isinstance(label, dict) and label.get("category") == "HUBSPOT_DEFINED" \
+                        and not label.get("label") and isinstance(label.get("typeId"), int):
+                    self._note_types[obj] = label["typeId"]
+                    break
+            else:
+                raise ConnectorError(f"{NAME}: HubSpot names no default association from "
+                                     f"notes to {obj}")
+        return self._note_types[obj]
+
+    @staticmethod
+    def _split(record_id: str) -> tuple[str, str]:
+        obj, _, hs_id = record_id.partition(":")
+        if obj not in OBJECTS or not hs_id.isdigit():
+            raise ValueError(f"{record_id!r} is not a HubSpot record id (expected "
+                             "<object>:<id>, e.g. tickets:512)")
+        return obj, hs_id
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _batch_outcome(body: Any, inputs: list[tuple[str, str, set[str]]], where: str,
+                   ) -> dict[str, dict[str, Any] | ConnectorError]:
+    """Each input's result or error in a batch response (200, 201 or 207 Multi-Status).
+
+    `inputs` are (key, record id, the names HubSpot may use for it: its id, its
+    objectWriteTraceId). Results carry `id` and `objectWriteTraceId`; errors name their
+    inputs in `context`. An error that names no input concerns every input left without a
+    result; an input with neither a result nor an error went through.
+    """
+    body = body if isinstance(body, dict) else {}
+    results: dict[str, dict[str, Any]] = {}
+    for raw in body.get("results") or []:
+        if isinstance(raw, dict):
+            for name in (raw.get("objectWriteTraceId"), raw.get("id")):
+                if name is not None:
+                    results.setdefault(str(name), raw)
+    named: dict[str, dict[str, Any]] = {}
+    unnamed: list[dict[str, Any]] = []
+    every_name = set().union(*(names for _, _, names in inputs)) if inputs else set()
+    for error in body.get("errors") or []:
+        if not isinstance(error, dict):
+            continue
+        names = set(_context_values(error)) & every_name
+        for name in names:
+            named.setdefault(name, error)
+        if not names:
+            unnamed.append(error)
+    outcome: dict[str, dict[str, Any] | ConnectorError] = {}
+    for key, record_id, names in inputs:
+        error = next((named[n] for n in sorted(names) if n in named), None)
+        result = next((results[n] for n in sorted(names) if n in results), None)
+        if error is None and result is None and unnamed:
+            error = unnamed[0]
+        if error is None:
+            outcome[key] = result or {}
+            continue
+        message = f"{NAME}: {where}: record {record_id!r}: {_error_text(error)}"
+        outcome[key] = RecordGone(message, record_id=record_id) \
+            if error.get("category") == "OBJECT_NOT_FOUND" else \
+            ConnectorError(message, record_id=record_id)
+    return outcome
+
+
+def _context_values(error: Mapping[str, Any]) -> list[str]:
+    context = error.get("context")
+    values: list[str] = []
+    if isinstance(context, dict):
+        for value in context.values():
+            items = value if isinstance(value, list) else [value]
+            values += [str(item) for item in items if isinstance(item, str | int)]
+    return values
+
+
+def _error_text(error: Any) -> str:
+    if not isinstance(error, dict):
+        return "no details"
+    category = error.get("category")
+    message = str(error.get("message") or "no details")[:200]
+    return f"{category}: {message}" if category else message
+
+
+def _json(response: requests.Response, where: str) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise ConnectorError(f"{NAME}: {where}: the response is not JSON") from None
+
+
+def _owner_of(raw: Any) -> str:
+    if isinstance(raw, dict) and isinstance(raw.get("properties"), dict):
+        return str(raw["properties"].get(OWNER) or "")
+    return ""
+
+
+def _subject(obj: str, text: Callable[[str], str]) -> str:
+    if obj == "tickets":
+        return text("subject")
+    if obj == "leads":
+        return text("hs_lead_name")
+    return " ".join(part for part in (text("firstname"), text("lastname")) if part) \
+        or text("email")
+
+
+def _split_tags(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return []
+    return [tag.strip() for tag in value.split(";") if tag.strip()]
+
+
+def _same(current: Any, value: str) -> bool:
+    if current is None:
+        return value == ""
+    if isinstance(current, str) and ";" in current + value:
+        return _split_tags(current) == _split_tags(value)
+    return str(current) == value
+
+
+def _level(value: str, what: str) -> int:
+    try:
+        number = float(value) if value else 0.0
+    except ValueError:
+        number = -1.0
+    if number < 0 or not number.is_integer():
+        raise ValueError(f"{what}: expected a whole number >= 0, got {value!r}")
+    return int(number)
+
+
+def _note_html(text: str) -> str:
+    # hs_note_body is HTML: a rule's text (which may quote a customer's subject) is escaped.
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _instant(value: Any, what: str) -> datetime | None:
+    """A HubSpot date-time: ISO 8601 (`2026-03-02T09:15:00.123Z`) or epoch milliseconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return _from_millis(int(value.strip()))
+    return parse_instant(value, what)
+
+
+def _instant_or_none(raw: Mapping[str, Any], name: str) -> datetime | None:
+    try:
+        return _instant(raw.get("properties", {}).get(name) or raw.get("updatedAt"), name)
+    except ValueError:
+        return None
+
+
+def _millis(raw: Any, name: str) -> int | None:
+    if not isinstance(raw, dict):
+        return None
+    at = _instant_or_none(raw, name)
+    return None if at is None else (at - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _millis_of(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _from_millis(millis: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=millis)
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, _Position]:
+    if not cursor:
+        return {}
+    try:
+        data = json.loads(cursor)
+        return {obj: _Position(since=int(pos["since"]) if pos.get("since") is not None
+                               else None, edge={str(i) for i in pos.get("edge", [])})
+                for obj, pos in data.items()}
+    except (ValueError, TypeError, AttributeError, KeyError):
+        raise ConnectorError(f"{NAME}: the stored cursor is not one this connector wrote; "
+                             "remove it from the state file to read everything again") from None
+
+
+def _encode_cursor(positions: Mapping[str, _Position]) -> str:
+    return json.dumps({obj: {"since": pos.since, "edge": sorted(pos.edge, key=_id_order)}
+                       for obj, pos in sorted(positions.items())}, separators=(",", ":"))
+
+
+def _id_order(hs_id: str) -> tuple[int, str]:
+    return (int(hs_id), "") if hs_id.isdigit() else (0, hs_id)
