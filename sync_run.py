@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector import ConflictError, Connector, ConnectorError, Record, RecordGone, WriteResult
+from connector import (
+    ConflictError,
+    Connector,
+    ConnectorError,
+    Record,
+    RecordError,
+    RecordGone,
+    WriteResult,
+)
 from connector.model import ChangeSet, format_instant
 from rules.engine import SlaMark
 from rules.planner import WRITE, Plan, plan
@@ -269,7 +277,15 @@ class _Writer:
     def replan(self, p: Plan) -> None:
         """Someone changed the record between our read and our write: read it again, plan
         again on what they left, and write once more (only what is still needed)."""
-        fresh = self.connector.get(p.record.id)
+        try:
+            fresh = self.connector.get(p.record.id)
+        except (ConnectorError, RecordError) as exc:
+            if isinstance(exc, ConnectorError) and exc.record_id is None:
+                raise
+            self.report.errors += 1
+            self.report.failures.append(f"record {p.record.id!r}: changed since it was read, "
+                                        f"and reading it again failed: {exc}")
+            return
         if fresh is None:
             self.store.forget(p.record.id)
             return

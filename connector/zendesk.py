@@ -1,0 +1,779 @@
+"""Zendesk Support (`type: zendesk`): tickets read through the incremental exports (tickets
+with their metric sets; status history from the ticket events), written with safe updates
+and `update_many` jobs. docs/connectors/zendesk.md is the admin's guide."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from connector.base import (
+    Capabilities,
+    ConflictError,
+    ConnectorError,
+    Page,
+    RecordGone,
+    WriteResult,
+    apply_each,
+)
+from connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
+from connector.mapping import ValueMap
+from connector.model import ChangeSet, Record, RecordError, StatusChange, parse_instant
+
+TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
+EVENT_EXPORT = "/api/v2/incremental/ticket_events"
+UPDATE_MANY = "/api/v2/tickets/update_many"
+
+#: Zendesk's budget for the incremental exports (30 with the High Volume add-on).
+EXPORT_REQUESTS_PER_MINUTE = 10
+#: The general API budget of the smallest plan (Team); raise it on larger plans.
+API_REQUESTS_PER_MINUTE = 200
+BATCH_SIZE = 100  # tickets per update_many job, Zendesk's maximum
+FIRST_START_DAYS = 30  # without start_time, the first sync reads the last 30 days
+JOB_TIMEOUT = 120.0
+JOB_FIRST_POLL = 1.0
+JOB_MAX_POLL = 10.0
+#: Zendesk statuses after which a ticket never changes again: their history leaves the cursor.
+FINAL_STATUSES = frozenset({"closed", "deleted"})
+
+PRIORITIES = {"low": "low", "normal": "normal", "high": "high", "urgent": "urgent"}
+# Deleted tickets stay in the export with status "deleted"; as closed they stop every clock.
+STATUSES = {"new": "new", "open": "open", "pending": "pending", "hold": "hold",
+            "solved": "solved", "closed": "closed", "deleted": "closed"}
+CHANNELS = {"web": "web", "web_widget": "web", "mobile": "web", "mobile_sdk": "web",
+            "email": "email", "chat": "chat", "native_messaging": "chat", "voice": "phone",
+            "sms": "sms", "api": "api", "web_service": "api", "twitter": "social",
+            "facebook": "social", "rule": "automation", "system": "automation"}
+
+SETTINGS = frozenset({"type", "url", "email", "token", "start_time", "groups", "agents",
+                      "priority_map", "status_map", "channel_map", "tier", "escalation",
+                      "bulk_writes", "api_requests_per_minute", "job_timeout", *HTTP_SETTINGS})
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a Record field lives in Zendesk: tags with a prefix (`tag_prefix`), a ticket
+    field (`field`, its id) or an organization field (`organization_field`, its key)."""
+
+    kind: str
+    key: str | int
+
+
+@dataclass
+class Vocabulary:
+    """Zendesk's values and ids in the Record's words, and back."""
+
+    priority: ValueMap
+    status: ValueMap
+    channel: ValueMap
+    groups: dict[int, str]
+    agents: dict[int, str]
+    tier: Source
+    tier_default: str
+    escalation: Source
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Vocabulary:
+        tier = _source(settings.get("tier"), "tier", ("tag_prefix", "field",
+                                                       "organization_field"), {"default"})
+        default = (settings.get("tier") or {}).get("default", "standard")
+        if not isinstance(default, str) or not default:
+            raise ValueError("connector.tier.default: expected a tier name")
+        return cls(
+            priority=ValueMap("priority", PRIORITIES, "normal").extended(
+                _value_map(settings, "priority_map")),
+            status=ValueMap("status", STATUSES, "open").extended(
+                _value_map(settings, "status_map")),
+            channel=ValueMap("channel", CHANNELS, "other").extended(
+                _value_map(settings, "channel_map")),
+            groups=_names(settings, "groups"), agents=_names(settings, "agents"),
+            tier=tier or Source("tag_prefix", "tier_"), tier_default=default,
+            escalation=_source(settings.get("escalation"), "escalation",
+                               ("tag_prefix", "field"), set())
+            or Source("tag_prefix", "sla_escalation_"))
+
+    def consumes(self, tag: str) -> bool:
+        """Tags that become a Record field (tier, escalation level) rather than a tag."""
+        return (self.tier.kind == "tag_prefix" and tag.startswith(str(self.tier.key))) or \
+            self._level_tag(tag) is not None
+
+    def _level_tag(self, tag: str) -> int | None:
+        if self.escalation.kind != "tag_prefix":
+            return None
+        prefix = str(self.escalation.key)
+        rest = tag[len(prefix):] if tag.startswith(prefix) else ""
+        return int(rest) if rest.isdigit() else None
+
+    def tier_of(self, ticket: Mapping[str, Any], tags: list[str],
+                organizations: Mapping[int, Any]) -> str:
+        source = self.tier
+        value: Any = None
+        if source.kind == "tag_prefix":
+            prefix = str(source.key)
+            value = next((t[len(prefix):] for t in tags if t.startswith(prefix)), None)
+        elif source.kind == "field":
+            value = _field_value(ticket, int(source.key))
+        else:
+            organization = organizations.get(ticket.get("organization_id") or 0)
+            fields = organization.get("organization_fields") \
+                if isinstance(organization, Mapping) else None
+            value = fields.get(str(source.key)) if isinstance(fields, Mapping) else None
+        return self.tier_default if value is None or value == "" or value is False \
+            else str(value)
+
+    def level_of(self, ticket: Mapping[str, Any], tags: list[str], notices: list[str]) -> int:
+        if self.escalation.kind == "tag_prefix":
+            return max((n for n in map(self._level_tag, tags) if n is not None), default=0)
+        value = _field_value(ticket, int(self.escalation.key))
+        if value in (None, ""):
+            return 0
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and value.isdigit():
+            return int(value)
+        notices.append(f"ticket {ticket.get('id')}: escalation field {self.escalation.key} "
+                       f"holds {value!r}, not a level: read as 0")
+        return 0
+
+    def escalation_update(self, level: int) -> tuple[dict[str, Any], list[str], list[str]]:
+        """(ticket fields, tags to add, tags to remove) that set the escalation level."""
+        if self.escalation.kind == "field":
+            return {"custom_fields": [{"id": int(self.escalation.key), "value": level}]}, [], []
+        prefix = str(self.escalation.key)
+        # Levels only go up (the planner never lowers one), so the lower tags are the ones
+        # that can be on the ticket.
+        return {}, [f"{prefix}{level}"] if level else [], \
+            [f"{prefix}{n}" for n in range(1, level)]
+
+
+@dataclass
+class Position:
+    """Where the next fetch resumes: the ticket export's cursor (before its first page, its
+    start time), the ticket event export's next start time, and the status changes read so
+    far of each ticket that is not closed yet (Zendesk ticket id -> [[unix time, status]])."""
+
+    start_time: int
+    tickets: str | None
+    events: int
+    history: dict[str, list[list[Any]]]
+
+    def encode(self, history_json: str) -> str:
+        head = json.dumps({"v": 1, "start_time": self.start_time, "tickets": self.tickets,
+                           "events": self.events}, separators=(",", ":"))
+        # The history is the same for every page of a fetch: encoded once, spliced in.
+        return head[:-1] + ',"history":' + history_json + "}"
+
+    @classmethod
+    def decode(cls, cursor: str) -> Position:
+        try:
+            data = json.loads(cursor)
+            if not isinstance(data, dict) or data.get("v") != 1:
+                raise ValueError("unknown format")
+            start, tickets, events = data["start_time"], data["tickets"], data["events"]
+            history = data["history"]
+            if not (_whole(start) and _whole(events) and isinstance(history, dict)
+                    and (tickets is None or isinstance(tickets, str))):
+                raise ValueError("unexpected values")
+            for entries in history.values():
+                if not isinstance(entries, list) or not all(
+                        isinstance(e, list) and len(e) == 2 and _whole(e[0])
+                        and isinstance(e[1], str) for e in entries):
+                    raise ValueError("unexpected history")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConnectorError(f"zendesk: the cursor in the state file is not one this "
+                                 f"connector wrote ({exc})") from None
+        return cls(start, tickets, events, history)
+
+    def history_json(self) -> str:
+        open_tickets = {ticket: entries for ticket, entries in self.history.items()
+                        if entries and entries[-1][1] not in FINAL_STATUSES}
+        return json.dumps(open_tickets, separators=(",", ":"))
+
+
+class Zendesk:
+    def __init__(self, client: HttpClient, *, vocabulary: Vocabulary | None = None,
+                 start_time: datetime | None = None, bulk_writes: bool = True,
+                 api_requests_per_minute: float | None = None,
+                 job_timeout: float = JOB_TIMEOUT, clock: Callable[[], float] = time.time):
+        self.exports = client
+        # Ticket reads and writes and job polls have their own, larger budget: a second
+        # client on the same session (auth, waits) with its own throttle.
+        self.api = HttpClient(client.base_url, auth=client.session.auth, name=client.name,
+                              timeout=client.timeout,
+                              max_retry_seconds=client.max_retry_seconds,
+                              max_attempts=client.max_attempts,
+                              requests_per_minute=api_requests_per_minute,
+                              sleep=client.sleep, clock=client.throttle.clock,
+                              session=client.session)
+        self.words = vocabulary or Vocabulary.from_settings({})
+        self.start_time = start_time
+        self.job_timeout = job_timeout
+        self.clock = clock
+        self.capabilities = Capabilities(bulk_writes=bulk_writes,
+                                         batch_size=BATCH_SIZE if bulk_writes else 1,
+                                         safe_update=True, tags=True, notes=True, leads=False,
+                                         reads_notes=False)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Zendesk:
+        unknown = sorted(set(settings) - SETTINGS)
+        if unknown:
+            raise ValueError(f"connector.{unknown[0]}: unknown setting for a zendesk connector "
+                             f"(known: {', '.join(sorted(SETTINGS))})")
+        email = settings.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise ValueError("connector.email: the email address of the Zendesk agent that "
+                             "owns the API token is required")
+        token = settings.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("connector.token: the Zendesk API token is required (e.g. "
+                             "token: ${ZENDESK_TOKEN})")
+        client = client_from_settings(settings, "zendesk",
+                                      auth=HTTPBasicAuth(f"{email}/token", token),
+                                      requests_per_minute=EXPORT_REQUESTS_PER_MINUTE)
+        start = settings.get("start_time")
+        start_time = None
+        if start is not None:
+            if not isinstance(start, str | datetime):
+                raise ValueError("connector.start_time: expected an ISO 8601 timestamp with an "
+                                 "offset, e.g. 2026-01-01T00:00:00Z")
+            start_time = parse_instant(start, "connector.start_time")
+            if start_time.timestamp() > time.time() - 60:
+                raise ValueError("connector.start_time: must lie in the past (Zendesk exports "
+                                 "nothing newer than a minute ago)")
+        bulk = settings.get("bulk_writes", True)
+        if not isinstance(bulk, bool):
+            raise ValueError("connector.bulk_writes: expected true or false")
+        return cls(client, vocabulary=Vocabulary.from_settings(settings), start_time=start_time,
+                   bulk_writes=bulk,
+                   api_requests_per_minute=_positive(settings, "api_requests_per_minute",
+                                                     API_REQUESTS_PER_MINUTE),
+                   job_timeout=_positive(settings, "job_timeout", JOB_TIMEOUT))
+
+    @property
+    def identity(self) -> str:
+        return f"zendesk:{self.exports.base_url.rstrip('/')}"
+
+    @property
+    def _include(self) -> str:
+        return "metric_sets,organizations" if self.words.tier.kind == "organization_field" \
+            else "metric_sets"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> Iterator[Page]:
+        if cursor:
+            position = Position.decode(cursor)
+        else:
+            start = self.start_time.timestamp() if self.start_time is not None \
+                else self.clock() - FIRST_START_DAYS * 86400
+            position = Position(int(start), None, int(start), {})
+        notices: list[str] = []
+        # Events first: every page's records then carry the history up to a minute ago.
+        position.events = self._read_events(position, notices)
+        history_json = position.history_json()
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            params: dict[str, Any] = {"include": self._include}
+            if token:
+                params["cursor"] = token
+            else:
+                params["start_time"] = position.start_time
+            response = self.exports.get(TICKET_EXPORT, params=params)
+            body = _body(response, "GET", TICKET_EXPORT, "tickets")
+            return body, response
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            token = body.get("after_cursor")
+            return None if body.get("end_of_stream") is True or not isinstance(token, str) \
+                else token
+
+        for body in follow(position.tickets or "", after, read, "zendesk: ticket export"):
+            if isinstance(body.get("after_cursor"), str):
+                position.tickets = body["after_cursor"]
+            yield self._page(body, position, position.encode(history_json), notices)
+            notices = []
+
+    def _page(self, body: Mapping[str, Any], position: Position, cursor: str,
+              notices: list[str]) -> Page:
+        metrics = _by(body.get("metric_sets"), "ticket_id")
+        organizations = _by(body.get("organizations"), "id")
+        records: list[Record] = []
+        problems: list[RecordError] = []
+        for index, raw in enumerate(body["tickets"]):
+            ticket_id = raw.get("id") if isinstance(raw, Mapping) else None
+            try:
+                records.append(self._record(raw, metrics.get(ticket_id),
+                                            position.history.get(str(ticket_id), []),
+                                            organizations, notices, index))
+            except RecordError as exc:
+                problems.append(exc)
+        return Page(records=records, cursor=cursor, problems=problems, notices=notices)
+
+    def _read_events(self, position: Position, notices: list[str]) -> int:
+        """Reads the ticket events since the position into its history; returns where the
+        next read starts."""
+        end = position.events
+        unreadable = 0
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            response = self.exports.get(EVENT_EXPORT, params={"start_time": int(token)})
+            return _body(response, "GET", EVENT_EXPORT, "ticket_events"), response
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            if body.get("end_of_stream") is True:
+                return None
+            if not _whole(body.get("end_time")):
+                raise ConnectorError(f"zendesk: GET {EVENT_EXPORT}: a page without end_of_stream "
+                                     "has no end_time to continue from")
+            return str(body["end_time"])
+
+        touched: set[str] = set()
+        for body in follow(str(position.events), after, read, "zendesk: ticket event export"):
+            for event in body["ticket_events"]:
+                if not _collect(event, position.history, touched):
+                    unreadable += 1
+            if _whole(body.get("end_time")):
+                end = max(end, body["end_time"])
+        for ticket in touched:
+            position.history[ticket].sort(key=lambda entry: entry[0])
+        if unreadable:
+            notices.append(f"{unreadable} ticket event(s) without a ticket id or time were "
+                           "ignored: those tickets' status history may miss a change")
+        return end
+
+    def get(self, record_id: str) -> Record | None:
+        if not record_id.isdigit():
+            return None
+        path = f"/api/v2/tickets/{record_id}"
+        response = self.api.request("GET", path, params={"include": self._include},
+                                    ok=(200, 404))
+        if response.status_code == 404:
+            return None
+        body = _body(response, "GET", path, "ticket", dict)
+        ticket = body["ticket"]
+        metric = _by(body.get("metric_sets"), "ticket_id").get(int(record_id)) \
+            or body.get("metric_set") or ticket.get("metric_set")
+        notices: list[str] = []
+        try:
+            return self._record(ticket, metric, self._audit_history(record_id),
+                                _by(body.get("organizations"), "id"), notices, None)
+        except RecordError as exc:
+            raise ConnectorError(f"zendesk: ticket {record_id}: {exc.reason}",
+                                 record_id=record_id) from None
+
+    def _audit_history(self, record_id: str) -> list[list[Any]]:
+        """One ticket's status changes from its audits (a re-read has no export window)."""
+        path = f"/api/v2/tickets/{record_id}/audits"
+        history: dict[str, list[list[Any]]] = {}
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            params: dict[str, Any] = {"page[size]": 100}
+            if token:
+                params["page[after]"] = token
+            response = self.api.get(path, params=params)
+            return _body(response, "GET", path, "audits"), response
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            meta = body.get("meta") if isinstance(body.get("meta"), Mapping) else {}
+            token = meta.get("after_cursor")
+            return token if meta.get("has_more") is True and isinstance(token, str) else None
+
+        for body in follow("", after, read, f"zendesk: audits of ticket {record_id}"):
+            for audit in body["audits"]:
+                if isinstance(audit, Mapping):
+                    _collect({"ticket_id": int(record_id), "created_at": audit.get("created_at"),
+                              "child_events": audit.get("events")}, history, set())
+        entries = history.get(record_id, [])
+        entries.sort(key=lambda entry: entry[0])
+        return entries
+
+    def _record(self, raw: Any, metric: Any, history: list[list[Any]],
+                organizations: Mapping[int, Any], notices: list[str],
+                position: int | None) -> Record:
+        if not isinstance(raw, Mapping):
+            raise RecordError("is not a ticket object", position=position)
+        ticket_id = raw.get("id")
+        if isinstance(ticket_id, bool) or not isinstance(ticket_id, int):
+            raise RecordError("has no ticket id", position=position)
+        record_id = str(ticket_id)
+        words = self.words
+        try:
+            created_at = parse_instant(raw.get("created_at"), "created_at")
+            updated_at = parse_instant(raw.get("updated_at"), "updated_at")
+            status = raw.get("status")
+            if not isinstance(status, str) or not status:
+                raise ValueError(f"status: expected a Zendesk status, got {status!r}")
+            tags = raw.get("tags") or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise ValueError("tags: expected a list of strings")
+            via = raw.get("via")
+            channel = via.get("channel") if isinstance(via, Mapping) else None
+            priority = raw.get("priority")
+            for name, value in (("priority", priority), ("via.channel", channel)):
+                if value is not None and not isinstance(value, str):
+                    raise ValueError(f"{name}: expected a string, got {value!r}")
+            group_id = _optional_id(raw, "group_id")
+            assignee_id = _optional_id(raw, "assignee_id")
+            metric = metric if isinstance(metric, Mapping) else {}
+            first_response_at = _first_reply(created_at, metric)
+            solved_at = None
+            if status in ("solved", "closed") and metric.get("solved_at"):
+                solved_at = parse_instant(metric["solved_at"], "metric_set.solved_at")
+            subject = raw.get("subject")
+        except ValueError as exc:
+            raise RecordError(str(exc), record_id=record_id, position=position) from None
+        custom = {
+            "zendesk_status": status, "type": raw.get("type"),
+            "organization_id": raw.get("organization_id"),
+            "requester_id": raw.get("requester_id"), "via": channel,
+            "initially_assigned_at": metric.get("initially_assigned_at"),
+            "reopens": metric.get("reopens"), "replies": metric.get("replies"),
+        }
+        return Record(
+            id=record_id, kind="ticket", created_at=created_at, updated_at=updated_at,
+            subject=subject if isinstance(subject, str) else "",
+            status=words.status.read(status, notices),
+            priority=words.priority.read(priority, notices),
+            tier=words.tier_of(raw, tags, organizations),
+            channel=words.channel.read(channel, notices),
+            group="" if group_id is None else words.groups.get(group_id, str(group_id)),
+            assignee="" if assignee_id is None else words.agents.get(assignee_id,
+                                                                     str(assignee_id)),
+            tags=tuple(t for t in tags if not words.consumes(t)),
+            first_response_at=first_response_at, solved_at=solved_at,
+            status_history=tuple(
+                StatusChange(datetime.fromtimestamp(at, UTC), words.status.read(name, notices))
+                for at, name in history),
+            escalation_level=words.level_of(raw, tags, notices),
+            custom={k: v for k, v in custom.items() if v is not None})
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, change: ChangeSet, now: datetime) -> Record | None:
+        """One safe update. Returns None: Zendesk's answer has no metric set or status
+        history, so the loop's own projection of the change is the better record."""
+        record_id = change.record_id
+        ticket = self._update(change)
+        path = f"/api/v2/tickets/{_ticket_id(record_id)}"
+        response = self.api.request("PUT", path, json={"ticket": ticket},
+                                    ok=(200, 404, 409, 422))
+        if response.status_code == 404:
+            raise RecordGone(f"zendesk: ticket {record_id} no longer exists",
+                             record_id=record_id)
+        if response.status_code == 409:
+            raise ConflictError(
+                f"zendesk: ticket {record_id} changed since it was read (no longer at "
+                f"{ticket.get('updated_stamp')}); nothing was written", record_id=record_id)
+        if response.status_code == 422:
+            raise ConnectorError(f"zendesk: ticket {record_id}: the helpdesk refused the "
+                                 f"change ({_detail(response)})", record_id=record_id)
+        return None
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        if not self.capabilities.bulk_writes or len(changes) <= 1:
+            # One change: a single safe update costs one request, a job at least two.
+            return apply_each(self, changes, now)
+        results: list[WriteResult] = []
+        for start in range(0, len(changes), BATCH_SIZE):
+            results += self._apply_batch(changes[start:start + BATCH_SIZE])
+        return results
+
+    def _apply_batch(self, changes: list[ChangeSet]) -> list[WriteResult]:
+        results: dict[int, WriteResult] = {}
+        items: list[tuple[int, dict[str, Any]]] = []
+        for index, change in enumerate(changes):
+            try:
+                items.append((index, {"id": _ticket_id(change.record_id),
+                                      **self._update(change)}))
+            except ConnectorError as exc:
+                results[index] = WriteResult(change.record_id, error=exc)
+        if items:
+            body = self.api.json("PUT", UPDATE_MANY,
+                                 json={"tickets": [item for _, item in items]})
+            job = self._finished(_job_status(body, UPDATE_MANY))
+            by_id: dict[int, Mapping[str, Any]] = {}
+            by_index: dict[int, Mapping[str, Any]] = {}
+            for result in job.get("results") or []:
+                if isinstance(result, Mapping) and _whole(result.get("id")):
+                    by_id[result["id"]] = result
+                elif isinstance(result, Mapping) and _whole(result.get("index")):
+                    by_index[result["index"]] = result
+            for n, (index, item) in enumerate(items):
+                result = by_id.get(item["id"]) or by_index.get(n)
+                results[index] = _outcome(changes[index].record_id, result, job["id"])
+        return [results[index] for index in range(len(changes))]
+
+    def _finished(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Polls a job status until the job is done; a job that failed as a whole, or is
+        still running after job_timeout, is an error of the helpdesk."""
+        waited, delay = 0.0, JOB_FIRST_POLL
+        while job.get("status") in ("queued", "working"):
+            if waited >= self.job_timeout:
+                raise ConnectorError(
+                    f"zendesk: update job {job['id']} still {job['status']} after "
+                    f"{waited:.0f}s; the next run reads the tickets again and settles it",
+                    retriable=True)
+            self.api.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, JOB_MAX_POLL)
+            path = f"/api/v2/job_statuses/{job['id']}"
+            job = _job_status(self.api.json("GET", path), path)
+        if job.get("status") != "completed":
+            message = job.get("message")
+            raise ConnectorError(f"zendesk: update job {job['id']} {job.get('status')}"
+                                 + (f" ({str(message)[:200]})" if message else ""),
+                                 retriable=True)
+        return job
+
+    def _update(self, change: ChangeSet) -> dict[str, Any]:
+        """The ticket fields of one change. Tags go through additional_tags/remove_tags,
+        which merge into what is on the ticket: a tag a person added is never lost."""
+        record_id, words = change.record_id, self.words
+        ticket: dict[str, Any] = {}
+        try:
+            for name, value in change.fields.items():
+                if name == "priority":
+                    ticket["priority"] = words.priority.write(value)
+                elif name == "status":
+                    ticket["status"] = words.status.write(value)
+                elif name == "group":
+                    ticket["group_id"] = _id_of(value, words.groups, "group", "groups")
+                elif name == "assignee":
+                    ticket["assignee_id"] = _id_of(value, words.agents, "assignee", "agents")
+        except ValueError as exc:
+            raise ConnectorError(f"zendesk: ticket {record_id}: {exc}",
+                                 record_id=record_id) from None
+        add, remove = list(change.add_tags), list(change.remove_tags)
+        if change.escalation_level is not None:
+            fields, more, fewer = words.escalation_update(change.escalation_level)
+            ticket.update(fields)
+            add += [tag for tag in more if tag not in add]
+            remove += [tag for tag in fewer if tag not in remove]
+        if add:
+            ticket["additional_tags"] = add
+        if remove:
+            ticket["remove_tags"] = remove
+        if change.notes:
+            ticket["comment"] = {"body": "\n\n".join(change.notes), "public": False}
+        if change.base_updated_at is not None:
+            ticket["safe_update"] = True
+            ticket["updated_stamp"] = change.base_updated_at.astimezone(UTC)\
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+        return ticket
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(settings: Mapping[str, Any], key: str, default: float) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"connector.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _value_map(settings: Mapping[str, Any], key: str) -> dict[Any, str]:
+    value = settings.get(key) or {}
+    if not isinstance(value, dict) or not all(
+            isinstance(v, str) and v for v in value.values()):
+        raise ValueError(f"connector.{key}: expected a mapping of Zendesk values to sla-sync "
+                         "values, e.g. {p1: urgent}")
+    return value
+
+
+def _names(settings: Mapping[str, Any], key: str) -> dict[int, str]:
+    value = settings.get(key) or {}
+    example = "{360001: support}" if key == "groups" else "{361001: alice}"
+    if not isinstance(value, dict):
+        raise ValueError(f"connector.{key}: expected a mapping of Zendesk ids to names, "
+                         f"e.g. {example}")
+    names: dict[int, str] = {}
+    for raw_id, name in value.items():
+        if not (_whole(raw_id) or (isinstance(raw_id, str) and raw_id.isdigit())):
+            raise ValueError(f"connector.{key}.{raw_id}: expected a numeric Zendesk id")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"connector.{key}.{raw_id}: expected a name")
+        if name in names.values():
+            raise ValueError(f"connector.{key}.{raw_id}: the name {name!r} is given twice "
+                             "(writes need one id per name)")
+        names[int(raw_id)] = name
+    return names
+
+
+def _source(value: Any, key: str, kinds: tuple[str, ...], extra: set[str]) -> Source | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"connector.{key}: expected a mapping with one of {', '.join(kinds)}")
+    unknown = sorted(set(value) - set(kinds) - extra)
+    if unknown:
+        raise ValueError(f"connector.{key}.{unknown[0]}: unknown key (known: "
+                         f"{', '.join(sorted((*kinds, *extra)))})")
+    given = [kind for kind in kinds if kind in value]
+    if len(given) > 1:
+        raise ValueError(f"connector.{key}: give one of {', '.join(given)}, not several")
+    if not given:
+        return None
+    kind, key_value = given[0], value[given[0]]
+    if kind == "field":
+        if not (_whole(key_value) or (isinstance(key_value, str) and key_value.isdigit())):
+            raise ValueError(f"connector.{key}.field: expected a ticket field id")
+        return Source(kind, int(key_value))
+    if not isinstance(key_value, str) or not key_value:
+        raise ValueError(f"connector.{key}.{kind}: expected a non-empty string")
+    return Source(kind, key_value)
+
+
+def _field_value(ticket: Mapping[str, Any], field_id: int) -> Any:
+    for field in ticket.get("custom_fields") or []:
+        if isinstance(field, Mapping) and field.get("id") == field_id:
+            return field.get("value")
+    return None
+
+
+def _optional_id(raw: Mapping[str, Any], name: str) -> int | None:
+    value = raw.get(name)
+    if value is None or _whole(value):
+        return value
+    raise ValueError(f"{name}: expected a Zendesk id, got {value!r}")
+
+
+def _first_reply(created_at: datetime, metric: Mapping[str, Any]) -> datetime | None:
+    """Creation plus the metric set's first reply time (calendar, not business time: the
+    instant is what counts; sla-sync applies its own calendars). Seconds exist for messaging
+    tickets only; elsewhere Zendesk counts whole minutes."""
+    for name, unit in (("reply_time_in_seconds", 1), ("reply_time_in_minutes", 60)):
+        value = metric.get(name)
+        calendar = value.get("calendar") if isinstance(value, Mapping) else None
+        if isinstance(calendar, int) and not isinstance(calendar, bool):
+            return created_at + timedelta(seconds=calendar * unit)
+    return None
+
+
+def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str]) -> bool:
+    """Adds the status changes of one ticket event (or audit) to the history; False when the
+    event cannot be placed (no ticket id or time)."""
+    if not isinstance(event, Mapping) or not _whole(event.get("ticket_id")):
+        return False
+    at = event.get("timestamp")
+    if not _whole(at):
+        try:
+            at = int(parse_instant(event.get("created_at"), "created_at").timestamp())
+        except ValueError:
+            return False
+    ticket = str(event["ticket_id"])
+    for child in event.get("child_events") or []:
+        if not isinstance(child, Mapping) or \
+                (child.get("event_type") or child.get("type")) not in ("Create", "Change"):
+            continue
+        # The event export flattens a change to {"status": new value}; audits say
+        # {"field_name": "status", "value": new value}.
+        status = child.get("status") if "status" in child else \
+            child.get("value") if child.get("field_name") == "status" else None
+        if isinstance(status, str) and status:
+            entries = history.setdefault(ticket, [])
+            if [at, status] not in entries:  # time-based pages overlap at their edges
+                entries.append([at, status])
+                touched.add(ticket)
+    return True
+
+
+def _by(items: Any, key: str) -> dict[Any, Any]:
+    if not isinstance(items, list):
+        return {}
+    return {item[key]: item for item in items if isinstance(item, Mapping) and key in item}
+
+
+def _body(response: requests.Response, method: str, path: str, key: str,
+          kind: type = list) -> dict[str, Any]:
+    """The decoded body, which must hold `key` (a list, or `kind`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get(key), kind):
+        raise ConnectorError(f"zendesk: {method} {path}: unexpected response (no {key!r})")
+    return body
+
+
+def _job_status(body: Any, path: str) -> Mapping[str, Any]:
+    job = body.get("job_status") if isinstance(body, Mapping) else None
+    if not isinstance(job, Mapping) or not isinstance(job.get("id"), str) \
+            or not re.fullmatch(r"[A-Za-z0-9_-]+", job["id"]):
+        raise ConnectorError(f"zendesk: {path}: unexpected response (no job_status id)",
+                             retriable=True)
+    return job
+
+
+def _outcome(record_id: str, result: Mapping[str, Any] | None, job_id: str) -> WriteResult:
+    if result is None:
+        return WriteResult(record_id, error=ConnectorError(
+            f"zendesk: update job {job_id} reported nothing for ticket {record_id}; the next "
+            "run reads it again", retriable=True, record_id=record_id))
+    if result.get("success") is True and not result.get("error"):
+        return WriteResult(record_id)
+    text = str(result.get("error") or "failed") + \
+        (f": {result['details']}" if result.get("details") else "")
+    text = text[:200]
+    folded = text.lower().replace(" ", "")
+    if "conflict" in folded or "collision" in folded or "outdated" in folded:
+        error: ConnectorError = ConflictError(
+            f"zendesk: ticket {record_id} changed since it was read ({text}); nothing was "
+            "written", record_id=record_id)
+    elif "notfound" in folded:
+        error = RecordGone(f"zendesk: ticket {record_id} no longer exists ({text})",
+                           record_id=record_id)
+    else:
+        error = ConnectorError(f"zendesk: ticket {record_id}: the update job refused the "
+                               f"change ({text})", record_id=record_id)
+    return WriteResult(record_id, error=error)
+
+
+def _ticket_id(record_id: str) -> int:
+    if not record_id.isdigit():
+        raise ConnectorError(f"zendesk: {record_id!r} is not a Zendesk ticket id",
+                             record_id=record_id)
+    return int(record_id)
+
+
+def _id_of(value: str, names: Mapping[int, str], what: str, key: str) -> int | None:
+    if value == "":
+        return None
+    for zendesk_id, name in names.items():
+        if name == value:
+            return zendesk_id
+    if value.isdigit():
+        return int(value)
+    raise ValueError(f"{what} {value!r} has no Zendesk id: map it in the connector's "
+                     f"{key} setting")
+
+
+def _detail(response: requests.Response) -> str:
+    """What a refusal says: Zendesk's description and field details, shortened."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if not isinstance(body, Mapping):
+        return f"HTTP {response.status_code}"
+    parts = [str(body.get("description") or body.get("error") or "")]
+    details = body.get("details")
+    if isinstance(details, Mapping):
+        for field, problems in details.items():
+            for problem in problems if isinstance(problems, list) else [problems]:
+                text = problem.get("description") if isinstance(problem, Mapping) else problem
+                parts.append(f"{field}: {text}")
+    return "; ".join(p for p in parts if p)[:300] or f"HTTP {response.status_code}"
