@@ -3,10 +3,10 @@ statement of what it can do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from connector.model import ChangeSet, Record, RecordError
 
@@ -104,6 +104,16 @@ class Connector(Protocol):
         change in order. Errors that concern one record are in its result; an error of the
         helpdesk itself (unreachable, bad credentials) is raised."""
         ...
+
+
+def check_settings(settings: Mapping[str, Any], known: Iterable[str], kind: str) -> None:
+    """Refuse a `connector:` key this kind of connector does not know; ValueError naming it."""
+    known = sorted(known)
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(f"connector.{unknown[0]}: unknown setting for {article} {kind} "
+                         f"connector (known: {', '.join(known)})")
 
 
 def apply_each(connector: Connector, changes: list[ChangeSet], now: datetime,

@@ -24,6 +24,7 @@ from connector.base import (
     RecordGone,
     WriteResult,
     apply_each,
+    check_settings,
 )
 from connector.model import (
     ChangeSet,
@@ -48,10 +49,7 @@ class FileHelpdesk:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> FileHelpdesk:
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            raise ValueError(f"connector.{unknown[0]}: unknown setting for a file connector "
-                             f"(known: {', '.join(sorted(SETTINGS))})")
+        check_settings(settings, SETTINGS, "file")
         path = settings.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("connector.path: the helpdesk file is required for type: file")

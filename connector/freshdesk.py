@@ -26,6 +26,7 @@ from connector.base import (
     RecordGone,
     WriteResult,
     apply_each,
+    check_settings,
 )
 from connector.http import (
     HTTP_SETTINGS,
@@ -199,10 +200,7 @@ class Freshdesk:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Freshdesk:
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            raise ValueError(f"connector.{unknown[0]}: unknown setting for a freshdesk "
-                             f"connector (known: {', '.join(sorted(SETTINGS))})")
+        check_settings(settings, SETTINGS, "freshdesk")
         api_key = settings.get("api_key")
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("connector.api_key: the Freshdesk API key is required "

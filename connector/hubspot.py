@@ -26,6 +26,7 @@ from connector.base import (
     Page,
     RecordGone,
     WriteResult,
+    check_settings,
 )
 from connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
 from connector.mapping import ValueMap
@@ -129,10 +130,7 @@ class Options:
     @classmethod
     def parse(cls, settings: Mapping[str, Any]) -> Options:
         """Options from a `connector:` mapping; ValueError naming the key."""
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            raise ValueError(f"connector.{unknown[0]}: unknown setting for a hubspot connector "
-                             f"(known: {', '.join(sorted(SETTINGS))})")
+        check_settings(settings, SETTINGS, "hubspot")
         values: dict[str, Any] = {}
         objects = settings.get("objects", ["tickets"])
         if not isinstance(objects, list) or not objects \

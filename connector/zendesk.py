@@ -24,6 +24,7 @@ from connector.base import (
     RecordGone,
     WriteResult,
     apply_each,
+    check_settings,
 )
 from connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
 from connector.mapping import ValueMap
@@ -225,10 +226,7 @@ class Zendesk:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Zendesk:
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            raise ValueError(f"connector.{unknown[0]}: unknown setting for a zendesk connector "
-                             f"(known: {', '.join(sorted(SETTINGS))})")
+        check_settings(settings, SETTINGS, "zendesk")
         email = settings.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise ValueError("connector.email: the email address of the Zendesk agent that "
