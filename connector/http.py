@@ -42,6 +42,22 @@ RESET_HEADERS = ("X-RateLimit-Reset", "ratelimit-reset", "X-Rate-Limit-Reset")
 INTERVAL_HEADERS = ("X-HubSpot-RateLimit-Interval-Milliseconds",)
 
 
+class HeaderToken(requests.auth.AuthBase):
+    """A token sent as `Authorization: <scheme> <token>` (HubSpot's `Bearer`, RT's `token`);
+    its repr never shows the token."""
+
+    def __init__(self, scheme: str, token: str):
+        self.scheme = scheme
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"{self.scheme} {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return f"HeaderToken({self.scheme!r}, ***)"
+
+
 class RetriableResponse(Exception):
     """A response worth trying again (429, 5xx); carries the server's wait if it gave one."""
 
@@ -170,8 +186,10 @@ class HttpClient:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204, 207),
-                record_id: str | None = None) -> requests.Response:
-        """Send one request with retries; return a response whose status is in `ok`."""
+                record_id: str | None = None,
+                headers: Mapping[str, str] | None = None) -> requests.Response:
+        """Send one request with retries; return a response whose status is in `ok`.
+        `headers` are this request's own (e.g. If-Match), on top of the session's."""
         url = self.url(path)
         where = f"{self.name}: {method}" + (f" {urlparse(url).path}" if self.quote_paths else "")
 
@@ -195,7 +213,7 @@ class HttpClient:
                                            requests.Timeout)),
             wait=wait, stop=stop, sleep=self.sleep, before_sleep=log_retry, reraise=True)
         try:
-            response = retrying(self._send, method, url, params, json)
+            response = retrying(self._send, method, url, params, json, headers)
         except RetriableResponse as exc:
             raise ConnectorError(
                 f"{where} still failing after retries (HTTP {exc.response.status_code}): "
@@ -210,11 +228,11 @@ class HttpClient:
                              record_id=record_id)
 
     def _send(self, method: str, url: str, params: Mapping[str, Any] | None,
-              body: Any) -> requests.Response:
+              body: Any, headers: Mapping[str, str] | None = None) -> requests.Response:
         self.throttle.before()
         self.requests_sent += 1
         response = self.session.request(method, url, params=params, json=body,
-                                        timeout=self.timeout)
+                                        headers=headers, timeout=self.timeout)
         self.throttle.after(response)
         if response.status_code in RETRIABLE_STATUS and not _daily_quota_spent(response):
             raise RetriableResponse(response, retry_after(response))

@@ -28,7 +28,13 @@ from connector.base import (
     WriteResult,
     check_settings,
 )
-from connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
+from connector.http import (
+    HTTP_SETTINGS,
+    HeaderToken,
+    HttpClient,
+    client_from_settings,
+    follow,
+)
 from connector.mapping import ValueMap
 from connector.model import (
     INITIAL_STATUS,
@@ -88,18 +94,6 @@ SETTINGS = {"type", "url", "token", "portal", "objects", "priority_map", "stage_
             "search_delay_seconds", *HTTP_SETTINGS}
 
 
-class BearerToken(requests.auth.AuthBase):
-    """A private app's access token as `Authorization: Bearer`; never shown by repr()."""
-
-    def __init__(self, token: str):
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "BearerToken(***)"
 
 
 @dataclass(frozen=True)
@@ -233,7 +227,7 @@ class HubSpot:
         if not isinstance(token, str) or not token.strip():
             raise ValueError("connector.token: the private app's access token is required "
                              "(read it from the environment: token: ${HUBSPOT_TOKEN})")
-        client = client_from_settings(settings, NAME, auth=BearerToken(token.strip()),
+        client = client_from_settings(settings, NAME, auth=HeaderToken("Bearer", token.strip()),
                                       requests_per_minute=REQUESTS_PER_MINUTE)
         return cls(client, options)
 

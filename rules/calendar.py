@@ -17,6 +17,9 @@ boundary is the first instant the wall clock reads that time: a time inside the
 spring-forward gap is the instant of the change, a time that occurs twice is its first
 occurrence.
 
+Intervals are half-open, so a deadline reached exactly at closing time is due at closing
+time (Request Tracker moves it to the next opening; tests/test_rt_oracle.py compares both).
+
 Costs grow with the number of days spanned, never with minutes: each day's intervals and
 totals are computed once and cached.
 """

@@ -95,6 +95,22 @@ def helpdesk(tmp_path: Path):
     return write
 
 
+class Waits:
+    """Stands in for time.sleep and time.monotonic: records each wait and advances a fake
+    clock, so retries and throttles are tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self.now = 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
 class LocalServer:
     """A real HTTP server on 127.0.0.1 that answers from a script and records requests.
 

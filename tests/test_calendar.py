@@ -80,15 +80,16 @@ def test_all_day_calendar_counts_the_short_day_in_the_middle_of_a_span():
 
 
 def test_interval_ending_inside_the_spring_forward_gap_counts_no_time_twice():
-    # 01:00-02:30 and 03:00-04:00 on 29 March: 02:30 does not exist and is read as 03:30 CEST,
-    # so the intervals cover 01:00 CET .. 04:00 CEST, which is 2 hours of real time.
+    # 01:00-02:30 and 03:00-04:00 on 29 March: 02:30 does not exist and is read as the change
+    # (03:00 CEST), so the intervals cover 01:00 CET .. 04:00 CEST: 2 hours of real time.
     cal = calendar(BERLIN, {"sun": ["01:00-02:30", "03:00-04:00"]})
     start, end = at("2026-03-29 00:00", BERLIN), at("2026-03-30 00:00", BERLIN)
     assert cal.business_seconds(start, end) == 2 * HOUR
 
 
 def test_interval_starting_inside_the_spring_forward_gap_is_empty_not_negative():
-    # 02:30-03:00 on 29 March does not exist (02:30 is read as 03:30 CEST, after 03:00 CEST).
+    # 02:30-03:00 on 29 March does not exist: 02:30 is read as the change, 03:00 CEST, so the
+    # interval is empty.
     cal = calendar(BERLIN, {"sun": ["02:30-03:00", "05:00-06:00"]})
     start, noon, end = (at("2026-03-28 00:00", BERLIN), at("2026-03-29 12:00", BERLIN),
                         at("2026-03-31 00:00", BERLIN))

@@ -22,7 +22,7 @@ from connector.freshdesk import Freshdesk, Mark, Options
 from connector.http import HttpClient
 from connector.model import ChangeSet, StatusChange, parse_instant
 from sync_state import StateStore
-from tests.conftest import act, at, cli, cond, iso, rule
+from tests.conftest import Waits, act, at, cli, cond, iso, rule
 
 URL = "https://acme.example.com"
 API_KEY = "fd-5f3c9a71b2e84d06"  # the secret: never in a message, a log or the state file
@@ -36,21 +36,6 @@ NAMES = {"groups": {48000123: "support", 48000124: "billing"},
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-class Waits:
-    """Stands in for sleeping: records each wait and advances a fake clock."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-        self.now = 1000.0
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
 
 
 def freshdesk(waits: Waits | None = None, window_pages: int = 250, job_timeout: float = 120,

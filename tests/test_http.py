@@ -16,21 +16,7 @@ from connector.http import (
     follow,
     link_next,
 )
-
-
-class Waits:
-    """Stands in for time.sleep and time.monotonic: records waits, advances a fake clock."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-        self.now = 1000.0
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
+from tests.conftest import Waits
 
 
 def client(server, waits: Waits, **kwargs) -> HttpClient:

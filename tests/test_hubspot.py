@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 import responses
-from conftest import at, cli, iso
+from conftest import Waits, at, cli, iso
 
 import connector.hubspot as hubspot_module
 from connector import ConflictError, ConnectorError, RecordGone, open_connector
-from connector.http import HttpClient
-from connector.hubspot import BearerToken, HubSpot, Options
+from connector.http import HeaderToken, HttpClient
+from connector.hubspot import HubSpot, Options
 from connector.model import ChangeSet
 from sync_state import StateStore
 
@@ -43,19 +43,9 @@ def millis(text: str) -> int:
     return int(at(text).timestamp() * 1000)
 
 
-class Waits:
-    """Stands in for time.sleep: records every wait."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-
 def make(waits: Waits | None = None, **settings: Any) -> HubSpot:
     options = Options.parse({"type": "hubspot", "url": BASE, "token": TOKEN, **settings})
-    client = HttpClient(BASE, auth=BearerToken(TOKEN), name="hubspot",
+    client = HttpClient(BASE, auth=HeaderToken("Bearer", TOKEN), name="hubspot",
                         sleep=(waits or Waits()).sleep, clock=lambda: 0.0)
     return HubSpot(client, options, clock=lambda: CLOCK)
 
@@ -268,7 +258,7 @@ def test_bad_credentials_fail_the_read_without_quoting_the_token(api, caplog):
     assert "authentication failed" in str(info.value)
     assert api.calls[0].request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert TOKEN not in str(info.value) and TOKEN not in caplog.text
-    assert TOKEN not in repr(BearerToken(TOKEN)) and TOKEN not in make().identity
+    assert TOKEN not in repr(HeaderToken("Bearer", TOKEN)) and TOKEN not in make().identity
 
 
 def test_retry_warnings_in_the_log_never_carry_the_token(api, caplog):

@@ -30,7 +30,7 @@ from connector.zendesk import (
 )
 from sync_state import StateStore
 from tests import zendesk_spec
-from tests.conftest import act, at, cli, cond, rule
+from tests.conftest import Waits, act, at, cli, cond, rule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zendesk"
 URL = "https://acme.zendesk.com"
@@ -48,21 +48,6 @@ WORDS = {"groups": {360001: "support"}, "agents": {361001: "sam", 361002: "alice
 
 def load(name: str) -> Any:
     return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-class Waits:
-    """Stands in for time.sleep and the throttle's clock: records waits, never sleeps."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-        self.now = 1000.0
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -1,0 +1,579 @@
+"""Request Tracker 5 (REST2, `/REST/2.0`): tickets read by TicketSQL on `LastUpdated`, their
+status history from the ticket history, writes by `PUT` with `If-Match`, notes as comments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+
+from connector.base import (
+    Capabilities,
+    ConflictError,
+    ConnectorError,
+    Page,
+    RecordGone,
+    WriteResult,
+    apply_each,
+)
+from connector.http import (
+    HTTP_SETTINGS,
+    HeaderToken,
+    HttpClient,
+    check_base_url,
+    client_from_settings,
+)
+from connector.mapping import ValueMap
+from connector.model import (
+    INITIAL_STATUS,
+    ChangeSet,
+    Record,
+    RecordError,
+    StatusChange,
+    merge_tags,
+    parse_instant,
+)
+
+#: Record priority -> RT's number. A number reads as the name with the greatest number at or
+#: below it, as RT's own %PriorityAsString labels do.
+PRIORITIES = {"low": 0, "normal": 50, "high": 75, "urgent": 100}
+FALLBACK_PRIORITY = "normal"
+#: RT status -> Record status (RT's default lifecycle). Writing a status takes the first RT
+#: status that reads as it.
+STATUSES = {"new": "new", "open": "open", "stalled": "pending", "resolved": "solved",
+            "rejected": "closed", "deleted": "closed"}
+FALLBACK_STATUS = "open"
+TAGS_FIELD, TIER_FIELD, ESCALATION_FIELD = "Tags", "Tier", "Escalation level"
+
+PER_PAGE = 100  # REST2's maximum
+TICKET_FIELDS = ("Subject,Status,Priority,Queue,Owner,Created,LastUpdated,Resolved,Requestor,"
+                 "CustomFields")
+HISTORY_FIELDS = "Type,Created,Field,OldValue,NewValue,Creator"
+NOBODY = "Nobody"
+NOT_SET = datetime(1970, 1, 1, tzinfo=UTC)  # RT's "not set" date
+SQL_STAMP = "%Y-%m-%d %H:%M:%S"
+#: The messages RT gives for a change it made (or found already made). Any other message in
+#: a PUT's answer is a refusal ("That user may not own tickets in that queue", "Could not
+#: add a new value to custom field ...", "Permission Denied", ...).
+APPLIED = re.compile(
+    r"changed from .* to |"  # Ticket 7: Priority changed from 'Low' to 'High'
+    r" changed to |"  # Escalation level 1 changed to 2
+    r" added as a value for |"  # sla_breach added as a value for Tags
+    r"^\S.* added$|"  # Escalation level 1 added
+    r" is no longer a value for custom field |"
+    r"That is already the current value")
+
+SETTINGS = {"type", "url", "token", *HTTP_SETTINGS, "query", "timezone", "priority_map",
+            "status_map", "tags_field", "tier_field", "escalation_field"}
+
+
+
+
+@dataclass
+class Priorities:
+    """Record priority names <-> RT's priority numbers."""
+
+    numbers: dict[str, int]
+    fallback: ValueMap = field(
+        default_factory=lambda: ValueMap("priority", {}, FALLBACK_PRIORITY))
+
+    def read(self, value: Any, notices: list[str]) -> str:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            return self.fallback.read(value, notices)
+        for name, threshold in sorted(self.numbers.items(), key=lambda item: -item[1]):
+            if number >= threshold:
+                return name
+        return self.fallback.read(number, notices)
+
+    def write(self, name: str) -> int:
+        if name not in self.numbers:
+            raise ValueError(f"no RT priority for {name!r} (known: "
+                             f"{', '.join(sorted(self.numbers))}; map it in priority_map)")
+        return self.numbers[name]
+
+
+@dataclass
+class Options:
+    """How RT tickets map to Records (the config's mapping keys)."""
+
+    query: str = ""
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    priorities: Priorities = field(default_factory=lambda: Priorities(dict(PRIORITIES)))
+    statuses: ValueMap = field(
+        default_factory=lambda: ValueMap("status", dict(STATUSES), FALLBACK_STATUS))
+    tags_field: str = TAGS_FIELD
+    tier_field: str | None = TIER_FIELD
+    escalation_field: str = ESCALATION_FIELD
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Options:
+        query = settings.get("query", "")
+        if not isinstance(query, str):
+            raise ValueError("connector.query: expected TicketSQL text, e.g. "
+                             "\"Queue = 'support' OR Queue = 'tier2'\"")
+        zone = settings.get("timezone", "UTC")
+        try:
+            timezone = ZoneInfo(zone) if isinstance(zone, str) and zone else None
+        except (ZoneInfoNotFoundError, ValueError):
+            timezone = None
+        if timezone is None:
+            raise ValueError(f"connector.timezone: {zone!r} is not an IANA timezone name "
+                             "(the API user's timezone in RT, e.g. UTC)")
+        numbers = dict(PRIORITIES)
+        for name, number in _mapping(settings, "priority_map").items():
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise ValueError(f"connector.priority_map.{name}: expected RT's priority "
+                                 f"number, got {number!r}")
+            numbers[str(name)] = number
+        if len(set(numbers.values())) != len(numbers):
+            raise ValueError("connector.priority_map: two priorities share an RT number")
+        statuses = dict(STATUSES)
+        for rt_status, ours in _mapping(settings, "status_map").items():
+            if not isinstance(ours, str) or not ours:
+                raise ValueError(f"connector.status_map.{rt_status}: expected a status name, "
+                                 f"got {ours!r}")
+            statuses[str(rt_status)] = ours
+        tier = settings.get("tier_field", TIER_FIELD)
+        if tier is not None and (not isinstance(tier, str) or not tier):
+            raise ValueError("connector.tier_field: expected a custom field name or null")
+        return cls(query=query.strip(), timezone=timezone, priorities=Priorities(numbers),
+                   statuses=ValueMap("status", statuses, FALLBACK_STATUS),
+                   tags_field=_field_name(settings, "tags_field", TAGS_FIELD), tier_field=tier,
+                   escalation_field=_field_name(settings, "escalation_field",
+                                                ESCALATION_FIELD))
+
+
+def _mapping(settings: Mapping[str, Any], key: str) -> Mapping[Any, Any]:
+    value = settings.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"connector.{key}: expected a mapping")
+    return value
+
+
+def _field_name(settings: Mapping[str, Any], key: str, default: str) -> str:
+    value = settings.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"connector.{key}: expected a custom field name")
+    return value
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a read stands: every ticket updated before `since` is read, and so are `ids`
+    among those updated in the second `since`. RT stamps LastUpdated to the second, so the
+    next read starts at that second again and skips the ids it already has."""
+
+    since: datetime | None = None
+    ids: frozenset[str] = frozenset()
+
+    def covers(self, record_id: str, updated_at: datetime) -> bool:
+        return self.since is not None and (
+            updated_at < self.since or (updated_at == self.since and record_id in self.ids))
+
+    def after(self, record_id: str, updated_at: datetime) -> Mark:
+        if self.since is None or updated_at > self.since:
+            return Mark(updated_at, frozenset({record_id}))
+        if updated_at == self.since:
+            return Mark(self.since, self.ids | {record_id})
+        return self
+
+    def encode(self) -> str | None:
+        if self.since is None:
+            return None
+        return json.dumps({"updated": self.since.strftime(SQL_STAMP),
+                           "ids": sorted(self.ids, key=lambda i: (len(i), i))})
+
+    @classmethod
+    def decode(cls, cursor: str | None) -> Mark:
+        if not cursor:
+            return cls()
+        try:
+            data = json.loads(cursor)
+            since = datetime.strptime(data["updated"], SQL_STAMP).replace(tzinfo=UTC)
+            return cls(since, frozenset(str(i) for i in data["ids"]))
+        except (ValueError, TypeError, KeyError):
+            raise ConnectorError(f"rt: the stored cursor {cursor[:80]!r} was not written by "
+                                 "this connector") from None
+
+
+@dataclass(frozen=True)
+class Version:
+    """What a write needs from the read it was planned on: RT's ETag for that version and
+    the custom fields as they were (a multi-value field is written whole)."""
+
+    updated_at: datetime
+    etag: str | None
+    fields: Mapping[str, tuple[str, ...]]
+
+
+class RT:
+    capabilities = Capabilities(bulk_writes=False, safe_update=True, tags=True, notes=True,
+                                leads=False)
+
+    def __init__(self, client: HttpClient, options: Options | None = None, url: str = ""):
+        self.client = client
+        self.options = options or Options()
+        self.url = url or client.base_url.removesuffix("/").removesuffix("/REST/2.0")
+        # English messages: refusals are recognised by RT's English wording.
+        self.client.session.headers["Accept-Language"] = "en"
+        self._versions: dict[str, Version] = {}
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> RT:
+        unknown = sorted(set(settings) - SETTINGS)
+        if unknown:
+            raise ValueError(f"connector.{unknown[0]}: unknown setting for an rt connector "
+                             f"(known: {', '.join(sorted(SETTINGS))})")
+        token = settings.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("connector.token: an RT auth token is required "
+                             "(token: ${RT_TOKEN})")
+        url = check_base_url(settings.get("url"))
+        if url.endswith("/REST/2.0"):
+            raise ValueError("connector.url: give RT's address (e.g. https://rt.example.com or "
+                             "https://example.com/rt), without /REST/2.0")
+        options = Options.from_settings(settings)
+        client = client_from_settings({**settings, "url": f"{url}/REST/2.0"}, "rt",
+                                      auth=HeaderToken("token", token.strip()))
+        return cls(client, options, url)
+
+    @property
+    def identity(self) -> str:
+        return f"rt:{self.url}"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> Iterator[Page]:
+        self.options.priorities.fallback.unknown.clear()  # reported once per run
+        self.options.statuses.unknown.clear()
+        mark = anchor = Mark.decode(cursor)
+        page_number, position = 1, 0
+        read: set[tuple[str, datetime]] = set()
+        while True:
+            items, server_now = self._search(self._window(anchor), page_number)
+            # A second is over only once RT's clock has left it: a ticket updated in the
+            # second RT is still in may be updated again with the same LastUpdated, so it is
+            # read now and again next time, and the mark stays before that second.
+            settled = server_now.replace(microsecond=0)
+            page = Page(records=[], cursor=None)
+            for item in items:
+                try:
+                    record_id, updated_at = _identify(item, position)
+                    if not mark.covers(record_id, updated_at) \
+                            and (record_id, updated_at) not in read:
+                        page.records.append(self._record(item, page.notices, position))
+                        read.add((record_id, updated_at))
+                        if updated_at < settled:
+                            mark = mark.after(record_id, updated_at)
+                except RecordError as exc:
+                    page.problems.append(exc)
+                finally:
+                    position += 1
+            page.cursor = mark.encode() if mark.since is not None else cursor
+            yield page
+            if len(items) < PER_PAGE:
+                return
+            if mark.since != anchor.since:
+                # A fresh query from the new edge rather than page 2: tickets updated while
+                # we page move to the end of the order and would shift a page under us.
+                anchor, page_number = mark, 1
+            else:
+                page_number += 1  # a whole page shares one second: page through it
+
+    def get(self, record_id: str) -> Record | None:
+        if not record_id.isdigit():
+            return None
+        items, _ = self._search(f"id = {record_id}", 1)
+        if not items:
+            return None
+        notices: list[str] = []
+        return self._record(items[0], notices, 0)
+
+    def _window(self, mark: Mark) -> str:
+        query = self.options.query
+        if mark.since is None:
+            return query or "id > 0"
+        # `>` the second before: tickets updated later in the second we stopped at count too.
+        start = (mark.since - timedelta(seconds=1)).astimezone(self.options.timezone)
+        # RT reads this as the API user's local time, and only in this exact form: an ISO
+        # stamp with T and Z does not parse and silently matches every ticket.
+        window = f"LastUpdated > '{start.strftime(SQL_STAMP)}'"
+        return f"({query}) AND {window}" if query else window
+
+    def _search(self, query: str, page: int) -> tuple[list[Any], datetime]:
+        """One page of a ticket search, and RT's clock when it answered."""
+        params = {"query": query, "orderby": ["LastUpdated", "id"], "order": ["ASC", "ASC"],
+                  "per_page": PER_PAGE, "page": page, "fields": TICKET_FIELDS,
+                  "fields[Queue]": "Name"}
+        response = self.client.request("GET", "tickets", params=params)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ConnectorError("rt: GET /REST/2.0/tickets: the answer is not a list of "
+                                 "tickets")
+        try:
+            server_now = parsedate_to_datetime(response.headers["Date"]).astimezone(UTC)
+        except (KeyError, TypeError, ValueError):
+            server_now = datetime.now(UTC)
+        return items, server_now
+
+    def _history(self, record_id: str) -> list[dict[str, Any]]:
+        """Every transaction of a ticket. RT gives no total for a history, so pages are read
+        until one comes back short."""
+        transactions: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self.client.json("GET", f"ticket/{record_id}/history", params={
+                "per_page": PER_PAGE, "page": page, "fields": HISTORY_FIELDS})
+            items = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ConnectorError(f"rt: GET /REST/2.0/ticket/{record_id}/history: the "
+                                     "answer has no items list")
+            transactions.extend(item for item in items if isinstance(item, dict))
+            if len(items) < PER_PAGE:
+                return transactions
+            page += 1
+
+    def _record(self, item: Any, notices: list[str], position: int) -> Record:
+        record_id, updated_at = _identify(item, position)
+        o = self.options
+
+        def fail(message: str) -> RecordError:
+            return RecordError(message, record_id=record_id, position=position)
+
+        try:
+            created_at = _instant(item.get("Created"), "Created")
+            resolved = _instant(item.get("Resolved"), "Resolved", optional=True)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        if created_at is None:
+            raise fail("Created: not set")
+        fields = _custom_fields(item)
+        level_text = (fields.get(o.escalation_field) or ("",))[0].strip()
+        if level_text and not level_text.isdigit():
+            raise fail(f"custom field {o.escalation_field!r}: {level_text!r} is not a whole "
+                       "number")
+        queue = item.get("Queue")
+        group = queue.get("Name", "") if isinstance(queue, dict) else ""
+        owner = _user(item.get("Owner"))
+        requestors = [_user(u) for u in item.get("Requestor") or [] if _user(u)]
+        rt_status = str(item.get("Status") or "")
+        status = o.statuses.read(rt_status, notices)
+        transactions = self._history(record_id)
+        history, first_response = self._timeline(transactions, rt_status, created_at,
+                                                 requestors, notices)
+        etag = max((_number(t.get("id")) for t in transactions), default=0) or None
+        self._versions[record_id] = Version(updated_at, None if etag is None else f'"{etag}"',
+                                            fields)
+        others = {name: list(values) for name, values in fields.items()
+                  if name not in (o.tags_field, o.tier_field, o.escalation_field)}
+        return Record(
+            id=record_id, kind="ticket", created_at=created_at, updated_at=updated_at,
+            subject=str(item.get("Subject") or ""), status=status,
+            priority=o.priorities.read(item.get("Priority"), notices),
+            tier=(fields.get(o.tier_field) or ("",))[0] if o.tier_field else "",
+            group=group, assignee="" if owner == NOBODY else owner,
+            tags=fields.get(o.tags_field, ()), first_response_at=first_response,
+            solved_at=resolved, status_history=tuple(history),
+            escalation_level=int(level_text or 0),
+            custom={"requestors": requestors, "custom_fields": others})
+
+    def _timeline(self, transactions: list[dict[str, Any]], rt_status: str,
+                  created_at: datetime, requestors: list[str], notices: list[str],
+                  ) -> tuple[list[StatusChange], datetime | None]:
+        """Status changes oldest first, and the first reply by someone not a requestor."""
+        statuses = self.options.statuses
+        changes: list[tuple[datetime, str, str]] = []
+        first_response = None
+        customers = {name.lower() for name in requestors}
+        for txn in sorted(transactions, key=lambda t: _number(t.get("id"))):
+            kind = txn.get("Type")
+            try:
+                at = _instant(txn.get("Created"), "transaction Created")
+            except ValueError:
+                continue
+            if at is None:
+                continue
+            if kind == "Status" or (kind == "Set" and txn.get("Field") == "Status"):
+                changes.append((at, str(txn.get("OldValue") or ""),
+                                str(txn.get("NewValue") or "")))
+            elif kind == "Correspond" and first_response is None \
+                    and _user(txn.get("Creator")).lower() not in customers:
+                first_response = at
+        initial = changes[0][1] if changes else rt_status
+        history = []
+        if initial and statuses.read(initial, notices) != INITIAL_STATUS:
+            history.append(StatusChange(created_at, statuses.read(initial, notices)))
+        for at, _, new in changes:
+            # A ticket created with a backdated Created has transactions stamped when they
+            # happened; none can precede creation.
+            history.append(StatusChange(max(at, created_at), statuses.read(new, notices)))
+        return history, first_response
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, change: ChangeSet, now: datetime) -> Record | None:
+        record_id = change.record_id
+        if not record_id.isdigit():
+            raise RecordGone(f"rt: {record_id!r} is not an RT ticket id", record_id=record_id)
+        version = self._versions.get(record_id)
+        if version is None or version.etag is None or (
+                change.base_updated_at is not None
+                and version.updated_at != change.base_updated_at):
+            version = self._current(record_id)
+        if change.base_updated_at is not None and version.updated_at != change.base_updated_at:
+            raise ConflictError(
+                f"rt: ticket {record_id} changed since it was read (LastUpdated "
+                f"{version.updated_at:%Y-%m-%d %H:%M:%S}, planned on "
+                f"{change.base_updated_at.astimezone(UTC):%Y-%m-%d %H:%M:%S})",
+                record_id=record_id)
+        body = self._body(change, version)
+        # With nothing to set the PUT is empty: it still checks the version, and writes
+        # nothing, before the comments go in.
+        response = self.client.request(
+            "PUT", f"ticket/{record_id}", json=body, ok=(200, 400, 404, 412, 422),
+            headers={"If-Match": version.etag} if version.etag else None)
+        self._versions.pop(record_id, None)
+        if response.status_code == 412:
+            raise ConflictError(f"rt: ticket {record_id} changed since it was read (HTTP 412 "
+                                "on If-Match); nothing written", record_id=record_id)
+        if response.status_code == 404:
+            raise RecordGone(f"rt: ticket {record_id} no longer exists", record_id=record_id)
+        if response.status_code != 200:
+            raise ConnectorError(f"rt: PUT /REST/2.0/ticket/{record_id}: HTTP "
+                                 f"{response.status_code}: {_message(response)}",
+                                 record_id=record_id)
+        refused = [m for m in _messages(response) if not APPLIED.search(m)]
+        if refused:
+            raise ConnectorError(f"rt: ticket {record_id}: RT refused part of the change: "
+                                 + "; ".join(refused), record_id=record_id)
+        for text in change.notes:
+            self.client.request("POST", f"ticket/{record_id}/comment",
+                                json={"Content": text, "ContentType": "text/plain"},
+                                ok=(200, 201))
+        return None
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        return apply_each(self, changes, now)
+
+    def _current(self, record_id: str) -> Version:
+        """The ticket's version now, for a write planned on a read this process did not make."""
+        response = self.client.request("GET", f"ticket/{record_id}", ok=(200, 404))
+        if response.status_code == 404:
+            raise RecordGone(f"rt: ticket {record_id} no longer exists", record_id=record_id)
+        try:
+            item = response.json()
+            _, updated_at = _identify(item, 0)
+        except (ValueError, RecordError) as exc:
+            raise ConnectorError(f"rt: GET /REST/2.0/ticket/{record_id}: unexpected answer "
+                                 f"({exc})", record_id=record_id) from None
+        return Version(updated_at, response.headers.get("ETag"), _custom_fields(item))
+
+    def _body(self, change: ChangeSet, version: Version) -> dict[str, Any]:
+        o = self.options
+        body: dict[str, Any] = {}
+        record_id = change.record_id
+        try:
+            for name, value in change.fields.items():
+                if name == "priority":
+                    body["Priority"] = o.priorities.write(value)
+                elif name == "group":
+                    body["Queue"] = value
+                elif name == "assignee":
+                    body["Owner"] = value or NOBODY
+                elif name == "status":
+                    body["Status"] = o.statuses.write(value)
+        except ValueError as exc:
+            raise ConnectorError(f"rt: ticket {record_id}: {exc}", record_id=record_id) \
+                from None
+        custom: dict[str, Any] = {}
+        if change.add_tags or change.remove_tags:
+            tags = version.fields.get(o.tags_field)
+            if tags is None:
+                raise _missing_field(record_id, o.tags_field)
+            merged = merge_tags(tags, change.add_tags, change.remove_tags)
+            if merged != list(tags):
+                custom[o.tags_field] = merged
+        if change.escalation_level is not None:
+            if o.escalation_field not in version.fields:
+                raise _missing_field(record_id, o.escalation_field)
+            custom[o.escalation_field] = str(change.escalation_level)
+        if custom:
+            body["CustomFields"] = custom
+        return body
+
+
+def _identify(item: Any, position: int) -> tuple[str, datetime]:
+    if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
+        raise RecordError("has no ticket id", position=position)
+    record_id = str(item["id"])
+    try:
+        updated_at = _instant(item.get("LastUpdated"), "LastUpdated")
+    except ValueError as exc:
+        raise RecordError(str(exc), record_id=record_id, position=position) from None
+    if updated_at is None:
+        raise RecordError("LastUpdated: not set", record_id=record_id, position=position)
+    return record_id, updated_at
+
+
+def _instant(value: Any, what: str, optional: bool = False) -> datetime | None:
+    if optional and value in (None, ""):
+        return None
+    instant = parse_instant(value, what)
+    return None if instant <= NOT_SET else instant
+
+
+def _number(value: Any) -> int:
+    return int(value) if str(value).isdigit() else 0
+
+
+def _user(value: Any) -> str:
+    return str(value.get("id") or "") if isinstance(value, dict) else ""
+
+
+def _custom_fields(item: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The ticket's custom fields by name (those applied to its queue that the user sees)."""
+    fields: dict[str, tuple[str, ...]] = {}
+    for cf in item.get("CustomFields") or []:
+        if isinstance(cf, dict) and isinstance(cf.get("name"), str):
+            values = cf.get("values") or []
+            fields[cf["name"]] = tuple(str(v) for v in values if v is not None and v != "")
+    return fields
+
+
+def _missing_field(record_id: str, name: str) -> ConnectorError:
+    return ConnectorError(f"rt: ticket {record_id}: custom field {name!r} is not applied to "
+                          "its queue, or the API user may not see it (SeeCustomField)",
+                          record_id=record_id)
+
+
+def _messages(response: requests.Response) -> list[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    return [str(m) for m in body] if isinstance(body, list) else []
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return "unexpected answer"
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])[:200]
+    return "; ".join(_messages(response))[:200] or "unexpected answer"

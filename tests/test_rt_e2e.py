@@ -1,0 +1,316 @@
+"""sla-sync against a real Request Tracker 5 (tools/rt-server): tickets created through
+REST2, `sla-sync run` through the CLI, and RT read back.
+
+The server comes from $RT_URL, $RT_TOKEN and $RT_AGENT_TOKEN when set (as .ci/run sets them),
+else from `tools/rt-server start` and `reset`. Without an RT these tests skip, except under
+CI=true, where they fail: CI must never pass without having run them. Each test files its
+tickets under a subject of its own and syncs only those (the connector's `query`), so the
+tests share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+import connector
+from connector import ConflictError
+from connector.model import ChangeSet
+from connector.rt import RT
+from tests.conftest import ROOT, act, cli, cond, rule
+
+SCRIPT = ROOT / "tools" / "rt-server"
+FIELDS = "Subject,Status,Priority,Queue,Owner,LastUpdated,CustomFields"
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"no Request Tracker for the end-to-end tests under CI: {reason}",
+                    pytrace=False)
+    pytest.skip(f"no Request Tracker: {reason} (run tools/rt-server install, or set RT_URL, "
+                "RT_TOKEN and RT_AGENT_TOKEN)")
+
+
+def script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=180, check=False)
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+    agent_token: str
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    env = {name: os.environ.get(name, "") for name in ("RT_URL", "RT_TOKEN", "RT_AGENT_TOKEN")}
+    started = False
+    if not env["RT_URL"]:
+        if not SCRIPT.exists():
+            unavailable(f"{SCRIPT} is missing")
+        was_running = script("status").returncode == 0
+        for step in ("start", "reset"):
+            result = script(step)
+            if result.returncode != 0:
+                unavailable(f"tools/rt-server {step} failed: "
+                            f"{(result.stderr or result.stdout).strip()[-400:]}")
+        started = not was_running
+        env = dict(line.split("=", 1) for line in script("env").stdout.splitlines())
+    missing = [name for name, value in env.items() if not value]
+    if missing:
+        unavailable(f"{', '.join(missing)} not set")
+    try:
+        requests.get(f"{env['RT_URL']}/REST/2.0/rt", timeout=10,
+                     headers={"Authorization": f"token {env['RT_TOKEN']}"}).raise_for_status()
+    except requests.RequestException as exc:
+        unavailable(f"{env['RT_URL']}/REST/2.0/rt does not answer ({type(exc).__name__})")
+    yield Server(env["RT_URL"], env["RT_TOKEN"], env["RT_AGENT_TOKEN"])
+    if started:
+        script("stop")
+
+
+class Api:
+    """REST2 as one RT user, for setting tickets up and reading them back."""
+
+    def __init__(self, server: Server, token: str):
+        self.base = f"{server.url}/REST/2.0"
+        self.token = token
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = self.session.request(method, f"{self.base}/{path}", timeout=30, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def create(self, **fields: Any) -> str:
+        return str(self.call("POST", "ticket", json={"Content": "Help.", **fields}).json()["id"])
+
+    def update(self, ticket_id: str, body: dict[str, Any]) -> list[str]:
+        return list(self.call("PUT", f"ticket/{ticket_id}", json=body).json())
+
+    def ticket(self, ticket_id: str) -> dict[str, Any]:
+        item = self.call("GET", "tickets", params={
+            "query": f"id = {ticket_id}", "fields": FIELDS, "fields[Queue]": "Name"}).json()
+        found = item["items"][0]
+        found["fields"] = {cf["name"]: cf["values"] for cf in found["CustomFields"]}
+        return dict(found)
+
+    def etag(self, ticket_id: str) -> str:
+        return self.call("GET", f"ticket/{ticket_id}").headers["ETag"]
+
+    def history(self, ticket_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for page in range(1, 100):
+            body = self.call("GET", f"ticket/{ticket_id}/history", params={
+                "per_page": 100, "page": page, "fields": "Type,Field,NewValue,Creator"}).json()
+            items += body["items"]
+            if len(body["items"]) < 100:
+                return items
+        raise AssertionError("history longer than expected")
+
+    def comments(self, ticket_id: str) -> list[str]:
+        ids = {t["id"] for t in self.history(ticket_id) if t["Type"] == "Comment"}
+        attachments = self.call("GET", f"ticket/{ticket_id}/attachments", params={
+            "per_page": 100, "fields": "Content,ContentType,TransactionId"}).json()["items"]
+        return [a["Content"].strip() for a in attachments
+                if a["TransactionId"] in ids and a["ContentType"] == "text/plain"]
+
+    def last_transaction(self) -> int:
+        items = self.call("GET", "transactions", params={
+            "query": "id > 0", "orderby": "id", "order": "DESC", "per_page": 1}).json()["items"]
+        return int(items[0]["id"])
+
+    def transactions_after(self, last: int) -> list[dict[str, Any]]:
+        return list(self.call("GET", "transactions", params={
+            "query": f"id > {last}", "per_page": 100,
+            "fields": "Type,Field,ObjectId,Creator"}).json()["items"])
+
+
+POLICY = {
+    "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"},
+              "pause_statuses": ["pending"]}],
+    "rules": [
+        rule("breach", cond("first_response_breached", "is_true"),
+             act("set_priority", priority="urgent"), act("add_tag", tag="sla_breach"),
+             act("escalate", level=1, group="tier2", assignee="bob",
+                 note="{id}: first response overdue, escalated to tier 2")),
+    ],
+}
+
+
+@dataclass
+class Project:
+    config: Path
+    subject: str
+    api: Api
+    agent: Api
+    now: datetime
+
+    def ticket(self, name: str, age: timedelta, **fields: Any) -> str:
+        """A ticket in `support` created `age` before now (RT accepts a backdated Created)."""
+        created = (self.now - age).strftime("%Y-%m-%d %H:%M:%S")
+        return self.agent.create(Queue="support", Subject=f"{self.subject} {name}",
+                                 Requestor="carol@example.com", Created=created, **fields)
+
+    def run(self, *, later: timedelta = timedelta(0)) -> Any:
+        return cli("run", "--config", str(self.config), "--now", (self.now + later).isoformat())
+
+
+@pytest.fixture
+def project(server: Server, tmp_path: Path, monkeypatch) -> Project:
+    monkeypatch.setitem(connector.CONNECTORS, "rt", "connector.rt.RT")
+    monkeypatch.setenv("RT_TOKEN", server.token)
+    subject = f"e2e-{uuid.uuid4().hex[:10]}"
+    (tmp_path / "policy.json").write_text(json.dumps(POLICY))
+    config = tmp_path / "config.yaml"
+    config.write_text("connector:\n  type: rt\n"
+                      f"  url: {server.url}\n"
+                      "  token: ${RT_TOKEN}\n"
+                      f"  query: \"Subject LIKE '{subject}'\"\n"
+                      "policy: policy.json\nstate: state.db\n")
+    now = datetime.now(UTC).replace(microsecond=0)
+    return Project(config, subject, Api(server, server.token), Api(server, server.agent_token),
+                   now)
+
+
+def summary(result: Any) -> dict[str, int]:
+    line = next(x for x in result.output.splitlines() if x.startswith("run "))
+    fields = line.split(": ", 1)[1].split(" in ")[0]
+    return {k: int(v) for k, v in (part.rsplit(" ", 1) for part in fields.split(", "))}
+
+
+def test_a_sync_escalates_the_breached_ticket_and_a_rerun_makes_no_transaction(project):
+    late = project.ticket("late", timedelta(hours=2),
+                          CustomFields={"Tags": ["printer"], "Tier": "gold"})
+    fresh = project.ticket("fresh", timedelta(minutes=10))
+    answered = project.ticket("answered", timedelta(minutes=30))
+    project.agent.call("POST", f"ticket/{answered}/correspond",
+                       json={"Content": "On it.", "ContentType": "text/plain"})
+
+    first = project.run()
+    assert first.exit_code == 0, first.output
+    assert summary(first)["read"] == 3 and summary(first)["writes"] == 1
+
+    written = project.api.ticket(late)
+    assert (written["Priority"], written["Owner"]["id"], written["Queue"]["Name"]) == \
+        ("100", "bob", "tier2")
+    assert written["fields"]["Escalation level"] == ["1"]
+    assert sorted(written["fields"]["Tags"]) == ["printer", "sla_breach"]
+    assert written["fields"]["Tier"] == ["gold"]
+    assert project.api.comments(late) == [f"{late}: first response overdue, escalated to "
+                                          "tier 2"]
+    for untouched in (fresh, answered):
+        ticket = project.api.ticket(untouched)
+        assert (ticket["Priority"], ticket["Queue"]["Name"]) == ("0", "support")
+        assert not [t for t in project.api.history(untouched) if t["Creator"]["id"] == "sla-sync"]
+
+    last = project.api.last_transaction()
+    second = project.run(later=timedelta(minutes=5))
+    assert second.exit_code == 0, second.output
+    assert summary(second)["writes"] == 0
+    assert project.api.transactions_after(last) == []
+
+
+def test_a_change_made_in_rt_between_read_and_write_is_not_overwritten(project, monkeypatch):
+    late = project.ticket("conflict", timedelta(hours=2), CustomFields={"Tags": ["printer"]})
+    fetch, apply = RT.fetch, RT.apply
+    outcomes: list[str] = []
+
+    def fetch_then_an_agent_edits(self: RT, cursor: str | None) -> Iterator[Any]:
+        yield from fetch(self, cursor)
+        if not outcomes:  # the first read only: the agent tags the ticket meanwhile
+            outcomes.append("agent edit")
+            project.agent.update(late, {"CustomFields": {"Tags": ["printer",
+                                                                  "billing-dispute"]}})
+
+    def recorded_apply(self: RT, change: Any, now: datetime) -> Any:
+        try:
+            written = apply(self, change, now)
+        except ConflictError:
+            outcomes.append("conflict")
+            raise
+        outcomes.append("written")
+        return written
+
+    monkeypatch.setattr(RT, "fetch", fetch_then_an_agent_edits)
+    monkeypatch.setattr(RT, "apply", recorded_apply)
+    result = project.run()
+    assert result.exit_code == 0, result.output
+    assert outcomes == ["agent edit", "conflict", "written"]  # a 412, then a re-plan
+    tags = project.api.ticket(late)["fields"]["Tags"]
+    assert sorted(tags) == ["billing-dispute", "printer", "sla_breach"]
+
+
+def test_an_agents_edit_after_an_escalation_is_kept(project):
+    late = project.ticket("edited", timedelta(hours=2))
+    assert project.run().exit_code == 0
+    assert project.api.ticket(late)["Priority"] == "100"
+    project.agent.update(late, {"Priority": 50, "CustomFields": {"Tags": []}})
+    last = project.api.last_transaction()
+    result = project.run(later=timedelta(minutes=10))
+    assert result.exit_code == 0, result.output
+    assert summary(result)["read"] == 1 and summary(result)["writes"] == 0
+    ticket = project.api.ticket(late)
+    assert (ticket["Priority"], ticket["fields"]["Tags"]) == ("50", [])
+    assert project.api.transactions_after(last) == []
+
+
+def test_a_field_rt_refuses_fails_that_ticket_only(project):
+    policy = json.loads((project.config.parent / "policy.json").read_text())
+    policy["rules"].append(rule("zed-owns-gold", cond("tier", "equal_to", "gold"),
+                                act("assign", assignee="zed")))
+    (project.config.parent / "policy.json").write_text(json.dumps(policy))
+    refused = project.ticket("gold", timedelta(minutes=5), CustomFields={"Tier": "gold"})
+    late = project.ticket("late", timedelta(hours=2))
+    result = project.run()
+    assert result.exit_code == 3, result.output  # partial: one ticket failed
+    assert f"record '{refused}': write failed: rt: ticket {refused}: RT refused part of the " \
+           f"change: Ticket {refused}: That user does not exist" in result.stderr
+    assert project.api.ticket(late)["Owner"]["id"] == "bob"
+
+
+def direct(project: Project) -> RT:
+    """The connector itself, as the API user, outside a sync."""
+    return RT.from_settings({"type": "rt", "url": project.api.base.removesuffix("/REST/2.0"),
+                             "token": project.api.token}, project.config.parent)
+
+
+def test_a_long_history_is_paged_and_its_newest_transaction_is_rts_etag(project):
+    chatty = project.ticket("chatty", timedelta(hours=1))
+    for _ in range(55):
+        project.agent.update(chatty, {"Priority": 75})
+        project.agent.update(chatty, {"Priority": 0})
+    project.agent.update(chatty, {"Status": "stalled"})
+    assert len(project.api.history(chatty)) > 100
+    rt = direct(project)
+    record = rt.get(chatty)
+    assert record is not None and [c.status for c in record.status_history] == ["pending"]
+    # If-Match with the ETag derived from the history: RT accepts it.
+    rt.apply(ChangeSet(chatty, base_updated_at=record.updated_at,
+                       fields={"priority": "high"}), project.now)
+    assert project.api.ticket(chatty)["Priority"] == "75"
+
+
+def test_a_write_planned_on_a_version_rt_no_longer_has_gets_a_412(project):
+    late = project.ticket("stale", timedelta(hours=2))
+    rt = direct(project)
+    record = rt.get(late)
+    assert record is not None
+    project.agent.update(late, {"Priority": 75})
+    with pytest.raises(ConflictError, match="HTTP 412"):
+        rt.apply(ChangeSet(late, base_updated_at=record.updated_at,
+                           fields={"priority": "urgent"}), project.now)
+    assert project.api.ticket(late)["Priority"] == "75"
