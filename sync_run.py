@@ -31,6 +31,7 @@ from connector import (
     RecordGone,
     WriteResult,
 )
+from connector.base import apply_each
 from connector.model import ChangeSet, format_instant
 from rules.engine import SlaMark
 from rules.planner import WRITE, Plan, plan
@@ -246,7 +247,10 @@ class _Writer:
             self.store.begin_write(self.report.run_id, p.change, self.outcome(p), self.now)
         # An error of the helpdesk itself propagates: the journalled writes are settled by
         # the next run.
-        results = self.connector.apply_many([p.change for p in batch], self.now)
+        if len(batch) == 1:
+            results = apply_each(self.connector, [batch[0].change], self.now)
+        else:
+            results = self.connector.apply_many([p.change for p in batch], self.now)
         for p, result in zip(batch, results, strict=True):
             self.settle(p, result, retry=True)
 

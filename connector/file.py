@@ -23,7 +23,6 @@ from connector.base import (
     Page,
     RecordGone,
     WriteResult,
-    apply_each,
     check_settings,
 )
 from connector.model import (
@@ -35,17 +34,18 @@ from connector.model import (
     parse_instant,
 )
 
-SETTINGS = {"type", "path", "seed", "page_size"}
+SETTINGS = {"type", "path", "seed", "page_size", "batch_size"}
 
 
 class FileHelpdesk:
-    capabilities = Capabilities(bulk_writes=False, safe_update=True, tags=True, notes=True,
-                                leads=True)
-
-    def __init__(self, path: Path, seed: Path | None = None, page_size: int = 100):
+    def __init__(self, path: Path, seed: Path | None = None, page_size: int = 100,
+                 batch_size: int = 100):
         self.path = path
         self.seed = seed
         self.page_size = page_size
+        # A batch is one rewrite of the file; batch_size 1 rewrites it once per record.
+        self.capabilities = Capabilities(bulk_writes=batch_size > 1, batch_size=batch_size,
+                                         safe_update=True, tags=True, notes=True, leads=True)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> FileHelpdesk:
@@ -56,10 +56,13 @@ class FileHelpdesk:
         seed = settings.get("seed")
         if seed is not None and not isinstance(seed, str):
             raise ValueError("connector.seed: expected a file path")
-        page_size = settings.get("page_size", 100)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise ValueError("connector.page_size: expected a whole number >= 1")
-        return cls(base_dir / path, base_dir / seed if seed else None, page_size)
+        sizes = {}
+        for key in ("page_size", "batch_size"):
+            value = settings.get(key, 100)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"connector.{key}: expected a whole number >= 1")
+            sizes[key] = value
+        return cls(base_dir / path, base_dir / seed if seed else None, **sizes)
 
     @property
     def identity(self) -> str:
@@ -126,6 +129,25 @@ class FileHelpdesk:
 
     def apply(self, change: ChangeSet, now: datetime) -> Record:
         data = self._load()
+        written = self._change(data, change, now)
+        self._write_atomically(data)
+        return written
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        """Several changes in one rewrite of the file: all of them land, or (a crash) none."""
+        data = self._load()
+        results = []
+        for change in changes:
+            try:
+                results.append(WriteResult(change.record_id, self._change(data, change, now)))
+            except ConnectorError as exc:
+                results.append(WriteResult(change.record_id, error=exc))
+        if any(result.error is None for result in results):
+            self._write_atomically(data)
+        return results
+
+    def _change(self, data: dict[str, Any], change: ChangeSet, now: datetime) -> Record:
+        """Apply one change to the loaded file's data in memory; the record as written."""
         found = _find(data, change.record_id)
         if found is None:
             raise RecordGone(f"{self.path}: no record {change.record_id!r}",
@@ -152,11 +174,7 @@ class FileHelpdesk:
         if change.escalation_level is not None:
             raw["escalation_level"] = change.escalation_level
         raw["updated_at"] = stamp
-        self._write_atomically(data)
         return Record.from_dict(raw, position)
-
-    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
-        return apply_each(self, changes, now)
 
     def _write_atomically(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

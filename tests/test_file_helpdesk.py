@@ -236,7 +236,8 @@ def test_write_failing_half_way_leaves_the_file_whole_and_no_temporary_file(help
     ({"type": "jira"}, "connector.type: unknown connector type 'jira' "
                          "(known: file, zendesk, freshdesk, hubspot, rt)"),
     ({"type": "file", "path": "h.json", "pth": "x"},
-     "connector.pth: unknown setting for a file connector (known: page_size, path, seed, type)"),
+     "connector.pth: unknown setting for a file connector (known: batch_size, page_size, path, "
+     "seed, type)"),
     ({"type": "file"}, "connector.path: the helpdesk file is required for type: file"),
 ], ids=["unknown-type", "unknown-setting", "missing-path"])
 def test_open_connector_errors_name_the_key(tmp_path: Path, settings, message):

@@ -204,8 +204,9 @@ def test_an_unreadable_helpdesk_fails_the_run_and_keeps_the_cursor(tmp_path: Pat
 
 # -- conflicts and crashes ------------------------------------------------------------------
 
-def open_parts(tmp_path: Path) -> tuple[FileHelpdesk, Any, StateStore]:
-    connector = FileHelpdesk(tmp_path / "helpdesk.json")
+def open_parts(tmp_path: Path, batch_size: int = 1) -> tuple[FileHelpdesk, Any, StateStore]:
+    """The parts of a sync; batch_size 1 writes record by record (one apply each)."""
+    connector = FileHelpdesk(tmp_path / "helpdesk.json", batch_size=batch_size)
     policy = load_policy(tmp_path / "policy.json")
     return connector, policy, StateStore(tmp_path / "state.db")
 
@@ -255,8 +256,65 @@ def test_a_record_that_keeps_changing_is_retried_once_then_left_for_the_next_run
     assert records_of(tmp_path)["T-1"]["tags"] == ["sla_breach"]
 
 
+def test_a_conflict_inside_a_batch_is_reread_and_written_alone(tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id=f"T-{n}") for n in range(1, 5)])
+    connector, policy, store = open_parts(tmp_path, batch_size=10)
+    real_apply_many, real_apply = connector.apply_many, connector.apply
+    calls: list[str] = []
+
+    def agent_edits_t2_then_batch(changes: Any, now: Any) -> Any:
+        calls.append(f"batch of {len(changes)}")
+        data = json.loads((tmp_path / "helpdesk.json").read_text())
+        data["records"][1].update(assignee="ana", updated_at=iso("2026-03-02 10:15"))
+        (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+        return real_apply_many(changes, now)
+
+    def single(change: Any, now: Any) -> Any:
+        calls.append(f"single {change.record_id}")
+        return real_apply(change, now)
+
+    connector.apply_many = agent_edits_t2_then_batch  # type: ignore[method-assign]
+    connector.apply = single  # type: ignore[method-assign]
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    assert calls == ["batch of 4", "single T-2"]
+    assert (report.errors, report.writes, report.cursor_moved) == (0, 4, True)
+    after = records_of(tmp_path)
+    assert after["T-2"]["assignee"] == "ana" and after["T-2"]["tags"] == ["sla_breach"]
+    assert all(len(r["notes"]) == 1 for r in after.values())
+
+
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs."""
+
+
+@pytest.mark.parametrize("crash_after_write", [True, False])
+def test_a_crash_mid_batch_neither_repeats_nor_loses_a_write(tmp_path: Path,
+                                                             crash_after_write: bool) -> None:
+    setup(tmp_path, [ticket(id=f"T-{n}") for n in range(1, 8)])
+    connector, policy, store = open_parts(tmp_path, batch_size=3)
+    real_write = connector._write_atomically
+    writes: list[int] = []
+
+    def dies_on_the_second_batch(data: Any) -> None:
+        writes.append(1)
+        if len(writes) == 2:
+            if crash_after_write:
+                real_write(data)
+            raise Crash()
+        real_write(data)
+
+    connector._write_atomically = dies_on_the_second_batch  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    with pytest.raises(Crash):
+        run_sync(connector, policy, store, now)
+    store.close()
+    connector, policy, store = open_parts(tmp_path, batch_size=3)
+    report = run_sync(connector, policy, store, now)
+    assert report.recovered == (3 if crash_after_write else 0)
+    assert report.writes == (1 if crash_after_write else 4)
+    for record in records_of(tmp_path).values():
+        assert record["tags"] == ["sla_breach"] and len(record["notes"]) == 1, record["id"]
+    assert run_sync(connector, policy, store, now).writes == 0
 
 
 @pytest.mark.parametrize("crash_after_write", [True, False])
