@@ -43,7 +43,8 @@ EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_LOCKED = 1, 2, 3, 4
 class Exit(click.ClickException):
     def __init__(self, message: str, code: int):
         super().__init__(message)
-        self.exit_code = code
+        # click declares exit_code on the class; each of our exits carries its own.
+        self.exit_code = code  # type: ignore[misc]
 
 
 def _now(value: str | None) -> datetime:
