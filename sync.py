@@ -12,6 +12,7 @@ written); 3 the run finished but some records could not be written or evaluated;
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -374,7 +375,11 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     if out is None:
         click.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        # Written beside and renamed, so a reader (node_exporter's textfile collector) never
+        # sees half a file.
+        partial = out.with_name(f".{out.name}.partial")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, out)
         click.echo(f"wrote {out} ({data['segments'][0]['records']} records in the window)",
                    err=True)
 
