@@ -71,23 +71,12 @@ def measure_record(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None,
                    work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES) -> Measured:
     sla, _, _, clocks = sla_and_clocks(record, policy, now, previous)
+    # The resolution clock stops at the solve whether or not the SLA sets a target.
     solved = clocks["resolution"].stopped_at
-    if solved is None:
-        # A record with no resolution target still has a solve time when it is closed.
-        solved = _solve_time(record, policy, now)
     handling = None
     if solved is not None:
         handling = _minutes_in(record, frozenset(work_statuses), solved)
     return Measured(record, sla.name if sla else "", clocks, handling)
-
-
-def _solve_time(record: Record, policy: Policy, now: datetime) -> datetime | None:
-    from rules.calendar import ALWAYS, BUILT_IN
-    from rules.clock import run_clock
-
-    clock = run_clock(record, "resolution", 1, BUILT_IN[ALWAYS], (), policy.closed_statuses,
-                      now)
-    return clock.stopped_at
 
 
 def _minutes_in(record: Record, statuses: frozenset[str], until: datetime) -> float:
