@@ -128,10 +128,11 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
 
 
 def sla_and_clocks(record: Record, policy: Policy, now: datetime,
-                   previous: SlaMark | None = None,
+                   previous: SlaMark | None = None, facts: Mapping[str, Any] | None = None,
                    ) -> tuple[Sla | None, Calendar, SlaMark | None, dict[str, Clock]]:
-    """The record's SLA, its calendar, its SLA mark and both clocks (no rules run)."""
-    sla = match_sla(policy, RecordVariables(record_facts(record, now)))
+    """The record's SLA, its calendar, its SLA mark and both clocks (no rules run);
+    `facts`: the record's own facts when the caller has them already."""
+    sla = match_sla(policy, RecordVariables(facts or record_facts(record, now)))
     mark = mark_for(record, sla, previous)
     calendar, clocks = run_clocks(record, policy, sla, mark, now)
     return sla, calendar, mark, clocks
@@ -140,8 +141,8 @@ def sla_and_clocks(record: Record, policy: Policy, now: datetime,
 def evaluate(record: Record, policy: Policy, now: datetime,
              previous: SlaMark | None = None) -> Evaluation:
     """`previous` is the SLA mark stored for the record by the last sync, if any."""
-    sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous)
     facts = record_facts(record, now)
+    sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous, facts)
     facts.update(clock_facts(clocks))
     facts["sla"] = sla.name if sla else ""
     facts["in_business_hours"] = calendar.is_open(now)
