@@ -35,6 +35,7 @@ from connector.http import (
     client_from_settings,
     follow,
     link_next,
+    poll_delays,
 )
 from connector.mapping import ValueMap
 from connector.model import (
@@ -577,19 +578,16 @@ class Freshdesk:
     def _await_job(self, job_id: str) -> dict[str, str | None] | None:
         """Ticket id -> None (updated) or why not, once the job is done; None on timeout.
         Waits grow from 1s to 10s between polls."""
-        waited, delay = 0.0, 1.0
-        while True:
+        for delay in poll_delays(self.job_timeout):
             self.client.sleep(delay)
-            waited += delay
             job = self.client.json("GET", f"/api/v2/jobs/{quote(job_id, safe='')}")
             if not isinstance(job, dict):
                 raise ConnectorError(f"freshdesk: job {job_id}: expected a job object")
             state = str(job.get("status") or "").upper().replace("_", " ")
             if state not in RUNNING:
                 break
-            if waited >= self.job_timeout:
-                return None
-            delay = min(delay * 2, 10.0)
+        else:
+            return None
         outcome: dict[str, str | None] = {}
         for item in job.get("data") or []:
             if isinstance(item, dict) and item.get("id") is not None:

@@ -326,6 +326,18 @@ def _explain(response: requests.Response) -> str:
     return f"HTTP {status}: {hint}" + (f" ({detail})" if detail else "")
 
 
+# -- asynchronous jobs -------------------------------------------------------------------
+
+def poll_delays(timeout: float, first: float = 1.0, most: float = 10.0) -> Iterator[float]:
+    """Waits between polls of an asynchronous job (a bulk update): 1, 2, 4, 8, then 10 s,
+    until they add up to `timeout`."""
+    waited, delay = 0.0, first
+    while waited < timeout:
+        yield delay
+        waited += delay
+        delay = min(delay * 2, most)
+
+
 # -- pagination --------------------------------------------------------------------------
 
 class LoopDetected(ConnectorError):

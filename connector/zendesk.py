@@ -26,7 +26,13 @@ from connector.base import (
     apply_each,
     check_settings,
 )
-from connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
+from connector.http import (
+    HTTP_SETTINGS,
+    HttpClient,
+    client_from_settings,
+    follow,
+    poll_delays,
+)
 from connector.mapping import ValueMap
 from connector.model import ChangeSet, Record, RecordError, StatusChange, parse_instant
 
@@ -514,16 +520,17 @@ class Zendesk:
     def _finished(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
         """Polls a job status until the job is done; a job that failed as a whole, or is
         still running after job_timeout, is an error of the helpdesk."""
-        waited, delay = 0.0, JOB_FIRST_POLL
+        delays = poll_delays(self.job_timeout, JOB_FIRST_POLL, JOB_MAX_POLL)
+        waited = 0.0
         while job.get("status") in ("queued", "working"):
-            if waited >= self.job_timeout:
+            delay = next(delays, None)
+            if delay is None:
                 raise ConnectorError(
                     f"zendesk: update job {job['id']} still {job['status']} after "
                     f"{waited:.0f}s; the next run reads the tickets again and settles it",
                     retriable=True)
             self.api.sleep(delay)
             waited += delay
-            delay = min(delay * 2, JOB_MAX_POLL)
             path = f"/api/v2/job_statuses/{job['id']}"
             job = _job_status(self.api.json("GET", path), path)
         if job.get("status") != "completed":
