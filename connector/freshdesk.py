@@ -33,6 +33,7 @@ from connector.http import (
     HttpClient,
     check_base_url,
     client_from_settings,
+    decode_json,
     follow,
     link_next,
     poll_delays,
@@ -272,7 +273,7 @@ class Freshdesk:
                 raise ConnectorError(f"{where}: the Link header points at another host "
                                      f"({target.netloc}); refusing to follow it")
             response = self.client.get(url)
-            body = _decode(response, where)
+            body = decode_json(response, where)
             if not isinstance(body, list):
                 raise ConnectorError(f"{where}: expected a list of tickets")
             last[:] = [response]
@@ -292,7 +293,7 @@ class Freshdesk:
                                        params={"include": "stats"} if stats else None)
         if response.status_code == 404:
             return None
-        raw = _decode(response, "freshdesk: GET /api/v2/tickets/{id}")
+        raw = decode_json(response, "freshdesk: GET /api/v2/tickets/{id}")
         if not isinstance(raw, dict):
             raise ConnectorError(f"freshdesk: ticket {record_id}: expected a ticket object")
         return None if raw.get("deleted") or raw.get("spam") else raw
@@ -511,7 +512,7 @@ class Freshdesk:
         response = self.client.request("PUT", _ticket_path(record_id), json=body,
                                        ok=(200, *REFUSED))
         _refused(response, record_id, "update")
-        raw = _decode(response, "freshdesk: PUT /api/v2/tickets/{id}")
+        raw = decode_json(response, "freshdesk: PUT /api/v2/tickets/{id}")
         if not isinstance(raw, dict):
             raise ConnectorError(f"freshdesk: ticket {record_id}: expected a ticket object")
         return raw
@@ -550,7 +551,7 @@ class Freshdesk:
                     f"freshdesk: ticket {change.record_id}: bulk update refused ({detail})",
                     record_id=change.record_id))
             return results
-        accepted = _decode(response, "freshdesk: POST /api/v2/tickets/bulk_update")
+        accepted = decode_json(response, "freshdesk: POST /api/v2/tickets/bulk_update")
         job_id = str(accepted.get("job_id") or "") if isinstance(accepted, dict) else ""
         if not job_id:
             raise ConnectorError("freshdesk: POST /api/v2/tickets/bulk_update: the response "
@@ -604,13 +605,6 @@ def _stamp(value: datetime) -> str:
 
 def _ticket_path(record_id: str) -> str:
     return f"/api/v2/tickets/{quote(record_id, safe='')}"
-
-
-def _decode(response: requests.Response, where: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise ConnectorError(f"{where}: the response is not JSON") from None
 
 
 def _detail(response: requests.Response) -> str:

@@ -252,12 +252,8 @@ class HttpClient:
         response = self.request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
-        try:
-            return response.json()
-        except ValueError:
-            path = f" {urlparse(response.url).path}" if self.quote_paths else ""
-            raise ConnectorError(f"{self.name}: {method}{path}: the response is not JSON")\
-                from None
+        path = f" {urlparse(response.url).path}" if self.quote_paths else ""
+        return decode_json(response, f"{self.name}: {method}{path}")
 
 
 HTTP_SETTINGS = ("requests_per_minute", "timeout", "max_retry_seconds", "max_attempts")
@@ -283,6 +279,14 @@ def client_from_settings(settings: Mapping[str, Any], name: str, *, auth: Any = 
                       max_attempts=int(numbers.get("max_attempts", 8)),
                       requests_per_minute=numbers.get("requests_per_minute",
                                                       requests_per_minute or 0) or None)
+
+
+def decode_json(response: requests.Response, where: str) -> Any:
+    """The decoded body; a body that is not JSON is a ConnectorError naming `where`."""
+    try:
+        return response.json()
+    except ValueError:
+        raise ConnectorError(f"{where}: the response is not JSON") from None
 
 
 def _daily_quota_spent(response: requests.Response) -> bool:

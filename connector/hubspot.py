@@ -33,6 +33,7 @@ from connector.http import (
     HeaderToken,
     HttpClient,
     client_from_settings,
+    decode_json,
     follow,
 )
 from connector.mapping import ValueMap
@@ -827,12 +828,7 @@ def _error_text(error: Any) -> str:
 
 
 def _json(response: requests.Response, where: str) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        raise ConnectorError(f"{NAME}: {where}: the response is not JSON") from None
+    return decode_json(response, f"{NAME}: {where}") if response.content else None
 
 
 def _owner_of(raw: Any) -> str:
