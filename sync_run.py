@@ -220,7 +220,8 @@ class _Writer:
         self.batch_size = max(1, capabilities.batch_size) if capabilities.bulk_writes else 1
         self.pending: list[Plan] = []
 
-    def plan(self, record: Record) -> Plan | None:
+    def plan(self, record: Record, again: bool = False) -> Plan | None:
+        """The record's plan; `again` for a re-plan of a record already counted."""
         try:
             p = plan(record, self.policy, self.now, self.active.get(record.id, frozenset()),
                      self.marks.get(record.id))
@@ -228,7 +229,8 @@ class _Writer:
             self.report.errors += 1
             self.report.failures.append(f"record {record.id!r}: evaluation failed: {exc!r}")
             return None
-        self.report.evaluated += 1
+        if not again:
+            self.report.evaluated += 1
         return p
 
     def outcome(self, p: Plan) -> dict[str, Any]:
@@ -294,10 +296,9 @@ class _Writer:
             self.store.forget(p.record.id)
             return
         self.store.mirror([fresh], self.report.run_id)
-        again = self.plan(fresh)
+        again = self.plan(fresh, again=True)
         if again is None:
             return
-        self.report.evaluated -= 1  # the same record, counted once
         if again.change.is_empty():
             self.store.commit(self.report.run_id, fresh.id, self.outcome(again), self.now)
             return
