@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -399,9 +400,13 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
     records, policy, marks, _ = _report_inputs(config_path, from_file, policy_path)
     rows = open_queue(records, policy, now, marks)
     if by:
-        kept: dict[str, int] = {}
-        rows = [r for r in rows if kept.setdefault(str(r[by]), 0) < limit
-                and not kept.update({str(r[by]): kept[str(r[by])] + 1})]
+        shown: Counter[str] = Counter()
+        kept = []
+        for row in rows:  # the first `limit` of each group, the queue's order kept
+            shown[str(row[by])] += 1
+            if shown[str(row[by])] <= limit:
+                kept.append(row)
+        rows = kept
     else:
         rows = rows[:limit]
     if as_json_lines:
