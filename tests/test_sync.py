@@ -422,7 +422,8 @@ def test_a_file_that_is_not_a_state_file_is_refused(tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     (tmp_path / "state.db").write_text("not sqlite at all, just text " * 100)
     result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
-    assert result.exit_code == 2 and "not a usable state file" in result.stderr
+    assert result.exit_code == 2
+    assert "not an sla-sync state file (not even SQLite); nothing was read" in result.stderr
 
 
 def test_a_second_sync_on_the_same_state_file_is_refused(tmp_path: Path) -> None:
@@ -534,7 +535,7 @@ def test_a_record_deleted_in_the_helpdesk_is_forgotten_not_retried(tmp_path: Pat
     assert summary(again)["evaluated"] == 1 and summary(again)["errors"] == 0
 
 
-def test_every_repeats_until_interrupted_and_reloads_a_changed_policy(
+def test_every_repeats_until_stopped_and_reloads_a_changed_policy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     naps: list[float] = []
@@ -542,7 +543,7 @@ def test_every_repeats_until_interrupted_and_reloads_a_changed_policy(
                   "rules": [rule("tag-all", cond("kind", "equal_to", "ticket"),
                                  act("add_tag", tag="seen"))]}
 
-    def nap(seconds: float) -> None:
+    def nap(stop: Any, seconds: float) -> bool:
         naps.append(seconds)
         if len(naps) == 1:
             (tmp_path / "policy.json").write_text(json.dumps(new_policy))
@@ -551,9 +552,10 @@ def test_every_repeats_until_interrupted_and_reloads_a_changed_policy(
             (tmp_path / "policy.json").write_text('{"rules": [}')
             os.utime(tmp_path / "policy.json", (2, 2))
         else:
-            raise KeyboardInterrupt
+            return True  # as when SIGTERM arrives during the wait
+        return False
 
-    monkeypatch.setattr("sync.time.sleep", nap)
+    monkeypatch.setattr("sync.Stop.wait", nap)
     result = cli("run", "--config", str(config), "--every", "5m")
     assert result.exit_code == 0
     assert len(naps) == 3 and 0 < naps[0] <= 300
@@ -562,8 +564,86 @@ def test_every_repeats_until_interrupted_and_reloads_a_changed_policy(
     assert runs[0] == 3
     assert "policy.json: reloaded" in result.stderr
     assert "keeping the previous policy" in result.stderr
-    assert "stopped" in result.stderr
+    assert "stopped by" in result.stderr
     assert records_of(tmp_path)["T-1"]["tags"] == ["sla_breach", "seen"]
+
+
+def test_every_backs_off_after_failed_syncs_and_gives_up_after_n_in_a_row(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    helpdesk = tmp_path / "helpdesk.json"
+    good = helpdesk.read_text()
+    naps: list[float] = []
+
+    def nap(stop: Any, seconds: float) -> bool:
+        naps.append(seconds)
+        # Broken for two syncs, whole again for one, then broken for good.
+        helpdesk.write_text(good if len(naps) == 2 else "{not json")
+        return False
+
+    helpdesk.write_text("{not json")
+    monkeypatch.setattr("sync.Stop.wait", nap)
+    result = cli("run", "--config", str(config), "--every", "5m", "--give-up-after", "4")
+    assert result.exit_code == 1
+    assert naps[:2] == [300, 600]  # the first failure waits the interval, then it doubles
+    assert 0 < naps[2] <= 300  # a good sync resets the count
+    assert naps[3:] == [300, 600, 1200]
+    assert result.stderr.count("sync failed (") == 5
+    assert "giving up after 4 failed syncs in a row (--give-up-after)" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_every_backs_off_no_further_than_an_hour(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    (tmp_path / "helpdesk.json").write_text("{not json")
+    naps: list[float] = []
+    monkeypatch.setattr("sync.Stop.wait", lambda stop, seconds: naps.append(seconds) or False)
+    result = cli("run", "--config", str(config), "--every", "20m", "--give-up-after", "5")
+    assert result.exit_code == 1
+    assert naps == [1200, 2400, 3600, 3600]
+
+
+def test_an_unexpected_error_in_one_sync_is_a_failed_sync_not_a_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    real_fetch = FileHelpdesk.fetch
+    calls: list[int] = []
+
+    def fetch(self: FileHelpdesk, cursor: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug that says https://user:SECRET@example.com")
+        return real_fetch(self, cursor)
+
+    monkeypatch.setattr(FileHelpdesk, "fetch", fetch)
+    naps: list[float] = []
+    monkeypatch.setattr("sync.Stop.wait", lambda stop, seconds: naps.append(seconds) or
+                        len(naps) == 2)
+    result = cli("run", "--config", str(config), "--every", "5m")
+    assert result.exit_code == 0
+    assert "run failed, cursor not moved: unexpected RuntimeError at test_sync.py:" \
+        in result.stderr
+    assert "SECRET" not in result.output  # its text is not shown: it might quote a URL
+    assert records_of(tmp_path)["T-1"]["tags"] == ["sla_breach"]
+
+
+@pytest.mark.parametrize("every", ["0.4s", "9s"])
+def test_every_below_the_minimum_interval_is_refused(tmp_path: Path, every: str) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    result = cli("run", "--config", str(config), "--every", every)
+    assert result.exit_code == 2
+    assert "below the minimum interval of 10s" in result.stderr
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_an_unexpected_error_in_a_single_run_exits_1_without_a_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = setup(tmp_path, [ticket(id="T-1")])
+    monkeypatch.setattr(FileHelpdesk, "fetch", lambda self, cursor: iter([None]))
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 1
+    assert "unexpected AttributeError at sync_run.py:" in result.stderr
 
 
 def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
