@@ -224,6 +224,9 @@ class Stop:
             raise StopNow(signum)
         self.signum = signum
         self.event.set()
+        # os.write, not click.echo: a handler may run in the middle of another print.
+        os.write(2, f"{self.name}: stopping after the write in flight (send it again to stop "
+                    "at once)\n".encode())
 
     @property
     def name(self) -> str:
