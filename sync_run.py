@@ -167,7 +167,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         if dry:
             fetched.update((r.id, r) for r in page.records)
         else:
-            store.mirror(page.records, report.run_id)
+            store.mirror(page.records, report.run_id, page.problems)
         next_cursor = page.cursor
         if should_stop():
             report.stopped = True

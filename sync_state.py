@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from connector.model import ChangeSet, Record, format_instant, parse_instant
+from connector.model import ChangeSet, Record, RecordError, format_instant, parse_instant
 from rules.engine import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
@@ -107,6 +107,16 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT
+    );
+    """,
+    # 4: records the helpdesk holds in a form sla-sync cannot use: left out of evaluation and
+    # reported every run, until a usable version is read
+    """
+    CREATE TABLE skipped (
+        record_id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        first_run INTEGER NOT NULL,
+        last_run INTEGER NOT NULL
     );
     """,
 ]
@@ -298,10 +308,22 @@ class StateStore:
 
     # -- the record mirror ---------------------------------------------------------------
 
-    def mirror(self, records: Iterable[Record], run_id: int) -> None:
+    def mirror(self, records: Iterable[Record], run_id: int,
+               problems: Iterable[RecordError] = ()) -> None:
         """Keep the latest version of each record; a newer version returns a retired record
-        to evaluation."""
+        to evaluation. `problems` are records read in a form that cannot be used: they are
+        left out of evaluation (their last usable copy could be out of date) until a usable
+        version is read."""
+        records = list(records)
         with self.transaction():
+            self.db.executemany(
+                "INSERT INTO skipped (record_id, reason, first_run, last_run) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (record_id) DO UPDATE SET reason = excluded.reason,"
+                " last_run = excluded.last_run",
+                [(p.record_id, p.reason[:1000], run_id, run_id) for p in problems
+                 if p.record_id is not None])
+            self.db.executemany("DELETE FROM skipped WHERE record_id = ?",
+                                [(r.id,) for r in records])
             self.db.executemany(
                 "INSERT INTO records (id, kind, status, updated_at, data, seen_run)"
                 " VALUES (?, ?, ?, ?, ?, ?)"
@@ -321,8 +343,14 @@ class StateStore:
     def evaluation_set(self) -> list[Record]:
         """Every mirrored record not retired, oldest change first."""
         rows = self.db.execute("SELECT data FROM records WHERE retired_version IS NULL"
+                               " AND id NOT IN (SELECT record_id FROM skipped)"
                                " ORDER BY updated_at, id")
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
+
+    def skipped(self) -> list[sqlite3.Row]:
+        """Records left out because the helpdesk's version cannot be used, by id."""
+        return list(self.db.execute("SELECT record_id, reason, first_run, last_run"
+                                    " FROM skipped ORDER BY record_id"))
 
     def all_records(self) -> list[Record]:
         """Every mirrored record, retired ones included (reports read them all)."""
@@ -355,7 +383,7 @@ class StateStore:
         with self.transaction():
             for table, key in (("records", "id"), ("activations", "record_id"),
                                ("pending", "record_id"), ("sla_marks", "record_id"),
-                               ("outbox", "record_id")):
+                               ("outbox", "record_id"), ("skipped", "record_id")):
                 self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (record_id,))
 
     def counts(self) -> dict[str, int]:

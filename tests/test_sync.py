@@ -219,7 +219,7 @@ def test_bytes_that_are_not_utf8_skip_only_the_record_that_holds_them(tmp_path: 
     assert after["records"][0]["tags"] == ["sla_breach"]
 
 
-def test_a_mirrored_record_that_gains_a_twin_is_not_written_and_the_rest_are(
+def test_a_mirrored_record_that_gains_a_twin_is_left_out_and_the_rest_are_written(
         tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
     assert cli("run", "--config", str(config), "--now", iso("2026-03-02 09:50")).exit_code == 0
@@ -227,12 +227,46 @@ def test_a_mirrored_record_that_gains_a_twin_is_not_written_and_the_rest_are(
     data["records"].append(dict(data["records"][1], subject="a copy"))
     (tmp_path / "helpdesk.json").write_text(json.dumps(data))
     result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
-    assert result.exit_code == 3 and "Traceback" not in result.output
+    assert result.exit_code == 0 and "Traceback" not in result.output
     assert "record 'T-2': id: record #1 of the file shares its id with #2" in result.stderr
-    assert "error: record 'T-2': write failed" in result.stderr
+    assert summary(result)["writes"] == 1 and summary(result)["evaluated"] == 1
     records = json.loads((tmp_path / "helpdesk.json").read_text())["records"]
     assert records[0]["tags"] == ["sla_breach"]
     assert [r["tags"] for r in records[1:]] == [["sla_warning"], ["sla_warning"]]
+
+
+def test_a_record_read_once_in_an_unusable_form_is_reported_every_run_until_fixed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # HTTP connectors read a record when it changes: a bad version is seen once. The file
+    # helpdesk is made to behave the same way here (each problem reported the first time).
+    real_fetch = FileHelpdesk.fetch
+    seen: set[str] = set()
+
+    def fetch_once(self: FileHelpdesk, cursor: Any) -> Any:
+        for page in real_fetch(self, cursor):
+            page.problems = [p for p in page.problems if str(p) not in seen]
+            seen.update(str(p) for p in page.problems)
+            yield page
+
+    monkeypatch.setattr(FileHelpdesk, "fetch", fetch_once)
+    config = setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 09:50")).exit_code == 0
+    data = json.loads((tmp_path / "helpdesk.json").read_text())
+    data["records"][1].update(subject="bad \ud800", updated_at=iso("2026-03-02 10:00"))
+    (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+    reason = "subject: not valid Unicode (a lone surrogate at character 4)"
+    first = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert f"skipped: record 'T-2': {reason}\n" in first.stderr
+    later = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))
+    assert later.exit_code == 0
+    assert f"skipped: record 'T-2': {reason} (as read in run 2; left out until" in later.stderr
+    assert summary(later)["evaluated"] == 1  # its last usable copy is not planned on
+    assert records_of(tmp_path)["T-2"]["tags"] == ["sla_warning"]
+    data["records"][1].update(subject="fixed", updated_at=iso("2026-03-02 10:35"))
+    (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+    fixed = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:40"))
+    assert "skipped" not in fixed.stderr.replace("skipped 0", "")
+    assert records_of(tmp_path)["T-2"]["tags"] == ["sla_breach"]
 
 
 def test_an_invalid_policy_stops_the_run_before_any_read_or_write(tmp_path: Path) -> None:
