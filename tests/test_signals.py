@@ -156,3 +156,17 @@ def test_every_stops_at_once_on_sigterm_while_waiting_and_holds_the_state_meanwh
     assert exit_code == 0, stderr
     assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
     assert cli("run", "--config", str(config), "--now", NOW).exit_code == 0
+
+
+def test_every_stopped_during_a_sync_finishes_the_batch_and_exits_0(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    sync = Sync("batch", "run", "--config", str(config), "--every", "1h")
+    sync.expect("PAUSED batch")
+    sync.send(signal.SIGTERM)
+    sync.expect("SIGTERM: stopping after the write in flight")
+    sync.release()
+    exit_code, stdout, stderr = sync.finish()
+    assert exit_code == 0, stderr
+    assert "stopped by SIGTERM" in stderr and "next sync in" not in stderr
+    assert "Traceback" not in stderr + stdout
+    assert sorted(r["id"] for r in helpdesk(tmp_path).values() if r["tags"]) == ["T-1", "T-2"]

@@ -684,3 +684,21 @@ def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     result = cli("run", "--config", str(config), "--every", "5m", "--now", iso("2026-03-02 09:00"))
     assert result.exit_code == 2 and "cannot take --now" in result.stderr
+
+
+def test_a_stop_between_pages_mirrors_what_was_read_and_writes_nothing(tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, 4)])
+    store = StateStore(tmp_path / "state.db")
+    connector = FileHelpdesk(tmp_path / "helpdesk.json", page_size=1)
+    policy = load_policy(tmp_path / "policy.json")
+    asked: list[int] = []
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"),
+                      should_stop=lambda: asked.append(1) or len(asked) >= 2)
+    assert report.stopped and report.status == "stopped"
+    assert (report.read, report.evaluated, report.writes) == (2, 0, 0)
+    assert not report.cursor_moved and store.cursor(connector.identity) is None
+    assert store.counts()["mirrored"] == 2
+    assert all(not r["tags"] for r in records_of(tmp_path).values())
+    rest = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    assert rest.writes == 3 and rest.cursor_moved
