@@ -155,7 +155,14 @@ class StateStore:
         if not path.exists():
             if readonly:
                 raise StateError(f"{path}: no state file yet (run `sla-sync run` first)")
-            self._create()
+            try:
+                self._create()
+            except OSError as exc:
+                raise StateError(f"{path}: cannot create the state file ({exc.strerror}); "
+                                 "check the `state:` path and its folder's permissions")\
+                    from None
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{path}: cannot create the state file ({exc})") from None
             self.created = True
         self._check_file()
         try:
@@ -215,8 +222,11 @@ class StateStore:
         # It holds ticket data: a file left readable by others (an older sla-sync made them
         # 0644) is closed to its owner.
         for part in (path, *self._companions()):
-            if part.exists() and stat.S_IMODE(part.stat().st_mode) & 0o077:
-                part.chmod(0o600)
+            try:
+                if part.exists() and stat.S_IMODE(part.stat().st_mode) & 0o077:
+                    part.chmod(0o600)
+            except OSError:
+                pass  # not ours to change (another owner): it can still be used
 
     def _companions(self) -> list[Path]:
         return [self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm")]

@@ -213,3 +213,9 @@ def test_opening_for_reading_never_creates_a_state_file(tmp_path: Path) -> None:
     with pytest.raises(StateError, match="no state file yet"):
         StateStore(tmp_path / "state.db", readonly=True)
     assert not (tmp_path / "state.db").exists()
+
+
+def test_a_state_file_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file where the state folder should be")
+    with pytest.raises(StateError, match=r"blocker/state.db: cannot create the state file \("):
+        StateStore(tmp_path / "blocker" / "state.db")
