@@ -395,8 +395,8 @@ class _Checker:
         value = node.get("value")
         takes = ops[op]
         if takes == FIELD_NO_INPUT:
-            if value not in (None, ""):
-                self.fail(f"{path}.value", f"operator {op!r} takes no value; remove 'value'")
+            # business-rules reads `value` of every condition and calls a no-input operator
+            # without it, so its authors write one (true, "", anything): accepted, ignored.
             return {"name": name, "operator": op, "value": None}
         if "value" not in node:
             self.fail(f"{path}.value", f"missing: operator {op!r} compares with a value")
