@@ -96,3 +96,59 @@ def test_locate_falls_back_to_the_environment_variable(monkeypatch):
 def test_locate_defaults_to_config_yaml_in_the_working_folder(monkeypatch):
     monkeypatch.delenv("SLA_SYNC_CONFIG", raising=False)
     assert locate(None) == Path("config.yaml")
+
+
+# -- hostile files ------------------------------------------------------------------------------
+
+BILLION_LAUGHS = """\
+connector: {type: file, path: h.json}
+policy: p.json
+state: s.db
+webhooks:
+  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+"""
+
+
+def test_yaml_aliases_are_refused_naming_the_key_before_anything_expands(tmp_path: Path):
+    path = write(tmp_path, BILLION_LAUGHS)
+    assert error(path) == (f"{path}:6:10: webhooks.b[0]: YAML aliases (*a) are not allowed in "
+                           "the configuration; write the value out")
+
+
+def test_a_merge_key_is_an_alias_too(tmp_path: Path):
+    path = write(tmp_path, "base: &base {type: file}\nconnector:\n  <<: *base\n  path: h.json\n"
+                           "policy: p.json\nstate: s.db\n")
+    assert error(path) == (f"{path}:3:7: connector.<<: YAML aliases (*base) are not allowed in "
+                           "the configuration; write the value out")
+
+
+def test_a_self_referencing_alias_is_refused_not_recursed(tmp_path: Path):
+    path = write(tmp_path, "connector: &loop {type: file, again: *loop}\npolicy: p\nstate: s\n")
+    assert error(path) == (f"{path}:1:38: connector.again: YAML aliases (*loop) are not "
+                           "allowed in the configuration; write the value out")
+
+
+def test_yaml_nested_too_deep_is_refused_naming_the_key(tmp_path: Path):
+    path = write(tmp_path, "connector: {type: file, x: " + "[" * 50_000 + "]" * 50_000 + "}\n")
+    assert error(path) == f"{path}:1:59: connector.x" + "[0]" * 31 + \
+        ": nested deeper than 32 levels"
+
+
+def test_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"connector: {type: file}\npolicy: caf\xe9.json\nstate: s.db\n")
+    assert error(path) == f"{path}:2: not UTF-8 (byte 0xe9)"
+
+
+def test_run_with_a_billion_laughs_config_exits_2_without_a_traceback(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from sync import main
+    path = write(tmp_path, BILLION_LAUGHS)
+    result = CliRunner().invoke(main, ["run", "--config", str(path)])
+    assert (result.exit_code, result.exception.__class__) == (2, SystemExit)
+    assert "webhooks.b[0]: YAML aliases (*a) are not allowed" in result.stderr
