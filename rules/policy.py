@@ -22,6 +22,7 @@ from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MU
 from connector.model import Record
 from rules.actions import action_specs, note_placeholders
 from rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
+from rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from rules.clock import TARGETS
 from rules.durations import Target, parse_target
 from rules.patterns import check_pattern
@@ -236,6 +237,14 @@ def _unusable(data: Any) -> list[Problem]:
     return problems
 
 
+def _weekly_seconds(calendar: Calendar) -> float:
+    """Working seconds in a week without holidays (a calendar without a `week` is 24x7)."""
+    week = getattr(calendar, "week", None)
+    if week is None:
+        return 7 * 86400.0
+    return max(1.0, 60.0 * sum(end - start for spans in week.values() for start, end in spans))
+
+
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -390,6 +399,7 @@ class _Checker:
                 self.fail(f"{path}.on_target_change", f"expected one of "
                           f"{', '.join(ON_TARGET_CHANGE)}, got {on_change!r}")
             targets = self.targets(spec.get("targets", {}), f"{path}.targets")
+            self.reachable(targets, choice, f"{path}.targets")
             if not targets and "targets" in spec:
                 self.warnings.append(Problem(f"{path}.targets", "no targets: this SLA's clocks "
                                                                 "never breach"))
@@ -444,6 +454,21 @@ class _Checker:
             except ValueError as exc:
                 self.fail(f"{path}.{key}", str(exc))
         return targets
+
+    def reachable(self, targets: Mapping[str, Target], choice: CalendarChoice,
+                  path: str) -> None:
+        """A target must come due within half the span a calendar searches for working
+        time (holidays take some of it): 366d on a calendar open one hour a week cannot."""
+        limit = CALENDAR_MAX_DAYS // 2
+        calendars = {id(c): c for c in (choice.default, *choice.by_value.values())}
+        for key, target in targets.items():
+            for calendar in calendars.values():
+                days = target.seconds_on(calendar) / _weekly_seconds(calendar) * 7
+                if days > limit:
+                    self.fail(f"{path}.{key}", f"on calendar {calendar.name!r} this target "
+                                               f"comes due after {days / 365.25:,.0f} years; "
+                                               f"it must come due within {limit} days")
+                    break
 
     def rules(self, value: Any) -> list[Rule]:
         rules = []

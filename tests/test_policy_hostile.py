@@ -41,10 +41,16 @@ PROBLEM_LINE = re.compile(r"^(\$|[A-Za-z_][A-Za-z0-9_]*(\[\d+\]|\.[^\s:]+)*): \S
 
 TEMPLATE = """{
   "description": @@DESCRIPTION@@,
+  "calendars": {
+    "sliver": {"timezone": "Pacific/Kiritimati", "week": {"sun": ["23:59-24:00"]}},
+    "office": {"timezone": "Europe/Berlin", "week": {"mon": ["09:00-17:00"]},
+               "holidays": ["12-25", {"country": "DE", "subdiv": "BE"}]}
+  },
   "slas": [
     {"name": "vip", "when": {"all": [{"name": "tier", "operator": "equal_to", "value": "vip"}]},
-     "targets": {"first_response": @@TARGET@@, "resolution": "8h"}},
-    {"name": "standard", "targets": {"first_response": "1h", "resolution": "1bd"}}
+     "calendar": @@CALENDAR@@, "targets": {"first_response": @@TARGET@@, "resolution": "8h"}},
+    {"name": "standard", "calendar": "sliver",
+     "targets": {"first_response": "1h", "resolution": @@TARGET@@}}
   ],
   "rules": [
     {"name": "overdue", "conditions": @@CONDITIONS@@,
@@ -53,6 +59,7 @@ TEMPLATE = """{
 }"""
 DEFAULTS = {
     "DESCRIPTION": b'"hostile"',
+    "CALENDAR": b'"24x7"',
     "TARGET": b'"30m"',
     "CONDITIONS": b'{"all": [{"name": "first_response_breached", "operator": "is_true", '
                   b'"value": true}]}',
@@ -90,6 +97,8 @@ durations = st.one_of(
                      "9" * 400 + "s", "0.9999999999s", "100000000h", "1000000bd", "00s",
                      "1h0.5s", "1d" * 500, "99999999999999999999999bd"]),
     st.from_regex(r"\A(\d{1,16}(\.\d{1,6})?(bd|[smhd])){1,3}\Z"),
+    st.tuples(st.integers(min_value=1, max_value=400), st.sampled_from(["h", "d", "bd"])).map(
+        lambda parts: f"{parts[0]}{parts[1]}"),
 ).map(fragment)
 bad_bytes = st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x80", b"\xf8\x88\x80",
                              b"\xc0\xaf", b"\xfe\xff"])
@@ -135,7 +144,8 @@ condition_fragments = st.one_of(deep_conditions, numeric_leaves, regex_leaves, s
 
 SLOTS = {
     "DESCRIPTION": st.one_of(bad_strings, deep_lists, numbers),
-    "TARGET": st.one_of(durations, numbers, deep_lists, bad_strings),
+    "TARGET": st.one_of(durations, durations, durations, numbers, deep_lists, bad_strings),
+    "CALENDAR": st.sampled_from([b'"sliver"', b'"office"', b'"24x8"', b"7"]),
     "CONDITIONS": condition_fragments,
     "LEVEL": levels.map(level_fragment),
     "NOTE": st.one_of(templates, bad_strings, deep_lists),
@@ -145,7 +155,7 @@ SLOTS = {
 @st.composite
 def hostile_policies(draw: st.DrawFn) -> bytes:
     """The template policy with one or two of its slots filled with something hostile."""
-    chosen = draw(st.lists(st.sampled_from(sorted(SLOTS)), min_size=1, max_size=2,
+    chosen = draw(st.lists(st.sampled_from(sorted(SLOTS)), min_size=1, max_size=3,
                            unique=True))
     text = TEMPLATE.encode()
     for slot, default in DEFAULTS.items():
@@ -286,8 +296,8 @@ ESCALATE = "rules[0].actions[0].params"
         "float-overflow", "5000-digits", "level-101", "level-huge", "sub-second", "huge-days",
         "huge-business-days", "attribute", "index", "format-spec", "deep-conditions"])
 def test_hostile_policy_is_refused_naming_its_path(tmp_path: Path, slots, problem):
-    assert [line[:len(problem)] for line in problems_of(tmp_path, policy_with(**slots))] \
-        == [problem]
+    # (the TARGET slot stands in both SLAs, so a bad duration is named twice)
+    assert problems_of(tmp_path, policy_with(**slots))[0][:len(problem)] == problem
 
 
 @pytest.mark.parametrize(("pattern", "reason"), [
@@ -332,3 +342,27 @@ def test_python_data_nested_too_deep_is_refused_not_recursed(tmp_path: Path):
         check_policy({"description": nested})
     assert [str(p) for p in info.value.problems] == [
         "description" + "[0]" * 64 + ": nested deeper than 64 levels"]
+
+
+def test_target_that_a_calendar_cannot_reach_is_refused():
+    from rules.policy import PolicyError, check_policy
+    minute_a_week = {"timezone": "UTC", "week": {"mon": ["09:00-09:01"]}}
+    office = {"timezone": "Europe/Berlin", "week": {day: ["09:00-17:00"] for day in
+                                                    ("mon", "tue", "wed", "thu", "fri")}}
+    with pytest.raises(PolicyError) as info:
+        check_policy({"calendars": {"sliver": minute_a_week, "office": office}, "slas": [
+            {"name": "a", "calendar": "sliver", "targets": {"resolution": "5h"}},
+            {"name": "b", "calendar": "office", "targets": {"resolution": "366d"}}]})
+    assert [str(p) for p in info.value.problems] == [
+        "slas[0].targets.resolution: on calendar 'sliver' this target comes due after 6 "
+        "years; it must come due within 1830 days"]
+
+
+@pytest.mark.parametrize(("every", "message"), [
+    ("0.4s", "'0.4s' is not a whole number of seconds"),
+    ("99999999999999d", "'99999999999999d' is longer than 366 days"),
+])
+def test_run_every_refuses_an_interval_that_cannot_run(every, message):
+    result = CliRunner().invoke(main, ["run", "--every", every])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert message in result.stderr
