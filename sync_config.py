@@ -65,7 +65,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})")\
             from None
     except _Refused as exc:
-        raise ConfigError(f"{path}:{exc.line}:{exc.column}: {exc.key}: {exc.reason}") from None
+        key = f"{exc.key}: " if exc.key else ""
+        raise ConfigError(f"{path}:{exc.line}:{exc.column}: {key}{exc.reason}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with keys {', '.join(KEYS)}")
     problems = [f"{key}: unknown key" for key in data if key not in (*KEYS, *OPTIONAL_KEYS)]
@@ -76,6 +77,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     connector = data["connector"]
     if not isinstance(connector, dict) or "type" not in connector:
         raise ConfigError(f"{path}: connector: expected a mapping with a 'type'")
+    if not isinstance(connector["type"], str):
+        raise ConfigError(f"{path}: connector.type: expected the name of a helpdesk")
     for key in ("policy", "state"):
         if not isinstance(data[key], str) or not data[key]:
             raise ConfigError(f"{path}: {key}: expected a file path")
@@ -91,7 +94,7 @@ MAX_DEPTH = 32
 class _Refused(Exception):
     def __init__(self, event: Any, key: str, reason: str):
         self.line, self.column = event.start_mark.line + 1, event.start_mark.column + 1
-        self.key, self.reason = key or "(top)", reason
+        self.key, self.reason = key, reason
 
 
 class _Loader(yaml.SafeLoader):
@@ -125,6 +128,15 @@ class _Loader(yaml.SafeLoader):
             if step is not None:
                 self.where.pop()
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # int() refuses more than 4300 digits with a ValueError; no setting needs 40
+        if len(str(node.value)) > 40:
+            raise _Refused(node, "", f"a number of {len(str(node.value))} characters")
+        return int(super().construct_yaml_int(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
 
 def _expand(value: Any, where: str, environ: Mapping[str, str], path: Path) -> Any:
     if isinstance(value, dict):
@@ -138,5 +150,8 @@ def _expand(value: Any, where: str, environ: Mapping[str, str], path: Path) -> A
             if name not in environ:
                 raise ConfigError(f"{path}: {where}: environment variable {name} is not set")
             return environ[name]
-        return _VAR.sub(fill, value)
+        value = _VAR.sub(fill, value)
+        if "\0" in value:  # no file name, URL or token holds one; open() would raise
+            raise ConfigError(f"{path}: {where}: a NUL character is not allowed")
+        return value
     return value

@@ -128,6 +128,8 @@ def load_policy(path: str | Path) -> Policy:
     except OSError as exc:
         raise PolicyError(source, [Problem("$", f"cannot read the policy ({exc.strerror})")])\
             from None
+    except ValueError as exc:  # a path with a NUL character
+        raise PolicyError(source, [Problem("$", f"cannot read the policy ({exc})")]) from None
     return check_policy(parse_json(raw, source), source)
 
 

@@ -152,3 +152,51 @@ def test_run_with_a_billion_laughs_config_exits_2_without_a_traceback(tmp_path: 
     result = CliRunner().invoke(main, ["run", "--config", str(path)])
     assert (result.exit_code, result.exception.__class__) == (2, SystemExit)
     assert "webhooks.b[0]: YAML aliases (*a) are not allowed" in result.stderr
+
+
+def test_a_nul_character_in_a_value_is_refused_naming_its_key(tmp_path: Path):
+    path = write(tmp_path, 'connector: {type: file, path: "h\\0.json"}\npolicy: p\nstate: s\n')
+    assert error(path) == f"{path}: connector.path: a NUL character is not allowed"
+
+
+def test_a_connector_type_that_is_not_a_name_is_refused(tmp_path: Path):
+    path = write(tmp_path, "connector: {type: [zendesk]}\npolicy: p\nstate: s\n")
+    assert error(path) == f"{path}: connector.type: expected the name of a helpdesk"
+
+
+# -- hostile YAML, property-based -----------------------------------------------------------
+
+_FRAGMENTS = [b"&a [1, 2]", b"*a", b"[*a, *a]", b"!!python/object:os.system {}", b"\xff\xfe",
+              b"[" * 5000 + b"]" * 5000, b"{" * 40 + b"}" * 40, b".nan", b"1e400", b"9" * 5000,
+              b'"\\0"', b"${UNSET}", b"${", b"? [a, b]\n  : 1", b"!!binary AAAA", b"|\n  x",
+              b"{a: 1, a: 2}", b"- - - -", b"'\xed\xa0\x80'", b"!!set {a, b}", b"<<: *a",
+              b"~", b"[]", b"{}", b"\t", b"&b {x: *b}", b'"\\ud800"']
+
+
+def _hostile_config(picks: list[tuple[int, int]]) -> bytes:
+    lines = [b"connector:", b"  type: file", b"  path: h.json", b"policy: p.json",
+             b"state: s.db"]
+    for fragment, line in picks:
+        spot = line % len(lines)
+        key = lines[spot].split(b":")[0] + b":"
+        lines[spot] = key + b" " + _FRAGMENTS[fragment % len(_FRAGMENTS)]
+    return b"\n".join(lines) + b"\n"
+
+
+def test_hostile_yaml_ends_in_a_config_error_never_another_exception(tmp_path: Path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(derandomize=True, max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), min_size=1,
+                    max_size=3))
+    def check(picks: list[tuple[int, int]]) -> None:
+        path = tmp_path / "config.yaml"
+        path.write_bytes(_hostile_config(picks))
+        try:
+            load_config(path, environ={})
+        except ConfigError as exc:
+            assert str(exc).startswith(str(path)), exc
+
+    check()
