@@ -220,8 +220,10 @@ def _unusable(data: Any) -> list[Problem]:
         if isinstance(node, Unusable):
             problems.append(Problem(path, node.reason))
         elif isinstance(node, float | int) and not isinstance(node, bool) \
-                and not (math.isfinite(node) and abs(node) <= MAX_NUMBER):
-            problems.append(Problem(path, _out_of_range(str(node))))
+                and not abs(node) <= MAX_NUMBER:  # (NaN compares false)
+            shown = repr(node) if isinstance(node, float) or node.bit_length() < 256 \
+                else f"of {node.bit_length()} bits"
+            problems.append(Problem(path, _out_of_range(shown)))
         elif isinstance(node, str) and not _encodable(node):
             problems.append(Problem(path, "invalid text: a lone surrogate (\\ud800-\\udfff) "
                                           "that cannot be written as UTF-8"))

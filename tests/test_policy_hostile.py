@@ -366,3 +366,17 @@ def test_run_every_refuses_an_interval_that_cannot_run(every, message):
     result = CliRunner().invoke(main, ["run", "--every", every])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert message in result.stderr
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (float("nan"), "number nan is out of range (at most 1e+15 in size)"),
+    (-float("inf"), "number -inf is out of range (at most 1e+15 in size)"),
+    (10 ** 5000, "number of 16610 bits is out of range (at most 1e+15 in size)"),
+], ids=["nan", "-inf", "10**5000"])
+def test_python_data_with_numbers_out_of_range_is_refused_with_the_path(value, message):
+    from rules.policy import PolicyError, check_policy
+    with pytest.raises(PolicyError) as info:
+        check_policy({"rules": [{"name": "r", "conditions": {
+            "name": "escalation_level", "operator": "greater_than", "value": value},
+            "actions": [{"name": "add_tag", "params": {"tag": "x"}}]}]})
+    assert [str(p) for p in info.value.problems] == [f"rules[0].conditions.value: {message}"]
