@@ -9,6 +9,7 @@ any method of the actions class; only what passes here ever reaches it.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -257,6 +258,16 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def unnamed_rule_name(spec: Mapping[str, Any]) -> str:
+    """The name of a rule written without one, as plain business-rules rules are: taken from
+    what it says, so it stays the same when rules are reordered (the ledger keys activations
+    by name); a rule whose conditions or actions change becomes a new rule."""
+    body = {"conditions": spec.get("conditions"), "actions": spec.get("actions")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      default=repr)
+    return "rule-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def check_policy(data: Any, source: str = "<policy>") -> Policy:
     """The Policy `data` describes, or PolicyError listing every problem in it."""
     problems = _unusable(data)
@@ -433,12 +444,18 @@ class _Checker:
     def name(self, spec: Mapping[str, Any], path: str, seen: dict[str, int], index: int,
              what: str) -> str:
         name = spec.get("name")
+        if name is None and what == "rule":
+            name = unnamed_rule_name(spec)
         if not isinstance(name, str) or not name.strip():
             self.fail(f"{path}.name", f"every {what} needs a non-empty name")
             return f"#{index}"
         if name in seen:
-            self.fail(f"{path}.name", f"duplicate {what} name {name!r} "
-                                      f"(also at index {seen[name]})")
+            if "name" not in spec:
+                self.fail(path, f"same conditions and actions as rules[{seen[name]}], "
+                                "and neither has a name; remove one of them")
+            else:
+                self.fail(f"{path}.name", f"duplicate {what} name {name!r} "
+                                          f"(also at index {seen[name]})")
         seen.setdefault(name, index)
         return name
 

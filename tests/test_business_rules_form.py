@@ -118,3 +118,45 @@ def test_readme_examples_show_values_on_no_input_operators():
     readme = (ROOT / "README.md").read_text()
     assert '"operator": "is_true", "value": true' in readme
     assert '"operator": "is_true"}' not in readme
+
+
+def _unnamed(policy: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(policy)
+    for spec in out["rules"]:
+        spec.pop("name")
+    return out
+
+
+def test_rules_without_names_as_business_rules_writes_them_validate_and_fire():
+    data = _unnamed(json.loads(FIXTURE.read_text()))
+    policy = check_policy(data)
+    names = [r.name for r in policy.rules]
+    assert all(name.startswith("rule-") and len(name) == 13 for name in names)
+    assert len(set(names)) == len(names)
+    p = plan(RECORDS[0], policy, NOW, frozenset())
+    assert p.fired and set(p.fired) <= set(names)
+    assert p.change.escalation_level == 1
+
+
+def test_an_unnamed_rule_keeps_its_name_when_rules_are_reordered_and_not_when_it_changes():
+    data = _unnamed(json.loads(FIXTURE.read_text()))
+    names = {json.dumps(spec, sort_keys=True): r.name
+             for spec, r in zip(data["rules"], check_policy(data).rules, strict=True)}
+    reordered = copy.deepcopy(data)
+    reordered["rules"].reverse()
+    again = {json.dumps(spec, sort_keys=True): r.name
+             for spec, r in zip(reordered["rules"], check_policy(reordered).rules, strict=True)}
+    assert again == names
+    changed = copy.deepcopy(data)
+    changed["rules"][1]["actions"][0]["params"]["tag"] = "at-risk-2"
+    assert check_policy(changed).rules[1].name != check_policy(data).rules[1].name
+
+
+def test_two_unnamed_rules_that_say_the_same_are_refused_by_path():
+    data = _unnamed(json.loads(FIXTURE.read_text()))
+    data["rules"].append(copy.deepcopy(data["rules"][0]))
+    with pytest.raises(PolicyError) as info:
+        check_policy(data)
+    assert [str(p) for p in info.value.problems] == [
+        "rules[3]: same conditions and actions as rules[0], and neither has a name; "
+        "remove one of them"]
