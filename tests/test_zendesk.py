@@ -487,7 +487,7 @@ def test_from_settings_builds_one_budget_for_the_exports_and_one_for_the_rest():
     assert (connector.exports.throttle.per_minute, connector.api.throttle.per_minute) == (10,
                                                                                           200)
     assert connector.capabilities.bulk_writes and connector.capabilities.batch_size == 100
-    assert connector.capabilities.safe_update and not connector.capabilities.reads_notes
+    assert connector.capabilities.safe_update and connector.capabilities.reads_notes
     custom = open_connector({**SETTINGS, "requests_per_minute": 30,
                              "api_requests_per_minute": 700, "bulk_writes": False}, Path("."))
     assert (custom.exports.throttle.per_minute, custom.api.throttle.per_minute) == (30, 700)
