@@ -82,10 +82,11 @@ class RetriableResponse(Exception):
 class BodyUnread(Exception):
     """The answer's body did not arrive whole: past the deadline, or larger than allowed."""
 
-    def __init__(self, reason: str, status: int):
+    def __init__(self, reason: str, status: int, transient: bool = True):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.transient = transient  # a body too large stays too large: not worth a retry
 
 
 def check_base_url(url: Any, key: str = "connector.url") -> str:
@@ -225,7 +226,9 @@ class HttpClient:
         def retriable(error: BaseException) -> bool:
             if isinstance(error, RetriableResponse):
                 return idempotent or _not_processed(error.response)
-            if isinstance(error, requests.ConnectionError | requests.Timeout | BodyUnread):
+            if isinstance(error, BodyUnread):
+                return idempotent and error.transient
+            if isinstance(error, requests.ConnectionError | requests.Timeout):
                 return idempotent or _never_sent(error)
             return False
 
@@ -259,13 +262,13 @@ class HttpClient:
                 "the helpdesk is unavailable or rate-limiting; try again later",
                 retriable=True, record_id=record_id) from None
         except (requests.ConnectionError, requests.Timeout, BodyUnread) as exc:
-            if not retriable(exc):
+            if not idempotent and not _never_sent(exc):
                 raise OutcomeUnknown(
                     f"{where}: {_describe(exc)} after the request was sent: it may or may "
                     "not have been applied; sla-sync reads the record back instead of "
                     "sending it again", record_id=record_id) from None
             if isinstance(exc, BodyUnread):
-                raise ConnectorError(f"{where}: {exc.reason} (after retries)", retriable=True,
+                raise ConnectorError(f"{where}: {exc.reason}", retriable=exc.transient,
                                      record_id=record_id) from None
             raise ConnectorError(f"{where} unreachable after retries ({_describe(exc)})",
                                  retriable=True, record_id=record_id) from None
@@ -302,8 +305,8 @@ class HttpClient:
         status = response.status_code
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise BodyUnread(f"the answer is {int(declared)} bytes, more than the "
-                             f"{limit} allowed (max_body_bytes)", status)
+            raise BodyUnread(f"the answer is {int(declared)} bytes, more than the {limit} "
+                             "bytes allowed (max_body_bytes)", status, transient=False)
         raw = response.raw
         read = getattr(raw, "read1", None) or raw.read
         chunks: list[bytes] = []
@@ -321,7 +324,7 @@ class HttpClient:
                 size += len(chunk)
                 if size > limit:
                     raise BodyUnread(f"the answer is more than the {limit} bytes allowed "
-                                     "(max_body_bytes)", status)
+                                     "(max_body_bytes)", status, transient=False)
                 chunks.append(chunk)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError):
