@@ -582,9 +582,10 @@ def _instant_or_none(value: Any) -> datetime | None:
 
 
 def _content(value: str) -> str:
-    """An attachment's Content: REST2 sends it base64-encoded."""
+    """An attachment's Content: REST2 sends it base64-encoded; text that is not (valid base64
+    of UTF-8) is taken as it is."""
     try:
-        return base64.b64decode(value, validate=True).decode("utf-8", errors="replace")
+        return base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
         return value
 
