@@ -308,7 +308,9 @@ class HttpClient:
             raise BodyUnread(f"the answer is {int(declared)} bytes, more than the {limit} "
                              "bytes allowed (max_body_bytes)", status, transient=False)
         raw = response.raw
+        # read1 returns after one socket read, so the deadline is checked between reads.
         read = getattr(raw, "read1", None) or raw.read
+        sock = getattr(getattr(raw, "_connection", None), "sock", None)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -317,7 +319,7 @@ class HttpClient:
                 if left <= 0:
                     raise BodyUnread(f"the answer did not arrive whole within "
                                      f"{self.timeout:g}s (timeout)", status)
-                _socket_timeout(raw, left)
+                _socket_timeout(sock, left)
                 chunk = read(CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -332,6 +334,8 @@ class HttpClient:
                                  f"{self.timeout:g}s (timeout)", status) from None
             raise BodyUnread(f"the answer was cut short ({type(exc).__name__})",
                              status) from None
+        finally:
+            _socket_timeout(sock, self.timeout)  # as it was, for the next request on it
         response._content = b"".join(chunks)
         response._content_consumed = True  # type: ignore[attr-defined]
 
@@ -401,7 +405,8 @@ def decode_json(response: requests.Response, where: str, *, written: bool = Fals
 
 def _not_processed(response: requests.Response) -> bool:
     """Statuses after which the server guarantees it did not process the request: 429 (the
-    vendors refuse before processing) and 503 with Retry-After (RFC 9110 15.6.4)."""
+    vendors refuse before processing) and 503 with Retry-After, the server saying it could
+    not handle the request and when to come back (RFC 9110 15.6.4, 10.2.3)."""
     status = response.status_code
     return status == 429 or (status == 503 and "Retry-After" in response.headers)
 
@@ -424,11 +429,10 @@ def _never_sent(error: BaseException) -> bool:
     return False
 
 
-def _socket_timeout(raw: Any, seconds: float) -> None:
+def _socket_timeout(sock: Any, seconds: float) -> None:
     """Bound the next socket read by what is left of the deadline (urllib3 keeps the
     connection on the response while it streams); without it, a read still ends within
     `timeout`."""
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
     if sock is not None:
         try:
             sock.settimeout(max(0.001, seconds))

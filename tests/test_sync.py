@@ -17,11 +17,21 @@ import pytest
 
 from connector.base import ConflictError, OutcomeUnknown
 from connector.file import FileHelpdesk
-from connector.model import parse_instant
+from connector.model import ChangeSet, parse_instant
 from rules.policy import load_policy
-from sync_run import run_sync
+from sync_run import is_applied, run_sync
 from sync_state import StateStore
-from tests.conftest import ROOT, act, cli, cond, iso, record_dict, rule, write_project
+from tests.conftest import (
+    ROOT,
+    act,
+    cli,
+    cond,
+    iso,
+    make_record,
+    record_dict,
+    rule,
+    write_project,
+)
 
 DEMO_NOW = "2026-03-02T12:00:00+00:00"
 
@@ -703,3 +713,21 @@ def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     result = cli("run", "--config", str(config), "--every", "5m", "--now", iso("2026-03-02 09:00"))
     assert result.exit_code == 2 and "cannot take --now" in result.stderr
+
+
+# -- is_applied: what a record read back must show -------------------------------------------
+
+def test_a_note_counts_only_when_added_since_the_version_the_change_was_planned_on() -> None:
+    planned = parse_instant(iso("2026-03-02 10:00"), "base")
+    change = ChangeSet("T-1", base_updated_at=planned, add_tags=("sla_breach",),
+                       notes=("T-1: first response overdue",))
+    older = {"at": iso("2026-03-01 09:00"), "text": "T-1: first response overdue"}
+    ours = {"at": iso("2026-03-02 10:00"), "text": "Escalated.\n\nT-1:  first response\n"
+                                                   "overdue"}
+    tagged = {"tags": ["sla_breach"], "updated_at": iso("2026-03-02 10:00")}
+    assert not is_applied(change, make_record(**tagged, notes=[older])), \
+        "an identical note from an earlier activation is not this one"
+    assert is_applied(change, make_record(**tagged, notes=[older, ours])), \
+        "one comment holding the change's notes, re-wrapped by the helpdesk"
+    assert not is_applied(change, make_record(notes=[ours])), "the tag is missing"
+    assert is_applied(change, make_record(**tagged), notes_readable=False)
