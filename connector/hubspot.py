@@ -329,7 +329,7 @@ class HubSpot:
             request["after"] = after
         # A search is a read sent as POST: safe to resend.
         body = self.client.json("POST", f"/crm/v3/objects/{obj}/search", json=request,
-                                idempotent=True)
+                                write=False)
         if not isinstance(body, dict):
             raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: expected a JSON "
                                  "object")
@@ -388,7 +388,7 @@ class HubSpot:
             response = self.client.post(read, json={
                 "properties": ["hs_note_body", "hs_createdate"], "propertiesWithHistory": [],
                 "inputs": [{"id": note_id} for note_id in ids[start:start + BATCH_SIZE]]},
-                ok=(200, 207), record_id=record_id, idempotent=True)
+                ok=(200, 207), record_id=record_id, write=False)
             for raw in (_json(response, f"POST {read}") or {}).get("results") or []:
                 props = raw.get("properties") if isinstance(raw, dict) else None
                 if not isinstance(props, dict):
@@ -684,7 +684,7 @@ class HubSpot:
         path = f"/crm/v3/objects/{obj}/batch/read"
         response = self.client.post(path, json={
             "properties": self._properties(obj), "propertiesWithHistory": [],
-            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404), idempotent=True)
+            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404), write=False)
         body = _json(response, f"POST {path}")
         if response.status_code == 404:
             # None of the ids exists any more; any other 404 is HubSpot's own failure.

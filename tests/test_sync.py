@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connector.base import ConflictError, OutcomeUnknown
+from connector.base import ConflictError, ConnectorError, OutcomeUnknown
 from connector.file import FileHelpdesk
 from connector.model import ChangeSet, parse_instant
 from rules.policy import load_policy
@@ -483,6 +483,32 @@ def test_a_conflict_that_is_our_own_earlier_attempt_is_recorded_not_replanned(
     now = parse_instant(iso("2026-03-02 10:20"), "now")
     report = run_sync(connector, policy, store, now)
     assert calls == ["T-1"] and (report.errors, report.writes, report.recovered) == (0, 1, 1)
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
+def test_a_conflict_that_cannot_be_read_back_stays_pending_for_the_next_run(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1")])
+    connector, policy, store = open_parts(tmp_path)
+    real_apply, real_read_back = connector.apply, connector.read_back
+
+    def landed_then_conflict(change: Any, now: Any) -> Any:
+        real_apply(change, now)
+        raise ConflictError("testdesk: ticket T-1 changed since it was read",
+                            record_id=change.record_id)
+
+    def unreadable(record_id: str, since: Any = None) -> Any:
+        raise ConnectorError("testdesk: GET T-1: HTTP 500", record_id=record_id)
+
+    connector.apply = landed_then_conflict  # type: ignore[method-assign]
+    connector.read_back = unreadable  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert report.errors == 1 and "stays pending" in report.failures[0]
+    assert [c.record_id for c, _, _ in store.pending()] == ["T-1"]
+    connector.apply, connector.read_back = real_apply, real_read_back  # type: ignore
+    rerun = run_sync(connector, policy, store, now)
+    assert (rerun.errors, rerun.writes, rerun.recovered) == (0, 0, 1)
     assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
 
 
