@@ -6,7 +6,8 @@ tenacity retry policy, a client-side throttle, and paginators.
   is retried only where the server guarantees it was not processed: the connection was
   never established, a 429, a 503 with Retry-After (RFC 9110 9.2.2). After a read timeout,
   a reset, another 5xx or an unreadable answer its outcome is unknown: OutcomeUnknown is
-  raised, never a resend, and the sync loop reads the record back. `Retry-After` (seconds
+  raised, never a resend, and the sync loop reads the record back. A version-checked write
+  that runs out of retries after such a failure raises OutcomeUnknown too. `Retry-After` (seconds
   or an HTTP date) is honoured, else the wait backs off exponentially with jitter. The
   total wait is bounded (`max_retry_seconds`), and so is the number of attempts; then a
   retriable ConnectorError is raised and the run fails with its cursor unmoved.
