@@ -362,7 +362,9 @@ class HubSpot:
         if record is None:
             return None
         obj, hs_id = self._split(record_id)
-        return dataclasses.replace(record, notes=tuple(self._notes(obj, hs_id, record_id)))
+        return dataclasses.replace(record, notes=tuple(
+            note for note in self._notes(obj, hs_id, record_id)
+            if since is None or note.at >= since))
 
     def _notes(self, obj: str, hs_id: str, record_id: str) -> list[Note]:
         path = f"/crm/v4/objects/{obj}/{hs_id}/associations/notes"
