@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from connector import ConnectorError, Record, RecordError, open_connector
+from connector import ConnectorError, Record, RecordError, http, open_connector
 from connector.file import FileHelpdesk
 from connector.model import format_instant, parse_instant
 from connector.webhook import Webhooks
@@ -211,6 +211,7 @@ class Stop:
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> Stop:
+        http.STOPPING.clear()
         for signum in STOP_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -224,6 +225,7 @@ class Stop:
             raise StopNow(signum)
         self.signum = signum
         self.event.set()
+        http.STOPPING.set()  # a wait to retry the helpdesk ends now, not minutes later
         # os.write, not click.echo: a handler may run in the middle of another print.
         os.write(2, f"{self.name}: stopping after the write in flight (send it again to stop "
                     "at once)\n".encode())
@@ -246,6 +248,10 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
         report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier,
                           should_stop=stop.requested)
     except (ConnectorError, RecordError) as exc:
+        if isinstance(exc, http.StoppedWaiting) and stop.signum is not None:
+            raise Exit(f"stopped by {stop.name} while waiting to try the helpdesk again; the "
+                       "cursor did not move and the next run continues",
+                       EXIT_STOPPED[stop.signum]) from None
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_FAILED) from None
     except Exception as exc:  # a bug or a broken disk: one failed run, never a traceback
         raise Exit(f"run failed, cursor not moved: unexpected {_where(exc)}", EXIT_FAILED)\
@@ -299,6 +305,8 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
             report = _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
                                notifier, stop)
         except Exit as exc:
+            if stop.requested():  # stopped while waiting to retry: not a failed sync
+                break
             failures += 1
             if failures >= give_up_after:
                 raise Exit(f"{exc.message}\ngiving up after {failures} failed syncs in a row "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,12 @@ def check_base_url(url: Any, key: str = "connector.url") -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ValueError(f"{key}: {url!r} is not an http(s) URL")
+    try:
+        port = parsed.port  # urlparse checks the port only when asked for it
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{key}: {url!r} has a port that is not a number from 1 to 65535")
     if parsed.username or parsed.password:
         raise ValueError(f"{key}: put credentials in their own keys (from the environment), "
                          "not in the URL")
@@ -105,6 +112,22 @@ def check_base_url(url: Any, key: str = "connector.url") -> str:
         raise ValueError(f"{key}: plain http is accepted for loopback addresses only; use "
                          "https")
     return url.rstrip("/")
+
+
+#: Set by the CLI when it is asked to stop (SIGTERM, Ctrl-C): a wait before a retry or for
+#: the throttle then ends at once instead of holding the stop up for minutes.
+STOPPING = threading.Event()
+
+
+class StoppedWaiting(ConnectorError):
+    """A stop was asked for while waiting to try the helpdesk again: nothing more was sent."""
+
+
+def wait(seconds: float) -> None:
+    """Sleep between attempts; ends at once, raising StoppedWaiting, once STOPPING is set."""
+    if STOPPING.wait(max(0.0, seconds)):
+        raise StoppedWaiting("stopped while waiting to try the helpdesk again; nothing more "
+                             "was sent")
 
 
 def is_loopback(host: str) -> bool:
@@ -192,8 +215,8 @@ class HttpClient:
         self.max_body_bytes = max_body_bytes
         self.max_retry_seconds = max_retry_seconds
         self.max_attempts = max_attempts
-        # Looked up at call time, so tests can patch connector.http.time.sleep.
-        self.sleep = sleep or (lambda seconds: time.sleep(seconds))
+        # Looked up at call time, so tests can patch connector.http.wait.
+        self.sleep = sleep or (lambda seconds: wait(seconds))
         self.session = session or requests.Session()
         self.session.auth = auth
         self.session.headers.update({"Accept": "application/json",

@@ -77,19 +77,20 @@ class Webhooks:
             fmt = spec.get("format", "slack")
             if fmt not in FORMATS:
                 raise ValueError(f"{where}.format: expected one of {', '.join(FORMATS)}")
+            raw = spec.get("url")
             try:
-                url = check_base_url(spec.get("url"), f"{where}.url")
-            except ValueError:
-                # The message names the key, never the URL (webhook URLs carry secrets).
-                raise ValueError(f"{where}.url: expected an https URL (or http to a "
-                                 "loopback address)") from None
-            try:
-                port = urlparse(url).port  # raises for one that is not a number to 65535
+                port = urlparse(raw).port if isinstance(raw, str) else None
                 if port == 0:
                     raise ValueError("port 0")
             except ValueError:
                 raise ValueError(f"{where}.url: the port is not a number from 1 to 65535 "
                                  "(the URL is not shown: webhook URLs are secrets)") from None
+            try:
+                url = check_base_url(raw, f"{where}.url")
+            except ValueError:
+                # The message names the key, never the URL (webhook URLs carry secrets).
+                raise ValueError(f"{where}.url: expected an https URL (or http to a "
+                                 "loopback address)") from None
             _hide(url)
             # A redirect is not followed: it would carry the notification (ticket data) to a
             # host nobody configured.

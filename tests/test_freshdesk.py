@@ -531,7 +531,7 @@ def open_tickets(count: int) -> list[dict[str, Any]]:
 
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **extra: str) -> Path:
     monkeypatch.setenv("FRESHDESK_API_KEY", API_KEY)
-    monkeypatch.setattr("connector.http.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
     policy = {"slas": [{"name": "standard",
                         "targets": {"first_response": "1h", "resolution": "8h"}}],
               "rules": [rule("breach", cond("first_response_breached", "is_true"),

@@ -184,6 +184,9 @@ def _text_response(text: str) -> requests.Response:
     ("ftp://acme.example.com", "is not an http(s) URL"),
     ("https://user:pw@acme.example.com", "put credentials in their own keys"),
     (None, "the helpdesk's base URL is required"),
+    ("http://127.0.0.1:99999", "has a port that is not a number from 1 to 65535"),
+    ("http://127.0.0.1:0", "has a port that is not a number from 1 to 65535"),
+    ("https://acme.example.com:x1", "has a port that is not a number from 1 to 65535"),
 ])
 def test_base_urls_are_https_or_loopback_http(url, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

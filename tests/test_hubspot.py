@@ -597,7 +597,7 @@ def e2e_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                       "token: '${HUBSPOT_TOKEN}', objects: [tickets]}\n"
                       "policy: policy.json\nstate: state.db\n")
     monkeypatch.setenv("HUBSPOT_TOKEN", TOKEN)
-    monkeypatch.setattr("connector.http.time.sleep", Waits().sleep)  # the throttle's spacing
+    monkeypatch.setattr("connector.http.wait", Waits().sleep)  # the throttle's spacing
     # The wall clock a little after the runs' --now: the writes are older than the settling
     # time when the second run reads.
     wall = at("2026-03-02 10:30").timestamp()

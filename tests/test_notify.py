@@ -70,7 +70,7 @@ def test_the_json_format_adds_the_record_and_rule(tmp_path, local_server):
 
 def test_a_failing_webhook_keeps_the_notification_for_the_next_run(tmp_path, local_server,
                                                                     monkeypatch):
-    monkeypatch.setattr("connector.http.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
     local_server.default = (500, {}, None)
     config = project(tmp_path, local_server.url)
     failed = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))

@@ -519,7 +519,7 @@ POLICY = {
 def project(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setitem(connector.CONNECTORS, "rt", "connector.rt.RT")
     monkeypatch.setenv("RT_TOKEN", TOKEN)
-    monkeypatch.setattr("connector.http.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
     (tmp_path / "policy.json").write_text(json.dumps(POLICY))
     config = tmp_path / "config.yaml"
     config.write_text(f"connector:\n  type: rt\n  url: {URL}\n  token: ${{RT_TOKEN}}\n"

@@ -123,7 +123,7 @@ def everything_said(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatc
         monkeypatch.setenv(name, value)
     # The HTTP layer's waits between retries are taken at once (what they would be is the
     # retry tests' business, not this file's).
-    monkeypatch.setattr("connector.http.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
     caplog.set_level(logging.DEBUG)
     said = []
     try:

@@ -4,6 +4,7 @@ the rest without repeating a write. Synchronised on the process's own output, no
 
 from __future__ import annotations
 
+import http.server
 import json
 import queue
 import signal
@@ -170,3 +171,49 @@ def test_every_stopped_during_a_sync_finishes_the_batch_and_exits_0(tmp_path: Pa
     assert "stopped by SIGTERM" in stderr and "next sync in" not in stderr
     assert "Traceback" not in stderr + stdout
     assert sorted(r["id"] for r in helpdesk(tmp_path).values() if r["tags"]) == ["T-1", "T-2"]
+
+
+class _Unavailable(http.server.BaseHTTPRequestHandler):
+    """Every request: 503 with Retry-After 100 s, which sla-sync honours (within its
+    max_retry_seconds of 120) by waiting before it tries again."""
+
+    asked = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(503)
+        self.send_header("Retry-After", "100")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        type(self).asked.set()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_sigterm_while_waiting_to_retry_the_helpdesk_stops_at_once(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Unavailable.asked.clear()
+    (tmp_path / "policy.json").write_text(json.dumps(POLICY))
+    config = tmp_path / "config.yaml"
+    config.write_text("connector:\n  type: zendesk\n"
+                      f"  url: http://127.0.0.1:{server.server_address[1]}\n"
+                      "  email: agent@example.com\n  token: ${ZENDESK_TOKEN}\n"
+                      "  start_time: 2026-03-01T00:00:00Z\n"
+                      "policy: policy.json\nstate: state.db\n")
+    monkeypatch.setenv("ZENDESK_TOKEN", "not-a-real-token")
+    try:
+        sync = Sync("none", "run", "--config", str(config))
+        assert _Unavailable.asked.wait(DEADLINE), "sla-sync never asked the helpdesk"
+        sync.send(signal.SIGTERM)
+        # Without the stop reaching the retry wait, the process would sleep its 100 s and
+        # outlive finish()'s deadline.
+        exit_code, stdout, stderr = sync.finish()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert exit_code == 143, stderr
+    assert "stopped by SIGTERM while waiting to try the helpdesk again" in stderr
+    assert "Traceback" not in stderr + stdout
+    assert "not-a-real-token" not in stderr + stdout

@@ -535,9 +535,9 @@ E2E_POLICY = {
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
-    """A config for Zendesk with the token from the environment; time.sleep does not wait."""
+    """A config for Zendesk with the token from the environment; retry waits do not wait."""
     monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
-    monkeypatch.setattr("connector.http.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
     (tmp_path / "policy.json").write_text(json.dumps(E2E_POLICY))
     config = tmp_path / "config.yaml"
     config.write_text(
