@@ -180,6 +180,63 @@ def test_a_malformed_record_is_skipped_and_the_rest_proceed(tmp_path: Path) -> N
     assert "record #2: has no id" in result.stderr
 
 
+def test_unusable_records_are_skipped_by_id_every_run_and_the_rest_are_written(
+        tmp_path: Path) -> None:
+    config = setup(tmp_path, [
+        ticket(id="T-1"), ticket(id="T-2", updated_at="9999-12-31T23:30-01:00"),
+        ticket(id="T-3", subject="printer \ud800 on fire"), ticket(id="T-4"),
+        ticket(id="T-4", subject="a second T-4"), ticket(id="T-5", escalation_level=10 ** 30),
+        ticket(id="T-6")])
+    expected = [
+        "skipped: record 'T-2': updated_at: '9999-12-31T23:30-01:00' is out of range",
+        "skipped: record 'T-3': subject: not valid Unicode (a lone surrogate at character 8)",
+        "skipped: record 'T-4': id: record #3 of the file shares its id with #4;",
+        "skipped: record 'T-4': id: record #4 of the file shares its id with #3;",
+        "skipped: record 'T-5': escalation_level: expected a whole number from 0 to 1000",
+    ]
+    for minute in ("10:20", "10:30"):
+        result = cli("run", "--config", str(config), "--now", iso(f"2026-03-02 {minute}"))
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output
+        assert summary(result)["skipped"] == 5
+        for line in expected:
+            assert line in result.stderr
+    records = records_of(tmp_path)
+    assert records["T-1"]["tags"] == records["T-6"]["tags"] == ["sla_breach"]
+    assert records["T-3"]["subject"] == "printer \ud800 on fire"  # kept, not written
+    raw = json.loads((tmp_path / "helpdesk.json").read_text())["records"]
+    assert [r["tags"] for r in raw if r["id"] == "T-4"] == [[], []]
+
+
+def test_bytes_that_are_not_utf8_skip_only_the_record_that_holds_them(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2", subject="SUBJECT")])
+    path = tmp_path / "helpdesk.json"
+    path.write_bytes(path.read_bytes().replace(b"SUBJECT", b"caf\xe9 latin-1"))
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 0, result.output
+    assert "record 'T-2': subject: not valid Unicode" in result.stderr
+    assert summary(result)["writes"] == 1
+    after = json.loads(path.read_text(encoding="utf-8"))  # still a UTF-8 file
+    assert after["records"][1]["subject"] == "caf\udce9 latin-1"
+    assert after["records"][0]["tags"] == ["sla_breach"]
+
+
+def test_a_mirrored_record_that_gains_a_twin_is_not_written_and_the_rest_are(
+        tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 09:50")).exit_code == 0
+    data = json.loads((tmp_path / "helpdesk.json").read_text())
+    data["records"].append(dict(data["records"][1], subject="a copy"))
+    (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    assert "record 'T-2': id: record #1 of the file shares its id with #2" in result.stderr
+    assert "error: record 'T-2': write failed" in result.stderr
+    records = json.loads((tmp_path / "helpdesk.json").read_text())["records"]
+    assert records[0]["tags"] == ["sla_breach"]
+    assert [r["tags"] for r in records[1:]] == [["sla_warning"], ["sla_warning"]]
+
+
 def test_an_invalid_policy_stops_the_run_before_any_read_or_write(tmp_path: Path) -> None:
     bad = {"rules": [rule("r", cond("prio", "equal_to", "x"), act("escalat", level=1))]}
     config = setup(tmp_path, [ticket(id="T-1")], bad)
