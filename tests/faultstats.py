@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 COLUMNS = ("kill points tried", "syncs completed", "writes lost", "writes repeated",
-           "repeated in flight", "tracebacks")
+           "notes repeated in flight", "alerts repeated in flight", "tracebacks")
 
 
 @dataclass
