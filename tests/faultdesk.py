@@ -171,6 +171,7 @@ class FaultDesk:
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, fault kind)
         self.authorizations: list[str | None] = []  # the Authorization header of each request
         self.client_pid: int | None = None
+        self.initial: dict[str, Any] = {}  # a snapshot tests reset the desk to
         self.export_page = EXPORT_PAGE
         self.lock = threading.RLock()
         self._ids = 0
@@ -183,7 +184,7 @@ class FaultDesk:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FaultDesk:
         self.thread.start()
@@ -200,7 +201,7 @@ class FaultDesk:
         self.tickets[ticket.id] = ticket
         self.writes[ticket.id] = Counter()
         # A ticket begins with the requester's public comment, its description.
-        comment = {"id": self._id(), "type": "Comment", "author_id": 20978392,
+        comment: dict[str, Any] = {"id": self._id(), "type": "Comment", "author_id": 20978392,
                    "body": f"{ticket.subject}: please help", "html_body":
                    f"<p>{ticket.subject}: please help</p>", "plain_body":
                    f"{ticket.subject}: please help", "public": True, "attachments": [],
