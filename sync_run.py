@@ -310,15 +310,12 @@ class _Writer:
         except (ConnectorError, RecordError) as exc:
             if isinstance(exc, ConnectorError) and exc.record_id is None:
                 raise
+            # Pending either way: a conflict may be our own earlier attempt, refused on its
+            # version check after an answer was lost; the next run reads it back first.
             self.report.errors += 1
-            if unknown:
-                self.report.failures.append(
-                    f"record {record_id!r}: {error}; reading it back failed too ({exc}): "
-                    "the write stays pending and the next run settles it")
-            else:
-                self.store.drop_pending(record_id)
-                self.report.failures.append(f"record {record_id!r}: changed since it was "
-                                            f"read, and reading it again failed: {exc}")
+            self.report.failures.append(
+                f"record {record_id!r}: {error}; reading it back failed ({exc}): the write "
+                "stays pending and the next run settles it")
             return
         if fresh is None:
             self.store.forget(record_id)

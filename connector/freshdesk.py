@@ -291,12 +291,14 @@ class Freshdesk:
         return None if raw is None else self._record(raw, [], None)
 
     def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
-        """The ticket with its conversations (replies and notes) as notes: a ticket does not
-        carry them. One request for the ticket, one per 100 conversations."""
+        """The ticket with its private notes added since `since`, from its conversations: a
+        ticket does not carry them. One request for the ticket, one per 100 conversations."""
         record = self.get(record_id)
         if record is None:
             return None
-        return dataclasses.replace(record, notes=tuple(self._conversations(record_id)))
+        return dataclasses.replace(record, notes=tuple(
+            note for note in self._conversations(record_id)
+            if since is None or note.at >= since))
 
     def _conversations(self, record_id: str) -> list[Note]:
         where = "freshdesk: GET /api/v2/tickets/{id}/conversations"
@@ -316,8 +318,8 @@ class Freshdesk:
         first = self.client.url(_ticket_path(record_id) + "/conversations") + "?per_page=100"
         for body in follow(first, lambda _body, response: link_next(response), read, where):
             for item in body:
-                if not isinstance(item, Mapping):
-                    continue
+                if not isinstance(item, Mapping) or item.get("private") is not True:
+                    continue  # replies and public notes are never sla-sync's
                 text = item.get("body_text")
                 if not isinstance(text, str):
                     text = _html_text(item.get("body"))

@@ -6,7 +6,8 @@ tenacity retry policy, a client-side throttle, and paginators.
   is retried only where the server guarantees it was not processed: the connection was
   never established, a 429, a 503 with Retry-After (RFC 9110 9.2.2). After a read timeout,
   a reset, another 5xx or an unreadable answer its outcome is unknown: OutcomeUnknown is
-  raised, never a resend, and the sync loop reads the record back. `Retry-After` (seconds
+  raised, never a resend, and the sync loop reads the record back. A version-checked write
+  that runs out of retries after such a failure raises OutcomeUnknown too. `Retry-After` (seconds
   or an HTTP date) is honoured, else the wait backs off exponentially with jitter. The
   total wait is bounded (`max_retry_seconds`), and so is the number of attempts; then a
   retriable ConnectorError is raised and the run fails with its cursor unmoved.
@@ -212,25 +213,34 @@ class HttpClient:
                 json: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204, 207),
                 record_id: str | None = None,
                 headers: Mapping[str, str] | None = None,
+                write: bool | None = None,
                 idempotent: bool | None = None) -> requests.Response:
         """Send one request with retries; return a response whose status is in `ok`.
         `headers` are this request's own (e.g. If-Match), on top of the session's.
-        `idempotent` says whether sending it twice is harmless (by default: GET, HEAD and
-        OPTIONS are, everything else is not); a write that is not is never resent once it
-        may have reached the server, and OutcomeUnknown says so."""
+        `write` says whether the request changes the helpdesk (by default every method but
+        GET, HEAD and OPTIONS; a search sent as POST is not), `idempotent` whether sending
+        it twice is harmless (by default: a request that is not a write; a write guarded by
+        a version check is too). A write that is not idempotent is never resent once it may
+        have reached the server; a write that fails after an attempt may have been
+        processed raises OutcomeUnknown, so that the caller reads the record back."""
         url = self.url(path)
         where = f"{self.name}: {method}" + (f" {urlparse(url).path}" if self.quote_paths else "")
+        if write is None:
+            write = method.upper() not in SAFE_METHODS
         if idempotent is None:
-            idempotent = method.upper() in SAFE_METHODS
+            idempotent = not write
+        reached = False  # an attempt may have been processed by the server
 
         def retriable(error: BaseException) -> bool:
-            if isinstance(error, RetriableResponse):
-                return idempotent or _not_processed(error.response)
-            if isinstance(error, BodyUnread):
-                return idempotent and error.transient
-            if isinstance(error, requests.ConnectionError | requests.Timeout):
-                return idempotent or _never_sent(error)
-            return False
+            nonlocal reached
+            if not isinstance(error, RetriableResponse | BodyUnread | requests.ConnectionError
+                              | requests.Timeout):
+                return False
+            unprocessed = _unprocessed(error)
+            reached = reached or not unprocessed
+            if isinstance(error, BodyUnread) and not error.transient:
+                return False
+            return idempotent or unprocessed
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
@@ -251,22 +261,18 @@ class HttpClient:
                             sleep=self.sleep, before_sleep=log_retry, reraise=True)
         try:
             response = retrying(self._send, method, url, params, json, headers, where)
-        except RetriableResponse as exc:
-            if not retriable(exc):
+        except (RetriableResponse, requests.ConnectionError, requests.Timeout,
+                BodyUnread) as exc:
+            if write and (reached or not _unprocessed(exc)):
                 raise OutcomeUnknown(
-                    f"{where}: HTTP {exc.response.status_code} to a write that is not safe "
-                    "to resend: it may or may not have been applied; sla-sync reads the "
-                    "record back instead of sending it again", record_id=record_id) from None
-            raise ConnectorError(
-                f"{where} still failing after retries (HTTP {exc.response.status_code}): "
-                "the helpdesk is unavailable or rate-limiting; try again later",
-                retriable=True, record_id=record_id) from None
-        except (requests.ConnectionError, requests.Timeout, BodyUnread) as exc:
-            if not idempotent and not _never_sent(exc):
-                raise OutcomeUnknown(
-                    f"{where}: {_describe(exc)} after the request was sent: it may or may "
-                    "not have been applied; sla-sync reads the record back instead of "
-                    "sending it again", record_id=record_id) from None
+                    f"{where}: {_describe(exc)}: the write may or may not have been applied; "
+                    "sla-sync reads the record back instead of sending it again",
+                    record_id=record_id) from None
+            if isinstance(exc, RetriableResponse):
+                raise ConnectorError(
+                    f"{where} still failing after retries (HTTP {exc.response.status_code}): "
+                    "the helpdesk is unavailable or rate-limiting; try again later",
+                    retriable=True, record_id=record_id) from None
             if isinstance(exc, BodyUnread):
                 raise ConnectorError(f"{where}: {exc.reason}", retriable=exc.transient,
                                      record_id=record_id) from None
@@ -308,7 +314,9 @@ class HttpClient:
             raise BodyUnread(f"the answer is {int(declared)} bytes, more than the {limit} "
                              "bytes allowed (max_body_bytes)", status, transient=False)
         raw = response.raw
+        # read1 returns after one socket read, so the deadline is checked between reads.
         read = getattr(raw, "read1", None) or raw.read
+        sock = getattr(getattr(raw, "_connection", None), "sock", None)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -317,7 +325,7 @@ class HttpClient:
                 if left <= 0:
                     raise BodyUnread(f"the answer did not arrive whole within "
                                      f"{self.timeout:g}s (timeout)", status)
-                _socket_timeout(raw, left)
+                _socket_timeout(sock, left)
                 chunk = read(CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -332,6 +340,8 @@ class HttpClient:
                                  f"{self.timeout:g}s (timeout)", status) from None
             raise BodyUnread(f"the answer was cut short ({type(exc).__name__})",
                              status) from None
+        finally:
+            _socket_timeout(sock, self.timeout)  # as it was, for the next request on it
         response._content = b"".join(chunks)
         response._content_consumed = True  # type: ignore[attr-defined]
 
@@ -351,8 +361,9 @@ class HttpClient:
         if response.status_code == 204 or not response.content:
             return None
         path = f" {urlparse(response.url).path}" if self.quote_paths else ""
-        idempotent = kwargs.get("idempotent")
-        written = not (method.upper() in SAFE_METHODS if idempotent is None else idempotent)
+        # A write that was answered was processed, whatever the answer looks like.
+        write = kwargs.get("write")
+        written = method.upper() not in SAFE_METHODS if write is None else write
         return decode_json(response, f"{self.name}: {method}{path}", written=written,
                            record_id=kwargs.get("record_id"))
 
@@ -401,9 +412,21 @@ def decode_json(response: requests.Response, where: str, *, written: bool = Fals
 
 def _not_processed(response: requests.Response) -> bool:
     """Statuses after which the server guarantees it did not process the request: 429 (the
-    vendors refuse before processing) and 503 with Retry-After (RFC 9110 15.6.4)."""
+    vendors refuse before processing) and 503 with Retry-After, the server saying it could
+    not handle the request and when to come back (RFC 9110 15.6.4, 10.2.3)."""
     status = response.status_code
     return status == 429 or (status == 503 and "Retry-After" in response.headers)
+
+
+def _unprocessed(error: BaseException) -> bool:
+    """The failed attempt cannot have been processed: the server refused it unprocessed, or
+    it never reached the server. A body that did not arrive whole came from a server that
+    answered, so it processed the request."""
+    if isinstance(error, RetriableResponse):
+        return _not_processed(error.response)
+    if isinstance(error, requests.ConnectionError | requests.Timeout):
+        return _never_sent(error)
+    return False
 
 
 def _never_sent(error: BaseException) -> bool:
@@ -424,11 +447,10 @@ def _never_sent(error: BaseException) -> bool:
     return False
 
 
-def _socket_timeout(raw: Any, seconds: float) -> None:
+def _socket_timeout(sock: Any, seconds: float) -> None:
     """Bound the next socket read by what is left of the deadline (urllib3 keeps the
     connection on the response while it streams); without it, a read still ends within
     `timeout`."""
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
     if sock is not None:
         try:
             sock.settimeout(max(0.001, seconds))

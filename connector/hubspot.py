@@ -329,7 +329,7 @@ class HubSpot:
             request["after"] = after
         # A search is a read sent as POST: safe to resend.
         body = self.client.json("POST", f"/crm/v3/objects/{obj}/search", json=request,
-                                idempotent=True)
+                                write=False)
         if not isinstance(body, dict):
             raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: expected a JSON "
                                  "object")
@@ -362,7 +362,9 @@ class HubSpot:
         if record is None:
             return None
         obj, hs_id = self._split(record_id)
-        return dataclasses.replace(record, notes=tuple(self._notes(obj, hs_id, record_id)))
+        return dataclasses.replace(record, notes=tuple(
+            note for note in self._notes(obj, hs_id, record_id)
+            if since is None or note.at >= since))
 
     def _notes(self, obj: str, hs_id: str, record_id: str) -> list[Note]:
         path = f"/crm/v4/objects/{obj}/{hs_id}/associations/notes"
@@ -388,7 +390,7 @@ class HubSpot:
             response = self.client.post(read, json={
                 "properties": ["hs_note_body", "hs_createdate"], "propertiesWithHistory": [],
                 "inputs": [{"id": note_id} for note_id in ids[start:start + BATCH_SIZE]]},
-                ok=(200, 207), record_id=record_id, idempotent=True)
+                ok=(200, 207), record_id=record_id, write=False)
             for raw in (_json(response, f"POST {read}") or {}).get("results") or []:
                 props = raw.get("properties") if isinstance(raw, dict) else None
                 if not isinstance(props, dict):
@@ -684,7 +686,7 @@ class HubSpot:
         path = f"/crm/v3/objects/{obj}/batch/read"
         response = self.client.post(path, json={
             "properties": self._properties(obj), "propertiesWithHistory": [],
-            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404), idempotent=True)
+            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404), write=False)
         body = _json(response, f"POST {path}")
         if response.status_code == 404:
             # None of the ids exists any more; any other 404 is HubSpot's own failure.

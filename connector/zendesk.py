@@ -365,7 +365,15 @@ class Zendesk:
 
     def get(self, record_id: str) -> Record | None:
         """The ticket itself (show ticket, not the export, which leaves out the last
-        minute), its status history and its comments as notes, both from its audits."""
+        minute) and its status history from its audits."""
+        return self._show(record_id, None, notes=False)
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """As get, with the private comments added since `since` as notes: the audits that
+        give the history carry every comment, so confirming a note costs no request more."""
+        return self._show(record_id, since, notes=True)
+
+    def _show(self, record_id: str, since: datetime | None, notes: bool) -> Record | None:
         if not record_id.isdigit():
             return None
         path = f"/api/v2/tickets/{record_id}"
@@ -378,19 +386,18 @@ class Zendesk:
         metric = _by(body.get("metric_sets"), "ticket_id").get(int(record_id)) \
             or body.get("metric_set") or ticket.get("metric_set")
         notices: list[str] = []
-        history, notes = self._audits(record_id)
+        history, comments = self._audits(record_id)
         try:
             record = self._record(ticket, metric, history,
                                   _by(body.get("organizations"), "id"), notices, None)
         except RecordError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc.reason}",
                                  record_id=record_id) from None
-        return dataclasses.replace(record, notes=tuple(notes))
-
-    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
-        """As get: the audits that give the history carry every comment, so confirming a
-        note costs no request beyond the ticket and its audits."""
-        return self.get(record_id)
+        if not notes:
+            return record
+        # Only private comments can be sla-sync's notes; the rest stays out of the mirror.
+        return dataclasses.replace(record, notes=tuple(
+            note for note in comments if since is None or note.at >= since))
 
     def _audits(self, record_id: str) -> tuple[list[list[Any]], list[Note]]:
         """One ticket's status changes and comments from its audits (a re-read has no export
@@ -730,14 +737,15 @@ def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str])
 
 
 def _comments(audit: Mapping[str, Any]) -> list[Note]:
-    """The comments an audit added, as notes stamped with the audit's time."""
+    """The private comments an audit added, as notes stamped with the audit's time."""
     try:
         at = parse_instant(audit.get("created_at"), "created_at")
     except ValueError:
         return []
     notes = []
     for event in audit.get("events") or []:
-        if isinstance(event, Mapping) and event.get("type") == "Comment":
+        if isinstance(event, Mapping) and event.get("type") == "Comment" \
+                and event.get("public") is False:
             text = event.get("body") if isinstance(event.get("body"), str) \
                 else event.get("plain_body")
             if isinstance(text, str):

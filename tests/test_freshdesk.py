@@ -672,12 +672,16 @@ def test_read_back_pages_through_the_conversations(api):
     api.get(f"{TICKETS}/1002/conversations", json=[fixture("note_created_private")],
             headers={"Link": f'<{second}>; rel="next"'},
             match=[matchers.query_param_matcher({"per_page": "100"})])
+    reply = {**fixture("note_created_private"), "private": False, "incoming": True,
+             "body_text": "Overdue by 20 min", "created_at": "2026-03-02T10:24:00Z"}
     api.get(f"{TICKETS}/1002/conversations",
-            json=[{**fixture("note_created_private"), "body": "<div>Line one<br>two &amp; "
-                   "three</div>", "body_text": None, "created_at": "2026-03-02T10:25:00Z"}],
+            json=[reply, {**fixture("note_created_private"), "body": "<div>Line one<br>two "
+                          "&amp; three</div>", "body_text": None,
+                          "created_at": "2026-03-02T10:25:00Z"}],
             match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])
-    record = freshdesk().read_back("1002")
+    record = freshdesk().read_back("1002", at("2026-03-02 10:20"))
     assert record is not None
+    # Private notes only (a customer's reply is never sla-sync's), since the plan.
     assert [(n.at, n.text) for n in record.notes] == [
         (at("2026-03-02 10:20:02"), "Overdue by 20 min"),
         (at("2026-03-02 10:25"), "Line one\ntwo & three")]

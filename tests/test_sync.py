@@ -15,13 +15,23 @@ from typing import Any
 
 import pytest
 
-from connector.base import ConflictError, OutcomeUnknown
+from connector.base import ConflictError, ConnectorError, OutcomeUnknown
 from connector.file import FileHelpdesk
-from connector.model import parse_instant
+from connector.model import ChangeSet, parse_instant
 from rules.policy import load_policy
-from sync_run import run_sync
+from sync_run import is_applied, run_sync
 from sync_state import StateStore
-from tests.conftest import ROOT, act, cli, cond, iso, record_dict, rule, write_project
+from tests.conftest import (
+    ROOT,
+    act,
+    cli,
+    cond,
+    iso,
+    make_record,
+    record_dict,
+    rule,
+    write_project,
+)
 
 DEMO_NOW = "2026-03-02T12:00:00+00:00"
 
@@ -533,6 +543,32 @@ def test_a_conflict_that_is_our_own_earlier_attempt_is_recorded_not_replanned(
     assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
 
 
+def test_a_conflict_that_cannot_be_read_back_stays_pending_for_the_next_run(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1")])
+    connector, policy, store = open_parts(tmp_path)
+    real_apply, real_read_back = connector.apply, connector.read_back
+
+    def landed_then_conflict(change: Any, now: Any) -> Any:
+        real_apply(change, now)
+        raise ConflictError("testdesk: ticket T-1 changed since it was read",
+                            record_id=change.record_id)
+
+    def unreadable(record_id: str, since: Any = None) -> Any:
+        raise ConnectorError("testdesk: GET T-1: HTTP 500", record_id=record_id)
+
+    connector.apply = landed_then_conflict  # type: ignore[method-assign]
+    connector.read_back = unreadable  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert report.errors == 1 and "stays pending" in report.failures[0]
+    assert [c.record_id for c, _, _ in store.pending()] == ["T-1"]
+    connector.apply, connector.read_back = real_apply, real_read_back  # type: ignore
+    rerun = run_sync(connector, policy, store, now)
+    assert (rerun.errors, rerun.writes, rerun.recovered) == (0, 0, 1)
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
 def test_a_crash_settles_by_reading_the_record_back_not_the_lagging_listing(
         tmp_path: Path) -> None:
     """Zendesk's export leaves out the last minute: after a crash past the write, the rerun's
@@ -760,3 +796,21 @@ def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     result = cli("run", "--config", str(config), "--every", "5m", "--now", iso("2026-03-02 09:00"))
     assert result.exit_code == 2 and "cannot take --now" in result.stderr
+
+
+# -- is_applied: what a record read back must show -------------------------------------------
+
+def test_a_note_counts_only_when_added_since_the_version_the_change_was_planned_on() -> None:
+    planned = parse_instant(iso("2026-03-02 10:00"), "base")
+    change = ChangeSet("T-1", base_updated_at=planned, add_tags=("sla_breach",),
+                       notes=("T-1: first response overdue",))
+    older = {"at": iso("2026-03-01 09:00"), "text": "T-1: first response overdue"}
+    ours = {"at": iso("2026-03-02 10:00"), "text": "Escalated.\n\nT-1:  first response\n"
+                                                   "overdue"}
+    tagged = {"tags": ["sla_breach"], "updated_at": iso("2026-03-02 10:00")}
+    assert not is_applied(change, make_record(**tagged, notes=[older])), \
+        "an identical note from an earlier activation is not this one"
+    assert is_applied(change, make_record(**tagged, notes=[older, ours])), \
+        "one comment holding the change's notes, re-wrapped by the helpdesk"
+    assert not is_applied(change, make_record(notes=[ours])), "the tag is missing"
+    assert is_applied(change, make_record(**tagged), notes_readable=False)

@@ -698,14 +698,20 @@ def read_back_as(api: Any, ticket_id: int, escalated: bool, url: str = E2E_URL) 
     api.get(f"{url}/api/v2/tickets/{ticket_id}/audits", json=audits)
 
 
-def test_get_reads_the_tickets_comments_from_its_audits_as_notes(api):
+def test_read_back_reads_the_private_comments_since_the_plan_from_the_audits(api):
     read_back_as(api, 35436, escalated=True, url=URL)
     record = zendesk().read_back("35436", at("2026-03-02 09:00"))
     assert record is not None
+    # The requester's public comment is not a note of sla-sync's: it stays out.
     assert [(n.at, n.text) for n in record.notes] == [
-        (at("2026-03-02 09:00"), "It is on fire."),
         (at("2026-03-02 10:20"), "35436: first response overdue")]
     assert len(api.calls) == 2  # the audits that give the history also give the comments
+    read_back_as(api, 35436, escalated=True, url=URL)
+    later = zendesk().read_back("35436", at("2026-03-02 10:21"))
+    assert later is not None and later.notes == ()
+    read_back_as(api, 35436, escalated=True, url=URL)
+    plain = zendesk().get("35436")
+    assert plain is not None and plain.notes == ()
 
 
 def test_update_many_is_never_resent_after_its_answer_was_lost(api):
