@@ -171,6 +171,7 @@ class FaultDesk:
         self.log: list[tuple[str, str, str | None]] = []  # (method, path, fault kind)
         self.authorizations: list[str | None] = []  # the Authorization header of each request
         self.client_pid: int | None = None
+        self.client_known = threading.Event()
         self.initial: dict[str, Any] = {}  # a snapshot tests reset the desk to
         self.export_page = EXPORT_PAGE
         self.lock = threading.RLock()
@@ -478,10 +479,20 @@ class FaultDesk:
         ticket.audits.append(audit)
         return audit
 
+    def set_client(self, pid: int | None) -> None:
+        """The process of the client under test, which a kill_client fault kills."""
+        self.client_pid = pid
+        if pid is None:
+            self.client_known.clear()
+        else:
+            self.client_known.set()
+
     def _kill_if(self, fault: Fault | None) -> None:
-        if fault is not None and fault.kind == "kill_client" and self.client_pid:
+        if fault is None or fault.kind != "kill_client":
+            return
+        # The client's pid is told by the test as the client starts: wait for it (bounded).
+        if self.client_known.wait(LATE_LIMIT) and self.client_pid:
             os.kill(self.client_pid, signal.SIGKILL)
-            self.client_pid = None
 
     def _id(self) -> int:
         self._ids += 1

@@ -154,11 +154,11 @@ class Launcher:
                                         "stdout": str(out), "stderr": str(err)}) + "\n")
         process.stdin.flush()
         pid = int(self._line(process, "pid"))
-        desk.client_pid = pid  # the desk may kill the client as it takes a write
+        desk.set_client(pid)  # the desk may kill the client as it takes a write
         try:
             return int(self._line(process, "exit", pid))
         finally:
-            desk.client_pid = None
+            desk.set_client(None)
 
     def _line(self, process: subprocess.Popen[str], word: str, pid: int | None = None) -> str:
         assert process.stdout is not None
@@ -200,8 +200,9 @@ class Project:
                 f"  url: {desk.url}\n  email: {EMAIL}\n  token: ${{ZENDESK_TOKEN}}\n"
                 "  start_time: 2026-03-01T00:00:00Z\n"
                 "  requests_per_minute: 6000\n  api_requests_per_minute: 6000\n"
-                # The client's read timeout: a late answer costs this long, no more.
-                "  timeout: 1.0\n  max_attempts: 4\n  max_retry_seconds: 60\n"
+                # The client's read timeout: a late answer costs this long, no more (and
+                # a loaded machine answers well within it).
+                "  timeout: 2.0\n  max_attempts: 4\n  max_retry_seconds: 60\n"
                 f"  bulk_writes: {'true' if bulk else 'false'}\n")
         (folder / "config.yaml").write_text(connector + hooks +
                                             "policy: policy.json\nstate: state.db\n")
@@ -501,6 +502,8 @@ FAULTS: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]], set[int], st
     ("503 burst on the events", "bulk", "T0", [("5xx", dict(path=EVENTS, times=2))], {0},
      None),
     ("503 storm on the export", "bulk", "T1", [("5xx", dict(path=EXPORT, times=0))], {1},
+     None),
+    ("503 storm on the batch", "bulk", "T0", [("5xx", dict(path=BATCH, times=0))], {1, 3},
      None),
     ("503 with Retry-After on the batch", "bulk", "T0",
      [("5xx", dict(path=BATCH, times=2, with_retry_after=True, retry_after=4))], {0}, None),
