@@ -173,7 +173,7 @@ class FaultDesk:
         self.client_pid: int | None = None
         self.client_known = threading.Event()
         self.initial: dict[str, Any] = {}  # a snapshot tests reset the desk to
-        self.export_page = EXPORT_PAGE
+        self.export_page = EXPORT_PAGE  # tickets per page of the cursor-based export
         self.lock = threading.RLock()
         self._ids = 0
         self.httpd = _Server((host, 0), _handler(self))
@@ -339,14 +339,15 @@ class FaultDesk:
 
     def _event_export(self, query: dict[str, str]) -> dict[str, Any]:
         start = int(query["start_time"])
-        ready = [e for e in self.events
-                 if start <= e["timestamp"] <= self.now - EXPORT_LAG]
-        page = ready[:self.export_page]
+        ready = sorted((e for e in self.events
+                        if start <= e["timestamp"] <= self.now - EXPORT_LAG),
+                       key=lambda e: (e["timestamp"], e["id"]))
+        page = ready[:EXPORT_PAGE]  # (export_page is the ticket export's alone)
         end = page[-1]["timestamp"] if page else start
         return {"ticket_events": page, "count": len(page), "end_time": end,
                 "next_page": f"{self.url}/api/v2/incremental/ticket_events.json"
                              f"?start_time={end}",
-                "end_of_stream": len(ready) < self.export_page}
+                "end_of_stream": len(ready) < EXPORT_PAGE}
 
     def _cursor_list(self, items: list[dict[str, Any]], key: str,
                      query: dict[str, str]) -> dict[str, Any]:

@@ -369,6 +369,7 @@ def server() -> Iterator[FaultDesk]:
     the same for references kept and tests that start from them); reset for each test."""
     loopback_ok("127.0.0.1")
     desk = FaultDesk(EMAIL, TOKEN, now=T0)
+    desk.export_page = 5  # the first read of the 12 tickets takes three pages
     for ticket in desk_tickets():
         desk.add(ticket)
     desk.initial = desk.snapshot()
@@ -512,6 +513,10 @@ FAULTS: list[tuple[str, str, str, list[tuple[str, dict[str, Any]]], set[int], st
     ("reset on the events", "bulk", "T0", [("reset_before", dict(path=EVENTS))], {0}, None),
     ("truncated JSON on the export", "bulk", "T1", [("truncated", dict(path=EXPORT))], {1},
      None),
+    ("reset on the export's second page", "bulk", "T0",
+     [("reset_before", dict(path=EXPORT, nth=2))], {0}, None),
+    ("truncated JSON on the export's third page", "bulk", "T0",
+     [("truncated", dict(path=EXPORT, nth=3))], {1}, None),
     ("HTML page with 200 on the export", "bulk", "T1", [("html200", dict(path=EXPORT))],
      {1}, None),
     ("HTML page with 200 on the batch", "bulk", "T0", [("html200", dict(path=BATCH))],
@@ -699,3 +704,44 @@ def test_the_launcher_runs_what_the_sla_sync_script_runs(desk, base, tally):
         runs.append(Run(done.returncode, done.stdout, done.stderr))
     assert runs[0].code == 0 and runs[1].quiet, runs
     check(project, runs, want, tally)
+
+
+# -- the desk itself, through the connector --------------------------------------------------
+
+def connector_for(desk: FaultDesk) -> Any:
+    from connector.zendesk import Zendesk
+
+    return Zendesk.from_settings({"type": "zendesk", "url": desk.url, "email": EMAIL,
+                                  "token": TOKEN, "start_time": "2026-03-01T00:00:00Z",
+                                  "requests_per_minute": 6000,
+                                  "api_requests_per_minute": 6000}, ROOT)
+
+
+def test_the_desk_exports_in_cursor_pages_and_leaves_out_the_last_minute(desk):
+    connector = connector_for(desk)
+    pages = list(connector.fetch(None))
+    assert [len(page.records) for page in pages] == [5, 5, 2]
+    desk.now = T0 + 600
+    desk.person_edits(3)  # updated at T0 + 600: inside the export's last minute
+    assert [r.id for page in connector.fetch(pages[-1].cursor) for r in page.records] == []
+    desk.now += 61
+    later = [r for page in connector.fetch(pages[-1].cursor) for r in page.records]
+    assert [(r.id, PERSON_TAG in r.tags) for r in later] == [("3", True)]
+    assert connector.get("3").tags == later[0].tags  # a ticket read directly does not lag
+
+
+def test_the_desk_refuses_a_stale_safe_update_with_409_and_keeps_comments_private(desk):
+    from connector import ChangeSet, ConflictError
+
+    connector = connector_for(desk)
+    record = connector.get("1")
+    change = ChangeSet(record_id="1", base_updated_at=record.updated_at, notes=("ours",))
+    connector.apply(change, record.updated_at)
+    with pytest.raises(ConflictError):
+        connector.apply(change, record.updated_at)  # planned on the version before ours
+    assert desk.tickets[1].comments[-1]["body"] == "ours"
+    assert desk.tickets[1].comments[-1]["public"] is False
+    assert desk.writes[1]["comments"] == 1
+    audit_bodies = [e.get("body") for a in desk.tickets[1].audits for e in a["events"]
+                    if e["type"] == "Comment"]
+    assert audit_bodies == ["Ticket 1: please help", "ours"]
