@@ -35,6 +35,10 @@ class RecordError(ValueError):
     """A record that cannot be used: it is skipped and reported, the others proceed."""
 
     def __init__(self, message: str, record_id: str | None = None, position: int | None = None):
+        # A connector that wraps what Record itself refused passes its text on: the record
+        # is named once.
+        if record_id:
+            message = message.removeprefix(f"record {record_id!r}: ")
         self.record_id = record_id
         self.position = position
         self.reason = message

@@ -234,3 +234,48 @@ def test_a_record_built_directly_by_a_connector_is_checked_too():
 def test_the_edges_of_the_window_are_accepted():
     assert make_record(created_at="1970-01-01T00:00:00+00:00").created_at.year == 1970
     assert make_record(updated_at="2199-12-31T23:59:59+00:00").updated_at.year == 2199
+
+
+# -- the same refusals through the HTTP connectors, which build Records themselves ---------
+
+def spoil(tickets: list[dict], updated_key: str = "updated_at") -> None:
+    """The first ticket gets a timestamp in the year 10000 (UTC), the second a lone
+    surrogate in its subject; the rest stay as they are."""
+    tickets[0][updated_key] = "9999-12-31T23:30:00-01:00"
+    tickets[1]["subject"] = "printer \ud800 on fire"
+
+
+def test_zendesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
+    import json as json_module
+
+    import responses
+
+    from tests import test_zendesk as z
+    page = json_module.loads((z.FIXTURES / "incremental_tickets_page_2_end_of_stream.json")
+                             .read_text())
+    page["tickets"] = [dict(page["tickets"][0], id=n) for n in (501, 502, 503)]
+    spoil(page["tickets"])
+    with responses.RequestsMock() as api:
+        z.events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
+        api.get(z.URL + z.TICKET_EXPORT, json=page,
+                match=z.query(include="metric_sets", start_time="1772323200"))
+        [result] = z.zendesk().fetch(None)
+    assert [r.id for r in result.records] == ["503"]
+    assert [str(p) for p in result.problems] == [
+        "record '501': updated_at: '9999-12-31T23:30:00-01:00' is out of range",
+        "record '502': subject: not valid Unicode (a lone surrogate at character 8)"]
+
+
+def test_freshdesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
+    import responses
+
+    from tests import test_freshdesk as f
+    tickets = f.fixture("incremental_page_1_of_2")
+    spoil(tickets)
+    with responses.RequestsMock() as api:
+        f.add_page(api, f.START, tickets)
+        [result] = f.freshdesk().fetch(None)
+    assert [r.id for r in result.records] == ["1003"]
+    assert [str(p) for p in result.problems] == [
+        "record '1001': updated_at: '9999-12-31T23:30:00-01:00' is out of range",
+        "record '1002': subject: not valid Unicode (a lone surrogate at character 8)"]
