@@ -139,7 +139,8 @@ class Launcher:
     a child per run, so that a run costs no interpreter start (tests/killpoints.py)."""
 
     def __init__(self) -> None:
-        self.process: subprocess.Popen[str] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pending = b""  # read from the launcher, not yet a whole line
 
     def run(self, args: list[str], cwd: Path, env: dict[str, str], out: Path, err: Path,
             desk: FaultDesk) -> int:
@@ -147,11 +148,13 @@ class Launcher:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.killpoints", "--serve"], cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True)
+                stdout=subprocess.PIPE)
+            self.pending = b""
         process = self.process
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
         process.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env,
-                                        "stdout": str(out), "stderr": str(err)}) + "\n")
+                                        "stdout": str(out), "stderr": str(err)}).encode()
+                            + b"\n")
         process.stdin.flush()
         pid = int(self._line(process, "pid"))
         desk.set_client(pid)  # the desk may kill the client as it takes a write
@@ -160,17 +163,25 @@ class Launcher:
         finally:
             desk.set_client(None)
 
-    def _line(self, process: subprocess.Popen[str], word: str, pid: int | None = None) -> str:
+    def _line(self, process: subprocess.Popen[bytes], word: str,
+              pid: int | None = None) -> str:
+        """The launcher's next line, which must start with `word`; bounded by RUN_TIMEOUT."""
         assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], RUN_TIMEOUT)
-        if not ready:
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-            raise AssertionError(f"sla-sync run did not finish within {RUN_TIMEOUT}s")
-        line = process.stdout.readline()
-        if not line.startswith(word + " "):
-            raise AssertionError(f"the launcher (tests/killpoints.py) said {line!r}")
-        return line.split()[1]
+        fd = process.stdout.fileno()
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([fd], [], [], RUN_TIMEOUT)
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk:
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"sla-sync run: no {word!r} from the launcher within "
+                                     f"{RUN_TIMEOUT}s")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        text = line.decode()
+        if not text.startswith(word + " "):
+            raise AssertionError(f"the launcher (tests/killpoints.py) said {text!r}")
+        return text.split()[1]
 
     def stop(self) -> None:
         if self.process is not None:
