@@ -161,3 +161,13 @@ def local_server():
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's table (tests/test_faults.py), when it ran; shown with -q too."""
+    from tests import faultstats
+
+    text = faultstats.table()
+    if text:
+        terminalreporter.write_sep("=", "fault suite")
+        terminalreporter.write_line(text)
