@@ -8,8 +8,9 @@ Order of a run:
    drop it and plan again; not readable now: keep it pending and leave the record alone;
 3. plan every record of the evaluation set (all mirrored records not retired), so that
    time alone makes SLA rules fire;
-4. for each non-empty change: journal it, apply it, then record activations and audit
-   rows in one transaction;
+4. for each batch of non-empty changes: journal the batch in one transaction, send it, then
+   record its activations and audit rows in one transaction (plans that write nothing are
+   committed together, in batches);
 5. move the cursor only when every write succeeded.
 A crash anywhere leaves a state from which the next run finishes the job without
 repeating a write beyond the one record in flight.
@@ -216,14 +217,12 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         if not p.change.is_empty():
             writer.queue(p)
             continue
-        outcome = writer.outcome(p)
-        if p.notifications or outcome["activated"] or outcome["deactivated"] \
-                or "sla_mark" in outcome:
-            store.commit(report.run_id, record.id, outcome, now)
+        writer.keep(p)
         if is_settled(record, p, policy, now):
-            store.retire(record)
+            writer.retiring.append(record)
             report.retired += 1
     writer.flush()
+    writer.finish()
 
     if not dry and report.errors == 0 and not report.stopped and next_cursor != cursor:
         store.move_cursor(connector.identity, next_cursor, report.run_id)
@@ -245,6 +244,8 @@ class _Writer:
         capabilities = connector.capabilities
         self.batch_size = max(1, capabilities.batch_size) if capabilities.bulk_writes else 1
         self.pending: list[Plan] = []
+        self.quiet: list[tuple[str, dict[str, Any], Record | None]] = []  # nothing to write
+        self.retiring: list[Record] = []
 
     def plan(self, record: Record, again: bool = False) -> Plan | None:
         """The record's plan; `again` for a re-plan of a record already counted."""
@@ -262,6 +263,24 @@ class _Writer:
     def outcome(self, p: Plan) -> dict[str, Any]:
         return outcome_of(p, self.marks.get(p.record.id))
 
+    def keep(self, p: Plan) -> None:
+        """A plan with nothing to write: its ledger changes are committed with the others'."""
+        outcome = self.outcome(p)
+        if p.notifications or outcome["activated"] or outcome["deactivated"] \
+                or "sla_mark" in outcome:
+            self.quiet.append((p.record.id, outcome, None))
+        if len(self.quiet) >= 500:
+            self.finish()
+
+    def finish(self) -> None:
+        """Commit the plans that write nothing, in one transaction, and retire records."""
+        quiet, self.quiet = self.quiet, []
+        retiring, self.retiring = self.retiring, []
+        if quiet:
+            self.store.commit(self.report.run_id, quiet, self.now)
+        if retiring:
+            self.store.retire(retiring)
+
     def queue(self, p: Plan) -> None:
         self.pending.append(p)
         if len(self.pending) >= self.batch_size:
@@ -271,8 +290,8 @@ class _Writer:
         batch, self.pending = self.pending, []
         if not batch:
             return
-        for p in batch:
-            self.store.begin_write(self.report.run_id, p.change, self.outcome(p), self.now)
+        self.store.begin_write(self.report.run_id,
+                               [(p.change, self.outcome(p)) for p in batch], self.now)
         # An error of the helpdesk itself propagates: the journalled writes are settled by
         # the next run. A batch whose answer was lost is settled record by record.
         try:
@@ -283,16 +302,24 @@ class _Writer:
         except OutcomeUnknown as exc:
             results = [WriteResult(p.record.id, error=OutcomeUnknown(
                 str(exc), record_id=p.record.id)) for p in batch]
-        for p, result in zip(batch, results, strict=True):
-            self.settle(p, result, retry=True)
+        pairs = list(zip(batch, results, strict=True))
+        # The batch's outcomes in one transaction; then what went wrong, record by record.
+        done = [(p.record.id, self.outcome(p), result.record or _as_written(p))
+                for p, result in pairs if result.error is None]
+        if done:
+            self.store.commit(self.report.run_id, done, self.now)
+            self.report.writes += len(done)
+        for p, result in pairs:
+            if result.error is not None:
+                self.settle(p, result, retry=True)
 
     def settle(self, p: Plan, result: WriteResult, retry: bool) -> None:
         record_id = p.record.id
         error = result.error
         if error is None:
             written = result.record or _as_written(p)
-            self.store.commit(self.report.run_id, record_id, self.outcome(p), self.now,
-                              written)
+            self.store.commit(self.report.run_id, [(record_id, self.outcome(p), written)],
+                              self.now)
             self.report.writes += 1
             return
         if isinstance(error, RecordGone):
@@ -336,7 +363,8 @@ class _Writer:
         notes_readable = self.connector.capabilities.reads_notes
         if is_applied(p.change, fresh, notes_readable) and (notes_readable
                                                              or not p.change.notes):
-            self.store.commit(self.report.run_id, record_id, self.outcome(p), self.now, fresh)
+            self.store.commit(self.report.run_id, [(record_id, self.outcome(p), fresh)],
+                              self.now)
             self.report.writes += 1
             self.report.recovered += 1
             why = "the answer to its write was lost" if unknown \
@@ -366,9 +394,10 @@ class _Writer:
         if again is None:
             return
         if again.change.is_empty():
-            self.store.commit(self.report.run_id, fresh.id, self.outcome(again), self.now)
+            self.store.commit(self.report.run_id, [(fresh.id, self.outcome(again), None)],
+                              self.now)
             return
-        self.store.begin_write(self.report.run_id, again.change, self.outcome(again),
+        self.store.begin_write(self.report.run_id, [(again.change, self.outcome(again))],
                                self.now)
         try:
             written = self.connector.apply(again.change, self.now)
@@ -444,7 +473,7 @@ def _settle_pending(connector: Connector, store: StateStore, report: RunReport,
                     "this helpdesk's notes cannot be read back to confirm its note; kept "
                     "pending (check the record, then remove the pending write)")
                 continue
-            store.commit(run_id, record_id, outcome, now, record)
+            store.commit(run_id, [(record_id, outcome, record)], now)
             report.recovered += 1
             report.warnings.append(
                 f"record {record_id!r}: a write left pending by run {run_id} had gone "

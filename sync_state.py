@@ -262,7 +262,10 @@ class StateStore:
                                  "it")
             return
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        # NORMAL: in WAL mode a commit survives a crash of the process, and a power loss
+        # only loses the last commits, in order. Transactions that must survive a power loss
+        # too (a journal entry before its request goes out) ask for `durable`.
+        self.db.execute("PRAGMA synchronous=NORMAL")
         if 0 < version < SCHEMA_VERSION:
             self.backup = self._back_up(version)
         for number in range(version, SCHEMA_VERSION):
@@ -292,14 +295,22 @@ class StateStore:
         return target
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
+    def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """`durable`: the commit is on disk (the WAL synced) before this returns, and with it
+        every commit before it; otherwise it survives a crash but not a power loss."""
+        if durable:
+            self.db.execute("PRAGMA synchronous=FULL")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        finally:
+            if durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
 
     # -- cursor -----------------------------------------------------------------------------
 
@@ -381,11 +392,11 @@ class StateStore:
                 "writes": row["writes"], "errors": row["errors"],
                 "timestamp_seconds": parse_instant(row["finished_at"], "finished_at").timestamp()}
 
-    def retire(self, record: Record) -> None:
+    def retire(self, records: Iterable[Record]) -> None:
         with self.transaction():
-            self.db.execute("UPDATE records SET retired_version = updated_at"
-                            " WHERE id = ? AND updated_at = ?",
-                            (record.id, format_instant(record.updated_at)))
+            self.db.executemany("UPDATE records SET retired_version = updated_at"
+                                " WHERE id = ? AND updated_at = ?",
+                                [(r.id, format_instant(r.updated_at)) for r in records])
 
     def forget(self, record_id: str) -> None:
         """Drop a record the helpdesk no longer has from the mirror and the ledger (its audit
@@ -428,15 +439,19 @@ class StateStore:
 
     # -- committing one record's result --------------------------------------------------
 
-    def begin_write(self, run_id: int, change: ChangeSet, outcome: dict[str, Any],
-                    now: datetime) -> None:
-        """Journal a write before it is sent, so that a crash mid-write can be recognised."""
-        with self.transaction():
-            self.db.execute(
+    def begin_write(self, run_id: int, writes: Iterable[tuple[ChangeSet, dict[str, Any]]],
+                     now: datetime) -> None:
+        """Journal a batch of writes before it is sent, in one transaction, so that a crash
+        mid-write can be recognised. Durable: the requests go out once this returns, so the
+        entries must outlive a power loss too (else a write the helpdesk did apply would be
+        planned and sent again)."""
+        at = format_instant(now)
+        with self.transaction(durable=True):
+            self.db.executemany(
                 "INSERT OR REPLACE INTO pending (record_id, run_id, change, steps, at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (change.record_id, run_id, _json(change.to_dict()), _json(outcome),
-                 format_instant(now)))
+                [(change.record_id, run_id, _json(change.to_dict()), _json(outcome), at)
+                 for change, outcome in writes])
 
     def pending(self) -> list[tuple[ChangeSet, dict[str, Any], int]]:
         rows = self.db.execute("SELECT change, steps, run_id FROM pending ORDER BY at")
@@ -447,39 +462,52 @@ class StateStore:
         with self.transaction():
             self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
 
-    def commit(self, run_id: int, record_id: str, outcome: dict[str, Any], now: datetime,
-               written: Record | None = None) -> None:
-        """Record one record's result in one transaction: activations, audit rows, the
-        record as written, and the end of its pending write."""
+    def commit(self, run_id: int,
+                    results: Iterable[tuple[str, dict[str, Any], Record | None]],
+                    now: datetime) -> None:
+        """Record the results of a batch of records, (id, outcome, the record as written or
+        None), in one transaction: activations, audit rows, notifications, SLA marks, the
+        records as written, and the end of their pending writes. Durable only when it queues
+        a notification, which is sent right after: losing the commit to a power loss would
+        settle the write again from its journal entry and send the notification twice.
+        Otherwise a lost commit leaves the journal entry, which the next run settles by
+        reading the record back."""
         at = format_instant(now)
-        with self.transaction():
-            for rule in outcome.get("activated", ()):
-                self._set_active(record_id, rule, True, at, run_id)
-            for rule in outcome.get("deactivated", ()):
-                self._set_active(record_id, rule, False, at, run_id)
-            self.db.executemany(
-                "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, at, record_id, s["rule"], s["action"], s["field"],
-                  _json(s["before"]), _json(s["after"])) for s in outcome.get("writes", ())])
-            self.db.executemany(
-                "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(run_id, record_id, n["rule"], n["webhook"], n["text"], at)
-                 for n in outcome.get("notify", ())])
-            mark = outcome.get("sla_mark")
-            if mark is not None:
-                self.db.execute(
-                    "INSERT INTO sla_marks (record_id, sla, since) VALUES (?, ?, ?)"
-                    " ON CONFLICT (record_id) DO UPDATE SET sla = excluded.sla,"
-                    " since = excluded.since", (record_id, mark["sla"], mark["since"]))
-            if written is not None:
-                self.db.execute(
-                    "UPDATE records SET status = ?, updated_at = ?, data = ?,"
-                    " retired_version = NULL WHERE id = ?",
-                    (written.status, format_instant(written.updated_at),
-                     _json(written.to_dict()), record_id))
-            self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
+        results = list(results)
+        durable = any(outcome.get("notify") for _, outcome, _ in results)
+        with self.transaction(durable=durable):
+            for record_id, outcome, written in results:
+                self._commit_one(run_id, record_id, outcome, at, written)
+
+    def _commit_one(self, run_id: int, record_id: str, outcome: dict[str, Any], at: str,
+                    written: Record | None) -> None:
+        for rule in outcome.get("activated", ()):
+            self._set_active(record_id, rule, True, at, run_id)
+        for rule in outcome.get("deactivated", ()):
+            self._set_active(record_id, rule, False, at, run_id)
+        self.db.executemany(
+            "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, at, record_id, s["rule"], s["action"], s["field"],
+              _json(s["before"]), _json(s["after"])) for s in outcome.get("writes", ())])
+        self.db.executemany(
+            "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, record_id, n["rule"], n["webhook"], n["text"], at)
+             for n in outcome.get("notify", ())])
+        mark = outcome.get("sla_mark")
+        if mark is not None:
+            self.db.execute(
+                "INSERT INTO sla_marks (record_id, sla, since) VALUES (?, ?, ?)"
+                " ON CONFLICT (record_id) DO UPDATE SET sla = excluded.sla,"
+                " since = excluded.since", (record_id, mark["sla"], mark["since"]))
+        if written is not None:
+            self.db.execute(
+                "UPDATE records SET status = ?, updated_at = ?, data = ?,"
+                " retired_version = NULL WHERE id = ?",
+                (written.status, format_instant(written.updated_at),
+                 _json(written.to_dict()), record_id))
+        self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
 
     def _set_active(self, record_id: str, rule: str, active: bool, at: str,
                     run_id: int) -> None:

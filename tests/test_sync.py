@@ -950,3 +950,31 @@ def test_a_note_counts_only_when_added_since_the_version_the_change_was_planned_
         "one comment holding the change's notes, re-wrapped by the helpdesk"
     assert not is_applied(change, make_record(notes=[ours])), "the tag is missing"
     assert is_applied(change, make_record(**tagged), notes_readable=False)
+
+
+def test_a_batch_is_journalled_durably_in_one_transaction_and_committed_in_one(
+        tmp_path: Path) -> None:
+    """Seven writes in batches of three: three journal transactions, each with the WAL
+    synced (synchronous=FULL) before the requests go out, three outcome transactions; the
+    page is mirrored in one."""
+    setup(tmp_path, [ticket(id=f"T-{n}") for n in range(1, 8)])
+    connector, policy, store = open_parts(tmp_path, batch_size=3)
+    statements: list[str] = []
+    store.db.set_trace_callback(statements.append)
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    assert report.writes == 7
+    transactions: list[tuple[str, list[str]]] = []  # (the statement before, its body)
+    for n, statement in enumerate(statements):
+        if statement.startswith("BEGIN"):
+            transactions.append((statements[n - 1] if n else "", []))
+        elif transactions and statement != "COMMIT":
+            transactions[-1][1].append(statement)
+
+    def holding(text: str) -> list[str]:
+        return [before for before, body in transactions if any(text in s for s in body)]
+
+    assert holding("INSERT OR REPLACE INTO pending") == ["PRAGMA synchronous=FULL"] * 3
+    assert len(holding("INSERT INTO audit")) == 3
+    assert len(holding("INSERT INTO records")) == 1
+    assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL otherwise
+    assert store.pending() == []
