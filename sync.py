@@ -138,9 +138,12 @@ def main() -> None:
               default=DEFAULT_GIVE_UP_AFTER, show_default=True, metavar="N",
               help="With --every: exit 1 after N failed syncs in a row (failures back off, "
                    "doubling the interval up to an hour).")
+@click.option("--full", is_flag=True,
+              help="Evaluate every record, not only those read or due by their wake-up time.")
 def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: bool,
-        every: str | None, give_up_after: int) -> None:
-    """Run one sync: read what changed, evaluate every open record, write what must change."""
+        every: str | None, give_up_after: int, full: bool) -> None:
+    """Run one sync: read what changed, evaluate it and every record time has made due, write
+    what must change."""
     interval = None
     if every is not None:
         try:
@@ -153,6 +156,8 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                 "is not polled faster than that)", param_hint="--every")
         if now_text is not None:
             raise click.UsageError("--every runs on the real clock; it cannot take --now")
+        if full:
+            raise click.UsageError("--full is for one run; it cannot take --every")
     now = _now(now_text)
     config = _config(config_path)
     policy = _policy(config.policy)
@@ -173,7 +178,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                                notifier, stop, give_up_after)
                     return
                 report = _run_once(connector, policy, store, now, dry_run, as_json, notifier,
-                                   stop)
+                                   stop, full)
         except StateLocked as exc:
             raise Exit(str(exc), EXIT_LOCKED) from None
         except StateError as exc:
@@ -243,10 +248,11 @@ class Stop:
 
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
-              dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop) -> RunReport:
+              dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
+              full: bool = False) -> RunReport:
     try:
         report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier,
-                          should_stop=stop.requested)
+                          should_stop=stop.requested, full=full)
     except (ConnectorError, RecordError) as exc:
         if isinstance(exc, http.StoppedWaiting) and stop.signum is not None:
             raise Exit(f"stopped by {stop.name} while waiting to try the helpdesk again; the "

@@ -6,8 +6,9 @@ Order of a run:
 2. settle any write an earlier run left pending (a crash, an answer that never came): read
    the record back from the helpdesk, with its notes; applied: record it; not applied:
    drop it and plan again; not readable now: keep it pending and leave the record alone;
-3. plan every record of the evaluation set (all mirrored records not retired), so that
-   time alone makes SLA rules fire;
+3. plan the records read and those whose wake-up time has come (rules/wake.py: when time
+   alone can next change what the rules say), so that time alone makes SLA rules fire; all
+   of them under another policy, an earlier `now` than before, or `full`;
 4. for each batch of non-empty changes: journal the batch in one transaction, send it, then
    record its activations and audit rows in one transaction (plans that write nothing are
    committed together, in batches);
@@ -35,10 +36,11 @@ from connector import (
     WriteResult,
 )
 from connector.base import OutcomeUnknown, apply_each
-from connector.model import ChangeSet, format_instant
+from connector.model import ChangeSet, format_instant, parse_instant
 from rules.engine import SlaMark
 from rules.planner import WRITE, Plan, plan
 from rules.policy import Policy
+from rules.wake import Wakes, policy_digest, result_of
 from sync_state import StateStore
 
 
@@ -60,6 +62,7 @@ class RunReport:
     duration_ms: int = 0
     cursor_moved: bool = False
     stopped: bool = False  # should_stop said so: the rest is left for the next run
+    full: bool = False  # every record evaluated, not only those read or due
     status: str = "running"
     problems: list[str] = field(default_factory=list)  # skipped records
     failures: list[str] = field(default_factory=list)  # failed evaluations and writes
@@ -100,17 +103,6 @@ def describe(p: Plan) -> dict[str, Any]:
     return out
 
 
-def is_settled(record: Record, p: Plan, policy: Policy, now: datetime) -> bool:
-    """True when no rule can fire for this record again until it changes: it is closed, its
-    clocks have stopped, and every wall-clock threshold in the policy lies behind it."""
-    if record.status not in policy.closed_statuses or p.acts:
-        return False
-    if any(c.running and c.target_seconds is not None for c in p.evaluation.clocks.values()):
-        return False
-    horizon = policy.wall_clock_horizon_hours
-    return horizon is None or (now - record.updated_at).total_seconds() / 3600 > horizon
-
-
 def is_applied(change: ChangeSet, record: Record, notes_readable: bool = True) -> bool:
     """Does the record, as read back from the helpdesk, show every effect of `change`? (Used
     to settle a write whose outcome is unknown: if it shows, the write went through.) Notes
@@ -143,13 +135,15 @@ Notifier = Callable[[str, str, Mapping[str, Any]], None]
 
 def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datetime,
              dry_run: bool = False, notifier: Notifier | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+             should_stop: Callable[[], bool] = lambda: False, full: bool = False,
+             ) -> RunReport:
     """One sync. `should_stop` is asked between pages and between records (a SIGTERM): once
-    it says yes, the batch already planned is written and recorded, the cursor stays."""
+    it says yes, the batch already planned is written and recorded, the cursor stays.
+    `full` evaluates every record, not only those read or due (see `_evaluation_set`)."""
     started = time.monotonic()
     report = RunReport(run_id=store.begin_run(now, dry_run), now=now, dry_run=dry_run)
     try:
-        _run(connector, policy, store, now, report, notifier, should_stop)
+        _run(connector, policy, store, now, report, notifier, should_stop, full)
     except BaseException as exc:
         report.status = "failed"
         report.errors += 1  # the failure itself
@@ -166,7 +160,7 @@ def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datet
 
 def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
          report: RunReport, notifier: Notifier | None, should_stop: Callable[[], bool],
-         ) -> None:
+         full: bool) -> None:
     dry = report.dry_run
     cursor = store.cursor(connector.identity)
     next_cursor = cursor
@@ -189,7 +183,14 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
     if not dry:
         held = _settle_pending(connector, store, report, now)
 
-    records = store.evaluation_set()
+    digest = policy_digest(policy)
+    full = dry or full or _must_evaluate_all(store, digest, now)
+    if not dry:
+        horizon = store.meta("horizon")
+        if horizon is None or parse_instant(horizon, "horizon") < now:
+            store.set_meta({"horizon": format_instant(now)})
+    records = store.evaluation_set(None if full else now)
+    report.full = full
     if dry:
         known = {r.id for r in records}
         records = [fetched.get(r.id, r) for r in records]
@@ -218,17 +219,25 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             writer.queue(p)
             continue
         writer.keep(p)
-        if is_settled(record, p, policy, now):
-            writer.retiring.append(record)
-            report.retired += 1
     writer.flush()
     writer.finish()
+    if full and not dry and not report.stopped:
+        # Every wake-up time now stems from this policy and this `now`.
+        store.set_meta({"policy": digest, "horizon": format_instant(now)})
 
     if not dry and report.errors == 0 and not report.stopped and next_cursor != cursor:
         store.move_cursor(connector.identity, next_cursor, report.run_id)
         report.cursor_moved = True
     if not dry and not report.stopped:
         _drain_outbox(store, notifier, report)
+
+
+def _must_evaluate_all(store: StateStore, digest: str, now: datetime) -> bool:
+    """The wake-up times hold for the policy they were computed with, from the `now` they
+    were computed at on: another policy, or an earlier `now`, evaluates everything."""
+    horizon = store.meta("horizon")
+    return store.meta("policy") != digest or (
+        horizon is not None and now < parse_instant(horizon, "horizon"))
 
 
 class _Writer:
@@ -245,7 +254,8 @@ class _Writer:
         self.batch_size = max(1, capabilities.batch_size) if capabilities.bulk_writes else 1
         self.pending: list[Plan] = []
         self.quiet: list[tuple[str, dict[str, Any], Record | None]] = []  # nothing to write
-        self.retiring: list[Record] = []
+        self.wakes: list[tuple[Record, datetime | None]] = []
+        self.wake_rules = Wakes(policy)
 
     def plan(self, record: Record, again: bool = False) -> Plan | None:
         """The record's plan; `again` for a re-plan of a record already counted."""
@@ -253,6 +263,8 @@ class _Writer:
             p = plan(record, self.policy, self.now, self.active.get(record.id, frozenset()),
                      self.marks.get(record.id))
         except Exception as exc:  # a rule that blows up on one record must not stop the rest
+            if not self.report.dry_run:
+                self.wakes.append((record, self.now))  # due again next run
             self.report.errors += 1
             self.report.failures.append(f"record {record.id!r}: evaluation failed: {exc!r}")
             return None
@@ -264,25 +276,27 @@ class _Writer:
         return outcome_of(p, self.marks.get(p.record.id))
 
     def keep(self, p: Plan) -> None:
-        """A plan with nothing to write: its ledger changes are committed with the others'."""
-        outcome = self.outcome(p)
-        if p.notifications or outcome["activated"] or outcome["deactivated"] \
-                or "sla_mark" in outcome:
-            self.quiet.append((p.record.id, outcome, None))
-        if len(self.quiet) >= 500:
+        """A plan with nothing to write: its ledger changes and its wake-up time are
+        committed with the others'."""
+        result = result_of(p, self.marks.get(p.record.id), self.wake_rules)
+        if not result.quiet:
+            self.quiet.append((p.record.id, self.outcome(p), None))
+        self.wakes.append((p.record, result.wake_at))
+        if result.wake_at is None:
+            self.report.retired += 1
+        if len(self.wakes) >= 1000:
             self.finish()
 
     def finish(self) -> None:
-        """Commit the plans that write nothing, in one transaction, and retire records."""
+        """Commit the plans that write nothing, and the wake-up times, in one transaction."""
         quiet, self.quiet = self.quiet, []
-        retiring, self.retiring = self.retiring, []
-        if quiet:
-            self.store.commit(self.report.run_id, quiet, self.now)
-        if retiring:
-            self.store.retire(retiring)
+        wakes, self.wakes = self.wakes, []
+        if quiet or wakes:
+            self.store.commit(self.report.run_id, quiet, self.now, wakes)
 
     def queue(self, p: Plan) -> None:
         self.pending.append(p)
+        self.wakes.append((p.record, self.now))  # a write that fails is tried next run
         if len(self.pending) >= self.batch_size:
             self.flush()
 

@@ -25,6 +25,9 @@ from rules.engine import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
 
+#: The wake-up time of a record no passage of time can change (after every instant there is).
+NEVER = "9999-12-31T23:59:59+00:00"
+
 MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -117,6 +120,19 @@ MIGRATIONS: list[str] = [
         reason TEXT NOT NULL,
         first_run INTEGER NOT NULL,
         last_run INTEGER NOT NULL
+    );
+    """,
+    # 5: records indexed by when time alone can next change their evaluation (NULL: at the
+    # next sync; NEVER: only when they change), replacing retired_version; the policy digest
+    # and the latest `now` the wake-up times were computed at
+    f"""
+    ALTER TABLE records ADD COLUMN wake_at TEXT;
+    UPDATE records SET wake_at = '{NEVER}' WHERE retired_version IS NOT NULL;
+    ALTER TABLE records DROP COLUMN retired_version;
+    CREATE INDEX records_wake ON records (wake_at);
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );
     """,
 ]
@@ -331,8 +347,8 @@ class StateStore:
 
     def mirror(self, records: Iterable[Record], run_id: int,
                problems: Iterable[RecordError] = ()) -> None:
-        """Keep the latest version of each record; a newer version returns a retired record
-        to evaluation. `problems` are records read in a form that cannot be used: they are
+        """Keep the latest version of each record; every record read is evaluated next.
+        `problems` are records read in a form that cannot be used: they are
         left out of evaluation (their last usable copy could be out of date) until a usable
         version is read."""
         records = list(records)
@@ -350,9 +366,7 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,"
                 " status = excluded.status, updated_at = excluded.updated_at,"
-                " data = excluded.data, seen_run = excluded.seen_run,"
-                " retired_version = CASE WHEN excluded.updated_at = records.updated_at"
-                " THEN records.retired_version END"
+                " data = excluded.data, seen_run = excluded.seen_run, wake_at = NULL"
                 " WHERE excluded.updated_at >= records.updated_at",
                 [(r.id, r.kind, r.status, format_instant(r.updated_at), _json(r.to_dict()),
                   run_id) for r in records])
@@ -361,11 +375,15 @@ class StateStore:
         row = self.db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
         return Record.from_dict(json.loads(row["data"])) if row else None
 
-    def evaluation_set(self) -> list[Record]:
-        """Every mirrored record not retired, oldest change first."""
-        rows = self.db.execute("SELECT data FROM records WHERE retired_version IS NULL"
-                               " AND id NOT IN (SELECT record_id FROM skipped)"
-                               " ORDER BY updated_at, id")
+    def evaluation_set(self, due_by: datetime | None = None) -> list[Record]:
+        """The mirrored records to evaluate, oldest change first: those due by `due_by` (read
+        since their last evaluation, or whose wake-up time has come), or all of them."""
+        query = "SELECT data FROM records WHERE id NOT IN (SELECT record_id FROM skipped)"
+        args: tuple[str, ...] = ()
+        if due_by is not None:
+            query += " AND (wake_at IS NULL OR wake_at <= ?)"
+            args = (format_instant(due_by),)
+        rows = self.db.execute(query + " ORDER BY updated_at, id", args)
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
     def skipped(self) -> list[sqlite3.Row]:
@@ -374,7 +392,7 @@ class StateStore:
                                     " FROM skipped ORDER BY record_id"))
 
     def all_records(self) -> list[Record]:
-        """Every mirrored record, retired ones included (reports read them all)."""
+        """Every mirrored record, sleeping ones included (reports read them all)."""
         rows = self.db.execute("SELECT data FROM records ORDER BY id")
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
@@ -392,11 +410,14 @@ class StateStore:
                 "writes": row["writes"], "errors": row["errors"],
                 "timestamp_seconds": parse_instant(row["finished_at"], "finished_at").timestamp()}
 
-    def retire(self, records: Iterable[Record]) -> None:
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, values: dict[str, str]) -> None:
         with self.transaction():
-            self.db.executemany("UPDATE records SET retired_version = updated_at"
-                                " WHERE id = ? AND updated_at = ?",
-                                [(r.id, format_instant(r.updated_at)) for r in records])
+            self.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
+                                " DO UPDATE SET value = excluded.value", values.items())
 
     def forget(self, record_id: str) -> None:
         """Drop a record the helpdesk no longer has from the mirror and the ledger (its audit
@@ -408,8 +429,8 @@ class StateStore:
                 self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (record_id,))
 
     def counts(self) -> dict[str, int]:
-        row = self.db.execute("SELECT count(*) AS mirrored, count(retired_version) AS retired"
-                              " FROM records").fetchone()
+        row = self.db.execute("SELECT count(*) AS mirrored, count(wake_at = ? OR NULL)"
+                              " AS retired FROM records", (NEVER,)).fetchone()
         return {"mirrored": row["mirrored"], "retired": row["retired"]}
 
     # -- the activation ledger -------------------------------------------------------------
@@ -463,21 +484,26 @@ class StateStore:
             self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
 
     def commit(self, run_id: int,
-                    results: Iterable[tuple[str, dict[str, Any], Record | None]],
-                    now: datetime) -> None:
+               results: Iterable[tuple[str, dict[str, Any], Record | None]],
+               now: datetime, wakes: Iterable[tuple[Record, datetime | None]] = ()) -> None:
         """Record the results of a batch of records, (id, outcome, the record as written or
         None), in one transaction: activations, audit rows, notifications, SLA marks, the
         records as written, and the end of their pending writes. Durable only when it queues
         a notification, which is sent right after: losing the commit to a power loss would
         settle the write again from its journal entry and send the notification twice.
         Otherwise a lost commit leaves the journal entry, which the next run settles by
-        reading the record back."""
+        reading the record back. `wakes`: (record as evaluated, its wake-up time or None
+        for never), kept while the mirror holds that version."""
         at = format_instant(now)
         results = list(results)
         durable = any(outcome.get("notify") for _, outcome, _ in results)
         with self.transaction(durable=durable):
             for record_id, outcome, written in results:
                 self._commit_one(run_id, record_id, outcome, at, written)
+            self.db.executemany(
+                "UPDATE records SET wake_at = ? WHERE id = ? AND updated_at = ?",
+                [(NEVER if wake is None else format_instant(wake.replace(microsecond=0)),
+                  record.id, format_instant(record.updated_at)) for record, wake in wakes])
 
     def _commit_one(self, run_id: int, record_id: str, outcome: dict[str, Any], at: str,
                     written: Record | None) -> None:
@@ -504,7 +530,7 @@ class StateStore:
         if written is not None:
             self.db.execute(
                 "UPDATE records SET status = ?, updated_at = ?, data = ?,"
-                " retired_version = NULL WHERE id = ?",
+                " wake_at = NULL WHERE id = ?",
                 (written.status, format_instant(written.updated_at),
                  _json(written.to_dict()), record_id))
         self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))

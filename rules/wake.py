@@ -1,0 +1,212 @@
+"""A record's result and its wake-up time: the next instant at which time alone can change
+what an evaluation of the unchanged record says.
+
+Between two evaluations of the same record version, with the ledger and the SLA mark the
+first one left, only `now` moves. It enters the facts through the `hours_since_*` variables,
+the running clocks (minutes left, elapsed percent, breached, business minutes elapsed, due
+at while paused), `in_business_hours` and the instants of the record that still lie ahead
+(a status change, a response or a solve stamped after `now` has not happened yet). Every
+condition compares one of them with a constant, so its truth value can only change where
+that fact reaches the constant. `Wakes.of` is the first such instant over every condition
+of the policy (SLA `when`s included), a second early: never later than a change, often
+earlier. None: no condition can change on its own, the record sleeps until it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rules.calendar import TwentyFourSeven
+from rules.clock import TARGETS, Clock
+from rules.engine import Evaluation, SlaMark
+from rules.planner import WRITE, Plan, Step
+from rules.policy import Policy
+
+#: Changes the digest of every policy when what `Wakes` knows changes.
+WAKE_VERSION = 1
+EARLY = timedelta(seconds=1)  # float sums of business seconds are not exact
+CALENDAR_DAYS = 400  # how far ahead a business-hours boundary is looked for
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one evaluation of one record leaves: the rules it (de)activated, the steps it
+    writes, the notifications it sends, the SLA mark when it changed, and when to evaluate
+    the record again if it does not change (None: never)."""
+
+    record_id: str
+    activated: frozenset[str]
+    deactivated: frozenset[str]
+    writes: tuple[Step, ...]
+    notifications: tuple[tuple[str, str, str], ...]
+    sla_mark: SlaMark | None
+    wake_at: datetime | None
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing for the ledger: no (de)activation, notification or new SLA mark."""
+        return not (self.activated or self.deactivated or self.notifications
+                    or self.sla_mark is not None)
+
+
+def leaves(node: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(node, Mapping):
+        for key in ("all", "any"):
+            for child in node.get(key, ()):
+                yield from leaves(child)
+        if "name" in node:
+            yield node
+
+
+def policy_digest(policy: Policy) -> str:
+    """What the evaluation depends on, hashed: two policies with one digest evaluate alike."""
+    def calendar(value: Any) -> Any:
+        fields = {**getattr(value, "__dict__", {}), "name": value.name,
+                  "timezone": value.timezone}
+        return {k: sorted(map(str, v)) if isinstance(v, frozenset | tuple) else str(v)
+                for k, v in sorted(fields.items()) if not k.startswith("_") and k != "tz"}
+
+    data = {
+        "version": WAKE_VERSION,
+        "closed": sorted(policy.closed_statuses),
+        "slas": [{"name": s.name, "when": s.when, "targets": {k: repr(v) for k, v in
+                                                              sorted(s.targets.items())},
+                  "pause": sorted(s.pause_statuses), "change": s.on_target_change,
+                  "field": s.calendar.record_field,
+                  "calendars": [calendar(s.calendar.default)] + [
+                      [k, calendar(v)] for k, v in sorted(s.calendar.by_value.items())]}
+                 for s in policy.slas],
+        "rules": [{"name": r.name, "conditions": r.conditions, "actions": list(r.actions)}
+                  for r in policy.rules],
+    }
+    try:  # the file itself too: whatever the objects above do not show
+        data["file"] = hashlib.sha256(Path(policy.source).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        pass
+    text = json.dumps(data, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Wakes:
+    """The thresholds of one policy, read once; `of(evaluation)` is a record's wake-up."""
+
+    def __init__(self, policy: Policy):
+        self.hours: dict[str, set[float]] = {"hours_since_created": set(),
+                                             "hours_since_updated": set()}
+        # target -> thresholds as business seconds elapsed
+        self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in TARGETS}
+        self.due: dict[str, set[float]] = {t: set() for t in TARGETS}
+        self.business_hours = False
+        conditions = [s.when for s in policy.slas if s.when] + [r.conditions
+                                                                for r in policy.rules]
+        for node in conditions:
+            for leaf in leaves(node):
+                self._read(leaf["name"], leaf.get("value"))
+
+    def _read(self, name: str, value: Any) -> None:
+        if name == "in_business_hours":
+            self.business_hours = True
+        elif name in self.hours and _number(value):
+            self.hours[name].add(float(value))
+        for target in TARGETS:
+            suffix = name.removeprefix(f"{target}_")
+            if suffix == name:
+                continue
+            if suffix == "breached":
+                self.elapsed[target].add(("elapsed_pct", 100.0))
+            elif suffix in ("minutes_left", "elapsed_pct", "business_minutes_elapsed") \
+                    and _number(value):
+                self.elapsed[target].add((suffix, float(value)))
+            elif suffix == "due_at_epoch" and _number(value):
+                self.due[target].add(float(value))
+
+    def of(self, evaluation: Evaluation) -> datetime | None:
+        now = evaluation.now
+        record = evaluation.record
+        found: list[datetime] = []
+        instants = [record.created_at, record.updated_at, record.solved_at,
+                    record.first_response_at, *(c.at for c in record.status_timeline())]
+        # at `now` itself too: a status change at `now` starts to count just after it
+        found += [at for at in instants if at is not None and at >= now]
+        for name, values in self.hours.items():
+            base = record.created_at if name == "hours_since_created" else record.updated_at
+            for hours in values:
+                at = base + timedelta(hours=hours)
+                if at >= now - EARLY:
+                    found.append(at)
+        for clock in evaluation.clocks.values():
+            found += self._clock(clock, now)
+        if self.business_hours:
+            edge = _boundary(evaluation.calendar, now)
+            found += [edge] if edge is not None else []
+        if not found:
+            return None
+        return max(now, min(found) - EARLY)
+
+    def _clock(self, clock: Clock, now: datetime) -> list[datetime]:
+        if clock.target_seconds is None or not clock.running:
+            return []  # every fact of a clock without a target, or stopped, stays put
+        target = float(clock.target_seconds)
+        found = []
+        if self.due[clock.target] and clock.paused:
+            found.append(now)  # a paused clock's due instant moves with now
+        elif clock.due_at is not None and any(
+                abs(clock.due_at.timestamp() - v) < 2 for v in self.due[clock.target]):
+            found.append(now)  # recomputed due instants may differ by rounding
+        if clock.paused:
+            return found
+        for kind, value in self.elapsed[clock.target]:
+            seconds = (target - 60 * value if kind == "minutes_left"
+                       else target * value / 100 if kind == "elapsed_pct" else 60 * value)
+            if seconds < clock.elapsed_seconds - EARLY.total_seconds():
+                continue  # behind: elapsed time only grows
+            try:
+                found.append(clock.calendar.add_business_seconds(
+                    now, max(0.0, seconds - clock.elapsed_seconds)))
+            except ValueError:
+                found.append(now)
+        return found
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _boundary(calendar: Any, now: datetime) -> datetime | None:
+    """The next instant after `now` at which the calendar opens or closes (None: it never
+    does); `now` when the calendar cannot say (wake at once: earlier is always safe)."""
+    if isinstance(calendar, TwentyFourSeven):
+        return None
+    intervals = getattr(calendar, "intervals", None)
+    if intervals is None:
+        return now
+    day = now.astimezone(ZoneInfo(calendar.timezone)).date() - timedelta(days=1)
+    for _ in range(CALENDAR_DAYS):
+        for lo, hi in intervals(day):
+            for edge in (lo, hi):
+                if edge > now:
+                    return edge
+        day += timedelta(days=1)
+    return now + timedelta(days=CALENDAR_DAYS - 2)
+
+
+def result_of(p: Plan, previous: SlaMark | None, wakes: Wakes) -> Result:
+    """The typed result of a plan. A plan that changes the record, or needed more than one
+    pass, is due again at once: the next evaluation sees the record as written."""
+    mark = p.final.sla_mark
+    if p.acts or p.passes > 1 or not p.settled:
+        wake: datetime | None = p.evaluation.now
+    else:
+        wake = wakes.of(p.evaluation)
+    return Result(record_id=p.record.id, activated=p.activated, deactivated=p.deactivated,
+                  writes=tuple(s for s in p.steps if s.outcome == WRITE),
+                  notifications=p.notifications,
+                  sla_mark=mark if mark is not None and mark != previous else None,
+                  wake_at=wake)

@@ -1,0 +1,192 @@
+"""The wake-up index evaluates fewer records and changes nothing: random scenarios (random
+records, policies, agent edits and `now` steps, forward and sometimes back, and a policy
+swapped midway) run twice, once evaluating only what was read or is due and once
+evaluating everything, and must give the same writes, activations and notifications."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.file import FileHelpdesk
+from rules.policy import check_policy
+from sync_run import run_sync
+from sync_state import StateStore
+from tests.conftest import act, cond, record_dict, rule
+
+T0 = datetime.fromisoformat("2026-03-02T07:40:00+00:00")  # a Monday, before office hours
+STATUSES = ["new", "open", "pending", "hold", "solved"]
+TAGS = ["vip", "billing", "sla_warning", "sla_breach", "late"]
+OFFICE = {"timezone": "Europe/Berlin", "week": {
+    day: ["08:00-12:30", "13:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+    "holidays": ["03-04"]}
+
+
+def stamp(at: datetime) -> str:
+    return at.isoformat()
+
+
+def random_record(rng: random.Random, n: int) -> dict[str, Any]:
+    created = T0 - timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
+    updated = created + timedelta(minutes=rng.randrange(0, 600))
+    status = rng.choice(STATUSES)
+    history = []
+    at = created
+    for _ in range(rng.randrange(0, 3)):
+        at += timedelta(minutes=rng.randrange(1, 300))
+        history.append({"at": stamp(at), "status": rng.choice(STATUSES)})
+    history.append({"at": stamp(max(at, updated)), "status": status})
+    fields: dict[str, Any] = {
+        "id": f"T-{n}", "status": status, "created_at": stamp(created),
+        "updated_at": stamp(max(at, updated)), "status_history": history,
+        "tier": rng.choice(["vip", "gold", "standard"]),
+        "priority": rng.choice(["low", "normal", "high", "urgent"]),
+        "tags": rng.sample(TAGS, rng.randrange(0, 3)),
+    }
+    if rng.random() < 0.4:  # responded, sometimes only later than a sync's now
+        fields["first_response_at"] = stamp(created + timedelta(
+            minutes=rng.randrange(1, 6 * 60)))
+    if status == "solved":
+        fields["solved_at"] = stamp(max(at, updated))
+    return record_dict(**fields)
+
+
+def random_condition(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth < 2 and rng.random() < 0.35:
+        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1)
+                                              for _ in range(rng.randrange(1, 4))]}
+    target = rng.choice(["first_response", "resolution"])
+    number = rng.choice(["greater_than", "less_than", "greater_than_or_equal_to",
+                         "less_than_or_equal_to", "equal_to", "not_equal_to"])
+    due = (T0 + timedelta(minutes=rng.randrange(-600, 3000))).timestamp()
+    return rng.choice([
+        lambda: cond(f"{target}_elapsed_pct", number, rng.choice([25, 50, 75, 90, 100, 150])),
+        lambda: cond(f"{target}_minutes_left", number, rng.randrange(-120, 240, 15)),
+        lambda: cond(f"{target}_breached", rng.choice(["is_true", "is_false"])),
+        lambda: cond(f"{target}_met", rng.choice(["is_true", "is_false"])),
+        lambda: cond(f"{target}_paused", rng.choice(["is_true", "is_false"])),
+        lambda: cond(f"{target}_business_minutes_elapsed", number, rng.randrange(0, 600, 30)),
+        lambda: cond(f"{target}_due_at_epoch", rng.choice(["less_than", "greater_than"]), due),
+        lambda: cond("hours_since_updated", number, rng.choice([0.5, 1, 2, 6, 24, 48])),
+        lambda: cond("hours_since_created", number, rng.choice([1, 4, 12, 30, 72, 90])),
+        lambda: cond("in_business_hours", rng.choice(["is_true", "is_false"])),
+        lambda: cond("status", "equal_to", rng.choice(STATUSES)),
+        lambda: cond("tags", rng.choice(["contains", "does_not_contain"]), rng.choice(TAGS)),
+        lambda: cond("escalation_level", "greater_than", rng.randrange(0, 2)),
+    ])()
+
+
+def random_action(rng: random.Random, name: str) -> dict[str, Any]:
+    return rng.choice([
+        lambda: act("add_tag", tag=rng.choice(TAGS)),
+        lambda: act("remove_tag", tag=rng.choice(TAGS)),
+        lambda: act("set_priority", priority=rng.choice(["normal", "high", "urgent"])),
+        lambda: act("add_note", text=f"{name}: {{resolution_minutes_left}} min left"),
+        lambda: act("escalate", level=rng.randrange(1, 3)),
+        lambda: act("notify", webhook="chat", text=f"{name} for {{id}}"),
+    ])()
+
+
+def random_policy(rng: random.Random) -> dict[str, Any]:
+    slas = []
+    for n in range(rng.randrange(1, 3)):
+        sla: dict[str, Any] = {
+            "name": f"sla-{n}",
+            "targets": {"first_response": rng.choice(["30m", "1h", "4h"]),
+                        "resolution": rng.choice(["4h", "8h", "1d", "2bd"])},
+            "pause_statuses": rng.sample(["pending", "hold"], rng.randrange(0, 3)),
+            "on_target_change": rng.choice(["keep", "restart"]),
+        }
+        if rng.random() < 0.5:
+            sla["calendar"] = "office"
+        if n == 0 and rng.random() < 0.7:
+            sla["when"] = rng.choice([cond("tier", "equal_to", "vip"),
+                                      cond("hours_since_created", "less_than", 30),
+                                      cond("priority", "is_one_of", ["high", "urgent"])])
+        slas.append(sla)
+    rules = [rule(f"r{n}", random_condition(rng),
+                  *[random_action(rng, f"r{n}") for _ in range(rng.randrange(1, 3))])
+             for n in range(rng.randrange(2, 7))]
+    return {"calendars": {"office": OFFICE}, "closed_statuses": ["solved"], "slas": slas,
+            "rules": rules}
+
+
+class Side:
+    """One helpdesk file and one state file, synced with or without the index."""
+
+    def __init__(self, folder: Path, records: list[dict[str, Any]], full: bool):
+        folder.mkdir()
+        self.path = folder / "helpdesk.json"
+        self.path.write_text(json.dumps({"records": records}))
+        self.store = StateStore(folder / "state.db")
+        self.connector = FileHelpdesk(self.path, batch_size=rng_batch(folder))
+        self.full = full
+        self.sent: list[tuple[str, str, str]] = []
+        self.evaluated = 0
+
+    def notify(self, webhook: str, text: str, item: Any) -> None:
+        self.sent.append((item["record_id"], webhook, text))
+
+    def sync(self, policy: Any, now: datetime) -> dict[str, Any]:
+        report = run_sync(self.connector, policy, self.store, now, notifier=self.notify,
+                          full=self.full)
+        assert report.errors == 0, report.failures
+        self.evaluated += report.evaluated
+        return {"changes": sorted(report.changes, key=lambda c: c["id"]),
+                "writes": report.writes, "active": self.store.active_rules(),
+                "sent": sorted(self.sent), "audit": self.audit()}
+
+    def audit(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self.store.db.execute(
+            "SELECT record_id, rule, action, field, before, after FROM audit ORDER BY id")]
+
+    def edit(self, rng: random.Random, now: datetime) -> None:
+        data = json.loads(self.path.read_text())
+        record = data["records"][rng.randrange(len(data["records"]))]
+        if now.isoformat() <= record["updated_at"]:
+            return
+        status = rng.choice(STATUSES)
+        record["status_history"].append({"at": stamp(now), "status": status})
+        record.update(status=status, updated_at=stamp(now))
+        if status == "solved":
+            record["solved_at"] = stamp(now)
+        if rng.random() < 0.5:
+            record["tags"] = rng.sample(TAGS, rng.randrange(0, 3))
+        self.path.write_text(json.dumps(data))
+
+
+def rng_batch(folder: Path) -> int:
+    return 3
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    records = [random_record(rng, n) for n in range(12)]
+    policies = [check_policy(random_policy(rng), f"policy-{seed}-{n}") for n in range(2)]
+    indexed = Side(tmp_path / "indexed", records, full=False)
+    everything = Side(tmp_path / "full", records, full=True)
+    now = T0
+    policy = policies[0]
+    for step in range(40):
+        if step == 25:
+            policy = policies[1]
+        edits = rng.randrange(0, 3)
+        edit_seed = rng.random()
+        for side in (indexed, everything):
+            edit_rng = random.Random(edit_seed)
+            for _ in range(edits):
+                side.edit(edit_rng, now)
+        a, b = indexed.sync(policy, now), everything.sync(policy, now)
+        assert a == b, f"seed {seed}, sync {step} at {now.isoformat()}"
+        if rng.random() < 0.1:
+            now -= timedelta(minutes=rng.randrange(1, 90))
+        else:
+            now += timedelta(minutes=rng.choice([1, 5, 17, 30, 60, 180, 600]))
+    assert json.loads(indexed.path.read_text()) == json.loads(everything.path.read_text())
+    assert indexed.evaluated < everything.evaluated, "the index evaluated as much as a full run"
