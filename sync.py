@@ -34,6 +34,7 @@ from rules.metrics import queue as open_queue
 from rules.metrics import report as metrics_report
 from rules.planner import plan
 from rules.policy import Policy, PolicyError, load_policy
+from sync_author import AUTHOR_COMMANDS
 from sync_config import Config, ConfigError, load_config, locate
 from sync_report import FORMATS, as_csv, as_json, html_report, prometheus, queue_table, table
 from sync_run import RunReport, run_sync
@@ -415,6 +416,9 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
     else:
         click.echo(queue_table(rows, by), nl=False)
 
+
+for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's commands
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()
