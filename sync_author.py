@@ -7,12 +7,18 @@ error; 2 a broken test file, policy, config or bad usage.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from connector import open_connector
+from rules.lint import ERROR, lint
+from rules.policy import Policy, PolicyError, load_policy
 from rules.policytest import (
     CaseResult,
     TestFileError,
@@ -22,6 +28,7 @@ from rules.policytest import (
     run_case,
     summary,
 )
+from sync_config import ConfigError, load_config
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 
@@ -70,4 +77,68 @@ def test(paths: tuple[Path, ...], junit_file: Path | None) -> None:
         sys.exit(EXIT_FAILED)
 
 
-AUTHOR_COMMANDS = (test,)
+def _load(policy_file: Path) -> Policy:
+    try:
+        return load_policy(policy_file)
+    except PolicyError as exc:
+        click.echo(f"{policy_file}: invalid policy (fix these first)", err=True)
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def priority_check(connector: Any) -> Callable[[str], bool] | None:
+    """Whether the connector can write a priority, from its own priority map (the config's
+    priority_map included); None for a helpdesk that takes any priority."""
+    for owner, name in (("words", "priority"), ("_maps", "priority"), ("options", "priorities")):
+        table = getattr(getattr(connector, owner, None), name, None)
+        write = getattr(table, "write", None)
+        if callable(write):
+            def can_write(value: str, write: Callable[[str], Any] = write) -> bool:
+                try:
+                    write(value)
+                except ValueError:
+                    return False
+                return True
+            return can_write
+    return None
+
+
+@click.command("lint")
+@click.argument("policy_file", metavar="POLICY", type=click.Path(path_type=Path))
+@click.option("--config", "config_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Also check the policy against this config: webhooks it defines, "
+                   "priorities its connector can write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def lint_command(policy_file: Path, config_path: Path | None, as_json: bool) -> None:
+    """Find what a valid policy gets wrong: shadowed or unreachable SLAs, conditions that
+    cannot hold, names nothing defines, rules that undo or re-trigger each other, warnings
+    after the breach. One line per finding (SEVERITY: PATH: why); exit 1 on an error."""
+    policy = _load(policy_file)
+    webhooks = writable = None
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+            connector = open_connector(dict(config.connector), config.base_dir)
+        except (ConfigError, ValueError) as exc:
+            click.echo(f"{config_path}: {exc}", err=True)
+            sys.exit(EXIT_INVALID)
+        webhooks = list(config.webhooks or {})
+        writable = priority_check(connector)
+    findings = lint(policy, webhooks, writable)
+    errors = sum(f.severity == ERROR for f in findings)
+    if as_json:
+        click.echo(json.dumps({"policy": str(policy_file), "errors": errors,
+                               "warnings": len(findings) - errors,
+                               "findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+        click.echo(f"{policy_file}: {errors} error{'s' if errors != 1 else ''}, "
+                   f"{len(findings) - errors} warning{'s' if len(findings) - errors != 1 else ''}",
+                   err=True)
+    if errors:
+        sys.exit(EXIT_FAILED)
+
+
+AUTHOR_COMMANDS = (test, lint_command)
