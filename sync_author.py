@@ -28,6 +28,7 @@ from rules.policytest import (
     run_case,
     summary,
 )
+from rules.schema import json_schema, rule_data
 from sync_config import ConfigError, load_config
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
@@ -141,4 +142,16 @@ def lint_command(policy_file: Path, config_path: Path | None, as_json: bool) -> 
         sys.exit(EXIT_FAILED)
 
 
-AUTHOR_COMMANDS = (test, lint_command)
+@click.command("schema")
+@click.option("--format", "fmt", type=click.Choice(["json-schema", "business-rules"]),
+              default="json-schema", show_default=True,
+              help="json-schema: the policy file's JSON Schema (draft 2020-12), for editors; "
+                   "business-rules: export_rule_data's variables, operators and actions, for "
+                   "rule-builder UIs.")
+def schema(fmt: str) -> None:
+    """Print the policy format, generated from the checker's own definitions."""
+    data = json_schema() if fmt == "json-schema" else rule_data()
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+AUTHOR_COMMANDS = (test, lint_command, schema)
