@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -42,6 +43,25 @@ def test_the_readme_shows_what_the_command_prints(command: str,
     args = args[args.index("sla-sync") + 1:]
     result = CliRunner(env=ENVIRONMENT).invoke(main, args)
     assert result.output.splitlines() == pasted(command)
+
+
+@pytest.mark.parametrize("command", [
+    "sla-sync run --config config.example.yaml --now 2026-03-02T12:00:00+00:00 --dry-run "
+    "--json --policy examples/authoring/support.json",
+    "sla-sync explain T-1073 --config config.example.yaml --now 2026-03-02T12:00:00+00:00 "
+    "--policy examples/authoring/support.json",
+])
+def test_the_readme_shows_what_a_draft_does_on_the_demo(command: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The demo config as the README runs it, in a scratch folder: its .demo/ copy is made
+    # there, not in the repository.
+    for name in ("examples", "policies", "config.example.yaml"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, shlex.split(command)[1:])
+    # The run's duration is the one figure that varies.
+    shown = [re.sub(r" in \d+\.\d\ds;", " in N s;", line) for line in result.output.splitlines()]
+    assert shown == [re.sub(r" in \d+\.\d\ds;", " in N s;", line) for line in pasted(command)]
 
 
 def test_the_shipped_schema_file_is_the_generated_one() -> None:
