@@ -71,8 +71,12 @@ def test(paths: tuple[Path, ...], junit_file: Path | None) -> None:
                 click.echo(f"    {line}")
     if junit_file is not None:
         partial = junit_file.with_name(f".{junit_file.name}.partial")
-        partial.write_text(junit_xml(results), encoding="utf-8")
-        os.replace(partial, junit_file)
+        try:
+            partial.write_text(junit_xml(results), encoding="utf-8")
+            os.replace(partial, junit_file)
+        except OSError as exc:
+            click.echo(f"{junit_file}: cannot write the JUnit XML ({exc.strerror})", err=True)
+            sys.exit(EXIT_INVALID)
     click.echo(summary(results))
     if any(not r.passed for r in results):
         sys.exit(EXIT_FAILED)
@@ -126,7 +130,11 @@ def lint_command(policy_file: Path, config_path: Path | None, as_json: bool) -> 
             sys.exit(EXIT_INVALID)
         webhooks = list(config.webhooks or {})
         writable = priority_check(connector)
-    findings = lint(policy, webhooks, writable)
+    try:
+        findings = lint(policy, webhooks, writable)
+    except Exception as exc:  # a bug in lint must not look like a finding, nor a traceback
+        click.echo(f"{policy_file}: lint failed: {exc!r}", err=True)
+        sys.exit(EXIT_INVALID)
     errors = sum(f.severity == ERROR for f in findings)
     if as_json:
         click.echo(json.dumps({"policy": str(policy_file), "errors": errors,

@@ -127,9 +127,12 @@ def load_test_file(path: Path) -> TestFile:
             data = json.loads(text)
         else:
             data = yaml.safe_load(text)
+        try:  # line numbers for problems; JSON parses as YAML too, as a rule
             node = yaml.compose(text)
-            if node is not None:
-                _node_lines(node, "$", lines)
+        except yaml.YAMLError:
+            node = None
+        if node is not None:
+            _node_lines(node, "$", lines)
     except json.JSONDecodeError as exc:
         raise TestFileError(source, [f"{source}:{exc.lineno}: invalid JSON at column "
                                      f"{exc.colno}: {exc.msg}"]) from None
@@ -420,7 +423,11 @@ def apply_entry(record: Record, entry: Entry) -> Record:
 
 def run_case(case: Case, policy: Policy, source: str = "") -> CaseResult:
     started = time.perf_counter()
-    result = _run_case(case, policy, source)
+    try:
+        result = _run_case(case, policy, source)
+    except Exception as exc:  # a rule that blows up fails its case, not the whole run
+        result = CaseResult(source, case.name, [f"evaluation failed: {exc!r}"],
+                            "evaluation failed")
     result.seconds = time.perf_counter() - started
     return result
 

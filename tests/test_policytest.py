@@ -217,3 +217,34 @@ def test_a_directory_without_test_files_is_an_error(tmp_path: Path) -> None:
     result = run(str(tmp_path))
     assert result.exit_code == 2
     assert "no test files" in result.output
+
+
+def test_a_case_whose_evaluation_raises_fails_alone(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import rules.policytest as policytest
+
+    real = policytest.plan
+
+    def plan(record: Any, *args: Any) -> Any:
+        if record.id == "T-2":
+            raise ZeroDivisionError("division by zero")
+        return real(record, *args)
+
+    monkeypatch.setattr(policytest, "plan", plan)
+    step = [{"now": "2026-03-02T09:30:00+00:00", "fires": ["warn"]}]
+    path = project(tmp_path, [{"name": "fine", "record": TICKET, "expect": step},
+                              {"name": "boom", "record": {**TICKET, "id": "T-2"},
+                               "expect": step}])
+    result = run(str(path))
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"PASS {path}::fine", f"FAIL {path}::boom",
+        "    evaluation failed: ZeroDivisionError('division by zero')", "1 passed, 1 failed"]
+
+
+def test_an_unwritable_junit_file_is_a_clean_error(tmp_path: Path) -> None:
+    case = {"name": "c", "record": TICKET, "expect": [{"now": "2026-03-02T09:30:00+00:00"}]}
+    path = project(tmp_path, [case])
+    result = run(str(path), "--junit", str(tmp_path / "missing" / "junit.xml"))
+    assert result.exit_code == 2
+    assert "cannot write the JUnit XML" in result.output
