@@ -11,13 +11,15 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from connector import open_connector
-from rules.lint import ERROR, lint
+from connector.model import Record
+from rules.lint import ERROR, lint, mirror_shares
 from rules.policy import Policy, PolicyError, load_policy
 from rules.policytest import (
     CaseResult,
@@ -30,6 +32,7 @@ from rules.policytest import (
 )
 from rules.schema import json_schema, rule_data
 from sync_config import ConfigError, load_config
+from sync_state import StateError, StateStore
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 
@@ -109,18 +112,38 @@ def priority_check(connector: Any) -> Callable[[str], bool] | None:
     return None
 
 
+def _mirror(state: Path) -> list[Record]:
+    if not state.exists():
+        click.echo(f"{state}: no state file yet: run `sla-sync run` first", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        with StateStore(state) as store:
+            return store.all_records()
+    except StateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
+
+
 @click.command("lint")
 @click.argument("policy_file", metavar="POLICY", type=click.Path(path_type=Path))
 @click.option("--config", "config_path", type=click.Path(path_type=Path), metavar="FILE",
               help="Also check the policy against this config: webhooks it defines, "
                    "priorities its connector can write.")
+@click.option("--against-mirror", is_flag=True,
+              help="With --config: also count the records the state file knows that each "
+                   "SLA matches, and those no SLA matches.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def lint_command(policy_file: Path, config_path: Path | None, as_json: bool) -> None:
+def lint_command(policy_file: Path, config_path: Path | None, against_mirror: bool,
+                 as_json: bool) -> None:
     """Find what a valid policy gets wrong: shadowed or unreachable SLAs, conditions that
     cannot hold, names nothing defines, rules that undo or re-trigger each other, warnings
     after the breach. One line per finding (SEVERITY: PATH: why); exit 1 on an error."""
+    if against_mirror and config_path is None:
+        raise click.UsageError("--against-mirror reads the state file the config names: give "
+                               "--config FILE")
     policy = _load(policy_file)
     webhooks = writable = None
+    records: list[Record] | None = None
     if config_path is not None:
         try:
             config = load_config(config_path)
@@ -130,19 +153,33 @@ def lint_command(policy_file: Path, config_path: Path | None, as_json: bool) -> 
             sys.exit(EXIT_INVALID)
         webhooks = list(config.webhooks or {})
         writable = priority_check(connector)
+        if against_mirror:
+            records = _mirror(config.state)
     try:
         findings = lint(policy, webhooks, writable)
     except Exception as exc:  # a bug in lint must not look like a finding, nor a traceback
         click.echo(f"{policy_file}: lint failed: {exc!r}", err=True)
         sys.exit(EXIT_INVALID)
+    shares: dict[str, int] | None = None
+    if records is not None:
+        found, shares = mirror_shares(policy, records, datetime.now(UTC))
+        findings += found
     errors = sum(f.severity == ERROR for f in findings)
     if as_json:
-        click.echo(json.dumps({"policy": str(policy_file), "errors": errors,
+        out: dict[str, Any] = {"policy": str(policy_file), "errors": errors,
                                "warnings": len(findings) - errors,
-                               "findings": [f.to_dict() for f in findings]}, indent=2))
+                               "findings": [f.to_dict() for f in findings]}
+        if shares is not None:
+            out["mirror"] = {"records": sum(shares.values()), "by_sla": shares}
+        click.echo(json.dumps(out, indent=2))
     else:
         for finding in findings:
             click.echo(str(finding))
+        if shares is not None:
+            total = sum(shares.values()) or 1
+            for name, count in shares.items():
+                click.echo(f"share: {name or '(no SLA)'}: {count} of {sum(shares.values())} "
+                           f"known records ({100 * count / total:.1f}%)", err=True)
         click.echo(f"{policy_file}: {errors} error{'s' if errors != 1 else ''}, "
                    f"{len(findings) - errors} warning{'s' if len(findings) - errors != 1 else ''}",
                    err=True)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +32,9 @@ from business_rules import engine as br_engine
 from business_rules.fields import FIELD_NO_INPUT
 from business_rules.operators import BooleanType, NumericType, SelectMultipleType
 
+from connector.model import Record
 from rules.clock import NO_TARGET_MINUTES_LEFT, TARGETS
+from rules.engine import match_sla, record_facts
 from rules.policy import Policy
 from rules.variables import VARIABLES, RecordVariables, operators
 
@@ -812,3 +816,26 @@ def _interplay(policy: Policy, reasoner: Reasoner) -> list[Finding]:
                            f"{b.name!r} undo each other: {what}; {how} "
                            f"({_example(example, together)})"))
     return out
+
+
+def mirror_shares(policy: Policy, records: Iterable[Record],
+                  now: datetime) -> tuple[list[Finding], dict[str, int]]:
+    """Against known records: how many each SLA gets ("" for none), and findings for
+    records no SLA matches and SLAs no known record reaches."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        sla = match_sla(policy, RecordVariables(record_facts(record, now)))
+        counts[sla.name if sla else ""] += 1
+    total = sum(counts.values())
+    shares = {sla.name: counts[sla.name] for sla in policy.slas}
+    shares[""] = counts[""]
+    findings = []
+    if total and counts[""]:
+        findings.append(Finding(WARNING, "slas", f"{counts['']} of {total} known records "
+                                f"({100 * counts[''] / total:.1f}%) match no SLA: no clock "
+                                "runs for them"))
+    for sla in policy.slas:
+        if total and not counts[sla.name]:
+            findings.append(Finding(WARNING, f"slas[{sla.index}]",
+                                    f"matches none of the {total} known records"))
+    return findings, shares

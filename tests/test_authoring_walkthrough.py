@@ -68,3 +68,17 @@ def test_the_shipped_schema_file_is_the_generated_one() -> None:
     shipped = json.loads((ROOT / "examples" / "authoring" / "policy.schema.json").read_text())
     assert shipped == json_schema(), \
         "regenerate it: sla-sync schema > examples/authoring/policy.schema.json"
+
+
+def test_the_readme_shows_the_shares_of_the_demo_mirror(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("examples", "policies", "config.example.yaml"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(tmp_path)
+    ran = CliRunner().invoke(main, ["run", "--config", "config.example.yaml", "--now",
+                                    "2026-03-02T12:00:00+00:00"])
+    assert ran.exit_code == 0, ran.output
+    command = ("sla-sync lint examples/authoring/support.json --config config.example.yaml "
+               "--against-mirror")
+    result = CliRunner().invoke(main, shlex.split(command)[1:])
+    assert result.output.splitlines() == pasted(command)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, act, cond, make_policy, rule
+from conftest import ROOT, act, cond, make_policy, record_dict, rule, write_project
 
 from rules.lint import (
     ERROR,
@@ -349,3 +349,31 @@ def test_a_leaf_is_evaluated_by_business_rules_itself() -> None:
     leaf = Leaf("hours_since_created", "greater_than", 5)
     assert not leaf.holds({"hours_since_created": 5.0000005})  # within business-rules' epsilon
     assert leaf.holds({"hours_since_created": 5.00001})
+
+
+def test_against_the_mirror_counts_each_slas_share_and_records_no_sla_matches(
+        tmp_path: Path) -> None:
+    records = [record_dict(id="T-1", tier="gold"), record_dict(id="T-2", tier="gold"),
+               record_dict(id="T-3", tier="silver")]
+    policy = {"slas": [sla("gold", cond("tier", "equal_to", "gold")),
+                       sla("vip", cond("tier", "equal_to", "vip"))]}
+    config = write_project(tmp_path, records, policy)
+    assert CliRunner().invoke(main, ["run", "--config", str(config)]).exit_code == 0
+    result = CliRunner().invoke(main, ["lint", str(tmp_path / "policy.json"), "--config",
+                                       str(config), "--against-mirror", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["mirror"] == {"records": 3, "by_sla": {"gold": 2, "vip": 0, "": 1}}
+    assert [(f["path"], f["message"]) for f in data["findings"]] == [
+        ("slas", "1 of 3 known records (33.3%) match no SLA: no clock runs for them"),
+        ("slas[1]", "matches none of the 3 known records")]
+
+
+def test_against_the_mirror_needs_a_config_and_a_state_file(tmp_path: Path) -> None:
+    config = write_project(tmp_path, [], {"slas": [sla("rest")]})
+    policy = str(tmp_path / "policy.json")
+    result = CliRunner().invoke(main, ["lint", policy, "--against-mirror"])
+    assert result.exit_code == 2 and "give --config FILE" in result.output
+    result = CliRunner().invoke(main, ["lint", policy, "--config", str(config),
+                                       "--against-mirror"])
+    assert result.exit_code == 2 and "no state file yet" in result.output
