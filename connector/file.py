@@ -125,6 +125,10 @@ class FileHelpdesk:
         found = _find(self._load(), record_id)
         return Record.from_dict(found[1], found[0]) if found else None
 
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """As get: the file's records carry their notes."""
+        return self.get(record_id)
+
     # -- writing ---------------------------------------------------------------------------
 
     def apply(self, change: ChangeSet, now: datetime) -> Record:

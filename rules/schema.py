@@ -5,7 +5,8 @@ Both are generated from the definitions the checker itself uses (the variables a
 operator types, the actions and their parameters, the policy's keys, the calendar and
 duration syntax), so neither can drift from what `validate` accepts. The schema is the
 shape only: what needs the whole policy (a calendar name that is defined, unique names,
-overlapping intervals, placeholders in note texts) stays with the checker.
+overlapping intervals, placeholders in note texts, how deep conditions nest, regular
+expressions that backtrack without bound) stays with the checker.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from rules.clock import TARGETS
 from rules.policy import (
     CALENDAR_FIELDS,
     DEFAULT_CLOSED_STATUSES,
+    MAX_ESCALATION_LEVEL,
+    MAX_NUMBER,
     ON_TARGET_CHANGE,
     TOP_LEVEL,
 )
@@ -42,7 +45,7 @@ def _value(input_type: str, operator: str) -> dict[str, Any] | None:
     if input_type == FIELD_NO_INPUT:
         return None
     if input_type == FIELD_NUMERIC:
-        return {"type": "number"}
+        return {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
     if input_type == FIELD_SELECT_MULTIPLE:
         return {**STRINGS, "minItems": 1}
     assert input_type == FIELD_TEXT
@@ -67,7 +70,8 @@ def _leaves(variables: Mapping[str, tuple[type[BaseType], str]]) -> list[dict[st
             properties: dict[str, Any] = {
                 "name": {"enum": sorted(names)},
                 "operator": {"enum": ops},
-                "value": {"enum": [None, ""]} if value is None else value,
+                # an operator without input ignores whatever value business-rules authors write
+                "value": {} if value is None else value,
             }
             out.append({"type": "object", "title": f"{kind.name} variable, {'/'.join(ops)}",
                         "properties": properties, "additionalProperties": False,
@@ -94,7 +98,8 @@ def _actions() -> dict[str, Any]:
         params = {}
         for param, input_type in spec.params.items():
             if input_type == FIELD_NUMERIC:
-                params[param] = {"type": "integer", "minimum": 1}
+                params[param] = {"type": "integer", "minimum": 1,
+                                 "maximum": MAX_ESCALATION_LEVEL}
             else:
                 params[param] = {"type": "string", "pattern": r"\S"}
                 if param in ("text", "note"):
@@ -137,7 +142,8 @@ def _calendar() -> dict[str, Any]:
 
 
 def _sla() -> dict[str, Any]:
-    duration = {"type": "string", "pattern": rf"^\s*(?:{durations._WHOLE.pattern})\s*$",
+    duration = {"type": "string", "maxLength": 100,
+                "pattern": rf"^\s*(?:{durations._WHOLE.pattern})\s*$",
                 "description": "business time: 90s, 30m, 4h, 2d, 2bd, 1h30m"}
     field = {"anyOf": [{"enum": list(CALENDAR_FIELDS)}, {"type": "string",
                                                           "pattern": r"^custom\."}]}
@@ -192,7 +198,9 @@ def json_schema() -> dict[str, Any]:
                 "description": {"type": "string"},
                 "conditions": {"$ref": "#/$defs/condition"},
                 "actions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/action"}},
-            }, "required": ["name", "conditions", "actions"], "additionalProperties": False},
+            # a rule without a name (as plain business-rules rules are written) is named
+            # from what it says
+            }, "required": ["conditions", "actions"], "additionalProperties": False},
             "condition": _condition("condition", VARIABLES),
             "record_condition": _condition("record_condition", RECORD_VARIABLES),
             "action": _actions(),

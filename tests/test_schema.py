@@ -57,8 +57,11 @@ BROKEN = [
     pytest.param(["rules", 0, "conditions", "all", 0, "value"], ["ticket"],
                  id="a list for equal_to"),
     pytest.param(["rules", 0, "conditions", "all", 3, "value"], [], id="an empty is_one_of"),
-    pytest.param(["rules", 1, "conditions", "all", 1, "value"], True,
-                 id="a value for an operator taking none"),
+    pytest.param(["rules", 5, "actions", 0, "params", "level"], 101,
+                 id="escalate above the highest level"),
+    pytest.param(["rules", 1, "conditions", "all", 0, "value"], 1e16,
+                 id="a number out of range"),
+    pytest.param(["rules", 0, "conditions"], None, id="no conditions"),
     pytest.param(["rules", 0, "conditions", "all"], [], id="an empty all"),
     pytest.param(["rules", 5, "actions", 0, "params", "level"], 0, id="escalate to level 0"),
     pytest.param(["rules", 0, "actions", 0, "params", "colour"], "red", id="unknown parameter"),
@@ -95,6 +98,9 @@ def test_a_broken_policy_fails_both_the_schema_and_the_checker(path: list[Any],
     pytest.param(["rules", 1, "conditions", "all", 1], {"name": "first_response_breached",
                                                         "operator": "is_false", "value": None},
                  id="a null value for an operator taking none"),
+    pytest.param(["rules", 1, "conditions", "all", 1, "value"], True,
+                 id="a value on an operator taking none, as business-rules authors write"),
+    pytest.param(["rules", 0, "name"], None, id="a rule without a name"),
     pytest.param(["rules", 0, "conditions", "all", 0],
                  {"name": "subject", "operator": "matches_regex", "value": "^(re|fwd):"},
                  id="a regular expression"),
@@ -108,6 +114,8 @@ def test_a_broken_policy_fails_both_the_schema_and_the_checker(path: list[Any],
 ])
 def test_a_valid_variation_passes_both(path: list[Any], value: Any) -> None:
     policy = edited(path, value)
+    if value is None and path[-1] == "name":
+        del policy["rules"][0]["name"]
     if path[:3] == ["slas", 7, "calendar_by"]:
         del policy["slas"][7]["calendar"]
     assert list(validator().iter_errors(policy)) == []
