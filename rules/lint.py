@@ -152,27 +152,30 @@ class GaveUp(Exception):
 
 def conjuncts(f: Formula, budget: list[int],
               names: tuple[str, ...]) -> Iterator[tuple[Leaf, ...]]:
-    """The formula's disjunctive normal form, lazily, without branches already refuted;
-    GaveUp past the budget. `names`: the policy's SLA names."""
-    if isinstance(f, Leaf):
-        yield (f,)
-    elif isinstance(f, Any_):
-        for item in f.items:
-            yield from conjuncts(item, budget, names)
-    else:
-        def product(items: tuple[Formula, ...]) -> Iterator[tuple[Leaf, ...]]:
-            if not items:
-                yield ()
-                return
-            for head in conjuncts(items[0], budget, names):
-                if not consistent(head, names):
-                    continue
-                for rest in product(items[1:]):
-                    budget[0] -= 1
-                    if budget[0] < 0:
-                        raise GaveUp
-                    yield head + rest
-        yield from product(f.items)
+    """The conjunctions of leaves that satisfy f (its disjunctive normal form), found by a
+    depth-first search that drops a branch as soon as its leaves cannot hold together;
+    GaveUp past the budget of branches. `names`: the policy's SLA names."""
+    def search(pending: tuple[Formula, ...], found: tuple[Leaf, ...],
+               space: _Space) -> Iterator[tuple[Leaf, ...]]:
+        if not pending:
+            yield found
+            return
+        head, rest = pending[0], pending[1:]
+        if isinstance(head, Leaf):
+            grown = space.copy()
+            grown.add(head)
+            if grown.possible():
+                yield from search(rest, (*found, head), grown)
+        elif isinstance(head, All):
+            yield from search((*head.items, *rest), found, space)
+        else:
+            for item in head.items:
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise GaveUp
+                yield from search((item, *rest), found, space)
+
+    yield from search((f,), (), _Space(names))
 
 
 # -- domains -----------------------------------------------------------------------------------
@@ -272,7 +275,12 @@ class _Space:
     present: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)
     opaque: list[Leaf] = field(default_factory=list)
-    failed: bool = False
+
+    def copy(self) -> _Space:
+        return _Space(self.sla_names, {k: set(v) for k, v in self.finite.items()},
+                      {k: set(v) for k, v in self.excluded.items()}, dict(self.numbers),
+                      {k: set(v) for k, v in self.flags.items()}, set(self.present),
+                      set(self.absent), list(self.opaque))
 
     def add(self, leaf: Leaf) -> None:
         kind = VARIABLES[leaf.name][0]
@@ -348,7 +356,7 @@ class _Space:
             if a.same_test(b) and a.negated != b.negated:
                 return False
         strings = {leaf.name for leaf in self.opaque if leaf.name != "tags"}
-        for name in set(self.finite) | set(self.excluded) | strings | {"kind", "sla"}:
+        for name in set(self.finite) | set(self.excluded) | strings:
             if self.possible_strings(name) == []:
                 return False
         return all(self.clock_choices(t) for t in TARGETS if self.mentions(t))
@@ -409,13 +417,6 @@ def default_facts() -> dict[str, Any]:
     return facts
 
 
-def consistent(leaves_: Iterable[Leaf], sla_names: tuple[str, ...] = ()) -> bool:
-    space = _Space(sla_names)
-    for leaf in leaves_:
-        space.add(leaf)
-    return space.possible()
-
-
 # -- the questions -----------------------------------------------------------------------------
 
 class Reasoner:
@@ -444,8 +445,8 @@ class Reasoner:
     def impossible(self, f: Formula) -> bool:
         """Proven: no facts satisfy f."""
         try:
-            return not any(consistent(c, self.names) for c in
-                           conjuncts(self.with_sla_facts(f), [MAX_BRANCHES], self.names))
+            return next(conjuncts(self.with_sla_facts(f), [MAX_BRANCHES], self.names),
+                        None) is None
         except GaveUp:
             return False
 
