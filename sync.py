@@ -3,18 +3,24 @@
 A thin click layer over sync_run (the loop), sync_config, sync_state and rules; library
 errors become clean exits with a message naming the file, path or record involved.
 
-Exit codes: 0 done; 1 the run failed (the helpdesk could not be read or written; the
-cursor did not move); 2 bad usage, configuration, policy or state file (nothing was read or
-written); 3 the run finished but some records could not be written or evaluated;
-4 another sync holds the state file.
+Exit codes: 0 done (and `run --every` stopped by SIGTERM or Ctrl-C); 1 the run failed (the
+helpdesk could not be read or written, or an unexpected error; the cursor did not move), or
+`--every` gave up after N failed syncs in a row; 2 bad usage, configuration, policy or state
+file (nothing was read or written); 3 the run finished but some records could not be
+written or evaluated; 4 another sync holds the state file; 130 / 143 a single run stopped
+by Ctrl-C / SIGTERM after recording the write in flight.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import sqlite3
 import sys
+import threading
 import time
+import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +32,7 @@ from connector import ConnectorError, Record, RecordError, open_connector
 from connector.file import FileHelpdesk
 from connector.model import format_instant, parse_instant
 from connector.webhook import Webhooks
-from rules.durations import parse_duration
+from rules.durations import format_duration, parse_duration
 from rules.engine import SlaMark
 from rules.explain import explain as explain_plan
 from rules.explain import explain_data
@@ -39,9 +45,15 @@ from sync_author import AUTHOR_COMMANDS
 from sync_config import Config, ConfigError, load_config, locate
 from sync_report import FORMATS, as_csv, as_json, html_report, prometheus, queue_table, table
 from sync_run import RunReport, run_sync
-from sync_state import StateError, StateLock, StateStore
+from sync_state import StateError, StateLock, StateLocked, StateStore
 
 EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_LOCKED = 1, 2, 3, 4
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: A run stopped by a signal before it finished exits 128 + the signal, as shells report it.
+EXIT_STOPPED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+MIN_INTERVAL = 10  # seconds between syncs, at least
+MAX_BACKOFF = 3600  # seconds: failed syncs double the wait up to this (or the interval)
+DEFAULT_GIVE_UP_AFTER = 10
 
 
 class Exit(click.ClickException):
@@ -122,11 +134,16 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object per changed record on stdout.")
 @click.option("--every", metavar="DURATION",
-              help="Repeat every DURATION (e.g. 5m) until interrupted.")
+              help=f"Repeat every DURATION (e.g. 5m; at least {MIN_INTERVAL}s) until stopped "
+                   "(SIGTERM or Ctrl-C).")
+@click.option("--give-up-after", "give_up_after", type=click.IntRange(min=1),
+              default=DEFAULT_GIVE_UP_AFTER, show_default=True, metavar="N",
+              help="With --every: exit 1 after N failed syncs in a row (failures back off, "
+                   "doubling the interval up to an hour).")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), metavar="FILE",
               help="With --dry-run: plan with this draft policy instead of the config's.")
 def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: bool,
-        every: str | None, policy_path: Path | None) -> None:
+        every: str | None, give_up_after: int, policy_path: Path | None) -> None:
     """Run one sync: read what changed, evaluate every open record, write what must change."""
     if policy_path is not None and (not dry_run or every is not None):
         raise click.UsageError("--policy evaluates a draft: it takes --dry-run (a draft never "
@@ -137,6 +154,10 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
             interval = parse_duration(every)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--every") from None
+        if interval < MIN_INTERVAL:
+            raise click.BadParameter(
+                f"{every!r} is below the minimum interval of {MIN_INTERVAL}s (a helpdesk "
+                "is not polled faster than that)", param_hint="--every")
         if now_text is not None:
             raise click.UsageError("--every runs on the real clock; it cannot take --now")
     now = _now(now_text)
@@ -144,55 +165,163 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
     policy = _policy(policy_path or config.policy)
     connector = _connector(config)
     notifier = _webhooks(config, policy)
-    try:
-        with StateLock(config.state), StateStore(config.state) as store:
-            if interval is None:
-                report = _run_once(connector, policy, store, now, dry_run, as_json, notifier)
-                if report.errors or report.notify_failures:
-                    sys.exit(EXIT_PARTIAL)
-                return
-            _run_every(config, connector, policy, store, interval, dry_run, as_json, notifier)
-    except StateError as exc:
-        raise Exit(str(exc), EXIT_LOCKED if "held by" in str(exc) else EXIT_INVALID) from None
+    with Stop() as stop:
+        try:
+            with StateLock(config.state), StateStore(config.state) as store:
+                if store.created:
+                    click.echo(f"{config.state}: no state file yet: first run (every record "
+                               "is new to sla-sync; a lost state file makes rules fire again)",
+                               err=True)
+                if store.backup is not None:
+                    click.echo(f"{config.state}: migrated; the previous file is kept as "
+                               f"{store.backup}", err=True)
+                if interval is not None:
+                    _run_every(config, connector, policy, store, interval, dry_run, as_json,
+                               notifier, stop, give_up_after)
+                    return
+                report = _run_once(connector, policy, store, now, dry_run, as_json, notifier,
+                                   stop)
+        except StateLocked as exc:
+            raise Exit(str(exc), EXIT_LOCKED) from None
+        except StateError as exc:
+            raise Exit(str(exc), EXIT_INVALID) from None
+        except StopNow as exc:
+            raise Exit(f"stopped at once by a second {exc.name}: the record in flight was "
+                       "rolled back in the state file; the next run settles it",
+                       EXIT_STOPPED[exc.signum]) from None
+    if report.stopped:
+        assert stop.signum is not None
+        raise Exit(f"stopped by {stop.name} after recording what was in flight; the cursor "
+                   "did not move and the next run continues", EXIT_STOPPED[stop.signum])
+    if report.errors or report.notify_failures:
+        sys.exit(EXIT_PARTIAL)
+
+
+class StopNow(KeyboardInterrupt):
+    """A second SIGTERM or Ctrl-C: stop where we are (SQLite rolls back the transaction in
+    flight, as after a kill)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+class Stop:
+    """SIGTERM and SIGINT ask the sync to stop once the record or batch in flight is written
+    and recorded, instead of raising wherever Python happens to be (inside a transaction,
+    say). A wait between syncs ends at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Stop:
+        for signum in STOP_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise StopNow(signum)
+        self.signum = signum
+        self.event.set()
+        # os.write, not click.echo: a handler may run in the middle of another print.
+        os.write(2, f"{self.name}: stopping after the write in flight (send it again to stop "
+                    "at once)\n".encode())
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "a signal"
+
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as a stop is asked for."""
+        return self.event.wait(seconds)
 
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
-              dry_run: bool, as_json: bool, notifier: Webhooks) -> RunReport:
+              dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop) -> RunReport:
     try:
-        report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier)
+        report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier,
+                          should_stop=stop.requested)
     except (ConnectorError, RecordError) as exc:
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_FAILED) from None
+    except Exception as exc:  # a bug or a broken disk: one failed run, never a traceback
+        raise Exit(f"run failed, cursor not moved: unexpected {_where(exc)}", EXIT_FAILED)\
+            from None
     if as_json:
         for change in report.changes:
             click.echo(json.dumps(change, ensure_ascii=False))
     _summary(report, err=as_json)
+    for row in store.skipped():
+        if row["last_run"] != report.run_id:  # not read this run: say it is still left out
+            click.echo(f"skipped: record {row['record_id']!r}: {row['reason']} (as read in run "
+                       f"{row['last_run']}; left out until the helpdesk has a usable "
+                       "version)", err=True)
     return report
 
 
+def _where(exc: BaseException) -> str:
+    """An unexpected error as its type and the line that raised it. Its text is left out: it
+    may quote a URL or a header, and those can hold secrets."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = ""
+    if frames:
+        last = frames[-1]
+        place = f" at {Path(last.filename).name}:{last.lineno}"
+    if isinstance(exc, sqlite3.Error | OSError):
+        detail = getattr(exc, "strerror", None) or getattr(exc, "sqlite_errorname", None)
+        return f"{type(exc).__name__}{place} ({detail})" if detail else \
+            f"{type(exc).__name__}{place}"
+    return f"{type(exc).__name__}{place}"
+
+
 def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore,
-               interval: int, dry_run: bool, as_json: bool, notifier: Webhooks) -> None:
+               interval: int, dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
+               give_up_after: int) -> None:
     policy_mtime = config.policy.stat().st_mtime
-    click.echo(f"syncing every {interval}s; Ctrl-C to stop", err=True)
-    try:
-        while True:
-            started = time.monotonic()
-            if config.policy.stat().st_mtime != policy_mtime:
-                policy_mtime = config.policy.stat().st_mtime
-                try:
-                    candidate = load_policy(config.policy)
-                    _check_webhooks(config, candidate, notifier)
-                    policy = candidate
-                    click.echo(f"{config.policy}: reloaded", err=True)
-                except (PolicyError, Exit) as exc:
-                    click.echo(f"{exc}\nkeeping the previous policy", err=True)
+    click.echo(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
+               "write in flight", err=True)
+    failures = 0
+    while not stop.requested():
+        started = time.monotonic()
+        if config.policy.stat().st_mtime != policy_mtime:
+            policy_mtime = config.policy.stat().st_mtime
             try:
-                _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
-                          notifier)
-            except Exit as exc:
-                click.echo(f"error: {exc.message}; retrying at the next interval", err=True)
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
+                candidate = load_policy(config.policy)
+                _check_webhooks(config, candidate, notifier)
+                policy = candidate
+                click.echo(f"{config.policy}: reloaded", err=True)
+            except (PolicyError, Exit) as exc:
+                click.echo(f"{exc}\nkeeping the previous policy", err=True)
+        try:
+            report = _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
+                               notifier, stop)
+        except Exit as exc:
+            failures += 1
+            if failures >= give_up_after:
+                raise Exit(f"{exc.message}\ngiving up after {failures} failed syncs in a row "
+                           "(--give-up-after)", EXIT_FAILED) from None
+            delay = min(interval * 2 ** (failures - 1), max(interval, MAX_BACKOFF))
+            click.echo(f"error: {exc.message}\nsync failed ({failures} in a row, giving up "
+                       f"at {give_up_after}); next try in {format_duration(delay)}", err=True)
+        else:
+            failures = 0
+            if report.stopped:
+                break
+            delay = max(0.0, interval - (time.monotonic() - started))
+            click.echo(f"next sync in {format_duration(delay)}", err=True)
+        if stop.wait(delay):
+            break
+    click.echo(f"stopped by {stop.name}", err=True)
 
 
 def _summary(report: RunReport, err: bool) -> None:
@@ -252,7 +381,7 @@ def explain(record_id: str, config_path: str | None, now_text: str | None,
     previous = None
     if config.state.exists():
         try:
-            with StateStore(config.state) as store:
+            with StateStore(config.state, readonly=True) as store:
                 record = record or store.record(record_id)
                 active = store.active_rules().get(record_id, frozenset())
                 since = store.activation_times(record_id)
@@ -304,7 +433,7 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
         raise Exit(f"{config.state}: no state file yet: run `sla-sync run` first, or report "
                    "on a file with --from FILE", EXIT_INVALID)
     try:
-        with StateStore(config.state) as store:
+        with StateStore(config.state, readonly=True) as store:
             return store.all_records(), policy, store.sla_marks(), store.last_run()
     except StateError as exc:
         raise Exit(str(exc), EXIT_INVALID) from None

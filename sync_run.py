@@ -58,6 +58,7 @@ class RunReport:
     notify_failures: int = 0
     duration_ms: int = 0
     cursor_moved: bool = False
+    stopped: bool = False  # should_stop said so: the rest is left for the next run
     status: str = "running"
     problems: list[str] = field(default_factory=list)  # skipped records
     failures: list[str] = field(default_factory=list)  # failed evaluations and writes
@@ -140,11 +141,14 @@ Notifier = Callable[[str, str, Mapping[str, Any]], None]
 
 
 def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datetime,
-             dry_run: bool = False, notifier: Notifier | None = None) -> RunReport:
+             dry_run: bool = False, notifier: Notifier | None = None,
+             should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+    """One sync. `should_stop` is asked between pages and between records (a SIGTERM): once
+    it says yes, the batch already planned is written and recorded, the cursor stays."""
     started = time.monotonic()
     report = RunReport(run_id=store.begin_run(now, dry_run), now=now, dry_run=dry_run)
     try:
-        _run(connector, policy, store, now, report, notifier)
+        _run(connector, policy, store, now, report, notifier, should_stop)
     except BaseException as exc:
         report.status = "failed"
         report.errors += 1  # the failure itself
@@ -153,13 +157,15 @@ def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datet
                          str(exc) or type(exc).__name__)
         raise
     report.status = "ok" if report.errors == 0 and report.notify_failures == 0 else "partial"
+    report.status = "stopped" if report.stopped else report.status
     report.duration_ms = round((time.monotonic() - started) * 1000)
     store.finish_run(report.run_id, report.status, report.figures(), report.duration_ms)
     return report
 
 
 def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
-         report: RunReport, notifier: Notifier | None) -> None:
+         report: RunReport, notifier: Notifier | None, should_stop: Callable[[], bool],
+         ) -> None:
     dry = report.dry_run
     cursor = store.cursor(connector.identity)
     next_cursor = cursor
@@ -172,8 +178,11 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         if dry:
             fetched.update((r.id, r) for r in page.records)
         else:
-            store.mirror(page.records, report.run_id)
+            store.mirror(page.records, report.run_id, page.problems)
         next_cursor = page.cursor
+        if should_stop():
+            report.stopped = True
+            return
 
     held: set[str] = set()
     if not dry:
@@ -187,6 +196,9 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
     writer = _Writer(connector, policy, store, now, report)
 
     for record in records:
+        if should_stop():
+            report.stopped = True
+            break
         if record.id in held:
             continue  # its earlier write is still unsettled: planning it could repeat it
         p = writer.plan(record)
@@ -213,10 +225,10 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             report.retired += 1
     writer.flush()
 
-    if not dry and report.errors == 0 and next_cursor != cursor:
+    if not dry and report.errors == 0 and not report.stopped and next_cursor != cursor:
         store.move_cursor(connector.identity, next_cursor, report.run_id)
         report.cursor_moved = True
-    if not dry:
+    if not dry and not report.stopped:
         _drain_outbox(store, notifier, report)
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from connector.model import ChangeSet, Record, format_instant, parse_instant
+from connector.model import ChangeSet, Record, RecordError, format_instant, parse_instant
 from rules.engine import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
@@ -108,28 +109,127 @@ MIGRATIONS: list[str] = [
         last_error TEXT
     );
     """,
+    # 4: records the helpdesk holds in a form sla-sync cannot use: left out of evaluation and
+    # reported every run, until a usable version is read
+    """
+    CREATE TABLE skipped (
+        record_id TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        first_run INTEGER NOT NULL,
+        last_run INTEGER NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StateError(Exception):
-    """The state file cannot be used (unreadable, not ours, newer, or locked)."""
+    """The state file cannot be used (unreadable, damaged, not ours, newer, or locked)."""
+
+
+class StateLocked(StateError):
+    """Another sync holds the state file."""
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: What to do about a state file that cannot be used, in every message that refuses one.
+RESTORE = ("nothing was read or written. Restore the file from a backup (a migration leaves "
+           "one beside it, *.bak-schemaN), or move it away to start afresh: a fresh state file "
+           "forgets which rules already fired, so they fire again")
+
+
 class StateStore:
-    def __init__(self, path: Path):
+    """The state file, opened for a sync (created when missing, migrated when older, a
+    backup taken first) or `readonly` (explain, reports: never created, never written).
+    `created` says that this open made a new file."""
+
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self.created = False
+        self.backup: Path | None = None
+        if not path.exists():
+            if readonly:
+                raise StateError(f"{path}: no state file yet (run `sla-sync run` first)")
+            try:
+                self._create()
+            except OSError as exc:
+                raise StateError(f"{path}: cannot create the state file ({exc.strerror}); "
+                                 "check the `state:` path and its folder's permissions")\
+                    from None
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"{path}: cannot create the state file ({exc})") from None
+            self.created = True
+        self._check_file()
         try:
-            self.db = sqlite3.connect(path, isolation_level=None)
+            if readonly:
+                self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                          isolation_level=None)
+            else:
+                self.db = sqlite3.connect(path, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"{path}: not a usable state file ({exc})") from None
+            raise StateError(f"{path}: not a usable state file ({exc}); {RESTORE}") from None
+
+    def _create(self) -> None:
+        """A new state file is built beside and renamed into place, so that the state path
+        never holds a half-made file: an empty or partial one is then always damage."""
+        making = self.path.with_name(self.path.name + ".new")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        making.unlink(missing_ok=True)
+        os.close(os.open(making, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        db = sqlite3.connect(making, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            for number, migration in enumerate(MIGRATIONS):
+                db.executescript(f"BEGIN; {migration}; PRAGMA application_id = "
+                                 f"{APPLICATION_ID}; PRAGMA user_version = {number + 1}; "
+                                 "COMMIT;")
+        finally:
+            db.close()
+        os.replace(making, self.path)
+
+    def _check_file(self) -> None:
+        """Refuse what SQLite would quietly treat as a fresh database, or fail on later."""
+        path = self.path
+        try:
+            info = path.stat()
+            with path.open("rb") as handle:
+                head = handle.read(len(SQLITE_MAGIC))
+        except OSError as exc:
+            raise StateError(f"{path}: cannot read the state file ({exc.strerror})") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise StateError(f"{path}: not a regular file")
+        if info.st_size == 0:
+            raise StateError(f"{path}: the state file is empty (0 bytes): it was truncated or "
+                             f"replaced; {RESTORE}")
+        if head != SQLITE_MAGIC:
+            raise StateError(f"{path}: not an sla-sync state file (not even SQLite); {RESTORE}")
+        if self.readonly:
+            return
+        # The mode bits are asked too: root may write anything, but a file made read-only
+        # was meant to stay so.
+        if not info.st_mode & stat.S_IWUSR or not os.access(path, os.W_OK):
+            raise StateError(
+                f"{path}: the state file is read-only (mode {stat.S_IMODE(info.st_mode):04o}); "
+                "a sync must write it: make it writable by its owner (chmod 600), or point "
+                "`state:` at a copy; nothing was read or written")
+        # It holds ticket data: a file left readable by others (an older sla-sync made them
+        # 0644) is closed to its owner.
+        for part in (path, *self._companions()):
+            try:
+                if part.exists() and stat.S_IMODE(part.stat().st_mode) & 0o077:
+                    part.chmod(0o600)
+            except OSError:
+                pass  # not ours to change (another owner): it can still be used
+
+    def _companions(self) -> list[Path]:
+        return [self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm")]
 
     def close(self) -> None:
         self.db.close()
@@ -145,14 +245,26 @@ class StateStore:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables):
-            raise StateError(f"{self.path}: not an sla-sync state file")
+            raise StateError(f"{self.path}: not an sla-sync state file; {RESTORE}")
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"{self.path}: written by a newer sla-sync (state schema {version}, this "
                 f"version knows up to {SCHEMA_VERSION}); upgrade sla-sync or use another "
                 "state file")
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise StateError(f"{self.path}: the state file is damaged "
+                             f"({'; '.join(problems)}); {RESTORE}")
+        if self.readonly:
+            if version < SCHEMA_VERSION:
+                raise StateError(f"{self.path}: state schema {version} is older than this "
+                                 f"sla-sync's ({SCHEMA_VERSION}); one `sla-sync run` migrates "
+                                 "it")
+            return
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        if 0 < version < SCHEMA_VERSION:
+            self.backup = self._back_up(version)
         for number in range(version, SCHEMA_VERSION):
             with self.transaction():
                 for statement in MIGRATIONS[number].split(";"):
@@ -160,6 +272,24 @@ class StateStore:
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 self.db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def _back_up(self, version: int) -> Path:
+        """A consistent copy (SQLite's backup API, the WAL included) before a migration,
+        made once per schema: a second try of the same migration keeps the first copy."""
+        target = self.path.with_name(f"{self.path.name}.bak-schema{version}")
+        if target.exists():
+            return target
+        making = target.with_name(target.name + ".new")
+        making.unlink(missing_ok=True)
+        os.close(os.open(making, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        copy = sqlite3.connect(making)
+        try:
+            self.db.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        finally:
+            copy.close()
+        os.replace(making, target)
+        return target
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -188,10 +318,22 @@ class StateStore:
 
     # -- the record mirror ---------------------------------------------------------------
 
-    def mirror(self, records: Iterable[Record], run_id: int) -> None:
+    def mirror(self, records: Iterable[Record], run_id: int,
+               problems: Iterable[RecordError] = ()) -> None:
         """Keep the latest version of each record; a newer version returns a retired record
-        to evaluation."""
+        to evaluation. `problems` are records read in a form that cannot be used: they are
+        left out of evaluation (their last usable copy could be out of date) until a usable
+        version is read."""
+        records = list(records)
         with self.transaction():
+            self.db.executemany(
+                "INSERT INTO skipped (record_id, reason, first_run, last_run) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (record_id) DO UPDATE SET reason = excluded.reason,"
+                " last_run = excluded.last_run",
+                [(p.record_id, p.reason[:1000], run_id, run_id) for p in problems
+                 if p.record_id is not None])
+            self.db.executemany("DELETE FROM skipped WHERE record_id = ?",
+                                [(r.id,) for r in records])
             self.db.executemany(
                 "INSERT INTO records (id, kind, status, updated_at, data, seen_run)"
                 " VALUES (?, ?, ?, ?, ?, ?)"
@@ -211,8 +353,14 @@ class StateStore:
     def evaluation_set(self) -> list[Record]:
         """Every mirrored record not retired, oldest change first."""
         rows = self.db.execute("SELECT data FROM records WHERE retired_version IS NULL"
+                               " AND id NOT IN (SELECT record_id FROM skipped)"
                                " ORDER BY updated_at, id")
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
+
+    def skipped(self) -> list[sqlite3.Row]:
+        """Records left out because the helpdesk's version cannot be used, by id."""
+        return list(self.db.execute("SELECT record_id, reason, first_run, last_run"
+                                    " FROM skipped ORDER BY record_id"))
 
     def all_records(self) -> list[Record]:
         """Every mirrored record, retired ones included (reports read them all)."""
@@ -245,7 +393,7 @@ class StateStore:
         with self.transaction():
             for table, key in (("records", "id"), ("activations", "record_id"),
                                ("pending", "record_id"), ("sla_marks", "record_id"),
-                               ("outbox", "record_id")):
+                               ("outbox", "record_id"), ("skipped", "record_id")):
                 self.db.execute(f"DELETE FROM {table} WHERE {key} = ?", (record_id,))
 
     def counts(self) -> dict[str, int]:
@@ -392,7 +540,7 @@ class StateLock:
         try:
             self.lock.acquire()
         except Timeout:
-            raise StateError(f"{self.lock.lock_file} is held by {self._holder()}; only one "
+            raise StateLocked(f"{self.lock.lock_file} is held by {self._holder()}; only one "
                              "sync may use a state file at a time") from None
         self.owner.write_text(_json({"pid": os.getpid(), "host": socket.gethostname(),
                                      "since": format_instant(datetime.now(UTC))}))

@@ -78,7 +78,9 @@ class FileHelpdesk:
     @staticmethod
     def _read(path: Path, what: str) -> dict[str, Any]:
         try:
-            text = path.read_text(encoding="utf-8")
+            # Bytes that are not UTF-8 become lone surrogates, which Record refuses: only the
+            # records holding them are skipped, not the whole file.
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
             raise ConnectorError(f"{path}: {what} not found") from None
         except OSError as exc:
@@ -89,6 +91,9 @@ class FileHelpdesk:
         except json.JSONDecodeError as exc:
             raise ConnectorError(
                 f"{path}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, deep nesting
+            raise ConnectorError(f"{path}: unusable JSON ({type(exc).__name__}: "
+                                 f"{str(exc)[:100]})") from None
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             raise ConnectorError(f'{path}: expected an object {{"records": [...]}}')
         return data
@@ -97,11 +102,16 @@ class FileHelpdesk:
         since = parse_instant(cursor, "cursor") if cursor else None
         records: list[Record] = []
         problems: list[RecordError] = []
-        for position, raw in enumerate(self._load()["records"]):
+        raws = self._load()["records"]
+        twins = _duplicates(raws)
+        for position, raw in enumerate(raws):
             try:
                 record = Record.from_dict(raw, position)
             except RecordError as exc:
                 problems.append(exc)
+                continue
+            if record.id in twins:
+                problems.append(_duplicate_error(record.id, position, twins[record.id]))
                 continue
             if since is None or record.updated_at > since:
                 records.append(record)
@@ -185,7 +195,9 @@ class FileHelpdesk:
         fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                          dir=self.path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
+            # A lone surrogate (a skipped record's) is written as its JSON escape, `\udc80`,
+            # which reads back as the same text: a bad record never stops a write.
+            with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as out:
                 json.dump(data, out, indent=2, ensure_ascii=False)
                 out.write("\n")
                 out.flush()
@@ -199,7 +211,41 @@ class FileHelpdesk:
 
 
 def _find(data: dict[str, Any], record_id: str) -> tuple[int, dict[str, Any]] | None:
-    for position, raw in enumerate(data["records"]):
-        if isinstance(raw, dict) and raw.get("id") is not None and str(raw["id"]) == record_id:
-            return position, raw
-    return None
+    found = [(position, raw) for position, raw in enumerate(data["records"])
+             if isinstance(raw, dict) and _raw_id(raw) == record_id]
+    if len(found) > 1:
+        raise _duplicate_error(record_id, found[0][0], [position for position, _ in found])
+    return found[0] if found else None
+
+
+def _raw_id(raw: Any) -> str | None:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return None if value is None or isinstance(value, bool) else str(value)
+
+
+def _duplicates(raws: list[Any]) -> dict[str, list[int]]:
+    """Ids held by more than one record -> their positions. Both copies are skipped: writes
+    address a record by its id, so neither could be written without guessing, and keeping
+    one would silently ignore edits made to the other."""
+    positions: dict[str, list[int]] = {}
+    for position, raw in enumerate(raws):
+        record_id = _raw_id(raw)
+        if record_id is not None:
+            positions.setdefault(record_id, []).append(position)
+    return {key: found for key, found in positions.items() if len(found) > 1}
+
+
+def _duplicate_error(record_id: str, position: int, positions: list[int]) -> RecordError:
+    others = ", ".join(f"#{p}" for p in positions if p != position)
+    return DuplicateRecord(f"id: record #{position} of the file shares its id with {others}; "
+                           "every copy is skipped until the ids are unique",
+                           record_id=record_id, position=position)
+
+
+class DuplicateRecord(RecordError, ConnectorError):
+    """Two records of the file share an id: a per-record problem when reading, a per-record
+    write failure when writing."""
+
+    def __init__(self, message: str, record_id: str, position: int):
+        RecordError.__init__(self, message, record_id=record_id, position=position)
+        self.retriable = False

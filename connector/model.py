@@ -8,12 +8,23 @@ guessed.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 KINDS = ("ticket", "lead")
+#: The instants a record may carry. Outside them a timestamp is a typo or a sentinel
+#: (`9999-12-31`), and business time counted day by day across it would not end.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+#: Bounds on one record, far above any real ticket: beyond them a value is garbage.
+MAX_ID = 255  # characters
+MAX_TEXT = 1_000_000  # characters in one text (a subject, a tag, a note)
+MAX_ITEMS = 10_000  # tags, notes or status changes
+MAX_LEVEL = 1_000  # escalation level
 #: Fields a ChangeSet may set directly (the escalation level and tags have their own slots).
 SETTABLE_FIELDS = ("priority", "group", "assignee", "status")
 #: The status a record had before its first status_history entry.
@@ -24,6 +35,10 @@ class RecordError(ValueError):
     """A record that cannot be used: it is skipped and reported, the others proceed."""
 
     def __init__(self, message: str, record_id: str | None = None, position: int | None = None):
+        # A connector that wraps what Record itself refused passes its text on: the record
+        # is named once.
+        if record_id:
+            message = message.removeprefix(f"record {record_id!r}: ")
         self.record_id = record_id
         self.position = position
         self.reason = message
@@ -42,12 +57,39 @@ def parse_instant(value: Any, what: str) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ValueError(f"{what}: {value!r} is not an ISO 8601 timestamp") from None
+            raise ValueError(f"{what}: {show(value)} is not an ISO 8601 timestamp") from None
     else:
-        raise ValueError(f"{what}: expected an ISO 8601 timestamp, got {value!r}")
+        raise ValueError(f"{what}: expected an ISO 8601 timestamp, got {show(value)}")
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"{what}: {value!r} has no UTC offset (refusing to guess a timezone)")
-    return parsed.astimezone(UTC)
+        raise ValueError(f"{what}: {show(value)} has no UTC offset (refusing to guess a "
+                         "timezone)")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:30-01:00 is in the year 10000 in UTC
+        raise ValueError(f"{what}: {show(value)} is out of range") from None
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value as messages quote it: its repr, cut short (a record may hold megabytes), and
+    never raising (an int of 5000 digits has no repr)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 5] + "...>" + text[-1:]
+
+
+def check_text(value: str, what: str) -> None:
+    """Refuse text a UTF-8 file, database or HTTP body cannot hold (a lone surrogate), or that
+    is too long to be real; ValueError naming `what`."""
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"{what}: {len(value)} characters (at most {MAX_TEXT})")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{what}: not valid Unicode (a lone surrogate at character "
+                             f"{exc.start})") from None
 
 
 def format_instant(value: datetime) -> str:
@@ -88,15 +130,86 @@ class Record:
     notes: tuple[Note, ...] = ()
     custom: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Every connector builds Records, so the bounds are checked here once for all of
+        # them: a record outside them is skipped and reported, never a crash later on.
+        if self._plainly_usable():
+            return
+        try:
+            check_text(self.id, "id")
+            if len(self.id) > MAX_ID:
+                raise ValueError(f"id: {len(self.id)} characters (at most {MAX_ID})")
+            for name in ("created_at", "updated_at", "first_response_at", "solved_at"):
+                _check_instant(getattr(self, name), name)
+            for name in ("subject", "status", "priority", "tier", "channel", "source",
+                         "group", "assignee"):
+                check_text(getattr(self, name), name)
+            for name in ("tags", "status_history", "notes"):
+                if len(getattr(self, name)) > MAX_ITEMS:
+                    raise ValueError(f"{name}: {len(getattr(self, name))} entries (at most "
+                                     f"{MAX_ITEMS})")
+            for i, tag in enumerate(self.tags):
+                check_text(tag, f"tags[{i}]")
+            for i, change in enumerate(self.status_history):
+                _check_instant(change.at, f"status_history[{i}].at")
+                check_text(change.status, f"status_history[{i}].status")
+            for i, note in enumerate(self.notes):
+                _check_instant(note.at, f"notes[{i}].at")
+                check_text(note.text, f"notes[{i}].text")
+            if isinstance(self.escalation_level, bool) \
+                    or not isinstance(self.escalation_level, int) \
+                    or not 0 <= self.escalation_level <= MAX_LEVEL:
+                raise ValueError(f"escalation_level: expected a whole number from 0 to "
+                                 f"{MAX_LEVEL}, got {show(self.escalation_level)}")
+            _check_custom(self.custom)
+        except ValueError as exc:
+            raise RecordError(str(exc), record_id=self.id if _usable_id(self.id) else None)\
+                from None
+
+    def _plainly_usable(self) -> bool:
+        """The common case, cheaply (every record built pays for it); False sends the
+        record through the checks that name the field at fault."""
+        try:
+            if not (EARLIEST <= self.created_at < LATEST and EARLIEST <= self.updated_at < LATEST
+                    and (self.first_response_at is None
+                         or EARLIEST <= self.first_response_at < LATEST)
+                    and (self.solved_at is None or EARLIEST <= self.solved_at < LATEST)
+                    and type(self.escalation_level) is int
+                    and 0 <= self.escalation_level <= MAX_LEVEL and len(self.id) <= MAX_ID
+                    and max(len(self.tags), len(self.notes), len(self.status_history))
+                    <= MAX_ITEMS):
+                return False
+            texts = [self.id, self.subject, self.status, self.priority, self.tier,
+                     self.channel, self.source, self.group, self.assignee, *self.tags]
+            for change in self.status_history:
+                if not EARLIEST <= change.at < LATEST:
+                    return False
+                texts.append(change.status)
+            for note in self.notes:
+                if not EARLIEST <= note.at < LATEST:
+                    return False
+                texts.append(note.text)
+            joined = "".join(texts)
+            return (max(map(len, texts)) <= MAX_TEXT
+                    and (joined.isascii() or bool(joined.encode("utf-8")))
+                    and (not self.custom or _plain_json(self.custom, 0)))
+        except (TypeError, ValueError):
+            return False
+
     @classmethod
     def from_dict(cls, data: Any, position: int | None = None) -> Record:
         """Build a Record from the shared vocabulary; RecordError names what is wrong."""
         if not isinstance(data, Mapping):
             raise RecordError("is not an object", position=position)
         raw_id = data.get("id")
-        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or str(raw_id) == "":
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
             raise RecordError("has no id", position=position)
+        if isinstance(raw_id, int) and abs(raw_id) >= 10 ** MAX_ID:
+            raise RecordError(f"id: more than {MAX_ID} digits", position=position)
         record_id = str(raw_id)
+        if not _usable_id(record_id):
+            raise RecordError(f"id: not valid Unicode, or longer than {MAX_ID} characters",
+                              position=position)
 
         def fail(message: str) -> RecordError:
             return RecordError(message, record_id=record_id, position=position)
@@ -129,7 +242,8 @@ class Record:
             level = data.get("escalation_level")
             level = 0 if level is None else level
             if isinstance(level, bool) or not isinstance(level, int) or level < 0:
-                raise ValueError(f"escalation_level: expected a whole number >= 0, got {level!r}")
+                raise ValueError("escalation_level: expected a whole number >= 0, got "
+                                 f"{show(level)}")
             custom = data.get("custom") or {}
             if not isinstance(custom, Mapping):
                 raise ValueError("custom: expected an object")
@@ -144,11 +258,15 @@ class Record:
             raise fail(str(exc)) from None
         if any(a.at < b.at for a, b in zip(history[1:], history, strict=False)):
             raise fail("status_history: entries are not in time order")
-        return cls(
-            id=record_id, kind=kind, created_at=created_at, updated_at=updated_at,
-            first_response_at=first_response_at, solved_at=solved_at, status_history=history,
-            notes=notes, tags=tags, escalation_level=level, custom=dict(custom), **strings,
-        )
+        try:
+            return cls(
+                id=record_id, kind=kind, created_at=created_at, updated_at=updated_at,
+                first_response_at=first_response_at, solved_at=solved_at,
+                status_history=history, notes=notes, tags=tags, escalation_level=level,
+                custom=dict(custom), **strings,
+            )
+        except RecordError as exc:
+            raise fail(exc.reason) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The record in the shared vocabulary, JSON-ready (timestamps as UTC ISO strings)."""
@@ -191,6 +309,61 @@ class Record:
         if timeline[-1].status != self.status:
             timeline.append(StatusChange(max(self.updated_at, timeline[-1].at), self.status))
         return timeline
+
+
+def _usable_id(value: str) -> bool:
+    try:
+        check_text(value, "id")
+    except ValueError:
+        return False
+    return len(value) <= MAX_ID
+
+
+def _check_instant(value: datetime | None, what: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValueError(f"{what}: expected an aware datetime, got {show(value)}")
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(f"{what}: {format_instant(value)} is outside the years "
+                         f"{EARLIEST.year} to {LATEST.year - 1}")
+
+
+def _plain_json(value: Any, depth: int) -> bool:
+    """True for what _check_custom accepts, in the usual case of short flat values."""
+    kind = type(value)
+    if kind is str:
+        return len(value) <= MAX_TEXT and (value.isascii() or bool(value.encode("utf-8")))
+    if kind is int:
+        return -2 ** 63 <= value < 2 ** 63
+    if kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if depth > 20:
+        return False
+    if kind is dict:
+        return all(type(k) is str and _plain_json(k, depth) and _plain_json(v, depth + 1)
+                   for k, v in value.items())
+    if kind is list:
+        return all(_plain_json(v, depth + 1) for v in value)
+    return False
+
+
+def _check_custom(custom: Mapping[str, Any]) -> None:
+    """Custom fields must be what the state file and the file helpdesk can store as JSON:
+    finite numbers, valid Unicode, not nested without end."""
+    try:
+        text = json.dumps(custom, ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ValueError("custom: nested too deeply") from None
+    except TypeError as exc:
+        raise ValueError(f"custom: not JSON ({exc})") from None
+    except ValueError as exc:
+        what = "NaN or Infinity is not a number" if "float" in str(exc) else \
+            "a number too long to store"
+        raise ValueError(f"custom: {what}") from None
+    check_text(text, "custom")
 
 
 def _optional_instant(data: Mapping[str, Any], name: str) -> datetime | None:

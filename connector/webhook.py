@@ -5,17 +5,54 @@ Config: `webhooks: {NAME: {url: ${SLACK_WEBHOOK_URL}, format: slack}}`. `slack` 
 default) posts `{"text": ...}`, which Slack-compatible incoming webhooks (Slack,
 Mattermost, Rocket.Chat, Teams workflows) accept; `json` posts the text with the record id,
 rule and webhook name for tools of your own. Webhook URLs are secrets: they never appear in
-messages.
+messages, nor in urllib3's DEBUG log lines; a webhook's redirect is not followed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
+import requests
+
+from connector.base import ConnectorError
 from connector.http import HttpClient, check_base_url
 
 FORMATS = ("slack", "json")
+#: urllib3 logs each request's path at DEBUG, and the path of a webhook URL is its secret.
+URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry",
+                   "urllib3.poolmanager", "urllib3.response")
+
+
+class _Redact(logging.Filter):
+    """Rewrites a log record that would show a webhook URL's path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in sorted(self.secrets, key=len, reverse=True):
+                message = message.replace(secret, "<webhook URL>")
+            record.msg, record.args = message, ()
+        return True
+
+
+_redact = _Redact()
+for _name in URLLIB3_LOGGERS:
+    logging.getLogger(_name).addFilter(_redact)
+
+
+def _hide(url: str) -> None:
+    parsed = urlparse(url)
+    _redact.secrets.add(url)
+    if parsed.path.strip("/"):
+        _redact.secrets.add(parsed.path + (f"?{parsed.query}" if parsed.query else ""))
+        _redact.secrets.add(parsed.path)
 
 
 class Webhooks:
@@ -42,12 +79,24 @@ class Webhooks:
                 raise ValueError(f"{where}.format: expected one of {', '.join(FORMATS)}")
             try:
                 url = check_base_url(spec.get("url"), f"{where}.url")
-            except ValueError as exc:
+            except ValueError:
                 # The message names the key, never the URL (webhook URLs carry secrets).
-                raise ValueError(str(exc).split(": ")[0] + ": expected an https URL (or "
-                                 "http to a loopback address)") from None
+                raise ValueError(f"{where}.url: expected an https URL (or http to a "
+                                 "loopback address)") from None
+            try:
+                port = urlparse(url).port  # raises for one that is not a number to 65535
+                if port == 0:
+                    raise ValueError("port 0")
+            except ValueError:
+                raise ValueError(f"{where}.url: the port is not a number from 1 to 65535 "
+                                 "(the URL is not shown: webhook URLs are secrets)") from None
+            _hide(url)
+            # A redirect is not followed: it would carry the notification (ticket data) to a
+            # host nobody configured.
+            session = requests.Session()
+            session.max_redirects = 0
             clients[name] = (HttpClient(url, name=f"webhook {name!r}", max_retry_seconds=60,
-                                        quote_paths=False), fmt, url)
+                                        quote_paths=False, session=session), fmt, url)
         return cls(clients)
 
     @property
@@ -62,4 +111,14 @@ class Webhooks:
         if fmt == "json":
             body.update(record_id=context.get("record_id"), rule=context.get("rule"),
                         webhook=webhook)
-        client.post(url, json=body, ok=(200, 201, 202, 204))
+        try:
+            client.post(url, json=body, ok=(200, 201, 202, 204))
+        except requests.TooManyRedirects:
+            raise ConnectorError(f"webhook {webhook!r}: POST answered with a redirect, which is "
+                                 "not followed; give the URL it points to", retriable=True)\
+                from None
+        except (requests.RequestException, ValueError) as exc:
+            # requests quotes the URL in what it raises for a URL it cannot use.
+            raise ConnectorError(f"webhook {webhook!r}: POST failed ({type(exc).__name__}; "
+                                 "the URL is not shown: webhook URLs are secrets)",
+                                 retriable=True) from None

@@ -159,3 +159,123 @@ def test_change_set_survives_a_to_dict_from_dict_round_trip():
         "escalation_level": 1, "add_tags": ["sla_breach"], "remove_tags": ["sla_warning"],
         "notes": ["escalated"]}
     assert ChangeSet.from_dict(change.to_dict()) == change
+
+
+# -- records no part of sla-sync could use: refused one by one, never a crash --------------
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"updated_at": "9999-12-31T23:30-01:00"},
+     "updated_at: '9999-12-31T23:30-01:00' is out of range"),
+    ({"created_at": "0001-01-01T00:00+01:00"},
+     "created_at: '0001-01-01T00:00+01:00' is out of range"),
+    ({"created_at": "1900-01-01T00:00:00+00:00"},
+     "created_at: 1900-01-01T00:00:00+00:00 is outside the years 1970 to 2199"),
+    ({"solved_at": "9999-12-31T00:00:00+00:00"},
+     "solved_at: 9999-12-31T00:00:00+00:00 is outside the years 1970 to 2199"),
+    ({"notes": [{"at": "2500-01-01T00:00:00+00:00", "text": "x"}]},
+     "notes[0].at: 2500-01-01T00:00:00+00:00 is outside the years 1970 to 2199"),
+    ({"subject": "printer \ud800 on fire"},
+     "subject: not valid Unicode (a lone surrogate at character 8)"),
+    ({"tags": ["ok", "\udcff"]}, "tags[1]: not valid Unicode (a lone surrogate at character 0)"),
+    ({"notes": [{"at": iso("2026-03-02 09:10"), "text": "a\udc80"}]},
+     "notes[0].text: not valid Unicode (a lone surrogate at character 1)"),
+    ({"custom": {"plan": "gold\ud83d"}},
+     "custom: not valid Unicode (a lone surrogate at character 14)"),
+    ({"custom": {"seats": float("nan")}}, "custom: NaN or Infinity is not a number"),
+    ({"custom": {"seats": [10 ** 5000]}}, "custom: a number too long to store"),
+    ({"custom": {"deep": nested(2000)}},
+     "custom: nested too deeply"),
+    ({"escalation_level": 10 ** 30},
+     "escalation_level: expected a whole number from 0 to 1000, got 1" + "0" * 30),
+    ({"escalation_level": 10 ** 5000},
+     "escalation_level: expected a whole number from 0 to 1000, got <int>"),
+    ({"subject": "x" * 1_000_001}, "subject: 1000001 characters (at most 1000000)"),
+    ({"tags": ["t"] * 10_001}, "tags: 10001 entries (at most 10000)"),
+], ids=["year-10000-in-utc", "year-0", "before-1970", "solved-in-9999", "note-in-2500",
+        "surrogate-subject", "surrogate-tag", "surrogate-note", "surrogate-custom", "nan-custom",
+        "long-number-custom", "deep-custom",
+        "huge-level", "level-without-repr", "huge-subject", "too-many-tags"])
+def test_an_unusable_value_is_refused_naming_the_record_and_field(fields, message):
+    error = refusal(**fields)
+    assert (str(error), error.record_id, error.position) == (f"record 'T-1': {message}", "T-1",
+                                                            4)
+
+
+def test_an_unusable_id_is_refused_naming_the_position():
+    assert str(refusal(id="T\ud800")) == (
+        "record #4: id: not valid Unicode, or longer than 255 characters")
+    assert str(refusal(id=10 ** 300)) == "record #4: id: more than 255 digits"
+
+
+def test_an_out_of_range_instant_is_a_value_error_not_an_overflow():
+    from connector.model import parse_instant
+    with pytest.raises(ValueError, match="out of range"):
+        parse_instant("9999-12-31T23:30-01:00", "--now")
+
+
+def test_a_record_built_directly_by_a_connector_is_checked_too():
+    # Zendesk, Freshdesk and RT build Records with the constructor, not from_dict.
+    good = make_record()
+    with pytest.raises(RecordError, match=r"^record 'T-1': subject: not valid Unicode"):
+        Record(id="T-1", kind="ticket", created_at=good.created_at,
+               updated_at=good.updated_at, subject="\ud800")
+    with pytest.raises(RecordError, match=r"^record 'T-1': updated_at: .* outside the years"):
+        Record(id="T-1", kind="ticket", created_at=good.created_at,
+               updated_at=at("2300-01-01 00:00"))
+
+
+def test_the_edges_of_the_window_are_accepted():
+    assert make_record(created_at="1970-01-01T00:00:00+00:00").created_at.year == 1970
+    assert make_record(updated_at="2199-12-31T23:59:59+00:00").updated_at.year == 2199
+
+
+# -- the same refusals through the HTTP connectors, which build Records themselves ---------
+
+def spoil(tickets: list[dict], updated_key: str = "updated_at") -> None:
+    """The first ticket gets a timestamp in the year 10000 (UTC), the second a lone
+    surrogate in its subject; the rest stay as they are."""
+    tickets[0][updated_key] = "9999-12-31T23:30:00-01:00"
+    tickets[1]["subject"] = "printer \ud800 on fire"
+
+
+def test_zendesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
+    import json as json_module
+
+    import responses
+
+    from tests import test_zendesk as z
+    page = json_module.loads((z.FIXTURES / "incremental_tickets_page_2_end_of_stream.json")
+                             .read_text())
+    page["tickets"] = [dict(page["tickets"][0], id=n) for n in (501, 502, 503)]
+    spoil(page["tickets"])
+    with responses.RequestsMock() as api:
+        z.events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
+        api.get(z.URL + z.TICKET_EXPORT, json=page,
+                match=z.query(include="metric_sets", start_time="1772323200"))
+        [result] = z.zendesk().fetch(None)
+    assert [r.id for r in result.records] == ["503"]
+    assert [str(p) for p in result.problems] == [
+        "record '501': updated_at: '9999-12-31T23:30:00-01:00' is out of range",
+        "record '502': subject: not valid Unicode (a lone surrogate at character 8)"]
+
+
+def test_freshdesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
+    import responses
+
+    from tests import test_freshdesk as f
+    tickets = f.fixture("incremental_page_1_of_2")
+    spoil(tickets)
+    with responses.RequestsMock() as api:
+        f.add_page(api, f.START, tickets)
+        [result] = f.freshdesk().fetch(None)
+    assert [r.id for r in result.records] == ["1003"]
+    assert [str(p) for p in result.problems] == [
+        "record '1001': updated_at: '9999-12-31T23:30:00-01:00' is out of range",
+        "record '1002': subject: not valid Unicode (a lone surrogate at character 8)"]
