@@ -38,6 +38,9 @@ ALWAYS = "24x7"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: How far add_business_seconds looks for working time before giving up.
 MAX_DAYS = 3660
+#: How many recent business_seconds answers a calendar keeps: enough for one record's
+#: clocks (a few spans each), not a cache of the desk.
+SPAN_MEMO = 64
 _INTERVAL = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
 _ONE_OFF = re.compile(r"\d{4}-\d\d-\d\d")
 _YEARLY = re.compile(r"\d\d-\d\d")
@@ -99,6 +102,9 @@ class WeeklyCalendar:
         self._days: dict[date, tuple[Interval, ...]] = {}
         self._totals: dict[date, timedelta] = {}
         self._public: dict[int, frozenset[date]] = {}
+        # (start, end) -> business seconds, of recent calls: a record's two clocks and its
+        # due time ask for the same spans. Cleared when full, so it stays small.
+        self._spans: dict[tuple[datetime, datetime], float] = {}
         working = [sum(end - start for start, end in spans) for spans in self.week.values()]
         self.working_day_seconds = 60.0 * sum(working) / max(1, sum(1 for w in working if w))
 
@@ -170,6 +176,14 @@ class WeeklyCalendar:
     def business_seconds(self, start: datetime, end: datetime) -> float:
         if end <= start:
             return 0.0
+        found = self._spans.get((start, end))
+        if found is None:
+            if len(self._spans) >= SPAN_MEMO:
+                self._spans.clear()
+            found = self._spans[start, end] = self._business_seconds(start, end)
+        return found
+
+    def _business_seconds(self, start: datetime, end: datetime) -> float:
         first, last = self._local_date(start), self._local_date(end)
         total = timedelta()
         day = first
