@@ -68,16 +68,21 @@ def record_facts(record: Record, now: datetime) -> dict[str, Any]:
     }
 
 
+_CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
+    "minutes_left", "elapsed_pct", "breached", "met", "paused", "business_minutes_elapsed",
+    "due_at_epoch")) for target in TARGETS}
+
+
 def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for target, clock in clocks.items():
-        facts[f"{target}_minutes_left"] = clock.minutes_left
-        facts[f"{target}_elapsed_pct"] = clock.elapsed_pct
-        facts[f"{target}_breached"] = clock.breached
-        facts[f"{target}_met"] = clock.met
-        facts[f"{target}_paused"] = clock.paused
-        facts[f"{target}_business_minutes_elapsed"] = clock.elapsed_seconds / 60
-        facts[f"{target}_due_at_epoch"] = clock.due_at.timestamp() if clock.due_at else 0
+        names = _CLOCK_FACT_NAMES.get(target) or tuple(f"{target}_{suffix}" for suffix in (
+            "minutes_left", "elapsed_pct", "breached", "met", "paused",
+            "business_minutes_elapsed", "due_at_epoch"))
+        facts.update(zip(names, (
+            clock.minutes_left, clock.elapsed_pct, clock.breached, clock.met, clock.paused,
+            clock.elapsed_seconds / 60, clock.due_at.timestamp() if clock.due_at else 0),
+            strict=True))
     return facts
 
 
