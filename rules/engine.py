@@ -20,7 +20,7 @@ from business_rules import engine as br_engine
 from connector.model import Record
 from rules.actions import ActionCollector, Intent
 from rules.calendar import ALWAYS, BUILT_IN, Calendar
-from rules.clock import TARGETS, Clock, run_clock, timeline_until
+from rules.clock import TARGETS, Clock, frozen, run_clock, timeline_until
 from rules.conditions import Asked, Check, Compiler
 from rules.policy import Policy, Rule, Sla
 from rules.variables import RecordVariables
@@ -207,8 +207,8 @@ def evaluate(record: Record, policy: Policy, now: datetime,
             outcomes.append(RuleOutcome(rule, True, tuple(collector.intents)))
         else:
             outcomes.append(not_fired)
-    return Evaluation(record=record, now=now, sla=sla, sla_mark=mark, calendar=calendar,
-                      clocks=clocks, facts=facts, outcomes=tuple(outcomes))
+    return frozen(Evaluation, record=record, now=now, sla=sla, sla_mark=mark,
+                  calendar=calendar, clocks=clocks, facts=facts, outcomes=tuple(outcomes))
 
 
 class _Placeholders(Mapping[str, Any]):
