@@ -52,6 +52,8 @@ from connector.model import (
 SETTINGS = {"type", "path", "seed", "page_size", "batch_size"}
 #: How much of a JSON Lines file is copied at a time.
 CHUNK = 1 << 20
+#: How many encoded records a JSON rewrite joins at a time.
+LINES_PER_CHUNK = 2048
 
 
 @dataclass
@@ -74,12 +76,15 @@ class Document:
             if key != "records":
                 yield _encode(value)
                 continue
+            lines = self.lines
+            if None in lines:
+                for position, line in enumerate(lines):
+                    if line is None:
+                        lines[position] = _encode(records[position])
             yield b"[\n" if records else b"["
-            for position, raw in enumerate(records):
-                line = self.lines[position]
-                if line is None:
-                    line = self.lines[position] = _encode(raw)
-                yield line + (b",\n" if position + 1 < len(records) else b"\n")
+            for start in range(0, len(lines), LINES_PER_CHUNK):
+                yield b",\n".join(lines[start:start + LINES_PER_CHUNK])  # type: ignore[arg-type]
+                yield b",\n" if start + LINES_PER_CHUNK < len(lines) else b"\n"
             yield b"]"
         yield b"}\n"
 
