@@ -19,7 +19,9 @@ child process and prints one table:
   the ratio; business-time computations per second (`business_seconds` from each
   record's creation to now on its SLA's calendar).
 
-`--code DIR` runs another checkout's code (e.g. `git archive main | tar -x -C DIR`) with
+`--eval-only` skips the syncs; `--profile N` prints where one evaluation pass spends its
+time (cProfile, the N costliest calls by cumulative time). `--code DIR` runs another
+checkout's code (e.g. `git archive main | tar -x -C DIR`) with
 this bench, for before/after columns. Desks and state live in a temporary folder that is
 removed afterwards (`--keep` keeps it).
 """
@@ -183,18 +185,29 @@ for _ in range(5):
     for name, work in (("baseline", baseline), ("evaluate", evaluation),
                        ("business_time", business_time)):
         t = time.process_time(); work(); times[name].append(time.process_time() - t)
+if len(sys.argv) > 5:  # --profile N: where one evaluation pass spends its time
+    import cProfile, io, pstats
+    profile = cProfile.Profile()
+    profile.runcall(evaluation)
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(int(sys.argv[5]))
+    print(out.getvalue(), file=sys.stderr)
 print(json.dumps({"records": len(records), **{k: min(v) for k, v in times.items()}}))
 """
 
 
-def measure_eval(code: Path, desk: Path, policy: Path, limit: int) -> dict[str, float]:
+def measure_eval(code: Path, desk: Path, policy: Path, limit: int,
+                 profile: int) -> dict[str, float]:
     out = subprocess.run([sys.executable, "-c", BOOT + EVAL_CHILD, str(desk), str(policy),
-                          str(limit), NOW.isoformat()], env=child_env(code), check=True,
-                         capture_output=True, text=True)
+                          str(limit), NOW.isoformat(), *([str(profile)] if profile else [])],
+                         env=child_env(code), check=True, capture_output=True, text=True)
+    if profile:
+        print(out.stderr)
     return dict(json.loads(out.stdout))
 
 
-def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool) -> None:
+def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
+               eval_only: bool, profile: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="sla-sync-desk-"))
     try:
         records = generate(scale=max(1, size // 200), seed=11)["records"]
@@ -206,7 +219,7 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool) -
         config.write_text(f"connector:\n  type: file\n  path: {desk.name}\n"
                           f"policy: {policy.name}\nstate: state.db\n")
         rows = []
-        for label, now, share in (("first sync", NOW, None),
+        for label, now, share in () if eval_only else (("first sync", NOW, None),
                                   ("rerun, nothing changed", NOW, None),
                                   ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01)):
             if share is not None:
@@ -215,15 +228,16 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool) -
             found = SUMMARY.search(err)
             evaluated, _, writes = (int(g) for g in found.groups()) if found else (-1, -1, -1)
             rows.append((label, seconds, cpu, rss / 1024, evaluated, writes))
-        figures = measure_eval(code, desk, policy, eval_records)
+        figures = measure_eval(code, desk, policy, eval_records, profile)
     finally:
         if keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"\n{len(records):,} records ({fmt}), code {code}")
-    print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} {'evaluated':>9} "
-          f"{'writes':>7}")
+    if rows:
+        print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} "
+              f"{'evaluated':>9} {'writes':>7}")
     for label, seconds, cpu, rss, evaluated, writes in rows:
         print(f"{label:<26} {seconds:>8.2f} {cpu:>7.2f} {rss:>12.0f} {evaluated:>9} "
               f"{writes:>7}")
@@ -242,9 +256,14 @@ def main() -> None:
                         help="the checkout whose code runs (default: this one)")
     parser.add_argument("--eval-records", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--eval-only", action="store_true", help="no syncs, only evaluation")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print the N costliest calls (cProfile, cumulative) of one "
+                             "evaluation pass")
     args = parser.parse_args()
     for size in (parse_size(s) for s in args.sizes.split(",")):
-        bench_size(size, args.format, args.code.resolve(), args.eval_records, args.keep)
+        bench_size(size, args.format, args.code.resolve(), args.eval_records, args.keep,
+                   args.eval_only, args.profile)
 
 
 if __name__ == "__main__":
