@@ -11,7 +11,9 @@ child process and prints one table:
 - first sync (everything new), a rerun with nothing changed, and a run one minute later
   after 1% of the records changed: seconds (wall, the child's whole life), its CPU
   seconds (user + system) and peak RSS (os.wait4's rusage), records evaluated and writes
-  (from the run's summary). On a shared machine the CPU seconds are the steadier figure;
+  (from the run's summary). On a shared machine the CPU seconds are the steadier figure.
+  The desk is generated and touched in helper processes, so that the bench process stays
+  small: a child's peak RSS includes the size of the process that started it;
 - evaluation in one child process over the desk's records (up to --eval-records; CPU
   time of the child, best of 5 interleaved rounds):
   `rules.engine.evaluate` (SLA choice, clocks, rules) in records/s, business-rules
@@ -210,9 +212,8 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
                eval_only: bool, profile: int) -> None:
     folder = Path(tempfile.mkdtemp(prefix="sla-sync-desk-"))
     try:
-        records = generate(scale=max(1, size // 200), seed=11)["records"]
         desk = folder / f"helpdesk.{fmt}"
-        write_desk(desk, records)
+        count = in_helper("make", str(desk), str(size))
         policy = folder / "policy.json"
         policy.write_text(json.dumps(bench_policy(), indent=2))
         config = folder / "config.yaml"
@@ -223,7 +224,7 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
                                   ("rerun, nothing changed", NOW, None),
                                   ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01)):
             if share is not None:
-                touch(desk, share, NOW + timedelta(seconds=30))
+                in_helper("touch", str(desk), str(share))
             seconds, cpu, rss, err = run_cli(code, config, now)
             found = SUMMARY.search(err)
             evaluated, _, writes = (int(g) for g in found.groups()) if found else (-1, -1, -1)
@@ -234,7 +235,7 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"\n{len(records):,} records ({fmt}), code {code}")
+    print(f"\n{count:,} records ({fmt}), code {code}")
     if rows:
         print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} "
               f"{'evaluated':>9} {'writes':>7}")
@@ -248,7 +249,29 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
     print(f"business-time computations: {n / figures['business_time']:,.0f}/s")
 
 
+def in_helper(*args: str) -> int:
+    """Generate or touch a desk in a child process. A child's peak RSS counts the memory
+    of the process it was started from (Linux records it at exec), so this one stays small
+    and never holds a desk."""
+    out = subprocess.run([sys.executable, __file__, "--helper", *args], check=True,
+                         capture_output=True, text=True)
+    return int(out.stdout)
+
+
+def helper(action: str, desk: str, value: str) -> None:
+    path = Path(desk)
+    if action == "make":
+        records = generate(scale=max(1, parse_size(value) // 200), seed=11)["records"]
+        write_desk(path, records)
+        print(len(records))
+    else:
+        print(touch(path, float(value), NOW + timedelta(seconds=30)))
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--helper"]:
+        helper(*sys.argv[2:5])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k", help="comma-separated, e.g. 10k,100k")
     parser.add_argument("--format", choices=("json", "jsonl"), default="json")
