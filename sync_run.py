@@ -3,7 +3,9 @@
 This module and the CLI are the only places that know both a connector and the rules.
 Order of a run:
 1. fetch the pages changed since the cursor into the record mirror;
-2. settle any write a crashed run left pending (was it applied? record it; else drop it);
+2. settle any write an earlier run left pending (a crash, an answer that never came): read
+   the record back from the helpdesk, with its notes; applied: record it; not applied:
+   drop it and plan again; not readable now: keep it pending and leave the record alone;
 3. plan every record of the evaluation set (all mirrored records not retired), so that
    time alone makes SLA rules fire;
 4. for each non-empty change: journal it, apply it, then record activations and audit
@@ -31,7 +33,7 @@ from connector import (
     RecordGone,
     WriteResult,
 )
-from connector.base import apply_each
+from connector.base import OutcomeUnknown, apply_each
 from connector.model import ChangeSet, format_instant
 from rules.engine import SlaMark
 from rules.planner import WRITE, Plan, plan
@@ -108,20 +110,29 @@ def is_settled(record: Record, p: Plan, policy: Policy, now: datetime) -> bool:
 
 
 def is_applied(change: ChangeSet, record: Record, notes_readable: bool = True) -> bool:
-    """Does the record already show every effect of `change`? (Used to settle a write that a
-    crash left pending: if it shows, the write went through.) Where the helpdesk's records
-    do not carry their notes, notes are not looked for: better a note lost than a note
-    posted twice, for the one record in flight."""
+    """Does the record, as read back from the helpdesk, show every effect of `change`? (Used
+    to settle a write whose outcome is unknown: if it shows, the write went through.) Notes
+    count when added at or after the version the change was planned on, so an older note
+    with the same text is not taken for this one; a note may sit inside a longer comment
+    (Zendesk posts a change's notes as one comment). Without `notes_readable` notes are not
+    looked for: the caller must not take such a write as done."""
     current = {"priority": record.priority, "group": record.group,
                "assignee": record.assignee, "status": record.status}
-    texts = {note.text for note in record.notes}
+    base = change.base_updated_at
+    texts = [_plain(note.text) for note in record.notes if base is None or note.at >= base]
     tags = {tag.lower() for tag in record.tags}
     return (all(current[k] == v for k, v in change.fields.items())
             and all(tag.lower() in tags for tag in change.add_tags)
             and not any(tag.lower() in tags for tag in change.remove_tags)
-            and (not notes_readable or all(text in texts for text in change.notes))
+            and (not notes_readable
+                 or all(any(_plain(text) in seen for seen in texts) for text in change.notes))
             and (change.escalation_level is None
                  or record.escalation_level >= change.escalation_level))
+
+
+def _plain(text: str) -> str:
+    """A note's text with its whitespace folded: helpdesks re-wrap and trim what they store."""
+    return " ".join(text.split())
 
 
 #: Sends one notification: (webhook name, text, context) -> None; raises ConnectorError.
@@ -164,8 +175,9 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             store.mirror(page.records, report.run_id)
         next_cursor = page.cursor
 
+    held: set[str] = set()
     if not dry:
-        _settle_pending(store, report, now, connector.capabilities.reads_notes)
+        held = _settle_pending(connector, store, report, now)
 
     records = store.evaluation_set()
     if dry:
@@ -175,6 +187,8 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
     writer = _Writer(connector, policy, store, now, report)
 
     for record in records:
+        if record.id in held:
+            continue  # its earlier write is still unsettled: planning it could repeat it
         p = writer.plan(record)
         if p is None:
             continue
@@ -248,11 +262,15 @@ class _Writer:
         for p in batch:
             self.store.begin_write(self.report.run_id, p.change, self.outcome(p), self.now)
         # An error of the helpdesk itself propagates: the journalled writes are settled by
-        # the next run.
-        if len(batch) == 1:
-            results = apply_each(self.connector, [batch[0].change], self.now)
-        else:
-            results = self.connector.apply_many([p.change for p in batch], self.now)
+        # the next run. A batch whose answer was lost is settled record by record.
+        try:
+            if len(batch) == 1:
+                results = apply_each(self.connector, [batch[0].change], self.now)
+            else:
+                results = self.connector.apply_many([p.change for p in batch], self.now)
+        except OutcomeUnknown as exc:
+            results = [WriteResult(p.record.id, error=OutcomeUnknown(
+                str(exc), record_id=p.record.id)) for p in batch]
         for p, result in zip(batch, results, strict=True):
             self.settle(p, result, retry=True)
 
@@ -270,32 +288,68 @@ class _Writer:
             self.report.warnings.append(
                 f"{error}; it was deleted in the helpdesk, so sla-sync forgets it")
             return
-        self.store.drop_pending(record_id)
-        if isinstance(error, ConflictError) and retry:
-            self.replan(p)
+        if isinstance(error, OutcomeUnknown | ConflictError):
+            self.reconcile(p, error, retry)
             return
+        self.store.drop_pending(record_id)
         self.report.errors += 1
-        what = "changed again while being retried" if isinstance(error, ConflictError) \
-            else "write failed"
-        self.report.failures.append(f"record {record_id!r}: {what}: {error}; nothing "
+        self.report.failures.append(f"record {record_id!r}: write failed: {error}; nothing "
                                     "written, the next run tries again")
 
-    def replan(self, p: Plan) -> None:
-        """Someone changed the record between our read and our write: read it again, plan
-        again on what they left, and write once more (only what is still needed)."""
+    def reconcile(self, p: Plan, error: ConnectorError, retry: bool) -> None:
+        """The write's outcome is unknown (its answer was lost), or the helpdesk refused it
+        as a conflict (someone else's edit, or our own earlier attempt that did land): read
+        the record back and settle by what it shows. Applied: record it. A conflict that is
+        not ours: plan again on what the other person left and write once more. An unknown
+        outcome that does not show yet stays pending, never resent in this run: the next
+        run reads the record again."""
+        record_id = p.record.id
+        unknown = isinstance(error, OutcomeUnknown)
         try:
-            fresh = self.connector.get(p.record.id)
+            fresh = self.connector.read_back(record_id, p.change.base_updated_at)
         except (ConnectorError, RecordError) as exc:
             if isinstance(exc, ConnectorError) and exc.record_id is None:
                 raise
+            # Pending either way: a conflict may be our own earlier attempt, refused on its
+            # version check after an answer was lost; the next run reads it back first.
             self.report.errors += 1
-            self.report.failures.append(f"record {p.record.id!r}: changed since it was read, "
-                                        f"and reading it again failed: {exc}")
+            self.report.failures.append(
+                f"record {record_id!r}: {error}; reading it back failed ({exc}): the write "
+                "stays pending and the next run settles it")
             return
         if fresh is None:
-            self.store.forget(p.record.id)
+            self.store.forget(record_id)
             return
         self.store.mirror([fresh], self.report.run_id)
+        notes_readable = self.connector.capabilities.reads_notes
+        if is_applied(p.change, fresh, notes_readable) and (notes_readable
+                                                             or not p.change.notes):
+            self.store.commit(self.report.run_id, record_id, self.outcome(p), self.now, fresh)
+            self.report.writes += 1
+            self.report.recovered += 1
+            why = "the answer to its write was lost" if unknown \
+                else "its write was refused as a conflict"
+            self.report.warnings.append(f"record {record_id!r}: {why}; read back, the record "
+                                        "shows the write: recorded it, not sent again")
+            return
+        if unknown:
+            self.report.errors += 1
+            self.report.failures.append(
+                f"record {record_id!r}: {error}; read back, the record does not show it "
+                "(yet): the write stays pending and the next run settles it")
+            return
+        self.store.drop_pending(record_id)
+        if retry:
+            self.replan(p, fresh)
+            return
+        self.report.errors += 1
+        self.report.failures.append(f"record {record_id!r}: changed again while being "
+                                    f"retried: {error}; nothing written, the next run tries "
+                                    "again")
+
+    def replan(self, p: Plan, fresh: Record) -> None:
+        """Someone changed the record between our read and our write: plan again on what
+        they left, and write once more (only what is still needed)."""
         again = self.plan(fresh, again=True)
         if again is None:
             return
@@ -307,7 +361,7 @@ class _Writer:
         try:
             written = self.connector.apply(again.change, self.now)
         except ConnectorError as exc:
-            if exc.record_id is None:
+            if exc.record_id is None and not isinstance(exc, OutcomeUnknown):
                 raise
             self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
             return
@@ -342,18 +396,50 @@ def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunRepor
         report.notified += 1
 
 
-def _settle_pending(store: StateStore, report: RunReport, now: datetime,
-                    notes_readable: bool) -> None:
+def _settle_pending(connector: Connector, store: StateStore, report: RunReport,
+                    now: datetime) -> set[str]:
+    """Settle the writes earlier runs left pending (a crash, an answer that never came) by
+    reading each record back from the helpdesk itself, notes included: the fetched pages
+    may lag (Zendesk's export leaves out the last minute) and do not carry notes. Returns
+    the records whose write is still unsettled: this run does not plan them."""
+    held: set[str] = set()
+    notes_readable = connector.capabilities.reads_notes
     for change, outcome, run_id in store.pending():
-        record = store.record(change.record_id)
-        if record is not None and is_applied(change, record, notes_readable):
-            store.commit(run_id, change.record_id, outcome, now)
+        record_id = change.record_id
+        try:
+            record = connector.read_back(record_id, change.base_updated_at)
+        except (ConnectorError, RecordError) as exc:
+            if isinstance(exc, ConnectorError) and exc.record_id is None:
+                raise
+            held.add(record_id)
+            report.errors += 1
+            report.failures.append(f"record {record_id!r}: a write left pending by run "
+                                   f"{run_id} cannot be settled now ({exc}); kept pending")
+            continue
+        if record is None:
+            store.forget(record_id)
+            report.warnings.append(f"record {record_id!r}: a write left pending by run "
+                                   f"{run_id} concerns a record the helpdesk no longer has; "
+                                   "forgot it")
+            continue
+        store.mirror([record], report.run_id)
+        if is_applied(change, record, notes_readable):
+            if change.notes and not notes_readable:
+                held.add(record_id)
+                report.errors += 1
+                report.failures.append(
+                    f"record {record_id!r}: a write left pending by run {run_id} shows, but "
+                    "this helpdesk's notes cannot be read back to confirm its note; kept "
+                    "pending (check the record, then remove the pending write)")
+                continue
+            store.commit(run_id, record_id, outcome, now, record)
             report.recovered += 1
             report.warnings.append(
-                f"record {change.record_id!r}: a write interrupted in run {run_id} had gone "
+                f"record {record_id!r}: a write left pending by run {run_id} had gone "
                 f"through (updated_at {format_instant(record.updated_at)}); recorded it")
         else:
-            store.drop_pending(change.record_id)
+            store.drop_pending(record_id)
             report.warnings.append(
-                f"record {change.record_id!r}: a write interrupted in run {run_id} had not "
+                f"record {record_id!r}: a write left pending by run {run_id} had not "
                 "gone through; planning it again")
+    return held

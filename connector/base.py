@@ -31,6 +31,15 @@ class ConflictError(ConnectorError):
         super().__init__(message, retriable=True, record_id=record_id)
 
 
+class OutcomeUnknown(ConnectorError):
+    """A write was sent and its answer never came, or came unreadable (a read timeout, a
+    connection reset, a 5xx, a body cut short): the helpdesk may or may not have applied it.
+    It is never resent blindly; the sync loop reads the record back to settle it."""
+
+    def __init__(self, message: str, *, record_id: str | None = None):
+        super().__init__(message, retriable=True, record_id=record_id)
+
+
 class RecordGone(ConnectorError):
     """The record no longer exists in the helpdesk (deleted or merged away)."""
 
@@ -46,8 +55,9 @@ class Capabilities:
     tags: bool = True
     notes: bool = True
     leads: bool = False
-    #: Records as read carry their notes, so a note that went out can be recognised after
-    #: a crash. Where they do not, an interrupted write is judged by its other effects.
+    #: read_back returns the record's notes, so a note that went out can be recognised when
+    #: a write's outcome is unknown. Where it cannot, such a write stays pending (never
+    #: resent, never assumed) until an admin settles it.
     reads_notes: bool = True
 
 
@@ -88,6 +98,13 @@ class Connector(Protocol):
 
     def get(self, record_id: str) -> Record | None:
         """One record as it is now, or None when the helpdesk has no such record."""
+        ...
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """The record as it is now, read from the record itself (never from a listing or an
+        export that may lag), with its notes added at or after `since` (every note when
+        None); None when the helpdesk has no such record. Settles a write whose outcome is
+        unknown: a crash, a timeout, a conflict that may be our own earlier attempt."""
         ...
 
     def apply(self, change: ChangeSet, now: datetime) -> Record | None:

@@ -209,6 +209,10 @@ class FileHelpdesk:
             return None
         return Record.from_dict(document.data["records"][position], position)
 
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """As get: the file's records carry their notes."""
+        return self.get(record_id)
+
     # -- writing ---------------------------------------------------------------------------
 
     def apply(self, change: ChangeSet, now: datetime) -> Record:

@@ -4,6 +4,7 @@ edit made since it was read is a ConflictError, never overwritten."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -22,6 +23,7 @@ from connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
+    OutcomeUnknown,
     Page,
     RecordGone,
     WriteResult,
@@ -41,6 +43,7 @@ from connector.http import (
 from connector.mapping import ValueMap
 from connector.model import (
     ChangeSet,
+    Note,
     Record,
     RecordError,
     StatusChange,
@@ -189,7 +192,7 @@ class Mark:
 
 class Freshdesk:
     capabilities = Capabilities(bulk_writes=True, batch_size=100, safe_update=True, tags=True,
-                                notes=True, leads=False, reads_notes=False)
+                                notes=True, leads=False)
 
     def __init__(self, client: HttpClient, options: Options | None = None, *,
                  window_pages: int = WINDOW_PAGES, job_timeout: float = JOB_TIMEOUT,
@@ -286,6 +289,46 @@ class Freshdesk:
     def get(self, record_id: str) -> Record | None:
         raw = self._ticket(record_id, stats=True)
         return None if raw is None else self._record(raw, [], None)
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """The ticket with its private notes added since `since`, from its conversations: a
+        ticket does not carry them. One request for the ticket, one per 100 conversations."""
+        record = self.get(record_id)
+        if record is None:
+            return None
+        return dataclasses.replace(record, notes=tuple(
+            note for note in self._conversations(record_id)
+            if since is None or note.at >= since))
+
+    def _conversations(self, record_id: str) -> list[Note]:
+        where = "freshdesk: GET /api/v2/tickets/{id}/conversations"
+        notes: list[Note] = []
+
+        def read(url: str) -> tuple[Any, requests.Response]:
+            if urlparse(url).netloc != urlparse(self.client.base_url).netloc:
+                raise ConnectorError(f"{where}: the Link header points at another host; "
+                                     "refusing to follow it", record_id=record_id)
+            response = self.client.get(url, record_id=record_id)
+            body = decode_json(response, where)
+            if not isinstance(body, list):
+                raise ConnectorError(f"{where}: expected a list of conversations",
+                                     record_id=record_id)
+            return body, response
+
+        first = self.client.url(_ticket_path(record_id) + "/conversations") + "?per_page=100"
+        for body in follow(first, lambda _body, response: link_next(response), read, where):
+            for item in body:
+                if not isinstance(item, Mapping) or item.get("private") is not True:
+                    continue  # replies and public notes are never sla-sync's
+                text = item.get("body_text")
+                if not isinstance(text, str):
+                    text = _html_text(item.get("body"))
+                try:
+                    at = parse_instant(item.get("created_at"), "created_at")
+                except ValueError:
+                    continue
+                notes.append(Note(at, text))
+        return notes
 
     def _ticket(self, record_id: str, stats: bool) -> dict[str, Any] | None:
         """The ticket as it is now; None when it is gone (deleted, spam, merged away)."""
@@ -510,9 +553,10 @@ class Freshdesk:
 
     def _put(self, record_id: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.client.request("PUT", _ticket_path(record_id), json=body,
-                                       ok=(200, *REFUSED))
+                                       ok=(200, *REFUSED), record_id=record_id)
         _refused(response, record_id, "update")
-        raw = decode_json(response, "freshdesk: PUT /api/v2/tickets/{id}")
+        raw = decode_json(response, "freshdesk: PUT /api/v2/tickets/{id}", written=True,
+                          record_id=record_id)
         if not isinstance(raw, dict):
             raise ConnectorError(f"freshdesk: ticket {record_id}: expected a ticket object")
         return raw
@@ -520,7 +564,7 @@ class Freshdesk:
     def _add_note(self, record_id: str, text: str) -> None:
         body = {"body": html.escape(text).replace("\n", "<br>"), "private": True}
         response = self.client.request("POST", _ticket_path(record_id) + "/notes", json=body,
-                                       ok=(200, 201, *REFUSED))
+                                       ok=(200, 201, *REFUSED), record_id=record_id)
         _refused(response, record_id, "note")
 
     def _bulk_update(self, properties: dict[str, Any], members: list[tuple[int, ChangeSet]],
@@ -551,21 +595,27 @@ class Freshdesk:
                     f"freshdesk: ticket {change.record_id}: bulk update refused ({detail})",
                     record_id=change.record_id))
             return results
-        accepted = decode_json(response, "freshdesk: POST /api/v2/tickets/bulk_update")
+        accepted = decode_json(response, "freshdesk: POST /api/v2/tickets/bulk_update",
+                               written=True)
         job_id = str(accepted.get("job_id") or "") if isinstance(accepted, dict) else ""
         if not job_id:
-            raise ConnectorError("freshdesk: POST /api/v2/tickets/bulk_update: the response "
+            raise OutcomeUnknown("freshdesk: POST /api/v2/tickets/bulk_update: the response "
                                  "names no job_id")
-        outcome = self._await_job(job_id)
+        try:
+            outcome = self._await_job(job_id)
+        except ConnectorError as exc:
+            if isinstance(exc, OutcomeUnknown):
+                raise
+            # The job was accepted: what it did is unknown until the tickets are read.
+            raise OutcomeUnknown(f"{exc}; the tickets are read back to settle it") from None
         for index, change in ready:
             record_id = change.record_id
             if outcome is None:
-                error: ConnectorError | None = ConnectorError(
+                error: ConnectorError | None = OutcomeUnknown(
                     f"freshdesk: ticket {record_id}: bulk update job {job_id} still running "
-                    f"after {self.job_timeout:.0f}s; the next run reads the ticket again",
-                    retriable=True, record_id=record_id)
+                    f"after {self.job_timeout:.0f}s", record_id=record_id)
             elif record_id not in outcome:
-                error = ConnectorError(f"freshdesk: ticket {record_id}: bulk update job "
+                error = OutcomeUnknown(f"freshdesk: ticket {record_id}: bulk update job "
                                        f"{job_id} does not report it", record_id=record_id)
             elif outcome[record_id] is not None:
                 error = ConnectorError(f"freshdesk: ticket {record_id}: not updated by bulk "
@@ -597,6 +647,14 @@ class Freshdesk:
                     or f"job {state.lower() or 'ended'}"
                 outcome[str(item["id"])] = str(why)[:200] if failed else None
         return outcome
+
+
+def _html_text(value: Any) -> str:
+    """The text of an HTML body: line breaks kept, tags dropped, entities decoded."""
+    if not isinstance(value, str):
+        return ""
+    text = re.sub(r"<br\s*/?>", "\n", value, flags=re.IGNORECASE)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def _stamp(value: datetime) -> str:

@@ -1,11 +1,19 @@
 """One HTTP layer for every connector: a requests.Session with timeouts and auth, a
 tenacity retry policy, a client-side throttle, and paginators.
 
-- Retries: 429, 5xx and connection errors are retried; `Retry-After` (seconds or an HTTP
-  date) is honoured when the server sends it, else the wait backs off exponentially with
-  jitter. The total time spent waiting is bounded (`max_retry_seconds`), and so is the
-  number of attempts; then a retriable ConnectorError is raised and the run fails with its
-  cursor unmoved.
+- Retries: an idempotent request (a read, or a write the connector makes idempotent with a
+  version check) is retried on 429, 5xx, timeouts and dropped connections. Any other write
+  is retried only where the server guarantees it was not processed: the connection was
+  never established, a 429, a 503 with Retry-After (RFC 9110 9.2.2). After a read timeout,
+  a reset, another 5xx or an unreadable answer its outcome is unknown: OutcomeUnknown is
+  raised, never a resend, and the sync loop reads the record back. A version-checked write
+  that runs out of retries after such a failure raises OutcomeUnknown too. `Retry-After` (seconds
+  or an HTTP date) is honoured, else the wait backs off exponentially with jitter. The
+  total wait is bounded (`max_retry_seconds`), and so is the number of attempts; then a
+  retriable ConnectorError is raised and the run fails with its cursor unmoved.
+- Bounded answers: the whole response, body included, must arrive within `timeout`
+  seconds of sending (a server trickling bytes cannot hold a run), and a body larger than
+  `max_body_bytes` is refused, not read into memory.
 - Throttle: requests are spaced to stay under a requests-per-minute budget; when the API
   reports its remaining quota in headers and it runs out, the client waits for the reset.
 - Errors the admin can act on (401, 403, 404, 422) become ConnectorErrors that say what to
@@ -27,13 +35,18 @@ from typing import Any
 from urllib.parse import urljoin, urlparse
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+import urllib3.exceptions
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from connector.base import ConnectorError
+from connector.base import ConnectorError, OutcomeUnknown
 
 log = logging.getLogger("sla_sync.http")
 
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Methods that change nothing: retried after any transient failure.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_BODY_BYTES = 64 * 1024 * 1024  # far above any page the connectors ask for
+CHUNK = 64 * 1024
 #: Headers that may carry the server's remaining quota and its reset, by vendor.
 REMAINING_HEADERS = ("X-Rate-Limit-Remaining", "X-RateLimit-Remaining",
                      "X-Ratelimit-Remaining", "X-HubSpot-RateLimit-Remaining",
@@ -65,6 +78,16 @@ class RetriableResponse(Exception):
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
         self.wait = wait
+
+
+class BodyUnread(Exception):
+    """The answer's body did not arrive whole: past the deadline, or larger than allowed."""
+
+    def __init__(self, reason: str, status: int, transient: bool = True):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.transient = transient  # a body too large stays too large: not worth a retry
 
 
 def check_base_url(url: Any, key: str = "connector.url") -> str:
@@ -161,10 +184,12 @@ class HttpClient:
                  requests_per_minute: float | None = None, name: str = "helpdesk",
                  sleep: Callable[[float], None] | None = None,
                  clock: Callable[[], float] | None = None,
-                 session: requests.Session | None = None, quote_paths: bool = True):
+                 session: requests.Session | None = None, quote_paths: bool = True,
+                 max_body_bytes: int = MAX_BODY_BYTES):
         self.base_url = base_url.rstrip("/") + "/"
         self.name = name
-        self.timeout = timeout
+        self.timeout = timeout  # seconds for the whole answer of one attempt, body included
+        self.max_body_bytes = max_body_bytes
         self.max_retry_seconds = max_retry_seconds
         self.max_attempts = max_attempts
         # Looked up at call time, so tests can patch connector.http.time.sleep.
@@ -187,11 +212,35 @@ class HttpClient:
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                 json: Any = None, ok: tuple[int, ...] = (200, 201, 202, 204, 207),
                 record_id: str | None = None,
-                headers: Mapping[str, str] | None = None) -> requests.Response:
+                headers: Mapping[str, str] | None = None,
+                write: bool | None = None,
+                idempotent: bool | None = None) -> requests.Response:
         """Send one request with retries; return a response whose status is in `ok`.
-        `headers` are this request's own (e.g. If-Match), on top of the session's."""
+        `headers` are this request's own (e.g. If-Match), on top of the session's.
+        `write` says whether the request changes the helpdesk (by default every method but
+        GET, HEAD and OPTIONS; a search sent as POST is not), `idempotent` whether sending
+        it twice is harmless (by default: a request that is not a write; a write guarded by
+        a version check is too). A write that is not idempotent is never resent once it may
+        have reached the server; a write that fails after an attempt may have been
+        processed raises OutcomeUnknown, so that the caller reads the record back."""
         url = self.url(path)
         where = f"{self.name}: {method}" + (f" {urlparse(url).path}" if self.quote_paths else "")
+        if write is None:
+            write = method.upper() not in SAFE_METHODS
+        if idempotent is None:
+            idempotent = not write
+        reached = False  # an attempt may have been processed by the server
+
+        def retriable(error: BaseException) -> bool:
+            nonlocal reached
+            if not isinstance(error, RetriableResponse | BodyUnread | requests.ConnectionError
+                              | requests.Timeout):
+                return False
+            unprocessed = _unprocessed(error)
+            reached = reached or not unprocessed
+            if isinstance(error, BodyUnread) and not error.transient:
+                return False
+            return idempotent or unprocessed
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
@@ -208,35 +257,93 @@ class HttpClient:
             log.warning("%s: %s; retrying in %.1fs", where, _describe(error),
                         state.next_action.sleep if state.next_action else 0)
 
-        retrying = Retrying(
-            retry=retry_if_exception_type((RetriableResponse, requests.ConnectionError,
-                                           requests.Timeout)),
-            wait=wait, stop=stop, sleep=self.sleep, before_sleep=log_retry, reraise=True)
+        retrying = Retrying(retry=retry_if_exception(retriable), wait=wait, stop=stop,
+                            sleep=self.sleep, before_sleep=log_retry, reraise=True)
         try:
-            response = retrying(self._send, method, url, params, json, headers)
-        except RetriableResponse as exc:
-            raise ConnectorError(
-                f"{where} still failing after retries (HTTP {exc.response.status_code}): "
-                "the helpdesk is unavailable or rate-limiting; try again later",
-                retriable=True, record_id=record_id) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            response = retrying(self._send, method, url, params, json, headers, where)
+        except (RetriableResponse, requests.ConnectionError, requests.Timeout,
+                BodyUnread) as exc:
+            if write and (reached or not _unprocessed(exc)):
+                raise OutcomeUnknown(
+                    f"{where}: {_describe(exc)}: the write may or may not have been applied; "
+                    "sla-sync reads the record back instead of sending it again",
+                    record_id=record_id) from None
+            if isinstance(exc, RetriableResponse):
+                raise ConnectorError(
+                    f"{where} still failing after retries (HTTP {exc.response.status_code}): "
+                    "the helpdesk is unavailable or rate-limiting; try again later",
+                    retriable=True, record_id=record_id) from None
+            if isinstance(exc, BodyUnread):
+                raise ConnectorError(f"{where}: {exc.reason}", retriable=exc.transient,
+                                     record_id=record_id) from None
             raise ConnectorError(f"{where} unreachable after retries ({_describe(exc)})",
                                  retriable=True, record_id=record_id) from None
         if response.status_code in ok:
             return response
+        # Bad credentials or rights concern the helpdesk as a whole, never one record.
         raise ConnectorError(f"{where}: {_explain(response)}", retriable=False,
-                             record_id=record_id)
+                             record_id=None if response.status_code in (401, 403)
+                             else record_id)
 
     def _send(self, method: str, url: str, params: Mapping[str, Any] | None,
-              body: Any, headers: Mapping[str, str] | None = None) -> requests.Response:
+              body: Any, headers: Mapping[str, str] | None = None,
+              where: str = "") -> requests.Response:
         self.throttle.before()
         self.requests_sent += 1
+        started = time.monotonic()
         response = self.session.request(method, url, params=params, json=body,
-                                        headers=headers, timeout=self.timeout)
+                                        headers=headers, timeout=self.timeout, stream=True)
+        try:
+            self._read_body(response, started + self.timeout)
+        finally:
+            if response.raw is not None:
+                response.close()
         self.throttle.after(response)
         if response.status_code in RETRIABLE_STATUS and not _daily_quota_spent(response):
             raise RetriableResponse(response, retry_after(response))
         return response
+
+    def _read_body(self, response: requests.Response, deadline: float) -> None:
+        """Read the streamed body into `response` by `deadline`, at most max_body_bytes."""
+        if response.raw is None or getattr(response, "_content_consumed", False):
+            return  # already read (a stand-in session in tests)
+        limit = self.max_body_bytes
+        status = response.status_code
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BodyUnread(f"the answer is {int(declared)} bytes, more than the {limit} "
+                             "bytes allowed (max_body_bytes)", status, transient=False)
+        raw = response.raw
+        # read1 returns after one socket read, so the deadline is checked between reads.
+        read = getattr(raw, "read1", None) or raw.read
+        sock = getattr(getattr(raw, "_connection", None), "sock", None)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BodyUnread(f"the answer did not arrive whole within "
+                                     f"{self.timeout:g}s (timeout)", status)
+                _socket_timeout(sock, left)
+                chunk = read(CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise BodyUnread(f"the answer is more than the {limit} bytes allowed "
+                                     "(max_body_bytes)", status, transient=False)
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError):
+                raise BodyUnread(f"the answer did not arrive whole within "
+                                 f"{self.timeout:g}s (timeout)", status) from None
+            raise BodyUnread(f"the answer was cut short ({type(exc).__name__})",
+                             status) from None
+        finally:
+            _socket_timeout(sock, self.timeout)  # as it was, for the next request on it
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path, **kwargs)
@@ -248,15 +355,21 @@ class HttpClient:
         return self.request("PUT", path, **kwargs)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The decoded JSON body; a malformed body is a ConnectorError, not a crash."""
+        """The decoded JSON body; a malformed body is a ConnectorError, not a crash (for a
+        write that is not idempotent, OutcomeUnknown: it may have been applied)."""
         response = self.request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
         path = f" {urlparse(response.url).path}" if self.quote_paths else ""
-        return decode_json(response, f"{self.name}: {method}{path}")
+        # A write that was answered was processed, whatever the answer looks like.
+        write = kwargs.get("write")
+        written = method.upper() not in SAFE_METHODS if write is None else write
+        return decode_json(response, f"{self.name}: {method}{path}", written=written,
+                           record_id=kwargs.get("record_id"))
 
 
-HTTP_SETTINGS = ("requests_per_minute", "timeout", "max_retry_seconds", "max_attempts")
+HTTP_SETTINGS = ("requests_per_minute", "timeout", "max_retry_seconds", "max_attempts",
+                 "max_body_bytes")
 
 
 def client_from_settings(settings: Mapping[str, Any], name: str, *, auth: Any = None,
@@ -277,16 +390,72 @@ def client_from_settings(settings: Mapping[str, Any], name: str, *, auth: Any = 
                       timeout=numbers.get("timeout", 30.0),
                       max_retry_seconds=numbers.get("max_retry_seconds", 120.0),
                       max_attempts=int(numbers.get("max_attempts", 8)),
+                      max_body_bytes=int(numbers.get("max_body_bytes", MAX_BODY_BYTES)),
                       requests_per_minute=numbers.get("requests_per_minute",
                                                       requests_per_minute or 0) or None)
 
 
-def decode_json(response: requests.Response, where: str) -> Any:
-    """The decoded body; a body that is not JSON is a ConnectorError naming `where`."""
+def decode_json(response: requests.Response, where: str, *, written: bool = False,
+                record_id: str | None = None) -> Any:
+    """The decoded body; a body that is not JSON is a ConnectorError naming `where`. With
+    `written` (the answer to a write that is not idempotent) it is OutcomeUnknown: the
+    helpdesk may have applied the write whatever its answer looks like."""
     try:
         return response.json()
     except ValueError:
+        if written:
+            raise OutcomeUnknown(f"{where}: the answer is not JSON, so whether the write "
+                                 "was applied is unknown; sla-sync reads the record back",
+                                 record_id=record_id) from None
         raise ConnectorError(f"{where}: the response is not JSON") from None
+
+
+def _not_processed(response: requests.Response) -> bool:
+    """Statuses after which the server guarantees it did not process the request: 429 (the
+    vendors refuse before processing) and 503 with Retry-After, the server saying it could
+    not handle the request and when to come back (RFC 9110 15.6.4, 10.2.3)."""
+    status = response.status_code
+    return status == 429 or (status == 503 and "Retry-After" in response.headers)
+
+
+def _unprocessed(error: BaseException) -> bool:
+    """The failed attempt cannot have been processed: the server refused it unprocessed, or
+    it never reached the server. A body that did not arrive whole came from a server that
+    answered, so it processed the request."""
+    if isinstance(error, RetriableResponse):
+        return _not_processed(error.response)
+    if isinstance(error, requests.ConnectionError | requests.Timeout):
+        return _never_sent(error)
+    return False
+
+
+def _never_sent(error: BaseException) -> bool:
+    """The connection was never established, so the request cannot have been processed."""
+    seen: set[int] = set()
+    pending: list[Any] = [error]
+    while pending:
+        item = pending.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, requests.ConnectTimeout | urllib3.exceptions.NewConnectionError
+                      | urllib3.exceptions.ConnectTimeoutError):
+            return True
+        if isinstance(item, BaseException):
+            pending += [getattr(item, "reason", None), item.__cause__, item.__context__,
+                        *[a for a in item.args if isinstance(a, BaseException)]]
+    return False
+
+
+def _socket_timeout(sock: Any, seconds: float) -> None:
+    """Bound the next socket read by what is left of the deadline (urllib3 keeps the
+    connection on the response while it streams); without it, a read still ends within
+    `timeout`."""
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.001, seconds))
+        except OSError:
+            pass
 
 
 def _daily_quota_spent(response: requests.Response) -> bool:
@@ -303,6 +472,8 @@ def _daily_quota_spent(response: requests.Response) -> bool:
 def _describe(error: BaseException | None) -> str:
     if isinstance(error, RetriableResponse):
         return f"HTTP {error.response.status_code}"
+    if isinstance(error, BodyUnread):
+        return error.reason
     return type(error).__name__ if error is not None else "error"
 
 

@@ -7,6 +7,7 @@ The settings, the field mapping and the limits are described in docs/connectors/
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -40,6 +41,7 @@ from connector.mapping import ValueMap
 from connector.model import (
     INITIAL_STATUS,
     ChangeSet,
+    Note,
     Record,
     RecordError,
     format_instant,
@@ -210,7 +212,7 @@ class _Position:
 
 class HubSpot:
     capabilities = Capabilities(bulk_writes=True, batch_size=BATCH_SIZE, safe_update=True,
-                                tags=True, notes=True, leads=True, reads_notes=False)
+                                tags=True, notes=True, leads=True)
 
     def __init__(self, client: HttpClient, options: Options | None = None,
                  clock: Callable[[], float] | None = None):
@@ -325,7 +327,9 @@ class HubSpot:
         }
         if after is not None:
             request["after"] = after
-        body = self.client.json("POST", f"/crm/v3/objects/{obj}/search", json=request)
+        # A search is a read sent as POST: safe to resend.
+        body = self.client.json("POST", f"/crm/v3/objects/{obj}/search", json=request,
+                                write=False)
         if not isinstance(body, dict):
             raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: expected a JSON "
                                  "object")
@@ -349,6 +353,58 @@ class HubSpot:
             return self._record(obj, raw, [])
         except RecordError as problem:
             raise ConnectorError(f"{NAME}: {problem}", record_id=record_id) from None
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """The record with its notes: the note objects associated with it (read through the
+        associations, which do not lag as the search index does). One request for the
+        record, one per 500 associated notes, one per 100 of them read."""
+        record = self.get(record_id)
+        if record is None:
+            return None
+        obj, hs_id = self._split(record_id)
+        return dataclasses.replace(record, notes=tuple(
+            note for note in self._notes(obj, hs_id, record_id)
+            if since is None or note.at >= since))
+
+    def _notes(self, obj: str, hs_id: str, record_id: str) -> list[Note]:
+        path = f"/crm/v4/objects/{obj}/{hs_id}/associations/notes"
+
+        def page(after: str) -> tuple[Any, requests.Response]:
+            params = {"limit": 500, **({"after": after} if after else {})}
+            response = self.client.get(path, params=params, record_id=record_id)
+            return _json(response, f"GET /crm/v4/objects/{obj}/{{id}}/associations/notes"), \
+                response
+
+        def next_of(body: Any, _: requests.Response) -> str | None:
+            after = (((body or {}).get("paging") or {}).get("next") or {}).get("after")
+            return str(after) if after else None
+
+        ids: list[str] = []
+        for body in follow("", next_of, page, f"{NAME}: notes of {record_id}"):
+            for item in (body or {}).get("results") or []:
+                if isinstance(item, dict) and item.get("toObjectId") is not None:
+                    ids.append(str(item["toObjectId"]))
+        notes: list[Note] = []
+        read = "/crm/v3/objects/notes/batch/read"
+        for start in range(0, len(ids), BATCH_SIZE):
+            response = self.client.post(read, json={
+                "properties": ["hs_note_body", "hs_createdate"], "propertiesWithHistory": [],
+                "inputs": [{"id": note_id} for note_id in ids[start:start + BATCH_SIZE]]},
+                ok=(200, 207), record_id=record_id, write=False)
+            for raw in (_json(response, f"POST {read}") or {}).get("results") or []:
+                props = raw.get("properties") if isinstance(raw, dict) else None
+                if not isinstance(props, dict):
+                    continue
+                try:
+                    # The creation time HubSpot stamped, not hs_timestamp (the sync's now).
+                    at = _instant(props.get("hs_createdate") or raw.get("createdAt"),
+                                  "hs_createdate")
+                except ValueError:
+                    continue
+                if at is not None:
+                    notes.append(Note(at, _note_text(props.get("hs_note_body"))))
+        notes.sort(key=lambda note: note.at)
+        return notes
 
     def _properties(self, obj: str) -> list[str]:
         o = self.options
@@ -630,7 +686,7 @@ class HubSpot:
         path = f"/crm/v3/objects/{obj}/batch/read"
         response = self.client.post(path, json={
             "properties": self._properties(obj), "propertiesWithHistory": [],
-            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404))
+            "inputs": [{"id": hs_id} for hs_id in ids]}, ok=(200, 207, 404), write=False)
         body = _json(response, f"POST {path}")
         if response.status_code == 404:
             # None of the ids exists any more; any other 404 is HubSpot's own failure.
@@ -665,7 +721,7 @@ class HubSpot:
         if response.status_code == 400 and len(inputs) > 1:
             return {hs_id: self._update_one(obj, record_id, hs_id, properties)
                     for record_id, hs_id, properties in inputs}
-        body = _json(response, f"POST {path}")
+        body = _json(response, f"POST {path}", written=True)
         if response.status_code == 400:
             [(record_id, hs_id, _)] = inputs
             return {hs_id: ConnectorError(f"{NAME}: record {record_id!r}: HubSpot refused the "
@@ -679,7 +735,7 @@ class HubSpot:
         response = self.client.request("PATCH", f"/crm/v3/objects/{obj}/{hs_id}",
                                        json={"properties": properties}, ok=(200, 400, 404),
                                        record_id=record_id)
-        body = _json(response, f"PATCH /crm/v3/objects/{obj}/{{id}}")
+        body = _json(response, f"PATCH /crm/v3/objects/{obj}/{{id}}", written=True)
         if response.status_code == 404:
             return RecordGone(f"{NAME}: record {record_id!r} no longer exists (deleted or "
                               "merged)", record_id=record_id)
@@ -725,7 +781,7 @@ class HubSpot:
             path = "/crm/v3/objects/notes/batch/create"
             response = self.client.post(path, json={"inputs": inputs},
                                         ok=(200, 201, 207, 400))
-            body = _json(response, f"POST {path}")
+            body = _json(response, f"POST {path}", written=True)
             if response.status_code == 400:
                 for _, record_id in traces:
                     failed[record_id] = ConnectorError(
@@ -827,8 +883,9 @@ def _error_text(error: Any) -> str:
     return f"{category}: {message}" if category else message
 
 
-def _json(response: requests.Response, where: str) -> Any:
-    return decode_json(response, f"{NAME}: {where}") if response.content else None
+def _json(response: requests.Response, where: str, written: bool = False) -> Any:
+    return decode_json(response, f"{NAME}: {where}", written=written) \
+        if response.content else None
 
 
 def _owner_of(raw: Any) -> str:
@@ -868,6 +925,14 @@ def _level(value: str, what: str) -> int:
     if number < 0 or not number.is_integer():
         raise ValueError(f"{what}: expected a whole number >= 0, got {value!r}")
     return int(number)
+
+
+def _note_text(body: Any) -> str:
+    """A note's hs_note_body (HTML) as text: line breaks kept, tags dropped."""
+    if not isinstance(body, str):
+        return ""
+    text = re.sub(r"<br\s*/?>", "\n", body, flags=re.IGNORECASE)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def _note_html(text: str) -> str:

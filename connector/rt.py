@@ -4,6 +4,9 @@ status history from the ticket history, writes by `PUT` with `If-Match`, notes a
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -36,6 +39,7 @@ from connector.mapping import ValueMap
 from connector.model import (
     INITIAL_STATUS,
     ChangeSet,
+    Note,
     Record,
     RecordError,
     StatusChange,
@@ -228,6 +232,8 @@ class RT:
         # English messages: refusals are recognised by RT's English wording.
         self.client.session.headers["Accept-Language"] = "en"
         self._versions: dict[str, Version] = {}
+        #: Ticket id -> its Comment transactions (id, when) from the last history read.
+        self._comments: dict[str, list[tuple[int, datetime]]] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> RT:
@@ -299,6 +305,31 @@ class RT:
             return None
         notices: list[str] = []
         return self._record(items[0], notices, 0)
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """The ticket with the comments added at or after `since` as notes. Their text is in
+        each comment's attachments: one request per such comment, beyond the ticket and its
+        history."""
+        record = self.get(record_id)
+        if record is None:
+            return None
+        notes = []
+        for txn_id, at in self._comments.pop(record_id, []):
+            if since is None or at >= since.replace(microsecond=0):
+                notes += [Note(at, text) for text in self._comment_texts(record_id, txn_id)]
+        return dataclasses.replace(record, notes=tuple(notes))
+
+    def _comment_texts(self, record_id: str, txn_id: int) -> list[str]:
+        body = self.client.json("GET", f"transaction/{txn_id}/attachments",
+                                params={"fields": "Content,ContentType", "per_page": PER_PAGE},
+                                record_id=record_id)
+        items = body.get("items") if isinstance(body, dict) else None
+        texts = []
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and str(item.get("ContentType", "")).startswith(
+                    "text/plain") and isinstance(item.get("Content"), str):
+                texts.append(_content(item["Content"]))
+        return texts
 
     def _window(self, mark: Mark) -> str:
         query = self.options.query
@@ -374,6 +405,9 @@ class RT:
         rt_status = str(item.get("Status") or "")
         status = o.statuses.read(rt_status, notices)
         transactions = self._history(record_id)
+        self._comments[record_id] = [
+            (_number(t.get("id")), at) for t in transactions if t.get("Type") == "Comment"
+            and (at := _instant_or_none(t.get("Created"))) is not None]
         history, first_response = self._timeline(transactions, rt_status, created_at,
                                                  requestors, notices)
         etag = max((_number(t.get("id")) for t in transactions), default=0) or None
@@ -444,9 +478,12 @@ class RT:
         body = self._body(change, version)
         # With nothing to set the PUT is empty: it still checks the version, and writes
         # nothing, before the comments go in.
+        # With If-Match a second send of an applied PUT is refused (412: the ETag moved), so
+        # a lost answer may be retried; the loop reads the conflict back.
         response = self.client.request(
             "PUT", f"ticket/{record_id}", json=body, ok=(200, 400, 404, 412, 422),
-            headers={"If-Match": version.etag} if version.etag else None)
+            headers={"If-Match": version.etag} if version.etag else None,
+            record_id=record_id, idempotent=version.etag is not None)
         self._versions.pop(record_id, None)
         if response.status_code == 412:
             raise ConflictError(f"rt: ticket {record_id} changed since it was read (HTTP 412 "
@@ -464,7 +501,7 @@ class RT:
         for text in change.notes:
             self.client.request("POST", f"ticket/{record_id}/comment",
                                 json={"Content": text, "ContentType": "text/plain"},
-                                ok=(200, 201))
+                                ok=(200, 201), record_id=record_id)
         return None
 
     def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
@@ -535,6 +572,22 @@ def _instant(value: Any, what: str, optional: bool = False) -> datetime | None:
         return None
     instant = parse_instant(value, what)
     return None if instant <= NOT_SET else instant
+
+
+def _instant_or_none(value: Any) -> datetime | None:
+    try:
+        return _instant(value, "transaction Created", optional=True)
+    except ValueError:
+        return None
+
+
+def _content(value: str) -> str:
+    """An attachment's Content: REST2 sends it base64-encoded; text that is not (valid base64
+    of UTF-8) is taken as it is."""
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return value
 
 
 def _number(value: Any) -> int:

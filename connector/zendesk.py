@@ -4,6 +4,7 @@ and `update_many` jobs. docs/connectors/zendesk.md is the admin's guide."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -20,6 +21,7 @@ from connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
+    OutcomeUnknown,
     Page,
     RecordGone,
     WriteResult,
@@ -34,7 +36,14 @@ from connector.http import (
     poll_delays,
 )
 from connector.mapping import ValueMap
-from connector.model import ChangeSet, Record, RecordError, StatusChange, parse_instant
+from connector.model import (
+    ChangeSet,
+    Note,
+    Record,
+    RecordError,
+    StatusChange,
+    parse_instant,
+)
 
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
 EVENT_EXPORT = "/api/v2/incremental/ticket_events"
@@ -227,8 +236,7 @@ class Zendesk:
         self.clock = clock
         self.capabilities = Capabilities(bulk_writes=bulk_writes,
                                          batch_size=BATCH_SIZE if bulk_writes else 1,
-                                         safe_update=True, tags=True, notes=True, leads=False,
-                                         reads_notes=False)
+                                         safe_update=True, tags=True, notes=True, leads=False)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Zendesk:
@@ -356,6 +364,16 @@ class Zendesk:
         return end
 
     def get(self, record_id: str) -> Record | None:
+        """The ticket itself (show ticket, not the export, which leaves out the last
+        minute) and its status history from its audits."""
+        return self._show(record_id, None, notes=False)
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """As get, with the private comments added since `since` as notes: the audits that
+        give the history carry every comment, so confirming a note costs no request more."""
+        return self._show(record_id, since, notes=True)
+
+    def _show(self, record_id: str, since: datetime | None, notes: bool) -> Record | None:
         if not record_id.isdigit():
             return None
         path = f"/api/v2/tickets/{record_id}"
@@ -368,23 +386,31 @@ class Zendesk:
         metric = _by(body.get("metric_sets"), "ticket_id").get(int(record_id)) \
             or body.get("metric_set") or ticket.get("metric_set")
         notices: list[str] = []
+        history, comments = self._audits(record_id)
         try:
-            return self._record(ticket, metric, self._audit_history(record_id),
-                                _by(body.get("organizations"), "id"), notices, None)
+            record = self._record(ticket, metric, history,
+                                  _by(body.get("organizations"), "id"), notices, None)
         except RecordError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc.reason}",
                                  record_id=record_id) from None
+        if not notes:
+            return record
+        # Only private comments can be sla-sync's notes; the rest stays out of the mirror.
+        return dataclasses.replace(record, notes=tuple(
+            note for note in comments if since is None or note.at >= since))
 
-    def _audit_history(self, record_id: str) -> list[list[Any]]:
-        """One ticket's status changes from its audits (a re-read has no export window)."""
+    def _audits(self, record_id: str) -> tuple[list[list[Any]], list[Note]]:
+        """One ticket's status changes and comments from its audits (a re-read has no export
+        window)."""
         path = f"/api/v2/tickets/{record_id}/audits"
         history: dict[str, list[list[Any]]] = {}
+        notes: list[Note] = []
 
         def read(token: str) -> tuple[Any, requests.Response]:
             params: dict[str, Any] = {"page[size]": 100}
             if token:
                 params["page[after]"] = token
-            response = self.api.get(path, params=params)
+            response = self.api.get(path, params=params, record_id=record_id)
             return _body(response, "GET", path, "audits"), response
 
         def after(body: Any, response: requests.Response) -> str | None:
@@ -397,9 +423,11 @@ class Zendesk:
                 if isinstance(audit, Mapping):
                     _collect({"ticket_id": int(record_id), "created_at": audit.get("created_at"),
                               "child_events": audit.get("events")}, history, set())
+                    notes += _comments(audit)
         entries = history.get(record_id, [])
         entries.sort(key=lambda entry: entry[0])
-        return entries
+        notes.sort(key=lambda note: note.at)
+        return entries, notes
 
     def _record(self, raw: Any, metric: Any, history: list[list[Any]],
                 organizations: Mapping[int, Any], notices: list[str],
@@ -469,8 +497,12 @@ class Zendesk:
         record_id = change.record_id
         ticket = self._update(change)
         path = f"/api/v2/tickets/{_ticket_id(record_id)}"
+        # With the safe-update stamp a second send of an applied update is refused with a
+        # 409 (the ticket's updated_at moved), so a lost answer may be retried: the loop
+        # reads a conflict back and recognises its own write. Without it, it may not.
         response = self.api.request("PUT", path, json={"ticket": ticket},
-                                    ok=(200, 404, 409, 422))
+                                    ok=(200, 404, 409, 422), record_id=record_id,
+                                    idempotent=change.base_updated_at is not None)
         if response.status_code == 404:
             raise RecordGone(f"zendesk: ticket {record_id} no longer exists",
                              record_id=record_id)
@@ -502,9 +534,17 @@ class Zendesk:
             except ConnectorError as exc:
                 results[index] = WriteResult(change.record_id, error=exc)
         if items:
+            # Never resent: a second job would post every comment again.
             body = self.api.json("PUT", UPDATE_MANY,
                                  json={"tickets": [item for _, item in items]})
-            job = self._finished(_job_status(body, UPDATE_MANY))
+            try:
+                job = self._finished(_job_status(body, UPDATE_MANY))
+            except ConnectorError as exc:
+                if isinstance(exc, OutcomeUnknown):
+                    raise
+                # The job was accepted: what it did is unknown until the tickets are read.
+                raise OutcomeUnknown(f"{exc}; the tickets are read back to settle it") \
+                    from None
             by_id: dict[int, Mapping[str, Any]] = {}
             by_index: dict[int, Mapping[str, Any]] = {}
             for result in job.get("results") or []:
@@ -696,6 +736,23 @@ def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str])
     return True
 
 
+def _comments(audit: Mapping[str, Any]) -> list[Note]:
+    """The private comments an audit added, as notes stamped with the audit's time."""
+    try:
+        at = parse_instant(audit.get("created_at"), "created_at")
+    except ValueError:
+        return []
+    notes = []
+    for event in audit.get("events") or []:
+        if isinstance(event, Mapping) and event.get("type") == "Comment" \
+                and event.get("public") is False:
+            text = event.get("body") if isinstance(event.get("body"), str) \
+                else event.get("plain_body")
+            if isinstance(text, str):
+                notes.append(Note(at, text))
+    return notes
+
+
 def _by(items: Any, key: str) -> dict[Any, Any]:
     if not isinstance(items, list):
         return {}
@@ -725,9 +782,9 @@ def _job_status(body: Any, path: str) -> Mapping[str, Any]:
 
 def _outcome(record_id: str, result: Mapping[str, Any] | None, job_id: str) -> WriteResult:
     if result is None:
-        return WriteResult(record_id, error=ConnectorError(
-            f"zendesk: update job {job_id} reported nothing for ticket {record_id}; the next "
-            "run reads it again", retriable=True, record_id=record_id))
+        return WriteResult(record_id, error=OutcomeUnknown(
+            f"zendesk: update job {job_id} reported nothing for ticket {record_id}",
+            record_id=record_id))
     if result.get("success") is True and not result.get("error"):
         return WriteResult(record_id)
     text = str(result.get("error") or "failed") + \

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest duration: a year (366 days of business time, or 366 business days). Longer
+#: ones are mistakes, and would run clocks past any date a helpdesk stores.
+MAX_DAYS = 366
 _PART = re.compile(r"(\d+(?:\.\d+)?)(bd|[smhd])")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:bd|[smhd]))+")
 
@@ -31,24 +35,31 @@ class Target:
     business_days: float = 0.0
 
     def seconds_on(self, calendar: _HasWorkingDay) -> int:
-        return self.seconds + round(self.business_days * calendar.working_day_seconds)
+        # at least a second: a tiny fraction of a short business day is still a target
+        return max(1, self.seconds + round(self.business_days * calendar.working_day_seconds))
 
 
 def parse_target(text: object) -> Target:
     """A target duration; ValueError with a message a rule author can act on."""
-    if not isinstance(text, str) or not _WHOLE.fullmatch(text.strip()):
-        raise ValueError(f"{text!r} is not a duration "
+    if not isinstance(text, str) or len(text) > 100 or not _WHOLE.fullmatch(text.strip()):
+        shown = repr(text) if not isinstance(text, str) or len(text) <= 100 else \
+            f"{text[:40]!r}... ({len(text)} characters)"
+        raise ValueError(f"{shown} is not a duration "
                          "(write e.g. 90s, 30m, 4h, 2d, 2bd or 1h30m)")
-    seconds = 0.0
-    days = 0.0
+    seconds = Fraction(0)
+    days = Fraction(0)
     for number, unit in _PART.findall(text):
         if unit == "bd":
-            days += float(number)
+            days += Fraction(number)
         else:
-            seconds += float(number) * UNITS[unit]
+            seconds += Fraction(number) * UNITS[unit]
     if seconds <= 0 and days <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
-    return Target(round(seconds), days)
+    if seconds > MAX_DAYS * UNITS["d"] or days > MAX_DAYS:
+        raise ValueError(f"{text!r} is longer than {MAX_DAYS} days")
+    if seconds.denominator != 1:
+        raise ValueError(f"{text!r} is not a whole number of seconds")
+    return Target(int(seconds), float(days))
 
 
 def parse_duration(text: object) -> int:

@@ -9,6 +9,7 @@ any method of the actions class; only what passes here ever reaches it.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -22,8 +23,10 @@ from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MU
 from connector.model import Record
 from rules.actions import action_specs, note_placeholders
 from rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
+from rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from rules.clock import TARGETS
 from rules.durations import Target, parse_target
+from rules.patterns import check_pattern
 from rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
 
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
@@ -36,6 +39,11 @@ CALENDAR_FIELDS = ("group", "tier", "channel", "source", "kind", "priority", "as
 RULE_KEYS = ("name", "description", "conditions", "actions")
 LEAF_KEYS = ("name", "operator", "value")
 ACTION_KEYS = ("name", "params")
+#: Bounds on what a policy may hold, so that every policy that validates also runs.
+MAX_DEPTH = 64  # JSON nesting
+MAX_CONDITION_DEPTH = 20  # all/any groups within one another
+MAX_NUMBER = 1e15
+MAX_ESCALATION_LEVEL = 100
 
 
 @dataclass(frozen=True)
@@ -117,20 +125,154 @@ class Policy:
 def load_policy(path: str | Path) -> Policy:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise PolicyError(source, [Problem("$", f"cannot read the policy ({exc.strerror})")])\
             from None
+    except ValueError as exc:  # a path with a NUL character
+        raise PolicyError(source, [Problem("$", f"cannot read the policy ({exc})")]) from None
+    return check_policy(parse_json(raw, source), source)
+
+
+def parse_json(raw: bytes, source: str) -> Any:
+    """The JSON document in `raw`; PolicyError for bytes that are not UTF-8, nesting deeper
+    than MAX_DEPTH, or invalid JSON. NaN, Infinity and numbers out of range come back as
+    `Unusable` values, for check_policy to report with their path."""
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        raise PolicyError(source, [Problem("$", f"not UTF-8: byte 0x{raw[exc.start]:02x} at "
+                                                f"line {line}, column {column}")]) from None
+    too_deep = _too_deep(text)
+    if too_deep is not None:
+        line = text.count("\n", 0, too_deep) + 1
+        column = too_deep - text.rfind("\n", 0, too_deep)
+        raise PolicyError(source, [Problem("$", f"nested deeper than {MAX_DEPTH} levels at line "
+                                                f"{line}, column {column}")])
+    try:
+        return json.loads(text, parse_constant=Unusable.constant, parse_float=Unusable.real,
+                          parse_int=Unusable.integer)
     except json.JSONDecodeError as exc:
         raise PolicyError(source, [Problem(
             "$", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
-    return check_policy(data, source)
+    except (RecursionError, ValueError) as exc:  # the checks above should leave none
+        raise PolicyError(source, [Problem("$", f"cannot read as JSON ({exc})")]) from None
+
+
+_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(text: str) -> int | None:
+    """The offset where brackets (outside strings) nest deeper than MAX_DEPTH, if they do."""
+    depth = 0
+    for match in _BRACKET.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return match.start()
+        elif token in "]}":
+            depth -= 1
+    return None
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """A JSON value a policy cannot hold: NaN, Infinity, a number out of range."""
+
+    text: str
+    reason: str
+
+    @classmethod
+    def constant(cls, text: str) -> Unusable:
+        return cls(text, f"{text} is not a number JSON allows")
+
+    @classmethod
+    def real(cls, text: str) -> float | Unusable:
+        value = float(text) if len(text) <= 40 else math.inf
+        return value if abs(value) <= MAX_NUMBER else cls(text, _out_of_range(text))
+
+    @classmethod
+    def integer(cls, text: str) -> int | Unusable:
+        value = int(text) if len(text) <= 40 else None
+        if value is None or abs(value) > MAX_NUMBER:
+            return cls(text, _out_of_range(text))
+        return value
+
+
+def _out_of_range(text: str) -> str:
+    shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+    return f"number {shown} is out of range (at most {MAX_NUMBER:.0e} in size)"
+
+
+def _unusable(data: Any) -> list[Problem]:
+    """Every value no policy may hold, with its path: Unusable numbers, non-finite or huge
+    floats, strings with lone surrogates (they cannot be written anywhere as UTF-8), and
+    nesting deeper than MAX_DEPTH (for data that did not come through parse_json)."""
+    problems = []
+    stack: list[tuple[Any, str, int]] = [(data, "$", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.append(Problem(path, f"nested deeper than {MAX_DEPTH} levels"))
+            continue
+        if isinstance(node, Unusable):
+            problems.append(Problem(path, node.reason))
+        elif isinstance(node, float | int) and not isinstance(node, bool) \
+                and not abs(node) <= MAX_NUMBER:  # (NaN compares false)
+            shown = repr(node) if isinstance(node, float) or node.bit_length() < 256 \
+                else f"of {node.bit_length()} bits"
+            problems.append(Problem(path, _out_of_range(shown)))
+        elif isinstance(node, str) and not _encodable(node):
+            problems.append(Problem(path, "invalid text: a lone surrogate (\\ud800-\\udfff) "
+                                          "that cannot be written as UTF-8"))
+        elif isinstance(node, dict):
+            for key, value in reversed(list(node.items())):
+                sub = f"{path}.{key}" if path != "$" else str(key)
+                if isinstance(key, str) and not _encodable(key):
+                    problems.append(Problem(path, "invalid text in a key: a lone surrogate"))
+                    continue
+                stack.append((value, sub, depth + 1))
+        elif isinstance(node, list):
+            for index in reversed(range(len(node))):
+                stack.append((node[index], f"{path}[{index}]" if path != "$" else f"[{index}]",
+                              depth + 1))
+    return problems
+
+
+def _weekly_seconds(calendar: Calendar) -> float:
+    """Working seconds in a week without holidays (a calendar without a `week` is 24x7)."""
+    week = getattr(calendar, "week", None)
+    if week is None:
+        return 7 * 86400.0
+    return max(1.0, 60.0 * sum(end - start for spans in week.values() for start, end in spans))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unnamed_rule_name(spec: Mapping[str, Any]) -> str:
+    """The name of a rule written without one, as plain business-rules rules are: taken from
+    what it says, so it stays the same when rules are reordered (the ledger keys activations
+    by name); a rule whose conditions or actions change becomes a new rule."""
+    body = {"conditions": spec.get("conditions"), "actions": spec.get("actions")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      default=repr)
+    return "rule-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def check_policy(data: Any, source: str = "<policy>") -> Policy:
     """The Policy `data` describes, or PolicyError listing every problem in it."""
+    problems = _unusable(data)
+    if problems:
+        raise PolicyError(source, problems)
     return _Checker(source).policy(data)
 
 
@@ -272,6 +414,7 @@ class _Checker:
                 self.fail(f"{path}.on_target_change", f"expected one of "
                           f"{', '.join(ON_TARGET_CHANGE)}, got {on_change!r}")
             targets = self.targets(spec.get("targets", {}), f"{path}.targets")
+            self.reachable(targets, choice, f"{path}.targets")
             if not targets and "targets" in spec:
                 self.warnings.append(Problem(f"{path}.targets", "no targets: this SLA's clocks "
                                                                 "never breach"))
@@ -301,12 +444,18 @@ class _Checker:
     def name(self, spec: Mapping[str, Any], path: str, seen: dict[str, int], index: int,
              what: str) -> str:
         name = spec.get("name")
+        if name is None and what == "rule":
+            name = unnamed_rule_name(spec)
         if not isinstance(name, str) or not name.strip():
             self.fail(f"{path}.name", f"every {what} needs a non-empty name")
             return f"#{index}"
         if name in seen:
-            self.fail(f"{path}.name", f"duplicate {what} name {name!r} "
-                                      f"(also at index {seen[name]})")
+            if "name" not in spec:
+                self.fail(path, f"same conditions and actions as rules[{seen[name]}], "
+                                "and neither has a name; remove one of them")
+            else:
+                self.fail(f"{path}.name", f"duplicate {what} name {name!r} "
+                                          f"(also at index {seen[name]})")
         seen.setdefault(name, index)
         return name
 
@@ -327,6 +476,21 @@ class _Checker:
                 self.fail(f"{path}.{key}", str(exc))
         return targets
 
+    def reachable(self, targets: Mapping[str, Target], choice: CalendarChoice,
+                  path: str) -> None:
+        """A target must come due within half the span a calendar searches for working
+        time (holidays take some of it): 366d on a calendar open one hour a week cannot."""
+        limit = CALENDAR_MAX_DAYS // 2
+        calendars = {id(c): c for c in (choice.default, *choice.by_value.values())}
+        for key, target in targets.items():
+            for calendar in calendars.values():
+                days = target.seconds_on(calendar) / _weekly_seconds(calendar) * 7
+                if days > limit:
+                    self.fail(f"{path}.{key}", f"on calendar {calendar.name!r} this target "
+                                               f"comes due after {days / 365.25:,.0f} years; "
+                                               f"it must come due within {limit} days")
+                    break
+
     def rules(self, value: Any) -> list[Rule]:
         rules = []
         for index, path, spec, name in self.entries(value, "rules", RULE_KEYS, "rule"):
@@ -344,8 +508,13 @@ class _Checker:
 
     # -- conditions ----------------------------------------------------------------------
 
-    def condition(self, node: Any, path: str, variables: Mapping[str, Any]) -> dict[str, Any]:
+    def condition(self, node: Any, path: str, variables: Mapping[str, Any],
+                  depth: int = 0) -> dict[str, Any]:
         """The condition tree normalised for business-rules (every leaf has a `value`)."""
+        if depth > MAX_CONDITION_DEPTH:
+            self.fail(path, f"conditions nested deeper than {MAX_CONDITION_DEPTH} levels of "
+                            "all/any")
+            return {}
         if not isinstance(node, dict):
             self.fail(path, f"expected an object (a condition, or all/any), got {_kind(node)}")
             return {}
@@ -361,7 +530,7 @@ class _Checker:
                 return {}
             if not children:
                 self.fail(f"{path}.{key}", f"empty '{key}': give at least one condition")
-            return {key: [self.condition(child, f"{path}.{key}[{i}]", variables)
+            return {key: [self.condition(child, f"{path}.{key}[{i}]", variables, depth + 1)
                           for i, child in enumerate(children)]}
         return self.leaf(node, path, variables)
 
@@ -395,8 +564,8 @@ class _Checker:
         value = node.get("value")
         takes = ops[op]
         if takes == FIELD_NO_INPUT:
-            if value not in (None, ""):
-                self.fail(f"{path}.value", f"operator {op!r} takes no value; remove 'value'")
+            # business-rules reads `value` of every condition and calls a no-input operator
+            # without it, so its authors write one (true, "", anything): accepted, ignored.
             return {"name": name, "operator": op, "value": None}
         if "value" not in node:
             self.fail(f"{path}.value", f"missing: operator {op!r} compares with a value")
@@ -411,11 +580,8 @@ class _Checker:
         elif takes == FIELD_TEXT:
             if not isinstance(value, str):
                 self.fail(vpath, f"expected a string for {name!r} {op}, got {_kind(value)}")
-            elif op == "matches_regex":
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    self.fail(vpath, f"invalid regular expression: {exc}")
+            elif op == "matches_regex" and (refused := check_pattern(value)) is not None:
+                self.fail(vpath, refused)
         elif takes == FIELD_SELECT_MULTIPLE:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 self.fail(vpath, f"expected a list of strings for {op!r}, got {_kind(value)}")
@@ -463,6 +629,9 @@ class _Checker:
             elif action.params[key] == FIELD_NUMERIC:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     self.fail(ppath, f"expected a whole number >= 1, got {value!r}")
+                elif value > MAX_ESCALATION_LEVEL:
+                    self.fail(ppath, f"{value} is more than the highest level, "
+                                     f"{MAX_ESCALATION_LEVEL}")
             elif not isinstance(value, str) or not value.strip():
                 self.fail(ppath, f"expected a non-empty string, got {_kind(value)}")
             elif key in ("text", "note"):

@@ -8,6 +8,7 @@ they are added here through its own operator-type mechanism (subclasses with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from business_rules.operators import (
 from business_rules.variables import BaseVariables, rule_variable
 
 from rules.clock import TARGETS
+from rules.patterns import INPUT_LIMIT
 
 
 class Text(StringType):
@@ -46,6 +48,11 @@ class Text(StringType):
     @type_operator(FIELD_NO_INPUT)
     def is_empty(self) -> bool:
         return not self.value
+
+    @type_operator(FIELD_TEXT)
+    def matches_regex(self, regex: str) -> bool:
+        # Bounded input: with the pattern checks of rules/patterns.py, a search cannot hang.
+        return re.search(regex, self.value[:INPUT_LIMIT]) is not None
 
 
 class Number(NumericType):

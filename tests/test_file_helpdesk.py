@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ def test_invalid_json_names_the_file_line_and_column(tmp_path: Path):
     path.write_text('{"records": [\n  {"id": "T-1",}\n]}')
     with pytest.raises(ConnectorError) as info:
         next(FileHelpdesk(path).fetch(None))
-    assert str(info.value) == (
-        f"{path}:2:16: invalid JSON (Expecting property name enclosed in double quotes)")
+    # The line is sla-sync's to say; the column and the reason are the interpreter's json
+    # module's (Python 3.13 words a trailing comma differently), so only their shape is pinned.
+    assert re.fullmatch(rf"{re.escape(str(path))}:2:\d+: invalid JSON \(.+\)", str(info.value))
 
 
 def test_missing_file_is_a_connector_error(tmp_path: Path):

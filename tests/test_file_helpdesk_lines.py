@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,11 @@ def test_a_line_that_is_not_json_is_reported_kept_and_the_rest_proceed(desk_path
     desk = FileHelpdesk(desk_path)
     [page] = desk.fetch(None)
     assert [r.id for r in page.records] == ["T-1", "T-4"]
-    assert [str(p) for p in page.problems] == [
-        "record #1: line 2:15: invalid JSON "
-        "(Expecting property name enclosed in double quotes)",
-        "record #2: has no id"]
+    # The line is ours to say; the column and reason are the json module's (they vary
+    # between Python versions), so only their shape is pinned.
+    invalid, no_id = (str(p) for p in page.problems)
+    assert re.fullmatch(r"record #1: line 2:\d+: invalid JSON \(.+\)", invalid), invalid
+    assert no_id == "record #2: has no id"
     desk.apply(ChangeSet("T-4", add_tags=("x",)), NOW)
     lines = lines_of(desk_path)
     assert lines[1:3] == ['{"id": "T-2", oops}', json.dumps(record_dict(id=None))]

@@ -5,6 +5,7 @@ secrets, and a sync end to end through the CLI."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 import re
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
+import requests
 import responses
 from requests.auth import HTTPBasicAuth
 from responses import matchers
@@ -590,3 +592,96 @@ def test_end_to_end_a_5xx_storm_fails_the_run_and_keeps_the_cursor(site, tmp_pat
     assert API_KEY not in result.output
     with StateStore(tmp_path / "state.db") as store:
         assert store.cursor(f"freshdesk:{URL}") == cursor
+
+
+# -- notes whose answer was lost ------------------------------------------------------------
+
+class FakeFreshdeskWithNotes(FakeFreshdesk):
+    """Adds private notes (POST /tickets/{id}/notes, answered as note_created_private.json)
+    and their listing (GET /tickets/{id}/conversations, a list of such objects, paged by
+    per_page and a Link header). `lose` decides the next note's fate: None answers it,
+    "applied" keeps it and drops the connection, "dropped" drops the connection first."""
+
+    def __init__(self, api: responses.RequestsMock, tickets: list[dict[str, Any]]):
+        super().__init__(api, tickets)
+        self.notes: dict[int, list[dict[str, Any]]] = {}
+        self.lose: str | None = None
+        self.posted = 0
+        api.add_callback(responses.POST, re.compile(re.escape(TICKETS) + r"/\d+/notes$"),
+                         self.add_note)
+        api.add_callback(responses.GET,
+                         re.compile(re.escape(TICKETS) + r"/\d+/conversations(\?.*)?$"),
+                         self.conversations)
+
+    def add_note(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self.posted += 1
+        ticket_id = int(urlparse(request.url).path.split("/")[-2])
+        fate, self.lose = self.lose, None
+        if fate == "dropped":
+            raise requests.ConnectionError("Connection aborted: RemoteDisconnected")
+        body = json.loads(request.body)
+        note = {**fixture("note_created_private"), "ticket_id": ticket_id,
+                "body": body["body"], "body_text": html.unescape(
+                    body["body"].replace("<br>", "\n")),
+                "created_at": self.write_time, "updated_at": self.write_time}
+        self.notes.setdefault(ticket_id, []).append(note)
+        self.tickets[ticket_id]["updated_at"] = self.write_time
+        if fate == "applied":
+            raise requests.ConnectionError("Connection aborted: RemoteDisconnected")
+        return 201, {}, json.dumps(note)
+
+    def conversations(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ticket_id = int(urlparse(request.url).path.split("/")[-2])
+        return 200, {}, json.dumps(self.notes.get(ticket_id, []))
+
+
+def note_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    config = project(tmp_path, monkeypatch)
+    (tmp_path / "policy.json").write_text(json.dumps({
+        "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}],
+        "rules": [rule("breach", cond("first_response_breached", "is_true"),
+                       act("add_note", text="{id}: first response overdue"))]}))
+    return config
+
+
+@pytest.mark.parametrize("fate", ["applied", "dropped"])
+def test_a_note_whose_answer_was_lost_is_posted_exactly_once_across_reruns(
+        site, tmp_path, monkeypatch, fate):
+    fake = FakeFreshdeskWithNotes(site, open_tickets(1))
+    config = note_project(tmp_path, monkeypatch)
+    fake.lose = fate
+    first = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert fake.posted == 1, "a note that may have been posted was sent again"
+    if fate == "applied":  # read back at once: the conversations show it
+        assert first.exit_code == 0, first.output
+        assert "read back, the record shows the write" in first.stderr
+    else:  # not there: pending, not resent, until the next run
+        assert first.exit_code != 0
+        assert "the write stays pending" in first.stderr
+        second = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:21"))
+        assert second.exit_code == 0, second.output
+        assert "had not gone through; planning it again" in second.stderr
+    last = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:22"))
+    assert last.exit_code == 0 and "writes 0" in last.output
+    assert [n["body_text"] for n in fake.notes[5000]] == ["5000: first response overdue"]
+
+
+def test_read_back_pages_through_the_conversations(api):
+    api.get(f"{TICKETS}/1002", **ticket_view(fixture("ticket_1002_with_stats")))
+    second = f"{TICKETS}/1002/conversations?per_page=100&page=2"
+    api.get(f"{TICKETS}/1002/conversations", json=[fixture("note_created_private")],
+            headers={"Link": f'<{second}>; rel="next"'},
+            match=[matchers.query_param_matcher({"per_page": "100"})])
+    reply = {**fixture("note_created_private"), "private": False, "incoming": True,
+             "body_text": "Overdue by 20 min", "created_at": "2026-03-02T10:24:00Z"}
+    api.get(f"{TICKETS}/1002/conversations",
+            json=[reply, {**fixture("note_created_private"), "body": "<div>Line one<br>two "
+                          "&amp; three</div>", "body_text": None,
+                          "created_at": "2026-03-02T10:25:00Z"}],
+            match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])
+    record = freshdesk().read_back("1002", at("2026-03-02 10:20"))
+    assert record is not None
+    # Private notes only (a customer's reply is never sla-sync's), since the plan.
+    assert [(n.at, n.text) for n in record.notes] == [
+        (at("2026-03-02 10:20:02"), "Overdue by 20 min"),
+        (at("2026-03-02 10:25"), "Line one\ntwo & three")]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import requests
 
-from connector.base import ConnectorError
+from connector.base import ConnectorError, OutcomeUnknown
 from connector.http import (
+    MAX_BODY_BYTES,
     HttpClient,
     LoopDetected,
     check_base_url,
@@ -93,7 +98,9 @@ def test_errors_the_admin_can_act_on_are_not_retried_and_say_what_to_check(
     with pytest.raises(ConnectorError) as info:
         client(local_server, waits).put("/api/tickets/7", json={"priority": "x"},
                                         record_id="7")
-    assert not info.value.retriable and info.value.record_id == "7"
+    assert not info.value.retriable
+    # Credentials and rights concern the helpdesk, not the record the request was about.
+    assert info.value.record_id == (None if status in (401, 403) else "7")
     assert f"testdesk: PUT /api/tickets/7: HTTP {status}: {hint}" in str(info.value)
     assert waits.slept == []
 
@@ -210,3 +217,232 @@ def test_link_next_reads_the_link_header(local_server):
     local_server.script = [(200, {"Link": f'<{local_server.url}/p2>; rel="next"'}, [])]
     response = client(local_server, Waits()).get("/p1")
     assert link_next(response) == f"{local_server.url}/p2"
+
+
+# -- writes that must not be resent, and bounded answers, against a real server ----------
+
+class FaultyServer:
+    """A real HTTP server on 127.0.0.1 whose every answer is one of the faults below, after
+    reading the whole request (so a write has reached it). `mode` picks the fault:
+    `late` answers only once `release` is set (after the client's timeout), `reset` closes
+    the connection without an answer, `trickle` sends a body a byte at a time, `huge`
+    declares or sends a body larger than allowed; `status` answers `status` with `headers`.
+    `received` counts the requests that reached it."""
+
+    def __init__(self) -> None:
+        self.mode = "status"
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self.received = 0
+        self.sent = 0
+        self.release = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                try:
+                    self._fault()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+
+            def _fault(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                server.received += 1
+                if server.mode == "reset":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if server.mode == "late":
+                    server.release.wait(10)
+                if server.mode == "trickle":
+                    self._head(200, 1000)
+                    for _ in range(1000):
+                        if server.release.wait(0.05):
+                            return
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        server.sent += 1
+                    return
+                if server.mode == "huge-declared":
+                    self._head(200, 100 * 1024 * 1024)
+                    return
+                if server.mode == "huge":
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for _ in range(64):
+                        chunk = b"[" + b"1," * 500 + b"1]"
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                body = b'{"ok": true}'
+                self.send_response(server.status)
+                for name, value in server.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _head(self, status: int, length: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                self.wfile.flush()
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
+                                       daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def faulty():
+    server = FaultyServer()
+    server.thread.start()
+    yield server
+    server.release.set()
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def fast(server, waits: Waits, **kwargs) -> HttpClient:
+    return HttpClient(server.url, name="testdesk", sleep=waits.sleep, clock=waits.clock,
+                      auth=("agent@example.com/token", SECRET), **{"timeout": 0.3,
+                                                                    "max_attempts": 3,
+                                                                    **kwargs})
+
+
+SECRET = "s3cr3t-token-value"
+
+
+def test_a_post_answered_after_the_timeout_is_not_resent(faulty):
+    faulty.mode = "late"
+    with pytest.raises(OutcomeUnknown) as info:
+        fast(faulty, Waits()).post("/api/tickets/7/notes", json={"body": "Overdue"},
+                                   record_id="7")
+    assert faulty.received == 1, "a write that may have been applied was sent again"
+    assert info.value.record_id == "7" and info.value.retriable
+    assert "may or may not have been applied" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_a_put_that_appends_is_not_resent_after_a_reset_mid_request(faulty):
+    faulty.mode = "reset"
+    with pytest.raises(OutcomeUnknown):
+        fast(faulty, Waits()).put("/api/v2/tickets/update_many", json={"tickets": []})
+    assert faulty.received == 1
+
+
+def test_a_write_made_idempotent_by_its_caller_is_retried_after_a_timeout(faulty):
+    faulty.mode = "late"
+    with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
+        fast(faulty, Waits()).put("/api/v2/tickets/7", json={"ticket": {"safe_update": True}},
+                                  idempotent=True, record_id="7")
+    # Resent (its version check makes a second one harmless), and since some attempt may
+    # have been processed, the caller is told to read the record back.
+    assert faulty.received == 3
+
+
+def test_a_search_sent_as_post_is_a_read(faulty):
+    faulty.mode = "late"
+    with pytest.raises(ConnectorError, match="unreachable after retries") as info:
+        fast(faulty, Waits()).post("/crm/v3/objects/tickets/search", json={}, write=False)
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert faulty.received == 3
+
+
+def test_a_get_that_times_out_is_retried(faulty):
+    faulty.mode = "late"
+    waits = Waits()
+    with pytest.raises(ConnectorError, match="unreachable after retries") as info:
+        fast(faulty, waits).get("/api/tickets")
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert faulty.received == 3 and len(waits.slept) == 2
+
+
+@pytest.mark.parametrize(("status", "headers"), [(429, {"Retry-After": "2"}),
+                                                 (503, {"Retry-After": "3"})])
+def test_a_post_refused_unprocessed_is_retried(faulty, status, headers):
+    faulty.status, faulty.headers = status, headers
+    waits = Waits()
+    with pytest.raises(ConnectorError, match="still failing after retries"):
+        fast(faulty, waits).post("/api/tickets/7/notes", json={})
+    assert faulty.received == 3
+    assert waits.slept == [float(headers["Retry-After"])] * 2
+
+
+@pytest.mark.parametrize(("status", "headers"), [(503, {}), (500, {}), (502, {}), (504, {})])
+def test_a_post_answered_with_another_5xx_is_not_resent(faulty, status, headers):
+    faulty.status, faulty.headers = status, headers
+    with pytest.raises(OutcomeUnknown, match=f"HTTP {status}"):
+        fast(faulty, Waits()).post("/api/tickets/7/notes", json={})
+    assert faulty.received == 1
+
+
+def test_a_post_whose_connection_is_refused_is_retried():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    waits = Waits()
+    http = HttpClient(f"http://127.0.0.1:{port}", name="testdesk", sleep=waits.sleep,
+                      max_attempts=3, timeout=1)
+    with pytest.raises(ConnectorError, match="unreachable after retries") as info:
+        http.post("/api/tickets/7/notes", json={})
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert len(waits.slept) == 2  # three attempts: the request never left
+
+
+def test_a_trickling_body_stops_at_the_deadline(faulty):
+    faulty.mode = "trickle"
+    with pytest.raises(ConnectorError, match=r"did not arrive whole within 0.3s"):
+        fast(faulty, Waits(), max_attempts=1).get("/api/tickets")
+    # Every byte came well within the per-read timeout; only the whole-answer deadline
+    # could stop it (the whole body takes 50 s).
+    assert faulty.sent < 1000
+
+
+def test_a_trickling_answer_to_a_write_is_an_unknown_outcome(faulty):
+    faulty.mode = "trickle"
+    with pytest.raises(OutcomeUnknown, match="did not arrive whole"):
+        fast(faulty, Waits()).post("/api/tickets/7/notes", json={})
+    assert faulty.received == 1
+
+
+@pytest.mark.parametrize("mode", ["huge-declared", "huge"])
+def test_a_body_larger_than_allowed_is_refused(faulty, mode):
+    faulty.mode = mode
+    with pytest.raises(ConnectorError, match=r"more than the 10000 bytes allowed "
+                                             r"\(max_body_bytes\)") as info:
+        fast(faulty, Waits(), max_attempts=1, max_body_bytes=10_000).get(
+            "/api/tickets", params={"token": SECRET})
+    assert "testdesk: GET /api/tickets" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_a_body_under_the_limit_is_read_whole(faulty):
+    faulty.mode = "huge"  # 64 chunks of 1003 bytes, chunked
+    body = fast(faulty, Waits(), max_body_bytes=100_000).get("/api/tickets").content
+    assert len(body) == 64 * 1003
+
+
+def test_max_body_bytes_is_a_setting():
+    http = client_from_settings({"url": "https://x.example.com", "max_body_bytes": 5000}, "x")
+    assert http.max_body_bytes == 5000
+    assert client_from_settings({"url": "https://x.example.com"}, "x").max_body_bytes \
+        == MAX_BODY_BYTES

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import types
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import responses
 from conftest import Waits, at, cli, iso
 
@@ -651,3 +653,88 @@ def test_end_to_end_a_5xx_storm_fails_the_run_and_keeps_the_cursor(tmp_path, mon
     assert "still failing after retries (HTTP 503)" in result.stderr
     assert TOKEN not in result.output + result.stderr
     assert StateStore(tmp_path / "state.db").cursor(identity) == cursor
+
+
+# -- notes whose answer was lost ------------------------------------------------------------
+
+class FakeHubSpotWithNotes(FakeHubSpot):
+    """Adds what a read-back uses, as HubSpot documents it: GET /crm/v3/objects/tickets/{id},
+    GET /crm/v4/objects/tickets/{id}/associations/notes (toObjectId per associated note) and
+    POST /crm/v3/objects/notes/batch/read. Created notes are kept; `lose` decides the next
+    batch/create's fate: "applied" keeps the notes and drops the connection, "dropped" drops
+    it before anything is created."""
+
+    def __init__(self, api: responses.RequestsMock, count: int):
+        super().__init__(api, count)
+        self.kept: dict[str, dict[str, Any]] = {}  # note id -> note object
+        self.on: dict[str, list[str]] = {}  # ticket id -> note ids
+        self.lose: str | None = None
+        api.add_callback("GET", re.compile(re.escape(BASE) + r"/crm/v3/objects/tickets/\d+"),
+                         callback=self.show)
+        api.add_callback("GET", re.compile(re.escape(BASE) +
+                                           r"/crm/v4/objects/tickets/\d+/associations/notes"),
+                         callback=self.associations)
+        api.add_callback("POST", f"{BASE}/crm/v3/objects/notes/batch/read",
+                         callback=self.read_notes)
+
+    def create_notes(self, request: Any) -> tuple[int, dict[str, str], str]:
+        fate, self.lose = self.lose, None
+        if fate == "dropped":
+            raise requests.ConnectionError("Connection aborted: RemoteDisconnected")
+        inputs = json.loads(request.body)["inputs"]
+        self.notes += len(inputs)
+        results = []
+        for item in inputs:
+            note_id = str(90000 + len(self.kept))
+            created = (at("2026-03-02 10:20:05") + timedelta(milliseconds=len(self.kept)))
+            stamp = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            note = {"id": note_id, "properties": {**item["properties"], "hs_createdate": stamp},
+                    "createdAt": stamp, "updatedAt": stamp, "archived": False}
+            self.kept[note_id] = note
+            self.on.setdefault(item["associations"][0]["to"]["id"], []).append(note_id)
+            results.append({**note, "objectWriteTraceId": item["objectWriteTraceId"]})
+        if fate == "applied":
+            raise requests.ConnectionError("Connection aborted: RemoteDisconnected")
+        return 201, {}, json.dumps({"status": "COMPLETE", "results": results})
+
+    def show(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ticket = self.tickets.get(request.url.split("?")[0].rsplit("/", 1)[1])
+        return (404, {}, "{}") if ticket is None else (200, {}, json.dumps(ticket))
+
+    def associations(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ticket_id = request.url.split("?")[0].split("/")[-3]
+        return 200, {}, json.dumps({"results": [
+            {"toObjectId": int(n), "associationTypes": [
+                {"category": "HUBSPOT_DEFINED", "typeId": 227, "label": None}]}
+            for n in self.on.get(ticket_id, [])]})
+
+    def read_notes(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ids = [i["id"] for i in json.loads(request.body)["inputs"]]
+        return 200, {}, json.dumps({"status": "COMPLETE",
+                                    "results": [self.kept[i] for i in ids if i in self.kept]})
+
+
+@pytest.mark.parametrize("fate", ["applied", "dropped"])
+def test_end_to_end_a_note_whose_answer_was_lost_is_posted_exactly_once_across_reruns(
+        tmp_path, monkeypatch, api, fate):
+    config = e2e_project(tmp_path, monkeypatch)
+    fake = FakeHubSpotWithNotes(api, count=1)
+    fake.lose = fate
+    first = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert counts(api)["/crm/v3/objects/notes/batch/create"] == 1, "never resent"
+    if fate == "applied":
+        assert first.exit_code == 0, first.output
+        assert "read back, the record shows the write" in first.stderr
+        # The read-back: the ticket, its note associations, the notes themselves.
+        assert counts(api)["/crm/v4/objects/tickets/1000/associations/notes"] == 1
+        assert counts(api)["/crm/v3/objects/notes/batch/read"] == 1
+    else:
+        assert first.exit_code != 0
+        assert "the write stays pending" in first.stderr
+        second = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+        assert second.exit_code == 0, second.output
+    last = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert last.exit_code == 0 and "writes 0" in last.output
+    assert [n["properties"]["hs_note_body"] for n in fake.kept.values()] == \
+        ["tickets:1000: first response overdue"]
+    assert fake.tickets["1000"]["properties"]["sla_tags"] == "sla_breach"

@@ -65,10 +65,8 @@ def test_numeric_operator_on_a_string_variable_lists_the_operators_that_fit():
     (cond("tier", "is_one_of", []), "empty list: 'is_one_of' needs at least one value"),
     ({"name": "tier", "operator": "equal_to"},
      "missing: operator 'equal_to' compares with a value"),
-    (cond("first_response_breached", "is_true", True),
-     "operator 'is_true' takes no value; remove 'value'"),
 ], ids=["string-for-number", "number-for-string", "non-list-one-of", "empty-list",
-        "missing-value", "value-for-no-input"])
+        "missing-value"])
 def test_condition_value_problems_are_named_by_the_value_path(leaf, message):
     assert rule_problems(leaf) == [f"rules[0].conditions.value: {message}"]
 

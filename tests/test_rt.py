@@ -5,6 +5,7 @@ secrets, and a sync end to end through the CLI."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import logging
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 import responses
 
 import connector
@@ -593,3 +595,67 @@ def test_a_5xx_storm_fails_the_run_and_keeps_the_cursor(project) -> None:
     assert result.exit_code == 1
     assert "still failing after retries (HTTP 503)" in result.stderr
     assert cursor_of(project) == before
+
+
+# -- comments whose answer was lost ----------------------------------------------------------
+
+def comment_transaction(txn_id: int, created: str) -> dict[str, Any]:
+    """A Comment transaction as recorded in history_ticket_2.json, with another id and time."""
+    item = copy.deepcopy(fixture("history_ticket_2")["items"][-1])
+    item.update(id=str(txn_id), Created=created, _url=f"{API}/transaction/{txn_id}")
+    return item
+
+
+def attachments(text: str) -> dict[str, Any]:
+    """GET /transaction/{id}/attachments?fields=Content,ContentType: REST2 collection items;
+    an attachment's Content is base64."""
+    return {"count": 1, "page": 1, "per_page": 100, "total": 1, "items": [{
+        "type": "attachment", "id": "301", "_url": f"{API}/attachment/301",
+        "ContentType": "text/plain",
+        "Content": base64.b64encode(text.encode()).decode()}]}
+
+
+@responses.activate
+def test_read_back_reads_the_comments_since_the_change_was_planned() -> None:
+    responses.get(f"{API}/tickets", json=search_page([ticket(1, "2026-03-02T10:20:00Z")]))
+    history = fixture("history_ticket_1")
+    history["items"] += [comment_transaction(80, "2026-03-02T08:30:00Z"),
+                         comment_transaction(81, "2026-03-02T10:20:00Z")]
+    responses.get(f"{API}/ticket/1/history", json=history)
+    responses.get(f"{API}/transaction/81/attachments",
+                  json=attachments("1: first response overdue"))
+    record = rt().read_back("1", at("2026-03-02 09:00"))
+    assert record is not None
+    assert [(n.at, n.text) for n in record.notes] == [(at("2026-03-02 10:20"),
+                                                       "1: first response overdue")]
+    # The comment from before the plan is not read: one request per comment since.
+    assert [urlparse(c.request.url).path for c in responses.calls][-1] == \
+        "/REST/2.0/transaction/81/attachments"
+    assert len(calls("GET", "/REST/2.0/transaction/80/attachments")) == 0
+
+
+@responses.activate
+def test_a_comment_whose_answer_was_lost_is_recognised_not_posted_again(project) -> None:
+    serve_recorded_page()
+    responses.put(f"{API}/ticket/1", json=fixture("put_escalation_applied"))
+    responses.post(f"{API}/ticket/1/comment",
+                   body=requests.ConnectionError("Connection aborted: RemoteDisconnected"))
+    # Read back: the ticket as the escalation left it, its history with the comment.
+    escalated = ticket(1, "2026-03-02T10:20:00Z", Priority="100", Owner={"id": "bob"},
+                       Queue={"Name": "tier2"}, CustomFields=[
+                           {"name": "Tags", "values": ["printer", "vip-customer",
+                                                       "sla_breach"], "id": "2",
+                            "type": "customfield"},
+                           {"name": "Escalation level", "values": ["1"], "id": "4",
+                            "type": "customfield"}])
+    responses.get(f"{API}/tickets", json=search_page([escalated]))
+    history = fixture("history_ticket_1")
+    history["items"].append(comment_transaction(90, "2026-03-02T10:20:00Z"))
+    responses.get(f"{API}/ticket/1/history", json=history)
+    responses.get(f"{API}/transaction/90/attachments",
+                  json=attachments("1: first response overdue"))
+    result = cli("run", "--config", str(project), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 0, result.output
+    assert "read back, the record shows the write" in result.stderr
+    assert len(calls("POST", "/REST/2.0/ticket/1/comment")) == 1, "never resent"
+    assert StateStore(project.parent / "state.db").pending() == []

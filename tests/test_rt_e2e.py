@@ -5,7 +5,9 @@ The server comes from $RT_URL, $RT_TOKEN and $RT_AGENT_TOKEN when set (as .ci/ru
 else from `tools/rt-server start` and `reset`. Without an RT these tests skip, except under
 CI=true, where they fail: CI must never pass without having run them. Each test files its
 tickets under a subject of its own and syncs only those (the connector's `query`), so the
-tests share one database.
+tests share one database. RT stamps a new ticket with the current time whatever the request
+says, so older tickets are made by moving new ones back in RT's database
+(`tools/rt-server backdate`), and the tests check that RT then serves the moved times.
 """
 
 from __future__ import annotations
@@ -111,6 +113,17 @@ class Api:
     def etag(self, ticket_id: str) -> str:
         return self.call("GET", f"ticket/{ticket_id}").headers["ETag"]
 
+    def times(self, ticket_id: str) -> dict[str, datetime]:
+        """The ticket's set dates and its transactions' dates, as RT serves them."""
+        ticket = self.call("GET", f"ticket/{ticket_id}").json()
+        times = {name: ticket.get(name) for name in ("Created", "LastUpdated", "Started", "Told",
+                                                     "Starts", "Due", "Resolved")}
+        for item in self.call("GET", f"ticket/{ticket_id}/history", params={
+                "per_page": 100, "fields": "Created"}).json()["items"]:
+            times[f"transaction {item['id']}"] = item["Created"]
+        return {name: datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                for name, value in times.items() if value and not value.startswith("1970-")}
+
     def history(self, ticket_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for page in range(1, 100):
@@ -151,6 +164,33 @@ POLICY = {
 }
 
 
+def backdate(api: Api, ticket_id: str, created: datetime) -> None:
+    """Move a new ticket and its history back so that it was created at `created`.
+
+    REST2 ignores a `Created` in a create or update body (request-tracker5
+    5.0.3+dfsg-3~deb12u7 drops it silently, with id, Creator, LastUpdated and LastUpdatedBy),
+    so tools/rt-server moves the ticket in RT's database; RT must then serve every moved time.
+    """
+    before = api.times(ticket_id)
+    moved = script("backdate", ticket_id, created.strftime("%Y-%m-%d %H:%M:%S"))
+    if moved.returncode != 0:
+        pytest.fail(f"set-up: tools/rt-server backdate {ticket_id} failed (the tests age "
+                    "tickets in the database tools/rt-server owns, so RT_URL must be its "
+                    f"server): {(moved.stderr or moved.stdout).strip()[-400:]}", pytrace=False)
+    shift = before["Created"] - created
+    expected = {name: value - shift for name, value in before.items()}
+    served = api.times(ticket_id)
+    if served != expected:
+        wrong = {name: (str(expected.get(name)), str(served.get(name)))
+                 for name in sorted(expected.keys() | served.keys())
+                 if expected.get(name) != served.get(name)}
+        pytest.fail(f"set-up: RT does not serve the times tools/rt-server backdate gave ticket "
+                    f"{ticket_id} in its database (expected, served): {wrong}. RT no longer "
+                    "reads a ticket afresh at each request (its record cache, kept unless "
+                    "$WebFlushDbCacheEveryRequest), or RT_URL is not the server of "
+                    "tools/rt-server's state folder; not a connector defect.", pytrace=False)
+
+
 @dataclass
 class Project:
     config: Path
@@ -160,10 +200,11 @@ class Project:
     now: datetime
 
     def ticket(self, name: str, age: timedelta, **fields: Any) -> str:
-        """A ticket in `support` created `age` before now (RT accepts a backdated Created)."""
-        created = (self.now - age).strftime("%Y-%m-%d %H:%M:%S")
-        return self.agent.create(Queue="support", Subject=f"{self.subject} {name}",
-                                 Requestor="carol@example.com", Created=created, **fields)
+        """A ticket in `support` created `age` before now."""
+        ticket_id = self.agent.create(Queue="support", Subject=f"{self.subject} {name}",
+                                      Requestor="carol@example.com", **fields)
+        backdate(self.api, ticket_id, self.now - age)
+        return ticket_id
 
     def run(self, *, later: timedelta = timedelta(0)) -> Any:
         return cli("run", "--config", str(self.config), "--now", (self.now + later).isoformat())
@@ -314,3 +355,17 @@ def test_a_write_planned_on_a_version_rt_no_longer_has_gets_a_412(project):
         rt.apply(ChangeSet(late, base_updated_at=record.updated_at,
                            fields={"priority": "urgent"}), project.now)
     assert project.api.ticket(late)["Priority"] == "75"
+
+
+def test_backdate_moves_a_ticket_back_only_and_refuses_what_it_cannot_do(project):
+    aged = project.ticket("aged", timedelta(hours=1))
+    before = project.api.times(aged)
+    later = (project.now + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    for args, message in [((aged, later), "backdate only moves tickets back"),
+                          ((aged, "2026-02-30 09:00:00"), "'2026-02-30 09:00:00' is not a valid"),
+                          ((aged, "an hour"), "neither a number of seconds nor a time"),
+                          (("999999", "60"), "no ticket 999999"),
+                          (("1 OR 1=1", "60"), "'1 OR 1=1' is not a ticket id")]:
+        result = script("backdate", *args)
+        assert (result.returncode, message in result.stderr) == (1, True), result.stderr
+    assert project.api.times(aged) == before

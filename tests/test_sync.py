@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -14,12 +15,23 @@ from typing import Any
 
 import pytest
 
+from connector.base import ConflictError, ConnectorError, OutcomeUnknown
 from connector.file import FileHelpdesk
-from connector.model import parse_instant
+from connector.model import ChangeSet, parse_instant
 from rules.policy import load_policy
-from sync_run import run_sync
+from sync_run import is_applied, run_sync
 from sync_state import StateStore
-from tests.conftest import ROOT, act, cli, cond, iso, record_dict, rule, write_project
+from tests.conftest import (
+    ROOT,
+    act,
+    cli,
+    cond,
+    iso,
+    make_record,
+    record_dict,
+    rule,
+    write_project,
+)
 
 DEMO_NOW = "2026-03-02T12:00:00+00:00"
 
@@ -349,6 +361,220 @@ def test_a_crash_mid_run_neither_repeats_nor_loses_a_write(tmp_path: Path,
     assert again.writes == 0
 
 
+# -- writes whose outcome is unknown ------------------------------------------------------
+
+def lost_answers(connector: FileHelpdesk, applied: bool, times: int = 1) -> list[str]:
+    """The first `times` writes lose their answer (a read timeout): the helpdesk applied
+    them (`applied`) or not; the connector raises OutcomeUnknown either way."""
+    real_apply = connector.apply
+    sent: list[str] = []
+
+    def apply(change: Any, now: Any) -> Any:
+        sent.append(change.record_id)
+        if len(sent) <= times:
+            if applied:
+                real_apply(change, now)
+            raise OutcomeUnknown("testdesk: PUT: ReadTimeout after the request was sent",
+                                 record_id=change.record_id)
+        return real_apply(change, now)
+
+    connector.apply = apply  # type: ignore[method-assign]
+    return sent
+
+
+def test_a_write_whose_answer_was_lost_but_applied_is_recorded_not_resent(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    connector, policy, store = open_parts(tmp_path)
+    sent = lost_answers(connector, applied=True)
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert sent == ["T-1", "T-2"], "the write was sent once, then read back"
+    assert (report.errors, report.writes, report.recovered, report.cursor_moved) == \
+        (0, 2, 1, True)
+    assert "the answer to its write was lost" in report.warnings[0]
+    assert store.pending() == []
+    for record in records_of(tmp_path).values():
+        assert len(record["notes"]) == 1, record["id"]
+    assert run_sync(connector, policy, store, now).writes == 0
+
+
+def test_a_write_whose_answer_was_lost_stays_pending_and_is_written_once_later(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1"), ticket(id="T-2")])
+    connector, policy, store = open_parts(tmp_path)
+    sent = lost_answers(connector, applied=False)
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert sent == ["T-1", "T-2"], "not resent in the same run"
+    assert (report.errors, report.writes, report.cursor_moved) == (1, 1, False)
+    assert "the write stays pending and the next run settles it" in report.failures[0]
+    assert [change.record_id for change, _, _ in store.pending()] == ["T-1"]
+    assert records_of(tmp_path)["T-1"]["notes"] == []
+    rerun = run_sync(connector, policy, store, now)
+    assert (rerun.errors, rerun.writes, rerun.cursor_moved) == (0, 1, True)
+    assert any("had not gone through; planning it again" in w for w in rerun.warnings)
+    assert sent == ["T-1", "T-2", "T-1"]
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+    assert run_sync(connector, policy, store, now).writes == 0
+
+
+def test_a_lost_write_the_helpdesk_applies_late_is_recognised_on_the_next_run(
+        tmp_path: Path) -> None:
+    """Like a Zendesk update_many job that runs after the read-back: pending across runs,
+    then recognised, never posted twice."""
+    setup(tmp_path, [ticket(id="T-1")])
+    connector, policy, store = open_parts(tmp_path)
+    late: list[Any] = []
+    real_apply = connector.apply
+
+    def queued(change: Any, now: Any) -> Any:
+        late.append((change, now))
+        raise OutcomeUnknown("testdesk: PUT: HTTP 504 to a write", record_id=change.record_id)
+
+    connector.apply = queued  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    assert run_sync(connector, policy, store, now).errors == 1
+    real_apply(*late[0])  # the helpdesk gets round to it between the runs
+    connector.apply = real_apply  # type: ignore[method-assign]
+    rerun = run_sync(connector, policy, store, now)
+    assert (rerun.errors, rerun.writes, rerun.recovered) == (0, 0, 1)
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+    assert run_sync(connector, policy, store, now).writes == 0
+
+
+def test_a_batch_whose_answer_was_lost_is_settled_record_by_record(tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id=f"T-{n}") for n in range(1, 5)])
+    connector, policy, store = open_parts(tmp_path, batch_size=10)
+    real_apply_many = connector.apply_many
+
+    def applied_but_lost(changes: Any, now: Any) -> Any:
+        real_apply_many(changes[:3], now)  # the job got through three of four
+        raise OutcomeUnknown("testdesk: update job still working after 120s")
+
+    connector.apply_many = applied_but_lost  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert (report.errors, report.writes, report.recovered) == (1, 3, 3)
+    assert [change.record_id for change, _, _ in store.pending()] == ["T-4"]
+    connector.apply_many = real_apply_many  # type: ignore[method-assign]
+    assert run_sync(connector, policy, store, now).writes == 1
+    assert all(len(r["notes"]) == 1 for r in records_of(tmp_path).values())
+
+
+def test_a_conflict_that_is_our_own_earlier_attempt_is_recorded_not_replanned(
+        tmp_path: Path) -> None:
+    """A stamped write retried after a lost answer: the first attempt landed, the retry is
+    refused as a conflict. Read back, the record shows the write: nothing is posted again."""
+    setup(tmp_path, [ticket(id="T-1")])
+    connector, policy, store = open_parts(tmp_path)
+    real_apply = connector.apply
+    calls: list[str] = []
+
+    def landed_then_conflict(change: Any, now: Any) -> Any:
+        calls.append(change.record_id)
+        if len(calls) == 1:
+            real_apply(change, now)
+            raise ConflictError("testdesk: ticket T-1 changed since it was read",
+                                record_id=change.record_id)
+        return real_apply(change, now)
+
+    connector.apply = landed_then_conflict  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert calls == ["T-1"] and (report.errors, report.writes, report.recovered) == (0, 1, 1)
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
+def test_a_conflict_that_cannot_be_read_back_stays_pending_for_the_next_run(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1")])
+    connector, policy, store = open_parts(tmp_path)
+    real_apply, real_read_back = connector.apply, connector.read_back
+
+    def landed_then_conflict(change: Any, now: Any) -> Any:
+        real_apply(change, now)
+        raise ConflictError("testdesk: ticket T-1 changed since it was read",
+                            record_id=change.record_id)
+
+    def unreadable(record_id: str, since: Any = None) -> Any:
+        raise ConnectorError("testdesk: GET T-1: HTTP 500", record_id=record_id)
+
+    connector.apply = landed_then_conflict  # type: ignore[method-assign]
+    connector.read_back = unreadable  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert report.errors == 1 and "stays pending" in report.failures[0]
+    assert [c.record_id for c, _, _ in store.pending()] == ["T-1"]
+    connector.apply, connector.read_back = real_apply, real_read_back  # type: ignore
+    rerun = run_sync(connector, policy, store, now)
+    assert (rerun.errors, rerun.writes, rerun.recovered) == (0, 0, 1)
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
+def test_a_crash_settles_by_reading_the_record_back_not_the_lagging_listing(
+        tmp_path: Path) -> None:
+    """Zendesk's export leaves out the last minute: after a crash past the write, the rerun's
+    listing still shows the record as before. The record read back shows the note."""
+    setup(tmp_path, [ticket(id="T-1")])
+    before = (tmp_path / "helpdesk.json").read_text()
+    connector, policy, store = open_parts(tmp_path)
+    real_apply = connector.apply
+
+    def dies_after_writing(change: Any, now: Any) -> Any:
+        real_apply(change, now)
+        raise Crash()
+
+    connector.apply = dies_after_writing  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    with pytest.raises(Crash):
+        run_sync(connector, policy, store, now)
+    store.close()
+    connector, policy, store = open_parts(tmp_path)
+    lagging = FileHelpdesk(tmp_path / "lagging.json")
+    (tmp_path / "lagging.json").write_text(before)
+    connector.fetch = lagging.fetch  # type: ignore[method-assign]
+    report = run_sync(connector, policy, store, now)
+    assert (report.recovered, report.writes) == (1, 0)
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
+class NotesUnreadable(FileHelpdesk):
+    """A helpdesk whose notes cannot be read back (a third-party connector)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, batch_size=1)
+        self.capabilities = dataclasses.replace(self.capabilities, reads_notes=False)
+
+    def read_back(self, record_id: str, since: Any = None) -> Any:
+        record = self.get(record_id)
+        return None if record is None else dataclasses.replace(record, notes=())
+
+
+def test_a_note_that_cannot_be_confirmed_stays_pending_never_assumed_or_resent(
+        tmp_path: Path) -> None:
+    setup(tmp_path, [ticket(id="T-1")])
+    connector = NotesUnreadable(tmp_path / "helpdesk.json")
+    policy = load_policy(tmp_path / "policy.json")
+    store = StateStore(tmp_path / "state.db")
+    real_apply = connector.apply
+
+    def crashes_after_writing(change: Any, now: Any) -> Any:
+        real_apply(change, now)
+        raise Crash()
+
+    connector.apply = crashes_after_writing  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    with pytest.raises(Crash):
+        run_sync(connector, policy, store, now)
+    connector.apply = real_apply  # type: ignore[method-assign]
+    for _ in range(2):
+        report = run_sync(connector, policy, store, now)
+        assert report.errors == 1 and report.writes == 0
+        assert "cannot be read back to confirm its note; kept pending" in report.failures[0]
+    assert len(records_of(tmp_path)["T-1"]["notes"]) == 1
+
+
 # -- the state file and the lock ---------------------------------------------------------
 
 def test_a_state_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -513,3 +739,21 @@ def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
     result = cli("run", "--config", str(config), "--every", "5m", "--now", iso("2026-03-02 09:00"))
     assert result.exit_code == 2 and "cannot take --now" in result.stderr
+
+
+# -- is_applied: what a record read back must show -------------------------------------------
+
+def test_a_note_counts_only_when_added_since_the_version_the_change_was_planned_on() -> None:
+    planned = parse_instant(iso("2026-03-02 10:00"), "base")
+    change = ChangeSet("T-1", base_updated_at=planned, add_tags=("sla_breach",),
+                       notes=("T-1: first response overdue",))
+    older = {"at": iso("2026-03-01 09:00"), "text": "T-1: first response overdue"}
+    ours = {"at": iso("2026-03-02 10:00"), "text": "Escalated.\n\nT-1:  first response\n"
+                                                   "overdue"}
+    tagged = {"tags": ["sla_breach"], "updated_at": iso("2026-03-02 10:00")}
+    assert not is_applied(change, make_record(**tagged, notes=[older])), \
+        "an identical note from an earlier activation is not this one"
+    assert is_applied(change, make_record(**tagged, notes=[older, ours])), \
+        "one comment holding the change's notes, re-wrapped by the helpdesk"
+    assert not is_applied(change, make_record(notes=[ours])), "the tag is missing"
+    assert is_applied(change, make_record(**tagged), notes_readable=False)

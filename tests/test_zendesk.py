@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import responses
 from requests.auth import HTTPBasicAuth
 from responses import matchers
 
 from connector import ConflictError, ConnectorError, RecordGone, open_connector
+from connector.base import OutcomeUnknown
 from connector.http import HttpClient
 from connector.model import ChangeSet, StatusChange
 from connector.zendesk import (
@@ -487,7 +489,7 @@ def test_from_settings_builds_one_budget_for_the_exports_and_one_for_the_rest():
     assert (connector.exports.throttle.per_minute, connector.api.throttle.per_minute) == (10,
                                                                                           200)
     assert connector.capabilities.bulk_writes and connector.capabilities.batch_size == 100
-    assert connector.capabilities.safe_update and not connector.capabilities.reads_notes
+    assert connector.capabilities.safe_update and connector.capabilities.reads_notes
     custom = open_connector({**SETTINGS, "requests_per_minute": 30,
                              "api_requests_per_minute": 700, "bulk_writes": False}, Path("."))
     assert (custom.exports.throttle.per_minute, custom.api.throttle.per_minute) == (30, 700)
@@ -658,3 +660,110 @@ def test_a_5xx_storm_fails_the_run_and_keeps_the_cursor(api, project):
     assert "still failing after retries (HTTP 503)" in failed.stderr
     assert StateStore(project.parent / "state.db").cursor(identity) == cursor
     assert TOKEN not in failed.output
+
+
+# -- writes whose outcome is unknown ---------------------------------------------------------
+
+def exported(ticket_id: int) -> dict[str, Any]:
+    """The recorded ticket object of the first sync's export pages."""
+    for name in ("incremental_tickets_page_1", "incremental_tickets_page_2_end_of_stream"):
+        for ticket in load(name)["tickets"]:
+            if ticket["id"] == ticket_id:
+                return ticket
+    raise KeyError(ticket_id)
+
+
+def read_back_as(api: Any, ticket_id: int, escalated: bool, url: str = E2E_URL) -> None:
+    """Show ticket and its audits, before or after sla-sync's update landed: the recorded
+    ticket object, and the creation audit of ticket_audits_35436.json; after the update,
+    the tag is on the ticket and an audit at 10:20 holds the private comment (Zendesk's
+    Comment audit event: body, plain_body, public)."""
+    ticket = dict(exported(ticket_id))
+    audits = load("ticket_audits_35436")
+    creation = {**audits["audits"][0], "ticket_id": ticket_id,
+                "created_at": ticket["created_at"]}
+    audits["audits"] = [creation]
+    if escalated:
+        ticket.update(tags=[*ticket["tags"], "sla_breach"], updated_at="2026-03-02T10:20:00Z")
+        text = f"{ticket_id}: first response overdue"
+        audits["audits"].append({
+            "id": 9900 + ticket_id % 100, "ticket_id": ticket_id,
+            "created_at": "2026-03-02T10:20:00Z", "author_id": 361009,
+            "events": [{"id": 9901, "type": "Comment", "author_id": 361009, "body": text,
+                        "html_body": f"<p>{text}</p>", "plain_body": text, "public": False,
+                        "attachments": [], "audit_id": 9900},
+                       {"id": 9902, "type": "Change", "field_name": "tags",
+                        "value": ticket["tags"], "previous_value": exported(ticket_id)["tags"]}]})
+    api.get(f"{url}/api/v2/tickets/{ticket_id}", json={"ticket": ticket})
+    api.get(f"{url}/api/v2/tickets/{ticket_id}/audits", json=audits)
+
+
+def test_read_back_reads_the_private_comments_since_the_plan_from_the_audits(api):
+    read_back_as(api, 35436, escalated=True, url=URL)
+    record = zendesk().read_back("35436", at("2026-03-02 09:00"))
+    assert record is not None
+    # The requester's public comment is not a note of sla-sync's: it stays out.
+    assert [(n.at, n.text) for n in record.notes] == [
+        (at("2026-03-02 10:20"), "35436: first response overdue")]
+    assert len(api.calls) == 2  # the audits that give the history also give the comments
+    read_back_as(api, 35436, escalated=True, url=URL)
+    later = zendesk().read_back("35436", at("2026-03-02 10:21"))
+    assert later is not None and later.notes == ()
+    read_back_as(api, 35436, escalated=True, url=URL)
+    plain = zendesk().get("35436")
+    assert plain is not None and plain.notes == ()
+
+
+def test_update_many_is_never_resent_after_its_answer_was_lost(api):
+    api.put(URL + UPDATE_MANY, body=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(OutcomeUnknown) as info:
+        zendesk().apply_many([change(add_tags=("a",)), change("35439", notes=("x",))], NOW)
+    assert info.value.record_id is None
+    assert [c.request.method for c in api.calls] == ["PUT"]
+
+
+def test_a_safe_update_whose_answer_was_lost_is_retried_and_a_409_says_it_landed(api):
+    api.put(f"{URL}/api/v2/tickets/35436", body=requests.exceptions.ReadTimeout("late"))
+    api.put(f"{URL}/api/v2/tickets/35436", status=409, json=load("ticket_update_conflict_409"))
+    with pytest.raises(ConflictError):
+        zendesk().apply(change(add_tags=("sla_breach",), notes=("Overdue.",)), NOW)
+    assert [sent(c)["ticket"]["updated_stamp"] for c in api.calls] == \
+        ["2026-03-02T09:00:00Z"] * 2  # the same stamp: the second send cannot apply twice
+
+
+def test_an_update_without_a_stamp_is_not_resent_after_its_answer_was_lost(api):
+    api.put(f"{URL}/api/v2/tickets/35436", body=requests.exceptions.ConnectionError("reset"))
+    with pytest.raises(OutcomeUnknown) as info:
+        zendesk().apply(ChangeSet("35436", notes=("Overdue.",)), NOW)
+    assert info.value.record_id == "35436" and len(api.calls) == 1
+
+
+def test_failed_job_polls_leave_writes_pending_and_a_rerun_in_the_lagging_minute_posts_nothing(
+        api, project):
+    """The issue's trial: job-status polls fail, and the export still shows the tickets as
+    before the batch. The writes stay pending; the rerun reads each ticket back (show ticket
+    and audits), finds the tag and the comment, and records them without a second post."""
+    first_sync_pages(api, E2E_URL)
+    api.put(E2E_URL + UPDATE_MANY, json=load("update_many_job_queued"))
+    api.get(f"{E2E_URL}/api/v2/job_statuses/{JOB}", status=503)
+    for ticket_id in (35436, 35439):
+        read_back_as(api, ticket_id, escalated=False)  # the job has not run yet
+    first = cli("run", "--config", str(project), "--now", NOW.isoformat())
+    assert first.exit_code != 0
+    assert "the write stays pending and the next run settles it" in first.stderr
+    store = StateStore(project.parent / "state.db")
+    assert sorted(c.record_id for c, _, _ in store.pending()) == ["35436", "35439"]
+    assert store.cursor(f"zendesk:{E2E_URL}") is None
+    store.close()
+
+    api.reset()
+    first_sync_pages(api, E2E_URL)  # the export lags: the tickets as they were
+    for ticket_id in (35436, 35439):
+        read_back_as(api, ticket_id, escalated=True)  # the job ran meanwhile
+    second = cli("run", "--config", str(project), "--now", NOW.isoformat())
+    assert second.exit_code == 0, second.output
+    assert [c.request.method for c in api.calls].count("PUT") == 0, "nothing posted twice"
+    assert "writes 0" in second.output and second.stderr.count("had gone through") == 2
+    store = StateStore(project.parent / "state.db")
+    assert store.pending() == [] and store.active_rules() == {
+        "35436": frozenset({"breach"}), "35439": frozenset({"breach"})}
