@@ -381,10 +381,20 @@ def _check_region(item: dict[str, Any]) -> tuple[str, str] | None:
     country, subdiv = item.get("country"), item.get("subdiv")
     if not isinstance(country, str):
         return ".country", "missing: an ISO 3166 country code such as 'DE'"
-    if subdiv is not None and not isinstance(subdiv, str):
+    # The codes go to the holidays package, which looks countries up by attribute: only a
+    # code's shape may reach it (a name like "__class__" or "HolidayBase" would be found).
+    if not _COUNTRY.fullmatch(country):
+        return ".country", f"{country[:20]!r} is not an ISO 3166 country code such as 'DE'"
+    if subdiv is not None and not (isinstance(subdiv, str) and _SUBDIV.fullmatch(subdiv)):
         return ".subdiv", "expected a subdivision code such as 'BE'"
     try:
         public_holidays(country, subdiv, 2026)
     except NotImplementedError as exc:
         return (".subdiv" if "subdivision" in str(exc) else ".country"), str(exc)
+    except Exception as exc:  # noqa: BLE001 (the package's own refusal, whatever its type)
+        return ".country", f"the holidays package refused {country!r}: {type(exc).__name__}"
     return None
+
+
+_COUNTRY = re.compile(r"[A-Z]{2,3}")
+_SUBDIV = re.compile(r"[A-Za-z0-9]{1,6}(-[A-Za-z0-9]{1,6})?")
