@@ -84,7 +84,7 @@ def test_an_incremental_read_sends_one_search_per_page_anchored_on_the_last_modi
                   "value": str(millis("2026-03-02 09:59:30"))}  # 30 s settling time
     assert first["filterGroups"] == [{"filters": [window_end]}]
     assert first["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
-    assert first["limit"] == 100 and "after" not in first
+    assert first["limit"] == 200 and "after" not in first
     assert {"hs_pipeline_stage", "hs_ticket_priority", "sla_tags", "hs_v2_date_entered_3"} \
         <= set(first["properties"])
     # Page 2 is a new query from the last modified time seen (not offset 3): ticket 514,
@@ -397,20 +397,24 @@ def test_notes_are_internal_note_objects_on_the_records_timeline(api):
     assert {call.request.url for call in api.calls} == {BATCH_READ, NOTES}
 
 
-def test_notes_on_leads_use_the_default_association_type_looked_up_once(api):
+def test_notes_for_tickets_and_leads_go_in_one_request_with_the_documented_type_ids(api):
+    # HubSpot's "Association type ID values": Note to ticket 228, Note to lead 855 (854 is
+    # the other direction, lead to note); nothing is looked up.
     leads = f"{BASE}/crm/v3/objects/leads"
     lead = fixture("search_leads_end_of_stream.json")["results"][0]
+    api.post(BATCH_READ, json=fixture("batch_read_tickets.json"))
     api.post(f"{leads}/batch/read", json={"status": "COMPLETE", "results": [lead]})
-    api.get(f"{BASE}/crm/v4/associations/notes/leads/labels",
-            json=fixture("associations_labels_notes_to_leads.json"))
     api.post(NOTES, status=201, json={"status": "COMPLETE", "results": []})
-    hubspot = make(objects=["tickets", "leads"])
-    for _ in range(2):
-        hubspot.apply(change("leads:77", notes=("Campaign lead not contacted.",)), NOW)
-    creates = sent(api, NOTES)
-    assert [c["inputs"][0]["associations"][0]["types"][0]["associationTypeId"]
-            for c in creates] == [854, 854]
-    assert len([c for c in api.calls if "labels" in c.request.url]) == 1
+    results = make(objects=["tickets", "leads"]).apply_many([
+        change("tickets:512", notes=("First response overdue.",)),
+        change("leads:77", notes=("Campaign lead not contacted.",))], NOW)
+    assert [r.error for r in results] == [None, None]
+    [create] = sent(api, NOTES)
+    assert [(i["associations"][0]["to"]["id"],
+             i["associations"][0]["types"][0]["associationTypeId"])
+            for i in create["inputs"]] == [("512", 228), ("77", 855)]
+    assert not [c for c in api.calls if "/crm/v4/associations/" in c.request.url]
+    assert len(api.calls) == 3  # two batch reads, one notes batch/create
 
 
 def test_assign_writes_the_owner_found_by_email_or_name(api):
@@ -620,8 +624,8 @@ def test_end_to_end_a_run_reads_each_page_once_writes_per_100_and_a_rerun_writes
     first = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
     assert first.exit_code == 0, first.output
     assert "writes 150" in first.output
-    # 150 tickets: 2 search pages; 2 batches of (read, update, notes) for 150 changes.
-    assert counts(api) == {"/crm/v3/objects/tickets/search": 2,
+    # 150 tickets: 1 search page of 200; 2 batches of (read, update, notes) for 150 changes.
+    assert counts(api) == {"/crm/v3/objects/tickets/search": 1,
                            "/crm/v3/objects/tickets/batch/read": 2,
                            "/crm/v3/objects/tickets/batch/update": 2,
                            "/crm/v3/objects/notes/batch/create": 2}
@@ -632,8 +636,8 @@ def test_end_to_end_a_run_reads_each_page_once_writes_per_100_and_a_rerun_writes
     second = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
     assert second.exit_code == 0, second.output
     assert "writes 0" in second.output
-    # Our own writes come back as changes (2 pages); nothing is written again.
-    assert counts(api) == {"/crm/v3/objects/tickets/search": 2}
+    # Our own writes come back as changes (1 page); nothing is written again.
+    assert counts(api) == {"/crm/v3/objects/tickets/search": 1}
     assert fake.writes == 150 and fake.notes == 150
 
 
