@@ -444,7 +444,7 @@ def test_settings_build_a_connector_with_its_identity_and_capabilities():
     assert connector.options.groups.names == {48000123: "support"}
     caps = connector.capabilities
     assert (caps.bulk_writes, caps.batch_size, caps.safe_update, caps.tags, caps.notes,
-            caps.leads) == (True, 100, True, True, True, False)
+            caps.leads) == (True, 1000, True, True, True, False)
 
 
 # -- end to end: the CLI against a fake Freshdesk ----------------------------------------------

@@ -486,7 +486,7 @@ def test_the_registry_builds_it_from_settings_with_the_vendor_throttle(tmp_path)
     assert isinstance(hubspot, HubSpot)
     assert hubspot.identity == "hubspot:https://api.hubapi.com#8675309"
     assert hubspot.client.throttle.per_minute == 240
-    assert hubspot.capabilities.bulk_writes and hubspot.capabilities.batch_size == 100
+    assert hubspot.capabilities.bulk_writes and hubspot.capabilities.batch_size == 1000
     assert hubspot.capabilities.safe_update and hubspot.capabilities.leads
 
 
