@@ -68,6 +68,11 @@ BATCH_SIZE = 100  # inputs per batch read, update and create (HubSpot's batch li
 #: tickets and leads in (a loop batch of 100 mixed records would cost 2 reads and 2 updates).
 RUN_BATCH = 1000
 SEARCH_CAP = 10_000  # the search API refuses to page past this many results of one query
+#: A re-anchored search leaves out the ids already read at its first millisecond with
+#: `hs_object_id NOT_IN` (a documented operator taking a `values` list), so that a page of
+#: 200 brings 200 new records; above this many such ids they are dropped on arrival instead
+#: (a query may hold at most 3,000 characters).
+EXCLUDED_IDS = 50
 #: The search API allows about 5 requests per second per account, shared with every other
 #: integration; 4 a second also stays far below the 100-per-10-seconds burst of private apps.
 REQUESTS_PER_MINUTE = 240
@@ -276,8 +281,13 @@ class HubSpot:
         # are used only inside a run of more than a page of records sharing one millisecond.
         modified = MODIFIED[obj]
         after: str | None = None
+        excluded: list[str] = []
         while True:
-            body = self._post_search(obj, position.since, upper, after)
+            if after is None:  # a new query; offsets page on with the same filters
+                excluded = sorted(position.edge, key=_id_order) \
+                    if position.since is not None and len(position.edge) <= EXCLUDED_IDS \
+                    else []
+            body = self._post_search(obj, position.since, upper, after, excluded)
             results = body.get("results")
             if not isinstance(results, list):
                 raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: the "
@@ -320,13 +330,16 @@ class HubSpot:
             after = str(next_after)
 
     def _post_search(self, obj: str, since: int | None, upper: int | None,
-                     after: str | None) -> dict[str, Any]:
+                     after: str | None, excluded: list[str]) -> dict[str, Any]:
         modified = MODIFIED[obj]
-        filters = []
+        filters: list[dict[str, Any]] = []
         if since is not None:
             filters.append({"propertyName": modified, "operator": "GTE", "value": str(since)})
         if upper is not None:
             filters.append({"propertyName": modified, "operator": "LT", "value": str(upper)})
+        if excluded:
+            filters.append({"propertyName": "hs_object_id", "operator": "NOT_IN",
+                            "values": excluded})
         request: dict[str, Any] = {
             "filterGroups": [{"filters": filters}] if filters else [],
             "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],

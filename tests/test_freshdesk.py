@@ -685,3 +685,37 @@ def test_read_back_pages_through_the_conversations(api):
     assert [(n.at, n.text) for n in record.notes] == [
         (at("2026-03-02 10:20:02"), "Overdue by 20 min"),
         (at("2026-03-02 10:25"), "Line one\ntwo & three")]
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+    if "bench_requests" in sys.modules:
+        return sys.modules["bench_requests"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
+    spec = importlib.util.spec_from_file_location("bench_requests", path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return sys.modules["bench_requests"]
+
+
+def test_a_sync_costs_the_documented_minimum_of_requests_notes_joining_the_bulk_update():
+    bench = _bench()
+    # 450 tickets read, 250 given the same priority, 120 of those a note: 3 jobs of 100, 100
+    # and 50 whatever batches the loop would have cut, one note each, one fresh read each.
+    count = bench.count_freshdesk(bench.Scenario(450, 250, 120))
+    assert count.made == {"listing": 5, "fresh read": 250, "bulk_update": 3, "job poll": 3,
+                          "note": 120}
+    assert count.made == count.minimum
+
+
+def test_identical_changes_beyond_a_hundred_share_jobs_a_lone_one_is_a_put():
+    bench = _bench()
+    count = bench.count_freshdesk(bench.Scenario(101, 101, 0))
+    assert count.made == {"listing": 2, "fresh read": 101, "bulk_update": 1, "job poll": 1,
+                          "PUT": 1}
+    assert count.made == count.minimum

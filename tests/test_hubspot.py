@@ -87,11 +87,13 @@ def test_an_incremental_read_sends_one_search_per_page_anchored_on_the_last_modi
     assert first["limit"] == 200 and "after" not in first
     assert {"hs_pipeline_stage", "hs_ticket_priority", "sla_tags", "hs_v2_date_entered_3"} \
         <= set(first["properties"])
-    # Page 2 is a new query from the last modified time seen (not offset 3): ticket 514,
-    # read at that very millisecond, comes back and is dropped; 515 shares it and is kept.
+    # Page 2 is a new query from the last modified time seen (not offset 3) that leaves out
+    # ticket 514, read at that very millisecond (dropped too if it came back); 515 shares
+    # the millisecond and is kept.
     assert second["filterGroups"] == [{"filters": [
         {"propertyName": "hs_lastmodifieddate", "operator": "GTE",
-         "value": str(millis("2026-03-02 09:20"))}, window_end]}]
+         "value": str(millis("2026-03-02 09:20"))}, window_end,
+        {"propertyName": "hs_object_id", "operator": "NOT_IN", "values": ["514"]}]}]
     assert "after" not in second
     assert len(sent(api, SEARCH)) == 2 and len(api.calls) == 3  # + the owners, once
 
@@ -556,6 +558,9 @@ class FakeHubSpot:
         found = list(self.tickets.values())
         for group in query["filterGroups"]:
             for f in group["filters"]:
+                if f["operator"] == "NOT_IN":  # hs_object_id NOT_IN the ids of the edge
+                    found = [t for t in found if t["id"] not in f["values"]]
+                    continue
                 value = int(f["value"])
                 keep = (lambda m, v=value: m >= v) if f["operator"] == "GTE" \
                     else (lambda m, v=value: m < v)
@@ -742,3 +747,35 @@ def test_end_to_end_a_note_whose_answer_was_lost_is_posted_exactly_once_across_r
     assert [n["properties"]["hs_note_body"] for n in fake.kept.values()] == \
         ["tickets:1000: first response overdue"]
     assert fake.tickets["1000"]["properties"]["sla_tags"] == "sla_breach"
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+    if "bench_requests" in sys.modules:
+        return sys.modules["bench_requests"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
+    spec = importlib.util.spec_from_file_location("bench_requests", path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return sys.modules["bench_requests"]
+
+
+def test_a_sync_of_tickets_and_leads_costs_the_documented_minimum_of_requests():
+    bench = _bench()
+    # 450 records (225 tickets, 225 leads, alternating in time), 250 written, 120 notes.
+    count = bench.count_hubspot(bench.Scenario(450, 250, 120))
+    assert count.made == {"search": 4, "read": 4, "update": 4, "notes batch/create": 2}
+    assert count.made == count.minimum
+
+
+def test_a_re_anchored_search_leaves_out_the_edge_so_every_page_brings_200_new_records():
+    bench = _bench()
+    # 400 tickets and 400 leads: 2 pages each. Without NOT_IN the second page would bring
+    # back the record read at its anchor and 199 new ones, and a third page the last one.
+    count = bench.count_hubspot(bench.Scenario(800, 0, 0))
+    assert count.made == {"search": 4} == count.minimum

@@ -1,0 +1,381 @@
+"""Requests per sync against each vendor's documented minimum: a scripted scenario per
+connector (N changed records read, M of them given the same field change, K of those a
+note), run through the connector as the sync loop drives it (a fetch, then apply_many in
+batches of `capabilities.batch_size`), against a local fake of the vendor's API served by
+`responses` (no network). Counted, not timed.
+
+    python bench/bench_requests.py [--changed 450] [--writes 250] [--notes 120]
+
+How each minimum is derived is in docs/performance.md, "Requests". Prints one line per
+connector and request kind, then the totals; exits 1 when a connector is more than 5% over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import responses
+from requests.auth import HTTPBasicAuth
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connector.base import Connector, apply_each  # noqa: E402
+from connector.freshdesk import Freshdesk  # noqa: E402
+from connector.freshdesk import Options as FreshdeskOptions  # noqa: E402
+from connector.http import HeaderToken, HttpClient  # noqa: E402
+from connector.hubspot import HubSpot  # noqa: E402
+from connector.hubspot import Options as HubSpotOptions  # noqa: E402
+from connector.model import ChangeSet, Record  # noqa: E402
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+NOTE = "First response overdue: escalated."
+
+
+@dataclass(frozen=True)
+class Scenario:
+    changed: int  # records the fetch returns
+    writes: int  # of those, records given the same field change (priority urgent)
+    notes: int  # of those written, records also given one note
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.notes <= self.writes <= self.changed:
+            raise ValueError("expected 0 <= notes <= writes <= changed")
+
+
+@dataclass
+class Count:
+    """Requests made, by kind, beside the documented minimum for the same kinds."""
+
+    connector: str
+    made: dict[str, int] = field(default_factory=dict)
+    minimum: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.minimum = {name: n for name, n in self.minimum.items() if n}
+
+    @property
+    def total(self) -> int:
+        return sum(self.made.values())
+
+    @property
+    def least(self) -> int:
+        return sum(self.minimum.values())
+
+    @property
+    def over(self) -> float:
+        """How far above the minimum, as a fraction (0.0: at the minimum)."""
+        return self.total / self.least - 1 if self.least else float(self.total > 0)
+
+
+def changes_for(records: list[Record], scenario: Scenario) -> list[ChangeSet]:
+    """The plans of the scenario, oldest change first (a connector with several objects
+    reads them one object after the other; the loop plans them mixed): the first `writes`
+    records get priority urgent, the first `notes` of them a note too."""
+    changes = []
+    ordered = sorted(records, key=lambda r: (r.updated_at, r.id))
+    for n, record in enumerate(ordered[:scenario.writes]):
+        changes.append(ChangeSet(record.id, base_updated_at=record.updated_at,
+                                 fields={"priority": "urgent"},
+                                 notes=(NOTE,) if n < scenario.notes else ()))
+    return changes
+
+
+def sync(connector: Connector, scenario: Scenario) -> list[ChangeSet]:
+    """One sync as the loop drives a connector: every page read, then the writes handed
+    over in batches of the connector's batch size (a batch of one goes through apply)."""
+    records = [record for page in connector.fetch(None) for record in page.records]
+    if len(records) != scenario.changed:
+        raise AssertionError(f"the fake served {len(records)} records, not {scenario.changed}")
+    changes = changes_for(records, scenario)
+    caps = connector.capabilities
+    size = max(1, caps.batch_size) if caps.bulk_writes else 1
+    for start in range(0, len(changes), size):
+        batch = changes[start:start + size]
+        results = apply_each(connector, batch, NOW) if len(batch) == 1 \
+            else connector.apply_many(batch, NOW)
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            raise AssertionError(f"{failed[0].record_id}: {failed[0].error}")
+    return changes
+
+
+def _kinds(api: responses.RequestsMock, kind: Callable[[str, str], str]) -> dict[str, int]:
+    made: dict[str, int] = {}
+    for call in api.calls:
+        name = kind(call.request.method or "", urlparse(call.request.url).path)
+        made[name] = made.get(name, 0) + 1
+    return made
+
+
+def _pages(items: int, per_page: int) -> int:
+    return max(1, math.ceil(items / per_page))  # an empty answer is still one request
+
+
+def _stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- HubSpot -----------------------------------------------------------------------------------
+
+class FakeHubSpot:
+    """The CRM v3 endpoints sla-sync uses, as HubSpot documents them: search (filters GTE/LT
+    on the modified time and NOT_IN on hs_object_id, one ascending sort, `limit` up to 200,
+    `after` offsets), batch read and update (up to 100 inputs), notes batch/create with
+    associations
+    (developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm and the objects'
+    batch endpoints)."""
+
+    BASE = "https://api.hubapi.com"
+
+    def __init__(self, api: responses.RequestsMock, scenario: Scenario):
+        self.records: dict[str, dict[str, dict[str, Any]]] = {"tickets": {}, "leads": {}}
+        self.writes = 0
+        for n in range(scenario.changed):
+            obj = ("tickets", "leads")[n % 2]
+            modified = START + timedelta(seconds=n)
+            props = {"hs_lastmodifieddate": modified.isoformat().replace("+00:00", "Z"),
+                     "createdate": "2026-03-02T07:00:00Z", "hs_createdate":
+                     "2026-03-02T07:00:00Z", "hs_pipeline_stage":
+                     "1" if obj == "tickets" else "new-stage-id",
+                     "subject": f"Ticket {n}", "hs_lead_name": f"Lead {n}"}
+            self.records[obj][str(1000 + n)] = {"id": str(1000 + n), "properties": props}
+        objects = r"/crm/v3/objects/(tickets|leads)"
+        api.add_callback(responses.POST, re.compile(self.BASE + objects + "/search"),
+                         self.search)
+        api.add_callback(responses.POST, re.compile(self.BASE + objects + "/batch/read"),
+                         self.batch_read)
+        api.add_callback(responses.POST, re.compile(self.BASE + objects + "/batch/update"),
+                         self.batch_update)
+        api.add_callback(responses.POST, self.BASE + "/crm/v3/objects/notes/batch/create",
+                         self.notes)
+        # The association labels, for a connector that looks the note type up (none now).
+        api.add(responses.GET, self.BASE + "/crm/v4/associations/notes/leads/labels",
+                json={"results": [{"category": "HUBSPOT_DEFINED", "typeId": 855,
+                                   "label": None}]})
+
+    @staticmethod
+    def _object(request: Any) -> str:
+        return urlparse(request.url).path.split("/")[4]
+
+    def search(self, request: Any) -> tuple[int, dict[str, str], str]:
+        query = json.loads(request.body)
+        if query["limit"] > 200:
+            return 400, {}, json.dumps({"category": "VALIDATION_ERROR"})
+        found = sorted(self.records[self._object(request)].values(),
+                       key=lambda r: (r["properties"]["hs_lastmodifieddate"], int(r["id"])))
+        for group in query.get("filterGroups") or []:
+            for f in group["filters"]:
+                if f["operator"] == "NOT_IN":
+                    assert f["propertyName"] == "hs_object_id", f
+                    found = [r for r in found if r["id"] not in f["values"]]
+                    continue
+                bound = datetime.fromtimestamp(int(f["value"]) / 1000, UTC)
+                keep = (lambda at, b=bound: at >= b) if f["operator"] == "GTE" \
+                    else (lambda at, b=bound: at < b)
+                found = [r for r in found if keep(datetime.fromisoformat(
+                    r["properties"]["hs_lastmodifieddate"]))]
+        start = int(query.get("after") or 0)
+        body: dict[str, Any] = {"total": len(found),
+                                "results": found[start:start + query["limit"]]}
+        if start + query["limit"] < len(found):
+            body["paging"] = {"next": {"after": str(start + query["limit"])}}
+        return 200, {}, json.dumps(body)
+
+    def batch_read(self, request: Any) -> tuple[int, dict[str, str], str]:
+        inputs = json.loads(request.body)["inputs"]
+        assert len(inputs) <= 100, "HubSpot batch endpoints take at most 100 inputs"
+        table = self.records[self._object(request)]
+        return 200, {}, json.dumps({"status": "COMPLETE", "results": [
+            table[i["id"]] for i in inputs if i["id"] in table]})
+
+    def batch_update(self, request: Any) -> tuple[int, dict[str, str], str]:
+        inputs = json.loads(request.body)["inputs"]
+        assert len(inputs) <= 100, "HubSpot batch endpoints take at most 100 inputs"
+        table = self.records[self._object(request)]
+        results = []
+        for item in inputs:
+            self.writes += 1
+            stamp = (NOW + timedelta(milliseconds=self.writes)).isoformat()
+            table[item["id"]]["properties"].update(item["properties"],
+                                                   hs_lastmodifieddate=stamp)
+            results.append({"id": item["id"], "properties": item["properties"],
+                            "updatedAt": stamp})
+        return 200, {}, json.dumps({"status": "COMPLETE", "results": results})
+
+    def notes(self, request: Any) -> tuple[int, dict[str, str], str]:
+        inputs = json.loads(request.body)["inputs"]
+        assert len(inputs) <= 100, "HubSpot batch endpoints take at most 100 inputs"
+        return 201, {}, json.dumps({"status": "COMPLETE", "results": [
+            {"id": str(9000 + n), "objectWriteTraceId": i["objectWriteTraceId"]}
+            for n, i in enumerate(inputs)]})
+
+
+def count_hubspot(scenario: Scenario) -> Count:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        FakeHubSpot(api, scenario)
+        options = HubSpotOptions.parse({"objects": ["tickets", "leads"],
+                                        "search_delay_seconds": 0,
+                                        "lead_priority_property": "sla_priority"})
+        client = HttpClient(FakeHubSpot.BASE, auth=HeaderToken("Bearer", "bench"),
+                            name="hubspot", sleep=lambda _: None, clock=lambda: 0.0)
+        changes = sync(HubSpot(client, options, clock=lambda: NOW.timestamp()), scenario)
+        made = _kinds(api, lambda _, path: "notes batch/create" if "/notes/batch" in path
+                      else path.rsplit("/", 1)[1])
+    # Tickets and leads alternate in time; each object is searched, read and updated alone.
+    per_object = [(scenario.changed + 1) // 2, scenario.changed // 2]
+    written = [sum(c.record_id.startswith(f"{obj}:") for c in changes)
+               for obj in ("tickets", "leads")]
+    minimum = {"search": sum(_pages(n, 200) for n in per_object),
+               "read": sum(math.ceil(w / 100) for w in written),
+               "update": sum(math.ceil(w / 100) for w in written),
+               "notes batch/create": math.ceil(scenario.notes / 100)}
+    return Count("hubspot", {k: v for k, v in made.items()}, minimum)
+
+
+# -- Freshdesk ---------------------------------------------------------------------------------
+
+class FakeFreshdesk:
+    """API v2 as Freshdesk documents it (developers.freshdesk.com/api): the ticket listing
+    (`updated_since`, ascending `updated_at`, `per_page` up to 100, a `Link` header to the
+    next page), the ticket view, PUT, private notes, bulk_update jobs and their status."""
+
+    URL = "https://acme.freshdesk.com"
+
+    def __init__(self, api: responses.RequestsMock, scenario: Scenario):
+        tickets = f"{self.URL}/api/v2/tickets"
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[str, list[int]] = {}
+        for n in range(scenario.changed):
+            stamp = _stamp(START + timedelta(seconds=n))
+            self.tickets[5000 + n] = {
+                "id": 5000 + n, "subject": f"Ticket {n}", "status": 2, "priority": 1,
+                "source": 1, "tags": [], "custom_fields": {}, "created_at": stamp,
+                "updated_at": stamp, "stats": {"status_updated_at": stamp}}
+        api.add_callback(responses.GET, re.compile(re.escape(tickets) + r"(\?.*)?$"),
+                         self.listing)
+        api.add_callback(responses.GET, re.compile(re.escape(tickets) + r"/\d+(\?.*)?$"),
+                         self.view)
+        api.add_callback(responses.PUT, re.compile(re.escape(tickets) + r"/\d+$"), self.put)
+        api.add_callback(responses.POST, re.compile(re.escape(tickets) + r"/\d+/notes$"),
+                         self.note)
+        api.add_callback(responses.POST, f"{tickets}/bulk_update", self.bulk_update)
+        api.add_callback(responses.GET, re.compile(f"{self.URL}/api/v2/jobs/.+"), self.job)
+
+    def listing(self, request: Any) -> tuple[int, dict[str, str], str]:
+        params = {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
+        page, per_page = int(params.get("page", 1)), int(params["per_page"])
+        if per_page > 100:
+            return 400, {}, json.dumps({"description": "per_page: at most 100"})
+        matching = sorted((t for t in self.tickets.values()
+                           if t["updated_at"] >= params["updated_since"]),
+                          key=lambda t: (t["updated_at"], t["id"]))
+        headers = {}
+        if page * per_page < len(matching):
+            headers["Link"] = (f'<{self.URL}/api/v2/tickets?'
+                               f'{urlencode(params | {"page": page + 1})}>; rel="next"')
+        return 200, headers, json.dumps(matching[(page - 1) * per_page:page * per_page])
+
+    def _ticket(self, request: Any) -> dict[str, Any]:
+        return self.tickets[int(urlparse(request.url).path.split("/")[4])]
+
+    def view(self, request: Any) -> tuple[int, dict[str, str], str]:
+        return 200, {}, json.dumps(self._ticket(request))
+
+    def put(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ticket = self._ticket(request)
+        ticket.update(json.loads(request.body), updated_at=_stamp(NOW))
+        return 200, {}, json.dumps({k: v for k, v in ticket.items() if k != "stats"})
+
+    def note(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self._ticket(request)["updated_at"] = _stamp(NOW)
+        return 201, {}, json.dumps({"id": 1, "private": json.loads(request.body)["private"]})
+
+    def bulk_update(self, request: Any) -> tuple[int, dict[str, str], str]:
+        action = json.loads(request.body)["bulk_action"]
+        assert len(action["ids"]) <= 100, "bulk_update takes at most 100 ids"
+        for ticket_id in action["ids"]:
+            self.tickets[ticket_id].update(action["properties"], updated_at=_stamp(NOW))
+        job_id = f"job-{len(self.jobs) + 1}"
+        self.jobs[job_id] = action["ids"]
+        return 202, {}, json.dumps({"job_id": job_id})
+
+    def job(self, request: Any) -> tuple[int, dict[str, str], str]:
+        job_id = urlparse(request.url).path.rsplit("/", 1)[1]
+        return 200, {}, json.dumps({"id": job_id, "status": "COMPLETED", "data": [
+            {"id": ticket_id, "success": True} for ticket_id in self.jobs[job_id]]})
+
+
+def count_freshdesk(scenario: Scenario) -> Count:
+    def kind(method: str, path: str) -> str:
+        if path == "/api/v2/tickets":
+            return "listing"
+        if path.endswith("/bulk_update"):
+            return "bulk_update"
+        if "/jobs/" in path:
+            return "job poll"
+        if path.endswith("/notes"):
+            return "note"
+        return "fresh read" if method == "GET" else method
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        FakeFreshdesk(api, scenario)
+        client = HttpClient(FakeFreshdesk.URL, auth=HTTPBasicAuth("bench", "X"),
+                            name="freshdesk", sleep=lambda _: None, clock=lambda: 0.0)
+        options = FreshdeskOptions.from_settings({"start_at": _stamp(START)})
+        sync(Freshdesk(client, options, now=lambda: NOW), scenario)
+        made = _kinds(api, kind)
+    jobs = math.ceil(scenario.writes / 100)
+    minimum = {"listing": _pages(scenario.changed, 100),
+               # No conditional update and no batch view: one read per written ticket.
+               "fresh read": scenario.writes,
+               "bulk_update": jobs, "job poll": jobs,
+               "note": scenario.notes}
+    if scenario.writes % 100 == 1:  # a ticket alone is one PUT rather than a job
+        minimum |= {"bulk_update": jobs - 1, "job poll": jobs - 1, "PUT": 1}
+    return Count("freshdesk", made, minimum)
+
+
+COUNTERS: dict[str, Callable[[Scenario], Count]] = {
+    "hubspot": count_hubspot, "freshdesk": count_freshdesk}
+
+
+def rows(counts: list[Count]) -> Iterator[str]:
+    yield f"{'connector':<10} {'request':<22} {'made':>6} {'minimum':>8}"
+    for count in counts:
+        for name in sorted(set(count.made) | set(count.minimum)):
+            yield (f"{count.connector:<10} {name:<22} {count.made.get(name, 0):>6} "
+                   f"{count.minimum.get(name, 0):>8}")
+        yield (f"{count.connector:<10} {'total':<22} {count.total:>6} {count.least:>8}"
+               f"   {count.over:+.1%}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--changed", type=int, default=450)
+    parser.add_argument("--writes", type=int, default=250)
+    parser.add_argument("--notes", type=int, default=120)
+    parser.add_argument("--only", choices=sorted(COUNTERS), action="append")
+    args = parser.parse_args()
+    scenario = Scenario(args.changed, args.writes, args.notes)
+    print(f"scenario: {scenario.changed} changed records, {scenario.writes} written "
+          f"(the same field change), {scenario.notes} of them with a note")
+    counts = [COUNTERS[name](scenario) for name in args.only or COUNTERS]
+    for row in rows(counts):
+        print(row)
+    return 1 if any(count.over > 0.05 for count in counts) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
