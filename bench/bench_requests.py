@@ -37,6 +37,7 @@ from connector.http import HeaderToken, HttpClient  # noqa: E402
 from connector.hubspot import HubSpot  # noqa: E402
 from connector.hubspot import Options as HubSpotOptions  # noqa: E402
 from connector.model import ChangeSet, Record  # noqa: E402
+from connector.zendesk import Vocabulary, Zendesk  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -347,8 +348,104 @@ def count_freshdesk(scenario: Scenario) -> Count:
     return Count("freshdesk", made, minimum)
 
 
+# -- Zendesk -----------------------------------------------------------------------------------
+
+class FakeZendesk:
+    """The Zendesk Support API as its OpenAPI document (../shared/specs) and reference
+    describe it: the incremental ticket event export (time based, up to 1,000 events a
+    page), the incremental ticket export (cursor based, up to 1,000 tickets a page,
+    `end_of_stream`), `PUT /api/v2/tickets/update_many` (up to 100 tickets, each its own
+    update) answered with a job status, and the job status itself."""
+
+    URL = "https://acme.zendesk.com"
+
+    def __init__(self, api: responses.RequestsMock, scenario: Scenario):
+        self.tickets: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[str, list[int]] = {}
+        for n in range(scenario.changed):
+            stamp = _stamp(START + timedelta(seconds=n))
+            self.tickets[35000 + n] = {
+                "id": 35000 + n, "via": {"channel": "email"}, "created_at": stamp,
+                "updated_at": stamp, "subject": f"Ticket {n}", "priority": "normal",
+                "status": "open", "tags": [], "custom_fields": [], "group_id": None,
+                "assignee_id": None, "organization_id": None, "requester_id": 1}
+        api.add_callback(responses.GET, re.compile(
+            re.escape(self.URL + "/api/v2/incremental/ticket_events") + r"(\?.*)?$"), self.events)
+        api.add_callback(responses.GET, re.compile(
+            re.escape(self.URL + "/api/v2/incremental/tickets/cursor") + r"(\?.*)?$"),
+            self.export)
+        api.add_callback(responses.PUT, self.URL + "/api/v2/tickets/update_many",
+                         self.update_many)
+        api.add_callback(responses.GET, re.compile(self.URL + r"/api/v2/job_statuses/\w+"),
+                         self.job)
+
+    def events(self, request: Any) -> tuple[int, dict[str, str], str]:
+        # One audit per ticket, its creation: a page of up to 1,000 events.
+        start = int(parse_qs(urlparse(request.url).query)["start_time"][0])
+        events = [{"id": t["id"], "ticket_id": t["id"], "event_type": "Audit",
+                   "timestamp": int(datetime.fromisoformat(t["created_at"]).timestamp()),
+                   "created_at": t["created_at"], "child_events": [
+                       {"id": t["id"], "event_type": "Create", "status": "open"}]}
+                  for t in self.tickets.values()]
+        events = [e for e in events if e["timestamp"] >= start]
+        page, more = events[:1000], len(events) > 1000
+        end = page[-1]["timestamp"] if page else start
+        return 200, {}, json.dumps({"ticket_events": page, "end_time": end + (0 if more else 1),
+                                    "end_of_stream": not more, "count": len(page)})
+
+    def export(self, request: Any) -> tuple[int, dict[str, str], str]:
+        params = parse_qs(urlparse(request.url).query)
+        offset = int(params["cursor"][0]) if "cursor" in params else 0
+        ordered = sorted(self.tickets.values(), key=lambda t: (t["updated_at"], t["id"]))
+        page = ordered[offset:offset + 1000]
+        return 200, {}, json.dumps({"tickets": page, "metric_sets": [],
+                                    "after_cursor": str(offset + len(page)),
+                                    "end_of_stream": offset + len(page) >= len(ordered)})
+
+    def update_many(self, request: Any) -> tuple[int, dict[str, str], str]:
+        updates = json.loads(request.body)["tickets"]
+        assert len(updates) <= 100, "update_many takes at most 100 tickets"
+        for update in updates:
+            self.tickets[update["id"]].update(updated_at=_stamp(NOW))
+        job_id = f"job{len(self.jobs) + 1}"
+        self.jobs[job_id] = [u["id"] for u in updates]
+        return 200, {}, json.dumps({"job_status": {"id": job_id, "status": "queued"}})
+
+    def job(self, request: Any) -> tuple[int, dict[str, str], str]:
+        job_id = urlparse(request.url).path.rsplit("/", 1)[1].removesuffix(".json")
+        return 200, {}, json.dumps({"job_status": {
+            "id": job_id, "status": "completed", "results": [
+                {"id": i, "action": "update", "status": "Updated", "success": True}
+                for i in self.jobs[job_id]]}})
+
+
+def count_zendesk(scenario: Scenario) -> Count:
+    def kind(method: str, path: str) -> str:
+        return {"/api/v2/incremental/ticket_events": "event export",
+                "/api/v2/incremental/tickets/cursor": "ticket export",
+                "/api/v2/tickets/update_many": "update_many"}.get(
+            path, "job poll" if "/job_statuses/" in path else f"{method} {path}")
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        FakeZendesk(api, scenario)
+        client = HttpClient(FakeZendesk.URL, auth=HTTPBasicAuth("bench/token", "x"),
+                            name="zendesk", sleep=lambda _: None, clock=lambda: 0.0)
+        sync(Zendesk(client, vocabulary=Vocabulary.from_settings({}),
+                     start_time=START - timedelta(hours=1)), scenario)
+        made = _kinds(api, kind)
+    jobs = math.ceil(scenario.writes / 100)
+    minimum = {"event export": _pages(scenario.changed, 1000),
+               "ticket export": _pages(scenario.changed, 1000),
+               # Each ticket's update (fields, tags, its private comment) is one item of a
+               # job: notes cost nothing more.
+               "update_many": jobs, "job poll": jobs}
+    if scenario.writes == 1:
+        minimum = {**minimum, "update_many": 0, "job poll": 0, "PUT": 1}
+    return Count("zendesk", made, minimum)
+
+
 COUNTERS: dict[str, Callable[[Scenario], Count]] = {
-    "hubspot": count_hubspot, "freshdesk": count_freshdesk}
+    "hubspot": count_hubspot, "freshdesk": count_freshdesk, "zendesk": count_zendesk}
 
 
 def rows(counts: list[Count]) -> Iterator[str]:

@@ -719,3 +719,24 @@ def test_identical_changes_beyond_a_hundred_share_jobs_a_lone_one_is_a_put():
     assert count.made == {"listing": 2, "fresh read": 101, "bulk_update": 1, "job poll": 1,
                           "PUT": 1}
     assert count.made == count.minimum
+
+
+def test_identical_changes_spread_over_a_run_meet_in_one_bulk_update():
+    # The case: 25 identical changes among 100 others went out as 23 + 2 when the
+    # loop cut its batches at 100. The connector asks for 1000 per call, so they meet.
+    bench = _bench()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = bench.FakeFreshdesk(mock, bench.Scenario(125, 0, 0))
+        client = HttpClient(bench.FakeFreshdesk.URL, auth=HTTPBasicAuth("k", "X"),
+                            name="freshdesk", sleep=lambda _: None, clock=lambda: 0.0)
+        connector = Freshdesk(client, Options.from_settings({}))
+        base = {str(i): parse_instant(t["updated_at"], "updated_at")
+                for i, t in fake.tickets.items()}
+        changes = [ChangeSet(i, base_updated_at=at, fields={"priority": "urgent"})
+                   if n % 5 == 3 else ChangeSet(i, base_updated_at=at, add_tags=("vip",))
+                   for n, (i, at) in enumerate(base.items())]
+        assert len(changes) <= connector.capabilities.batch_size
+        results = connector.apply_many(changes, NOW)
+        bulks = [sent(c) for c in mock.calls if c.request.url.endswith("/bulk_update")]
+    assert all(r.error is None for r in results)
+    assert [len(b["bulk_action"]["ids"]) for b in bulks] == [25]
