@@ -37,6 +37,8 @@ from connector.http import HeaderToken, HttpClient  # noqa: E402
 from connector.hubspot import HubSpot  # noqa: E402
 from connector.hubspot import Options as HubSpotOptions  # noqa: E402
 from connector.model import ChangeSet, Record  # noqa: E402
+from connector.rt import RT  # noqa: E402
+from connector.rt import Options as RTOptions  # noqa: E402
 from connector.zendesk import Vocabulary, Zendesk  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -444,8 +446,100 @@ def count_zendesk(scenario: Scenario) -> Count:
     return Count("zendesk", made, minimum)
 
 
+# -- Request Tracker ---------------------------------------------------------------------------
+
+RT_RECORDED = ROOT / "tests" / "fixtures" / "rt"  # answers recorded from a real RT 5
+
+
+class FakeRT:
+    """RT 5's REST2 as sla-sync uses it, shaped like the answers recorded from a real RT
+    (tests/fixtures/rt): a TicketSQL search on `LastUpdated` (`per_page` up to 100, ordered
+    by LastUpdated and id), a ticket's history page by page, PUT with `If-Match` answered
+    with RT's messages, and comments."""
+
+    URL = "https://rt.example.com"
+
+    def __init__(self, api: responses.RequestsMock, scenario: Scenario):
+        api_url = self.URL + "/REST/2.0"
+        template = json.loads((RT_RECORDED / "tickets_page_three_tickets.json").read_text())
+        self.history = json.loads((RT_RECORDED / "history_ticket_1.json").read_text())
+        self.tickets: dict[int, dict[str, Any]] = {}
+        for n in range(scenario.changed):
+            item = json.loads(json.dumps(template["items"][0]))
+            stamp = _stamp(START + timedelta(seconds=n))
+            item.update(id=str(7000 + n), _url=f"{api_url}/ticket/{7000 + n}", Created=stamp,
+                        LastUpdated=stamp, Subject=f"Ticket {n}")
+            self.tickets[7000 + n] = item
+        api.add_callback(responses.GET, re.compile(re.escape(api_url) + r"/tickets(\?.*)?$"),
+                         self.search)
+        api.add_callback(responses.GET, re.compile(re.escape(api_url)
+                                                   + r"/ticket/\d+/history(\?.*)?$"),
+                         self.ticket_history)
+        api.add_callback(responses.PUT, re.compile(re.escape(api_url) + r"/ticket/\d+$"),
+                         self.put)
+        api.add_callback(responses.POST, re.compile(re.escape(api_url) + r"/ticket/\d+/comment$"),
+                         self.comment)
+
+    def search(self, request: Any) -> tuple[int, dict[str, str], str]:
+        params = parse_qs(urlparse(request.url).query)
+        per_page, page = int(params["per_page"][0]), int(params["page"][0])
+        if per_page > 100:
+            return 400, {}, json.dumps({"message": "per_page: at most 100"})
+        found = sorted(self.tickets.values(), key=lambda t: (t["LastUpdated"], int(t["id"])))
+        window = re.search(r"LastUpdated > '([^']+)'", params["query"][0])
+        if window:
+            since = datetime.strptime(window.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            found = [t for t in found if datetime.fromisoformat(t["LastUpdated"]) > since]
+        items = found[(page - 1) * per_page:page * per_page]
+        date = "Wed, 02 Dec 2026 06:00:00 GMT"  # RT's clock, long past every LastUpdated
+        return 200, {"Date": date}, json.dumps({
+            "count": len(items), "page": page, "per_page": per_page, "total": len(found),
+            "items": items})
+
+    def ticket_history(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ticket_id = int(urlparse(request.url).path.split("/")[4])
+        body = json.loads(json.dumps(self.history))
+        for n, item in enumerate(body["items"]):
+            item["id"] = str(1000 * ticket_id + n)
+        return 200, {}, json.dumps(body)
+
+    def put(self, request: Any) -> tuple[int, dict[str, str], str]:
+        ticket_id = int(urlparse(request.url).path.split("/")[4])
+        self.tickets[ticket_id]["LastUpdated"] = _stamp(NOW)
+        return 200, {}, json.dumps([f"Ticket {ticket_id}: Priority changed from '50' to "
+                                    f"'{json.loads(request.body).get('Priority')}'"])
+
+    def comment(self, request: Any) -> tuple[int, dict[str, str], str]:
+        return 201, {}, json.dumps(["Comments added"])
+
+
+def count_rt(scenario: Scenario) -> Count:
+    def kind(method: str, path: str) -> str:
+        if path.endswith("/tickets"):
+            return "search"
+        if path.endswith("/history"):
+            return "history"
+        if path.endswith("/comment"):
+            return "comment"
+        return method
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        FakeRT(api, scenario)
+        client = HttpClient(FakeRT.URL + "/REST/2.0", auth=HeaderToken("token", "bench"),
+                            name="rt", sleep=lambda _: None, clock=lambda: 0.0)
+        sync(RT(client, RTOptions.from_settings({}), FakeRT.URL), scenario)
+        made = _kinds(api, kind)
+    minimum = {"search": _pages(scenario.changed, 100),
+               # REST2 gives a ticket's transactions per ticket: one page each (up to 100).
+               "history": scenario.changed,
+               # One PUT per ticket: REST2's If-Match version check is per ticket.
+               "PUT": scenario.writes, "comment": scenario.notes}
+    return Count("rt", made, minimum)
+
+
 COUNTERS: dict[str, Callable[[Scenario], Count]] = {
-    "hubspot": count_hubspot, "freshdesk": count_freshdesk, "zendesk": count_zendesk}
+    "hubspot": count_hubspot, "freshdesk": count_freshdesk, "zendesk": count_zendesk,
+    "rt": count_rt}
 
 
 def rows(counts: list[Count]) -> Iterator[str]:
