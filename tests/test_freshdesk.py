@@ -740,3 +740,23 @@ def test_identical_changes_spread_over_a_run_meet_in_one_bulk_update():
         bulks = [sent(c) for c in mock.calls if c.request.url.endswith("/bulk_update")]
     assert all(r.error is None for r in results)
     assert [len(b["bulk_action"]["ids"]) for b in bulks] == [25]
+
+
+def test_notes_of_a_bulk_update_go_after_the_job_and_only_for_tickets_it_wrote(api):
+    page = fixture("incremental_page_1_of_2")
+    fresh_reads(api, *page)
+    api.post(f"{TICKETS}/bulk_update", status=202, json=fixture("bulk_update_accepted"))
+    job = f"{URL}/api/v2/jobs/5e1c0b2a-37f0-4a55-9d6b-8f7c1a2b3c4d"
+    api.get(job, json=fixture("job_completed_one_ticket_failed"))  # 1002 refused
+    api.post(re.compile(re.escape(TICKETS) + r"/\d+/notes$"), status=201,
+             json=fixture("note_created_private"))
+    changes = [ChangeSet(str(t["id"]), base_updated_at=version(t), fields={"priority": "urgent"},
+                         notes=("Breached: escalated.",)) for t in page]
+    results = freshdesk().apply_many(changes, NOW)
+    assert [r.error is None for r in results] == [True, False, True]
+    writes = [(c.request.method, urlparse(c.request.url).path) for c in api.calls
+              if c.request.method != "GET"]
+    assert writes == [("POST", "/api/v2/tickets/bulk_update"),
+                      ("POST", "/api/v2/tickets/1001/notes"),
+                      ("POST", "/api/v2/tickets/1003/notes")]
+    assert sent(api.calls[-1]) == {"body": "Breached: escalated.", "private": True}
