@@ -35,11 +35,13 @@ from connector.webhook import Webhooks
 from rules.durations import format_duration, parse_duration
 from rules.engine import SlaMark
 from rules.explain import explain as explain_plan
+from rules.explain import explain_data
 from rules.metrics import DEFAULT_WORK_STATUSES, EVERY, SEGMENT_FIELDS
 from rules.metrics import queue as open_queue
 from rules.metrics import report as metrics_report
 from rules.planner import plan
 from rules.policy import Policy, PolicyError, load_policy
+from sync_author import AUTHOR_COMMANDS
 from sync_config import Config, ConfigError, load_config, locate
 from sync_report import FORMATS, as_csv, as_json, html_report, prometheus, queue_table, table
 from sync_run import RunReport, run_sync
@@ -138,12 +140,17 @@ def main() -> None:
               default=DEFAULT_GIVE_UP_AFTER, show_default=True, metavar="N",
               help="With --every: exit 1 after N failed syncs in a row (failures back off, "
                    "doubling the interval up to an hour).")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="With --dry-run: plan with this draft policy instead of the config's.")
 @click.option("--full", is_flag=True,
               help="Evaluate every record, not only those read or due by their wake-up time.")
 def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: bool,
-        every: str | None, give_up_after: int, full: bool) -> None:
+        every: str | None, give_up_after: int, policy_path: Path | None, full: bool) -> None:
     """Run one sync: read what changed, evaluate it and every record time has made due, write
     what must change."""
+    if policy_path is not None and (not dry_run or every is not None):
+        raise click.UsageError("--policy evaluates a draft: it takes --dry-run (a draft never "
+                               "writes) and not --every")
     interval = None
     if every is not None:
         try:
@@ -160,7 +167,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
             raise click.UsageError("--full is for one run; it cannot take --every")
     now = _now(now_text)
     config = _config(config_path)
-    policy = _policy(config.policy)
+    policy = _policy(policy_path or config.policy)
     connector = _connector(config)
     notifier = _webhooks(config, policy)
     with Stop() as stop:
@@ -369,11 +376,15 @@ def validate(policy_file: Path) -> None:
 @click.argument("record_id", metavar="ID")
 @config_option
 @now_option
-def explain(record_id: str, config_path: str | None, now_text: str | None) -> None:
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Evaluate this (draft) policy instead of the config's.")
+@click.option("--json", "as_json", is_flag=True, help="The same content as JSON, for tools.")
+def explain(record_id: str, config_path: str | None, now_text: str | None,
+            policy_path: Path | None, as_json: bool) -> None:
     """Explain one record: its SLA, its clocks, each rule's verdict and the change set."""
     now = _now(now_text)
     config = _config(config_path)
-    policy = _policy(config.policy)
+    policy = _policy(policy_path or config.policy)
     connector = _connector(config)
     try:
         record = connector.get(record_id)
@@ -393,7 +404,11 @@ def explain(record_id: str, config_path: str | None, now_text: str | None) -> No
             raise Exit(str(exc), EXIT_INVALID) from None
     if record is None:
         raise Exit(f"no record {record_id!r} in {connector.identity}", EXIT_INVALID)
-    click.echo(explain_plan(plan(record, policy, now, active, previous), policy, since))
+    p = plan(record, policy, now, active, previous)
+    if as_json:
+        click.echo(json.dumps(explain_data(p, policy, since), indent=2, ensure_ascii=False))
+        return
+    click.echo(explain_plan(p, policy, since))
 
 
 # -- reports -----------------------------------------------------------------------------------
@@ -558,6 +573,9 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
     else:
         click.echo(queue_table(rows, by), nl=False)
 
+
+for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's commands
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

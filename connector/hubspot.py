@@ -59,15 +59,29 @@ STATUS_PROPERTY = {"tickets": "hs_pipeline_stage", "leads": "hs_pipeline_stage",
 FIRST_RESPONSE = {"tickets": ("hs_first_agent_message_sent_at", "first_agent_reply_date"),
                   "leads": ("hs_first_outreach_date",), "contacts": ("hs_first_outreach_date",)}
 OWNER = "hubspot_owner_id"
-PAGE_SIZE = 100  # search results per request
-BATCH_SIZE = 100  # inputs per batch read, update and create
+#: Search results per request: "The maximum number of supported objects per page is 200"
+#: (https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm, Limitations).
+PAGE_SIZE = 200
+BATCH_SIZE = 100  # inputs per batch read, update and create (HubSpot's batch limit)
+#: Changes the sync loop hands over per apply_many: more than one request's worth, so that
+#: each object's changes and all notes fill whole batches whatever order the loop plans
+#: tickets and leads in (a loop batch of 100 mixed records would cost 2 reads and 2 updates).
+RUN_BATCH = 1000
 SEARCH_CAP = 10_000  # the search API refuses to page past this many results of one query
+#: A re-anchored search leaves out the ids already read at its first millisecond with
+#: `hs_object_id NOT_IN` (a documented operator taking a `values` list), so that a page of
+#: 200 brings 200 new records; above this many such ids they are dropped on arrival instead
+#: (a query may hold at most 3,000 characters).
+EXCLUDED_IDS = 50
 #: The search API allows about 5 requests per second per account, shared with every other
 #: integration; 4 a second also stays far below the 100-per-10-seconds burst of private apps.
 REQUESTS_PER_MINUTE = 240
-#: Notes are associated with the default (unlabelled) association type: HUBSPOT_DEFINED ids
-#: for tickets and contacts; for other objects the id is looked up once.
-NOTE_ASSOCIATION_TYPES = {"tickets": 228, "contacts": 202}
+#: Notes are associated with the default (unlabelled) association type, whose HUBSPOT_DEFINED
+#: ids are the same in every account and read from the direction note -> object: "Note to
+#: ticket 228", "Note to lead 855" (854 is lead -> note), "Note to contact 202"
+#: (https://developers.hubspot.com/docs/api-reference/legacy/crm/associations/associate-records/guide,
+#: "Association type ID values"). Built in, so no run asks for them.
+NOTE_ASSOCIATION_TYPES = {"tickets": 228, "leads": 855, "contacts": 202}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -211,7 +225,7 @@ class _Position:
 
 
 class HubSpot:
-    capabilities = Capabilities(bulk_writes=True, batch_size=BATCH_SIZE, safe_update=True,
+    capabilities = Capabilities(bulk_writes=True, batch_size=RUN_BATCH, safe_update=True,
                                 tags=True, notes=True, leads=True)
 
     def __init__(self, client: HttpClient, options: Options | None = None,
@@ -221,7 +235,6 @@ class HubSpot:
         self.clock = clock or (lambda: time.time())
         self._maps = _Maps(self.options)
         self._owners: dict[str, dict[str, str]] | None = None
-        self._note_types = dict(NOTE_ASSOCIATION_TYPES)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> HubSpot:
@@ -268,8 +281,13 @@ class HubSpot:
         # are used only inside a run of more than a page of records sharing one millisecond.
         modified = MODIFIED[obj]
         after: str | None = None
+        excluded: list[str] = []
         while True:
-            body = self._post_search(obj, position.since, upper, after)
+            if after is None:  # a new query; offsets page on with the same filters
+                excluded = sorted(position.edge, key=_id_order) \
+                    if position.since is not None and len(position.edge) <= EXCLUDED_IDS \
+                    else []
+            body = self._post_search(obj, position.since, upper, after, excluded)
             results = body.get("results")
             if not isinstance(results, list):
                 raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: the "
@@ -312,13 +330,16 @@ class HubSpot:
             after = str(next_after)
 
     def _post_search(self, obj: str, since: int | None, upper: int | None,
-                     after: str | None) -> dict[str, Any]:
+                     after: str | None, excluded: list[str]) -> dict[str, Any]:
         modified = MODIFIED[obj]
-        filters = []
+        filters: list[dict[str, Any]] = []
         if since is not None:
             filters.append({"propertyName": modified, "operator": "GTE", "value": str(since)})
         if upper is not None:
             filters.append({"propertyName": modified, "operator": "LT", "value": str(upper)})
+        if excluded:
+            filters.append({"propertyName": "hs_object_id", "operator": "NOT_IN",
+                            "values": excluded})
         request: dict[str, Any] = {
             "filterGroups": [{"filters": filters}] if filters else [],
             "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
@@ -580,15 +601,25 @@ class HubSpot:
                     f"{NAME}: {exc}", record_id=change.record_id))
                 continue
             by_object.setdefault(obj, []).append((index, change, hs_id))
+        notes: list[tuple[str, str, str, str]] = []
         for obj, items in by_object.items():
             for start in range(0, len(items), BATCH_SIZE):
-                results.update(self._apply_batch(obj, items[start:start + BATCH_SIZE], now))
+                written, batch_notes = self._apply_batch(obj, items[start:start + BATCH_SIZE])
+                results.update(written)
+                notes += batch_notes
+        # The notes of every object and batch go together: a notes batch/create takes notes
+        # associated with tickets and leads alike, 100 a request.
+        failed = self._create_notes(notes, now) if notes else {}
+        for index, result in results.items():
+            if result.error is None and result.record_id in failed:
+                results[index] = WriteResult(result.record_id, error=failed[result.record_id])
         return [results[index] for index in range(len(changes))]
 
-    def _apply_batch(self, obj: str, items: list[tuple[int, ChangeSet, str]], now: datetime,
-                     ) -> dict[int, WriteResult]:
+    def _apply_batch(self, obj: str, items: list[tuple[int, ChangeSet, str]],
+                     ) -> tuple[dict[int, WriteResult], list[tuple[str, str, str, str]]]:
         """Read the records fresh, refuse those changed since they were planned, update the
-        rest in one request, then add their notes in one more."""
+        rest in one request; returns each change's result and the notes (object, record id,
+        HubSpot id, text) still to add for those written."""
         fresh = self._batch_read(obj, [hs_id for _, _, hs_id in items])
         outcome: dict[int, WriteResult] = {}
         planned: list[tuple[int, ChangeSet, str, dict[str, Any], dict[str, str]]] = []
@@ -622,8 +653,7 @@ class HubSpot:
         updated = self._batch_update(obj, [(change.record_id, hs_id, properties)
                                            for _, change, hs_id, _, properties in planned
                                            if properties])
-        notes: list[tuple[str, str, str]] = []
-        written: dict[int, Record | None] = {}
+        notes: list[tuple[str, str, str, str]] = []
         for index, change, hs_id, current, properties in planned:
             record: Record | None = None
             if properties:
@@ -632,16 +662,9 @@ class HubSpot:
                     outcome[index] = WriteResult(change.record_id, error=result)
                     continue
                 record = self._as_written(obj, current, result)
-            written[index] = record
-            notes += [(change.record_id, hs_id, text) for text in change.notes]
-        failed_notes = self._create_notes(obj, notes, now) if notes else {}
-        for index, change, *_ in planned:
-            if index in outcome:
-                continue
-            error = failed_notes.get(change.record_id)
-            outcome[index] = WriteResult(change.record_id, error=error) if error \
-                else WriteResult(change.record_id, written[index])
-        return outcome
+            outcome[index] = WriteResult(change.record_id, record)
+            notes += [(obj, change.record_id, hs_id, text) for text in change.notes]
+        return outcome, notes
 
     def _properties_for(self, obj: str, change: ChangeSet, current: Mapping[str, Any],
                         ) -> dict[str, str]:
@@ -760,24 +783,24 @@ class HubSpot:
         except RecordError:
             return None
 
-    def _create_notes(self, obj: str, notes: list[tuple[str, str, str]], now: datetime,
+    def _create_notes(self, notes: list[tuple[str, str, str, str]], now: datetime,
                       ) -> dict[str, ConnectorError]:
-        """One note object per text, associated with its record, in batches; returns the
-        records whose notes failed. Notes are internal: HubSpot never sends them to the
-        customer."""
-        type_id = self._note_type(obj)
+        """One note object per text, associated with its record (of any object), in batches;
+        returns the records whose notes failed. Notes are internal: HubSpot never sends them
+        to the customer."""
         stamp = now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         failed: dict[str, ConnectorError] = {}
         for start in range(0, len(notes), BATCH_SIZE):
             batch = notes[start:start + BATCH_SIZE]
             traces = [(f"{record_id}#note{start + n}", record_id)
-                      for n, (record_id, _, _) in enumerate(batch)]
+                      for n, (_, record_id, _, _) in enumerate(batch)]
             inputs = [{
                 "objectWriteTraceId": trace,
                 "properties": {"hs_note_body": _note_html(text), "hs_timestamp": stamp},
                 "associations": [{"to": {"id": hs_id}, "types": [
-                    {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}],
-            } for (trace, _), (_, hs_id, text) in zip(traces, batch, strict=True)]
+                    {"associationCategory": "HUBSPOT_DEFINED",
+                     "associationTypeId": NOTE_ASSOCIATION_TYPES[obj]}]}],
+            } for (trace, _), (obj, _, hs_id, text) in zip(traces, batch, strict=True)]
             path = "/crm/v3/objects/notes/batch/create"
             response = self.client.post(path, json={"inputs": inputs},
                                         ok=(200, 201, 207, 400))
@@ -795,21 +818,6 @@ class HubSpot:
                 if isinstance(error, ConnectorError):
                     failed.setdefault(record_id, error)
         return failed
-
-    def _note_type(self, obj: str) -> int:
-        """The default association type from notes to `obj` (read once for objects whose id
-        is not built in: GET /crm/v4/associations/notes/{obj}/labels)."""
-        if obj not in self._note_types:
-            body = self.client.json("GET", f"/crm/v4/associations/notes/{obj}/labels")
-            for label in (body or {}).get("results") or []:
-                if isinstance(label, dict) and label.get("category") == "HUBSPOT_DEFINED" \
-                        and not label.get("label") and isinstance(label.get("typeId"), int):
-                    self._note_types[obj] = label["typeId"]
-                    break
-            else:
-                raise ConnectorError(f"{NAME}: HubSpot names no default association from "
-                                     f"notes to {obj}")
-        return self._note_types[obj]
 
     @staticmethod
     def _split(record_id: str) -> tuple[str, str]:

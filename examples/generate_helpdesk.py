@@ -305,20 +305,27 @@ def number(records, prefix, start):
     return records
 
 
-def generate():
-    rng = random.Random(20260302)
-    tiers = shuffled(rng, [("vip", 16), ("gold", 40), ("standard", 104)])
-    buckets = shuffled(rng, [("inside", 11), ("warning", 9), ("breached", 10)])
-    tickets, vip_tags = [], [3]
+def generate(scale=1, seed=20260302):
+    """The demo desk; `scale` multiplies every count (200 * scale records, the same mix),
+    for benchmarks. scale=1 with the default seed is the committed demo, byte for byte."""
+    rng = random.Random(seed)
+
+    def scaled(counts):
+        return [(value, n * scale) for value, n in counts]
+
+    tiers = shuffled(rng, scaled([("vip", 16), ("gold", 40), ("standard", 104)]))
+    buckets = shuffled(rng, scaled([("inside", 11), ("warning", 9), ("breached", 10)]))
+    tickets, vip_tags = [], [3 * scale]
     for scenario, count, steps in TICKET_PLAN:
-        for _ in range(count):
+        for _ in range(count * scale):
             bucket = buckets.pop() if steps is None else None
             tickets.append(make_ticket(rng, scenario, steps, tiers.pop(), bucket, vip_tags))
-    tiers = shuffled(rng, [("vip", 4), ("gold", 10), ("standard", 26)])
-    sources = shuffled(rng, [("campaign", 4), ("website", 12), ("referral", 8), ("event", 6)])
+    tiers = shuffled(rng, scaled([("vip", 4), ("gold", 10), ("standard", 26)]))
+    sources = shuffled(rng, scaled([("campaign", 4), ("website", 12), ("referral", 8),
+                                    ("event", 6)]))
     leads = []
     for scenario, count, steps in LEAD_PLAN:
-        for _ in range(count):
+        for _ in range(count * scale):
             source = "campaign" if scenario == "fresh" else sources.pop()
             leads.append(make_lead(rng, scenario, steps, tiers.pop(), source))
     for rec in tickets + leads:

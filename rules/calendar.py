@@ -38,6 +38,10 @@ ALWAYS = "24x7"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: How far add_business_seconds looks for working time before giving up.
 MAX_DAYS = 3660
+#: How many recent answers (business_seconds, local dates, is_open) a calendar keeps:
+#: enough for one record's clocks (a few spans each) and the sync's `now`, not a cache of
+#: the desk.
+SPAN_MEMO = 64
 _INTERVAL = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
 _ONE_OFF = re.compile(r"\d{4}-\d\d-\d\d")
 _YEARLY = re.compile(r"\d\d-\d\d")
@@ -99,6 +103,12 @@ class WeeklyCalendar:
         self._days: dict[date, tuple[Interval, ...]] = {}
         self._totals: dict[date, timedelta] = {}
         self._public: dict[int, frozenset[date]] = {}
+        # (start, end) -> business seconds, of recent calls: a record's two clocks and its
+        # due time ask for the same spans. Cleared when full, so it stays small.
+        self._spans: dict[tuple[datetime, datetime], float] = {}
+        # The same for local dates and is_open: every record of a sync asks about its `now`.
+        self._dates: dict[datetime, date] = {}
+        self._open: dict[datetime, bool] = {}
         working = [sum(end - start for start, end in spans) for spans in self.week.values()]
         self.working_day_seconds = 60.0 * sum(working) / max(1, sum(1 for w in working if w))
 
@@ -163,13 +173,26 @@ class WeeklyCalendar:
         return hi
 
     def _local_date(self, instant: datetime) -> date:
-        return instant.astimezone(self.tz).date()
+        found = self._dates.get(instant)
+        if found is None:
+            if len(self._dates) >= SPAN_MEMO:
+                self._dates.clear()
+            found = self._dates[instant] = instant.astimezone(self.tz).date()
+        return found
 
     # -- arithmetic ------------------------------------------------------------------------
 
     def business_seconds(self, start: datetime, end: datetime) -> float:
         if end <= start:
             return 0.0
+        found = self._spans.get((start, end))
+        if found is None:
+            if len(self._spans) >= SPAN_MEMO:
+                self._spans.clear()
+            found = self._spans[start, end] = self._business_seconds(start, end)
+        return found
+
+    def _business_seconds(self, start: datetime, end: datetime) -> float:
         first, last = self._local_date(start), self._local_date(end)
         total = timedelta()
         day = first
@@ -206,7 +229,13 @@ class WeeklyCalendar:
                          f"of {start.isoformat()}")
 
     def is_open(self, instant: datetime) -> bool:
-        return any(lo <= instant < hi for lo, hi in self.intervals(self._local_date(instant)))
+        found = self._open.get(instant)
+        if found is None:
+            if len(self._open) >= SPAN_MEMO:
+                self._open.clear()
+            found = self._open[instant] = any(
+                lo <= instant < hi for lo, hi in self.intervals(self._local_date(instant)))
+        return found
 
 
 BUILT_IN: dict[str, Calendar] = {ALWAYS: TwentyFourSeven()}
@@ -352,10 +381,20 @@ def _check_region(item: dict[str, Any]) -> tuple[str, str] | None:
     country, subdiv = item.get("country"), item.get("subdiv")
     if not isinstance(country, str):
         return ".country", "missing: an ISO 3166 country code such as 'DE'"
-    if subdiv is not None and not isinstance(subdiv, str):
+    # The codes go to the holidays package, which looks countries up by attribute: only a
+    # code's shape may reach it (a name like "__class__" or "HolidayBase" would be found).
+    if not _COUNTRY.fullmatch(country):
+        return ".country", f"{country[:20]!r} is not an ISO 3166 country code such as 'DE'"
+    if subdiv is not None and not (isinstance(subdiv, str) and _SUBDIV.fullmatch(subdiv)):
         return ".subdiv", "expected a subdivision code such as 'BE'"
     try:
         public_holidays(country, subdiv, 2026)
     except NotImplementedError as exc:
         return (".subdiv" if "subdivision" in str(exc) else ".country"), str(exc)
+    except Exception as exc:  # noqa: BLE001 (the package's own refusal, whatever its type)
+        return ".country", f"the holidays package refused {country!r}: {type(exc).__name__}"
     return None
+
+
+_COUNTRY = re.compile(r"[A-Z]{2,3}")
+_SUBDIV = re.compile(r"[A-Za-z0-9]{1,6}(-[A-Za-z0-9]{1,6})?")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from connector.model import Record, StatusChange
 from rules.calendar import Calendar
@@ -75,11 +76,31 @@ class Clock:
                 and self.elapsed_seconds <= self.target_seconds)
 
 
+T = TypeVar("T")
+
+
+def frozen(cls: type[T], **fields: Any) -> T:
+    """An instance of a frozen dataclass, every field given, built without its generated
+    __init__: that one sets each field through object.__setattr__, a third of what a clock
+    costs. The instance is the same (equality, hash, repr)."""
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    return instance
+
+
+def timeline_until(record: Record, now: datetime) -> list[StatusChange]:
+    """The record's statuses that had happened by `now`: what every clock replays."""
+    return [change for change in record.status_timeline() if change.at <= now]
+
+
 def run_clock(record: Record, target: str, target_seconds: int | None, calendar: Calendar,
               pause_statuses: Collection[str], closed_statuses: Collection[str],
-              now: datetime, start: datetime | None = None) -> Clock:
+              now: datetime, start: datetime | None = None,
+              timeline: list[StatusChange] | None = None) -> Clock:
+    """`timeline`: timeline_until(record, now), when the caller has it already."""
     start = record.created_at if start is None else max(start, record.created_at)
-    timeline = [change for change in record.status_timeline() if change.at <= now]
+    if timeline is None:
+        timeline = timeline_until(record, now)
     stop = _stop(record, target, timeline, closed_statuses, now)
     end = max(start, stop if stop is not None else now)
 
@@ -105,14 +126,15 @@ def run_clock(record: Record, target: str, target_seconds: int | None, calendar:
         cursor = max(cursor, hi)
     if end > cursor:
         counted.append((cursor, end))
-    elapsed = sum(calendar.business_seconds(lo, hi) for lo, hi in counted)
+    spans = [calendar.business_seconds(lo, hi) for lo, hi in counted]
+    elapsed = sum(spans)
     paused = stop is None and bool(pauses) and pauses[-1].end is None
     due = None
     if target_seconds is not None and (stop is None or elapsed > target_seconds):
-        due = _due(calendar, counted, target_seconds, now)
-    return Clock(target=target, target_seconds=target_seconds, calendar=calendar,
-                 started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
-                 pauses=tuple(pauses), paused=paused, due_at=due)
+        due = _due(calendar, counted, spans, target_seconds, now)
+    return frozen(Clock, target=target, target_seconds=target_seconds, calendar=calendar,
+                  started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
+                  pauses=tuple(pauses), paused=paused, due_at=due)
 
 
 def _stop(record: Record, target: str, timeline: list[StatusChange],
@@ -139,13 +161,12 @@ def _stop(record: Record, target: str, timeline: list[StatusChange],
     return solved
 
 
-def _due(calendar: Calendar, counted: list[tuple[datetime, datetime]], target: int,
-         now: datetime) -> datetime:
-    """The instant the target was used up inside the counted spans, else (the clock runs on
-    from now) the instant it will be."""
+def _due(calendar: Calendar, counted: list[tuple[datetime, datetime]], spans: list[float],
+         target: int, now: datetime) -> datetime:
+    """The instant the target was used up inside the counted spans (`spans`: the business
+    seconds of each), else (the clock runs on from now) the instant it will be."""
     remaining = float(target)
-    for lo, hi in counted:
-        span = calendar.business_seconds(lo, hi)
+    for (lo, _), span in zip(counted, spans, strict=True):
         if remaining <= span:
             return calendar.add_business_seconds(lo, remaining)
         remaining -= span

@@ -1,13 +1,15 @@
 """Evaluation: (Record, Policy, now) -> the matched SLA, its clocks, and what each rule asks.
 
 Pure: no I/O and no clock reads. The SLA is the first whose `when` holds (an SLA without
-`when` matches every record). Every rule whose conditions hold fires; business-rules
-evaluates the conditions and calls the actions, which only collect intents.
+`when` matches every record). Every rule whose conditions hold fires; the conditions are
+business-rules conditions, checked through `rules.conditions` (compiled once per policy,
+answering as business-rules does), and business-rules calls the actions, which only
+collect intents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +20,8 @@ from business_rules import engine as br_engine
 from connector.model import Record
 from rules.actions import ActionCollector, Intent
 from rules.calendar import ALWAYS, BUILT_IN, Calendar
-from rules.clock import TARGETS, Clock, run_clock
+from rules.clock import TARGETS, Clock, frozen, run_clock, timeline_until
+from rules.conditions import Asked, Check, Compiler
 from rules.policy import Policy, Rule, Sla
 from rules.variables import RecordVariables
 
@@ -65,16 +68,21 @@ def record_facts(record: Record, now: datetime) -> dict[str, Any]:
     }
 
 
+_CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
+    "minutes_left", "elapsed_pct", "breached", "met", "paused", "business_minutes_elapsed",
+    "due_at_epoch")) for target in TARGETS}
+
+
 def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for target, clock in clocks.items():
-        facts[f"{target}_minutes_left"] = clock.minutes_left
-        facts[f"{target}_elapsed_pct"] = clock.elapsed_pct
-        facts[f"{target}_breached"] = clock.breached
-        facts[f"{target}_met"] = clock.met
-        facts[f"{target}_paused"] = clock.paused
-        facts[f"{target}_business_minutes_elapsed"] = clock.elapsed_seconds / 60
-        facts[f"{target}_due_at_epoch"] = clock.due_at.timestamp() if clock.due_at else 0
+        names = _CLOCK_FACT_NAMES.get(target) or tuple(f"{target}_{suffix}" for suffix in (
+            "minutes_left", "elapsed_pct", "breached", "met", "paused",
+            "business_minutes_elapsed", "due_at_epoch"))
+        facts.update(zip(names, (
+            clock.minutes_left, clock.elapsed_pct, clock.breached, clock.met, clock.paused,
+            clock.elapsed_seconds / 60, clock.due_at.timestamp() if clock.due_at else 0),
+            strict=True))
     return facts
 
 
@@ -90,9 +98,43 @@ def note_values(record: Record, facts: Mapping[str, Any],
     return values
 
 
-def match_sla(policy: Policy, variables: RecordVariables) -> Sla | None:
-    for sla in policy.slas:
-        if sla.when is None or br_engine.check_conditions_recursively(sla.when, variables):
+@dataclass(frozen=True)
+class Compiled:
+    """A policy's SLA `when`s and rule conditions as checks (None: left to business-rules)."""
+
+    policy: Policy  # held, so that the id it is cached by stays its own
+    whens: tuple[Check | None, ...]
+    rules: tuple[tuple[Rule, Check | None, dict[str, Any], RuleOutcome], ...]  # + not fired
+
+
+_COMPILED: dict[int, Compiled] = {}
+
+
+def compiled(policy: Policy) -> Compiled:
+    found = _COMPILED.get(id(policy))
+    if found is not None and found.policy is policy:
+        return found
+    if len(_COMPILED) >= 64:  # a long `--every` run reloads its policy now and then
+        _COMPILED.clear()
+    compiler = Compiler()
+    found = Compiled(
+        policy,
+        tuple(None if sla.when is None else compiler.compile(sla.when) for sla in policy.slas),
+        tuple((rule, compiler.compile(rule.conditions), rule.as_engine_rule(),
+               RuleOutcome(rule, False, ())) for rule in policy.rules))
+    _COMPILED[id(policy)] = found
+    return found
+
+
+def match_sla(policy: Policy, variables: RecordVariables,
+              asked: Asked | None = None) -> Sla | None:
+    """`asked`: the record's answers so far, shared with its rules."""
+    asked = asked or Asked(variables)
+    for sla, check in zip(policy.slas, compiled(policy).whens, strict=True):
+        if sla.when is None:
+            return sla
+        if check(asked) if check is not None else br_engine.check_conditions_recursively(
+                sla.when, variables):
             return sla
     return None
 
@@ -112,10 +154,12 @@ def mark_for(record: Record, sla: Sla | None, previous: SlaMark | None) -> SlaMa
 
 def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | None,
                now: datetime) -> tuple[Calendar, dict[str, Clock]]:
+    timeline = timeline_until(record, now)  # both clocks replay the same statuses
     if sla is None:
         calendar = BUILT_IN[ALWAYS]
         return calendar, {target: run_clock(record, target, None, calendar, (),
-                                            policy.closed_statuses, now) for target in TARGETS}
+                                            policy.closed_statuses, now, timeline=timeline)
+                          for target in TARGETS}
     calendar = sla.calendar.pick(record)
     start = mark.since if mark is not None and sla.on_target_change == "restart" else None
     clocks = {}
@@ -123,16 +167,18 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
         goal = sla.targets.get(target)
         clocks[target] = run_clock(record, target, goal.seconds_on(calendar) if goal else None,
                                    calendar, sla.pause_statuses, policy.closed_statuses, now,
-                                   start)
+                                   start, timeline)
     return calendar, clocks
 
 
 def sla_and_clocks(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None, facts: Mapping[str, Any] | None = None,
+                   asked: Asked | None = None,
                    ) -> tuple[Sla | None, Calendar, SlaMark | None, dict[str, Clock]]:
     """The record's SLA, its calendar, its SLA mark and both clocks (no rules run);
     `facts`: the record's own facts when the caller has them already."""
-    sla = match_sla(policy, RecordVariables(facts or record_facts(record, now)))
+    variables = asked.variables if asked else RecordVariables(facts or record_facts(record, now))
+    sla = match_sla(policy, variables, asked)
     mark = mark_for(record, sla, previous)
     calendar, clocks = run_clocks(record, policy, sla, mark, now)
     return sla, calendar, mark, clocks
@@ -142,19 +188,50 @@ def evaluate(record: Record, policy: Policy, now: datetime,
              previous: SlaMark | None = None) -> Evaluation:
     """`previous` is the SLA mark stored for the record by the last sync, if any."""
     facts = record_facts(record, now)
-    sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous, facts)
+    variables = RecordVariables(facts)
+    # The record's own answers from the SLA match stay valid for its rules: the clock facts
+    # are added to the same dict, and no record fact changes.
+    asked = Asked(variables)
+    sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous, facts, asked)
     facts.update(clock_facts(clocks))
     facts["sla"] = sla.name if sla else ""
     facts["in_business_hours"] = calendar.is_open(now)
-    variables = RecordVariables(facts)
-    placeholders = note_values(record, facts, clocks, calendar)
+    placeholders = _Placeholders(record, facts, clocks, calendar)
     outcomes = []
-    for rule in policy.rules:
-        collector = ActionCollector(placeholders)
-        fired = br_engine.run(rule.as_engine_rule(), variables, collector)
-        outcomes.append(RuleOutcome(rule, bool(fired), tuple(collector.intents)))
-    return Evaluation(record=record, now=now, sla=sla, sla_mark=mark, calendar=calendar,
-                      clocks=clocks, facts=facts, outcomes=tuple(outcomes))
+    for rule, check, engine_rule, not_fired in compiled(policy).rules:
+        fired = check(asked) if check is not None else \
+            br_engine.check_conditions_recursively(rule.conditions, variables)
+        if fired:
+            collector = ActionCollector(placeholders)
+            br_engine.do_actions(engine_rule["actions"], collector)
+            outcomes.append(RuleOutcome(rule, True, tuple(collector.intents)))
+        else:
+            outcomes.append(not_fired)
+    return frozen(Evaluation, record=record, now=now, sla=sla, sla_mark=mark,
+                  calendar=calendar, clocks=clocks, facts=facts, outcomes=tuple(outcomes))
+
+
+class _Placeholders(Mapping[str, Any]):
+    """note_values, worked out only when a note is rendered."""
+
+    def __init__(self, record: Record, facts: Mapping[str, Any], clocks: Mapping[str, Clock],
+                 calendar: Calendar):
+        self._args = (record, facts, clocks, calendar)
+        self._values: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = note_values(*self._args)
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,98 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
     if not p.settled:
         out.append(f"  warning: the rules did not settle after {p.passes} passes")
     return "\n".join(out)
+
+
+def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
+                 ) -> dict[str, Any]:
+    """The content of `explain` as JSON-ready data, for tools: the SLAs tried, the clocks,
+    each rule's verdict (with the first condition that failed) and the change set."""
+    since = since or {}
+    ev, r = p.evaluation, p.record
+    variables = ev.variables()
+
+    def failure(f: Failure | None) -> dict[str, Any] | None:
+        if f is None:
+            return None
+        if f.path.endswith(".any"):
+            return {"path": f.path, "none_of_any_holds": True, "actual": f.actual}
+        return {"path": f.path, "name": f.condition["name"],
+                "operator": f.condition["operator"], "value": f.condition.get("value"),
+                "actual": f.actual}
+
+    slas = []
+    for sla in policy.slas:
+        if ev.sla is not None and sla.index == ev.sla.index:
+            slas.append({"index": sla.index, "name": sla.name, "matched": True,
+                         "why": "no when" if sla.when is None else "when holds"})
+            break
+        assert sla.when is not None
+        slas.append({"index": sla.index, "name": sla.name, "matched": False,
+                     "failed": failure(first_failure(sla.when, variables,
+                                                     f"slas[{sla.index}].when"))})
+    zone = ZoneInfo(ev.calendar.timezone)
+
+    def instant(value: datetime | None) -> str | None:
+        return None if value is None else format_instant(value)
+
+    def local(value: datetime | None) -> str | None:
+        return None if value is None else value.astimezone(zone).isoformat()
+
+    clocks = {}
+    for target, clock in ev.clocks.items():
+        clocks[target] = {
+            "target_seconds": clock.target_seconds,
+            "elapsed_seconds": clock.elapsed_seconds,
+            "elapsed_pct": clock.elapsed_pct if clock.target_seconds is not None else None,
+            "minutes_left": clock.minutes_left if clock.target_seconds is not None else None,
+            "state": "stopped" if clock.stopped_at else ("paused" if clock.paused
+                                                         else "running"),
+            "breached": clock.breached, "met": clock.met,
+            "started_at": instant(clock.started_at), "stopped_at": instant(clock.stopped_at),
+            "due_at": instant(clock.due_at), "due_at_local": local(clock.due_at),
+            "pauses": [{"status": pause.status, "start": instant(pause.start),
+                        "end": instant(pause.end), "business_seconds": pause.business_seconds}
+                       for pause in clock.pauses],
+        }
+    rules = []
+    for outcome in ev.outcomes:
+        rule = outcome.rule
+        entry: dict[str, Any] = {"index": rule.index, "name": rule.name}
+        if outcome.fired and rule.name in p.active_before:
+            entry.update(verdict="active", active_since=since.get(rule.name))
+        elif outcome.fired:
+            entry["verdict"] = "fires"
+        else:
+            entry.update(verdict="does not fire", failed=failure(first_failure(
+                rule.conditions, variables, f"rules[{rule.index}].conditions")))
+        rules.append(entry)
+    first_pass = {o.rule.name for o in ev.outcomes if o.fired}
+    change = p.change.to_dict()
+    change.pop("id", None)
+    change.pop("base_updated_at", None)
+    return {
+        "record": {"id": r.id, "kind": r.kind, "status": r.status, "priority": r.priority,
+                   "tier": r.tier, "channel": r.channel, "group": r.group},
+        "now": format_instant(ev.now),
+        "policy": policy.source,
+        "slas": slas,
+        "sla": None if ev.sla is None else {
+            "name": ev.sla.name, "calendar": ev.calendar.name,
+            "timezone": ev.calendar.timezone, "calendar_by": ev.sla.calendar.record_field,
+            "in_business_hours": ev.facts["in_business_hours"],
+            "pause_statuses": sorted(ev.sla.pause_statuses),
+            "on_target_change": ev.sla.on_target_change,
+            "since": instant(ev.sla_mark.since) if ev.sla_mark else None},
+        "clocks": clocks,
+        "rules": rules,
+        "fires_after_changes": [name for name in p.fired if name not in first_pass],
+        "deactivates": sorted(p.deactivated - set(p.fired)),
+        "change": change,
+        "steps": [{"rule": s.rule, "action": s.action, "slot": s.slot, "before": s.before,
+                   "after": s.after, "outcome": s.outcome, "detail": s.detail}
+                  for s in p.steps],
+        "notify": [{"rule": rule, "webhook": webhook, "text": text}
+                   for rule, webhook, text in p.notifications],
+        "settled": p.settled,
+        "passes": p.passes,
+    }

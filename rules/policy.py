@@ -30,7 +30,8 @@ from rules.patterns import check_pattern
 from rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
 
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
-TOP_LEVEL = ("description", "calendars", "closed_statuses", "slas", "rules")
+#: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.
+TOP_LEVEL = ("$schema", "description", "calendars", "closed_statuses", "slas", "rules")
 SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets",
             "pause_statuses", "on_target_change")
 ON_TARGET_CHANGE = ("keep", "restart")

@@ -128,6 +128,7 @@ def _reader(name: str) -> Callable[[RecordVariables], Any]:
         return self.facts[name]
 
     read.__name__ = name
+    read.fact = name  # type: ignore[attr-defined]  # rules.conditions reads the fact itself
     return read
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -75,6 +74,7 @@ def install() -> None:
     import requests
 
     import connector.file
+    import connector.http
     import sync
     import sync_state
 
@@ -150,7 +150,7 @@ def install() -> None:
     replace = file_os.replace
     file_os.replace = _after("renamed", _before("rename", replace))  # type: ignore[assignment]
 
-    time.sleep = waits.append  # type: ignore[assignment]
+    connector.http.wait = waits.append  # type: ignore[assignment]
 
 
 def _report() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 
 from conftest import at, iso, make_policy, make_record
@@ -219,3 +220,13 @@ def test_evaluate_runs_both_clocks_with_the_slas_targets_and_pauses():
     assert facts["resolution_minutes_left"] == 300.0
     assert facts["resolution_elapsed_pct"] == 37.5
     assert facts["resolution_breached"] is False
+
+
+def test_a_clock_built_by_run_clock_is_the_dataclass_with_every_field():
+    record = make_record(created_at=iso("2026-03-02 09:00"))
+    clock = run_clock(record, "resolution", 3600, BUILT_IN[ALWAYS], ("pending",),
+                      ("solved",), at("2026-03-02 12:00"))
+    names = [f.name for f in fields(Clock)]
+    assert list(vars(clock)) == names
+    rebuilt = Clock(**{name: getattr(clock, name) for name in names})
+    assert (rebuilt, hash(rebuilt), repr(rebuilt)) == (clock, hash(clock), repr(clock))

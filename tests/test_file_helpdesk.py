@@ -217,15 +217,26 @@ def test_write_failing_half_way_leaves_the_file_whole_and_no_temporary_file(help
                                                                             monkeypatch):
     path = helpdesk(ticket("T-1", "2026-03-02 09:00"))
     before = path.read_bytes()
-    real_dumps = json.dumps
+    real_fdopen = os.fdopen
 
-    def half_dump(data, out, **options):
-        text = real_dumps(data, **options)
-        out.write(text[: len(text) // 2])
-        out.flush()
-        raise OSError(5, "Input/output error")
+    class HalfWritten:
+        """The temporary file: its first write stops half way with an I/O error."""
 
-    monkeypatch.setattr(json, "dump", half_dump)
+        def __init__(self, fd: int, *args: Any, **kwargs: Any):
+            self.file = real_fdopen(fd, *args, **kwargs)
+
+        def __enter__(self) -> HalfWritten:
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            self.file.close()
+
+        def write(self, data: Any) -> None:
+            self.file.write(data[: len(data) // 2])
+            self.file.flush()
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdopen", HalfWritten)
     with pytest.raises(OSError, match="Input/output error"):
         FileHelpdesk(path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
     assert path.read_bytes() == before
@@ -253,3 +264,85 @@ def test_open_connector_resolves_paths_against_the_base_folder(tmp_path: Path):
                            "page_size": 5}, tmp_path)
     assert (desk.path, desk.seed, desk.page_size) == (
         tmp_path / "data" / "h.json", tmp_path / "seed.json", 5)
+
+
+# -- cost of a write ------------------------------------------------------------------------
+
+@pytest.fixture
+def renames(monkeypatch) -> list[str]:
+    """The file names each atomic rewrite renamed into place, in order."""
+    real_replace = os.replace
+    done: list[str] = []
+
+    def counted(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        done.append(Path(dst).name)
+
+    monkeypatch.setattr(os, "replace", counted)
+    return done
+
+
+def test_a_batch_is_one_rewrite_and_a_batch_of_conflicts_none(helpdesk, renames):
+    path = helpdesk(*(ticket(f"T-{n}", "2026-03-02 09:00") for n in range(1, 6)))
+    desk = FileHelpdesk(path)
+    results = desk.apply_many([ChangeSet(f"T-{n}", add_tags=("x",)) for n in range(1, 6)], NOW)
+    assert [r.error for r in results] == [None] * 5
+    stale = at("2026-03-02 08:00")
+    desk.apply_many([ChangeSet("T-1", base_updated_at=stale, add_tags=("y",))], NOW)
+    assert renames == ["helpdesk.json"]
+    assert [r["tags"] for r in stored(path)["records"]] == [["x"]] * 5
+
+
+def test_rewrites_put_one_record_per_line_and_keep_other_keys(tmp_path: Path):
+    path = tmp_path / "helpdesk.json"
+    path.write_text(json.dumps({"version": 3, "records": [
+        ticket("T-1", "2026-03-02 09:00"), ticket("T-2", "2026-03-02 09:00")]}, indent=2))
+    FileHelpdesk(path).apply(ChangeSet("T-2", add_tags=("x",)), NOW)
+    lines = path.read_text().splitlines()
+    assert (lines[0], lines[-1]) == ('{"version": 3, "records": [', "]}")
+    assert [json.loads(line.rstrip(","))["id"] for line in lines[1:-1]] == ["T-1", "T-2"]
+
+
+def test_an_edit_by_someone_else_between_writes_is_seen_even_at_the_same_size(helpdesk):
+    path = helpdesk(ticket("T-1", "2026-03-02 09:00"), ticket("T-2", "2026-03-02 09:00"))
+    desk = FileHelpdesk(path)
+    desk.apply(ChangeSet("T-1", add_tags=("x",)), NOW)
+    text = path.read_text()
+    edited = text.replace('"status": "open"', '"status": "hold"', 1)
+    assert len(edited) == len(text) and edited != text
+    path.write_text(edited)
+    assert desk.get("T-1").status == "hold"  # type: ignore[union-attr]
+    desk.apply(ChangeSet("T-2", add_tags=("y",)), NOW)
+    assert [r["status"] for r in stored(path)["records"]] == ["hold", "open"]
+
+
+@pytest.mark.parametrize("name", ["helpdesk.json", "helpdesk.jsonl"])
+def test_every_copy_of_a_duplicated_id_is_skipped_reported_and_never_written(tmp_path: Path,
+                                                                               name: str):
+    path = tmp_path / name
+    first, second = ticket("T-1", "2026-03-02 09:00"), ticket("T-1", "2026-03-02 08:00")
+    other = ticket("T-2", "2026-03-02 08:30")
+    if name.endswith(".jsonl"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in (first, other, second)))
+    else:
+        path.write_text(json.dumps({"records": [first, other, second]}))
+    before = path.read_bytes()
+    desk = FileHelpdesk(path)
+    [page] = list(desk.fetch(None))
+    assert [r.id for r in page.records] == ["T-2"]
+    assert [(p.record_id, p.position) for p in page.problems] == [("T-1", 0), ("T-1", 2)]
+    assert "shares its id with #2" in str(page.problems[0])
+    with pytest.raises(ConnectorError, match="shares its id"):
+        desk.get("T-1")
+    results = desk.apply_many([ChangeSet("T-1", add_tags=("x",)),
+                               ChangeSet("T-2", add_tags=("y",))], NOW)
+    assert isinstance(results[0].error, ConnectorError) and results[1].error is None
+    assert path.read_bytes() != before
+    assert [(r["id"], r.get("tags") or []) for r in _records(path)] == [
+        ("T-1", []), ("T-2", ["y"]), ("T-1", [])]
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return stored(path)["records"]

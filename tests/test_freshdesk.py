@@ -444,7 +444,7 @@ def test_settings_build_a_connector_with_its_identity_and_capabilities():
     assert connector.options.groups.names == {48000123: "support"}
     caps = connector.capabilities
     assert (caps.bulk_writes, caps.batch_size, caps.safe_update, caps.tags, caps.notes,
-            caps.leads) == (True, 100, True, True, True, False)
+            caps.leads) == (True, 1000, True, True, True, False)
 
 
 # -- end to end: the CLI against a fake Freshdesk ----------------------------------------------
@@ -685,3 +685,78 @@ def test_read_back_pages_through_the_conversations(api):
     assert [(n.at, n.text) for n in record.notes] == [
         (at("2026-03-02 10:20:02"), "Overdue by 20 min"),
         (at("2026-03-02 10:25"), "Line one\ntwo & three")]
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+    if "bench_requests" in sys.modules:
+        return sys.modules["bench_requests"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
+    spec = importlib.util.spec_from_file_location("bench_requests", path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return sys.modules["bench_requests"]
+
+
+def test_a_sync_costs_the_documented_minimum_of_requests_notes_joining_the_bulk_update():
+    bench = _bench()
+    # 450 tickets read, 250 given the same priority, 120 of those a note: 3 jobs of 100, 100
+    # and 50 whatever batches the loop would have cut, one note each, one fresh read each.
+    count = bench.count_freshdesk(bench.Scenario(450, 250, 120))
+    assert count.made == {"listing": 5, "fresh read": 250, "bulk_update": 3, "job poll": 3,
+                          "note": 120}
+    assert count.made == count.minimum
+
+
+def test_identical_changes_beyond_a_hundred_share_jobs_a_lone_one_is_a_put():
+    bench = _bench()
+    count = bench.count_freshdesk(bench.Scenario(101, 101, 0))
+    assert count.made == {"listing": 2, "fresh read": 101, "bulk_update": 1, "job poll": 1,
+                          "PUT": 1}
+    assert count.made == count.minimum
+
+
+def test_identical_changes_spread_over_a_run_meet_in_one_bulk_update():
+    # The case: 25 identical changes among 100 others went out as 23 + 2 when the
+    # loop cut its batches at 100. The connector asks for 1000 per call, so they meet.
+    bench = _bench()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = bench.FakeFreshdesk(mock, bench.Scenario(125, 0, 0))
+        client = HttpClient(bench.FakeFreshdesk.URL, auth=HTTPBasicAuth("k", "X"),
+                            name="freshdesk", sleep=lambda _: None, clock=lambda: 0.0)
+        connector = Freshdesk(client, Options.from_settings({}))
+        base = {str(i): parse_instant(t["updated_at"], "updated_at")
+                for i, t in fake.tickets.items()}
+        changes = [ChangeSet(i, base_updated_at=at, fields={"priority": "urgent"})
+                   if n % 5 == 3 else ChangeSet(i, base_updated_at=at, add_tags=("vip",))
+                   for n, (i, at) in enumerate(base.items())]
+        assert len(changes) <= connector.capabilities.batch_size
+        results = connector.apply_many(changes, NOW)
+        bulks = [sent(c) for c in mock.calls if c.request.url.endswith("/bulk_update")]
+    assert all(r.error is None for r in results)
+    assert [len(b["bulk_action"]["ids"]) for b in bulks] == [25]
+
+
+def test_notes_of_a_bulk_update_go_after_the_job_and_only_for_tickets_it_wrote(api):
+    page = fixture("incremental_page_1_of_2")
+    fresh_reads(api, *page)
+    api.post(f"{TICKETS}/bulk_update", status=202, json=fixture("bulk_update_accepted"))
+    job = f"{URL}/api/v2/jobs/5e1c0b2a-37f0-4a55-9d6b-8f7c1a2b3c4d"
+    api.get(job, json=fixture("job_completed_one_ticket_failed"))  # 1002 refused
+    api.post(re.compile(re.escape(TICKETS) + r"/\d+/notes$"), status=201,
+             json=fixture("note_created_private"))
+    changes = [ChangeSet(str(t["id"]), base_updated_at=version(t), fields={"priority": "urgent"},
+                         notes=("Breached: escalated.",)) for t in page]
+    results = freshdesk().apply_many(changes, NOW)
+    assert [r.error is None for r in results] == [True, False, True]
+    writes = [(c.request.method, urlparse(c.request.url).path) for c in api.calls
+              if c.request.method != "GET"]
+    assert writes == [("POST", "/api/v2/tickets/bulk_update"),
+                      ("POST", "/api/v2/tickets/1001/notes"),
+                      ("POST", "/api/v2/tickets/1003/notes")]
+    assert sent(api.calls[-1]) == {"body": "Breached: escalated.", "private": True}

@@ -84,14 +84,16 @@ def test_an_incremental_read_sends_one_search_per_page_anchored_on_the_last_modi
                   "value": str(millis("2026-03-02 09:59:30"))}  # 30 s settling time
     assert first["filterGroups"] == [{"filters": [window_end]}]
     assert first["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
-    assert first["limit"] == 100 and "after" not in first
+    assert first["limit"] == 200 and "after" not in first
     assert {"hs_pipeline_stage", "hs_ticket_priority", "sla_tags", "hs_v2_date_entered_3"} \
         <= set(first["properties"])
-    # Page 2 is a new query from the last modified time seen (not offset 3): ticket 514,
-    # read at that very millisecond, comes back and is dropped; 515 shares it and is kept.
+    # Page 2 is a new query from the last modified time seen (not offset 3) that leaves out
+    # ticket 514, read at that very millisecond (dropped too if it came back); 515 shares
+    # the millisecond and is kept.
     assert second["filterGroups"] == [{"filters": [
         {"propertyName": "hs_lastmodifieddate", "operator": "GTE",
-         "value": str(millis("2026-03-02 09:20"))}, window_end]}]
+         "value": str(millis("2026-03-02 09:20"))}, window_end,
+        {"propertyName": "hs_object_id", "operator": "NOT_IN", "values": ["514"]}]}]
     assert "after" not in second
     assert len(sent(api, SEARCH)) == 2 and len(api.calls) == 3  # + the owners, once
 
@@ -397,20 +399,24 @@ def test_notes_are_internal_note_objects_on_the_records_timeline(api):
     assert {call.request.url for call in api.calls} == {BATCH_READ, NOTES}
 
 
-def test_notes_on_leads_use_the_default_association_type_looked_up_once(api):
+def test_notes_for_tickets_and_leads_go_in_one_request_with_the_documented_type_ids(api):
+    # HubSpot's "Association type ID values": Note to ticket 228, Note to lead 855 (854 is
+    # the other direction, lead to note); nothing is looked up.
     leads = f"{BASE}/crm/v3/objects/leads"
     lead = fixture("search_leads_end_of_stream.json")["results"][0]
+    api.post(BATCH_READ, json=fixture("batch_read_tickets.json"))
     api.post(f"{leads}/batch/read", json={"status": "COMPLETE", "results": [lead]})
-    api.get(f"{BASE}/crm/v4/associations/notes/leads/labels",
-            json=fixture("associations_labels_notes_to_leads.json"))
     api.post(NOTES, status=201, json={"status": "COMPLETE", "results": []})
-    hubspot = make(objects=["tickets", "leads"])
-    for _ in range(2):
-        hubspot.apply(change("leads:77", notes=("Campaign lead not contacted.",)), NOW)
-    creates = sent(api, NOTES)
-    assert [c["inputs"][0]["associations"][0]["types"][0]["associationTypeId"]
-            for c in creates] == [854, 854]
-    assert len([c for c in api.calls if "labels" in c.request.url]) == 1
+    results = make(objects=["tickets", "leads"]).apply_many([
+        change("tickets:512", notes=("First response overdue.",)),
+        change("leads:77", notes=("Campaign lead not contacted.",))], NOW)
+    assert [r.error for r in results] == [None, None]
+    [create] = sent(api, NOTES)
+    assert [(i["associations"][0]["to"]["id"],
+             i["associations"][0]["types"][0]["associationTypeId"])
+            for i in create["inputs"]] == [("512", 228), ("77", 855)]
+    assert not [c for c in api.calls if "/crm/v4/associations/" in c.request.url]
+    assert len(api.calls) == 3  # two batch reads, one notes batch/create
 
 
 def test_assign_writes_the_owner_found_by_email_or_name(api):
@@ -482,7 +488,7 @@ def test_the_registry_builds_it_from_settings_with_the_vendor_throttle(tmp_path)
     assert isinstance(hubspot, HubSpot)
     assert hubspot.identity == "hubspot:https://api.hubapi.com#8675309"
     assert hubspot.client.throttle.per_minute == 240
-    assert hubspot.capabilities.bulk_writes and hubspot.capabilities.batch_size == 100
+    assert hubspot.capabilities.bulk_writes and hubspot.capabilities.batch_size == 1000
     assert hubspot.capabilities.safe_update and hubspot.capabilities.leads
 
 
@@ -552,6 +558,9 @@ class FakeHubSpot:
         found = list(self.tickets.values())
         for group in query["filterGroups"]:
             for f in group["filters"]:
+                if f["operator"] == "NOT_IN":  # hs_object_id NOT_IN the ids of the edge
+                    found = [t for t in found if t["id"] not in f["values"]]
+                    continue
                 value = int(f["value"])
                 keep = (lambda m, v=value: m >= v) if f["operator"] == "GTE" \
                     else (lambda m, v=value: m < v)
@@ -620,8 +629,8 @@ def test_end_to_end_a_run_reads_each_page_once_writes_per_100_and_a_rerun_writes
     first = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
     assert first.exit_code == 0, first.output
     assert "writes 150" in first.output
-    # 150 tickets: 2 search pages; 2 batches of (read, update, notes) for 150 changes.
-    assert counts(api) == {"/crm/v3/objects/tickets/search": 2,
+    # 150 tickets: 1 search page of 200; 2 batches of (read, update, notes) for 150 changes.
+    assert counts(api) == {"/crm/v3/objects/tickets/search": 1,
                            "/crm/v3/objects/tickets/batch/read": 2,
                            "/crm/v3/objects/tickets/batch/update": 2,
                            "/crm/v3/objects/notes/batch/create": 2}
@@ -632,8 +641,8 @@ def test_end_to_end_a_run_reads_each_page_once_writes_per_100_and_a_rerun_writes
     second = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
     assert second.exit_code == 0, second.output
     assert "writes 0" in second.output
-    # Our own writes come back as changes (2 pages); nothing is written again.
-    assert counts(api) == {"/crm/v3/objects/tickets/search": 2}
+    # Our own writes come back as changes (1 page); nothing is written again.
+    assert counts(api) == {"/crm/v3/objects/tickets/search": 1}
     assert fake.writes == 150 and fake.notes == 150
 
 
@@ -738,3 +747,35 @@ def test_end_to_end_a_note_whose_answer_was_lost_is_posted_exactly_once_across_r
     assert [n["properties"]["hs_note_body"] for n in fake.kept.values()] == \
         ["tickets:1000: first response overdue"]
     assert fake.tickets["1000"]["properties"]["sla_tags"] == "sla_breach"
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+    if "bench_requests" in sys.modules:
+        return sys.modules["bench_requests"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
+    spec = importlib.util.spec_from_file_location("bench_requests", path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return sys.modules["bench_requests"]
+
+
+def test_a_sync_of_tickets_and_leads_costs_the_documented_minimum_of_requests():
+    bench = _bench()
+    # 450 records (225 tickets, 225 leads, alternating in time), 250 written, 120 notes.
+    count = bench.count_hubspot(bench.Scenario(450, 250, 120))
+    assert count.made == {"search": 4, "read": 4, "update": 4, "notes batch/create": 2}
+    assert count.made == count.minimum
+
+
+def test_a_re_anchored_search_leaves_out_the_edge_so_every_page_brings_200_new_records():
+    bench = _bench()
+    # 400 tickets and 400 leads: 2 pages each. Without NOT_IN the second page would bring
+    # back the record read at its anchor and 199 new ones, and a third page the last one.
+    count = bench.count_hubspot(bench.Scenario(800, 0, 0))
+    assert count.made == {"search": 4} == count.minimum

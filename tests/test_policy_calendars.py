@@ -193,3 +193,16 @@ def test_validate_prints_each_calendar_problem_on_its_own_line(tmp_path: Path):
     result = CliRunner().invoke(main, ["validate", str(policy_file)])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"{policy_file}: invalid policy", *BROKEN_LINES]
+
+
+@pytest.mark.parametrize(("region", "where"), [
+    ({"country": "__class__"}, "country"), ({"country": "HolidayBase"}, "country"),
+    ({"country": "country_holidays"}, "country"), ({"country": "de"}, "country"),
+    ({"country": "DE", "subdiv": "__init__"}, "subdiv"),
+])
+def test_only_the_shape_of_a_country_or_subdivision_code_reaches_the_holidays_package(
+        region: dict[str, str], where: str):
+    # The holidays package finds countries by attribute name, so a name that is not a code
+    # (a dunder, a class of the package) once got through or ended in a traceback.
+    found = calendar_problems(holidays=[region])
+    assert len(found) == 1 and found[0].startswith(f"calendars.berlin.holidays[0].{where}: ")

@@ -659,3 +659,27 @@ def test_a_comment_whose_answer_was_lost_is_recognised_not_posted_again(project)
     assert "read back, the record shows the write" in result.stderr
     assert len(calls("POST", "/REST/2.0/ticket/1/comment")) == 1, "never resent"
     assert StateStore(project.parent / "state.db").pending() == []
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+    if "bench_requests" in sys.modules:
+        return sys.modules["bench_requests"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
+    spec = importlib.util.spec_from_file_location("bench_requests", path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return sys.modules["bench_requests"]
+
+
+def test_a_sync_costs_a_search_per_page_a_history_per_ticket_a_put_per_write_a_post_per_note():
+    bench = _bench()
+    count = bench.count_rt(bench.Scenario(450, 250, 120))
+    # The tickets read in this run are written on the version (ETag) that read gave: no GET.
+    assert count.made == {"search": 5, "history": 450, "PUT": 250, "comment": 120}
+    assert count.made == count.minimum

@@ -767,3 +767,29 @@ def test_failed_job_polls_leave_writes_pending_and_a_rerun_in_the_lagging_minute
     store = StateStore(project.parent / "state.db")
     assert store.pending() == [] and store.active_rules() == {
         "35436": frozenset({"breach"}), "35439": frozenset({"breach"})}
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def _bench() -> Any:
+    import importlib.util
+    import sys
+    if "bench_requests" in sys.modules:
+        return sys.modules["bench_requests"]
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
+    spec = importlib.util.spec_from_file_location("bench_requests", path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return sys.modules["bench_requests"]
+
+
+def test_a_sync_costs_the_documented_minimum_of_requests_notes_riding_in_the_jobs():
+    bench = _bench()
+    # 450 tickets read (one event page, one ticket page), 250 written in jobs of 100, 100
+    # and 50, each polled once; the 120 notes are private comments inside those updates.
+    count = bench.count_zendesk(bench.Scenario(450, 250, 120))
+    assert count.made == {"event export": 1, "ticket export": 1, "update_many": 3,
+                          "job poll": 3}
+    assert count.made == count.minimum

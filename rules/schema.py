@@ -1,0 +1,219 @@
+"""The policy format as a JSON Schema (draft 2020-12), for editors, and as business-rules'
+`export_rule_data`, for rule-builder UIs.
+
+Both are generated from the definitions the checker itself uses (the variables and their
+operator types, the actions and their parameters, the policy's keys, the calendar and
+duration syntax), so neither can drift from what `validate` accepts. The schema is the
+shape only: what needs the whole policy (a calendar name that is defined, unique names,
+overlapping intervals, placeholders in note texts, how deep conditions nest, regular
+expressions that backtrack without bound) stays with the checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from business_rules import export_rule_data
+from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
+from business_rules.operators import BaseType
+
+from rules import calendar as calendars
+from rules import durations
+from rules.actions import PLACEHOLDERS, ActionCollector, action_specs
+from rules.clock import TARGETS
+from rules.policy import (
+    CALENDAR_FIELDS,
+    DEFAULT_CLOSED_STATUSES,
+    MAX_ESCALATION_LEVEL,
+    MAX_NUMBER,
+    ON_TARGET_CHANGE,
+    TOP_LEVEL,
+)
+from rules.variables import RECORD_VARIABLES, VARIABLES, RecordVariables, operators
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _exact(pattern: str) -> str:
+    return f"^(?:{pattern})$"
+
+
+def _value(input_type: str, operator: str) -> dict[str, Any] | None:
+    """The schema of a condition's `value` for an operator taking this input."""
+    if input_type == FIELD_NO_INPUT:
+        return None
+    if input_type == FIELD_NUMERIC:
+        return {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
+    if input_type == FIELD_SELECT_MULTIPLE:
+        return {**STRINGS, "minItems": 1}
+    assert input_type == FIELD_TEXT
+    return {"type": "string", **({"format": "regex"} if operator == "matches_regex" else {})}
+
+
+def _leaves(variables: Mapping[str, tuple[type[BaseType], str]]) -> list[dict[str, Any]]:
+    """One alternative per operator type and kind of value: the variables of that type, the
+    operators taking that kind of value, and the value's shape."""
+    by_type: dict[type[BaseType], list[str]] = {}
+    for name, (kind, _) in variables.items():
+        by_type.setdefault(kind, []).append(name)
+    out = []
+    for kind, names in by_type.items():
+        by_input: dict[tuple[str, str], list[str]] = {}
+        for operator, input_type in sorted(operators(kind).items()):
+            # matches_regex has its own alternative: its value is a regular expression.
+            key = (input_type, "matches_regex" if operator == "matches_regex" else "")
+            by_input.setdefault(key, []).append(operator)
+        for (input_type, special), ops in by_input.items():
+            value = _value(input_type, special)
+            properties: dict[str, Any] = {
+                "name": {"enum": sorted(names)},
+                "operator": {"enum": ops},
+                # an operator without input ignores whatever value business-rules authors write
+                "value": {} if value is None else value,
+            }
+            out.append({"type": "object", "title": f"{kind.name} variable, {'/'.join(ops)}",
+                        "properties": properties, "additionalProperties": False,
+                        "required": ["name", "operator"] + ([] if value is None else ["value"])})
+    return out
+
+
+def _condition(name: str, variables: Mapping[str, tuple[type[BaseType], str]]) -> dict[str, Any]:
+    group = {"type": "array", "minItems": 1, "items": {"$ref": f"#/$defs/{name}"}}
+    return {"anyOf": [
+        {"type": "object", "properties": {"all": group}, "required": ["all"],
+         "additionalProperties": False},
+        {"type": "object", "properties": {"any": group}, "required": ["any"],
+         "additionalProperties": False},
+        *_leaves(variables),
+    ]}
+
+
+def _actions() -> dict[str, Any]:
+    note = ("placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            + "; write {{ and }} for braces")
+    alternatives = []
+    for spec in action_specs().values():
+        params = {}
+        for param, input_type in spec.params.items():
+            if input_type == FIELD_NUMERIC:
+                params[param] = {"type": "integer", "minimum": 1,
+                                 "maximum": MAX_ESCALATION_LEVEL}
+            else:
+                params[param] = {"type": "string", "pattern": r"\S"}
+                if param in ("text", "note"):
+                    params[param]["description"] = note
+        alternatives.append({
+            "type": "object", "title": spec.name,
+            "properties": {
+                "name": {"const": spec.name},
+                "params": {"type": "object", "properties": params,
+                           "required": sorted(spec.required), "additionalProperties": False},
+            },
+            "required": ["name", "params"] if spec.required else ["name"],
+            "additionalProperties": False,
+        })
+    return {"oneOf": alternatives}
+
+
+def _calendar() -> dict[str, Any]:
+    region = {"type": "object", "properties": {"country": {"type": "string"},
+                                               "subdiv": {"type": "string"}},
+              "required": ["country"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {
+            "timezone": {"type": "string", "minLength": 1,
+                         "description": "an IANA timezone, e.g. Europe/Berlin"},
+            "week": {"type": "object", "propertyNames": {"enum": list(calendars.WEEKDAYS)},
+                     "additionalProperties": {"type": "array", "items": {
+                         "type": "string", "pattern": _exact(calendars._INTERVAL.pattern)}}},
+            "holidays": {"type": "array", "items": {"anyOf": [
+                {"type": "string", "pattern": _exact(calendars._ONE_OFF.pattern),
+                 "description": "YYYY-MM-DD, once"},
+                {"type": "string", "pattern": _exact(calendars._YEARLY.pattern),
+                 "description": "MM-DD, every year"},
+                region]}},
+        },
+        "required": ["timezone", "week"],
+        "additionalProperties": False,
+    }
+
+
+def _sla() -> dict[str, Any]:
+    duration = {"type": "string", "maxLength": 100,
+                "pattern": rf"^\s*(?:{durations._WHOLE.pattern})\s*$",
+                "description": "business time: 90s, 30m, 4h, 2d, 2bd, 1h30m"}
+    field = {"anyOf": [{"enum": list(CALENDAR_FIELDS)}, {"type": "string",
+                                                          "pattern": r"^custom\."}]}
+    return {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": r"\S"},
+            "description": {"type": "string"},
+            "when": {"$ref": "#/$defs/record_condition"},
+            "calendar": {"type": "string", "description": f"{calendars.ALWAYS} or a calendar "
+                                                          "defined under calendars"},
+            "calendar_by": {"type": "object", "properties": {
+                "field": field,
+                "calendars": {"type": "object", "minProperties": 1,
+                              "additionalProperties": {"type": "string"}},
+                "default": {"type": "string"}},
+                "required": ["field", "calendars", "default"], "additionalProperties": False},
+            "targets": {"type": "object", "propertyNames": {"enum": list(TARGETS)},
+                        "additionalProperties": duration},
+            "pause_statuses": STRINGS,
+            "on_target_change": {"enum": list(ON_TARGET_CHANGE)},
+        },
+        "required": ["name"],
+        "not": {"required": ["calendar", "calendar_by"]},
+        "additionalProperties": False,
+    }
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file."""
+    properties: dict[str, Any] = {
+        "$schema": {"type": "string", "description": "this schema, for editors"},
+        "description": {"type": "string"},
+        "calendars": {"type": "object", "propertyNames": {"not": {"const": calendars.ALWAYS}},
+                      "additionalProperties": {"$ref": "#/$defs/calendar"}},
+        "closed_statuses": {**STRINGS, "default": list(DEFAULT_CLOSED_STATUSES)},
+        "slas": {"type": "array", "items": {"$ref": "#/$defs/sla"}},
+        "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+    }
+    assert set(properties) == set(TOP_LEVEL), "the schema and the checker disagree on keys"
+    return {
+        "$schema": DRAFT,
+        "title": "sla-sync policy",
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "$defs": {
+            "calendar": _calendar(),
+            "sla": _sla(),
+            "rule": {"type": "object", "properties": {
+                "name": {"type": "string", "pattern": r"\S"},
+                "description": {"type": "string"},
+                "conditions": {"$ref": "#/$defs/condition"},
+                "actions": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/action"}},
+            # a rule without a name (as plain business-rules rules are written) is named
+            # from what it says
+            }, "required": ["conditions", "actions"], "additionalProperties": False},
+            "condition": _condition("condition", VARIABLES),
+            "record_condition": _condition("record_condition", RECORD_VARIABLES),
+            "action": _actions(),
+        },
+    }
+
+
+def rule_data() -> dict[str, Any]:
+    """business-rules' `export_rule_data` for the policy's variables and actions. The
+    library lists its stock operator types; each is replaced by the type our variables
+    use, so that sla-sync's own operators (not_equal_to, is_one_of ...) are offered too."""
+    data: dict[str, Any] = export_rule_data(RecordVariables, ActionCollector)
+    types = {kind.name: kind for kind, _ in VARIABLES.values()}
+    data["variable_type_operators"] = {name: kind.get_all_operators()
+                                       for name, kind in sorted(types.items())}
+    return data
