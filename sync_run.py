@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -189,15 +189,9 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         horizon = store.meta("horizon")
         if horizon is None or parse_instant(horizon, "horizon") < now:
             store.set_meta({"horizon": format_instant(now)})
-    records = store.evaluation_set(None if full else now)
     report.full = full
-    if dry:
-        known = {r.id for r in records}
-        records = [fetched.get(r.id, r) for r in records]
-        records += [r for r in fetched.values() if r.id not in known]
     writer = _Writer(connector, policy, store, now, report)
-
-    for record in records:
+    for record in _evaluation_set(store, writer, None if full else now, fetched if dry else None):
         if should_stop():
             report.stopped = True
             break
@@ -232,6 +226,28 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         _drain_outbox(store, notifier, report)
 
 
+#: Records planned per read of the mirror and the ledger: what an evaluation holds at once.
+CHUNK = 1000
+
+
+def _evaluation_set(store: StateStore, writer: _Writer, due_by: datetime | None,
+                    fetched: dict[str, Record] | None) -> Iterator[Record]:
+    """The records to evaluate, a chunk of the mirror at a time, with the chunk's ledger;
+    a dry run (`fetched`: what it read, not mirrored) sees those over the mirror's."""
+    known: set[str] = set()
+    for chunk in store.evaluation_chunks(due_by, CHUNK):
+        writer.flush()  # the batch planned with the previous chunk's ledger
+        writer.load([r.id for r in chunk])
+        if fetched is not None:
+            known.update(r.id for r in chunk)
+            chunk = [fetched.get(r.id, r) for r in chunk]
+        yield from chunk
+    if fetched is not None:
+        extra = [r for r in fetched.values() if r.id not in known]
+        writer.load([r.id for r in extra])
+        yield from extra
+
+
 def _must_evaluate_all(store: StateStore, digest: str, now: datetime) -> bool:
     """The wake-up times hold for the policy they were computed with, from the `now` they
     were computed at on: another policy, or an earlier `now`, evaluates everything."""
@@ -248,14 +264,19 @@ class _Writer:
                  now: datetime, report: RunReport):
         self.connector, self.policy, self.store = connector, policy, store
         self.now, self.report = now, report
-        self.active = store.active_rules()
-        self.marks = store.sla_marks()
+        self.active: dict[str, frozenset[str]] = {}
+        self.marks: dict[str, SlaMark] = {}
         capabilities = connector.capabilities
         self.batch_size = max(1, capabilities.batch_size) if capabilities.bulk_writes else 1
         self.pending: list[Plan] = []
         self.quiet: list[tuple[str, dict[str, Any], Record | None]] = []  # nothing to write
         self.wakes: list[tuple[Record, datetime | None]] = []
         self.wake_rules = Wakes(policy)
+
+    def load(self, ids: list[str]) -> None:
+        """The ledger of the records about to be planned (one chunk at a time)."""
+        self.active = self.store.active_rules(ids)
+        self.marks = self.store.sla_marks(ids)
 
     def plan(self, record: Record, again: bool = False) -> Plan | None:
         """The record's plan; `again` for a re-plan of a record already counted."""

@@ -386,6 +386,33 @@ class StateStore:
         rows = self.db.execute(query + " ORDER BY updated_at, id", args)
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
+    def evaluation_chunks(self, due_by: datetime | None = None, size: int = 1000,
+                          ) -> Iterator[list[Record]]:
+        """`evaluation_set` in chunks of `size`, for a run that writes as it goes: the ids are
+        taken first (into a temporary table, on disk when large), so a record written
+        meanwhile is neither visited twice nor skipped, and only one chunk is in memory."""
+        query = "SELECT id FROM records WHERE id NOT IN (SELECT record_id FROM skipped)"
+        args: tuple[str, ...] = ()
+        if due_by is not None:
+            query += " AND (wake_at IS NULL OR wake_at <= ?)"
+            args = (format_instant(due_by),)
+        self.db.execute("DROP TABLE IF EXISTS temp.due")
+        self.db.execute("CREATE TEMP TABLE due (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
+        try:
+            self.db.execute(f"INSERT INTO temp.due (id) {query} ORDER BY updated_at, id", args)
+            last = 0
+            while True:
+                rows = self.db.execute(
+                    "SELECT due.n, records.data FROM temp.due JOIN records"
+                    " ON records.id = due.id WHERE due.n > ? ORDER BY due.n LIMIT ?",
+                    (last, size)).fetchall()
+                if not rows:
+                    return
+                last = rows[-1]["n"]
+                yield [Record.from_dict(json.loads(row["data"])) for row in rows]
+        finally:
+            self.db.execute("DROP TABLE IF EXISTS temp.due")
+
     def skipped(self) -> list[sqlite3.Row]:
         """Records left out because the helpdesk's version cannot be used, by id."""
         return list(self.db.execute("SELECT record_id, reason, first_run, last_run"
@@ -435,17 +462,20 @@ class StateStore:
 
     # -- the activation ledger -------------------------------------------------------------
 
-    def active_rules(self) -> dict[str, frozenset[str]]:
-        """Record id -> the rules currently active for it."""
+    def active_rules(self, ids: Iterable[str] | None = None) -> dict[str, frozenset[str]]:
+        """Record id -> the rules currently active for it (of `ids`, or of all records)."""
         found: dict[str, set[str]] = {}
-        for row in self.db.execute("SELECT record_id, rule FROM activations WHERE active = 1"):
+        query, args = _of_ids("SELECT record_id, rule FROM activations WHERE active = 1", ids)
+        for row in self.db.execute(query, args):
             found.setdefault(row["record_id"], set()).add(row["rule"])
         return {key: frozenset(value) for key, value in found.items()}
 
-    def sla_marks(self) -> dict[str, SlaMark]:
-        """Record id -> the SLA it was under at the last sync, and since when."""
+    def sla_marks(self, ids: Iterable[str] | None = None) -> dict[str, SlaMark]:
+        """Record id -> the SLA it was under at the last sync, and since when (of `ids`, or
+        of all records)."""
+        query, args = _of_ids("SELECT record_id, sla, since FROM sla_marks WHERE 1", ids)
         return {row["record_id"]: SlaMark(row["sla"], parse_instant(row["since"], "since"))
-                for row in self.db.execute("SELECT record_id, sla, since FROM sla_marks")}
+                for row in self.db.execute(query, args)}
 
     def activation_times(self, record_id: str) -> dict[str, str]:
         """Rule -> when it was activated, for the rules active for one record."""
@@ -581,6 +611,14 @@ class StateStore:
                  figures.get("evaluated", 0), figures.get("changed", 0),
                  figures.get("writes", 0), figures.get("skipped", 0), figures.get("errors", 0),
                  duration_ms, message, run_id))
+
+
+def _of_ids(query: str, ids: Iterable[str] | None) -> tuple[str, tuple[str, ...]]:
+    """`query` (ending in a WHERE clause) narrowed to the record ids given, if any."""
+    if ids is None:
+        return query, ()
+    args = tuple(ids)
+    return f"{query} AND record_id IN ({', '.join('?' * len(args))})", args
 
 
 class StateLock:

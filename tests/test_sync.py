@@ -978,3 +978,22 @@ def test_a_batch_is_journalled_durably_in_one_transaction_and_committed_in_one(
     assert len(holding("INSERT INTO records")) == 1
     assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL otherwise
     assert store.pending() == []
+
+
+def test_records_are_planned_a_chunk_at_a_time_each_once_though_written_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 3 records, batches of 2 writes: a record written (its updated_at moved past
+    the others') is not visited again in the run, and each uses its own chunk's ledger."""
+    import sync_run
+    monkeypatch.setattr(sync_run, "CHUNK", 3)
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, 8)])
+    connector, policy, store = open_parts(tmp_path, batch_size=2)
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert (report.evaluated, report.writes) == (7, 7)
+    assert store.active_rules() == {f"T-{n}": frozenset({"breach"}) for n in range(1, 8)}
+    for record in records_of(tmp_path).values():
+        assert record["tags"] == ["sla_breach"] and len(record["notes"]) == 1, record["id"]
+    again = run_sync(connector, policy, store, now, full=True)
+    assert (again.evaluated, again.writes) == (7, 0)
