@@ -341,8 +341,11 @@ class _Writer:
         # The batch's outcomes in one transaction; then what went wrong, record by record.
         done = [(p.record.id, self.outcome(p), result.record or _as_written(p))
                 for p, result in pairs if result.error is None]
+        wakes = [(result.record, self.wake_rules.of(p.final)) for p, result in pairs
+                 if result.error is None and result.record is not None
+                 and _final_is_written(p, result.record)]
         if done:
-            self.store.commit(self.report.run_id, done, self.now)
+            self.store.commit(self.report.run_id, done, self.now, wakes)
             self.report.writes += len(done)
         for p, result in pairs:
             if result.error is not None:
@@ -442,6 +445,14 @@ class _Writer:
             self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
             return
         self.settle(again, WriteResult(fresh.id, written), retry=False)
+
+
+def _final_is_written(p: Plan, written: Record) -> bool:
+    """The plan's last evaluation was of the record exactly as the helpdesk says it wrote it,
+    and no rule was left to fire: that evaluation's wake-up time holds for the record written
+    (a refetch of the same data keeps it), so it need not be evaluated again at once."""
+    return (p.settled and p.final.record.id == written.id
+            and p.final.record.to_dict() == written.to_dict())
 
 
 def _as_written(p: Plan) -> Record:

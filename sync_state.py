@@ -347,7 +347,8 @@ class StateStore:
 
     def mirror(self, records: Iterable[Record], run_id: int,
                problems: Iterable[RecordError] = ()) -> None:
-        """Keep the latest version of each record; every record read is evaluated next.
+        """Keep the latest version of each record; every record read is evaluated next,
+        unless it holds exactly what the mirror held (its wake-up time still holds).
         `problems` are records read in a form that cannot be used: they are
         left out of evaluation (their last usable copy could be out of date) until a usable
         version is read."""
@@ -366,7 +367,8 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,"
                 " status = excluded.status, updated_at = excluded.updated_at,"
-                " data = excluded.data, seen_run = excluded.seen_run, wake_at = NULL"
+                " data = excluded.data, seen_run = excluded.seen_run,"
+                " wake_at = CASE WHEN excluded.data = records.data THEN records.wake_at END"
                 " WHERE excluded.updated_at >= records.updated_at",
                 [(r.id, r.kind, r.status, format_instant(r.updated_at), _json(r.to_dict()),
                   run_id) for r in records])

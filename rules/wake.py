@@ -132,9 +132,10 @@ class Wakes:
         record = evaluation.record
         found: list[datetime] = []
         instants = [record.created_at, record.updated_at, record.solved_at,
-                    record.first_response_at, *(c.at for c in record.status_timeline())]
-        # at `now` itself too: a status change at `now` starts to count just after it
-        found += [at for at in instants if at is not None and at >= now]
+                    record.first_response_at]
+        found += [at for at in instants if at is not None and at > now]
+        # at `now` itself too: a pause that starts at `now` is one only just after it
+        found += [c.at for c in record.status_timeline() if c.at >= now]
         for name, values in self.hours.items():
             base = record.created_at if name == "hours_since_created" else record.updated_at
             for hours in values:

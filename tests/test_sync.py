@@ -272,7 +272,8 @@ def test_a_record_read_once_in_an_unusable_form_is_reported_every_run_until_fixe
     later = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))
     assert later.exit_code == 0
     assert f"skipped: record 'T-2': {reason} (as read in run 2; left out until" in later.stderr
-    assert summary(later)["evaluated"] == 1  # its last usable copy is not planned on
+    # T-2's last usable copy is not planned on (T-1 is read back as written: unchanged)
+    assert summary(later)["evaluated"] == 0
     assert records_of(tmp_path)["T-2"]["tags"] == ["sla_warning"]
     data["records"][1].update(subject="fixed", updated_at=iso("2026-03-02 10:35"))
     (tmp_path / "helpdesk.json").write_text(json.dumps(data))
@@ -792,7 +793,9 @@ def test_a_record_deleted_in_the_helpdesk_is_forgotten_not_retried(tmp_path: Pat
     assert "no record 'T-2'" in result.stderr and "forgets it" in result.stderr
     assert summary(result)["writes"] == 1
     again = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))
-    assert summary(again)["evaluated"] == 1 and summary(again)["errors"] == 0
+    # T-2 is forgotten; T-1 is read back as written, unchanged, so neither is planned
+    assert summary(again)["evaluated"] == 0 and summary(again)["errors"] == 0
+    assert summary(again)["read"] == 1
 
 
 def test_every_repeats_until_stopped_and_reloads_a_changed_policy(

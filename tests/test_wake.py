@@ -130,8 +130,13 @@ def test_a_sync_evaluates_what_was_read_and_what_is_due(tmp_path: Path) -> None:
     assert run_sync(connector, policy, store, at("2026-03-02 09:30")).evaluated == 0
     due = run_sync(connector, policy, store, at("2026-03-02 09:50"))  # T-1 at 75%
     assert (due.evaluated, due.writes) == (1, 1)
-    both = run_sync(connector, policy, store, at("2026-03-02 10:30"))  # T-1 re-read, T-2 75%
-    assert (both.evaluated, both.writes, both.full) == (2, 1, False)
+    # T-2 at 75%; T-1 is read again as written, unchanged: its wake-up time still holds
+    later = run_sync(connector, policy, store, at("2026-03-02 10:30"))
+    assert (later.read, later.evaluated, later.writes, later.full) == (1, 1, 1, False)
+    edited = json.loads((tmp_path / "helpdesk.json").read_text())
+    edited["records"][0].update(assignee="ann", updated_at=iso("2026-03-02 10:40"))
+    (tmp_path / "helpdesk.json").write_text(json.dumps(edited))
+    assert run_sync(connector, policy, store, at("2026-03-02 10:45")).evaluated == 1
 
 
 def test_an_earlier_now_a_changed_policy_or_full_evaluates_everything(tmp_path: Path) -> None:
@@ -148,8 +153,8 @@ def test_an_earlier_now_a_changed_policy_or_full_evaluates_everything(tmp_path: 
     connector, policy, store = parts(tmp_path)
     report = run_sync(connector, policy, store, at("2026-03-02 09:31"))
     assert (report.evaluated, report.writes) == (3, 3)  # 50% of the hour by 09:30
-    assert run_sync(connector, policy, store, at("2026-03-02 09:32")).evaluated == 3  # re-read
-    assert run_sync(connector, policy, store, at("2026-03-02 09:33")).evaluated == 0
+    reread = run_sync(connector, policy, store, at("2026-03-02 09:32"))  # read as written
+    assert (reread.read, reread.evaluated) == (3, 0)
 
 
 def test_run_full_on_the_command_line(tmp_path: Path) -> None:
