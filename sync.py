@@ -7,9 +7,9 @@ Exit codes: 0 done (and `run --every` stopped by SIGTERM or Ctrl-C); 1 the run f
 helpdesk could not be read or written, or an unexpected error; the cursor did not move), or
 `--every` gave up after N failed syncs in a row; 2 bad usage, configuration, policy or state
 file (nothing was read or written), or a file that cannot be read or written (a missing
-path, a folder, permissions, a full disk; the file helpdesk's file too); 3 the run finished but some records could not be
-written or evaluated; 4 another sync holds the state file; 130 / 143 a single run stopped
-by Ctrl-C / SIGTERM after recording the write in flight.
+path, a folder, permissions, a full disk; the file helpdesk's file too); 3 the run finished
+but some records could not be written or evaluated; 4 another sync holds the state file;
+130 / 143 a single run stopped by Ctrl-C / SIGTERM after recording the write in flight.
 """
 
 from __future__ import annotations
