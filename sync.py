@@ -203,10 +203,8 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
             raise Exit(str(exc), EXIT_LOCKED) from None
         except StateError as exc:
             raise Exit(str(exc), EXIT_INVALID) from None
-        except OSError as exc:  # the lock beside the state file: its folder
-            where = Path(exc.filename) if exc.filename else config.state
-            raise Exit(file_problem(where, exc, "create the state file's lock") +
-                       "; nothing was read or written", EXIT_INVALID) from None
+        except OSError as exc:
+            raise _os_exit(exc, config.state) from None
         except StopNow as exc:
             raise Exit(f"stopped at once by a second {exc.name}: the record in flight was "
                        "rolled back in the state file; the next run settles it",
@@ -217,6 +215,19 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                    "did not move and the next run continues", EXIT_STOPPED[stop.signum])
     if report.errors or report.notify_failures:
         sys.exit(EXIT_PARTIAL)
+
+
+def _os_exit(exc: OSError, state: Path) -> Exit:
+    """An OSError outside a sync (those are the run's): the state file's lock, whose folder
+    is missing or unwritable, or another file it names; an unnamed one is unexpected."""
+    if exc.filename is None:
+        return Exit(f"unexpected {_where(exc)}", EXIT_FAILED)
+    where = Path(exc.filename)
+    lock = Path(f"{state}.lock")
+    if where in (lock, *lock.parents):
+        return Exit(file_problem(where, exc, "create the state file's lock") +
+                    "; nothing was read or written", EXIT_INVALID)
+    return Exit(file_problem(where, exc, "use the file"), EXIT_INVALID)
 
 
 class StopNow(KeyboardInterrupt):
@@ -327,17 +338,24 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__}{place}"
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore,
                interval: int, dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
                give_up_after: int) -> None:
-    policy_mtime = config.policy.stat().st_mtime
+    policy_mtime = _mtime(config.policy)
     click.echo(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
                "write in flight", err=True)
     failures = 0
     while not stop.requested():
         started = time.monotonic()
-        if config.policy.stat().st_mtime != policy_mtime:
-            policy_mtime = config.policy.stat().st_mtime
+        if _mtime(config.policy) != policy_mtime:  # gone or unreadable: load_policy says why
+            policy_mtime = _mtime(config.policy)
             try:
                 candidate = load_policy(config.policy)
                 _check_webhooks(config, candidate, notifier)

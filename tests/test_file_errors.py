@@ -311,3 +311,28 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path,
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and ("missing-dir/x.prom" in errors[0] or
                                  "helpdesk.json: cannot read" in errors[0]), done.stderr
+
+
+def test_every_keeps_its_policy_when_the_file_goes_and_reloads_it_when_it_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = project(tmp_path)
+    policy = tmp_path / "policy.json"
+    naps: list[float] = []
+
+    def nap(stop: Any, seconds: float) -> bool:
+        naps.append(seconds)
+        if len(naps) == 1:
+            policy.unlink()  # a deploy that replaces the file by delete and copy
+        elif len(naps) == 2:
+            policy.write_text(json.dumps(POLICY))
+            os.utime(policy, (1, 1))
+        return len(naps) == 3  # then as when SIGTERM arrives during the wait
+
+    monkeypatch.setattr("sync.Stop.wait", nap)
+    result = cli("run", "--config", str(config), "--every", "5m")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert len(naps) == 3
+    assert f"{policy}: invalid policy" in result.stderr
+    assert "keeping the previous policy" in result.stderr
+    assert f"{policy}: reloaded" in result.stderr
