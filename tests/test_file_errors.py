@@ -23,6 +23,8 @@ import sync_state
 from tests.conftest import ROOT, cli, record_dict, write_project
 
 NOW = "2026-03-02T12:00:00+00:00"
+#: Before any rule holds: a first run then writes nothing, whatever `first_run:` decides.
+EARLY = "2026-03-02T09:10:00+00:00"
 POLICY = {
     "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}],
     "rules": [{"name": "late", "conditions": {"all": [
@@ -149,11 +151,14 @@ def test_a_full_disk_under_the_state_file_fails_the_run_and_the_next_run_writes_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite's own full-disk error, SQLITE_FULL: a page limit the database cannot grow past."""
     config = project(tmp_path, count=60)
-    real = sqlite3.connect
+    assert cli("run", "--config", str(config), "--now", EARLY).exit_code == 0
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+    real = sqlite3.connect  # room for one more page: sixty notes and their audit do not fit
 
     def small_disk(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         db = real(*args, **kwargs)
-        db.execute("PRAGMA max_page_count = 24")  # an empty state file takes 17 pages
+        db.execute(f"PRAGMA max_page_count = {pages + 1}")
         return db
 
     with monkeypatch.context() as patch:
@@ -267,6 +272,7 @@ def test_a_helpdesk_file_that_cannot_be_rewritten_is_left_whole_and_written_once
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: Any, call: str, code: int,
         named: str, reason: str) -> None:
     config = project(tmp_path)
+    assert cli("run", "--config", str(config), "--now", EARLY).exit_code == 0
     desk = tmp_path / "helpdesk.json"
     before = desk.read_bytes()
     with monkeypatch.context() as patch:
