@@ -6,9 +6,10 @@ errors become clean exits with a message naming the file, path or record involve
 Exit codes: 0 done (and `run --every` stopped by SIGTERM or Ctrl-C); 1 the run failed (the
 helpdesk could not be read or written, or an unexpected error; the cursor did not move), or
 `--every` gave up after N failed syncs in a row; 2 bad usage, configuration, policy or state
-file (nothing was read or written); 3 the run finished but some records could not be
-written or evaluated; 4 another sync holds the state file; 130 / 143 a single run stopped
-by Ctrl-C / SIGTERM after recording the write in flight.
+file (nothing was read or written), or a file that cannot be read or written (a missing
+path, a folder, permissions, a full disk; the file helpdesk's file too); 3 the run finished
+but some records could not be written or evaluated; 4 another sync holds the state file;
+130 / 143 a single run stopped by Ctrl-C / SIGTERM after recording the write in flight.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import click
 
 from connector import ConnectorError, Record, RecordError, http, open_connector
-from connector.file import FileHelpdesk
+from connector.file import FileHelpdesk, FileProblem, file_problem
 from connector.model import format_instant, parse_instant
 from connector.webhook import Webhooks
 from rules.durations import format_duration, parse_duration
@@ -43,7 +44,16 @@ from rules.planner import plan
 from rules.policy import Policy, PolicyError, load_policy
 from sync_author import AUTHOR_COMMANDS
 from sync_config import Config, ConfigError, load_config, locate
-from sync_report import FORMATS, as_csv, as_json, html_report, prometheus, queue_table, table
+from sync_report import (
+    FORMATS,
+    as_csv,
+    as_json,
+    html_report,
+    prometheus,
+    queue_table,
+    table,
+    write_report,
+)
 from sync_run import RunReport, run_sync
 from sync_state import StateError, StateLock, StateLocked, StateStore
 
@@ -54,6 +64,14 @@ EXIT_STOPPED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 MIN_INTERVAL = 10  # seconds between syncs, at least
 MAX_BACKOFF = 3600  # seconds: failed syncs double the wait up to this (or the interval)
 DEFAULT_GIVE_UP_AFTER = 10
+#: SQLite's errors that are the state file's disk or permissions, and what to do about them.
+STATE_FILE_PROBLEMS = {
+    "SQLITE_FULL": "the disk is full: free space on it, then run again (what was recorded "
+                   "before stays; the write in flight is settled by the next run)",
+    "SQLITE_READONLY": "make the file and its folder writable by the user sla-sync runs as",
+    "SQLITE_CANTOPEN": "check that the state file's folder exists and is writable",
+    "SQLITE_IOERR": "the disk failed to write: check it (dmesg), then run again",
+}
 
 
 class Exit(click.ClickException):
@@ -190,6 +208,8 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
             raise Exit(str(exc), EXIT_LOCKED) from None
         except StateError as exc:
             raise Exit(str(exc), EXIT_INVALID) from None
+        except OSError as exc:
+            raise _os_exit(exc, config.state) from None
         except StopNow as exc:
             raise Exit(f"stopped at once by a second {exc.name}: the record in flight was "
                        "rolled back in the state file; the next run settles it",
@@ -200,6 +220,19 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                    "did not move and the next run continues", EXIT_STOPPED[stop.signum])
     if report.errors or report.notify_failures:
         sys.exit(EXIT_PARTIAL)
+
+
+def _os_exit(exc: OSError, state: Path) -> Exit:
+    """An OSError outside a sync (those are the run's): the state file's lock, whose folder
+    is missing or unwritable, or another file it names; an unnamed one is unexpected."""
+    if exc.filename is None:
+        return Exit(f"unexpected {_where(exc)}", EXIT_FAILED)
+    where = Path(exc.filename)
+    lock = Path(f"{state}.lock")
+    if where in (lock, *lock.parents):
+        return Exit(file_problem(where, exc, "create the state file's lock") +
+                    "; nothing was read or written", EXIT_INVALID)
+    return Exit(file_problem(where, exc, "use the file"), EXIT_INVALID)
 
 
 class StopNow(KeyboardInterrupt):
@@ -260,12 +293,27 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
     try:
         report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier,
                           should_stop=stop.requested, full=full)
+    except FileProblem as exc:
+        raise Exit(f"run failed, cursor not moved: {exc}", EXIT_INVALID) from None
     except (ConnectorError, RecordError) as exc:
         if isinstance(exc, http.StoppedWaiting) and stop.signum is not None:
             raise Exit(f"stopped by {stop.name} while waiting to try the helpdesk again; the "
                        "cursor did not move and the next run continues",
                        EXIT_STOPPED[stop.signum]) from None
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_FAILED) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise Exit(f"run failed, cursor not moved: unexpected {_where(exc)}",
+                       EXIT_FAILED) from None
+        raise Exit(f"run failed, cursor not moved: "
+                   f"{file_problem(Path(exc.filename), exc, 'write')}", EXIT_INVALID) from None
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorname", None) not in STATE_FILE_PROBLEMS:
+            raise Exit(f"run failed, cursor not moved: unexpected {_where(exc)}",
+                       EXIT_FAILED) from None
+        raise Exit(f"run failed, cursor not moved: {store.path}: cannot write the state file "
+                   f"({exc}); {STATE_FILE_PROBLEMS[exc.sqlite_errorname]}", EXIT_INVALID)\
+            from None
     except Exception as exc:  # a bug or a broken disk: one failed run, never a traceback
         raise Exit(f"run failed, cursor not moved: unexpected {_where(exc)}", EXIT_FAILED)\
             from None
@@ -296,17 +344,24 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__}{place}"
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore,
                interval: int, dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
                give_up_after: int) -> None:
-    policy_mtime = config.policy.stat().st_mtime
+    policy_mtime = _mtime(config.policy)
     click.echo(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
                "write in flight", err=True)
     failures = 0
     while not stop.requested():
         started = time.monotonic()
-        if config.policy.stat().st_mtime != policy_mtime:
-            policy_mtime = config.policy.stat().st_mtime
+        if _mtime(config.policy) != policy_mtime:  # gone or unreadable: load_policy says why
+            policy_mtime = _mtime(config.policy)
             try:
                 candidate = load_policy(config.policy)
                 _check_webhooks(config, candidate, notifier)
@@ -388,6 +443,8 @@ def explain(record_id: str, config_path: str | None, now_text: str | None,
     connector = _connector(config)
     try:
         record = connector.get(record_id)
+    except FileProblem as exc:
+        raise Exit(str(exc), EXIT_INVALID) from None
     except (ConnectorError, RecordError) as exc:
         raise Exit(str(exc), EXIT_FAILED) from None
     active: frozenset[str] = frozenset()
@@ -534,11 +591,11 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     if out is None:
         click.echo(text, nl=False)
     else:
-        # Written beside and renamed, so a reader (node_exporter's textfile collector) never
-        # sees half a file.
-        partial = out.with_name(f".{out.name}.partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, out)
+        try:
+            write_report(out, text)
+        except OSError as exc:
+            raise Exit(file_problem(out, exc, "write the report") + "; nothing was written",
+                       EXIT_INVALID) from None
         click.echo(f"wrote {out} ({data['segments'][0]['records']} records in the window)",
                    err=True)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from connector.file import file_problem
+
 KEYS = ("connector", "policy", "state")
 OPTIONAL_KEYS = ("webhooks",)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -51,7 +53,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: config file not found (give --config FILE or set "
                           "SLA_SYNC_CONFIG)") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        raise ConfigError(file_problem(path, exc, "read the config file")) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

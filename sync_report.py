@@ -10,8 +10,10 @@ import csv
 import html
 import io
 import json
+import os
 import textwrap
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -20,6 +22,22 @@ from rules.clock import TARGETS
 from rules.durations import format_duration
 
 FORMATS = ("table", "json", "csv", "html", "prometheus")
+
+
+def write_report(out: Path, text: str) -> None:
+    """Write beside and rename, so a reader (node_exporter's textfile collector) never sees
+    half a file; on an OSError (a missing folder, a folder given as the file, permissions, a
+    full disk) the partial file is removed and `out` is left as it was."""
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as sink:
+            sink.write(text)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(partial, out)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
 EMPTY = "-"
 
 

@@ -321,7 +321,10 @@ class StateStore:
             try:
                 yield self.db
             except BaseException:
-                self.db.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk, SQLITE_FULL): a second
+                # ROLLBACK would raise and hide the error that says why.
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
         finally:

@@ -20,6 +20,7 @@ are kept as they are.
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
 import json
 import os
@@ -321,9 +322,13 @@ class FileHelpdesk:
 
     def _replace(self, chunks: Iterable[bytes]) -> None:
         """The file becomes `chunks`, atomically: temporary file, fsync, rename."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                         dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                             dir=self.path.parent)
+        except OSError as exc:  # its folder: the rewrite needs to create a file beside it
+            raise FileProblem(file_problem(self.path.parent, exc, "write a temporary file "
+                                           "in the helpdesk file's folder")) from None
         try:
             with os.fdopen(fd, "wb") as out:
                 buffered: list[bytes] = []
@@ -340,8 +345,11 @@ class FileHelpdesk:
             if self.path.exists():
                 shutil.copymode(self.path, temp_name)
             os.replace(temp_name, self.path)
-        except BaseException:
+        except BaseException as exc:
             Path(temp_name).unlink(missing_ok=True)
+            if isinstance(exc, OSError):  # nothing was replaced: the old file is whole
+                raise FileProblem(file_problem(self.path, exc, "write the helpdesk file")) \
+                    from None
             raise
 
     # -- JSON Lines --------------------------------------------------------------------------
@@ -439,13 +447,38 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8", errors="backslashreplace")
 
 
+class FileProblem(ConnectorError):
+    """A file of the embedded helpdesk cannot be read or written: a path, permission or
+    disk problem the admin must fix, not a failing helpdesk."""
+
+
+#: What to do about an OSError, by errno; the message already names the file.
+_ADVICE = {
+    errno.ENOENT: "check the path and that its folder exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "it is a folder: give the path of a file",
+    errno.EEXIST: "a file stands where a folder is needed: check the path",
+    errno.EACCES: "permission denied: give the user sla-sync runs as access to it",
+    errno.EPERM: "not permitted: give the user sla-sync runs as access to it",
+    errno.EROFS: "the file system is read-only: use a writable folder",
+    errno.ENOSPC: "the disk is full: free space on it, then run again",
+    errno.EDQUOT: "the disk quota is exceeded: free space, then run again",
+}
+
+
+def file_problem(path: Path, exc: OSError, doing: str) -> str:
+    """One line naming the file, what failed on it and what to do: `PATH: cannot read the
+    helpdesk file (Is a directory); it is a folder: give the path of a file`."""
+    reason = exc.strerror or type(exc).__name__
+    advice = _ADVICE.get(exc.errno or 0)
+    return f"{path}: cannot {doing} ({reason})" + (f"; {advice}" if advice else "")
+
+
 def _open(path: Path, what: str) -> IO[bytes]:
     try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise ConnectorError(f"{path}: {what} not found") from None
+        return path.open("rb")  # a folder raises IsADirectoryError here
     except OSError as exc:
-        raise ConnectorError(f"{path}: cannot read ({exc.strerror})", retriable=True) from None
+        raise FileProblem(file_problem(path, exc, f"read the {what}")) from None
 
 
 def _read_bytes(path: Path, what: str) -> bytes:

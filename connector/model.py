@@ -350,9 +350,35 @@ def _plain_json(value: Any, depth: int) -> bool:
     return False
 
 
+#: How deeply custom values may nest (objects and lists).
+MAX_CUSTOM_DEPTH = 64
+
+
+def _nesting(value: Any) -> int:
+    """How deeply lists and objects nest in `value`, without recursion; stops counting past
+    MAX_CUSTOM_DEPTH."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_CUSTOM_DEPTH:
+                    return deepest
+            stack.extend((child, depth) for child in
+                         (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _check_custom(custom: Mapping[str, Any]) -> None:
     """Custom fields must be what the state file and the file helpdesk can store as JSON:
     finite numbers, valid Unicode, not nested without end."""
+    # Counted here rather than left to json.dumps' RecursionError, whose depth differs by
+    # interpreter (3.13's encoder nests 2000 levels without complaint).
+    if _nesting(custom) > MAX_CUSTOM_DEPTH:
+        raise ValueError(f"custom: nested too deeply (more than {MAX_CUSTOM_DEPTH} levels)")
     try:
         text = json.dumps(custom, ensure_ascii=False, allow_nan=False)
     except RecursionError:

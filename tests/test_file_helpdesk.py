@@ -12,7 +12,7 @@ import pytest
 from conftest import at, iso, record_dict
 
 from connector import ConflictError, ConnectorError, open_connector
-from connector.file import FileHelpdesk
+from connector.file import FileHelpdesk, FileProblem
 from connector.model import ChangeSet
 
 NOW = at("2026-03-02 12:00")
@@ -88,7 +88,9 @@ def test_missing_file_is_a_connector_error(tmp_path: Path):
     path = tmp_path / "helpdesk.json"
     with pytest.raises(ConnectorError) as info:
         next(FileHelpdesk(path).fetch(None))
-    assert (str(info.value), info.value.retriable) == (f"{path}: helpdesk file not found", False)
+    assert (str(info.value), info.value.retriable) == (
+        f"{path}: cannot read the helpdesk file (No such file or directory); check the path "
+        "and that its folder exists", False)
 
 
 # -- seed -----------------------------------------------------------------------------------
@@ -207,7 +209,7 @@ def test_failed_rename_leaves_the_file_whole_and_no_temporary_file(helpdesk, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(FileProblem, match="No space left on device"):
         FileHelpdesk(path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == ["helpdesk.json"]
@@ -237,7 +239,7 @@ def test_write_failing_half_way_leaves_the_file_whole_and_no_temporary_file(help
             raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fdopen", HalfWritten)
-    with pytest.raises(OSError, match="Input/output error"):
+    with pytest.raises(FileProblem, match="Input/output error"):
         FileHelpdesk(path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == ["helpdesk.json"]

@@ -13,7 +13,7 @@ import pytest
 from conftest import at, iso, record_dict
 
 from connector import ConflictError, ConnectorError, open_connector
-from connector.file import FileHelpdesk
+from connector.file import FileHelpdesk, FileProblem
 from connector.model import ChangeSet
 
 NOW = at("2026-03-02 12:00")
@@ -124,7 +124,7 @@ def test_a_failed_rename_leaves_the_file_whole(desk_path: Path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(FileProblem, match="No space left on device"):
         FileHelpdesk(desk_path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
     assert desk_path.read_bytes() == before
     assert os.listdir(desk_path.parent) == ["helpdesk.jsonl"]
@@ -157,5 +157,5 @@ def test_a_jsonl_seed_is_copied_byte_for_byte(tmp_path: Path):
 
 
 def test_a_missing_file_is_a_connector_error(desk_path: Path):
-    with pytest.raises(ConnectorError, match="helpdesk file not found"):
+    with pytest.raises(ConnectorError, match=r"cannot read the helpdesk file \(No such file"):
         next(FileHelpdesk(desk_path).fetch(None))

@@ -191,7 +191,9 @@ def nested(depth: int) -> list:
     ({"custom": {"seats": float("nan")}}, "custom: NaN or Infinity is not a number"),
     ({"custom": {"seats": [10 ** 5000]}}, "custom: a number too long to store"),
     ({"custom": {"deep": nested(2000)}},
-     "custom: nested too deeply"),
+     "custom: nested too deeply (more than 64 levels)"),
+    ({"custom": {"deep": nested(64)}},
+     "custom: nested too deeply (more than 64 levels)"),
     ({"escalation_level": 10 ** 30},
      "escalation_level: expected a whole number from 0 to 1000, got 1" + "0" * 30),
     ({"escalation_level": 10 ** 5000},
@@ -200,7 +202,7 @@ def nested(depth: int) -> list:
     ({"tags": ["t"] * 10_001}, "tags: 10001 entries (at most 10000)"),
 ], ids=["year-10000-in-utc", "year-0", "before-1970", "solved-in-9999", "note-in-2500",
         "surrogate-subject", "surrogate-tag", "surrogate-note", "surrogate-custom", "nan-custom",
-        "long-number-custom", "deep-custom",
+        "long-number-custom", "deep-custom", "65-levels-custom",
         "huge-level", "level-without-repr", "huge-subject", "too-many-tags"])
 def test_an_unusable_value_is_refused_naming_the_record_and_field(fields, message):
     error = refusal(**fields)
