@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,6 +70,19 @@ def cond(name: str, operator: str, value: Any = None) -> dict[str, Any]:
 
 def act(name: str, **params: Any) -> dict[str, Any]:
     return {"name": name, "params": params}
+
+
+def bench_script(name: str) -> Any:
+    """A script of bench/ (not a package) imported as a module, once per test session."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = ROOT / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, f"cannot load {path}"
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_project(folder: Path, records: list[dict[str, Any]], policy: dict[str, Any]) -> Path:

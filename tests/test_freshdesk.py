@@ -24,7 +24,7 @@ from connector.freshdesk import Freshdesk, Mark, Options
 from connector.http import HttpClient
 from connector.model import ChangeSet, StatusChange, parse_instant
 from sync_state import StateStore
-from tests.conftest import Waits, act, at, cli, cond, iso, rule
+from tests.conftest import Waits, act, at, bench_script, cli, cond, iso, rule
 
 URL = "https://acme.example.com"
 API_KEY = "fd-5f3c9a71b2e84d06"  # the secret: never in a message, a log or the state file
@@ -690,17 +690,7 @@ def test_read_back_pages_through_the_conversations(api):
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
 def _bench() -> Any:
-    import importlib.util
-    import sys
-    if "bench_requests" in sys.modules:
-        return sys.modules["bench_requests"]
-    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
-    spec = importlib.util.spec_from_file_location("bench_requests", path)
-    assert spec and spec.loader, f"cannot load {path}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
-    spec.loader.exec_module(module)
-    return sys.modules["bench_requests"]
+    return bench_script("bench_requests")
 
 
 def test_a_sync_costs_the_documented_minimum_of_requests_notes_joining_the_bulk_update():

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 import responses
-from conftest import Waits, at, cli, iso
+from conftest import Waits, at, bench_script, cli, iso
 
 import connector.hubspot as hubspot_module
 from connector import ConflictError, ConnectorError, RecordGone, open_connector
@@ -752,17 +752,7 @@ def test_end_to_end_a_note_whose_answer_was_lost_is_posted_exactly_once_across_r
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
 def _bench() -> Any:
-    import importlib.util
-    import sys
-    if "bench_requests" in sys.modules:
-        return sys.modules["bench_requests"]
-    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
-    spec = importlib.util.spec_from_file_location("bench_requests", path)
-    assert spec and spec.loader, f"cannot load {path}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
-    spec.loader.exec_module(module)
-    return sys.modules["bench_requests"]
+    return bench_script("bench_requests")
 
 
 def test_a_sync_of_tickets_and_leads_costs_the_documented_minimum_of_requests():

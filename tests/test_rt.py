@@ -24,7 +24,7 @@ from connector.http import HeaderToken, HttpClient
 from connector.model import ChangeSet, StatusChange
 from connector.rt import RT, Mark, Options
 from sync_state import StateStore
-from tests.conftest import Waits, act, at, cli, cond, iso, rule
+from tests.conftest import Waits, act, at, bench_script, cli, cond, iso, rule
 
 URL = "https://rt.example.com"
 API = f"{URL}/REST/2.0"
@@ -664,17 +664,7 @@ def test_a_comment_whose_answer_was_lost_is_recognised_not_posted_again(project)
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
 def _bench() -> Any:
-    import importlib.util
-    import sys
-    if "bench_requests" in sys.modules:
-        return sys.modules["bench_requests"]
-    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
-    spec = importlib.util.spec_from_file_location("bench_requests", path)
-    assert spec and spec.loader, f"cannot load {path}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
-    spec.loader.exec_module(module)
-    return sys.modules["bench_requests"]
+    return bench_script("bench_requests")
 
 
 def test_a_sync_costs_a_search_per_page_a_history_per_ticket_a_put_per_write_a_post_per_note():

@@ -32,7 +32,7 @@ from connector.zendesk import (
 )
 from sync_state import StateStore
 from tests import zendesk_spec
-from tests.conftest import Waits, act, at, cli, cond, rule
+from tests.conftest import Waits, act, at, bench_script, cli, cond, rule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zendesk"
 URL = "https://acme.zendesk.com"
@@ -772,17 +772,7 @@ def test_failed_job_polls_leave_writes_pending_and_a_rerun_in_the_lagging_minute
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
 def _bench() -> Any:
-    import importlib.util
-    import sys
-    if "bench_requests" in sys.modules:
-        return sys.modules["bench_requests"]
-    path = Path(__file__).resolve().parent.parent / "bench" / "bench_requests.py"
-    spec = importlib.util.spec_from_file_location("bench_requests", path)
-    assert spec and spec.loader, f"cannot load {path}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_requests", module)  # its dataclasses look themselves up
-    spec.loader.exec_module(module)
-    return sys.modules["bench_requests"]
+    return bench_script("bench_requests")
 
 
 def test_a_sync_costs_the_documented_minimum_of_requests_notes_riding_in_the_jobs():
