@@ -160,27 +160,20 @@ class FileHelpdesk:
         since = parse_instant(cursor, "cursor") if cursor else None
         records: list[Record] = []
         problems: list[RecordError] = []
-        candidates: list[tuple[int, Any]] = []
+        read: list[tuple[int, Record]] = []
         for position, raw in self._raw_records():
             if isinstance(raw, RecordError):
                 problems.append(raw)
-            elif since is None or not _unchanged_since(raw, since):
-                # A record is made (and checked) only when it may have changed: on a large
-                # desk, building every Record to compare updated_at was most of a fetch.
-                candidates.append((position, raw))
-        twins = self._twins()  # known once the whole file was read
-        for record_id, positions in twins.items():  # every copy, changed or not
-            problems.extend(_duplicate_error(record_id, position, positions)
-                            for position in positions)
-        for position, raw in candidates:
-            if _id_of(raw) in twins:
                 continue
             try:
-                record = Record.from_dict(raw, position)
+                read.append((position, Record.from_dict(raw, position)))
             except RecordError as exc:
                 problems.append(exc)
-                continue
-            if since is None or record.updated_at > since:
+        twins = self._twins()  # known once the whole file was read
+        for position, record in read:
+            if record.id in twins:
+                problems.append(_duplicate_error(record.id, position, twins[record.id]))
+            elif since is None or record.updated_at > since:
                 records.append(record)
         problems.sort(key=lambda problem: problem.position if problem.position is not None
                       else -1)
@@ -556,19 +549,6 @@ def _id_of(raw: Any) -> str | None:
     """The id a change can find a raw record by."""
     value = raw.get("id") if isinstance(raw, dict) else None
     return None if value is None or isinstance(value, bool) else str(value)
-
-
-def _unchanged_since(raw: Any, since: datetime) -> bool:
-    """True when the raw record's own updated_at is a valid instant at or before `since`;
-    anything else (no such field, unreadable, later) leaves it to be read in full."""
-    value = raw.get("updated_at") if isinstance(raw, dict) else None
-    if not isinstance(value, str):
-        return False
-    try:
-        instant = datetime.fromisoformat(value.strip())
-        return instant.utcoffset() is not None and instant <= since
-    except (ValueError, OverflowError):
-        return False
 
 
 def _only_twins(positions: dict[str, list[int]]) -> dict[str, list[int]]:

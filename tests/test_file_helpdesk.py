@@ -13,7 +13,7 @@ from conftest import at, iso, record_dict
 
 from connector import ConflictError, ConnectorError, open_connector
 from connector.file import FileHelpdesk, FileProblem
-from connector.model import ChangeSet, Record
+from connector.model import ChangeSet
 
 NOW = at("2026-03-02 12:00")
 STAMP = "2026-03-02T12:00:00+00:00"
@@ -348,28 +348,3 @@ def _records(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return stored(path)["records"]
-
-
-@pytest.mark.parametrize("name", ["helpdesk.json", "helpdesk.jsonl"])
-def test_a_fetch_since_a_cursor_makes_records_only_of_what_may_have_changed(
-        tmp_path: Path, monkeypatch, name: str):
-    path = tmp_path / name
-    records = [ticket(f"T-{n}", "2026-03-02 09:00") for n in range(50)]
-    records += [ticket("T-new", "2026-03-02 11:00"),
-                {**ticket("T-odd", "2026-03-02 08:00"), "updated_at": "not a time"}]
-    if name.endswith(".jsonl"):
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    else:
-        path.write_text(json.dumps({"records": records}))
-    made: list[str] = []
-    real = Record.from_dict
-
-    def counting(raw: Any, position: int | None = None) -> Record:
-        made.append(str(raw.get("id")))
-        return real(raw, position)
-
-    monkeypatch.setattr("connector.file.Record.from_dict", counting)
-    pages = list(FileHelpdesk(path).fetch("2026-03-02T10:00:00+00:00"))
-    assert [r.id for page in pages for r in page.records] == ["T-new"]
-    assert [p.record_id for p in pages[0].problems] == ["T-odd"]  # unreadable: read in full
-    assert sorted(made) == ["T-new", "T-odd"]
