@@ -267,6 +267,10 @@ class FileHelpdesk:
             except ConnectorError as exc:
                 results.append(WriteResult(change.record_id, error=exc))
                 continue
+            except RecordError as exc:  # edited in the file since it was read: now unusable
+                results.append(WriteResult(change.record_id, error=ConnectorError(
+                    f"{exc}; not written", record_id=change.record_id)))
+                continue
             changed.append(position)
             results.append(WriteResult(change.record_id, written))
         if changed:
@@ -399,6 +403,10 @@ class FileHelpdesk:
                 written = self._change(raw, position, change, now)
             except ConnectorError as exc:
                 results.append(WriteResult(change.record_id, error=exc))
+                continue
+            except RecordError as exc:  # edited in the file since it was read: now unusable
+                results.append(WriteResult(change.record_id, error=ConnectorError(
+                    f"{exc}; not written", record_id=change.record_id)))
                 continue
             edits[offset] = raw
             results.append(WriteResult(change.record_id, written))

@@ -348,3 +348,22 @@ def _records(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return stored(path)["records"]
+
+
+@pytest.mark.parametrize("name", ["helpdesk.json", "helpdesk.jsonl"])
+def test_a_record_made_unusable_in_the_file_after_it_was_read_fails_its_write_only(
+        tmp_path: Path, name: str):
+    path = tmp_path / name
+    good, edited = ticket("T-1", "2026-03-02 09:00"), ticket("T-2", "2026-03-02 09:00")
+    edited["status_history"] = [{"at": iso("2026-03-02 09:30"), "status": "open"},
+                                {"at": iso("2026-03-02 09:10"), "status": "pending"}]
+    if name.endswith(".jsonl"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in (good, edited)))
+    else:
+        path.write_text(json.dumps({"records": [good, edited]}))
+    results = FileHelpdesk(path).apply_many([ChangeSet("T-1", add_tags=("x",)),
+                                             ChangeSet("T-2", add_tags=("x",))], NOW)
+    assert results[0].error is None
+    assert isinstance(results[1].error, ConnectorError)
+    assert results[1].error.record_id == "T-2"
+    assert "not in time order; not written" in str(results[1].error)
