@@ -267,10 +267,6 @@ class FileHelpdesk:
             except ConnectorError as exc:
                 results.append(WriteResult(change.record_id, error=exc))
                 continue
-            except RecordError as exc:  # edited in the file since it was read: now unusable
-                results.append(WriteResult(change.record_id, error=ConnectorError(
-                    f"{exc}; not written", record_id=change.record_id)))
-                continue
             changed.append(position)
             results.append(WriteResult(change.record_id, written))
         if changed:
@@ -289,7 +285,10 @@ class FileHelpdesk:
 
     def _change(self, raw: Any, position: int, change: ChangeSet, now: datetime) -> Record:
         """Apply one change to a raw record in memory; the record as written."""
-        current = Record.from_dict(raw, position)
+        try:
+            current = Record.from_dict(raw, position)
+        except RecordError as exc:  # edited in the file since it was read: now unusable
+            raise ConnectorError(f"{exc}; not written", record_id=change.record_id) from None
         if change.base_updated_at is not None and current.updated_at != change.base_updated_at:
             raise ConflictError(
                 f"record {change.record_id!r} changed since it was read "
@@ -403,10 +402,6 @@ class FileHelpdesk:
                 written = self._change(raw, position, change, now)
             except ConnectorError as exc:
                 results.append(WriteResult(change.record_id, error=exc))
-                continue
-            except RecordError as exc:  # edited in the file since it was read: now unusable
-                results.append(WriteResult(change.record_id, error=ConnectorError(
-                    f"{exc}; not written", record_id=change.record_id)))
                 continue
             edits[offset] = raw
             results.append(WriteResult(change.record_id, written))

@@ -689,12 +689,8 @@ def test_read_back_pages_through_the_conversations(api):
 
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
-def _bench() -> Any:
-    return bench_script("bench_requests")
-
-
 def test_a_sync_costs_the_documented_minimum_of_requests_notes_joining_the_bulk_update():
-    bench = _bench()
+    bench = bench_script("bench_requests")
     # 450 tickets read, 250 given the same priority, 120 of those a note: 3 jobs of 100, 100
     # and 50 whatever batches the loop would have cut, one note each, one fresh read each.
     count = bench.count_freshdesk(bench.Scenario(450, 250, 120))
@@ -704,7 +700,7 @@ def test_a_sync_costs_the_documented_minimum_of_requests_notes_joining_the_bulk_
 
 
 def test_identical_changes_beyond_a_hundred_share_jobs_a_lone_one_is_a_put():
-    bench = _bench()
+    bench = bench_script("bench_requests")
     count = bench.count_freshdesk(bench.Scenario(101, 101, 0))
     assert count.made == {"listing": 2, "fresh read": 101, "bulk_update": 1, "job poll": 1,
                           "PUT": 1}
@@ -714,7 +710,7 @@ def test_identical_changes_beyond_a_hundred_share_jobs_a_lone_one_is_a_put():
 def test_identical_changes_spread_over_a_run_meet_in_one_bulk_update():
     # The case: 25 identical changes among 100 others went out as 23 + 2 when the
     # loop cut its batches at 100. The connector asks for 1000 per call, so they meet.
-    bench = _bench()
+    bench = bench_script("bench_requests")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         fake = bench.FakeFreshdesk(mock, bench.Scenario(125, 0, 0))
         client = HttpClient(bench.FakeFreshdesk.URL, auth=HTTPBasicAuth("k", "X"),

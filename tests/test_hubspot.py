@@ -751,12 +751,8 @@ def test_end_to_end_a_note_whose_answer_was_lost_is_posted_exactly_once_across_r
 
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
-def _bench() -> Any:
-    return bench_script("bench_requests")
-
-
 def test_a_sync_of_tickets_and_leads_costs_the_documented_minimum_of_requests():
-    bench = _bench()
+    bench = bench_script("bench_requests")
     # 450 records (225 tickets, 225 leads, alternating in time), 250 written, 120 notes.
     count = bench.count_hubspot(bench.Scenario(450, 250, 120))
     assert count.made == {"search": 4, "read": 4, "update": 4, "notes batch/create": 2}
@@ -764,7 +760,7 @@ def test_a_sync_of_tickets_and_leads_costs_the_documented_minimum_of_requests():
 
 
 def test_a_re_anchored_search_leaves_out_the_edge_so_every_page_brings_200_new_records():
-    bench = _bench()
+    bench = bench_script("bench_requests")
     # 400 tickets and 400 leads: 2 pages each. Without NOT_IN the second page would bring
     # back the record read at its anchor and 199 new ones, and a third page the last one.
     count = bench.count_hubspot(bench.Scenario(800, 0, 0))

@@ -663,12 +663,8 @@ def test_a_comment_whose_answer_was_lost_is_recognised_not_posted_again(project)
 
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
-def _bench() -> Any:
-    return bench_script("bench_requests")
-
-
 def test_a_sync_costs_a_search_per_page_a_history_per_ticket_a_put_per_write_a_post_per_note():
-    bench = _bench()
+    bench = bench_script("bench_requests")
     count = bench.count_rt(bench.Scenario(450, 250, 120))
     # The tickets read in this run are written on the version (ETag) that read gave: no GET.
     assert count.made == {"search": 5, "history": 450, "PUT": 250, "comment": 120}

@@ -771,12 +771,8 @@ def test_failed_job_polls_leave_writes_pending_and_a_rerun_in_the_lagging_minute
 
 # -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
 
-def _bench() -> Any:
-    return bench_script("bench_requests")
-
-
 def test_a_sync_costs_the_documented_minimum_of_requests_notes_riding_in_the_jobs():
-    bench = _bench()
+    bench = bench_script("bench_requests")
     # 450 tickets read (one event page, one ticket page), 250 written in jobs of 100, 100
     # and 50, each polled once; the 120 notes are private comments inside those updates.
     count = bench.count_zendesk(bench.Scenario(450, 250, 120))
