@@ -29,22 +29,22 @@ from typing import Any
 
 import click
 
-from connector import ConnectorError, Record, RecordError, http, open_connector
-from connector.file import FileHelpdesk, FileProblem, file_problem
-from connector.model import format_instant, parse_instant
-from connector.webhook import Webhooks
-from rules.durations import format_duration, parse_duration
-from rules.engine import SlaMark
-from rules.explain import explain as explain_plan
-from rules.explain import explain_data
-from rules.metrics import DEFAULT_WORK_STATUSES, EVERY, SEGMENT_FIELDS
-from rules.metrics import queue as open_queue
-from rules.metrics import report as metrics_report
-from rules.planner import plan
-from rules.policy import Policy, PolicyError, load_policy
-from sync_author import AUTHOR_COMMANDS
-from sync_config import Config, ConfigError, load_config, locate
-from sync_report import (
+from sla_sync.connector import ConnectorError, Record, RecordError, http, open_connector
+from sla_sync.connector.file import FileHelpdesk, FileProblem, file_problem
+from sla_sync.connector.model import format_instant, parse_instant
+from sla_sync.connector.webhook import Webhooks
+from sla_sync.rules.durations import format_duration, parse_duration
+from sla_sync.rules.engine import SlaMark
+from sla_sync.rules.explain import explain as explain_plan
+from sla_sync.rules.explain import explain_data
+from sla_sync.rules.metrics import DEFAULT_WORK_STATUSES, EVERY, SEGMENT_FIELDS
+from sla_sync.rules.metrics import queue as open_queue
+from sla_sync.rules.metrics import report as metrics_report
+from sla_sync.rules.planner import plan
+from sla_sync.rules.policy import Policy, PolicyError, load_policy
+from sla_sync.sync_author import AUTHOR_COMMANDS
+from sla_sync.sync_config import Config, ConfigError, load_config, locate
+from sla_sync.sync_report import (
     FORMATS,
     as_csv,
     as_json,
@@ -54,8 +54,8 @@ from sync_report import (
     table,
     write_report,
 )
-from sync_run import RunReport, run_sync
-from sync_state import StateError, StateLock, StateLocked, StateStore
+from sla_sync.sync_run import RunReport, run_sync
+from sla_sync.sync_state import StateError, StateLock, StateLocked, StateStore
 
 EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_LOCKED = 1, 2, 3, 4
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

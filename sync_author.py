@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 
-from connector import open_connector
-from connector.model import Record
-from rules.lint import ERROR, lint, mirror_shares
-from rules.policy import Policy, PolicyError, load_policy
-from rules.policytest import (
+from sla_sync.connector import open_connector
+from sla_sync.connector.model import Record
+from sla_sync.rules.lint import ERROR, lint, mirror_shares
+from sla_sync.rules.policy import Policy, PolicyError, load_policy
+from sla_sync.rules.policytest import (
     CaseResult,
     TestFileError,
     find_test_files,
@@ -30,9 +30,9 @@ from rules.policytest import (
     run_case,
     summary,
 )
-from rules.schema import json_schema, rule_data
-from sync_config import ConfigError, load_config
-from sync_state import StateError, StateStore
+from sla_sync.rules.schema import json_schema, rule_data
+from sla_sync.sync_config import ConfigError, load_config
+from sla_sync.sync_state import StateError, StateStore
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from connector.file import file_problem
+from sla_sync.connector.file import file_problem
 
 KEYS = ("connector", "policy", "state")
 OPTIONAL_KEYS = ("webhooks",)

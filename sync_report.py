@@ -18,8 +18,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from rules.clock import TARGETS
-from rules.durations import format_duration
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.durations import format_duration
 
 FORMATS = ("table", "json", "csv", "html", "prometheus")
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from connector import (
+from sla_sync.connector import (
     ConflictError,
     Connector,
     ConnectorError,
@@ -35,13 +35,13 @@ from connector import (
     RecordGone,
     WriteResult,
 )
-from connector.base import OutcomeUnknown, apply_each
-from connector.model import ChangeSet, format_instant, parse_instant
-from rules.engine import SlaMark
-from rules.planner import WRITE, Plan, plan
-from rules.policy import Policy
-from rules.wake import Wakes, policy_digest, result_of
-from sync_state import StateStore
+from sla_sync.connector.base import OutcomeUnknown, apply_each
+from sla_sync.connector.model import ChangeSet, format_instant, parse_instant
+from sla_sync.rules.engine import SlaMark
+from sla_sync.rules.planner import WRITE, Plan, plan
+from sla_sync.rules.policy import Policy
+from sla_sync.rules.wake import Wakes, policy_digest, result_of
+from sla_sync.sync_state import StateStore
 
 
 @dataclass

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connector.model import Record  # noqa: E402
-from rules.calendar import TwentyFourSeven, WeeklyCalendar, check_calendar  # noqa: E402
-from rules.clock import run_clock  # noqa: E402
+from sla_sync.connector.model import Record  # noqa: E402
+from sla_sync.rules.calendar import TwentyFourSeven, WeeklyCalendar, check_calendar  # noqa: E402
+from sla_sync.rules.clock import run_clock  # noqa: E402
 
 SPEC = {
     "timezone": "Europe/Berlin",

@@ -111,8 +111,16 @@ def touch(path: Path, share: float, at: datetime) -> int:
     return touched
 
 
+def package_path(code: Path) -> Path:
+    """A folder holding `sla_sync`, a link to the checkout `code` (the package is a
+    checkout's root, whatever its folder is called)."""
+    folder = Path(tempfile.mkdtemp(prefix="sla-sync-bench-code-"))
+    (folder / "sla_sync").symlink_to(code, target_is_directory=True)
+    return folder
+
+
 def child_env(code: Path) -> dict[str, str]:
-    return {**os.environ, "BENCH_CODE": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
+    return {**os.environ, "BENCH_CODE": str(package_path(code)), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 #: Run in each child first: import the project from --code, not from the editable install
@@ -127,9 +135,9 @@ def run_cli(code: Path, config: Path, now: datetime) -> tuple[float, float, int,
     `sla-sync run`."""
     started = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-c", BOOT + "from sync import main; sys.argv[0] = 'sla-sync'; main()",
-         "run", "--config", str(config), "--now",
-         now.isoformat()],
+        [sys.executable, "-c",
+         BOOT + "from sla_sync.sync import main; sys.argv[0] = 'sla-sync'; main()",
+         "run", "--config", str(config), "--now", now.isoformat()],
         env=child_env(code), cwd=config.parent, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     assert child.stdout is not None
@@ -143,14 +151,14 @@ def run_cli(code: Path, config: Path, now: datetime) -> tuple[float, float, int,
 
 
 EVAL_CHILD = r"""
-import rules.engine
-assert rules.engine.__file__.startswith(os.environ["BENCH_CODE"]), rules.engine.__file__
+import sla_sync.rules.engine as engine_module
+assert engine_module.__file__.startswith(os.environ["BENCH_CODE"]), engine_module.__file__
 import json, sys, time
 from business_rules import engine as br_engine
-from connector.model import Record
-from rules.actions import ActionCollector
-from rules.engine import evaluate
-from rules.policy import load_policy
+from sla_sync.connector.model import Record
+from sla_sync.rules.actions import ActionCollector
+from sla_sync.rules.engine import evaluate
+from sla_sync.rules.policy import load_policy
 
 desk, policy_path, limit, now = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 from datetime import datetime

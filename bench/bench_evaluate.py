@@ -22,11 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 from business_rules import engine as br_engine  # noqa: E402
 
-from connector.model import Record  # noqa: E402
-from rules.actions import ActionCollector  # noqa: E402
-from rules.engine import evaluate  # noqa: E402
-from rules.planner import plan  # noqa: E402
-from rules.policy import load_policy  # noqa: E402
+from sla_sync.connector.model import Record  # noqa: E402
+from sla_sync.rules.actions import ActionCollector  # noqa: E402
+from sla_sync.rules.engine import evaluate  # noqa: E402
+from sla_sync.rules.planner import plan  # noqa: E402
+from sla_sync.rules.policy import load_policy  # noqa: E402
 
 NOW = datetime.fromisoformat("2026-03-02T12:00:00+00:00")
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_desk import parse_size, write_desk  # noqa: E402
+from bench_desk import package_path, parse_size, write_desk  # noqa: E402
 from generate_helpdesk import NOW, generate  # noqa: E402
 
 
@@ -38,11 +38,11 @@ def main() -> None:
     if args.code:  # ahead of this checkout and of the editable install's import hook
         sys.meta_path[:] = [f for f in sys.meta_path
                             if "__editable__" not in getattr(f, "__module__", "")]
-        sys.path.insert(0, str(args.code.resolve()))
-    from connector.file import FileHelpdesk
-    from connector.model import ChangeSet
+        sys.path.insert(0, str(package_path(args.code.resolve())))
+    from sla_sync.connector.file import FileHelpdesk
+    from sla_sync.connector.model import ChangeSet
 
-    print(f"connector: {sys.modules['connector.file'].__file__}")
+    print(f"connector: {sys.modules['sla_sync.connector.file'].__file__}")
     folder = Path(tempfile.mkdtemp(prefix="sla-sync-file-"))
     try:
         records = generate(scale=max(1, parse_size(args.size) // 200), seed=11)["records"]

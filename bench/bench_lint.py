@@ -17,8 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rules.lint import lint  # noqa: E402
-from rules.policy import check_policy, load_policy  # noqa: E402
+from sla_sync.rules.lint import lint  # noqa: E402
+from sla_sync.rules.policy import check_policy, load_policy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

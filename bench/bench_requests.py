@@ -30,16 +30,16 @@ from requests.auth import HTTPBasicAuth
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connector.base import Connector, apply_each  # noqa: E402
-from connector.freshdesk import Freshdesk  # noqa: E402
-from connector.freshdesk import Options as FreshdeskOptions  # noqa: E402
-from connector.http import HeaderToken, HttpClient  # noqa: E402
-from connector.hubspot import HubSpot  # noqa: E402
-from connector.hubspot import Options as HubSpotOptions  # noqa: E402
-from connector.model import ChangeSet, Record  # noqa: E402
-from connector.rt import RT  # noqa: E402
-from connector.rt import Options as RTOptions  # noqa: E402
-from connector.zendesk import Vocabulary, Zendesk  # noqa: E402
+from sla_sync.connector.base import Connector, apply_each  # noqa: E402
+from sla_sync.connector.freshdesk import Freshdesk  # noqa: E402
+from sla_sync.connector.freshdesk import Options as FreshdeskOptions  # noqa: E402
+from sla_sync.connector.http import HeaderToken, HttpClient  # noqa: E402
+from sla_sync.connector.hubspot import HubSpot  # noqa: E402
+from sla_sync.connector.hubspot import Options as HubSpotOptions  # noqa: E402
+from sla_sync.connector.model import ChangeSet, Record  # noqa: E402
+from sla_sync.connector.rt import RT  # noqa: E402
+from sla_sync.connector.rt import Options as RTOptions  # noqa: E402
+from sla_sync.connector.zendesk import Vocabulary, Zendesk  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

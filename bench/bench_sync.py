@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connector.file import FileHelpdesk  # noqa: E402
-from rules.policy import load_policy  # noqa: E402
-from sync_run import run_sync  # noqa: E402
-from sync_state import StateStore  # noqa: E402
+from sla_sync.connector.file import FileHelpdesk  # noqa: E402
+from sla_sync.rules.policy import load_policy  # noqa: E402
+from sla_sync.sync_run import run_sync  # noqa: E402
+from sla_sync.sync_state import StateStore  # noqa: E402
 
 NOW = datetime.fromisoformat("2026-03-02T12:00:00+00:00")
 

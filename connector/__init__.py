@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from connector.base import (
+from sla_sync.connector.base import (
     Capabilities,
     ConflictError,
     Connector,
@@ -19,7 +19,7 @@ from connector.base import (
     RecordGone,
     WriteResult,
 )
-from connector.model import ChangeSet, Note, Record, RecordError, StatusChange
+from sla_sync.connector.model import ChangeSet, Note, Record, RecordError, StatusChange
 
 __all__ = [
     "Capabilities",
@@ -57,9 +57,9 @@ def open_connector(settings: dict[str, Any], base_dir: Path) -> Connector:
 
 #: type -> the class that speaks to it (imported only when a config names it).
 CONNECTORS = {
-    "file": "connector.file.FileHelpdesk",
-    "zendesk": "connector.zendesk.Zendesk",
-    "freshdesk": "connector.freshdesk.Freshdesk",
-    "hubspot": "connector.hubspot.HubSpot",
-    "rt": "connector.rt.RT",
+    "file": "sla_sync.connector.file.FileHelpdesk",
+    "zendesk": "sla_sync.connector.zendesk.Zendesk",
+    "freshdesk": "sla_sync.connector.freshdesk.Freshdesk",
+    "hubspot": "sla_sync.connector.hubspot.HubSpot",
+    "rt": "sla_sync.connector.rt.RT",
 }

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from connector.model import ChangeSet, Record, RecordError
+from sla_sync.connector.model import ChangeSet, Record, RecordError
 
 
 class ConnectorError(Exception):

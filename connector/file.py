@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from connector.base import (
+from sla_sync.connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
@@ -41,7 +41,7 @@ from connector.base import (
     WriteResult,
     check_settings,
 )
-from connector.model import (
+from sla_sync.connector.model import (
     ChangeSet,
     Record,
     RecordError,

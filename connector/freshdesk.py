@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlparse
 import requests
 from requests.auth import HTTPBasicAuth
 
-from connector.base import (
+from sla_sync.connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
@@ -30,7 +30,7 @@ from connector.base import (
     apply_each,
     check_settings,
 )
-from connector.http import (
+from sla_sync.connector.http import (
     HTTP_SETTINGS,
     HttpClient,
     check_base_url,
@@ -40,8 +40,8 @@ from connector.http import (
     link_next,
     poll_delays,
 )
-from connector.mapping import ValueMap
-from connector.model import (
+from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.model import (
     ChangeSet,
     Note,
     Record,

@@ -39,7 +39,7 @@ import requests
 import urllib3.exceptions
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from connector.base import ConnectorError, OutcomeUnknown
+from sla_sync.connector.base import ConnectorError, OutcomeUnknown
 
 log = logging.getLogger("sla_sync.http")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from connector.base import (
+from sla_sync.connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
@@ -29,7 +29,7 @@ from connector.base import (
     WriteResult,
     check_settings,
 )
-from connector.http import (
+from sla_sync.connector.http import (
     HTTP_SETTINGS,
     HeaderToken,
     HttpClient,
@@ -37,8 +37,8 @@ from connector.http import (
     decode_json,
     follow,
 )
-from connector.mapping import ValueMap
-from connector.model import (
+from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.model import (
     INITIAL_STATUS,
     ChangeSet,
     Note,

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from connector.base import (
+from sla_sync.connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
@@ -28,15 +28,15 @@ from connector.base import (
     WriteResult,
     apply_each,
 )
-from connector.http import (
+from sla_sync.connector.http import (
     HTTP_SETTINGS,
     HeaderToken,
     HttpClient,
     check_base_url,
     client_from_settings,
 )
-from connector.mapping import ValueMap
-from connector.model import (
+from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.model import (
     INITIAL_STATUS,
     ChangeSet,
     Note,

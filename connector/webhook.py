@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 
 import requests
 
-from connector.base import ConnectorError
-from connector.http import HttpClient, check_base_url
+from sla_sync.connector.base import ConnectorError
+from sla_sync.connector.http import HttpClient, check_base_url
 
 FORMATS = ("slack", "json")
 #: urllib3 logs each request's path at DEBUG, and the path of a webhook URL is its secret.

@@ -17,7 +17,7 @@ from typing import Any
 import requests
 from requests.auth import HTTPBasicAuth
 
-from connector.base import (
+from sla_sync.connector.base import (
     Capabilities,
     ConflictError,
     ConnectorError,
@@ -28,15 +28,15 @@ from connector.base import (
     apply_each,
     check_settings,
 )
-from connector.http import (
+from sla_sync.connector.http import (
     HTTP_SETTINGS,
     HttpClient,
     client_from_settings,
     follow,
     poll_delays,
 )
-from connector.mapping import ValueMap
-from connector.model import (
+from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.model import (
     ChangeSet,
     Note,
     Record,

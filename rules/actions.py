@@ -17,8 +17,8 @@ from typing import Any
 from business_rules.actions import BaseActions, rule_action
 from business_rules.fields import FIELD_NUMERIC, FIELD_TEXT
 
-from rules.clock import TARGETS
-from rules.variables import CLOCK_SUFFIXES
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.variables import CLOCK_SUFFIXES
 
 #: Placeholders a note text may use: these, and {T_X} for every target T and clock fact X.
 RECORD_PLACEHOLDERS = ("id", "sla", "priority")

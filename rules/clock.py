@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from connector.model import Record, StatusChange
-from rules.calendar import Calendar
+from sla_sync.connector.model import Record, StatusChange
+from sla_sync.rules.calendar import Calendar
 
 TARGETS = ("first_response", "resolution")
 #: What a record whose SLA has no such target sees as minutes left.

@@ -25,7 +25,7 @@ from typing import Any
 from business_rules.fields import FIELD_NO_INPUT
 from business_rules.operators import NumericType
 
-from rules.variables import Number, RecordVariables
+from sla_sync.rules.variables import Number, RecordVariables
 
 
 class Asked:

@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 
 from business_rules import engine as br_engine
 
-from connector.model import Record
-from rules.actions import ActionCollector, Intent
-from rules.calendar import ALWAYS, BUILT_IN, Calendar
-from rules.clock import TARGETS, Clock, frozen, run_clock, timeline_until
-from rules.conditions import Asked, Check, Compiler
-from rules.policy import Policy, Rule, Sla
-from rules.variables import RecordVariables
+from sla_sync.connector.model import Record
+from sla_sync.rules.actions import ActionCollector, Intent
+from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar
+from sla_sync.rules.clock import TARGETS, Clock, frozen, run_clock, timeline_until
+from sla_sync.rules.conditions import Asked, Check, Compiler
+from sla_sync.rules.policy import Policy, Rule, Sla
+from sla_sync.rules.variables import RecordVariables
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from connector.model import format_instant
-from rules.clock import Clock
-from rules.durations import format_duration
-from rules.engine import Failure, first_failure
-from rules.planner import OVERRIDDEN, SATISFIED, WRITE, Plan
-from rules.policy import Policy
+from sla_sync.connector.model import format_instant
+from sla_sync.rules.clock import Clock
+from sla_sync.rules.durations import format_duration
+from sla_sync.rules.engine import Failure, first_failure
+from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, WRITE, Plan
+from sla_sync.rules.policy import Policy
 
 
 def _value(value: Any) -> str:

@@ -32,11 +32,11 @@ from business_rules import engine as br_engine
 from business_rules.fields import FIELD_NO_INPUT
 from business_rules.operators import BooleanType, NumericType, SelectMultipleType
 
-from connector.model import Record
-from rules.clock import NO_TARGET_MINUTES_LEFT, TARGETS
-from rules.engine import match_sla, record_facts
-from rules.policy import Policy
-from rules.variables import VARIABLES, RecordVariables, operators
+from sla_sync.connector.model import Record
+from sla_sync.rules.clock import NO_TARGET_MINUTES_LEFT, TARGETS
+from sla_sync.rules.engine import match_sla, record_facts
+from sla_sync.rules.policy import Policy
+from sla_sync.rules.variables import VARIABLES, RecordVariables, operators
 
 ERROR, WARNING = "error", "warning"
 #: Refuting more branches than this gives up (the claim is then not made).

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from connector.model import Record, format_instant
-from rules.clock import TARGETS, Clock
-from rules.engine import SlaMark, sla_and_clocks
-from rules.policy import Policy
+from sla_sync.connector.model import Record, format_instant
+from sla_sync.rules.clock import TARGETS, Clock
+from sla_sync.rules.engine import SlaMark, sla_and_clocks
+from sla_sync.rules.policy import Policy
 
 SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority")
 DEFAULT_WORK_STATUSES = ("new", "open")

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connector.model import ChangeSet, Record
-from rules.actions import Intent
-from rules.engine import Evaluation, SlaMark, evaluate
-from rules.policy import Policy
+from sla_sync.connector.model import ChangeSet, Record
+from sla_sync.rules.actions import Intent
+from sla_sync.rules.engine import Evaluation, SlaMark, evaluate
+from sla_sync.rules.policy import Policy
 
 MAX_PASSES = 10
 FIELD_OF = {"set_priority": "priority", "assign": "assignee", "assign_group": "group"}

@@ -20,14 +20,14 @@ from typing import Any
 
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 
-from connector.model import Record
-from rules.actions import action_specs, note_placeholders
-from rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
-from rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
-from rules.clock import TARGETS
-from rules.durations import Target, parse_target
-from rules.patterns import check_pattern
-from rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
+from sla_sync.connector.model import Record
+from sla_sync.rules.actions import action_specs, note_placeholders
+from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
+from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.durations import Target, parse_target
+from sla_sync.rules.patterns import check_pattern
+from sla_sync.rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
 
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 #: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.

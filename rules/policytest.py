@@ -25,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from connector.model import Record, RecordError, merge_tags, parse_instant
-from rules.clock import TARGETS
-from rules.planner import Plan, plan
-from rules.policy import Policy, PolicyError, load_policy
-from rules.variables import VARIABLES
+from sla_sync.connector.model import Record, RecordError, merge_tags, parse_instant
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.planner import Plan, plan
+from sla_sync.rules.policy import Policy, PolicyError, load_policy
+from sla_sync.rules.variables import VARIABLES
 
 SUFFIXES = (".test.yaml", ".test.yml", ".test.json")
 FILE_KEYS = ("policy", "description", "cases")

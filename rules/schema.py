@@ -18,11 +18,11 @@ from business_rules import export_rule_data
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 from business_rules.operators import BaseType
 
-from rules import calendar as calendars
-from rules import durations
-from rules.actions import PLACEHOLDERS, ActionCollector, action_specs
-from rules.clock import TARGETS
-from rules.policy import (
+from sla_sync.rules import calendar as calendars
+from sla_sync.rules import durations
+from sla_sync.rules.actions import PLACEHOLDERS, ActionCollector, action_specs
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.policy import (
     CALENDAR_FIELDS,
     DEFAULT_CLOSED_STATUSES,
     MAX_ESCALATION_LEVEL,
@@ -30,7 +30,7 @@ from rules.policy import (
     ON_TARGET_CHANGE,
     TOP_LEVEL,
 )
-from rules.variables import RECORD_VARIABLES, VARIABLES, RecordVariables, operators
+from sla_sync.rules.variables import RECORD_VARIABLES, VARIABLES, RecordVariables, operators
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 STRINGS = {"type": "array", "items": {"type": "string"}}

@@ -28,8 +28,8 @@ from business_rules.operators import (
 )
 from business_rules.variables import BaseVariables, rule_variable
 
-from rules.clock import TARGETS
-from rules.patterns import INPUT_LIMIT
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.patterns import INPUT_LIMIT
 
 
 class Text(StringType):

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rules.calendar import TwentyFourSeven
-from rules.clock import TARGETS, Clock
-from rules.engine import Evaluation, SlaMark
-from rules.planner import WRITE, Plan, Step
-from rules.policy import Policy
+from sla_sync.rules.calendar import TwentyFourSeven
+from sla_sync.rules.clock import TARGETS, Clock
+from sla_sync.rules.engine import Evaluation, SlaMark
+from sla_sync.rules.planner import WRITE, Plan, Step
+from sla_sync.rules.policy import Policy
 
 #: Changes the digest of every policy when what `Wakes` knows changes.
 WAKE_VERSION = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
@@ -15,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from connector.model import Record
-from rules.policy import Policy, check_policy
-from sync import main
+from sla_sync.connector.model import Record
+from sla_sync.rules.policy import Policy, check_policy
+from sla_sync.sync import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,6 +84,19 @@ def bench_script(name: str) -> Any:
     sys.modules[name] = module  # its dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
+
+
+def build_wheel(source: Path, out: Path) -> Path:
+    """The wheel `pip wheel` builds from `source`, with this environment's setuptools (no
+    build isolation: nothing is downloaded); its path."""
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                           "--no-build-isolation", "--no-index", "-w", str(out), str(source)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, "pip wheel failed (needs setuptools>=77 in this " \
+        f"environment: pip install -e '.[test]'):\n{done.stdout}{done.stderr}"
+    wheels = list(out.glob("sla_sync-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
 
 
 def write_project(folder: Path, records: list[dict[str, Any]], policy: dict[str, Any]) -> Path:
@@ -180,8 +194,7 @@ def local_server():
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The fault suite's table (tests/test_faults.py), when it ran; shown with -q too."""
-    from tests import faultstats
-
+    import faultstats
     text = faultstats.table()
     if text:
         terminalreporter.write_sep("=", "fault suite")

@@ -73,11 +73,9 @@ def install() -> None:
 
     import requests
 
-    import connector.file
-    import connector.http
-    import sync
-    import sync_state
-
+    from sla_sync import sync, sync_state
+    from sla_sync.connector import file as connector_file
+    from sla_sync.connector import http as connector_http
     store = sync_state.StateStore
     inside: list[str] = []  # "commit" / "cursor" while one of those runs
 
@@ -144,13 +142,13 @@ def install() -> None:
 
     sync.open_connector = open_connector  # type: ignore[assignment]
 
-    file_os = connector.file.os
+    file_os = connector_file.os
     # connector.file calls os.fsync / os.replace; nothing else in a sync does.
     file_os.fsync = _before("fsync", file_os.fsync)  # type: ignore[assignment]
     replace = file_os.replace
     file_os.replace = _after("renamed", _before("rename", replace))  # type: ignore[assignment]
 
-    connector.http.wait = waits.append  # type: ignore[assignment]
+    connector_http.wait = waits.append  # type: ignore[assignment]
 
 
 def _report() -> None:
@@ -163,7 +161,7 @@ def _report() -> None:
 def main() -> None:
     install()
     atexit.register(_report)
-    from sync import main as cli
+    from sla_sync.sync import main as cli
     cli(prog_name="sla-sync", args=sys.argv[1:])
 
 
@@ -173,10 +171,9 @@ def serve() -> None:
     those files) and answers `pid N`, then `exit CODE` (-9: SIGKILLed) when it ended."""
     import traceback
 
-    import connector.file
-    import connector.zendesk
-    import sync
-    del connector
+    from sla_sync import sync
+    from sla_sync.connector import file as connector_file  # noqa: F401 (imported once, before the forks)
+    from sla_sync.connector import zendesk as connector_zendesk  # noqa: F401
     for line in sys.stdin:
         job = json.loads(line)
         sys.stdout.flush()

@@ -10,14 +10,11 @@ about the sync changes. Test-only: not shipped.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from connector.file import FileHelpdesk  # noqa: E402
-from sync import main  # noqa: E402
-from sync_state import StateStore  # noqa: E402
+from sla_sync.connector.file import FileHelpdesk
+from sla_sync.sync import main
+from sla_sync.sync_state import StateStore
 
 paused: list[str] = []
 

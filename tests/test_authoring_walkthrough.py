@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
 
-from rules.schema import json_schema
-from sync import main
+from conftest import ROOT
+from sla_sync.rules.schema import json_schema
+from sla_sync.sync import main
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SECTION = README[README.index("## Writing policies like code"):README.index("## Reports\n")]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from conftest import (
     act,
     at,
@@ -22,12 +23,11 @@ from conftest import (
     rule,
     write_project,
 )
-
-from connector.model import Record
-from rules.engine import Evaluation, SlaMark, evaluate
-from rules.planner import plan
-from rules.policy import Policy
-from sync import main
+from sla_sync.connector.model import Record
+from sla_sync.rules.engine import Evaluation, SlaMark, evaluate
+from sla_sync.rules.planner import plan
+from sla_sync.rules.policy import Policy
+from sla_sync.sync import main
 
 BERLIN = "Europe/Berlin"
 WORKDAYS = ("mon", "tue", "wed", "thu", "fri")

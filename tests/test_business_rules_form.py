@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 from business_rules.fields import FIELD_NO_INPUT
-from conftest import ROOT, act, at, cond, iso, make_policy, make_record, rule
 
-from rules.planner import plan
-from rules.policy import PolicyError, check_policy, load_policy
-from rules.variables import VARIABLES, operators
+from conftest import ROOT, act, at, cond, iso, make_policy, make_record, rule
+from sla_sync.rules.planner import plan
+from sla_sync.rules.policy import PolicyError, check_policy, load_policy
+from sla_sync.rules.variables import VARIABLES, operators
 
 FIXTURE = (ROOT / "tests" / "fixtures" / "policies"
            / "business_rules_form_no_input_operators_carry_value.json")

@@ -6,10 +6,10 @@ from datetime import date
 from typing import Any
 
 import pytest
-from conftest import at
 
-from rules.calendar import ALWAYS, BUILT_IN, WeeklyCalendar, check_calendar
-from rules.durations import parse_target
+from conftest import at
+from sla_sync.rules.calendar import ALWAYS, BUILT_IN, WeeklyCalendar, check_calendar
+from sla_sync.rules.durations import parse_target
 
 HOUR, MINUTE = 3600, 60
 BERLIN, NEW_YORK = "Europe/Berlin", "America/New_York"

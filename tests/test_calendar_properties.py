@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rules.calendar import TwentyFourSeven, WeeklyCalendar
+from sla_sync.rules.calendar import TwentyFourSeven, WeeklyCalendar
 
 SETTINGS = settings(max_examples=200, deadline=None)
 SECOND = timedelta(seconds=1)

@@ -6,11 +6,10 @@ from dataclasses import fields
 from datetime import datetime
 
 from conftest import at, iso, make_policy, make_record
-
-from connector.model import Record
-from rules.calendar import ALWAYS, BUILT_IN
-from rules.clock import NO_TARGET_MINUTES_LEFT, Clock, Pause, run_clock
-from rules.engine import evaluate
+from sla_sync.connector.model import Record
+from sla_sync.rules.calendar import ALWAYS, BUILT_IN
+from sla_sync.rules.clock import NO_TARGET_MINUTES_LEFT, Clock, Pause, run_clock
+from sla_sync.rules.engine import evaluate
 
 HOUR = 3600
 PAUSES = frozenset({"pending", "hold"})

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 from business_rules import engine as br_engine
-from conftest import ROOT, at
 
-from connector.model import Record
-from rules.actions import ActionCollector
-from rules.conditions import Asked, Compiler
-from rules.engine import evaluate, note_values
-from rules.policy import load_policy
-from rules.variables import VARIABLES, RecordVariables, operators
+from conftest import ROOT, at
+from sla_sync.connector.model import Record
+from sla_sync.rules.actions import ActionCollector
+from sla_sync.rules.conditions import Asked, Compiler
+from sla_sync.rules.engine import evaluate, note_values
+from sla_sync.rules.policy import load_policy
+from sla_sync.rules.variables import VARIABLES, RecordVariables, operators
 
 THRESHOLDS = [0, 1, 75, 100, 150, -30, 2.5, 10**9]
 TEXTS = ["open", "solved", "closed", "vip", "gold", "", "Open"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from connector import open_connector
-from sync_config import ConfigError, load_config, locate
+from sla_sync.connector import open_connector
+from sla_sync.sync_config import ConfigError, load_config, locate
 
 GOOD = """\
 connector:
@@ -147,7 +147,7 @@ def test_config_that_is_not_utf8_is_refused_with_its_line(tmp_path: Path):
 def test_run_with_a_billion_laughs_config_exits_2_without_a_traceback(tmp_path: Path):
     from click.testing import CliRunner
 
-    from sync import main
+    from sla_sync.sync import main
     path = write(tmp_path, BILLION_LAUGHS)
     result = CliRunner().invoke(main, ["run", "--config", str(path)])
     assert (result.exit_code, result.exception.__class__) == (2, SystemExit)

@@ -15,14 +15,15 @@ import sqlite3
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from sync_config import load_config
-from tests.conftest import ROOT, record_dict
+from conftest import ROOT, build_wheel, record_dict
+from sla_sync.sync_config import load_config
 
 DEPLOY = ROOT / "deploy"
 SLA_SYNC = Path(sys.executable).parent / "sla-sync"
@@ -224,8 +225,9 @@ def test_the_image_runs_as_a_user_with_the_state_on_a_volume() -> None:
 
 
 def test_the_image_copies_what_the_entry_point_needs(tmp_path: Path) -> None:
-    """The COPY sources exist, and from them alone (no site hooks: the editable install would
-    find the worktree) `sla-sync`'s entry point runs a sync."""
+    """The COPY sources exist, and the package built from them alone, installed into a
+    folder, runs a sync through `sla-sync`'s entry point (no site hooks: the editable
+    install would find the worktree)."""
     context = tmp_path / "context"
     for op, value in instructions():
         if op != "COPY":
@@ -241,6 +243,9 @@ def test_the_image_copies_what_the_entry_point_needs(tmp_path: Path) -> None:
             else:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, into)
+    target = tmp_path / "installed"
+    with zipfile.ZipFile(build_wheel(context, tmp_path / "wheel")) as wheel:
+        wheel.extractall(target)
     pyproject = tomllib.loads((context / "pyproject.toml").read_text())
     module, function = pyproject["project"]["scripts"]["sla-sync"].split(":")
     state = tmp_path / "state" / "state.db"
@@ -251,7 +256,7 @@ def test_the_image_copies_what_the_entry_point_needs(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-S", "-c", f"import sys; from {module} import {function}; "
          f"sys.argv[0] = 'sla-sync'; {function}()", "run", "--config", str(config)],
-        cwd=context, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(context), *site])})
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *site])})
     assert done.returncode == 0, done.stderr
     assert runs_logged(state) == [("ok", 3)]

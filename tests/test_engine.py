@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import act, at, cond, iso, make_policy, make_record, rule
 
-from rules.actions import Intent
-from rules.engine import Failure, evaluate, first_failure
-from rules.variables import VARIABLES
+from conftest import act, at, cond, iso, make_policy, make_record, rule
+from sla_sync.rules.actions import Intent
+from sla_sync.rules.engine import Failure, evaluate, first_failure
+from sla_sync.rules.variables import VARIABLES
 
 NOW = at("2026-03-02 12:00")
 SLAS = [

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from sync_state import StateStore
-from tests import faultstats
-from tests.conftest import act, cond, record_dict, rule
-from tests.faultdesk import FaultDesk, Ticket, stamp, unix
+import faultstats
+from conftest import act, cond, record_dict, rule
+from faultdesk import FaultDesk, Ticket, stamp, unix
+from sla_sync.sync_state import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "sla-bot@acme.example.com"
@@ -146,8 +146,8 @@ class Launcher:
             desk: FaultDesk) -> int:
         if self.process is None or self.process.poll() is not None:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.killpoints", "--serve"], cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.PIPE,
+                [sys.executable, "-m", "killpoints", "--serve"], cwd=ROOT / "tests",
+                env={**os.environ, "PYTHONPATH": str(ROOT / "tests")}, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE)
             self.pending = b""
         process = self.process
@@ -720,7 +720,7 @@ def test_the_launcher_runs_what_the_sla_sync_script_runs(desk, base, tally):
 # -- the desk itself, through the connector --------------------------------------------------
 
 def connector_for(desk: FaultDesk) -> Any:
-    from connector.zendesk import Zendesk
+    from sla_sync.connector.zendesk import Zendesk
 
     return Zendesk.from_settings({"type": "zendesk", "url": desk.url, "email": EMAIL,
                                   "token": TOKEN, "start_time": "2026-03-01T00:00:00Z",
@@ -742,7 +742,7 @@ def test_the_desk_exports_in_cursor_pages_and_leaves_out_the_last_minute(desk):
 
 
 def test_the_desk_refuses_a_stale_safe_update_with_409_and_keeps_comments_private(desk):
-    from connector import ChangeSet, ConflictError
+    from sla_sync.connector import ChangeSet, ConflictError
 
     connector = connector_for(desk)
     record = connector.get("1")

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-import sync_state
-from tests.conftest import ROOT, cli, record_dict, write_project
+from conftest import cli, record_dict, write_project
+from sla_sync import sync_state
 
 NOW = "2026-03-02T12:00:00+00:00"
 #: Before any rule holds: a first run then writes nothing, whatever `first_run:` decides.
@@ -309,9 +309,9 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path,
         (tmp_path / "helpdesk.json").mkdir()
     else:
         assert cli("run", "--config", str(config), "--now", NOW).exit_code == 0
-    done = subprocess.run([sys.executable, "-m", "sync", *command, "--config", str(config),
+    done = subprocess.run([sys.executable, "-m", "sla_sync", *command, "--config", str(config),
                            "--now", NOW], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          timeout=60)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
@@ -334,7 +334,7 @@ def test_every_keeps_its_policy_when_the_file_goes_and_reloads_it_when_it_return
             os.utime(policy, (1, 1))
         return len(naps) == 3  # then as when SIGTERM arrives during the wait
 
-    monkeypatch.setattr("sync.Stop.wait", nap)
+    monkeypatch.setattr("sla_sync.sync.Stop.wait", nap)
     result = cli("run", "--config", str(config), "--every", "5m")
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output

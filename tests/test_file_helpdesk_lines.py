@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import at, iso, record_dict
 
-from connector import ConflictError, ConnectorError, open_connector
-from connector.file import FileHelpdesk, FileProblem
-from connector.model import ChangeSet
+from conftest import at, iso, record_dict
+from sla_sync.connector import ConflictError, ConnectorError, open_connector
+from sla_sync.connector.file import FileHelpdesk, FileProblem
+from sla_sync.connector.model import ChangeSet
 
 NOW = at("2026-03-02 12:00")
 

@@ -19,12 +19,12 @@ import responses
 from requests.auth import HTTPBasicAuth
 from responses import matchers
 
-from connector import ConflictError, ConnectorError, RecordGone, open_connector
-from connector.freshdesk import Freshdesk, Mark, Options
-from connector.http import HttpClient
-from connector.model import ChangeSet, StatusChange, parse_instant
-from sync_state import StateStore
-from tests.conftest import Waits, act, at, bench_script, cli, cond, iso, rule
+from conftest import Waits, act, at, bench_script, cli, cond, iso, rule
+from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
+from sla_sync.connector.freshdesk import Freshdesk, Mark, Options
+from sla_sync.connector.http import HttpClient
+from sla_sync.connector.model import ChangeSet, StatusChange, parse_instant
+from sla_sync.sync_state import StateStore
 
 URL = "https://acme.example.com"
 API_KEY = "fd-5f3c9a71b2e84d06"  # the secret: never in a message, a log or the state file
@@ -531,7 +531,7 @@ def open_tickets(count: int) -> list[dict[str, Any]]:
 
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **extra: str) -> Path:
     monkeypatch.setenv("FRESHDESK_API_KEY", API_KEY)
-    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)
     policy = {"slas": [{"name": "standard",
                         "targets": {"first_response": "1h", "resolution": "8h"}}],
               "rules": [rule("breach", cond("first_response_breached", "is_true"),

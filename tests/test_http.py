@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from connector.base import ConnectorError, OutcomeUnknown
-from connector.http import (
+from conftest import Waits
+from sla_sync.connector.base import ConnectorError, OutcomeUnknown
+from sla_sync.connector.http import (
     MAX_BODY_BYTES,
     HttpClient,
     LoopDetected,
@@ -21,7 +22,6 @@ from connector.http import (
     follow,
     link_next,
 )
-from tests.conftest import Waits
 
 
 def client(server, waits: Waits, **kwargs) -> HttpClient:

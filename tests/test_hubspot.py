@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 import requests
 import responses
-from conftest import Waits, at, bench_script, cli, iso
 
-import connector.hubspot as hubspot_module
-from connector import ConflictError, ConnectorError, RecordGone, open_connector
-from connector.http import HeaderToken, HttpClient
-from connector.hubspot import HubSpot, Options
-from connector.model import ChangeSet
-from sync_state import StateStore
+from conftest import Waits, at, bench_script, cli, iso
+from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
+from sla_sync.connector import hubspot as hubspot_module
+from sla_sync.connector.http import HeaderToken, HttpClient
+from sla_sync.connector.hubspot import HubSpot, Options
+from sla_sync.connector.model import ChangeSet
+from sla_sync.sync_state import StateStore
 
 BASE = "https://acme.example.com"
 TOKEN = "pat-eu1-3f1c2a9e-7d41-4b7d-9c1e-5ad1c0ffee42"
@@ -606,7 +606,7 @@ def e2e_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                       "token: '${HUBSPOT_TOKEN}', objects: [tickets]}\n"
                       "policy: policy.json\nstate: state.db\n")
     monkeypatch.setenv("HUBSPOT_TOKEN", TOKEN)
-    monkeypatch.setattr("connector.http.wait", Waits().sleep)  # the throttle's spacing
+    monkeypatch.setattr("sla_sync.connector.http.wait", Waits().sleep)  # the throttle's spacing
     # The wall clock a little after the runs' --now: the writes are older than the settling
     # time when the second run reads.
     wall = at("2026-03-02 10:30").timestamp()

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from connector.file import FileHelpdesk
-from rules.policy import check_policy
-from sync_run import run_sync
-from sync_state import StateStore
-from tests.conftest import act, cond, record_dict, rule
+from conftest import act, cond, record_dict, rule
+from sla_sync.connector.file import FileHelpdesk
+from sla_sync.rules.policy import check_policy
+from sla_sync.sync_run import run_sync
+from sla_sync.sync_state import StateStore
 
 T0 = datetime.fromisoformat("2026-03-02T07:40:00+00:00")  # a Monday, before office hours
 STATUSES = ["new", "open", "pending", "hold", "solved"]

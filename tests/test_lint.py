@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, act, cond, make_policy, record_dict, rule, write_project
 
-from rules.lint import (
+from conftest import ROOT, act, cond, make_policy, record_dict, rule, write_project
+from sla_sync.rules.lint import (
     ERROR,
     WARNING,
     All,
@@ -24,7 +24,7 @@ from rules.lint import (
     lint,
     negate,
 )
-from sync import main
+from sla_sync.sync import main
 
 TAG = act("add_tag", tag="t")
 

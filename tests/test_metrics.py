@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import at, iso, make_policy, make_record
 
-from connector.model import Record
-from rules.metrics import histogram, measure_record, percentile, queue, report, trend
+from conftest import at, iso, make_policy, make_record
+from sla_sync.connector.model import Record
+from sla_sync.rules.metrics import histogram, measure_record, percentile, queue, report, trend
 
 UTC_ = "UTC"
 BERLIN = "Europe/Berlin"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC
 
 import pytest
-from conftest import at, iso, make_record, record_dict
 
-from connector.model import ChangeSet, Note, Record, RecordError, StatusChange
+from conftest import at, iso, make_record, record_dict
+from sla_sync.connector.model import ChangeSet, Note, Record, RecordError, StatusChange
 
 
 def refusal(position: int = 4, **fields) -> RecordError:
@@ -217,7 +217,7 @@ def test_an_unusable_id_is_refused_naming_the_position():
 
 
 def test_an_out_of_range_instant_is_a_value_error_not_an_overflow():
-    from connector.model import parse_instant
+    from sla_sync.connector.model import parse_instant
     with pytest.raises(ValueError, match="out of range"):
         parse_instant("9999-12-31T23:30-01:00", "--now")
 
@@ -252,7 +252,7 @@ def test_zendesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
 
     import responses
 
-    from tests import test_zendesk as z
+    import test_zendesk as z
     page = json_module.loads((z.FIXTURES / "incremental_tickets_page_2_end_of_stream.json")
                              .read_text())
     page["tickets"] = [dict(page["tickets"][0], id=n) for n in (501, 502, 503)]
@@ -271,7 +271,7 @@ def test_zendesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
 def test_freshdesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
     import responses
 
-    from tests import test_freshdesk as f
+    import test_freshdesk as f
     tickets = f.fixture("incremental_page_1_of_2")
     spoil(tickets)
     with responses.RequestsMock() as api:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from rules.planner import plan
-from sync_state import StateStore
-from tests.conftest import act, at, cli, cond, iso, make_policy, make_record, record_dict, rule
+from conftest import act, at, cli, cond, iso, make_policy, make_record, record_dict, rule
+from sla_sync.rules.planner import plan
+from sla_sync.sync_state import StateStore
 
 BREACH = {"all": [cond("first_response_breached", "is_true")]}
 NOTIFY = act("notify", webhook="oncall", text="{id} breached its first response ({sla})")
@@ -70,7 +70,7 @@ def test_the_json_format_adds_the_record_and_rule(tmp_path, local_server):
 
 def test_a_failing_webhook_keeps_the_notification_for_the_next_run(tmp_path, local_server,
                                                                     monkeypatch):
-    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)
     local_server.default = (500, {}, None)
     config = project(tmp_path, local_server.url)
     failed = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))

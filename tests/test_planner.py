@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import act, at, cond, iso, make_policy, make_record, rule
 
-from connector.model import ChangeSet
-from rules.planner import (
+from conftest import act, at, cond, iso, make_policy, make_record, rule
+from sla_sync.connector.model import ChangeSet
+from sla_sync.rules.planner import (
     MAX_PASSES,
     NOT_HIGHER,
     OVERRIDDEN,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, act, cond, make_policy, rule
 
-from rules.durations import Target, parse_duration
-from rules.policy import PolicyError, Problem, check_policy, load_policy
-from sync import main
+from conftest import ROOT, act, cond, make_policy, rule
+from sla_sync.rules.durations import Target, parse_duration
+from sla_sync.rules.policy import PolicyError, Problem, check_policy, load_policy
+from sla_sync.sync import main
 
 SLAS = [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}]
 TIER_IS_VIP = cond("tier", "equal_to", "vip")

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import iso, record_dict, write_project
 
-from rules.calendar import WeeklyCalendar
-from rules.durations import Target
-from rules.policy import PolicyError, check_policy
-from sync import main
+from conftest import iso, record_dict, write_project
+from sla_sync.rules.calendar import WeeklyCalendar
+from sla_sync.rules.durations import Target
+from sla_sync.rules.policy import PolicyError, check_policy
+from sla_sync.sync import main
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 OFFICE = {"timezone": "Europe/Berlin", "week": {day: ["09:00-17:00"] for day in WEEKDAYS},

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import at, iso, make_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rules.planner import plan
-from rules.policy import load_policy
-from sync import main
+from conftest import at, iso, make_record
+from sla_sync.rules.planner import plan
+from sla_sync.rules.policy import load_policy
+from sla_sync.sync import main
 
 NOW = at("2026-03-02 12:00")
 #: A record every default rule fires on (a vip, first response overdue) whose subject is
@@ -334,7 +334,7 @@ def test_matches_regex_reads_the_first_500_characters_of_the_value(tmp_path: Pat
 
 
 def test_python_data_nested_too_deep_is_refused_not_recursed(tmp_path: Path):
-    from rules.policy import PolicyError, check_policy
+    from sla_sync.rules.policy import PolicyError, check_policy
     nested: list[Any] = []
     for _ in range(100_000):
         nested = [nested]
@@ -345,7 +345,7 @@ def test_python_data_nested_too_deep_is_refused_not_recursed(tmp_path: Path):
 
 
 def test_target_that_a_calendar_cannot_reach_is_refused():
-    from rules.policy import PolicyError, check_policy
+    from sla_sync.rules.policy import PolicyError, check_policy
     minute_a_week = {"timezone": "UTC", "week": {"mon": ["09:00-09:01"]}}
     office = {"timezone": "Europe/Berlin", "week": {day: ["09:00-17:00"] for day in
                                                     ("mon", "tue", "wed", "thu", "fri")}}
@@ -374,7 +374,7 @@ def test_run_every_refuses_an_interval_that_cannot_run(every, message):
     (10 ** 5000, "number of 16610 bits is out of range (at most 1e+15 in size)"),
 ], ids=["nan", "-inf", "10**5000"])
 def test_python_data_with_numbers_out_of_range_is_refused_with_the_path(value, message):
-    from rules.policy import PolicyError, check_policy
+    from sla_sync.rules.policy import PolicyError, check_policy
     with pytest.raises(PolicyError) as info:
         check_policy({"rules": [{"name": "r", "conditions": {
             "name": "escalation_level", "operator": "greater_than", "value": value},

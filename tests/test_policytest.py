@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import ROOT, act, cond, rule
 
-from sync import main
+from conftest import ROOT, act, cond, rule
+from sla_sync.sync import main
 
 SLA = [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}]
 WARN = rule("warn", {"all": [cond("first_response_elapsed_pct", "greater_than_or_equal_to", 50),
@@ -221,8 +221,7 @@ def test_a_directory_without_test_files_is_an_error(tmp_path: Path) -> None:
 
 def test_a_case_whose_evaluation_raises_fails_alone(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import rules.policytest as policytest
-
+    from sla_sync.rules import policytest as policytest
     real = policytest.plan
 
     def plan(record: Any, *args: Any) -> Any:

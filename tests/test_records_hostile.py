@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from conftest import act, cli, cond, iso, record_dict, rule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import act, cli, cond, iso, record_dict, rule
 
 POLICY = {
     "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}],

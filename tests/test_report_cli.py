@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connector.model import parse_instant
-from sync_report import CSV_COLUMNS
-from sync_state import NEVER
-from tests.conftest import act, cli, cond, iso, record_dict, rule, write_project
+from conftest import act, cli, cond, iso, record_dict, rule, write_project
+from sla_sync.connector.model import parse_instant
+from sla_sync.sync_report import CSV_COLUMNS
+from sla_sync.sync_state import NEVER
 
 NOW = iso("2026-03-02 10:20")  # a Monday
 POLICY = {

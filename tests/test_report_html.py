@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from sync import main
-from tests.conftest import act, cond, iso, record_dict, rule
+from conftest import act, cond, iso, record_dict, rule
+from sla_sync.sync import main
 
 NOW = iso("2026-03-02 10:20")
 CHARTS = ("compliance-chart", "trend-chart", "distribution-chart")

@@ -18,13 +18,13 @@ import pytest
 import requests
 import responses
 
-import connector
-from connector import ConflictError, ConnectorError, RecordGone, open_connector
-from connector.http import HeaderToken, HttpClient
-from connector.model import ChangeSet, StatusChange
-from connector.rt import RT, Mark, Options
-from sync_state import StateStore
-from tests.conftest import Waits, act, at, bench_script, cli, cond, iso, rule
+from conftest import Waits, act, at, bench_script, cli, cond, iso, rule
+from sla_sync import connector
+from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
+from sla_sync.connector.http import HeaderToken, HttpClient
+from sla_sync.connector.model import ChangeSet, StatusChange
+from sla_sync.connector.rt import RT, Mark, Options
+from sla_sync.sync_state import StateStore
 
 URL = "https://rt.example.com"
 API = f"{URL}/REST/2.0"
@@ -517,9 +517,9 @@ POLICY = {
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
-    monkeypatch.setitem(connector.CONNECTORS, "rt", "connector.rt.RT")
+    monkeypatch.setitem(connector.CONNECTORS, "rt", "sla_sync.connector.rt.RT")
     monkeypatch.setenv("RT_TOKEN", TOKEN)
-    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)
     (tmp_path / "policy.json").write_text(json.dumps(POLICY))
     config = tmp_path / "config.yaml"
     config.write_text(f"connector:\n  type: rt\n  url: {URL}\n  token: ${{RT_TOKEN}}\n"

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import requests
 
-import connector
-from connector import ConflictError
-from connector.model import ChangeSet
-from connector.rt import RT
-from tests.conftest import ROOT, act, cli, cond, rule
+from conftest import ROOT, act, cli, cond, rule
+from sla_sync import connector
+from sla_sync.connector import ConflictError
+from sla_sync.connector.model import ChangeSet
+from sla_sync.connector.rt import RT
 
 SCRIPT = ROOT / "tools" / "rt-server"
 FIELDS = "Subject,Status,Priority,Queue,Owner,LastUpdated,CustomFields"
@@ -212,7 +212,7 @@ class Project:
 
 @pytest.fixture
 def project(server: Server, tmp_path: Path, monkeypatch) -> Project:
-    monkeypatch.setitem(connector.CONNECTORS, "rt", "connector.rt.RT")
+    monkeypatch.setitem(connector.CONNECTORS, "rt", "sla_sync.connector.rt.RT")
     monkeypatch.setenv("RT_TOKEN", server.token)
     subject = f"e2e-{uuid.uuid4().hex[:10]}"
     (tmp_path / "policy.json").write_text(json.dumps(POLICY))

@@ -57,8 +57,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rules.calendar import WEEKDAYS, WeeklyCalendar, check_calendar
-from tests.conftest import ROOT
+from conftest import ROOT
+from sla_sync.rules.calendar import WEEKDAYS, WeeklyCalendar, check_calendar
 
 ORACLE = ROOT / "tools" / "rt-sla-oracle"
 RT_LIB = Path(os.environ.get("SLA_SYNC_RT_LIB", "/usr/share/request-tracker5/lib"))

@@ -10,13 +10,13 @@ from typing import Any
 import jsonschema  # a test dependency (pyproject's test extras)
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
 
-from rules.actions import action_specs
-from rules.policy import PolicyError, check_policy
-from rules.schema import DRAFT, json_schema, rule_data
-from rules.variables import VARIABLES, operators
-from sync import main
+from conftest import ROOT
+from sla_sync.rules.actions import action_specs
+from sla_sync.rules.policy import PolicyError, check_policy
+from sla_sync.rules.schema import DRAFT, json_schema, rule_data
+from sla_sync.rules.variables import VARIABLES, operators
+from sla_sync.sync import main
 
 SHIPPED = json.loads((ROOT / "policies" / "tiered-support.json").read_text())
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import act, cli, cond, iso, record_dict, rule
+from conftest import act, cli, cond, iso, record_dict, rule
 
 TOKEN = "tok-SECRET-4c7e9a1f"
 HOOK_SECRET = "T0HOOK/B0HOOK/hookSECRET91b2"
@@ -123,7 +123,7 @@ def everything_said(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatc
         monkeypatch.setenv(name, value)
     # The HTTP layer's waits between retries are taken at once (what they would be is the
     # retry tests' business, not this file's).
-    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)
     caplog.set_level(logging.DEBUG)
     said = []
     try:
@@ -225,7 +225,7 @@ def test_the_state_file_failing_to_write_never_shows_the_token(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr("sync_state.StateStore.finish_run", broken)
+    monkeypatch.setattr("sla_sync.sync_state.StateStore.finish_run", broken)
     said = everything_said(tmp_path, caplog, monkeypatch, config, {"SLA_TOKEN": TOKEN})
     assert "unexpected OperationalError" in said
     assert_no_secret(said)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, act, cli, cond, iso, record_dict, rule
+from conftest import ROOT, act, cli, cond, iso, record_dict, rule
 
 POLICY = {
     "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}],

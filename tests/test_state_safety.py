@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from sync_state import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, StateError, StateStore
-from tests.conftest import act, cli, cond, iso, record_dict, rule, write_project
+from conftest import act, cli, cond, iso, record_dict, rule, write_project
+from sla_sync.sync_state import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, StateError, StateStore
 
 POLICY = {
     "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}],
@@ -59,7 +59,7 @@ def test_the_wal_and_shm_files_are_private_too(tmp_path: Path) -> None:
 
 
 def sqlite_now() -> Any:
-    from connector.model import parse_instant
+    from sla_sync.connector.model import parse_instant
     return parse_instant(iso("2026-03-02 10:20"), "now")
 
 

@@ -15,13 +15,7 @@ from typing import Any
 
 import pytest
 
-from connector.base import ConflictError, ConnectorError, OutcomeUnknown
-from connector.file import FileHelpdesk
-from connector.model import ChangeSet, parse_instant
-from rules.policy import load_policy
-from sync_run import is_applied, run_sync
-from sync_state import StateStore
-from tests.conftest import (
+from conftest import (
     ROOT,
     act,
     cli,
@@ -32,6 +26,12 @@ from tests.conftest import (
     rule,
     write_project,
 )
+from sla_sync.connector.base import ConflictError, ConnectorError, OutcomeUnknown
+from sla_sync.connector.file import FileHelpdesk
+from sla_sync.connector.model import ChangeSet, parse_instant
+from sla_sync.rules.policy import load_policy
+from sla_sync.sync_run import is_applied, run_sync
+from sla_sync.sync_state import StateStore
 
 DEMO_NOW = "2026-03-02T12:00:00+00:00"
 
@@ -818,7 +818,7 @@ def test_every_repeats_until_stopped_and_reloads_a_changed_policy(
             return True  # as when SIGTERM arrives during the wait
         return False
 
-    monkeypatch.setattr("sync.Stop.wait", nap)
+    monkeypatch.setattr("sla_sync.sync.Stop.wait", nap)
     result = cli("run", "--config", str(config), "--every", "5m")
     assert result.exit_code == 0
     assert len(naps) == 3 and 0 < naps[0] <= 300
@@ -845,7 +845,7 @@ def test_every_backs_off_after_failed_syncs_and_gives_up_after_n_in_a_row(
         return False
 
     helpdesk.write_text("{not json")
-    monkeypatch.setattr("sync.Stop.wait", nap)
+    monkeypatch.setattr("sla_sync.sync.Stop.wait", nap)
     result = cli("run", "--config", str(config), "--every", "5m", "--give-up-after", "4")
     assert result.exit_code == 1
     assert naps[:2] == [300, 600]  # the first failure waits the interval, then it doubles
@@ -861,7 +861,8 @@ def test_every_backs_off_no_further_than_an_hour(tmp_path: Path,
     config = setup(tmp_path, [ticket(id="T-1")])
     (tmp_path / "helpdesk.json").write_text("{not json")
     naps: list[float] = []
-    monkeypatch.setattr("sync.Stop.wait", lambda stop, seconds: naps.append(seconds) or False)
+    monkeypatch.setattr("sla_sync.sync.Stop.wait",
+                        lambda stop, seconds: naps.append(seconds) or False)
     result = cli("run", "--config", str(config), "--every", "20m", "--give-up-after", "5")
     assert result.exit_code == 1
     assert naps == [1200, 2400, 3600, 3600]
@@ -881,7 +882,7 @@ def test_an_unexpected_error_in_one_sync_is_a_failed_sync_not_a_crash(
 
     monkeypatch.setattr(FileHelpdesk, "fetch", fetch)
     naps: list[float] = []
-    monkeypatch.setattr("sync.Stop.wait", lambda stop, seconds: naps.append(seconds) or
+    monkeypatch.setattr("sla_sync.sync.Stop.wait", lambda stop, seconds: naps.append(seconds) or
                         len(naps) == 2)
     result = cli("run", "--config", str(config), "--every", "5m")
     assert result.exit_code == 0
@@ -987,7 +988,7 @@ def test_records_are_planned_a_chunk_at_a_time_each_once_though_written_meanwhil
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of 3 records, batches of 2 writes: a record written (its updated_at moved past
     the others') is not visited again in the run, and each uses its own chunk's ledger."""
-    import sync_run
+    from sla_sync import sync_run
     monkeypatch.setattr(sync_run, "CHUNK", 3)
     setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
                      for n in range(1, 8)])

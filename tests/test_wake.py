@@ -9,12 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.file import FileHelpdesk
-from rules.engine import evaluate
-from rules.wake import Wakes, policy_digest
-from sync_run import run_sync
-from sync_state import APPLICATION_ID, MIGRATIONS, NEVER, StateStore
-from tests.conftest import (
+from conftest import (
     act,
     at,
     cli,
@@ -26,6 +21,11 @@ from tests.conftest import (
     rule,
     write_project,
 )
+from sla_sync.connector.file import FileHelpdesk
+from sla_sync.rules.engine import evaluate
+from sla_sync.rules.wake import Wakes, policy_digest
+from sla_sync.sync_run import run_sync
+from sla_sync.sync_state import APPLICATION_ID, MIGRATIONS, NEVER, StateStore
 
 NOW = at("2026-03-02 09:20")  # a Monday
 OFFICE = {"timezone": "UTC", "week": {"mon": ["09:00-17:00"], "tue": ["09:00-17:00"]}}
@@ -116,7 +116,7 @@ WARN = {"slas": [{"name": "standard", "targets": {"first_response": "1h"}}],
 
 
 def parts(tmp_path: Path) -> tuple[FileHelpdesk, Any, StateStore]:
-    from rules.policy import load_policy
+    from sla_sync.rules.policy import load_policy
     return (FileHelpdesk(tmp_path / "helpdesk.json"), load_policy(tmp_path / "policy.json"),
             StateStore(tmp_path / "state.db"))
 

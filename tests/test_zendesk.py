@@ -19,20 +19,20 @@ import responses
 from requests.auth import HTTPBasicAuth
 from responses import matchers
 
-from connector import ConflictError, ConnectorError, RecordGone, open_connector
-from connector.base import OutcomeUnknown
-from connector.http import HttpClient
-from connector.model import ChangeSet, StatusChange
-from connector.zendesk import (
+import zendesk_spec
+from conftest import Waits, act, at, bench_script, cli, cond, rule
+from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
+from sla_sync.connector.base import OutcomeUnknown
+from sla_sync.connector.http import HttpClient
+from sla_sync.connector.model import ChangeSet, StatusChange
+from sla_sync.connector.zendesk import (
     EVENT_EXPORT,
     TICKET_EXPORT,
     UPDATE_MANY,
     Vocabulary,
     Zendesk,
 )
-from sync_state import StateStore
-from tests import zendesk_spec
-from tests.conftest import Waits, act, at, bench_script, cli, cond, rule
+from sla_sync.sync_state import StateStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zendesk"
 URL = "https://acme.zendesk.com"
@@ -537,7 +537,7 @@ E2E_POLICY = {
 def project(tmp_path: Path, monkeypatch) -> Path:
     """A config for Zendesk with the token from the environment; retry waits do not wait."""
     monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
-    monkeypatch.setattr("connector.http.wait", lambda seconds: None)
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)
     (tmp_path / "policy.json").write_text(json.dumps(E2E_POLICY))
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -12,10 +12,10 @@ import pytest
 import requests
 import responses
 
-from connector.model import ChangeSet
-from tests import zendesk_spec
-from tests.conftest import at
-from tests.test_zendesk import (
+import zendesk_spec
+from conftest import at
+from sla_sync.connector.model import ChangeSet
+from test_zendesk import (
     JOB,
     NOW,
     PAGE_1_AFTER,

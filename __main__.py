@@ -1,0 +1,5 @@
+"""`python -m sla_sync ...` is the `sla-sync` command."""
+
+from sla_sync.sync import main
+
+main()
