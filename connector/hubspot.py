@@ -545,7 +545,8 @@ class HubSpot:
         """Per object synced: its pipelines and their stages (`GET /crm/v3/pipelines/{obj}`;
         tickets and leads) and its properties (`GET /crm/v3/properties/{obj}`: priorities,
         the tier, tags and escalation properties, the tags' options), one request each;
-        then the owners, one request per 100. Only reads."""
+        then the owners, one request per 100, and the private app's scopes, one request.
+        Only reads."""
         sent = self.client.requests_sent
         o, maps = self.options, _Maps(self.options)
         catalog = Catalog("HubSpot", agent_word="owner",
@@ -596,8 +597,40 @@ class HubSpot:
         owners = self._owner_table()
         catalog.agents = {value for owner_id, owner in owners.items()
                           for value in (owner_id, owner["email"], owner["name"]) if value}
+        self._scopes(catalog)
         catalog.requests = self.client.requests_sent - sent
         return catalog
+
+    def _scopes(self, catalog: Catalog) -> None:
+        """The private app's scopes (POST /oauth/v2/private-apps/get/access-token-info, as
+        "Private apps" documents: the token in the body, its scopes in the answer), and the
+        writes they leave out. A token that is no private app's is not judged."""
+        token = getattr(self.client.session.auth, "_token", None)
+        if not isinstance(token, str):
+            return
+        try:
+            body = self.client.json("POST", "/oauth/v2/private-apps/get/access-token-info",
+                                    json={"tokenKey": token}, write=False)
+        except ConnectorError:
+            return
+        scopes = body.get("scopes") if isinstance(body, dict) else None
+        if not isinstance(scopes, list):
+            return
+        have = set(map(str, scopes))
+        writes: list[tuple[str, tuple[str, ...]]] = [
+            ("tickets", ("tickets", "crm.objects.tickets.write"))]
+        if "leads" in self.options.objects:
+            writes.append(("leads", ("crm.objects.leads.write",)))
+        if "contacts" in self.options.objects:
+            writes.append(("contacts", ("crm.objects.contacts.write",)))
+        for obj, grants in writes:
+            if not have & set(grants):
+                why = f"the private app lacks the {' or '.join(grants)} scope ({obj})"
+                for kind in ("fields", "tags", "escalation"):
+                    catalog.denied.setdefault(kind, why)
+        if "crm.objects.contacts.write" not in have:
+            catalog.denied["notes"] = ("the private app lacks the crm.objects.contacts.write "
+                                       "scope, which HubSpot asks for to create notes")
 
     def _pipelines(self, obj: str) -> list[dict[str, Any]]:
         where = f"GET /crm/v3/pipelines/{obj}"

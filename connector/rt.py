@@ -350,8 +350,9 @@ class RT:
     def catalog(self) -> Catalog:
         """The queues the API user can see (one request per 100) and each queue's ticket
         custom fields and whether the user may create tickets in it (one request per queue),
-        and the users (one request per 100). Priorities and statuses are the connector's
-        maps: REST2 does not serve lifecycles. Only reads."""
+        one ticket of the query and whether the user may comment on it (two requests), and
+        the users (one request per 100). Priorities and statuses are the connector's maps:
+        REST2 does not serve lifecycles. Only reads."""
         sent = self.client.requests_sent
         o = self.options
         catalog = Catalog("RT", priorities=set(o.priorities.numbers),
@@ -384,6 +385,15 @@ class RT:
                     f"connector.{key}", f"no ticket custom field {cf!r} applied to any queue "
                     f"the API user can see in RT (known: {known}); without SeeCustomField it "
                     "is invisible too"))
+        items, _ = self._search(self.options.query or "id > 0", 1, per_page=1)
+        if items and isinstance(items[0], dict) and str(items[0].get("id", "")).isdigit():
+            ticket = self.client.json("GET", f"ticket/{items[0]['id']}")
+            links = ticket.get("_hyperlinks") if isinstance(ticket, dict) else None
+            if isinstance(links, list) and not any(
+                    isinstance(link, dict) and link.get("ref") == "comment" for link in links):
+                catalog.denied["notes"] = (
+                    f"the API user has no CommentOnTicket right (RT offers no comment on "
+                    f"ticket {items[0]['id']})")
         users = self._collection("users", "Name,Disabled")
         catalog.agents = {str(u.get("Name")) for u in users
                           if u.get("Name") not in SYSTEM_USERS | {NOBODY}
@@ -406,10 +416,11 @@ class RT:
                 return items
             page += 1
 
-    def _search(self, query: str, page: int) -> tuple[list[Any], datetime]:
+    def _search(self, query: str, page: int,
+                per_page: int = PER_PAGE) -> tuple[list[Any], datetime]:
         """One page of a ticket search, and RT's clock when it answered."""
         params = {"query": query, "orderby": ["LastUpdated", "id"], "order": ["ASC", "ASC"],
-                  "per_page": PER_PAGE, "page": page, "fields": TICKET_FIELDS,
+                  "per_page": per_page, "page": page, "fields": TICKET_FIELDS,
                   "fields[Queue]": "Name"}
         response = self.client.request("GET", "tickets", params=params)
         try:

@@ -11,6 +11,7 @@ line each and exit 2; secrets never show."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import responses
 
 import zendesk_spec
 from conftest import act, cli, cond, record_dict, rule
-from test_rt_e2e import Server, server  # noqa: F401  (the real RT, started once a session)
+from test_rt_e2e import Api, Server, server  # noqa: F401  (the real RT, once a session)
 
 ZENDESK = "https://acme.zendesk.com"
 ZENDESK_TOKEN = "zd-check-token-71c0e9a4"  # made up: must never show up in check's output
@@ -309,13 +310,19 @@ def rt_deploy(folder: Path, server: Server, policy: dict[str, Any],  # noqa: F81
 def test_a_clean_rt_deployment(tmp_path: Path, server: Server,  # noqa: F811
                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RT_TOKEN", server.token)
+    subject = f"check {uuid.uuid4().hex[:8]}"
+    Api(server, server.token).create(Queue="support", Subject=subject)
     policy = policy_with(rule("route", cond("group", "is_one_of", ["support", "billing"]),
-                              act("escalate", level=1, group="tier2", assignee="alice"),
+                              act("escalate", level=1, group="tier2", assignee="alice",
+                                  note="escalated"),
                               act("set_priority", priority="urgent")),
                          pause=["pending"], closed=["solved", "closed"])
-    code, lines, summary = check(rt_deploy(tmp_path, server, policy))
+    code, lines, summary = check(rt_deploy(tmp_path, server, policy,
+                                           f", query: \"Subject = '{subject}'\""))
     assert (code, lines) == (0, []), lines
-    assert summary.startswith("check: no problems") and "RT (rt:" in summary
+    # queues/all, each of the 4 queues, one ticket of the query and that ticket, the users
+    assert summary.startswith("check: no problems") and summary.endswith(
+        f"RT (rt:{server.url}) read in 8 requests")
     no_secret(lines, summary)
     assert server.token not in summary
 
@@ -462,7 +469,7 @@ def hubspot_api(monkeypatch: pytest.MonkeyPatch):
     (GET /crm/v3/pipelines/tickets: the default pipeline's stages and one more pipeline),
     "Properties" (GET /crm/v3/properties/tickets: hs_ticket_priority's options, the sla_tags
     checkbox with its options, the escalation and tier properties) and "Owners" (GET
-    /crm/v3/owners, tests/fixtures/hubspot/owners.json)."""
+    /crm/v3/owners, tests/fixtures/hubspot/owners.json); each test adds the token's scopes."""
     monkeypatch.setenv("HS_TOKEN", "pat-na1-check-4d2e")
     with responses.RequestsMock() as mock:
         mock.get(f"{HUBSPOT}/crm/v3/pipelines/tickets",
@@ -473,7 +480,17 @@ def hubspot_api(monkeypatch: pytest.MonkeyPatch):
         yield mock
 
 
+def hubspot_scopes(api: responses.RequestsMock, *missing: str) -> None:
+    """"Private apps": the token's scopes, from POST .../access-token-info with the token in
+    the body."""
+    info = fixture("hubspot", "check_access_token_info")
+    info["scopes"] = [scope for scope in info["scopes"] if scope not in missing]
+    api.post(f"{HUBSPOT}/oauth/v2/private-apps/get/access-token-info", json=info,
+             match=[responses.matchers.json_params_matcher({"tokenKey": "pat-na1-check-4d2e"})])
+
+
 def test_a_clean_hubspot_deployment(tmp_path: Path, hubspot_api: responses.RequestsMock) -> None:
+    hubspot_scopes(hubspot_api)
     policy = policy_with(rule("route", cond("group", "is_one_of", ["support", "escalations"]),
                               act("add_tag", tag="sla_warning"),
                               act("assign", assignee="ben@example.com"),
@@ -482,15 +499,17 @@ def test_a_clean_hubspot_deployment(tmp_path: Path, hubspot_api: responses.Reque
     connector = HUBSPOT_CONNECTOR[:-1] + ", stage_map: {'88812346': open}}"
     code, lines, summary = check(deploy(tmp_path, connector, policy))
     assert (code, lines) == (0, []), lines
-    assert summary.endswith("read in 3 requests")
+    assert summary.endswith("read in 4 requests")
 
 
 def test_unknown_names_in_hubspot(tmp_path: Path, hubspot_api: responses.RequestsMock) -> None:
+    hubspot_scopes(hubspot_api, "crm.objects.contacts.write")
     connector = HUBSPOT_CONNECTOR[:-1] + ", escalation_property: sla_level}"
     policy = policy_with(rule("route", cond("group", "equal_to", "tier2"),
                               act("add_tag", tag="sla_paged"),
                               act("assign", assignee="carol@example.com"),
-                              act("set_priority", priority="urgent")), pause=["hold"])
+                              act("set_priority", priority="urgent"),
+                              act("add_note", text="paged")), pause=["hold"])
     code, lines, _ = check(deploy(tmp_path, connector, policy))
     assert code == 2
     assert [line.split(" (known")[0] for line in lines] == [
@@ -505,6 +524,44 @@ def test_unknown_names_in_hubspot(tmp_path: Path, hubspot_api: responses.Request
         "policy: rules[0].actions[1].params.assignee: 'carol@example.com' is not an owner in "
         "HubSpot",
         "policy: rules[0].actions[2].params.priority: 'urgent' is not a priority in HubSpot",
+        "policy: rules[0].actions[3]: the credentials cannot make this write: the private app "
+        "lacks the crm.objects.contacts.write scope, which HubSpot asks for to create notes",
     ]
     assert "known: sla_breach, sla_warning" in lines[4]
     assert "known: escalations, support" in lines[3]
+
+
+@pytest.fixture
+def rt_api(monkeypatch: pytest.MonkeyPatch):
+    """RT 5's REST2 replayed from payloads that follow its documentation (RT::REST2, "Queues",
+    "Tickets", "Users"; the hypermedia RT::REST2::Resource::Queue and ::Ticket add: a
+    queue's `create` link only for a user with CreateTicket in it, a ticket's `comment` link
+    only with CommentOnTicket), for what the real RT of the other tests does not refuse."""
+    monkeypatch.setenv("RT_TOKEN", "1-99-replayed")
+    base = "https://rt.example.com/REST/2.0"
+    with responses.RequestsMock() as mock:
+        mock.get(f"{base}/queues/all", json=fixture("rt", "check_queues_all"))
+        mock.get(f"{base}/queue/3", json=fixture("rt", "check_queue_3_support"))
+        mock.get(f"{base}/queue/5", json=fixture("rt", "check_queue_5_tier2_no_create"))
+        mock.get(f"{base}/tickets", json=fixture("rt", "check_tickets_one"))
+        mock.get(f"{base}/ticket/7", json=fixture("rt", "check_ticket_7_no_comment"))
+        mock.get(f"{base}/users", json=fixture("rt", "check_users"))
+        yield mock
+
+
+def test_rt_writes_the_rights_do_not_allow(tmp_path: Path, rt_api: responses.RequestsMock,
+                                           ) -> None:
+    config = deploy(tmp_path, "{type: rt, url: 'https://rt.example.com', token: '${RT_TOKEN}'}",
+                    policy_with(rule("up", cond("group", "equal_to", "support"),
+                                     act("assign_group", group="tier2"),
+                                     act("add_note", text="moved"))))
+    code, lines, summary = check(config)
+    assert code == 2
+    assert lines == [
+        "policy: rules[0].actions[0]: the credentials cannot make this write: the API user "
+        "has no CreateTicket right on RT queue 'tier2' (RT needs it to move a ticket into a "
+        "queue)",
+        "policy: rules[0].actions[1]: the credentials cannot make this write: the API user "
+        "has no CommentOnTicket right (RT offers no comment on ticket 7)",
+    ]
+    assert summary.endswith("read in 6 requests")
