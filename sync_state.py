@@ -21,7 +21,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from sla_sync.connector.model import ChangeSet, Record, RecordError, format_instant, parse_instant
-from sla_sync.rules.engine import SlaMark
+from sla_sync.rules.mark import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
 
