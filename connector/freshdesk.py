@@ -331,13 +331,16 @@ class Freshdesk:
             setattr(catalog, attribute, {vocabulary.table[c] for c in live
                                          if c in vocabulary.table}
                     if live else set(vocabulary.table.values()))
+            choices = by_name[name].get("choices") if live else None
+            choices = choices if isinstance(choices, dict) else {}
+            labels = {str(c): n for n, c in choices.items()} if name == "priority" else {
+                c: n[0] for c, n in choices.items() if isinstance(n, list) and n}
             for code in live:
                 if code not in vocabulary.table:
-                    label = (by_name[name].get("choices") or {}).get(str(code))
                     catalog.problems.append((
                         f"connector.{name}_map", f"Freshdesk's {name} {code} "
-                        f"({label[0] if isinstance(label, list) and label else '?'}) is not "
-                        f"mapped: tickets in it read as {vocabulary.fallback!r}"))
+                        f"({labels.get(str(code), '?')}) is not mapped: tickets in it read "
+                        f"as {vocabulary.fallback!r}"))
         custom = sorted(str(name) for name in by_name if str(name).startswith("cf_"))
         for key in ("tier_field", "escalation_field"):
             name = getattr(o, key)

@@ -68,6 +68,14 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZENDESK_TOKEN", ZENDESK_TOKEN)
 
 
+@pytest.fixture(autouse=True)
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The HTTP layer's throttle and retry waits, recorded instead of slept."""
+    slept: list[float] = []
+    monkeypatch.setattr("sla_sync.connector.http.wait", slept.append)
+    return slept
+
+
 def no_secret(*texts: Any) -> None:
     for text in texts:
         for secret in (ZENDESK_TOKEN, HOOK, "secret-path", "fd-check", "pat-na1-check"):
@@ -282,10 +290,7 @@ def test_zendesk_refusing_the_token_is_one_line(tmp_path: Path,
     no_secret(lines, summary, [call.request.url for call in zendesk_api.calls])
 
 
-def test_an_unreachable_helpdesk_is_one_line(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    waits: list[float] = []
-    monkeypatch.setattr("sla_sync.connector.http.wait", waits.append)
+def test_an_unreachable_helpdesk_is_one_line(tmp_path: Path, waits: list[float]) -> None:
     import socket
     with socket.socket() as probe:  # a loopback port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -446,6 +451,21 @@ def test_unknown_names_in_freshdesk(tmp_path: Path, freshdesk_api: responses.Req
     no_secret(lines)
 
 
+def test_a_freshdesk_priority_the_config_does_not_map(tmp_path: Path,
+                                                     freshdesk_api: responses.RequestsMock,
+                                                     ) -> None:
+    freshdesk_answers(freshdesk_api)
+    fields = fixture("freshdesk", "check_ticket_fields")
+    for field in fields:  # an account with a fifth priority (the choices are name -> code)
+        if field["name"] == "priority":
+            field["choices"]["Critical"] = 5
+    freshdesk_api.replace(responses.GET, f"{FRESHDESK}/api/v2/ticket_fields", json=fields)
+    code, lines, _ = check(deploy(tmp_path, FRESHDESK_CONNECTOR, policy_with()))
+    assert (code, lines) == (2, [
+        "config: connector.priority_map: Freshdesk's priority 5 (Critical) is not mapped: "
+        "tickets in it read as 'normal'"])
+
+
 def test_freshdesk_refusing_the_key_is_one_line(tmp_path: Path,
                                                 freshdesk_api: responses.RequestsMock) -> None:
     freshdesk_api.get(f"{FRESHDESK}/api/v2/agents/me", status=401,
@@ -529,6 +549,7 @@ def test_unknown_names_in_hubspot(tmp_path: Path, hubspot_api: responses.Request
     ]
     assert "known: sla_breach, sla_warning" in lines[4]
     assert "known: escalations, support" in lines[3]
+    no_secret(lines)
 
 
 @pytest.fixture
