@@ -586,3 +586,34 @@ def test_rt_writes_the_rights_do_not_allow(tmp_path: Path, rt_api: responses.Req
         "has no CommentOnTicket right (RT offers no comment on ticket 7)",
     ]
     assert summary.endswith("read in 6 requests")
+
+
+def test_a_missing_config_or_policy_file_is_one_line_each(tmp_path: Path) -> None:
+    code, lines, summary = check(tmp_path / "nowhere.yaml")
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"config: {tmp_path / 'nowhere.yaml'}: config file not found")
+    assert "nothing else was checked" in summary
+    config = file_desk(tmp_path, policy_with())
+    (tmp_path / "policy.json").unlink()
+    code, lines, _ = check(config)
+    assert (code, lines) == (2, ["policy: $: cannot read the policy (No such file or "
+                                 "directory)"])
+
+
+def test_where_a_helpdesk_cannot_list_priorities_the_connectors_map_decides(
+        tmp_path: Path) -> None:
+    """lint --config's priority check (sync_author.priority_check), reused for a catalog
+    without priorities."""
+    from sla_sync.connector import open_connector
+    from sla_sync.connector.base import Catalog
+    from sla_sync.rules.policy import load_policy
+    from sla_sync.sync_check import problems_with
+
+    (tmp_path / "policy.json").write_text(json.dumps(policy_with(rule(
+        "p", cond("kind", "equal_to", "ticket"), act("set_priority", priority="critical"),
+        act("set_priority", priority="urgent")))))
+    connector = open_connector({"type": "zendesk", "url": ZENDESK, "email": "a@b.example",
+                                "token": ZENDESK_TOKEN}, tmp_path)
+    lines = problems_with(load_policy(tmp_path / "policy.json"), Catalog("Zendesk"), connector)
+    assert lines == ["policy: rules[0].actions[0].params.priority: the connector cannot write "
+                     "priority 'critical'"]
