@@ -43,6 +43,7 @@ from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
 from sla_sync.sync_author import AUTHOR_COMMANDS
+from sla_sync.sync_check import check
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
 from sla_sync.sync_report import (
     FORMATS,
@@ -633,6 +634,7 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
 
 for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's commands
     main.add_command(_command)
+main.add_command(check)  # the admin's check of config, policy and helpdesk together
 
 if __name__ == "__main__":
     main()

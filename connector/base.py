@@ -3,7 +3,7 @@ statement of what it can do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -84,6 +84,37 @@ class Page:
     notices: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Catalog:
+    """What a helpdesk has, read live by a connector's `catalog()` for `sla-sync check`.
+
+    Names are in the Record's vocabulary, as a policy writes them (after the connector's
+    maps: a Zendesk group id the config names `support` is `support`); None where the
+    helpdesk takes any value or cannot say. `problems` are (config path, why) for what the
+    config names that the helpdesk lacks, or credentials that cannot read what a sync reads.
+    `denied` says which writes the credentials cannot make: a write kind (`fields`, `tags`,
+    `escalation`, `notes`, or `group:NAME` for moving a record to one group) -> why; a
+    problem only when the policy makes such a write. `hints` help with a name that is not
+    known: (kind, name) -> how to make it known (the helpdesk has it, the config does not map
+    it). `requests` is what reading it cost."""
+
+    helpdesk: str
+    priorities: Collection[str] | None = None
+    statuses: Collection[str] | None = None
+    groups: Collection[str] | None = None
+    agents: Collection[str] | None = None
+    fields: Collection[str] | None = None  # custom field names, as Record.custom keys
+    #: Tags a record can hold (HubSpot: the options of its tags property); None: any.
+    tags: Collection[str] | None = None
+    group_word: str = "group"  # RT: queue
+    agent_word: str = "agent"  # HubSpot: owner
+    tag_word: str = "tag"  # HubSpot: option of its tags property
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    denied: dict[str, str] = field(default_factory=dict)
+    hints: dict[tuple[str, str], str] = field(default_factory=dict)
+    requests: int = 0
+
+
 class Connector(Protocol):
     capabilities: Capabilities
 
@@ -120,6 +151,12 @@ class Connector(Protocol):
         """Write several records' changes (at most capabilities.batch_size), one result per
         change in order. Errors that concern one record are in its result; an error of the
         helpdesk itself (unreachable, bad credentials) is raised."""
+        ...
+
+    def catalog(self) -> Catalog:
+        """What the helpdesk has (priorities, statuses, groups, agents, custom fields) and
+        what the credentials may write, read without writing anything. ConnectorError when
+        the helpdesk cannot be reached or refuses the credentials."""
         ...
 
 

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from sla_sync.connector.base import (
     Capabilities,
+    Catalog,
     ConflictError,
     ConnectorError,
     Page,
@@ -51,6 +52,10 @@ from sla_sync.connector.model import (
 )
 
 SETTINGS = {"type", "path", "seed", "page_size", "batch_size"}
+#: The priorities and statuses every file helpdesk knows, whatever its records hold (the
+#: demo's and the README's vocabulary); a record may hold others, which are known too.
+PRIORITIES = ("low", "normal", "high", "urgent")
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 #: How much of a JSON Lines file is copied at a time.
 CHUNK = 1 << 20
 #: How many encoded records a JSON rewrite joins at a time.
@@ -236,6 +241,37 @@ class FileHelpdesk:
     def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
         """As get: the file's records carry their notes."""
         return self.get(record_id)
+
+    def catalog(self) -> Catalog:
+        """What the file holds (the statuses, priorities, groups, assignees and custom field
+        names of its records) plus the fixed priorities and statuses, and whether the file
+        and its folder can be rewritten. One read of the file (of the seed, before the first
+        run copies it); nothing is written."""
+        found: dict[str, set[str]] = {"status": set(STATUSES), "priority": set(PRIORITIES),
+                                      "group": set(), "assignee": set(), "custom": set()}
+        source = self if self.path.exists() or self.seed is None else FileHelpdesk(self.seed)
+        for _, raw in source._raw_records():
+            if not isinstance(raw, dict):
+                continue
+            for key in ("status", "priority", "group", "assignee"):
+                if isinstance(raw.get(key), str) and raw[key]:
+                    found[key].add(raw[key])
+            if isinstance(raw.get("custom"), dict):
+                found["custom"].update(str(name) for name in raw["custom"])
+        catalog = Catalog("the file helpdesk", priorities=found["priority"],
+                          statuses=found["status"], groups=found["group"],
+                          agents=found["assignee"], fields=found["custom"])
+        folder = self.path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # the first run creates the folders below it
+        for where in (self.path, folder) if self.path.exists() else (folder,):
+            if not os.access(where, os.W_OK):
+                why = f"{where} is not writable by this user (every write rewrites the file " \
+                      "in its folder)"
+                catalog.denied.update(dict.fromkeys(("fields", "tags", "escalation", "notes"),
+                                                    why))
+                break
+        return catalog
 
     # -- writing ---------------------------------------------------------------------------
 

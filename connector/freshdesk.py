@@ -21,6 +21,7 @@ from requests.auth import HTTPBasicAuth
 
 from sla_sync.connector.base import (
     Capabilities,
+    Catalog,
     ConflictError,
     ConnectorError,
     OutcomeUnknown,
@@ -292,6 +293,110 @@ class Freshdesk:
         first = self.client.url("/api/v2/tickets") + "?" + query
         for body in follow(first, lambda _body, response: link_next(response), read, where):
             yield body, last[0]
+
+    # -- what the account has (sla-sync check) --------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The account's priorities and statuses (the ticket fields' choices) and custom
+        fields, its groups and agents, and whether the API key's agent sees every ticket:
+        one request for the agent (`/agents/me`), one for the ticket fields, one per 100
+        groups and one per 100 agents. Only reads."""
+        sent = self.client.requests_sent
+        o = self.options
+        catalog = Catalog("Freshdesk")
+        me = self.client.json("GET", "/api/v2/agents/me")
+        if not isinstance(me, dict):
+            raise ConnectorError("freshdesk: GET /api/v2/agents/me: the answer is not an agent")
+        if me.get("ticket_scope") != 1:
+            catalog.problems.append((
+                "connector.api_key", f"the API key's agent has ticket scope "
+                f"{me.get('ticket_scope')!r}, not 1 (global access): tickets outside its "
+                "groups or assignments would never be read"))
+        fields = self.client.json("GET", "/api/v2/ticket_fields")
+        if not isinstance(fields, list):
+            raise ConnectorError("freshdesk: GET /api/v2/ticket_fields: the answer is not a "
+                                 "list of fields")
+        by_name = {f.get("name"): f for f in fields if isinstance(f, dict)}
+
+        def codes(name: str) -> list[int]:
+            choices = (by_name.get(name) or {}).get("choices")
+            if isinstance(choices, dict):  # priority: {"Low": 1}; status: {"2": [labels]}
+                raw = choices.values() if name == "priority" else choices.keys()
+                return [int(c) for c in raw if str(c).isdigit()]
+            return []
+
+        for name, vocabulary, attribute in (("priority", o.priorities, "priorities"),
+                                            ("status", o.statuses, "statuses")):
+            live = codes(name)
+            setattr(catalog, attribute, {vocabulary.table[c] for c in live
+                                         if c in vocabulary.table}
+                    if live else set(vocabulary.table.values()))
+            for code in live:
+                if code not in vocabulary.table:
+                    label = (by_name[name].get("choices") or {}).get(str(code))
+                    catalog.problems.append((
+                        f"connector.{name}_map", f"Freshdesk's {name} {code} "
+                        f"({label[0] if isinstance(label, list) and label else '?'}) is not "
+                        f"mapped: tickets in it read as {vocabulary.fallback!r}"))
+        custom = sorted(str(name) for name in by_name if str(name).startswith("cf_"))
+        for key in ("tier_field", "escalation_field"):
+            name = getattr(o, key)
+            if name and name not in by_name:
+                catalog.problems.append((
+                    f"connector.{key}", f"no ticket field {name!r} in Freshdesk (custom "
+                    f"fields: {', '.join(custom) or 'none'})"))
+        catalog.fields = set(KEPT) | {"custom_fields"}
+        groups = {g["id"]: str(g.get("name")) for g in self._pages("/api/v2/groups")
+                  if isinstance(g.get("id"), int)}
+        agents = {a["id"]: str((a.get("contact") or {}).get("name"))
+                  for a in self._pages("/api/v2/agents") if isinstance(a.get("id"), int)}
+        catalog.groups = self._known(catalog, o.groups, "group", groups)
+        catalog.agents = self._known(catalog, o.agents, "agent", agents)
+        catalog.requests = self.client.requests_sent - sent
+        return catalog
+
+    def _pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a listing, 100 a page, following the Link header on this host."""
+        where = f"freshdesk: GET {path}"
+        base = urlparse(self.client.base_url)
+        items: list[dict[str, Any]] = []
+
+        def read(url: str) -> tuple[list[Any], requests.Response]:
+            target = urlparse(url)
+            if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+                raise ConnectorError(f"{where}: the Link header points at another host "
+                                     f"({target.netloc}); refusing to follow it")
+            response = self.client.get(url)
+            body = decode_json(response, where)
+            if not isinstance(body, list):
+                raise ConnectorError(f"{where}: expected a list")
+            return body, response
+
+        first = self.client.url(path) + "?" + urlencode({"per_page": PER_PAGE})
+        for body in follow(first, lambda _body, response: link_next(response), read, where):
+            items += [item for item in body if isinstance(item, dict)]
+        return items
+
+    @staticmethod
+    def _known(catalog: Catalog, names: Names, kind: str, live: Mapping[int, str]) -> set[str]:
+        """The names rules may use (the config's name of a live id, else the id), the
+        config's ids Freshdesk lacks, and hints for Freshdesk names the config does not map."""
+        for number in names.names:
+            if number not in live:
+                shown = ", ".join(f"{i} {n}" for i, n in sorted(live.items())[:10])
+                catalog.problems.append((f"connector.{names.setting}.{number}",
+                                         f"no {kind} {number} in Freshdesk (known: "
+                                         f"{shown or 'none'})"))
+        for number, name in live.items():
+            if number not in names.names:
+                catalog.hints.setdefault((kind, name), (
+                    f"Freshdesk's {kind} {name!r} has id {number}: name it in "
+                    f"connector.{names.setting} (e.g. {number}: {name})"))
+            elif names.names[number] != name:
+                catalog.hints.setdefault((kind, name), (
+                    f"Freshdesk's {kind} {name!r} ({number}) is named "
+                    f"{names.names[number]!r} in connector.{names.setting}"))
+        return {names.names.get(number, str(number)) for number in live}
 
     def get(self, record_id: str) -> Record | None:
         raw = self._ticket(record_id, stats=True)

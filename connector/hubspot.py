@@ -22,6 +22,7 @@ import requests
 
 from sla_sync.connector.base import (
     Capabilities,
+    Catalog,
     ConflictError,
     ConnectorError,
     Page,
@@ -538,6 +539,123 @@ class HubSpot:
                 history.append((at, status))
         return history
 
+    # -- what the account has (sla-sync check) --------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """Per object synced: its pipelines and their stages (`GET /crm/v3/pipelines/{obj}`;
+        tickets and leads) and its properties (`GET /crm/v3/properties/{obj}`: priorities,
+        the tier, tags and escalation properties, the tags' options), one request each;
+        then the owners, one request per 100, and the private app's scopes, one request.
+        Only reads."""
+        sent = self.client.requests_sent
+        o, maps = self.options, _Maps(self.options)
+        catalog = Catalog("HubSpot", agent_word="owner",
+                          tag_word=f"option of the {o.tags_property} property",
+                          fields={"hubspot_object", "hubspot_id", "hubspot_pipeline",
+                                  "hubspot_category"})
+        statuses: set[str] = set()
+        groups: set[str] = set()
+        priorities: set[str] = set()
+        tags: set[str] = set()
+        for obj in o.objects:
+            stage_map = self._stages(obj)
+            setting = {"tickets": "stage_map", "leads": "lead_stage_map",
+                       "contacts": "lead_status_map"}[obj]
+            properties = self._property_table(obj)
+            if obj in ("tickets", "leads"):
+                live: dict[str, str] = {}
+                for pipeline in self._pipelines(obj):
+                    pid = str(pipeline.get("id"))
+                    if o.group_property == "hs_pipeline":
+                        groups.add(o.groups.get(pid, pid))
+                    for stage in pipeline.get("stages") or []:
+                        if isinstance(stage, dict) and stage.get("archived") is not True:
+                            live[str(stage.get("id"))] = str(stage.get("label"))
+            else:
+                live = self._options(properties, "hs_lead_status")
+            statuses |= {maps.status[obj].read(stage, []) for stage in live}
+            for stage, label in live.items():
+                if stage not in stage_map:
+                    catalog.problems.append((
+                        f"connector.{setting}", f"HubSpot's {obj} stage {label!r} (id "
+                        f"{stage}) is not mapped: its records read as 'open'"))
+            for prop in (o.tier_property, o.tags_property, o.escalation_property):
+                if prop not in properties:
+                    catalog.problems.append((
+                        f"connector.{_setting_of(o, prop)}", f"no {obj} property {prop!r} in "
+                        f"HubSpot: create it (see docs/connectors/hubspot.md)"))
+            tags |= set(self._options(properties, o.tags_property))
+            priority = "hs_ticket_priority" if obj == "tickets" else o.lead_priority_property
+            if priority:
+                priorities |= {maps.priority.read(v, []) for v in
+                               self._options(properties, priority) if v in o.priority_map}
+        if o.group_property == "hs_pipeline":
+            catalog.groups = groups
+        catalog.statuses = statuses
+        catalog.priorities = priorities or set(o.priority_map.values())
+        catalog.tags = tags
+        owners = self._owner_table()
+        catalog.agents = {value for owner_id, owner in owners.items()
+                          for value in (owner_id, owner["email"], owner["name"]) if value}
+        self._scopes(catalog)
+        catalog.requests = self.client.requests_sent - sent
+        return catalog
+
+    def _scopes(self, catalog: Catalog) -> None:
+        """The private app's scopes (POST /oauth/v2/private-apps/get/access-token-info, as
+        "Private apps" documents: the token in the body, its scopes in the answer), and the
+        writes they leave out. A token that is no private app's is not judged."""
+        token = getattr(self.client.session.auth, "_token", None)
+        if not isinstance(token, str):
+            return
+        try:
+            body = self.client.json("POST", "/oauth/v2/private-apps/get/access-token-info",
+                                    json={"tokenKey": token}, write=False)
+        except ConnectorError:
+            return
+        scopes = body.get("scopes") if isinstance(body, dict) else None
+        if not isinstance(scopes, list):
+            return
+        have = set(map(str, scopes))
+        writes: list[tuple[str, tuple[str, ...]]] = [
+            ("tickets", ("tickets", "crm.objects.tickets.write"))]
+        if "leads" in self.options.objects:
+            writes.append(("leads", ("crm.objects.leads.write",)))
+        if "contacts" in self.options.objects:
+            writes.append(("contacts", ("crm.objects.contacts.write",)))
+        for obj, grants in writes:
+            if not have & set(grants):
+                why = f"the private app lacks the {' or '.join(grants)} scope ({obj})"
+                for kind in ("fields", "tags", "escalation"):
+                    catalog.denied.setdefault(kind, why)
+        if "crm.objects.contacts.write" not in have:
+            catalog.denied["notes"] = ("the private app lacks the crm.objects.contacts.write "
+                                       "scope, which HubSpot asks for to create notes")
+
+    def _pipelines(self, obj: str) -> list[dict[str, Any]]:
+        where = f"GET /crm/v3/pipelines/{obj}"
+        body = _json(self.client.get(f"/crm/v3/pipelines/{obj}"), where)
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list):
+            raise ConnectorError(f"{NAME}: {where}: the answer holds no results")
+        return [r for r in results if isinstance(r, dict) and r.get("archived") is not True]
+
+    def _property_table(self, obj: str) -> dict[str, dict[str, Any]]:
+        where = f"GET /crm/v3/properties/{obj}"
+        body = _json(self.client.get(f"/crm/v3/properties/{obj}"), where)
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list):
+            raise ConnectorError(f"{NAME}: {where}: the answer holds no results")
+        return {str(r.get("name")): r for r in results
+                if isinstance(r, dict) and r.get("archived") is not True}
+
+    @staticmethod
+    def _options(properties: Mapping[str, Any], name: str) -> dict[str, str]:
+        """An enumeration property's option values -> labels (none for another type)."""
+        options = (properties.get(name) or {}).get("options") or []
+        return {str(opt.get("value")): str(opt.get("label")) for opt in options
+                if isinstance(opt, dict) and opt.get("hidden") is not True}
+
     # -- owners ----------------------------------------------------------------------------
 
     def _owner_table(self) -> dict[str, dict[str, str]]:
@@ -829,6 +947,13 @@ class HubSpot:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _setting_of(options: Options, prop: str) -> str:
+    for key in ("tier_property", "tags_property", "escalation_property"):
+        if getattr(options, key) == prop:
+            return key
+    return "objects"
+
 
 def _batch_outcome(body: Any, inputs: list[tuple[str, str, set[str]]], where: str,
                    ) -> dict[str, dict[str, Any] | ConnectorError]:

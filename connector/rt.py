@@ -21,6 +21,7 @@ import requests
 
 from sla_sync.connector.base import (
     Capabilities,
+    Catalog,
     ConflictError,
     ConnectorError,
     Page,
@@ -63,6 +64,8 @@ TICKET_FIELDS = ("Subject,Status,Priority,Queue,Owner,Created,LastUpdated,Resolv
                  "CustomFields")
 HISTORY_FIELDS = "Type,Created,Field,OldValue,NewValue,Creator"
 NOBODY = "Nobody"
+#: RT's own users, which no ticket is assigned to.
+SYSTEM_USERS = frozenset({"RT_System"})
 NOT_SET = datetime(1970, 1, 1, tzinfo=UTC)  # RT's "not set" date
 SQL_STAMP = "%Y-%m-%d %H:%M:%S"
 #: The messages RT gives for a change it made (or found already made). Any other message in
@@ -342,10 +345,82 @@ class RT:
         window = f"LastUpdated > '{start.strftime(SQL_STAMP)}'"
         return f"({query}) AND {window}" if query else window
 
-    def _search(self, query: str, page: int) -> tuple[list[Any], datetime]:
+    # -- what RT has (sla-sync check) ---------------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The queues the API user can see (one request per 100) and each queue's ticket
+        custom fields and whether the user may create tickets in it (one request per queue),
+        one ticket of the query and whether the user may comment on it (two requests), and
+        the users (one request per 100). Priorities and statuses are the connector's maps:
+        REST2 does not serve lifecycles. Only reads."""
+        sent = self.client.requests_sent
+        o = self.options
+        catalog = Catalog("RT", priorities=set(o.priorities.numbers),
+                          statuses=set(o.statuses.table.values()), group_word="queue",
+                          agent_word="user", fields={"requestors", "custom_fields"})
+        queues = [q for q in self._collection("queues/all", "Name,Disabled")
+                  if str(q.get("Disabled", "0")) in ("", "0")]
+        fields: dict[str, list[str]] = {}  # custom field -> the queues it applies to
+        for queue in queues:
+            name = str(queue.get("Name"))
+            body = self.client.json("GET", f"queue/{queue.get('id')}")
+            if not isinstance(body, dict):
+                raise ConnectorError(f"rt: GET /REST/2.0/queue/{queue.get('id')}: the answer "
+                                     "is not a queue")
+            for cf in body.get("TicketCustomFields") or []:
+                if isinstance(cf, dict) and isinstance(cf.get("name"), str):
+                    fields.setdefault(cf["name"], []).append(name)
+            links = body.get("_hyperlinks") or []
+            if not any(isinstance(link, dict) and link.get("ref") == "create"
+                       for link in links):
+                catalog.denied[f"group:{name}"] = (
+                    f"the API user has no CreateTicket right on RT queue {name!r} (RT needs it "
+                    "to move a ticket into a queue)")
+        catalog.groups = {str(q.get("Name")) for q in queues}
+        for key, cf in (("tags_field", o.tags_field), ("tier_field", o.tier_field),
+                        ("escalation_field", o.escalation_field)):
+            if cf is not None and cf not in fields:
+                known = ", ".join(sorted(fields)) or "none"
+                catalog.problems.append((
+                    f"connector.{key}", f"no ticket custom field {cf!r} applied to any queue "
+                    f"the API user can see in RT (known: {known}); without SeeCustomField it "
+                    "is invisible too"))
+        items, _ = self._search(self.options.query or "id > 0", 1, per_page=1)
+        if items and isinstance(items[0], dict) and str(items[0].get("id", "")).isdigit():
+            ticket = self.client.json("GET", f"ticket/{items[0]['id']}")
+            links = ticket.get("_hyperlinks") if isinstance(ticket, dict) else None
+            if isinstance(links, list) and not any(
+                    isinstance(link, dict) and link.get("ref") == "comment" for link in links):
+                catalog.denied["notes"] = (
+                    f"the API user has no CommentOnTicket right (RT offers no comment on "
+                    f"ticket {items[0]['id']})")
+        users = self._collection("users", "Name,Disabled")
+        catalog.agents = {str(u.get("Name")) for u in users
+                          if u.get("Name") not in SYSTEM_USERS | {NOBODY}
+                          and str(u.get("Disabled", "")) in ("", "0")}
+        catalog.requests = self.client.requests_sent - sent
+        return catalog
+
+    def _collection(self, path: str, fields: str) -> list[dict[str, Any]]:
+        """Every item of a REST2 collection, pages of PER_PAGE until a short one."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self.client.json("GET", path, params={"fields": fields,
+                                                         "per_page": PER_PAGE, "page": page})
+            batch = body.get("items") if isinstance(body, dict) else None
+            if not isinstance(batch, list):
+                raise ConnectorError(f"rt: GET /REST/2.0/{path}: the answer is not a list")
+            items += [item for item in batch if isinstance(item, dict)]
+            if len(batch) < PER_PAGE:
+                return items
+            page += 1
+
+    def _search(self, query: str, page: int,
+                per_page: int = PER_PAGE) -> tuple[list[Any], datetime]:
         """One page of a ticket search, and RT's clock when it answered."""
         params = {"query": query, "orderby": ["LastUpdated", "id"], "order": ["ASC", "ASC"],
-                  "per_page": PER_PAGE, "page": page, "fields": TICKET_FIELDS,
+                  "per_page": per_page, "page": page, "fields": TICKET_FIELDS,
                   "fields[Queue]": "Name"}
         response = self.client.request("GET", "tickets", params=params)
         try:

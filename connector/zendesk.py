@@ -19,6 +19,7 @@ from requests.auth import HTTPBasicAuth
 
 from sla_sync.connector.base import (
     Capabilities,
+    Catalog,
     ConflictError,
     ConnectorError,
     OutcomeUnknown,
@@ -48,6 +49,16 @@ from sla_sync.connector.model import (
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
 EVENT_EXPORT = "/api/v2/incremental/ticket_events"
 UPDATE_MANY = "/api/v2/tickets/update_many"
+CURRENT_USER = "/api/v2/users/me"
+GROUPS = "/api/v2/groups"
+USERS = "/api/v2/users"
+TICKET_FIELDS = "/api/v2/ticket_fields"
+#: Statuses every Zendesk account has, listed by the status field's options or not (a ticket
+#: is new until an agent works it; automations close solved tickets).
+SYSTEM_STATUSES = ("new", "closed")
+#: The keys the connector puts in Record.custom (what `custom.NAME` can read).
+CUSTOM_KEYS = ("zendesk_status", "type", "organization_id", "requester_id", "via",
+               "initially_assigned_at", "reopens", "replies")
 
 #: Zendesk's budget for the incremental exports (30 with the High Volume add-on).
 EXPORT_REQUESTS_PER_MINUTE = 10
@@ -489,6 +500,96 @@ class Zendesk:
             escalation_level=words.level_of(raw, tags, notices),
             custom={k: v for k, v in custom.items() if v is not None})
 
+    # -- what the account has (sla-sync check) --------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The account's priorities and statuses (the ticket fields' system options), groups,
+        agents and admins, and ticket fields, read through the general API budget: one
+        request for the current user, one for the ticket fields, one per 100 groups and one
+        per 100 agents (cursor pagination). Only reads."""
+        sent = self.api.requests_sent
+        words = self.words
+        catalog = Catalog("Zendesk")
+        me = _body(self.api.get(CURRENT_USER), "GET", CURRENT_USER, "user", dict)["user"]
+        if me.get("role") != "admin":
+            catalog.problems.append((
+                "connector.email", f"the API token's user is a Zendesk {me.get('role')!r}, "
+                "not an admin: the incremental exports sla-sync reads are open to admins "
+                "only"))
+        fields = _body(self.api.get(TICKET_FIELDS), "GET", TICKET_FIELDS,
+                       "ticket_fields")["ticket_fields"]
+        by_type = {f.get("type"): f for f in fields if isinstance(f, Mapping)}
+
+        def options(kind: str, vocabulary: ValueMap) -> set[str]:
+            field = by_type.get(kind)
+            values = [o.get("value") for o in field.get("system_field_options") or []
+                      if isinstance(o, Mapping)] if isinstance(field, Mapping) else []
+            return {vocabulary.table[v] for v in values if v in vocabulary.table} if values \
+                else set(vocabulary.table.values())
+
+        catalog.priorities = options("priority", words.priority)
+        catalog.statuses = options("status", words.status) | {
+            words.status.table[s] for s in SYSTEM_STATUSES if s in words.status.table}
+        field_ids = {f.get("id"): f for f in fields if isinstance(f, Mapping)}
+        for key, source in (("tier", words.tier), ("escalation", words.escalation)):
+            field = field_ids.get(source.key) if source.kind == "field" else None
+            if source.kind == "field" and (field is None or field.get("active") is False):
+                catalog.problems.append((
+                    f"connector.{key}.field", f"no active ticket field {source.key} in "
+                    f"Zendesk" + _listed(f"{f.get('id')} {f.get('title')}" for f in fields
+                                         if isinstance(f, Mapping) and f.get("removable"))))
+        catalog.fields = set(CUSTOM_KEYS)
+        groups = {g["id"]: str(g.get("name")) for g in self._list(GROUPS, "groups", {})
+                  if _whole(g.get("id")) and g.get("deleted") is not True}
+        agents = {u["id"]: str(u.get("name")) for u in self._list(
+            USERS, "users", {"role[]": ["agent", "admin"]}) if _whole(u.get("id"))
+            and u.get("active") is not False}
+        catalog.groups = self._names(catalog, "groups", "group", groups, words.groups)
+        catalog.agents = self._names(catalog, "agents", "agent", agents, words.agents)
+        catalog.requests = self.api.requests_sent - sent
+        return catalog
+
+    def _list(self, path: str, key: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """Every item of a cursor-paginated listing (100 a page; `page[after]` from
+        `meta.after_cursor` while `meta.has_more`)."""
+        items: list[Mapping[str, Any]] = []
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            page = {**params, "page[size]": 100, **({"page[after]": token} if token else {})}
+            response = self.api.get(path, params=page)
+            return _body(response, "GET", path, key), response
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            meta = body.get("meta") if isinstance(body.get("meta"), Mapping) else {}
+            token = meta.get("after_cursor")
+            return token if meta.get("has_more") is True and isinstance(token, str) else None
+
+        for body in follow("", after, read, f"zendesk: {path}"):
+            items += [item for item in body[key] if isinstance(item, Mapping)]
+        return items
+
+    def _names(self, catalog: Catalog, setting: str, kind: str, live: Mapping[int, str],
+               mapped: Mapping[int, str]) -> set[str]:
+        """The names rules may use for the account's groups or agents (the config's name of
+        a mapped id, else the id), the config's ids the account lacks, and hints for names
+        Zendesk has that the config does not map."""
+        for zendesk_id in mapped:
+            if zendesk_id not in live:
+                catalog.problems.append((
+                    f"connector.{setting}.{zendesk_id}", f"no {kind} {zendesk_id} in Zendesk"
+                    + _listed(f"{i} {name}" for i, name in sorted(live.items()))))
+        for zendesk_id, name in live.items():
+            if zendesk_id in mapped:
+                if mapped[zendesk_id] != name:
+                    catalog.hints.setdefault((kind, name), (
+                        f"Zendesk's {kind} {name!r} ({zendesk_id}) is named "
+                        f"{mapped[zendesk_id]!r} in connector.{setting}"))
+            else:
+                catalog.hints.setdefault((kind, name), (
+                    f"Zendesk's {kind} {name!r} has id {zendesk_id}: name it in "
+                    f"connector.{setting} (e.g. {zendesk_id}: {name})"))
+        return {mapped.get(i, str(i)) for i in live}
+
     # -- writing ---------------------------------------------------------------------------
 
     def apply(self, change: ChangeSet, now: datetime) -> Record | None:
@@ -618,6 +719,15 @@ class Zendesk:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+def _listed(names: Iterator[str] | list[str], shown: int = 10) -> str:
+    """` (known: a, b, ...)` for a message, at most `shown` names."""
+    names = list(names)
+    if not names:
+        return ""
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return f" (known: {', '.join(names[:shown])}{more})"
+
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

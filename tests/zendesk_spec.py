@@ -84,7 +84,17 @@ def _update_many_takes_a_tickets_array(spec: dict[str, Any]) -> None:
                                        "items": item}}}}}}
 
 
+def _list_groups_takes_no_user_id(spec: dict[str, Any]) -> None:
+    # "List Groups" (GET /api/v2/groups) lists the account's groups; the spec gives it the
+    # `user_id` path parameter of "List Groups by user" (/api/v2/users/{user_id}/groups),
+    # which its path has no place for.
+    item = spec["paths"]["/api/v2/groups"]["get"]
+    item["parameters"] = [p for p in item["parameters"]
+                          if p.get("$ref") != "#/components/parameters/UserId"]
+
+
 OVERLAYS: tuple[Callable[[dict[str, Any]], None], ...] = (
+    _list_groups_takes_no_user_id,
     _cursor_pages_need_no_start_time,
     _ticket_updates_merge_tags_and_set_field_values,
     _update_many_takes_a_tickets_array,  # after the one above: its items copy the schema
