@@ -155,15 +155,49 @@ now_option = click.option(
     help="Evaluate as if it were this instant (ISO 8601 with an offset); default: now.")
 
 
+def _late_log_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """-v, -q or --log-format given after the command: set up logging again with it."""
+    setup = sync_log.active()
+    if not value or ctx.resilient_parsing or setup is None:
+        return value
+    verbose = setup.verbose or param.name == "verbose"
+    quiet = setup.level >= logging.WARNING or param.name == "quiet"
+    fmt = value if param.name == "log_format" else setup.format
+    if verbose and quiet:
+        raise click.UsageError("-v and -q contradict each other: give one")
+    sync_log.configure(verbose=verbose, quiet=quiet, fmt=fmt)
+    return value
+
+
+#: The global options, accepted after the command too (`sla-sync run -v ...`).
+LATE_LOG_OPTIONS = [
+    click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                 callback=_late_log_option, help="As before the command: debug records too."),
+    click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
+                 callback=_late_log_option, help="As before the command: only warnings and "
+                                                 "errors."),
+    click.Option(["--log-format"], type=click.Choice(sync_log.FORMATS), expose_value=False,
+                 is_eager=True, callback=_late_log_option, help="As before the command."),
+]
+
+
 class Cli(click.Group):
     """The command group; the logging a command set up is undone when it ends (the CLI may
-    run several times in one process: tests, or a program that embeds it)."""
+    run several times in one process: tests, or a program that embeds it). Every command
+    also takes the global log options after its name."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().main(*args, **kwargs)
         finally:
             sync_log.reset()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not any(p in command.params for p in LATE_LOG_OPTIONS):
+            taken = {o for p in command.params for o in getattr(p, "opts", [])}
+            command.params.extend(p for p in LATE_LOG_OPTIONS if not taken & set(p.opts))
+        return command
 
 
 @click.group(cls=Cli)
@@ -180,7 +214,8 @@ class Cli(click.Group):
 def main(verbose: bool, quiet: bool, log_format: str) -> None:
     """SLA rules for your helpdesk: clocks, escalations and tags, written once.
 
-    Global options (-v, -q, --log-format) go before the command: `sla-sync -q run`."""
+    Global options (-v, -q, --log-format) go before the command (`sla-sync -q run`) or
+    after it."""
     if verbose and quiet:
         raise click.UsageError("-v and -q contradict each other: give one")
     sync_log.configure(verbose=verbose, quiet=quiet, fmt=log_format)

@@ -283,8 +283,10 @@ class HttpClient:
 
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            log.warning("%s: %s; retrying in %.1fs", where, _describe(error),
-                        state.next_action.sleep if state.next_action else 0)
+            delay = state.next_action.sleep if state.next_action else 0
+            log.warning("%s: %s; retrying in %.1fs", where, _describe(error), delay,
+                        extra={"event": "retry", "connector": self.name, "method": method,
+                               "attempt": state.attempt_number, "wait_s": round(delay, 1)})
 
         retrying = Retrying(retry=retry_if_exception(retriable), wait=wait, stop=stop,
                             sleep=self.sleep, before_sleep=log_retry, reraise=True)

@@ -129,8 +129,20 @@ def test_quiet_keeps_warnings_and_drops_info(tmp_path: Path) -> None:
 
 
 def test_verbose_and_quiet_together_are_refused(tmp_path: Path) -> None:
-    result = run("-v", "-q", "run", "--config", str(project(tmp_path)))
-    assert result.exit_code == 2 and "-v and -q contradict each other" in result.stderr
+    for args in (["-v", "-q", "run"], ["-v", "run", "-q"], ["run", "-q", "-v"]):
+        result = run(*args, "--config", str(project(tmp_path)))
+        assert result.exit_code == 2 and "-v and -q contradict each other" in result.stderr
+        assert not (tmp_path / "state.db").exists()
+
+
+def test_the_global_options_are_taken_after_the_command_too(tmp_path: Path) -> None:
+    config = project(tmp_path, bad=True)
+    quiet = run("run", "--config", str(config), "--now", NOW, "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and log_lines(quiet.stderr, "INFO") == []
+    as_json = run("run", "--config", str(config), "--now", NOW, "--log-format", "json", "-v")
+    records = [json.loads(line) for line in as_json.stderr.splitlines()]
+    assert {"debug", "info"} <= {r["level"] for r in records}
+    assert [r["run"] for r in records if r.get("event") == "summary"] == [2]
 
 
 def test_run_json_prints_the_summary_as_the_last_line_of_stdout(tmp_path: Path) -> None:
