@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import stat
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,10 +393,12 @@ class StateStore:
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
     def evaluation_chunks(self, due_by: datetime | None = None, size: int = 1000,
+                          counted: Callable[[int], None] | None = None,
                           ) -> Iterator[list[Record]]:
         """`evaluation_set` in chunks of `size`, for a run that writes as it goes: the ids are
         taken first (into a temporary table, on disk when large), so a record written
-        meanwhile is neither visited twice nor skipped, and only one chunk is in memory."""
+        meanwhile is neither visited twice nor skipped, and only one chunk is in memory.
+        `counted` is told how many there are, once they are taken."""
         query = "SELECT id FROM records WHERE id NOT IN (SELECT record_id FROM skipped)"
         args: tuple[str, ...] = ()
         if due_by is not None:
@@ -405,7 +407,10 @@ class StateStore:
         self.db.execute("DROP TABLE IF EXISTS temp.due")
         self.db.execute("CREATE TEMP TABLE due (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
         try:
-            self.db.execute(f"INSERT INTO temp.due (id) {query} ORDER BY updated_at, id", args)
+            taken = self.db.execute(f"INSERT INTO temp.due (id) {query} ORDER BY updated_at, id",
+                                    args)
+            if counted is not None:
+                counted(taken.rowcount)
             last = 0
             while True:
                 rows = self.db.execute(

@@ -101,7 +101,7 @@ def test_dry_run_lists_notifications_without_sending(tmp_path, local_server):
     config = project(tmp_path, local_server.url)
     result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"), "--dry-run",
                  "--json")
-    assert json.loads(result.stdout)["notify"] == [
+    assert json.loads(result.stdout.splitlines()[0])["notify"] == [
         {"rule": "page-oncall", "webhook": "oncall",
          "text": "T-1 breached its first response (std)"}]
     assert local_server.requests == []
