@@ -30,13 +30,13 @@ from typing import Any
 
 from business_rules import engine as br_engine
 from business_rules.fields import FIELD_NO_INPUT
-from business_rules.operators import BooleanType, NumericType, SelectMultipleType
+from business_rules.operators import BooleanType, NumericType, SelectMultipleType, StringType
 
 from sla_sync.connector.model import Record
 from sla_sync.rules.clock import NO_TARGET_MINUTES_LEFT, TARGETS
 from sla_sync.rules.engine import match_sla, record_facts
 from sla_sync.rules.policy import Policy
-from sla_sync.rules.variables import VARIABLES, RecordVariables, operators
+from sla_sync.rules.variables import CUSTOM_PREFIX, VARIABLES, RecordVariables, operators
 
 ERROR, WARNING = "error", "warning"
 #: Refuting more branches than this gives up (the claim is then not made).
@@ -275,16 +275,21 @@ class _Space:
     present: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)
     opaque: list[Leaf] = field(default_factory=list)
+    #: custom fields named: True once a leaf on it must hold (then it cannot be absent,
+    #: since every condition on an absent field is false)
+    custom: dict[str, bool] = field(default_factory=dict)
 
     def copy(self) -> _Space:
         return _Space(self.sla_names, {k: set(v) for k, v in self.finite.items()},
                       {k: set(v) for k, v in self.excluded.items()}, dict(self.numbers),
                       {k: set(v) for k, v in self.flags.items()}, set(self.present),
-                      set(self.absent), list(self.opaque))
+                      set(self.absent), list(self.opaque), dict(self.custom))
 
     def add(self, leaf: Leaf) -> None:
-        kind = VARIABLES[leaf.name][0]
         pos, name, op, value = not leaf.negated, leaf.name, leaf.op, leaf.value
+        if name.startswith(CUSTOM_PREFIX):
+            self.custom[name] = self.custom.get(name, False) or pos
+        kind = VARIABLES[name][0] if name in VARIABLES else _custom_type(op, value)
         if issubclass(kind, NumericType):
             allowed = _numeric_set(op, value)
             if not pos:
@@ -344,7 +349,16 @@ class _Space:
                                 f"{target}_minutes_left": left})
         return choices
 
+    def absent_customs(self) -> set[str]:
+        """Custom fields whose leaves all hold when the field is absent (all negated): the
+        record may lack them, so nothing about their values is required."""
+        return {name for name, required in self.custom.items() if not required}
+
     def possible(self) -> bool:
+        for name in self.absent_customs():
+            for table in (self.finite, self.excluded, self.numbers, self.flags):
+                table.pop(name, None)
+            self.opaque = [leaf for leaf in self.opaque if leaf.name != name]
         for name in NON_NEGATIVE:
             if name in self.numbers:
                 self.numbers[name] = _intersect(self.numbers[name], FROM_0)
@@ -396,7 +410,18 @@ class _Space:
                 return None
             facts[name] = left[0]
         facts["tags"] = sorted(self.present)
+        for name in self.absent_customs():
+            facts[name] = None
         return facts
+
+
+def _custom_type(op: str, value: Any) -> type:
+    """A custom field's type, from a checked leaf's operator and value."""
+    if op in ("is_true", "is_false"):
+        return BooleanType
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return NumericType
+    return StringType
 
 
 def default_facts() -> dict[str, Any]:
@@ -908,7 +933,7 @@ def mirror_shares(policy: Policy, records: Iterable[Record],
     records no SLA matches and SLAs no known record reaches."""
     counts: Counter[str] = Counter()
     for record in records:
-        sla = match_sla(policy, RecordVariables(record_facts(record, now)))
+        sla = match_sla(policy, RecordVariables(record_facts(record, now, policy.fields)))
         counts[sla.name if sla else ""] += 1
     total = sum(counts.values())
     shares = {sla.name: counts[sla.name] for sla in policy.slas}
