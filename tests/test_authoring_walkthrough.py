@@ -33,6 +33,10 @@ def pasted(command: str) -> list[str]:
     "sla-sync test examples/authoring/",
     "sla-sync validate examples/authoring/draft.json",
     "sla-sync lint examples/authoring/draft.json",
+    "sla-sync lint examples/authoring/support-v2.json",
+    "sla-sync backtest --policy examples/authoring/support-v2.json --baseline "
+    "examples/authoring/support.json --from examples/helpdesk.json --since "
+    "2025-12-02T12:00:00+00:00 --until 2026-03-02T12:00:00+00:00 --by tier",
     "ZENDESK_TOKEN=unused SLACK_WEBHOOK_URL=https://hooks.example.com/unused sla-sync lint "
     "examples/authoring/draft.json --config examples/authoring/config.yaml",
 ])
