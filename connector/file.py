@@ -339,6 +339,19 @@ class FileHelpdesk:
         """As get: the file's records carry their notes."""
         return self.get(record_id)
 
+    def _raw_records(self) -> Iterator[Any]:
+        """Every raw record of the file in order (a RecordError for a text that is not
+        JSON), all parsed: for `catalog`, which reads the whole file once."""
+        if not self.lines_layout:
+            document = self._load()
+            for position, text in enumerate(document.texts):
+                yield document.raws[position] if position in document.raws else \
+                    _decode_text(text)
+            return
+        self._ensure_seeded()
+        for _, _, raw in _scan_lines(self.path, "helpdesk file"):
+            yield raw
+
     def catalog(self) -> Catalog:
         """What the file holds (the statuses, priorities, groups, assignees and custom field
         names of its records) plus the fixed priorities and statuses, and whether the file
@@ -347,7 +360,7 @@ class FileHelpdesk:
         found: dict[str, set[str]] = {"status": set(STATUSES), "priority": set(PRIORITIES),
                                       "group": set(), "assignee": set(), "custom": set()}
         source = self if self.path.exists() or self.seed is None else FileHelpdesk(self.seed)
-        for _, raw in source._raw_records():
+        for raw in source._raw_records():
             if not isinstance(raw, dict):
                 continue
             for key in ("status", "priority", "group", "assignee"):
