@@ -10,12 +10,19 @@ file (nothing was read or written), or a file that cannot be read or written (a 
 path, a folder, permissions, a full disk; the file helpdesk's file too); 3 the run finished
 but some records could not be written or evaluated; 4 another sync holds the state file;
 130 / 143 a single run stopped by Ctrl-C / SIGTERM after recording the write in flight.
+
+What a command says about its work (warnings, skipped records, errors, the summary of a
+run under --every) goes through `logging`, configured here once per command by sync_log
+(-v, -q, --log-format); stdout carries the command's own output.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -29,6 +36,7 @@ from typing import Any
 
 import click
 
+from sla_sync import sync_log
 from sla_sync.connector import ConnectorError, Record, RecordError, http, open_connector
 from sla_sync.connector.file import FileHelpdesk, FileProblem, file_problem
 from sla_sync.connector.model import format_instant, parse_instant
@@ -58,6 +66,7 @@ from sla_sync.sync_report import (
 from sla_sync.sync_run import RunReport, run_sync
 from sla_sync.sync_state import StateError, StateLock, StateLocked, StateStore
 
+log = logging.getLogger("sla_sync.cli")
 EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_LOCKED = 1, 2, 3, 4
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: A run stopped by a signal before it finished exits 128 + the signal, as shells report it.
@@ -80,6 +89,13 @@ class Exit(click.ClickException):
         super().__init__(message)
         # click declares exit_code on the class; each of our exits carries its own.
         self.exit_code = code  # type: ignore[misc]
+
+    def show(self, file: Any = None) -> None:
+        """The error as one log record (timestamped, or JSON) once logging is set up."""
+        if sync_log.active() is None:
+            super().show(file)
+            return
+        log.error(self.message, extra={"event": "exit", "exit_code": self.exit_code})
 
 
 def _now(value: str | None) -> datetime:
@@ -104,7 +120,7 @@ def _policy(path: Path) -> Policy:
     except PolicyError as exc:
         raise Exit(str(exc), EXIT_INVALID) from None
     for warning in policy.warnings:
-        click.echo(f"warning: {path}: {warning}", err=True)
+        log.warning(f"{path}: {warning}", extra={"event": "policy"})
     return policy
 
 
@@ -140,10 +156,70 @@ now_option = click.option(
     help="Evaluate as if it were this instant (ISO 8601 with an offset); default: now.")
 
 
-@click.group()
+def _late_log_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """-v, -q or --log-format given after the command: set up logging again with it."""
+    setup = sync_log.active()
+    if not value or ctx.resilient_parsing or setup is None:
+        return value
+    verbose = setup.verbose or param.name == "verbose"
+    quiet = setup.level >= logging.WARNING or param.name == "quiet"
+    fmt = value if param.name == "log_format" else setup.format
+    if verbose and quiet:
+        raise click.UsageError("-v and -q contradict each other: give one")
+    sync_log.configure(verbose=verbose, quiet=quiet, fmt=fmt)
+    return value
+
+
+#: The global options, accepted after the command too (`sla-sync run -v ...`).
+LATE_LOG_OPTIONS = [
+    click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                 callback=_late_log_option, help="As before the command: debug records too."),
+    click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
+                 callback=_late_log_option, help="As before the command: only warnings and "
+                                                 "errors."),
+    click.Option(["--log-format"], type=click.Choice(sync_log.FORMATS), expose_value=False,
+                 is_eager=True, callback=_late_log_option, help="As before the command."),
+]
+
+
+class Cli(click.Group):
+    """The command group; the logging a command set up is undone when it ends (the CLI may
+    run several times in one process: tests, or a program that embeds it). Every command
+    also takes the global log options after its name."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            sync_log.reset()
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not any(p in command.params for p in LATE_LOG_OPTIONS):
+            taken = {o for p in command.params for o in getattr(p, "opts", [])}
+            command.params.extend(p for p in LATE_LOG_OPTIONS if not taken & set(p.opts))
+        return command
+
+
+@click.group(cls=Cli)
 @click.version_option(package_name="sla-sync")
-def main() -> None:
-    """SLA rules for your helpdesk: clocks, escalations and tags, written once."""
+@click.option("-v", "--verbose", is_flag=True,
+              help="Also debug records: every HTTP request (method, URL without secrets, "
+                   "status, duration, attempt), every page and write.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only warnings and errors: no summary line, no progress line.")
+@click.option("--log-format", type=click.Choice(sync_log.FORMATS), default="text",
+              show_default=True, envvar="SLA_SYNC_LOG_FORMAT",
+              help="Log lines on stderr as text (UTC timestamp, level, message) or one JSON "
+                   "object per line ($SLA_SYNC_LOG_FORMAT).")
+def main(verbose: bool, quiet: bool, log_format: str) -> None:
+    """SLA rules for your helpdesk: clocks, escalations and tags, written once.
+
+    Global options (-v, -q, --log-format) go before the command (`sla-sync -q run`) or
+    after it."""
+    if verbose and quiet:
+        raise click.UsageError("-v and -q contradict each other: give one")
+    sync_log.configure(verbose=verbose, quiet=quiet, fmt=log_format)
 
 
 @main.command()
@@ -193,12 +269,12 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
         try:
             with StateLock(config.state), StateStore(config.state) as store:
                 if store.created:
-                    click.echo(f"{config.state}: no state file yet: first run (every record "
-                               "is new to sla-sync; a lost state file makes rules fire again)",
-                               err=True)
+                    log.warning(f"{config.state}: no state file yet: first run (every record "
+                                "is new to sla-sync; a lost state file makes rules fire again)",
+                                extra={"event": "state"})
                 if store.backup is not None:
-                    click.echo(f"{config.state}: migrated; the previous file is kept as "
-                               f"{store.backup}", err=True)
+                    log.warning(f"{config.state}: migrated; the previous file is kept as "
+                                f"{store.backup}", extra={"event": "state"})
                 if interval is not None:
                     _run_every(config, connector, policy, store, interval, dry_run, as_json,
                                notifier, stop, give_up_after)
@@ -272,9 +348,13 @@ class Stop:
         self.signum = signum
         self.event.set()
         http.STOPPING.set()  # a wait to retry the helpdesk ends now, not minutes later
-        # os.write, not click.echo: a handler may run in the middle of another print.
-        os.write(2, f"{self.name}: stopping after the write in flight (send it again to stop "
-                    "at once)\n".encode())
+        message = f"{self.name}: stopping after the write in flight (send it again to stop " \
+                  "at once)"
+        setup = sync_log.active()
+        line = setup.line(logging.WARNING, message, event="signal") if setup else message + "\n"
+        # os.write, not logging: a handler may run in the middle of another write, holding
+        # the logging handler's lock.
+        os.write(2, ((sync_log.CLEAR if setup and setup.progress else "") + line).encode())
 
     @property
     def name(self) -> str:
@@ -290,10 +370,19 @@ class Stop:
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
               dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
-              full: bool = False) -> RunReport:
+              full: bool = False, every: bool = False) -> RunReport:
+    """One sync and what it says. Under `every` (the --every loop), a run in which nothing
+    happened says nothing unless -v is given."""
+    setup = sync_log.active()
+    progress = setup.progress if setup is not None else None
     try:
-        report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier,
-                          should_stop=stop.requested, full=full)
+        try:
+            report = run_sync(connector, policy, store, now, dry_run=dry_run,
+                              notifier=notifier, should_stop=stop.requested, full=full,
+                              progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
     except FileProblem as exc:
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_INVALID) from None
     except (ConnectorError, RecordError) as exc:
@@ -321,12 +410,14 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
     if as_json:
         for change in report.changes:
             click.echo(json.dumps(change, ensure_ascii=False))
-    _summary(report, err=as_json)
-    for row in store.skipped():
-        if row["last_run"] != report.run_id:  # not read this run: say it is still left out
-            click.echo(f"skipped: record {row['record_id']!r}: {row['reason']} (as read in run "
-                       f"{row['last_run']}; left out until the helpdesk has a usable "
-                       "version)", err=True)
+    left_out = [row for row in store.skipped() if row["last_run"] != report.run_id]
+    quiet = every and report.quiet() and not left_out
+    _summary(report, as_json, shown=not quiet or bool(setup and setup.verbose))
+    for row in left_out:  # not read this run: say it is still left out
+        log.warning(f"skipped: record {row['record_id']!r}: {row['reason']} (as read in run "
+                    f"{row['last_run']}; left out until the helpdesk has a usable version)",
+                    extra={"event": "skipped", "run": report.run_id,
+                           "record": row["record_id"]})
     return report
 
 
@@ -356,8 +447,8 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
                interval: int, dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
                give_up_after: int) -> None:
     policy_mtime = _mtime(config.policy)
-    click.echo(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
-               "write in flight", err=True)
+    log.info(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
+             "write in flight", extra={"event": "every", "interval": interval})
     failures = 0
     while not stop.requested():
         started = time.monotonic()
@@ -367,12 +458,12 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
                 candidate = load_policy(config.policy)
                 _check_webhooks(config, candidate, notifier)
                 policy = candidate
-                click.echo(f"{config.policy}: reloaded", err=True)
+                log.info(f"{config.policy}: reloaded", extra={"event": "policy"})
             except (PolicyError, Exit) as exc:
-                click.echo(f"{exc}\nkeeping the previous policy", err=True)
+                log.error(f"{exc}\nkeeping the previous policy", extra={"event": "policy"})
         try:
             report = _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
-                               notifier, stop)
+                               notifier, stop, every=True)
         except Exit as exc:
             if stop.requested():  # stopped while waiting to retry: not a failed sync
                 break
@@ -381,35 +472,71 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
                 raise Exit(f"{exc.message}\ngiving up after {failures} failed syncs in a row "
                            "(--give-up-after)", EXIT_FAILED) from None
             delay = min(interval * 2 ** (failures - 1), max(interval, MAX_BACKOFF))
-            click.echo(f"error: {exc.message}\nsync failed ({failures} in a row, giving up "
-                       f"at {give_up_after}); next try in {format_duration(delay)}", err=True)
+            log.error(f"{exc.message}\nsync failed ({failures} in a row, giving up at "
+                      f"{give_up_after}); next try in {format_duration(delay)}",
+                      extra={"event": "sync_failed", "failures": failures,
+                             "exit_code": exc.exit_code})
         else:
             failures = 0
             if report.stopped:
                 break
             delay = max(0.0, interval - (time.monotonic() - started))
-            click.echo(f"next sync in {format_duration(delay)}", err=True)
+            # After a run that said nothing, the wait says nothing either (but with -v).
+            level = logging.DEBUG if report.quiet() else logging.INFO
+            log.log(level, f"next sync in {format_duration(delay)}",
+                    extra={"event": "wait", "seconds": round(delay)})
         if stop.wait(delay):
             break
-    click.echo(f"stopped by {stop.name}", err=True)
+    log.info(f"stopped by {stop.name}", extra={"event": "stopped"})
 
 
-def _summary(report: RunReport, err: bool) -> None:
+def _summary(report: RunReport, as_json: bool, shown: bool = True) -> None:
+    """The run's summary: with --json, as a JSON object on the last line of stdout; without,
+    as a line on stdout in text logs (the command's output, as it always was), as a log
+    record in JSON logs. Then what went wrong, one record each. `shown`: False for a quiet
+    run under --every (nothing but the JSON line, if asked for)."""
+    summary = report.summary()
+    if as_json:
+        click.echo(json.dumps({"event": "summary", **summary}, ensure_ascii=False))
     mode = " (dry run: nothing written)" if report.dry_run else ""
     cursor = "cursor moved" if report.cursor_moved else "cursor unchanged"
-    click.echo(
-        f"run {report.run_id}{mode}: read {report.read}, evaluated {report.evaluated}, "
-        f"changed {report.changed}, writes {report.writes}, skipped {report.skipped}, "
-        f"errors {report.errors} in {report.duration_ms / 1000:.2f}s; {cursor}"
-        + (f"; notified {report.notified}" if report.notified else "")
-        + (f", {report.notify_failures} notifications kept for the next run"
-           if report.notify_failures else ""), err=err)
+    text = (f"run {report.run_id}{mode}: read {report.read}, evaluated {report.evaluated}, "
+            f"changed {report.changed}, writes {report.writes}, skipped {report.skipped}, "
+            f"errors {report.errors} in {report.duration_ms / 1000:.2f}s; {cursor}"
+            + (f"; notified {report.notified}" if report.notified else "")
+            + (f", {report.notify_failures} notifications kept for the next run"
+               if report.notify_failures else ""))
+    setup = sync_log.active()
+    if shown and setup is not None and setup.shows(logging.INFO):
+        if setup.format == "text" and not as_json:
+            click.echo(text)
+        else:
+            log.info(text, extra={"event": "summary", **summary})
+    elif shown and setup is None:
+        click.echo(text, err=as_json)
+    run = report.run_id
     for line in report.problems:
-        click.echo(f"skipped: {line}", err=True)
+        log.warning(f"skipped: {line}", extra={"event": "skipped", "run": run,
+                                               **_record_of(line)})
     for line in report.failures:
-        click.echo(f"error: {line}", err=True)
+        log.error(line, extra={"event": "failure", "run": run, **_record_of(line)})
     for line in report.warnings:
-        click.echo(f"warning: {line}", err=True)
+        log.warning(line, extra={"event": "warning", "run": run, **_record_of(line)})
+
+
+_RECORD = re.compile(r"record ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+def _record_of(line: str) -> dict[str, str]:
+    """The record a message of the loop names (`record 'T-7': ...`, as repr() quotes ids),
+    as a structured field."""
+    found = _RECORD.match(line)
+    if found is None:
+        return {}
+    try:
+        return {"record": str(ast.literal_eval(found.group(1)))}
+    except (ValueError, SyntaxError):
+        return {}
 
 
 @main.command()
@@ -495,10 +622,11 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
             raise Exit(str(exc), EXIT_INVALID) from None
         skipped = [p for page in pages for p in page.problems]
         for problem in skipped:
-            click.echo(f"skipped: {problem}", err=True)
+            log.warning(f"skipped: {problem}", extra={"event": "skipped"})
         if skipped:
-            click.echo(f"skipped {len(skipped)} record(s) of {from_file} that cannot be "
-                       "measured (they are left out of every figure)", err=True)
+            log.warning(f"skipped {len(skipped)} record(s) of {from_file} that cannot be "
+                        "measured (they are left out of every figure)",
+                        extra={"event": "skipped", "count": len(skipped)})
         return [r for page in pages for r in page.records], policy, {}, None
     assert config is not None
     if not config.state.exists():
@@ -577,8 +705,8 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     work = [s.strip() for s in work_statuses.split(",") if s.strip()]
     data = metrics_report(records, policy, now, start, end, groups, every, work, marks)
     if data["segments"][0]["records"] == 0:
-        click.echo(f"note: no record was created between {format_instant(start)} and "
-                   f"{format_instant(end)}; every figure is empty", err=True)
+        log.warning(f"note: no record was created between {format_instant(start)} and "
+                    f"{format_instant(end)}; every figure is empty", extra={"event": "report"})
     if fmt == "table":
         text = table(data)
     elif fmt == "json":
@@ -597,8 +725,8 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
         except OSError as exc:
             raise Exit(file_problem(out, exc, "write the report") + "; nothing was written",
                        EXIT_INVALID) from None
-        click.echo(f"wrote {out} ({data['segments'][0]['records']} records in the window)",
-                   err=True)
+        log.info(f"wrote {out} ({data['segments'][0]['records']} records in the window)",
+                 extra={"event": "report", "path": str(out)})
 
 
 @main.command()

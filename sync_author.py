@@ -1,6 +1,7 @@
-"""The rule author's commands: `sla-sync test`, `lint` and `schema`.
+"""The rule author's commands: `sla-sync test`, `lint`, `schema` and `backtest`.
 
-A thin click layer over rules.policytest, rules.lint and rules.schema; sync.py registers
+A thin click layer over rules.policytest, rules.lint, rules.schema and rules.backtest;
+sync.py registers
 these commands in its group. Exit codes: 0 all good; 1 a test failed or lint found an
 error; 2 a broken test file, policy, config or bad usage.
 """
@@ -9,17 +10,23 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
 from sla_sync.connector import open_connector
-from sla_sync.connector.model import Record
+from sla_sync.connector.base import ConnectorError
+from sla_sync.connector.file import FileHelpdesk, file_problem
+from sla_sync.connector.model import Record, format_instant, parse_instant
+from sla_sync.rules import backtest as backtesting
+from sla_sync.rules.durations import parse_duration
 from sla_sync.rules.lint import ERROR, lint, mirror_shares
+from sla_sync.rules.metrics import SEGMENT_FIELDS
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
 from sla_sync.rules.policytest import (
     CaseResult,
@@ -31,7 +38,7 @@ from sla_sync.rules.policytest import (
     summary,
 )
 from sla_sync.rules.schema import json_schema, rule_data
-from sla_sync.sync_config import ConfigError, load_config
+from sla_sync.sync_config import ConfigError, load_config, locate
 from sla_sync.sync_state import StateError, StateStore
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
@@ -199,4 +206,139 @@ def schema(fmt: str) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-AUTHOR_COMMANDS = (test, lint_command, schema)
+def _instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    text = f"{value}T00:00:00+00:00" if len(value) == 10 else value  # a date: UTC midnight
+    try:
+        return parse_instant(text, name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
+
+
+def _breakdowns(values: tuple[str, ...]) -> list[tuple[str, ...]]:
+    groups = []
+    for value in values:
+        fields = tuple(f.strip() for f in value.split(",") if f.strip())
+        unknown = [f for f in fields if f not in SEGMENT_FIELDS]
+        if unknown or not fields:
+            raise click.BadParameter(
+                f"unknown field {unknown[0] if unknown else value!r} "
+                f"(choose from {', '.join(SEGMENT_FIELDS)})", param_hint="--by")
+        groups.append(fields)
+    return groups
+
+
+def _history(config_path: str | None, from_file: Path | None,
+             ) -> tuple[list[Record], dict[str, list[tuple[str, Any, Any]]] | None]:
+    """The records to replay, from --from FILE (no audit), or the state file's mirror
+    opened read-only, with the audit of sla-sync's own writes by record."""
+    if from_file is not None:
+        try:
+            pages = list(FileHelpdesk(from_file).fetch(None))
+        except ConnectorError as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_INVALID)
+        skipped = [p for page in pages for p in page.problems]
+        for problem in skipped:
+            click.echo(f"skipped: {problem}", err=True)
+        if skipped:
+            click.echo(f"skipped {len(skipped)} record(s) of {from_file} that cannot be "
+                       "replayed (they are left out of every figure)", err=True)
+        return [r for page in pages for r in page.records], None
+    try:
+        config = load_config(locate(config_path))
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
+    if not config.state.exists():
+        click.echo(f"{config.state}: no state file yet: run `sla-sync run` first, or "
+                   "backtest on a file with --from FILE", err=True)
+        sys.exit(EXIT_INVALID)
+    try:
+        with StateStore(config.state, readonly=True) as store:
+            records = store.all_records()
+            audit = {r.id: [(row["field"], json.loads(row["before"] or "null"),
+                             json.loads(row["after"] or "null"))
+                            for row in store.history(r.id)] for r in records}
+    except StateError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_INVALID)
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        click.echo(f"{config.state}: cannot read the state file ({exc})", err=True)
+        sys.exit(EXIT_INVALID)
+    return records, {k: v for k, v in audit.items() if v}
+
+
+@click.command("backtest")
+@click.option("--policy", "policy_file", required=True, type=click.Path(path_type=Path),
+              metavar="NEW", help="The policy to replay.")
+@click.option("--baseline", "baseline_file", type=click.Path(path_type=Path), metavar="OLD",
+              help="Also replay this policy, and show the difference and the flips.")
+@click.option("--config", "config_path", metavar="FILE",
+              help="The config whose state file's mirror holds the records (default: "
+                   "$SLA_SYNC_CONFIG, else ./config.yaml).")
+@click.option("--from", "from_file", type=click.Path(path_type=Path), metavar="FILE",
+              help="Read the records from a file in the embedded helpdesk's format instead.")
+@click.option("--since", required=True, metavar="DATE",
+              help="Replay the records created from this instant (a date: UTC midnight).")
+@click.option("--until", metavar="DATE", help="... and before this one, up to it "
+                                               "(default: now).")
+@click.option("--step", default="5m", show_default=True, metavar="DURATION",
+              help="How often the replayed sla-sync runs.")
+@click.option("--by", multiple=True, metavar="FIELD[,FIELD]",
+              help=f"Break down by a field ({', '.join(SEGMENT_FIELDS)}), as `report` does.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]),
+              default="table", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
+              help="Write to FILE instead of stdout.")
+def backtest(policy_file: Path, baseline_file: Path | None, config_path: str | None,
+             from_file: Path | None, since: str, until: str | None, step: str,
+             by: tuple[str, ...], fmt: str, out: Path | None) -> None:
+    """Replay the records' history as if sla-sync had been running with a policy: the
+    rules that would have fired and when, their writes, warnings, escalations, breaches and
+    compliance by segment; with --baseline, the difference and the records whose outcome
+    flips. Writes nothing to the helpdesk or the state file."""
+    start = _instant(since, "--since")
+    end = _instant(until, "--until") or datetime.now(UTC)
+    assert start is not None
+    if start >= end:
+        raise click.BadParameter(f"{format_instant(start)} is not before --until "
+                                 f"{format_instant(end)}", param_hint="--since")
+    try:
+        seconds = parse_duration(step)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--step") from None
+    if seconds < 1:
+        raise click.BadParameter("must be at least 1s", param_hint="--step")
+    groups = _breakdowns(by)
+    policy = _load(policy_file)
+    baseline = _load(baseline_file) if baseline_file is not None else None
+    records, audit = _history(config_path, from_file)
+    data = backtesting.backtest(records, policy, start, end, timedelta(seconds=seconds),
+                                groups, baseline, audit=audit)
+    if data["records"] == 0:
+        click.echo(f"note: no record was created between {format_instant(start)} and "
+                   f"{format_instant(end)}; nothing to replay", err=True)
+    if fmt == "json":
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    elif fmt == "html":
+        text = backtesting.html_page(data)
+    else:
+        text = backtesting.table(data)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        click.echo(file_problem(out, exc, "write the backtest") + "; nothing was written",
+                   err=True)
+        sys.exit(EXIT_INVALID)
+    click.echo(f"wrote {out} ({data['records']} records replayed)", err=True)
+
+
+AUTHOR_COMMANDS = (test, lint_command, schema, backtest)

@@ -20,6 +20,7 @@ repeating a write beyond the one record in flight.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ from sla_sync.rules.planner import WRITE, Plan, plan
 from sla_sync.rules.policy import Policy
 from sla_sync.rules.wake import Wakes, policy_digest, result_of
 from sla_sync.sync_state import StateStore
+
+log = logging.getLogger("sla_sync.run")
+#: Reports progress: (stage, counts so far); see sync_log.Progress. Called often: cheap.
+Progress = Callable[[str, Mapping[str, int]], None]
 
 
 @dataclass
@@ -72,6 +77,21 @@ class RunReport:
     def figures(self) -> dict[str, int]:
         return {"read": self.read, "evaluated": self.evaluated, "changed": self.changed,
                 "writes": self.writes, "skipped": self.skipped, "errors": self.errors}
+
+    def summary(self) -> dict[str, Any]:
+        """The run as one structured record (`run --json`'s last line, the JSON log's)."""
+        return {"run": self.run_id, "now": format_instant(self.now), "dry_run": self.dry_run,
+                "status": self.status, **self.figures(), "recovered": self.recovered,
+                "notified": self.notified, "notify_failures": self.notify_failures,
+                "retired": self.retired, "full": self.full, "cursor_moved": self.cursor_moved,
+                "stopped": self.stopped, "duration_ms": self.duration_ms}
+
+    def quiet(self) -> bool:
+        """Nothing happened worth a line: nothing changed, written, sent, settled or
+        reported."""
+        return not (self.changed or self.writes or self.errors or self.recovered
+                    or self.notified or self.notify_failures or self.problems
+                    or self.failures or self.warnings or self.stopped)
 
 
 def outcome_of(p: Plan, previous: SlaMark | None) -> dict[str, Any]:
@@ -136,14 +156,16 @@ Notifier = Callable[[str, str, Mapping[str, Any]], None]
 def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datetime,
              dry_run: bool = False, notifier: Notifier | None = None,
              should_stop: Callable[[], bool] = lambda: False, full: bool = False,
-             ) -> RunReport:
+             progress: Progress | None = None) -> RunReport:
     """One sync. `should_stop` is asked between pages and between records (a SIGTERM): once
     it says yes, the batch already planned is written and recorded, the cursor stays.
-    `full` evaluates every record, not only those read or due (see `_evaluation_set`)."""
+    `full` evaluates every record, not only those read or due (see `_evaluation_set`).
+    `progress` is told how reading, evaluating and writing go (a terminal's progress line)."""
     started = time.monotonic()
     report = RunReport(run_id=store.begin_run(now, dry_run), now=now, dry_run=dry_run)
     try:
-        _run(connector, policy, store, now, report, notifier, should_stop, full)
+        _run(connector, policy, store, now, report, notifier, should_stop, full,
+             progress or _no_progress)
     except BaseException as exc:
         report.status = "failed"
         report.errors += 1  # the failure itself
@@ -158,14 +180,25 @@ def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datet
     return report
 
 
+def _no_progress(stage: str, counts: Mapping[str, int]) -> None:
+    pass
+
+
 def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
          report: RunReport, notifier: Notifier | None, should_stop: Callable[[], bool],
-         full: bool) -> None:
+         full: bool, progress: Progress) -> None:
     dry = report.dry_run
     cursor = store.cursor(connector.identity)
     next_cursor = cursor
     fetched: dict[str, Record] = {}
+    pages = 0
+    progress("reading", {"pages": 0, "records": 0})
     for page in connector.fetch(cursor):
+        pages += 1
+        log.debug("run %d: page %d: %d records, %d skipped", report.run_id, pages,
+                  len(page.records), len(page.problems),
+                  extra={"event": "page", "run": report.run_id, "page": pages,
+                         "records": len(page.records), "skipped": len(page.problems)})
         report.read += len(page.records)
         report.skipped += len(page.problems)
         report.problems.extend(str(problem) for problem in page.problems)
@@ -175,6 +208,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         else:
             store.mirror(page.records, report.run_id, page.problems)
         next_cursor = page.cursor
+        progress("reading", {"pages": pages, "records": report.read + report.skipped})
         if should_stop():
             report.stopped = True
             return
@@ -190,8 +224,10 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         if horizon is None or parse_instant(horizon, "horizon") < now:
             store.set_meta({"horizon": format_instant(now)})
     report.full = full
-    writer = _Writer(connector, policy, store, now, report)
+    writer = _Writer(connector, policy, store, now, report, progress)
     for record in _evaluation_set(store, writer, None if full else now, fetched if dry else None):
+        if progress is not _no_progress:
+            progress("evaluating", {"done": report.evaluated, "total": writer.due})
         if should_stop():
             report.stopped = True
             break
@@ -215,6 +251,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         writer.keep(p)
     writer.flush()
     writer.finish()
+    progress("evaluating", {"done": report.evaluated, "total": writer.due})
     if full and not dry and not report.stopped:
         # Every wake-up time now stems from this policy and this `now`.
         store.set_meta({"policy": digest, "horizon": format_instant(now)})
@@ -235,7 +272,11 @@ def _evaluation_set(store: StateStore, writer: _Writer, due_by: datetime | None,
     """The records to evaluate, a chunk of the mirror at a time, with the chunk's ledger;
     a dry run (`fetched`: what it read, not mirrored) sees those over the mirror's."""
     known: set[str] = set()
-    for chunk in store.evaluation_chunks(due_by, CHUNK):
+
+    def counted(total: int) -> None:
+        writer.due += total
+
+    for chunk in store.evaluation_chunks(due_by, CHUNK, counted):
         writer.flush()  # the batch planned with the previous chunk's ledger
         writer.load([r.id for r in chunk])
         if fetched is not None:
@@ -244,6 +285,7 @@ def _evaluation_set(store: StateStore, writer: _Writer, due_by: datetime | None,
         yield from chunk
     if fetched is not None:
         extra = [r for r in fetched.values() if r.id not in known]
+        writer.due += len(extra)
         writer.load([r.id for r in extra])
         yield from extra
 
@@ -261,9 +303,13 @@ class _Writer:
     bulk, one by one otherwise; a conflict is re-read, re-planned and retried once."""
 
     def __init__(self, connector: Connector, policy: Policy, store: StateStore,
-                 now: datetime, report: RunReport):
+                 now: datetime, report: RunReport, progress: Progress = _no_progress):
         self.connector, self.policy, self.store = connector, policy, store
         self.now, self.report = now, report
+        self.progress = progress
+        self.due = 0  # records to evaluate, as far as known
+        self.queued = 0  # changes planned for writing so far
+        self.sent = 0  # of which sent (whatever their outcome)
         self.active: dict[str, frozenset[str]] = {}
         self.marks: dict[str, SlaMark] = {}
         capabilities = connector.capabilities
@@ -317,6 +363,7 @@ class _Writer:
 
     def queue(self, p: Plan) -> None:
         self.pending.append(p)
+        self.queued += 1
         self.wakes.append((p.record, self.now))  # a write that fails is tried next run
         if len(self.pending) >= self.batch_size:
             self.flush()
@@ -327,6 +374,7 @@ class _Writer:
             return
         self.store.begin_write(self.report.run_id,
                                [(p.change, self.outcome(p)) for p in batch], self.now)
+        self.progress("writing", {"done": self.sent, "total": self.queued})
         # An error of the helpdesk itself propagates: the journalled writes are settled by
         # the next run. A batch whose answer was lost is settled record by record.
         try:
@@ -350,6 +398,16 @@ class _Writer:
         for p, result in pairs:
             if result.error is not None:
                 self.settle(p, result, retry=True)
+        self.sent += len(batch)
+        if log.isEnabledFor(logging.DEBUG):
+            for p, result in pairs:
+                log.debug("run %d: record %r: %s (rules %s)", self.report.run_id, p.record.id,
+                          "written" if result.error is None else "not written",
+                          ", ".join(p.fired),
+                          extra={"event": "write", "run": self.report.run_id,
+                                 "record": p.record.id, "rules": list(p.fired),
+                                 "written": result.error is None})
+        self.progress("writing", {"done": self.sent, "total": self.queued})
 
     def settle(self, p: Plan, result: WriteResult, retry: bool) -> None:
         record_id = p.record.id
@@ -463,8 +521,14 @@ def _as_written(p: Plan) -> Record:
 
 
 def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunReport) -> None:
-    """Send the notifications committed so far; one that fails stays for the next run."""
-    for item in store.outbox():
+    """Send the notifications committed so far; one that fails stays for the next run.
+    Each carries a delivery id (the state file's instance and the outbox id): a send
+    repeated after a crash between the post and marking it sent has the same id, so a
+    receiver can drop the repeat."""
+    items = store.outbox()
+    instance = store.instance_id() if items else ""
+    for item in items:
+        item["delivery_id"] = f"{instance}-{item['id']}"
         if notifier is None:
             report.notify_failures += 1
             report.failures.append(f"record {item['record_id']!r}: rule {item['rule']!r} "

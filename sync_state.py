@@ -12,7 +12,8 @@ import os
 import socket
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -392,10 +393,12 @@ class StateStore:
         return [Record.from_dict(json.loads(row["data"])) for row in rows]
 
     def evaluation_chunks(self, due_by: datetime | None = None, size: int = 1000,
+                          counted: Callable[[int], None] | None = None,
                           ) -> Iterator[list[Record]]:
         """`evaluation_set` in chunks of `size`, for a run that writes as it goes: the ids are
         taken first (into a temporary table, on disk when large), so a record written
-        meanwhile is neither visited twice nor skipped, and only one chunk is in memory."""
+        meanwhile is neither visited twice nor skipped, and only one chunk is in memory.
+        `counted` is told how many there are, once they are taken."""
         query = "SELECT id FROM records WHERE id NOT IN (SELECT record_id FROM skipped)"
         args: tuple[str, ...] = ()
         if due_by is not None:
@@ -404,7 +407,10 @@ class StateStore:
         self.db.execute("DROP TABLE IF EXISTS temp.due")
         self.db.execute("CREATE TEMP TABLE due (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
         try:
-            self.db.execute(f"INSERT INTO temp.due (id) {query} ORDER BY updated_at, id", args)
+            taken = self.db.execute(f"INSERT INTO temp.due (id) {query} ORDER BY updated_at, id",
+                                    args)
+            if counted is not None:
+                counted(taken.rowcount)
             last = 0
             while True:
                 rows = self.db.execute(
@@ -450,6 +456,15 @@ class StateStore:
         with self.transaction():
             self.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                                 " DO UPDATE SET value = excluded.value", values.items())
+
+    def instance_id(self) -> str:
+        """A random name for this state file, made once: with an outbox id it names a
+        notification uniquely, even across a state file that was lost and made anew."""
+        instance = self.meta("instance")
+        if instance is None:
+            instance = uuid.uuid4().hex
+            self.set_meta({"instance": instance})
+        return instance
 
     def forget(self, record_id: str) -> None:
         """Drop a record the helpdesk no longer has from the mirror and the ledger (its audit

@@ -11,6 +11,11 @@
   unchanged bytes through in chunks and re-encodes only the changed lines. A line that is
   not JSON is reported as a malformed record and kept as it is.
 
+A read parses only what changed: beside the file the connector keeps its index
+(connector/file_index.py), and a fetch builds Records only for texts it has not seen
+before and for the records after the cursor, while answering exactly as a parse of every
+record would (an unusable record is reported at every fetch, edited or not).
+
 Records are found by id through an index, never by scanning. Every write rewrites the
 file atomically (a temporary file in the same folder, fsync, then a rename), once per
 batch, so a crash mid-write leaves the old file whole. Fields this module does not know
@@ -22,6 +27,7 @@ from __future__ import annotations
 import bisect
 import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,6 +48,14 @@ from sla_sync.connector.base import (
     WriteResult,
     check_settings,
 )
+from sla_sync.connector.file_index import (
+    Survey,
+    append_sidecar,
+    micros,
+    read_sidecar,
+    text_hash,
+    write_sidecar,
+)
 from sla_sync.connector.model import (
     ChangeSet,
     Record,
@@ -58,42 +72,45 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 #: How much of a JSON Lines file is copied at a time.
 CHUNK = 1 << 20
+#: How many records a survey hashes and looks up at a time (a JSON Lines file streams).
+SURVEY_BATCH = 4096
 #: How many encoded records a JSON rewrite joins at a time.
 LINES_PER_CHUNK = 2048
 
 
 @dataclass
 class Document:
-    """A parsed JSON helpdesk file: its data, an index by id, and each record's encoding."""
+    """A JSON helpdesk file as this connector writes it: a head line, one record's text per
+    line, a tail. Records are parsed when a write or a get needs them; a rewrite re-encodes
+    only the records changed since (`dirty`)."""
 
-    data: dict[str, Any]
+    head: bytes  # up to the records' `[`: `{"records": [` and any keys before it
+    tail: bytes  # from the records' `]` to the end
+    texts: list[bytes]  # each record's JSON text, as in the file
+    raws: dict[int, Any]  # position -> the record parsed (and changed in memory)
     index: dict[str, int]  # id -> position of the first record with it
     digest: bytes  # of the file's bytes when read or written
     twins: dict[str, list[int]] = field(default_factory=dict)  # duplicated id -> positions
-    lines: list[bytes | None] = field(default_factory=list)  # None: (re-)encode
+    dirty: set[int] = field(default_factory=set)  # positions to encode from `raws`
+
+    def raw(self, position: int) -> Any:
+        if position not in self.raws:
+            self.raws[position] = _decode_text(self.texts[position])
+        return self.raws[position]
 
     def chunks(self) -> Iterator[bytes]:
-        """The file's bytes: one record per line, the other keys in their order."""
-        records = self.data["records"]
-        if len(self.lines) != len(records):
-            self.lines = [None] * len(records)
-        yield b"{"
-        for number, (key, value) in enumerate(self.data.items()):
-            yield (b", " if number else b"") + _encode(key) + b": "
-            if key != "records":
-                yield _encode(value)
-                continue
-            lines = self.lines
-            if None in lines:
-                for position, line in enumerate(lines):
-                    if line is None:
-                        lines[position] = _encode(records[position])
-            yield b"[\n" if records else b"["
-            for start in range(0, len(lines), LINES_PER_CHUNK):
-                yield b",\n".join(lines[start:start + LINES_PER_CHUNK])  # type: ignore[arg-type]
-                yield b",\n" if start + LINES_PER_CHUNK < len(lines) else b"\n"
-            yield b"]"
-        yield b"}\n"
+        """The file's bytes: the head, one record per line, the tail."""
+        texts = self.texts
+        for position in sorted(self.dirty):
+            texts[position] = _encode(self.raws[position])
+        self.dirty.clear()
+        yield self.head
+        if texts:
+            yield b"\n"
+            for start in range(0, len(texts), LINES_PER_CHUNK):
+                yield b",\n".join(texts[start:start + LINES_PER_CHUNK])
+                yield b",\n" if start + LINES_PER_CHUNK < len(texts) else b"\n"
+        yield self.tail
 
 
 @dataclass
@@ -107,7 +124,7 @@ class LineIndex:
 
 class FileHelpdesk:
     def __init__(self, path: Path, seed: Path | None = None, page_size: int = 100,
-                 batch_size: int = 100):
+                 batch_size: int = 1000):
         self.path = path
         self.seed = seed
         self.page_size = page_size
@@ -117,6 +134,7 @@ class FileHelpdesk:
         self.lines_layout = path.suffix == ".jsonl"
         self._document: Document | None = None
         self._line_index: LineIndex | None = None
+        self._known: Survey | None = None  # the latest survey of the file (file_index.py)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> FileHelpdesk:
@@ -127,9 +145,9 @@ class FileHelpdesk:
         seed = settings.get("seed")
         if seed is not None and not isinstance(seed, str):
             raise ValueError("connector.seed: expected a file path")
-        sizes = {}
-        for key in ("page_size", "batch_size"):
-            value = settings.get(key, 100)
+        sizes: dict[str, int] = {}
+        for key, default in (("page_size", 100), ("batch_size", 1000)):
+            value = settings.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"connector.{key}: expected a whole number >= 1")
             sizes[key] = value
@@ -153,36 +171,106 @@ class FileHelpdesk:
         self._replace(_file_chunks(self.seed, "seed file"))
 
     def _load(self) -> Document:
-        """The JSON document, parsed again only when the file changed since last time."""
+        """The JSON document, read again only when the file changed since last time."""
         self._ensure_seeded()
         content = _read_bytes(self.path, "helpdesk file")
         digest = hashlib.sha1(content).digest()
         if self._document is None or self._document.digest != digest:
-            self._document = _document_of(content, digest, self.path)
+            self._survey_document(content, digest)
+            if self._document is None or self._document.digest != digest:
+                assert self._known is not None and self._known.digest == digest
+                self._document = _document_of_survey(content, self._known)
         return self._document
 
+    def _stored_survey(self, digest: bytes) -> tuple[Survey | None, Survey | None]:
+        """(the survey of the file with this digest, if known; the latest survey known)."""
+        latest = self._known
+        if latest is None or latest.digest != digest:
+            stored = read_sidecar(self.path, "jsonl" if self.lines_layout else "json")
+            if stored is not None and (stored.digest == digest or latest is None):
+                latest = stored
+        return (latest if latest is not None and latest.digest == digest else None), latest
+
+    def _survey_document(self, content: bytes, digest: bytes, trust: bool = True,
+                         ) -> tuple[Survey, dict[int, Record], dict[int, RecordError]]:
+        """What the JSON file holds per record, from the index when it describes these
+        bytes (nothing parsed), else by parsing the texts the index does not know."""
+        exact, latest = self._stored_survey(digest) if trust else (None, None)
+        if exact is not None:
+            self._known = exact
+            return exact, {}, {}
+        known = latest.known() if latest is not None else {}
+        survey, made, refused, document = _survey_json(content, digest, known, self.path)
+        self._document = document
+        self._known = survey if survey.gaps else None  # a file not in our layout: no spans
+        if self._known is not None:
+            write_sidecar(self.path, survey)
+        return survey, made, refused
+
+    def _survey_lines(self, trust: bool = True,
+                      ) -> tuple[Survey, dict[int, Record], dict[int, RecordError]]:
+        """The same for a JSON Lines file, streaming it; also indexes its lines."""
+        self._ensure_seeded()
+        signature = _signature(self.path)
+        exact, latest = (self._stored_survey(_file_digest(self.path)) if trust
+                         else (None, None))
+        made: dict[int, Record] = {}
+        refused: dict[int, RecordError] = {}
+        if exact is not None:
+            survey = exact
+        else:
+            known = latest.known() if latest is not None else {}
+            survey, made, refused = _survey_jsonl(self.path, known)
+            write_sidecar(self.path, survey)
+        self._known = survey
+        offsets: dict[str, tuple[int, int]] = {}
+        for position, (record_id, start) in enumerate(zip(survey.ids, survey.starts(),
+                                                          strict=True)):
+            if record_id is not None:
+                offsets.setdefault(record_id, (start, position))
+        self._line_index = LineIndex(signature, offsets, survey.twins())
+        return survey, made, refused
+
     def fetch(self, cursor: str | None) -> Iterator[Page]:
-        since = parse_instant(cursor, "cursor") if cursor else None
-        records: list[Record] = []
+        since = micros(parse_instant(cursor, "cursor")) if cursor else None
+        if self.lines_layout:
+            survey, made, refused = self._survey_lines()
+            content = None
+        else:
+            self._ensure_seeded()
+            content = _read_bytes(self.path, "helpdesk file")
+            survey, made, refused = self._survey_document(content,
+                                                          hashlib.sha1(content).digest())
         problems: list[RecordError] = []
         read: list[tuple[int, Record]] = []
-        for position, raw in self._raw_records():
-            if isinstance(raw, RecordError):
-                problems.append(raw)
+        wanted: list[int] = []
+        twins = survey.twins()
+        for position, stamp in enumerate(survey.stamps):
+            if stamp is None:  # refused: reported again at every fetch
+                if position in refused:
+                    problems.append(refused[position])
+                else:
+                    reason, record_id = survey.problems[position]
+                    problems.append(RecordError(reason, record_id=record_id,
+                                                position=position))
                 continue
+            record_id = survey.ids[position]
+            if record_id in twins:
+                problems.append(_duplicate_error(record_id, position, twins[record_id]))
+            elif since is None or stamp > since:
+                if position in made:
+                    read.append((position, made[position]))
+                else:
+                    wanted.append(position)
+        for position, raw in self._texts_at(survey, wanted, content):
             try:
                 read.append((position, Record.from_dict(raw, position)))
-            except RecordError as exc:
+            except RecordError as exc:  # the index was wrong about it: say what it is
                 problems.append(exc)
-        twins = self._twins()  # known once the whole file was read
-        for position, record in read:
-            if record.id in twins:
-                problems.append(_duplicate_error(record.id, position, twins[record.id]))
-            elif since is None or record.updated_at > since:
-                records.append(record)
         problems.sort(key=lambda problem: problem.position if problem.position is not None
                       else -1)
-        records.sort(key=lambda r: r.updated_at)
+        read.sort(key=lambda pair: (pair[1].updated_at, pair[0]))  # file order within a time
+        records = [record for _, record in read]
         if not records:
             yield Page(records=[], cursor=cursor, problems=problems)
             return
@@ -198,22 +286,31 @@ class FileHelpdesk:
                        problems=problems if start == 0 else [])
             start = end
 
-    def _raw_records(self) -> Iterator[tuple[int, Any]]:
-        """(position, raw record or the RecordError of a line that is not JSON), in order."""
-        if not self.lines_layout:
-            yield from enumerate(self._load().data["records"])
+    def _texts_at(self, survey: Survey, positions: list[int],
+                  content: bytes | None) -> Iterator[tuple[int, Any]]:
+        """(position, raw record) of these records, read where the survey says they are;
+        a text that is not the one surveyed means the file changed meanwhile."""
+        if not positions:
             return
-        self._ensure_seeded()
-        offsets: dict[str, tuple[int, int]] = {}
-        positions: dict[str, list[int]] = {}
-        signature = _signature(self.path)
-        for offset, position, raw in _scan_lines(self.path, "helpdesk file"):
-            record_id = _id_of(raw)
-            if record_id is not None:
-                offsets.setdefault(record_id, (offset, position))
-                positions.setdefault(record_id, []).append(position)
-            yield position, raw
-        self._line_index = LineIndex(signature, offsets, _only_twins(positions))
+        starts = survey.starts()
+        source = _open(self.path, "helpdesk file") if content is None else None
+        try:
+            for position in positions:
+                start, length = starts[position], survey.lengths[position]
+                if source is None:
+                    assert content is not None
+                    text = content[start:start + length]
+                else:
+                    source.seek(start)
+                    text = source.read(length)
+                if text_hash(text) != survey.hashes[position]:
+                    self._known = None
+                    raise ConnectorError(f"{self.path}: changed while being read; try again",
+                                         retriable=True)
+                yield position, _decode_text(text)
+        finally:
+            if source is not None:
+                source.close()
 
     def _twins(self) -> dict[str, list[int]]:
         """Ids held by more than one record of the file as last read -> their positions."""
@@ -231,7 +328,7 @@ class FileHelpdesk:
         if position is None:
             return None
         self._refuse_twin(record_id)
-        return Record.from_dict(document.data["records"][position], position)
+        return Record.from_dict(document.raw(position), position)
 
     def _refuse_twin(self, record_id: str) -> None:
         twins = self._twins().get(record_id)
@@ -242,6 +339,19 @@ class FileHelpdesk:
         """As get: the file's records carry their notes."""
         return self.get(record_id)
 
+    def _raw_records(self) -> Iterator[Any]:
+        """Every raw record of the file in order (a RecordError for a text that is not
+        JSON), all parsed: for `catalog`, which reads the whole file once."""
+        if not self.lines_layout:
+            document = self._load()
+            for position, text in enumerate(document.texts):
+                yield document.raws[position] if position in document.raws else \
+                    _decode_text(text)
+            return
+        self._ensure_seeded()
+        for _, _, raw in _scan_lines(self.path, "helpdesk file"):
+            yield raw
+
     def catalog(self) -> Catalog:
         """What the file holds (the statuses, priorities, groups, assignees and custom field
         names of its records) plus the fixed priorities and statuses, and whether the file
@@ -250,7 +360,7 @@ class FileHelpdesk:
         found: dict[str, set[str]] = {"status": set(STATUSES), "priority": set(PRIORITIES),
                                       "group": set(), "assignee": set(), "custom": set()}
         source = self if self.path.exists() or self.seed is None else FileHelpdesk(self.seed)
-        for _, raw in source._raw_records():
+        for raw in source._raw_records():
             if not isinstance(raw, dict):
                 continue
             for key in ("status", "priority", "group", "assignee"):
@@ -290,31 +400,51 @@ class FileHelpdesk:
         if self.lines_layout:
             return self._apply_lines(changes, now)
         document = self._load()
-        records = document.data["records"]
+        if any(_id_of(document.raw(document.index[change.record_id])) != change.record_id
+               for change in changes if change.record_id in document.index):
+            # The index said so, the file does not: survey the file afresh, not from it.
+            self._survey_document(_read_bytes(self.path, "helpdesk file"), document.digest,
+                                  trust=False)
+            document = self._load()
         results = []
-        changed: list[int] = []
+        changed: dict[int, Record] = {}
         for change in changes:
             position = document.index.get(change.record_id)
             try:
                 if position is None:
                     raise self._gone(change.record_id)
                 self._refuse_twin(change.record_id)
-                written = self._change(records[position], position, change, now)
+                written = self._change(document.raw(position), position, change, now)
             except ConnectorError as exc:
                 results.append(WriteResult(change.record_id, error=exc))
                 continue
-            changed.append(position)
+            changed[position] = written
             results.append(WriteResult(change.record_id, written))
         if changed:
-            if len(document.lines) == len(records):
-                for position in changed:
-                    document.lines[position] = None
+            before = document.digest
+            document.dirty.update(changed)
             try:
                 self._write_atomically(document)
             except BaseException:
                 self._document = None  # the changes are in memory only: read the file again
                 raise
+            self._note_rewrite(before, document.digest, [
+                (position, document.texts[position], record)
+                for position, record in changed.items()])
         return results
+
+    def _note_rewrite(self, before: bytes, after: bytes,
+                      changed: list[tuple[int, bytes, Record]]) -> None:
+        """The index follows a rewrite of the file it describes: (position, new text, the
+        record written) per record rewritten."""
+        survey = self._known
+        if survey is None or survey.digest != before:
+            self._known = None
+            return
+        changes = [(position, text_hash(text), record.id, micros(record.updated_at), len(text))
+                   for position, text, record in changed]
+        survey.change(after, changes)
+        append_sidecar(self.path, before, survey, changes)
 
     def _gone(self, record_id: str) -> RecordGone:
         return RecordGone(f"{self.path}: no record {record_id!r}", record_id=record_id)
@@ -349,18 +479,12 @@ class FileHelpdesk:
 
     def _write_atomically(self, document: Document) -> None:
         """One rewrite of the JSON document; remembers what the file now holds."""
+        document.digest = self._replace(document.chunks())
+
+    def _replace(self, chunks: Iterable[bytes]) -> bytes:
+        """The file becomes `chunks`, atomically: temporary file, fsync, rename. Returns the
+        SHA-1 of what it wrote."""
         digest = hashlib.sha1()
-
-        def hashed() -> Iterator[bytes]:
-            for chunk in document.chunks():
-                digest.update(chunk)
-                yield chunk
-
-        self._replace(hashed())
-        document.digest = digest.digest()
-
-    def _replace(self, chunks: Iterable[bytes]) -> None:
-        """The file becomes `chunks`, atomically: temporary file, fsync, rename."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
@@ -373,6 +497,7 @@ class FileHelpdesk:
                 buffered: list[bytes] = []
                 size = 0
                 for chunk in chunks:
+                    digest.update(chunk)
                     buffered.append(chunk)
                     size += len(chunk)
                     if size >= CHUNK:
@@ -384,6 +509,7 @@ class FileHelpdesk:
             if self.path.exists():
                 shutil.copymode(self.path, temp_name)
             os.replace(temp_name, self.path)
+            return digest.digest()
         except BaseException as exc:
             Path(temp_name).unlink(missing_ok=True)
             if isinstance(exc, OSError):  # nothing was replaced: the old file is whole
@@ -400,7 +526,7 @@ class FileHelpdesk:
         for attempt in range(2):
             index = self._line_index
             if index is None or index.signature != _signature(self.path) or attempt:
-                index = self._index_lines()
+                index = self._index_lines(trust=not attempt)
             found: dict[str, tuple[int, int, Any]] = {}
             stale = False
             with _open(self.path, "helpdesk file") as source:
@@ -418,9 +544,8 @@ class FileHelpdesk:
         raise ConnectorError(f"{self.path}: changed while being read; try again",
                              retriable=True)
 
-    def _index_lines(self) -> LineIndex:
-        for _ in self._raw_records():
-            pass
+    def _index_lines(self, trust: bool = True) -> LineIndex:
+        self._survey_lines(trust)
         assert self._line_index is not None
         return self._line_index
 
@@ -428,6 +553,7 @@ class FileHelpdesk:
         found = self._find_lines({change.record_id for change in changes})
         results = []
         edits: dict[int, Any] = {}  # byte offset -> the raw record as it will be written
+        written_at: dict[int, tuple[int, Record]] = {}  # byte offset -> (position, record)
         for change in changes:
             if change.record_id not in found:
                 results.append(WriteResult(change.record_id, error=self._gone(change.record_id)))
@@ -440,9 +566,14 @@ class FileHelpdesk:
                 results.append(WriteResult(change.record_id, error=exc))
                 continue
             edits[offset] = raw
+            written_at[offset] = (position, written)
             results.append(WriteResult(change.record_id, written))
         if edits:
-            shifts = self._rewrite_lines(edits)
+            before = self._known.digest if self._known is not None else b""
+            shifts, texts, after = self._rewrite_lines(edits)
+            self._note_rewrite(before, after, [
+                (written_at[offset][0], text, written_at[offset][1])
+                for offset, text in texts.items()])
             index = self._line_index
             assert index is not None
             starts = [offset for offset, _ in shifts]
@@ -454,10 +585,13 @@ class FileHelpdesk:
             index.signature = _signature(self.path)
         return results
 
-    def _rewrite_lines(self, edits: dict[int, Any]) -> list[tuple[int, int]]:
-        """Rewrite the file with the lines at these offsets replaced; (old offset, total
-        shift of every line after it) in offset order."""
+    def _rewrite_lines(self, edits: dict[int, Any],
+                       ) -> tuple[list[tuple[int, int]], dict[int, bytes], bytes]:
+        """Rewrite the file with the lines at these offsets replaced: ((old offset, total
+        shift of every line after it) in offset order, old offset -> new line, the file's
+        new SHA-1)."""
         shifts: list[tuple[int, int]] = []
+        texts: dict[int, bytes] = {}
 
         def chunks() -> Iterator[bytes]:
             total = 0
@@ -467,14 +601,15 @@ class FileHelpdesk:
                     yield from _copy(source, at, offset)
                     old = source.readline()
                     new = _encode(edits[offset]) + b"\n"
+                    texts[offset] = new
                     yield new
                     total += len(new) - len(old)
                     shifts.append((offset, total))
                     at = offset + len(old)
                 yield from _copy(source, at, None)
 
-        self._replace(chunks())
-        return shifts
+        after = self._replace(chunks())
+        return shifts, texts, after
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -572,16 +707,177 @@ def _decode_document(content: bytes, path: Path) -> dict[str, Any]:
     return data
 
 
-def _document_of(content: bytes, digest: bytes, path: Path) -> Document:
+class _NotAlone(Exception):
+    """A text of a JSON file that is not one JSON value on its own: the file is not in the
+    layout this connector writes, so it is parsed whole."""
+
+
+def _decode_text(text: bytes) -> Any:
+    # Bytes that are not UTF-8 become lone surrogates, which Record refuses: only the
+    # records holding them are skipped. Decoding a text alone gives the same string as
+    # decoding it within the file: the texts are cut at ASCII bytes.
+    return json.loads(text.decode("utf-8", errors="surrogateescape"))
+
+
+def _frame(content: bytes) -> tuple[bytes, list[bytes], bytes] | None:
+    """(head, record texts, tail) when `content` is laid out as `Document.chunks` writes it:
+    a head line ending in the records' `[`, one text per line each followed by `,` but the
+    last, a tail line from the `]` on. None for any other layout. Whether each text is one
+    JSON value is left to the caller; if they all are, the file's records are exactly them."""
+    first = content.find(b"\n")
+    if first < 0 or not content.endswith(b"\n"):
+        return None
+    last = content.rfind(b"\n", 0, len(content) - 1)
+    if last <= first:
+        return None
+    head, tail = content[:first], content[last + 1:]
+    for probe in (0, 1):  # a lone value there is the records' only element, twice over
+        try:
+            skeleton = json.loads((head + b"\n%d\n" % probe + tail)
+                                  .decode("utf-8", errors="surrogateescape"))
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(skeleton, dict) or skeleton.get("records") != [probe] \
+                or type(skeleton["records"][0]) is not int:
+            return None
+    return head, content[first + 1:last].split(b",\n"), tail
+
+
+def _survey_json(content: bytes, digest: bytes, known: dict[bytes, tuple[str | None, int]],
+                 path: Path) -> tuple[Survey, dict[int, Record], dict[int, RecordError],
+                                      Document]:
+    """Survey a JSON file's records, parsing only texts `known` does not hold; a file in
+    another layout is parsed whole (its survey has no spans: `gaps` is empty)."""
+    frame = _frame(content)
+    if frame is not None:
+        head, texts, tail = frame
+        try:
+            survey, made, refused, raws = _survey_texts(
+                ((len(head) + 1 if n == 0 else 2, 0, text) for n, text in enumerate(texts)),
+                known, digest, "json")
+        except _NotAlone:
+            pass
+        else:
+            document = Document(head, tail, texts, raws, survey.index(), digest,
+                                twins=survey.twins())
+            return survey, made, refused, document
     data = _decode_document(content, path)
-    index: dict[str, int] = {}
-    positions: dict[str, list[int]] = {}
-    for position, raw in enumerate(data["records"]):
-        record_id = _id_of(raw)
-        if record_id is not None:
-            index.setdefault(record_id, position)
-            positions.setdefault(record_id, []).append(position)
-    return Document(data, index, digest, twins=_only_twins(positions))
+    records = data["records"]
+    survey, made, refused, raws = _survey_texts(
+        ((0, 0, raw) for raw in records), {}, digest, "json", parsed=True)
+    survey.gaps = []
+    before = list(itertools.takewhile(lambda key: key != "records", data))
+    after = list(data)[len(before) + 1:]
+
+    def members(keys: list[str]) -> list[bytes]:
+        return [_encode(key) + b": " + _encode(data[key]) for key in keys]
+
+    head = b"{" + b"".join(member + b", " for member in members(before)) + b'"records": ['
+    tail = b"]" + b"".join(b", " + member for member in members(after)) + b"}\n"
+    document = Document(head, tail, [b""] * len(records), dict(enumerate(records)),
+                        survey.index(), digest, twins=survey.twins(),
+                        dirty=set(range(len(records))))
+    return survey, made, refused, document
+
+
+def _survey_texts(texts: Iterable[tuple[int, int, Any]],
+                  known: dict[bytes, tuple[str | None, int]], digest: bytes, layout: str,
+                  parsed: bool = False,
+                  ) -> tuple[Survey, dict[int, Record], dict[int, RecordError], dict[int, Any]]:
+    """The survey of (gap before it, its line number, text) per record: a text `known`
+    holds is taken from it, any other is parsed and made a Record (kept in `made`) or
+    refused (in `refused`). `parsed`: the texts are raw records already."""
+    survey = Survey(digest, layout, [], [], [], [], [])
+    made: dict[int, Record] = {}
+    refused: dict[int, RecordError] = {}
+    raws: dict[int, Any] = {}
+    stream = iter(texts)
+    while entries := list(itertools.islice(stream, SURVEY_BATCH)):  # bounded for a stream
+        _survey_batch(entries, len(survey.ids), known, layout, parsed, survey, made,
+                      refused, raws)
+    return survey, made, refused, raws
+
+
+def _survey_batch(entries: list[tuple[int, int, Any]], first: int,
+                  known: dict[bytes, tuple[str | None, int]], layout: str, parsed: bool,
+                  survey: Survey, made: dict[int, Record], refused: dict[int, RecordError],
+                  raws: dict[int, Any]) -> None:
+    survey.gaps.extend(gap for gap, _, _ in entries)
+    if parsed:
+        survey.lengths.extend([0] * len(entries))
+        survey.hashes.extend([b""] * len(entries))
+        hits: list[tuple[str | None, int] | None] = [None] * len(entries)
+    else:
+        survey.lengths.extend(len(text) for _, _, text in entries)
+        hashes = [hashlib.sha1(text).digest() for _, _, text in entries]
+        survey.hashes.extend(hashes)
+        hits = list(map(known.get, hashes))
+    survey.ids.extend(None if hit is None else hit[0] for hit in hits)
+    survey.stamps.extend(None if hit is None else hit[1] for hit in hits)
+    for n in [n for n, hit in enumerate(hits) if hit is None]:
+        _, line_number, text = entries[n]
+        position = first + n
+        if parsed:
+            raw = text
+        elif layout == "jsonl":
+            raw = _decode_line(text, line_number, position)
+        else:
+            try:
+                raw = _decode_text(text)
+            except (ValueError, RecursionError):
+                raise _NotAlone from None
+        raws[position] = raw
+        survey.ids[position] = None if isinstance(raw, RecordError) else _id_of(raw)
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            record = Record.from_dict(raw, position)
+        except RecordError as exc:
+            survey.problems[position] = (exc.reason, exc.record_id)
+            refused[position] = exc
+            continue
+        made[position] = record
+        survey.stamps[position] = micros(record.updated_at)
+
+
+def _survey_jsonl(path: Path, known: dict[bytes, tuple[str | None, int]],
+                  ) -> tuple[Survey, dict[int, Record], dict[int, RecordError]]:
+    """Survey a JSON Lines file, one line in memory at a time."""
+    digest = hashlib.sha1()
+
+    def lines() -> Iterator[tuple[int, int, bytes]]:
+        with _open(path, "helpdesk file") as source:
+            gap = 0
+            for line_number, line in enumerate(source, start=1):
+                digest.update(line)
+                if not line.strip():
+                    gap += len(line)
+                    continue
+                yield gap, line_number, line
+                gap = 0
+
+    survey, made, refused, _ = _survey_texts(lines(), known, b"", "jsonl")
+    survey.digest = digest.digest()
+    return survey, made, refused
+
+
+def _document_of_survey(content: bytes, survey: Survey) -> Document:
+    """The JSON document of a file the survey describes, without parsing a record."""
+    starts = survey.starts()
+    texts = [content[start:start + length]
+             for start, length in zip(starts, survey.lengths, strict=True)]
+    head = content[:survey.gaps[0] - 1]
+    tail = content[starts[-1] + survey.lengths[-1] + 1:]
+    return Document(head, tail, texts, {}, survey.index(), survey.digest,
+                    twins=survey.twins())
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha1()
+    with _open(path, "helpdesk file") as source:
+        for chunk in _copy(source, 0, None):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _id_of(raw: Any) -> str | None:

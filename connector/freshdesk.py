@@ -498,6 +498,7 @@ class Freshdesk:
             solved_at=stamps["resolved_at"] or stamps["closed_at"],
             status_history=self._history(created, status, stamps),
             escalation_level=level, custom=custom,
+            url=f"{self.client.base_url.rstrip('/')}/a/tickets/{record_id}",
         )
 
     def _history(self, created: datetime, status: str,

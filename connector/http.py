@@ -19,6 +19,9 @@ tenacity retry policy, a client-side throttle, and paginators.
 - Errors the admin can act on (401, 403, 404, 422) become ConnectorErrors that say what to
   check. Secrets (tokens, passwords, auth headers) never appear in messages or logs: only
   the method, the path and the status are ever quoted.
+- Every attempt is logged at debug level (logger `sla_sync.http`): method, URL (no
+  credentials, the values of query parameters that look secret elided, no path at all
+  where the URL is a secret), status, duration and attempt number; never a header or body.
 - `sleep` and `clock` are injectable, so tests retry and throttle without waiting.
 """
 
@@ -27,13 +30,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlparse
+from urllib.parse import parse_qsl, urlencode, urljoin, urlparse, urlsplit, urlunsplit
 
 import requests
 import urllib3.exceptions
@@ -43,6 +47,8 @@ from sla_sync.connector.base import ConnectorError, OutcomeUnknown
 
 log = logging.getLogger("sla_sync.http")
 
+#: Query parameters whose values are not logged: anything named like a credential.
+SECRET_PARAM = re.compile(r"key|token|secret|pass|auth|sig|session|credential|code", re.I)
 RETRIABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 #: Methods that change nothing: retried after any transient failure.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -277,13 +283,22 @@ class HttpClient:
 
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            log.warning("%s: %s; retrying in %.1fs", where, _describe(error),
-                        state.next_action.sleep if state.next_action else 0)
+            delay = state.next_action.sleep if state.next_action else 0
+            log.warning("%s: %s; retrying in %.1fs", where, _describe(error), delay,
+                        extra={"event": "retry", "connector": self.name, "method": method,
+                               "attempt": state.attempt_number, "wait_s": round(delay, 1)})
 
         retrying = Retrying(retry=retry_if_exception(retriable), wait=wait, stop=stop,
                             sleep=self.sleep, before_sleep=log_retry, reraise=True)
+        attempts = 0
+
+        def attempt() -> requests.Response:
+            nonlocal attempts
+            attempts += 1
+            return self._send(method, url, params, json, headers, where, attempts)
+
         try:
-            response = retrying(self._send, method, url, params, json, headers, where)
+            response = retrying(attempt)
         except (RetriableResponse, requests.ConnectionError, requests.Timeout,
                 BodyUnread) as exc:
             if write and (reached or not _unprocessed(exc)):
@@ -310,21 +325,61 @@ class HttpClient:
 
     def _send(self, method: str, url: str, params: Mapping[str, Any] | None,
               body: Any, headers: Mapping[str, str] | None = None,
-              where: str = "") -> requests.Response:
+              where: str = "", attempt: int = 1) -> requests.Response:
         self.throttle.before()
         self.requests_sent += 1
         started = time.monotonic()
-        response = self.session.request(method, url, params=params, json=body,
-                                        headers=headers, timeout=self.timeout, stream=True)
         try:
-            self._read_body(response, started + self.timeout)
-        finally:
-            if response.raw is not None:
-                response.close()
+            response = self.session.request(method, url, params=params, json=body,
+                                            headers=headers, timeout=self.timeout, stream=True)
+            try:
+                self._read_body(response, started + self.timeout)
+            finally:
+                if response.raw is not None:
+                    response.close()
+        except (requests.RequestException, BodyUnread) as exc:
+            self._log(method, url, params, None, started, attempt, _describe(exc)
+                      if isinstance(exc, BodyUnread) else type(exc).__name__)
+            raise
+        self._log(method, url, params, response.status_code, started, attempt)
         self.throttle.after(response)
         if response.status_code in RETRIABLE_STATUS and not _daily_quota_spent(response):
             raise RetriableResponse(response, retry_after(response))
         return response
+
+    def _log(self, method: str, url: str, params: Mapping[str, Any] | None,
+             status: int | None, started: float, attempt: int, error: str = "") -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        shown = self.shown_url(url, params)
+        ms = round((time.monotonic() - started) * 1000)
+        answer = f"HTTP {status}" if status is not None else f"failed ({error})"
+        log.debug("%s: %s %s: %s in %d ms (attempt %d)", self.name, method, shown, answer, ms,
+                  attempt, extra={"event": "http", "connector": self.name, "method": method,
+                                  "url": shown, "status": status, "duration_ms": ms,
+                                  "attempt": attempt, "retries": attempt - 1,
+                                  **({"error": error} if error else {})})
+
+    def shown_url(self, url: str, params: Mapping[str, Any] | None = None) -> str:
+        """The URL as a log may show it: scheme, host and port (never credentials), the path
+        unless the URL is a secret (a webhook's), and the query with the values of
+        secret-looking parameters elided."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        try:
+            netloc += f":{parts.port}" if parts.port else ""
+        except ValueError:
+            pass
+        if not self.quote_paths:
+            return f"{parts.scheme}://{netloc}/(withheld)"
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        for key, value in (params or {}).items():
+            values = value if isinstance(value, list | tuple) else [value]
+            query += [(str(key), str(v)) for v in values if v is not None]
+        query = [(k, "***" if SECRET_PARAM.search(k) else v) for k, v in query]
+        return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="[]:,*"),
+                           ""))
 
     def _read_body(self, response: requests.Response, deadline: float) -> None:
         """Read the streamed body into `response` by `deadline`, at most max_body_bytes."""

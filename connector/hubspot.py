@@ -105,6 +105,9 @@ DEFAULT_SOURCES = {"PAID_SEARCH": "campaign", "PAID_SOCIAL": "campaign",
                    "OFFLINE": "offline"}
 DEFAULT_GROUPS = {"0": "support", "lead-pipeline-id": "sales"}
 
+#: HubSpot's app, where a record's page is /contacts/PORTAL/record/OBJECT-TYPE-ID/ID.
+APP_URL = "https://app.hubspot.com"
+OBJECT_TYPE_IDS = {"tickets": "0-5", "leads": "0-136", "contacts": "0-1"}
 SETTINGS = {"type", "url", "token", "portal", "objects", "priority_map", "stage_map",
             "lead_stage_map", "lead_status_map", "channel_property", "channel_map",
             "source_property", "source_map", "tier_property", "group_property", "groups",
@@ -510,6 +513,8 @@ class HubSpot:
                        **({"hubspot_owner_id": owner} if owner else {}),
                        **({"hubspot_stage": stage} if stage else {})},
         }
+        if o.portal:  # the record's page in HubSpot needs the account (portal) id
+            data["url"] = f"{APP_URL}/contacts/{o.portal}/record/{OBJECT_TYPE_IDS[obj]}/{raw_id}"
         if obj == "tickets":
             channel = text(o.channel_property)
             data["channel"] = o.channel_map.get(channel, channel.lower())

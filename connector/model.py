@@ -129,6 +129,9 @@ class Record:
     escalation_level: int = 0
     notes: tuple[Note, ...] = ()
     custom: Mapping[str, Any] = field(default_factory=dict)
+    #: A link to the record in the helpdesk's own interface, where the connector knows it
+    #: ("" otherwise); notes may show it as {url}.
+    url: str = ""
 
     def __post_init__(self) -> None:
         # Every connector builds Records, so the bounds are checked here once for all of
@@ -142,7 +145,7 @@ class Record:
             for name in ("created_at", "updated_at", "first_response_at", "solved_at"):
                 _check_instant(getattr(self, name), name)
             for name in ("subject", "status", "priority", "tier", "channel", "source",
-                         "group", "assignee"):
+                         "group", "assignee", "url"):
                 check_text(getattr(self, name), name)
             for name in ("tags", "status_history", "notes"):
                 if len(getattr(self, name)) > MAX_ITEMS:
@@ -180,7 +183,8 @@ class Record:
                     <= MAX_ITEMS):
                 return False
             texts = [self.id, self.subject, self.status, self.priority, self.tier,
-                     self.channel, self.source, self.group, self.assignee, *self.tags]
+                     self.channel, self.source, self.group, self.assignee, self.url,
+                     *self.tags]
             for change in self.status_history:
                 if not EARLIEST <= change.at < LATEST:
                     return False
@@ -252,6 +256,7 @@ class Record:
                 for name, default in (
                     ("subject", ""), ("status", INITIAL_STATUS), ("priority", ""), ("tier", ""),
                     ("channel", ""), ("source", ""), ("group", ""), ("assignee", ""),
+                    ("url", ""),
                 )
             }
         except ValueError as exc:
@@ -287,6 +292,7 @@ class Record:
             "escalation_level": self.escalation_level,
             "notes": [{"at": instant(n.at), "text": n.text} for n in self.notes],
             "custom": dict(self.custom),
+            **({"url": self.url} if self.url else {}),
         }
 
     def status_timeline(self) -> list[StatusChange]:

@@ -499,7 +499,8 @@ class RT:
             tags=fields.get(o.tags_field, ()), first_response_at=first_response,
             solved_at=resolved, status_history=tuple(history),
             escalation_level=int(level_text or 0),
-            custom={"requestors": requestors, "custom_fields": others})
+            custom={"requestors": requestors, "custom_fields": others},
+            url=f"{self.url}/Ticket/Display.html?id={record_id}")
 
     def _timeline(self, transactions: list[dict[str, Any]], rt_status: str,
                   created_at: datetime, requestors: list[str], notices: list[str],

@@ -498,7 +498,8 @@ class Zendesk:
                 StatusChange(datetime.fromtimestamp(at, UTC), words.status.read(name, notices))
                 for at, name in history),
             escalation_level=words.level_of(raw, tags, notices),
-            custom={k: v for k, v in custom.items() if v is not None})
+            custom={k: v for k, v in custom.items() if v is not None},
+            url=f"{self.exports.base_url.rstrip('/')}/agent/tickets/{record_id}")
 
     # -- what the account has (sla-sync check) --------------------------------------------
 

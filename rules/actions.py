@@ -21,7 +21,8 @@ from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.variables import CLOCK_SUFFIXES
 
 #: Placeholders a note text may use: these, and {T_X} for every target T and clock fact X.
-RECORD_PLACEHOLDERS = ("id", "sla", "priority")
+RECORD_PLACEHOLDERS = ("id", "sla", "priority", "subject", "assignee", "group", "tier", "status",
+                       "url")
 CLOCK_PLACEHOLDERS = (*CLOCK_SUFFIXES, "due_at")
 PLACEHOLDERS = (*RECORD_PLACEHOLDERS, *(
     f"{target}_{suffix}" for target in TARGETS for suffix in CLOCK_PLACEHOLDERS))

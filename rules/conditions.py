@@ -25,7 +25,7 @@ from typing import Any
 from business_rules.fields import FIELD_NO_INPUT
 from business_rules.operators import NumericType
 
-from sla_sync.rules.variables import Number, RecordVariables
+from sla_sync.rules.variables import CUSTOM_PREFIX, Number, RecordVariables, custom_kind
 
 
 class Asked:
@@ -75,6 +75,10 @@ class Compiler:
             return None
         if key in self._leaves:
             return self._leaves[key]
+        if isinstance(name, str) and name.startswith(CUSTOM_PREFIX) \
+                and isinstance(operator, str):
+            self._leaves[key] = _custom_leaf(name, operator, value)
+            return self._leaves[key]
         reader = inspect.getattr_static(self.variables, name, None) \
             if isinstance(name, str) else None
         kind = getattr(reader, "field_type", None)
@@ -117,6 +121,26 @@ class Compiler:
 
         self._leaves[key] = leaf
         return leaf
+
+
+def _custom_leaf(name: str, operator: str, value: Any) -> Check:
+    """A leaf on a custom field: its type is its value's (RecordVariables.__getattr__), so
+    the comparison is looked up per type, once."""
+    compares: dict[type, Callable[[Any], Any]] = {}
+
+    def leaf(asked: Asked) -> Any:
+        raw = asked.facts.get(name)
+        kind = custom_kind(raw)
+        compare = compares.get(kind)
+        if compare is None:
+            method = inspect.getattr_static(kind, operator, None)
+            if not inspect.isfunction(method):  # as business-rules' engine says it
+                raise AssertionError(f"Operator {operator} does not exist for type "
+                                     f"{kind.__name__}")
+            compare = compares[kind] = _comparison(kind, method, value)
+        return compare(kind(raw))
+
+    return leaf
 
 
 def _comparison(kind: type, method: Callable[..., Any], value: Any) -> Callable[[Any], Any]:

@@ -24,7 +24,7 @@ from sla_sync.rules.clock import TARGETS, Clock, frozen, run_clock, timeline_unt
 from sla_sync.rules.conditions import Asked, Check, Compiler
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.policy import Policy, Rule, Sla
-from sla_sync.rules.variables import RecordVariables
+from sla_sync.rules.variables import RecordVariables, custom_facts
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,10 @@ class Evaluation:
         return RecordVariables(self.facts)
 
 
-def record_facts(record: Record, now: datetime) -> dict[str, Any]:
-    return {
+def record_facts(record: Record, now: datetime,
+                 fields: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`fields`: the policy's declared custom fields (custom.NAME -> type)."""
+    facts = {
         "kind": record.kind, "status": record.status, "priority": record.priority,
         "tier": record.tier, "channel": record.channel, "source": record.source,
         "group": record.group, "assignee": record.assignee, "subject": record.subject,
@@ -58,6 +60,9 @@ def record_facts(record: Record, now: datetime) -> dict[str, Any]:
         "hours_since_created": (now - record.created_at).total_seconds() / 3600,
         "hours_since_updated": (now - record.updated_at).total_seconds() / 3600,
     }
+    if fields:
+        facts.update(custom_facts(record.custom, fields))
+    return facts
 
 
 _CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
@@ -80,9 +85,9 @@ def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
 
 def note_values(record: Record, facts: Mapping[str, Any],
                 clocks: Mapping[str, Clock], calendar: Calendar) -> dict[str, Any]:
-    """What note placeholders show: the facts, the id, and due times in the calendar's
-    timezone."""
-    values = {**facts, "id": record.id}
+    """What note placeholders show: the facts, the id, the record's link, and due times in
+    the calendar's timezone."""
+    values = {**facts, "id": record.id, "url": record.url}
     zone = ZoneInfo(calendar.timezone)
     for target, clock in clocks.items():
         values[f"{target}_due_at"] = (
@@ -169,7 +174,8 @@ def sla_and_clocks(record: Record, policy: Policy, now: datetime,
                    ) -> tuple[Sla | None, Calendar, SlaMark | None, dict[str, Clock]]:
     """The record's SLA, its calendar, its SLA mark and both clocks (no rules run);
     `facts`: the record's own facts when the caller has them already."""
-    variables = asked.variables if asked else RecordVariables(facts or record_facts(record, now))
+    variables = asked.variables if asked else RecordVariables(
+        facts or record_facts(record, now, policy.fields))
     sla = match_sla(policy, variables, asked)
     mark = mark_for(record, sla, previous)
     calendar, clocks = run_clocks(record, policy, sla, mark, now)
@@ -179,7 +185,7 @@ def sla_and_clocks(record: Record, policy: Policy, now: datetime,
 def evaluate(record: Record, policy: Policy, now: datetime,
              previous: SlaMark | None = None) -> Evaluation:
     """`previous` is the SLA mark stored for the record by the last sync, if any."""
-    facts = record_facts(record, now)
+    facts = record_facts(record, now, policy.fields)
     variables = RecordVariables(facts)
     # The record's own answers from the SLA match stay valid for its rules: the clock facts
     # are added to the same dict, and no record fact changes.

@@ -30,13 +30,13 @@ from typing import Any
 
 from business_rules import engine as br_engine
 from business_rules.fields import FIELD_NO_INPUT
-from business_rules.operators import BooleanType, NumericType, SelectMultipleType
+from business_rules.operators import BooleanType, NumericType, SelectMultipleType, StringType
 
 from sla_sync.connector.model import Record
 from sla_sync.rules.clock import NO_TARGET_MINUTES_LEFT, TARGETS
 from sla_sync.rules.engine import match_sla, record_facts
 from sla_sync.rules.policy import Policy
-from sla_sync.rules.variables import VARIABLES, RecordVariables, operators
+from sla_sync.rules.variables import CUSTOM_PREFIX, VARIABLES, RecordVariables, operators
 
 ERROR, WARNING = "error", "warning"
 #: Refuting more branches than this gives up (the claim is then not made).
@@ -275,16 +275,21 @@ class _Space:
     present: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)
     opaque: list[Leaf] = field(default_factory=list)
+    #: custom fields named: True once a leaf on it must hold (then it cannot be absent,
+    #: since every condition on an absent field is false)
+    custom: dict[str, bool] = field(default_factory=dict)
 
     def copy(self) -> _Space:
         return _Space(self.sla_names, {k: set(v) for k, v in self.finite.items()},
                       {k: set(v) for k, v in self.excluded.items()}, dict(self.numbers),
                       {k: set(v) for k, v in self.flags.items()}, set(self.present),
-                      set(self.absent), list(self.opaque))
+                      set(self.absent), list(self.opaque), dict(self.custom))
 
     def add(self, leaf: Leaf) -> None:
-        kind = VARIABLES[leaf.name][0]
         pos, name, op, value = not leaf.negated, leaf.name, leaf.op, leaf.value
+        if name.startswith(CUSTOM_PREFIX):
+            self.custom[name] = self.custom.get(name, False) or pos
+        kind = VARIABLES[name][0] if name in VARIABLES else _custom_type(op, value)
         if issubclass(kind, NumericType):
             allowed = _numeric_set(op, value)
             if not pos:
@@ -344,7 +349,16 @@ class _Space:
                                 f"{target}_minutes_left": left})
         return choices
 
+    def absent_customs(self) -> set[str]:
+        """Custom fields whose leaves all hold when the field is absent (all negated): the
+        record may lack them, so nothing about their values is required."""
+        return {name for name, required in self.custom.items() if not required}
+
     def possible(self) -> bool:
+        for name in self.absent_customs():
+            for table in (self.finite, self.excluded, self.numbers, self.flags):
+                table.pop(name, None)
+            self.opaque = [leaf for leaf in self.opaque if leaf.name != name]
         for name in NON_NEGATIVE:
             if name in self.numbers:
                 self.numbers[name] = _intersect(self.numbers[name], FROM_0)
@@ -396,7 +410,18 @@ class _Space:
                 return None
             facts[name] = left[0]
         facts["tags"] = sorted(self.present)
+        for name in self.absent_customs():
+            facts[name] = None
         return facts
+
+
+def _custom_type(op: str, value: Any) -> type:
+    """A custom field's type, from a checked leaf's operator and value."""
+    if op in ("is_true", "is_false"):
+        return BooleanType
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return NumericType
+    return StringType
 
 
 def default_facts() -> dict[str, Any]:
@@ -643,7 +668,7 @@ def _rules(policy: Policy, reasoner: Reasoner) -> list[Finding]:
         if reasoner.impossible(conditions):
             out.append(Finding(ERROR, path, "can never hold: " + _why(reasoner, conditions)))
             continue
-        if not _is_warning(rule.name, rule.actions):
+        if not is_warning_rule(rule.name, rule.actions):
             continue
         for target in TARGETS:
             used = {leaf.name for leaf in leaves(conditions)}
@@ -658,7 +683,9 @@ def _rules(policy: Policy, reasoner: Reasoner) -> list[Finding]:
     return out
 
 
-def _is_warning(name: str, actions: Iterable[Mapping[str, Any]]) -> bool:
+def is_warning_rule(name: str, actions: Iterable[Mapping[str, Any]]) -> bool:
+    """A warning rule: its name or an action's parameter says "warn" (lint's check of
+    thresholds after the breach, and the backtest's count of records warned)."""
     texts = [name] + [str(v) for a in actions for v in a["params"].values()]
     return any("warn" in text.lower() for text in texts)
 
@@ -765,6 +792,7 @@ def _interplay(policy: Policy, reasoner: Reasoner) -> list[Finding]:
     out = []
     rules = [(rule, formula(rule.conditions, f"rules[{rule.index}].conditions"),
               effects(rule.actions)) for rule in policy.rules]
+    looping: set[frozenset[int]] = set()  # pairs found re-triggering each other
     for (a, fa, ea), (b, fb, eb) in itertools.combinations(rules, 2):
         clashes = [(slot, ea[slot], eb[slot]) for slot in ea.keys() & eb.keys()
                    if _differs(slot, ea[slot], eb[slot])]
@@ -773,25 +801,13 @@ def _interplay(policy: Policy, reasoner: Reasoner) -> list[Finding]:
         slot, va, vb = sorted(clashes)[0]
         what = f"rules[{a.index}] {_describe(slot, va)}, rules[{b.index}] {_describe(slot, vb)}"
 
-        both = {**ea, **eb}
-        not_a, not_b = negate(fa), negate(fb)
-
-        def cycle(facts: dict[str, Any], fa: Formula = fa, fb: Formula = fb,
-                  ea: dict[str, Any] = ea, both: dict[str, Any] = both) -> bool:
-            """a fires (b does not); its write makes b fire and a stop; b's write makes a
-            fire again and b stop: the writes flap."""
-            second, third = written(facts, ea), written(written(facts, ea), both)
-            return (evaluate(fa, facts) and not evaluate(fb, facts)
-                    and evaluate(fb, second) and not evaluate(fa, second)
-                    and evaluate(fa, third) and not evaluate(fb, third))
-
-        loop = reasoner.witness(cycle, All((fa, not_b, after_write(All((fb, not_a)), ea),
-                                            after_write(All((fa, not_b)), both))))
+        loop = _loop_witness(reasoner, [(fa, ea), (fb, eb)])
         if loop:
             out.append(Finding(ERROR, f"rules[{a.index}]", f"{a.name!r} and rules[{b.index}] "
                                f"{b.name!r} re-trigger each other in a loop: {what}, and each "
                                f"write makes the other rule fire again "
                                f"({_example(loop, All((fa, fb)))})"))
+            looping.add(frozenset((a.index, b.index)))
             continue
         together = All((fa, fb))
 
@@ -816,6 +832,98 @@ def _interplay(policy: Policy, reasoner: Reasoner) -> list[Finding]:
         out.append(Finding(WARNING, f"rules[{a.index}]", f"{a.name!r} and rules[{b.index}] "
                            f"{b.name!r} undo each other: {what}; {how} "
                            f"({_example(example, together)})"))
+    return out + _longer_loops(rules, reasoner, looping)
+
+
+#: Loops through more rules than this are not looked for; nor more candidate cycles.
+MAX_LOOP_RULES = 6
+MAX_CYCLES = 500
+
+
+def _loop_witness(reasoner: Reasoner,
+                  cycle: list[tuple[Formula, dict[str, Any]]]) -> dict[str, Any] | None:
+    """Facts on which the rules of `cycle` (conditions, effects), in turn, re-trigger one
+    another: the first fires and the second does not; each write makes the next rule fire
+    and the one that wrote stop; the last write makes the first fire again (and the last
+    stop), so the writes go round for ever."""
+    count = len(cycle)
+    changes: list[dict[str, Any]] = []
+    change: dict[str, Any] = {}
+    for _, effect in cycle:
+        change = {**change, **effect}
+        changes.append(change)
+
+    def fires_alone(i: int) -> Formula:
+        return All((cycle[i % count][0], negate(cycle[(i - 1) % count][0])))
+
+    def check(facts: dict[str, Any]) -> bool:
+        if not (evaluate(cycle[0][0], facts) and not evaluate(cycle[1][0], facts)):
+            return False
+        now = facts
+        for i in range(count):
+            now = written(now, cycle[i][1])
+            following, writer = cycle[(i + 1) % count][0], cycle[i][0]
+            if not (evaluate(following, now) and not evaluate(writer, now)):
+                return False
+        return True
+
+    shape = All((cycle[0][0], negate(cycle[1][0]),
+                 *(after_write(fires_alone(i + 1), changes[i]) for i in range(count))))
+    return reasoner.witness(check, shape)
+
+
+def _reads(f: Formula) -> set[str]:
+    """The slots (as `effects` names them) whose writes can change f's truth."""
+    slots = set()
+    for leaf in leaves(f):
+        if leaf.name == "tags" and isinstance(leaf.value, str):
+            slots.add(f"tag:{leaf.value.lower()}")
+        elif leaf.name in ("priority", "group", "assignee", "escalation_level"):
+            slots.add(leaf.name)
+    return slots
+
+
+def _longer_loops(rules: list[tuple[Any, Formula, dict[str, Any]]], reasoner: Reasoner,
+                  looping: set[frozenset[int]]) -> list[Finding]:
+    """Loops through three rules or more (a priority going round low, normal, high, ...):
+    cycles of the graph "a writes what b reads", each checked with a witness. A cycle that
+    holds a pair already found looping is not reported again."""
+    reads = [_reads(f) for _, f, _ in rules]
+    following = [[j for j in range(len(rules)) if j != i and rules[i][2].keys() & reads[j]]
+                 for i in range(len(rules))]
+    cycles: list[list[int]] = []
+
+    def walk(path: list[int]) -> None:
+        if len(cycles) >= MAX_CYCLES:
+            return
+        for j in following[path[-1]]:
+            if j == path[0] and len(path) >= 3:
+                cycles.append(list(path))
+            elif j > path[0] and j not in path and len(path) < MAX_LOOP_RULES:
+                walk([*path, j])
+
+    for start in range(len(rules)):
+        walk([start])
+    out, reported = [], set()
+    for cycle in cycles:
+        members = frozenset(cycle)
+        if members in reported or any(pair <= members for pair in looping):
+            continue
+        chain = [rules[i] for i in cycle]
+        example = _loop_witness(reasoner, [(f, e) for _, f, e in chain])
+        if example is None:
+            continue
+        reported.add(members)
+        first = chain[0][0]
+        others = ", ".join(f"rules[{r.index}] {r.name!r}" for r, _, _ in chain[1:-1])
+        last = chain[-1][0]
+        steps = ", ".join(f"rules[{r.index}] " + "; ".join(
+            _describe(slot, value) for slot, value in sorted(e.items())) for r, _, e in chain)
+        conditions = All(tuple(f for _, f, _ in chain))
+        out.append(Finding(ERROR, f"rules[{first.index}]", f"{first.name!r}, {others} and "
+                           f"rules[{last.index}] {last.name!r} re-trigger each other in a "
+                           f"loop: {steps}, and each write makes the next rule fire again, "
+                           f"round to the first ({_example(example, conditions)})"))
     return out
 
 
@@ -825,7 +933,7 @@ def mirror_shares(policy: Policy, records: Iterable[Record],
     records no SLA matches and SLAs no known record reaches."""
     counts: Counter[str] = Counter()
     for record in records:
-        sla = match_sla(policy, RecordVariables(record_facts(record, now)))
+        sla = match_sla(policy, RecordVariables(record_facts(record, now, policy.fields)))
         counts[sla.name if sla else ""] += 1
     total = sum(counts.values())
     shares = {sla.name: counts[sla.name] for sla in policy.slas}

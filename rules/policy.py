@@ -27,11 +27,19 @@ from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.durations import Target, parse_target
 from sla_sync.rules.patterns import check_pattern
-from sla_sync.rules.variables import RECORD_VARIABLES, VARIABLES, WALL_CLOCK_VARIABLES, operators
+from sla_sync.rules.variables import (
+    CUSTOM_PREFIX,
+    FIELD_TYPES,
+    RECORD_VARIABLES,
+    VARIABLES,
+    WALL_CLOCK_VARIABLES,
+    operators,
+)
 
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 #: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.
-TOP_LEVEL = ("$schema", "description", "calendars", "closed_statuses", "slas", "rules")
+TOP_LEVEL = ("$schema", "description", "fields", "calendars", "closed_statuses", "slas",
+             "rules")
 SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets",
             "pause_statuses", "on_target_change")
 ON_TARGET_CHANGE = ("keep", "restart")
@@ -121,6 +129,8 @@ class Policy:
     warnings: tuple[Problem, ...] = field(default=())
     #: (JSON path, webhook name) of every notify action: the config must define each.
     webhooks: tuple[tuple[str, str], ...] = field(default=())
+    #: The custom fields conditions may name: custom.NAME -> string, numeric or boolean.
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -294,6 +304,7 @@ class _Checker:
         self.warnings: list[Problem] = []
         self.horizon: float | None = None
         self.defined_calendars: set[str] = set()  # named under `calendars`, valid or not
+        self.custom: dict[str, str] = {}  # declared custom fields, custom.NAME -> type
         self.actions = action_specs()
 
     def fail(self, path: str, message: str) -> None:
@@ -320,6 +331,7 @@ class _Checker:
         self.keys(data, "$", TOP_LEVEL)
         if "description" in data and not isinstance(data["description"], str):
             self.fail("description", "expected a string")
+        self.custom = self.fields(data.get("fields", {}))
         calendars = self.calendars(data.get("calendars", {}))
         closed = self.strings(data.get("closed_statuses", list(DEFAULT_CLOSED_STATUSES)),
                               "closed_statuses")
@@ -333,7 +345,27 @@ class _Checker:
             if action["name"] == "notify")
         return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
-                      warnings=tuple(self.warnings), webhooks=webhooks)
+                      warnings=tuple(self.warnings), webhooks=webhooks,
+                      fields=dict(self.custom))
+
+    def fields(self, value: Any) -> dict[str, str]:
+        """The declared custom fields: {"custom.region": "string", ...}."""
+        if not isinstance(value, dict):
+            self.fail("fields", 'expected an object like {"custom.region": "string"}, got '
+                                f"{_kind(value)}")
+            return {}
+        found = {}
+        for name, declared in value.items():
+            path = f"fields.{name}"
+            if not name.startswith(CUSTOM_PREFIX) or not name[len(CUSTOM_PREFIX):].strip():
+                self.fail(path, f"expected custom.NAME (a record's custom field), got {name!r}")
+            elif declared not in FIELD_TYPES:
+                self.fail(path, f"expected one of {', '.join(FIELD_TYPES)}, got "
+                                f"{declared!r}" + (_suggest(declared, FIELD_TYPES)
+                                                   if isinstance(declared, str) else ""))
+            else:
+                found[name] = declared
+        return found
 
     def calendars(self, value: Any) -> dict[str, Calendar]:
         found = dict(BUILT_IN)
@@ -543,15 +575,25 @@ class _Checker:
             self.fail(f"{path}.name", "missing variable name" if name is None
                       else f"expected a variable name, got {_kind(name)}")
             return {}
-        if name not in variables:
+        if name.startswith(CUSTOM_PREFIX):
+            declared = self.custom.get(name)
+            if declared is None:
+                example = json.dumps({name: "string"})
+                self.fail(f"{path}.name", f"custom field {name!r} is not declared: declare "
+                                          f"it under \"fields\" with its type, e.g. "
+                                          f"\"fields\": {example}")
+                return {}
+            kind = FIELD_TYPES[declared]
+        elif name not in variables:
             if name in VARIABLES:
                 self.fail(f"{path}.name", f"{name!r} cannot be used here: an SLA is chosen "
                                           "before its clocks run")
             else:
                 self.fail(f"{path}.name", f"unknown variable {name!r}"
-                                          + _suggest(name, variables))
+                                          + _suggest(name, [*variables, *self.custom]))
             return {}
-        kind = VARIABLES[name][0]
+        else:
+            kind = VARIABLES[name][0]
         ops = operators(kind)
         if not isinstance(op, str):
             self.fail(f"{path}.operator", "missing operator" if op is None

@@ -361,10 +361,13 @@ class _Loader:
                 self.fail(_join(path, "variables"), f"expected an object of variable "
                                                     f"values, got {_kind(variables)}")
             else:
+                known = [*VARIABLES, *policy.fields]
                 for name in variables:
-                    if name not in VARIABLES:
+                    if name not in known:
                         self.fail(_join(path, f"variables.{name}"),
-                                  f"unknown variable{_suggest(str(name), VARIABLES)}")
+                                  f"unknown variable{_suggest(str(name), known)}"
+                                  + (" (declare custom fields under the policy's \"fields\")"
+                                     if str(name).startswith("custom.") else ""))
         for key in ("fires", "active"):
             if key in checks:
                 names = self.strings(checks[key], _join(path, key))

@@ -11,6 +11,7 @@ expressions that backtrack without bound) stays with the checker.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +31,14 @@ from sla_sync.rules.policy import (
     ON_TARGET_CHANGE,
     TOP_LEVEL,
 )
-from sla_sync.rules.variables import RECORD_VARIABLES, VARIABLES, RecordVariables, operators
+from sla_sync.rules.variables import (
+    CUSTOM_PREFIX,
+    FIELD_TYPES,
+    RECORD_VARIABLES,
+    VARIABLES,
+    RecordVariables,
+    operators,
+)
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -52,14 +60,22 @@ def _value(input_type: str, operator: str) -> dict[str, Any] | None:
     return {"type": "string", **({"format": "regex"} if operator == "matches_regex" else {})}
 
 
+#: A condition's name for a custom field (declared under `fields`, which the checker checks).
+CUSTOM_NAME = {"type": "string", "pattern": "^" + re.escape(CUSTOM_PREFIX) + r".+",
+               "description": "a custom field declared under fields"}
+
+
 def _leaves(variables: Mapping[str, tuple[type[BaseType], str]]) -> list[dict[str, Any]]:
     """One alternative per operator type and kind of value: the variables of that type, the
-    operators taking that kind of value, and the value's shape."""
+    operators taking that kind of value, and the value's shape; then the same for custom
+    fields of each declarable type."""
     by_type: dict[type[BaseType], list[str]] = {}
     for name, (kind, _) in variables.items():
         by_type.setdefault(kind, []).append(name)
+    groups: list[tuple[type[BaseType], list[str] | None]] = [
+        *by_type.items(), *((kind, None) for kind in FIELD_TYPES.values())]
     out = []
-    for kind, names in by_type.items():
+    for kind, names in groups:
         by_input: dict[tuple[str, str], list[str]] = {}
         for operator, input_type in sorted(operators(kind).items()):
             # matches_regex has its own alternative: its value is a regular expression.
@@ -68,12 +84,13 @@ def _leaves(variables: Mapping[str, tuple[type[BaseType], str]]) -> list[dict[st
         for (input_type, special), ops in by_input.items():
             value = _value(input_type, special)
             properties: dict[str, Any] = {
-                "name": {"enum": sorted(names)},
+                "name": CUSTOM_NAME if names is None else {"enum": sorted(names)},
                 "operator": {"enum": ops},
                 # an operator without input ignores whatever value business-rules authors write
                 "value": {} if value is None else value,
             }
-            out.append({"type": "object", "title": f"{kind.name} variable, {'/'.join(ops)}",
+            what = f"custom {kind.name} field" if names is None else f"{kind.name} variable"
+            out.append({"type": "object", "title": f"{what}, {'/'.join(ops)}",
                         "properties": properties, "additionalProperties": False,
                         "required": ["name", "operator"] + ([] if value is None else ["value"])})
     return out
@@ -177,6 +194,10 @@ def json_schema() -> dict[str, Any]:
     properties: dict[str, Any] = {
         "$schema": {"type": "string", "description": "this schema, for editors"},
         "description": {"type": "string"},
+        "fields": {"type": "object", "description": "custom fields conditions may name, with "
+                                                    "their types",
+                   "propertyNames": CUSTOM_NAME,
+                   "additionalProperties": {"enum": list(FIELD_TYPES)}},
         "calendars": {"type": "object", "propertyNames": {"not": {"const": calendars.ALWAYS}},
                       "additionalProperties": {"$ref": "#/$defs/calendar"}},
         "closed_statuses": {**STRINGS, "default": list(DEFAULT_CLOSED_STATUSES)},

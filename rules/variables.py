@@ -8,6 +8,7 @@ they are added here through its own operator-type mechanism (subclasses with
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -132,11 +133,92 @@ def _reader(name: str) -> Callable[[RecordVariables], Any]:
     return read
 
 
+#: Conditions may name custom fields declared in the policy's `fields` as custom.NAME.
+CUSTOM_PREFIX = "custom."
+
+
+class Absent(BaseType):
+    """A declared custom field the record lacks, or holds in another type: every operator
+    of every type answers False (the negative ones too), as a condition on a value that is
+    not there cannot hold."""
+
+    name = "absent"
+
+    def _assert_valid_value_and_cast(self, value: Any) -> Any:
+        return value
+
+
+for _kind in (Text, Number, Flag):
+    for _op in _kind.get_all_operators():
+        if not hasattr(Absent, _op["name"]):
+            _answer = type_operator(_op["input_type"], assert_type_for_arguments=False)(
+                lambda self, *args: False)
+            _answer.__name__ = _op["name"]
+            setattr(Absent, _op["name"], _answer)
+
+#: The types a policy's `fields` may declare: a name and its business-rules type.
+FIELD_TYPES: dict[str, type[BaseType]] = {"string": Text, "numeric": Number, "boolean": Flag}
+
+
+def custom_value(raw: Any, declared: str) -> Any:
+    """A custom field's value as its declared type reads it; None for a value that is
+    absent or of another type (conditions on it are then false). Lossless readings only:
+    a number is a string's text for a string field, and text holding a finite number is
+    that number for a numeric one (some helpdesks send every custom field as text)."""
+    if declared == "string":
+        if isinstance(raw, str):
+            return raw
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+            return str(raw)
+        return None
+    if declared == "numeric":
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return raw if math.isfinite(raw) else None
+        if isinstance(raw, str) and len(raw) <= 40:
+            try:
+                number = float(raw.strip())
+            except ValueError:
+                return None
+            return number if math.isfinite(number) else None
+        return None
+    return raw if isinstance(raw, bool) else None
+
+
+def custom_facts(custom: Mapping[str, Any], fields: Mapping[str, str]) -> dict[str, Any]:
+    """The facts of the declared custom fields (custom.NAME -> value or None)."""
+    return {name: custom_value(custom.get(name[len(CUSTOM_PREFIX):]), declared)
+            for name, declared in fields.items()}
+
+
+def custom_kind(value: Any) -> type[BaseType]:
+    """The business-rules type a custom fact is read with (its value was read as its
+    declared type by custom_value, or is None)."""
+    if value is None:
+        return Absent
+    if isinstance(value, bool):
+        return Flag
+    if isinstance(value, str):
+        return Text
+    return Number
+
+
 class RecordVariables(BaseVariables):  # type: ignore[misc]
-    """The business-rules view of one record: every variable reads a precomputed fact."""
+    """The business-rules view of one record: every variable reads a precomputed fact;
+    custom.NAME reads the custom fact, typed by its value (Absent when None)."""
 
     def __init__(self, facts: Mapping[str, Any]):
         self.facts = facts
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith(CUSTOM_PREFIX) or name not in self.__dict__.get("facts", {}):
+            raise AttributeError(name)
+        value = self.facts[name]
+
+        def read() -> Any:
+            return value
+
+        read.field_type = custom_kind(value)  # type: ignore[attr-defined]
+        return read
 
 
 for _name, (_kind, _text) in VARIABLES.items():

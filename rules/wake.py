@@ -76,6 +76,7 @@ def policy_digest(policy: Policy) -> str:
     data = {
         "version": WAKE_VERSION,
         "closed": sorted(policy.closed_statuses),
+        "fields": sorted(policy.fields.items()),
         "slas": [{"name": s.name, "when": s.when, "targets": {k: repr(v) for k, v in
                                                               sorted(s.targets.items())},
                   "pause": sorted(s.pause_statuses), "change": s.on_target_change,

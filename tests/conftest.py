@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,25 @@ def write_project(folder: Path, records: list[dict[str, Any]], policy: dict[str,
     config.write_text("connector: {type: file, path: helpdesk.json}\n"
                       "policy: policy.json\nstate: state.db\n")
     return config
+
+
+#: A line of the CLI's text log (sync_log.TextFormatter): UTC time, level, message.
+LOG_LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) "
+                      r"(DEBUG|INFO|WARNING|ERROR|CRITICAL) (.*)")
+
+
+def log_lines(stderr: str, level: str | None = None) -> list[str]:
+    """The messages of the text log lines in `stderr` (of `level`, if given), without their
+    time and level."""
+    found = [LOG_LINE.fullmatch(line) for line in stderr.splitlines()]
+    return [m.group(3) for m in found if m and (level is None or m.group(2) == level)]
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The error lines of the CLI's stderr: its ERROR log records, and click's own usage
+    errors (`Error: ...`, printed before logging is set up)."""
+    return log_lines(stderr, "ERROR") + [line for line in stderr.splitlines()
+                                         if line.startswith("Error:")]
 
 
 def cli(*args: str) -> Any:

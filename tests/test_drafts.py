@@ -68,7 +68,8 @@ def test_run_dry_run_plans_with_the_draft_and_writes_nothing(tmp_path: Path) -> 
     result = cli("run", "--config", str(config), "--now", AT_30, "--dry-run", "--json",
                  "--policy", str(draft))
     assert result.exit_code == 0
-    changes = [json.loads(line) for line in result.stdout.splitlines()]
+    *changes, last = [json.loads(line) for line in result.stdout.splitlines()]
+    assert last["event"] == "summary" and last["dry_run"] and last["writes"] == 0
     assert changes == [{"id": "T-1", "kind": "ticket", "sla": "standard",
                         "rules": ["early-warn"], "change": {"add_tags": ["sla_early"]}}]
     assert digest(tmp_path / "helpdesk.json") == before

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import cli, record_dict, write_project
+from conftest import cli, error_lines, record_dict, write_project
 from sla_sync import sync_state
 
 NOW = "2026-03-02T12:00:00+00:00"
@@ -39,9 +39,9 @@ def project(folder: Path, count: int = 3) -> Path:
 
 
 def one_line_error(result: Any, *needles: str) -> str:
-    """The result's error: exactly one `Error:` line, holding each needle, no traceback."""
+    """The result's error: exactly one error line, holding each needle, no traceback."""
     assert "Traceback" not in result.output, result.output
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    lines = error_lines(result.stderr)
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -314,7 +314,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path,
                           timeout=60)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    errors = error_lines(done.stderr)
     assert len(errors) == 1 and ("missing-dir/x.prom" in errors[0] or
                                  "helpdesk.json: cannot read" in errors[0]), done.stderr
 

@@ -141,6 +141,7 @@ def test_tickets_map_to_records_with_names_from_the_config(api):
         "closed", "urgent", "chat", "Ben Okafor")
     assert (fifth.channel, fifth.status) == ("web", "open")
     assert page.notices == []
+    assert first.url == f"{URL}/a/tickets/{first.id}"  # the agent's view
 
 
 def test_status_history_is_what_the_stats_timestamps_tell(api):

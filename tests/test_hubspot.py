@@ -159,6 +159,18 @@ def test_tickets_map_to_the_shared_vocabulary(api):
     assert records["tickets:515"].channel == "web" and records["tickets:515"].priority == "urgent"
 
 
+def test_a_record_links_to_its_page_when_the_portal_is_configured(api):
+    api.post(SEARCH, json=fixture("search_tickets_page_1.json"))
+    api.post(SEARCH, json=fixture("search_tickets_page_2_end_of_stream.json"))
+    api.get(OWNERS, json=fixture("owners.json"))
+    with_portal = {r.id: r for page in make(portal="8675309").fetch(None) for r in page.records}
+    # tickets are object type 0-5 in the app's record URLs
+    assert with_portal["tickets:514"].url == \
+        "https://app.hubspot.com/contacts/8675309/record/0-5/514"
+    without = {r.id: r for page in make().fetch(None) for r in page.records}
+    assert without["tickets:514"].url == ""  # no portal id: no link
+
+
 def test_owners_can_be_named_by_full_name(api):
     api.post(SEARCH, json=fixture("search_tickets_page_2_end_of_stream.json"))
     api.get(OWNERS, json=fixture("owners.json"))

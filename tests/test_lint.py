@@ -202,6 +202,51 @@ def test_rules_that_re_trigger_each_other_in_a_loop_are_an_error() -> None:
                    "'low')"]
 
 
+def priority_round(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """low -> normal -> high -> low, one rule a step; `extra` conditions join each rule's."""
+    steps = [("up", "low", "normal"), ("top", "normal", "high"), ("reset", "high", "low")]
+    return [rule(name, {"all": [cond("priority", "equal_to", when), *extra[i:i + 1]]},
+                 act("set_priority", priority=to))
+            for i, (name, when, to) in enumerate(steps)]
+
+
+def test_three_rules_that_re_trigger_each_other_in_a_loop_are_an_error() -> None:
+    out = only_rules(*priority_round())
+    loops = [line for line in out if "loop" in line]
+    assert loops == [
+        "error: rules[0]: 'up', rules[1] 'top' and rules[2] 'reset' re-trigger each other in "
+        "a loop: rules[0] sets priority 'normal', rules[1] sets priority 'high', rules[2] sets "
+        "priority 'low', and each write makes the next rule fire again, round to the first "
+        "(e.g. a record with priority 'low')"]
+    # each pair on its own only undoes the other (no pair loops)
+    assert len(out) == 4 and all("undo each other" in line for line in out if line not in loops)
+
+
+def test_a_loop_through_four_rules_and_tags_is_found() -> None:
+    # a -> b -> c -> d -> a: each rule swaps the tag it reads for the next one
+    names = "abcd"
+    rules = [rule(f"swap-{x}", cond("tags", "contains", x), act("remove_tag", tag=x),
+                  act("add_tag", tag=names[(i + 1) % 4])) for i, x in enumerate(names)]
+    loops = [line for line in only_rules(*rules) if "loop" in line]
+    assert len(loops) == 1 and loops[0].startswith(
+        "error: rules[0]: 'swap-a', rules[1] 'swap-b', rules[2] 'swap-c' and rules[3] "
+        "'swap-d' re-trigger each other in a loop")
+
+
+def test_a_chain_that_does_not_come_back_is_no_loop() -> None:
+    chain = priority_round()
+    chain[2] = rule("reset", cond("priority", "equal_to", "high"),
+                    act("set_priority", priority="urgent"))
+    assert not [line for line in only_rules(*chain) if "loop" in line]
+
+
+def test_a_round_that_cannot_happen_to_one_record_is_no_loop() -> None:
+    # the first step is for gold customers only, the last for vip ones: no record goes round
+    rules = priority_round(cond("tier", "equal_to", "gold"), cond("channel", "equal_to", "web"),
+                           cond("tier", "equal_to", "vip"))
+    assert not [line for line in only_rules(*rules) if "loop" in line]
+
+
 def test_rules_that_undo_each_other_when_both_fire_are_a_warning() -> None:
     out = only_rules(rule("gold", cond("tier", "equal_to", "gold"), act("add_tag", tag="x")),
                      rule("web", cond("channel", "equal_to", "web"), act("remove_tag", tag="X")))

@@ -17,7 +17,8 @@ from sla_sync.sync import main
 SLAS = [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}]
 TIER_IS_VIP = cond("tier", "equal_to", "vip")
 TAG = act("add_tag", tag="x")
-ALLOWED = ("(allowed: {id}, {sla}, {priority}, and {T_X} for T in first_response, resolution "
+ALLOWED = ("(allowed: {id}, {sla}, {priority}, {subject}, {assignee}, {group}, {tier}, "
+           "{status}, {url}, and {T_X} for T in first_response, resolution "
            "and X in minutes_left, elapsed_pct, breached, met, paused, "
            "business_minutes_elapsed, due_at_epoch, due_at)")
 

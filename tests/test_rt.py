@@ -100,6 +100,7 @@ def test_a_first_read_maps_every_ticket_to_a_record() -> None:
     assert new.created_at == at("2026-03-02 09:00") and new.updated_at == at("2026-03-02 09:00")
     assert new.status_history == () and new.first_response_at is None and new.solved_at is None
     assert new.custom == {"requestors": ["carol@example.com"], "custom_fields": {}}
+    assert new.url == "https://rt.example.com/Ticket/Display.html?id=1"
     assert (answered.status, answered.priority, answered.group) == ("open", "high", "billing")
     assert answered.first_response_at == at("2026-03-02 09:40")  # alice, not the requestor
     assert answered.status_history == (StatusChange(at("2026-03-02 09:40"), "open"),)

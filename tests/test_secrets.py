@@ -1,6 +1,7 @@
 """Secrets: a recognisable token and a webhook URL with a secret path, pushed through every
-error path we can reach with logging at DEBUG, appear nowhere (stdout, stderr, logs, any
-table of the state file, exception texts). Credentials never follow a redirect to another
+error path we can reach with logging at DEBUG (the CLI's -v, which logs every HTTP request,
+and caplog), appear nowhere (stdout, stderr, logs, any table of the state file, exception
+texts). Credentials never follow a redirect to another
 host; TLS is verified; plain http is for loopback only. Real servers on 127.0.0.1/.2."""
 
 from __future__ import annotations
@@ -116,9 +117,9 @@ def project(tmp_path: Path, connector: str, hook_url: str | None = None) -> Path
 
 def everything_said(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: Any,
                     config: Path, env: dict[str, str]) -> str:
-    """Run a sync with logging at DEBUG (urllib3's included); return all it left behind:
-    output, log records, exception texts, every row of every table of the state file and
-    the state file's bytes."""
+    """Run a sync with logging at DEBUG (`-v`, and urllib3's too through caplog); return all
+    it left behind: output, log records, exception texts, every row of every table of the
+    state file and the state file's bytes."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     # The HTTP layer's waits between retries are taken at once (what they would be is the
@@ -127,7 +128,7 @@ def everything_said(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatc
     caplog.set_level(logging.DEBUG)
     said = []
     try:
-        result = cli("run", "--config", str(config), "--now", NOW)
+        result = cli("-v", "run", "--config", str(config), "--now", NOW)
         said += [result.stdout, result.stderr, str(result.exit_code)]
     except BaseException as exc:  # an escaped exception is a failure; its text is evidence
         said.append("".join(traceback.format_exception(exc)))
@@ -171,6 +172,7 @@ def test_an_http_error_from_the_helpdesk_never_shows_the_token(
                            {"SLA_TOKEN": TOKEN})
     assert server.requests, "the helpdesk was never asked"
     assert "run failed, cursor not moved" in said
+    assert f": HTTP {status} in " in said and "(attempt 1)" in said  # -v logged the requests
     assert_no_secret(said)
 
 
@@ -308,6 +310,7 @@ def test_a_failing_webhook_never_shows_its_url(tmp_path: Path, caplog: Any, monk
     config = project(tmp_path, "{type: file, path: helpdesk.json}", url)
     said = everything_said(tmp_path, caplog, monkeypatch, config, {"SLA_HOOK_URL": url})
     assert hook.requests and "kept for the next run" in said
+    assert f"webhook 'oncall': POST {hook.url}/(withheld): HTTP {status} in " in said
     assert_no_secret(said)
 
 

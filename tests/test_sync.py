@@ -98,7 +98,8 @@ def test_demo_moved_forward_fires_only_rules_that_became_true(demo: Path) -> Non
     store = StateStore(demo.parent / "state.db")
     active_before = store.active_rules()
     later = cli("run", "--config", str(demo), "--now", "2026-03-02T12:30:00+00:00", "--json")
-    changes = [json.loads(line) for line in later.stdout.splitlines()]
+    *changes, last = [json.loads(line) for line in later.stdout.splitlines()]
+    assert last["event"] == "summary" and last["changed"] == len(changes)
     assert changes, "half an hour later some clocks must have crossed a threshold"
     for change in changes:
         assert not set(change["rules"]) & active_before.get(change["id"], frozenset())
@@ -171,7 +172,9 @@ def test_dry_run_writes_nothing_and_keeps_the_cursor(tmp_path: Path) -> None:
     result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"), "--dry-run",
                  "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["change"]["add_tags"] == ["sla_breach"]
+    change, last = (json.loads(line) for line in result.stdout.splitlines())
+    assert change["change"]["add_tags"] == ["sla_breach"]
+    assert last["event"] == "summary" and last["changed"] == 1 and last["writes"] == 0
     assert sha(tmp_path / "helpdesk.json") == before
     store = StateStore(tmp_path / "state.db")
     assert store.cursor(f"file:{(tmp_path / 'helpdesk.json').resolve()}") is None
@@ -822,7 +825,8 @@ def test_every_repeats_until_stopped_and_reloads_a_changed_policy(
     result = cli("run", "--config", str(config), "--every", "5m")
     assert result.exit_code == 0
     assert len(naps) == 3 and 0 < naps[0] <= 300
-    assert len(re.findall(r"^run \d+: read", result.output, re.M)) == 3
+    # The third sync changed nothing, so it says nothing (without -v).
+    assert len(re.findall(r"^run \d+: read", result.output, re.M)) == 2
     runs = StateStore(tmp_path / "state.db").db.execute("SELECT count(*) FROM runs").fetchone()
     assert runs[0] == 3
     assert "policy.json: reloaded" in result.stderr

@@ -178,6 +178,7 @@ def test_zendesk_values_map_to_the_record_vocabulary(api):
                                                                    ("login",))
     assert printer.custom["zendesk_status"] == "open"
     assert printer.created_at == at("2026-03-02 09:00")
+    assert printer.url == "https://acme.zendesk.com/agent/tickets/35436"  # the agent's view
 
 
 def test_tier_from_an_organization_field_and_escalation_from_a_ticket_field(api):

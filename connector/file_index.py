@@ -1,0 +1,222 @@
+"""The file helpdesk's index: what a read of its file learnt about each record, kept in a
+sidecar file beside it, so that the next read parses only the records that changed.
+
+A `Survey` describes one exact file (its SHA-1): for each record, in order, where its
+text is (the bytes before it that belong to no record, and its length), the SHA-1 of its
+text, its id, and its `updated_at` in microseconds when `Record` accepted it (None when
+it refused it; the reason is kept too). It serves in two ways:
+
+- the file still has that SHA-1: the survey is the file's, and a fetch parses nothing but
+  the records it returns (those after the cursor);
+- the file changed: a text whose SHA-1 the survey knows as a usable record is that record,
+  wherever it now stands (the same bytes are the same record), so only texts not seen
+  before are parsed and checked.
+
+Either way a fetch answers exactly as if it had parsed every record: a record Record
+refuses is never taken from the index as usable, so an edit that makes a record unusable is
+reported at the next fetch whether or not it moved `updated_at`.
+
+The sidecar (`.NAME.sla-sync-index` beside the file) is a cache: missing, unreadable, torn,
+of another format or of another file, it is ignored and written afresh, never trusted
+further than its SHA-1s say (the file helpdesk still checks the id of every record it
+writes). Its first line is a whole survey; each rewrite of the file by the helpdesk appends
+one line naming the SHA-1 it applies to, the file's new SHA-1 and the records rewritten, so a
+batch costs a short append, not a new index. It is written without fsync: losing it costs
+one parse of the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import itertools
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+FORMAT = "sla-sync file helpdesk index 1"
+#: Appended lines after which a fetch that found nothing changed writes the index afresh.
+MAX_CHANGES = 64
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(instant: datetime) -> int:
+    """An instant as whole microseconds since the epoch (exact, comparable as ints)."""
+    return (instant - EPOCH) // MICROSECOND
+
+
+def text_hash(text: bytes) -> bytes:
+    return hashlib.sha1(text).digest()
+
+
+def sidecar_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sla-sync-index")
+
+
+@dataclass
+class Survey:
+    digest: bytes  # SHA-1 of the whole file described
+    layout: str  # "json" or "jsonl"
+    gaps: list[int]  # bytes between the previous record's text (or the start) and this one's
+    lengths: list[int]  # of each record's text
+    hashes: list[bytes]  # SHA-1 of each record's text
+    ids: list[str | None]  # the id a change finds it by (None: it has none)
+    stamps: list[int | None]  # updated_at in microseconds; None: Record refused it
+    problems: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # refused:
+    # position -> (reason, record id)
+    appended: int = 0  # lines of changes after the survey in the sidecar
+    shared: dict[str, list[int]] | None = None  # twins(), once known (a rewrite keeps ids)
+
+    def starts(self) -> list[int]:
+        """Byte offset of each record's text."""
+        ends = list(itertools.accumulate(
+            (gap + length for gap, length in zip(self.gaps, self.lengths, strict=True))))
+        return [end - length for end, length in zip(ends, self.lengths, strict=True)]
+
+    def known(self) -> dict[bytes, tuple[str | None, int]]:
+        """Text SHA-1 -> (id, updated_at) of the texts known as usable records."""
+        known = dict(zip(self.hashes, zip(self.ids, self.stamps, strict=True), strict=True))
+        for position in self.problems:  # the same bytes always get the same answer
+            known.pop(self.hashes[position], None)
+        return known  # type: ignore[return-value]
+
+    def twins(self) -> dict[str, list[int]]:
+        """Ids held by more than one record -> their positions."""
+        if self.shared is not None:
+            return self.shared
+        shared = {key for key, count in Counter(self.ids).items()
+                  if count > 1 and key is not None}
+        positions: dict[str, list[int]] = {}
+        if shared:
+            for position, record_id in enumerate(self.ids):
+                if record_id in shared:
+                    positions.setdefault(record_id, []).append(position)
+        self.shared = positions
+        return positions
+
+    def index(self) -> dict[str, int]:
+        """id -> position of the first record with it."""
+        found: dict[str, int] = {}
+        for position, record_id in enumerate(self.ids):
+            if record_id is not None:
+                found.setdefault(record_id, position)
+        return found
+
+    def change(self, digest: bytes, changes: list[tuple[int, bytes, str, int, int]]) -> None:
+        """The file was rewritten with these records' texts replaced: (position, text
+        SHA-1, id, updated_at, length)."""
+        for position, hashed, record_id, stamp, length in changes:
+            self.hashes[position] = hashed
+            self.ids[position] = record_id
+            self.stamps[position] = stamp
+            self.lengths[position] = length
+            self.problems.pop(position, None)
+        self.digest = digest
+
+    # -- the sidecar ------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT, "layout": self.layout, "file": self.digest.hex(),
+            "gaps": self.gaps, "lengths": self.lengths,
+            "hashes": base64.b64encode(b"".join(self.hashes)).decode(), "ids": self.ids,
+            "stamps": self.stamps, "twins": self.twins(),
+            "problems": [[position, reason, record_id]
+                         for position, (reason, record_id) in sorted(self.problems.items())],
+        }, separators=(",", ":"))  # ASCII: an id may hold a lone surrogate
+
+    @classmethod
+    def from_json(cls, text: str, layout: str) -> Survey:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != FORMAT \
+                or data.get("layout") != layout:
+            raise ValueError("another format")
+        gaps, lengths, ids, stamps = (data[key] for key in ("gaps", "lengths", "ids", "stamps"))
+        hashes = base64.b64decode(data["hashes"], validate=True)
+        count = len(lengths)
+        numbers = [*gaps, *lengths]
+        twins = data["twins"]
+        if not (len(gaps) == count == len(ids) == len(stamps) and len(hashes) == 20 * count
+                and set(map(type, numbers)) <= {int} and min(numbers, default=0) >= 0
+                and set(map(type, ids)) <= {str, type(None)}
+                and set(map(type, stamps)) <= {int, type(None)}
+                and isinstance(twins, dict)
+                and all(isinstance(found, list) and len(found) > 1
+                        and all(type(p) is int and 0 <= p < count and ids[p] == key
+                                for p in found) for key, found in twins.items())):
+            raise ValueError("inconsistent")
+        if layout == "json" and not (count and gaps[0] >= 1):  # a head line, a record
+            raise ValueError("inconsistent")
+        problems = {}
+        for position, reason, record_id in data["problems"]:
+            if type(position) is not int or not 0 <= position < count \
+                    or not isinstance(reason, str) or stamps[position] is not None \
+                    or not (record_id is None or isinstance(record_id, str)):
+                raise ValueError("inconsistent")
+            problems[position] = (reason, record_id)
+        if any(s is None and p not in problems for p, s in enumerate(stamps)):
+            raise ValueError("inconsistent")
+        return cls(bytes.fromhex(data["file"]), layout, gaps, lengths,
+                   [hashes[n:n + 20] for n in range(0, len(hashes), 20)], ids, stamps,
+                   problems, shared=twins)
+
+
+def read_sidecar(path: Path, layout: str) -> Survey | None:
+    """The survey the sidecar holds, its appended changes applied; None when there is
+    none that can be used."""
+    try:
+        with sidecar_of(path).open(encoding="utf-8", errors="strict") as source:
+            survey = Survey.from_json(source.readline(), layout)
+            for line in source:
+                entry = json.loads(line)
+                if entry["from"] != survey.digest.hex():
+                    break  # a line for another file: the rest cannot apply
+                changes = []
+                for position, hashed, record_id, stamp, length in entry["changes"]:
+                    if not (type(position) is int and 0 <= position < len(survey.ids)
+                            and type(stamp) is int and type(length) is int and length >= 0
+                            and isinstance(record_id, str)):
+                        raise ValueError("inconsistent")
+                    changes.append((position, bytes.fromhex(hashed), record_id, stamp,
+                                    length))
+                survey.change(bytes.fromhex(entry["file"]), changes)
+                survey.appended += 1
+    except (OSError, ValueError, KeyError, TypeError, IndexError, binascii.Error):
+        return None
+    return survey
+
+
+def write_sidecar(path: Path, survey: Survey) -> None:
+    """The sidecar becomes this survey alone. A failure is ignored: it is a cache."""
+    try:
+        with sidecar_of(path).open("w", encoding="utf-8") as out:
+            out.write(survey.to_json() + "\n")
+        survey.appended = 0
+    except OSError:
+        pass
+
+
+def append_sidecar(path: Path, before: bytes, survey: Survey,
+                   changes: list[tuple[int, bytes, str, int, int]]) -> None:
+    """Note in the sidecar that the file with SHA-1 `before` was rewritten with these
+    changes; `survey` (already changed) is what the file now is."""
+    entry = {"from": before.hex(), "file": survey.digest.hex(),
+             "changes": [[p, h.hex(), i, s, n] for p, h, i, s, n in changes]}
+    try:
+        with sidecar_of(path).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        survey.appended += 1
+    except OSError:
+        pass
+
+
+def forget_sidecar(path: Path) -> None:
+    try:
+        os.unlink(sidecar_of(path))
+    except OSError:
+        pass

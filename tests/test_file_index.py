@@ -1,0 +1,222 @@
+"""The file helpdesk's index (connector/file_index.py): a fetch answers exactly as if it had
+parsed every record, whatever was edited by hand, and parses only what changed."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import at, iso, record_dict
+from sla_sync.connector import ConnectorError
+from sla_sync.connector import file as file_module
+from sla_sync.connector.file import FileHelpdesk
+from sla_sync.connector.file_index import sidecar_of
+from sla_sync.connector.model import ChangeSet, Record
+
+NOW = at("2026-03-02 12:00")
+LAYOUTS = ("json", "jsonl")
+
+
+def ticket(number: int, minute: int = 0, **fields: Any) -> dict[str, Any]:
+    return record_dict(id=f"T-{number}", updated_at=iso(f"2026-03-02 09:{minute:02d}"),
+                       **fields)
+
+
+def write(path: Path, records: list[Any], indent: int | None = None) -> None:
+    """As a person or another program would: JSON (compact, one record per line, or
+    indented) or JSON Lines; a str item is written as the record's text itself."""
+    texts = [r if isinstance(r, str) else json.dumps(r, indent=indent) for r in records]
+    if path.suffix == ".jsonl":
+        path.write_text("".join(text + "\n" for text in texts))
+    else:
+        path.write_text('{"records": [\n' + ",\n".join(texts) + "\n]}\n")
+
+
+def answer(desk: FileHelpdesk, cursor: str | None) -> list[Any] | str:
+    """Everything a fetch says: each page's records, problems and cursor, or its error."""
+    try:
+        return [([r.to_dict() for r in page.records], [str(p) for p in page.problems],
+                 page.cursor) for page in desk.fetch(cursor)]
+    except ConnectorError as exc:
+        return str(exc).replace(str(desk.path), "PATH")
+
+
+def parsed_whole(path: Path, cursor: str | None) -> list[Any] | str:
+    """What a fetch says with no index to help it: every record parsed."""
+    sidecar_of(path).unlink(missing_ok=True)
+    return answer(FileHelpdesk(path, page_size=3), cursor)
+
+
+@pytest.fixture(params=LAYOUTS)
+def path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    return tmp_path / f"helpdesk.{request.param}"
+
+
+def count_records(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    made: list[int] = []
+    real = Record.from_dict.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[Record], data: Any, position: int | None = None) -> Record:
+        made.append(1)
+        return real(cls, data, position)
+
+    monkeypatch.setattr(file_module.Record, "from_dict", classmethod(counted))
+    return made
+
+
+def test_an_unchanged_file_is_not_parsed_again(path: Path, monkeypatch: pytest.MonkeyPatch):
+    write(path, [ticket(n, n) for n in range(1, 6)])
+    first = answer(FileHelpdesk(path, page_size=3), None)
+    assert sidecar_of(path).exists()
+    expected = parsed_whole_copy(path, iso("2026-03-02 09:03"))
+    made = count_records(monkeypatch)
+    cursor = first[-1][2]
+    assert answer(FileHelpdesk(path, page_size=3), cursor) == [([], [], cursor)]
+    assert made == []
+    # Records after the cursor are the only ones made.
+    assert answer(FileHelpdesk(path, page_size=3), iso("2026-03-02 09:03")) == expected
+    assert len(made) == 2
+
+
+def test_a_hand_edit_that_keeps_updated_at_is_still_checked(path: Path):
+    """The edit bc65f5b missed: a record made unusable without a new updated_at is
+    reported at the next fetch, and a later repair clears it."""
+    records = [ticket(n, n) for n in range(1, 5)]
+    write(path, records)
+    desk = FileHelpdesk(path)
+    cursor = answer(desk, None)[-1][2]
+    records[1] = {**records[1], "kind": "spaceship"}  # same updated_at
+    write(path, records)
+    [(got, problems, _)] = answer(desk, cursor)
+    assert got == [] and problems == [
+        "record 'T-2': kind: unknown kind 'spaceship' (expected one of ticket, lead)"]
+    assert answer(FileHelpdesk(path), cursor) == parsed_whole(path, cursor)
+    records[1] = {**records[1], "kind": "ticket"}
+    write(path, records)
+    assert answer(desk, cursor) == [([], [], cursor)]
+
+
+def test_a_file_laid_out_otherwise_is_parsed_whole_and_rewritten_in_the_layout(tmp_path):
+    path = tmp_path / "helpdesk.json"
+    path.write_text(json.dumps({"about": "demo", "records": [ticket(1), ticket(2)],
+                                "more": [1]}, indent=2))
+    desk = FileHelpdesk(path)
+    assert answer(desk, None) == parsed_whole(path, None)
+    desk.apply(ChangeSet("T-2", add_tags=("x",)), NOW)
+    data = json.loads(path.read_text())
+    assert list(data) == ["about", "records", "more"] and data["more"] == [1]
+    assert [r["tags"] for r in data["records"]] == [[], ["x"]]
+    assert path.read_text().splitlines()[0] == '{"about": "demo", "records": ['
+    assert answer(FileHelpdesk(path), None) == parsed_whole(path, None)
+
+
+@pytest.mark.parametrize("damage", ["garbage\n", "", '{"format": "sla-sync file helpdesk '
+                                    'index 1", "layout": "json"}\n'])
+def test_a_damaged_index_is_ignored(path: Path, damage: str):
+    write(path, [ticket(1, 1), ticket(2, 2)])
+    expected = parsed_whole(path, None)
+    sidecar_of(path).write_text(damage)
+    assert answer(FileHelpdesk(path, page_size=3), None) == expected
+
+
+def test_an_index_wrong_about_ids_never_makes_a_write_land_on_another_record(path: Path):
+    write(path, [ticket(1, 1), ticket(2, 2)])
+    answer(FileHelpdesk(path), None)
+    index = sidecar_of(path)
+    entry = json.loads(index.read_text().splitlines()[0])
+    entry["ids"] = ["T-2", "T-1"]  # swapped, as a damaged or foreign index might say
+    index.write_text(json.dumps(entry) + "\n")
+    FileHelpdesk(path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
+    tags = {r["id"]: r["tags"] for r in parsed_records(path)}
+    assert tags == {"T-1": ["x"], "T-2": []}
+
+
+def parsed_records(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return list(json.loads(text)["records"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_with_the_index_a_fetch_answers_as_a_whole_parse_through_random_edits(
+        tmp_path: Path, seed: int):
+    """Random files and hand edits (content with or without a new updated_at, backdating,
+    unusable records, text that is not JSON, duplicate ids, records added and removed,
+    other layouts) interleaved with writes: after each step, a fetch through a desk that
+    keeps its index (in memory and beside the file) and one through a fresh desk answer as
+    a whole parse with no index, for several cursors."""
+    rng = random.Random(seed)
+    path = tmp_path / f"helpdesk.{LAYOUTS[seed % 2]}"
+    records: list[Any] = [ticket(n, rng.randrange(60)) for n in range(1, 9)]
+    write(path, records)
+    kept = FileHelpdesk(path, page_size=3)
+    next_id = 9
+    for step in range(25):
+        action = rng.randrange(9)
+        position = rng.randrange(len(records)) if records else 0
+        usable = [i for i, r in enumerate(records) if isinstance(r, dict)]
+        if action == 0 and usable:  # a field, updated_at kept
+            i = rng.choice(usable)
+            records[i] = {**records[i], "subject": f"edit {step}"}
+        elif action == 1 and usable:  # updated_at moved back or forth
+            i = rng.choice(usable)
+            records[i] = {**records[i], "updated_at": iso(f"2026-03-02 09:{rng.randrange(60):02d}")}
+        elif action == 2 and usable:  # made unusable
+            i = rng.choice(usable)
+            records[i] = {**records[i], rng.choice(["kind", "created_at", "tags"]): 7}
+        elif action == 3 and records:  # not JSON at all (JSON Lines keeps it as a line)
+            records[position] = '{"id": "T-x", oops}'
+        elif action == 4 and records:  # a duplicate id
+            records.insert(rng.randrange(len(records) + 1), dict(rng.choice(
+                [r for r in records if isinstance(r, dict)] or [ticket(1)])))
+        elif action == 5:
+            records.insert(rng.randrange(len(records) + 1), ticket(next_id, rng.randrange(60)))
+            next_id += 1
+        elif action == 6 and records:
+            records.pop(position)
+        elif action == 7 and usable:  # a write through the desk, then read back as is
+            rewritten = [i for i in usable if not _twin(records, i)]
+            parses = path.suffix == ".jsonl" or all(isinstance(r, dict) for r in records)
+            if rewritten and parses:
+                kept.apply_many([ChangeSet(records[i]["id"], add_tags=(f"s{step}",))
+                                 for i in rewritten[:3]], NOW)
+                records = _reread(path, records)
+                continue
+        write(path, records, indent=2 if action == 8 and path.suffix == ".json" else None)
+        for cursor in (None, iso("2026-03-02 09:30"), iso("2026-03-02 12:00")):
+            expected = parsed_whole_copy(path, cursor)
+            assert answer(kept, cursor) == expected, (seed, step, action, cursor)
+            assert answer(FileHelpdesk(path, page_size=3), cursor) == expected
+
+
+def _twin(records: list[Any], i: int) -> bool:
+    ids = [r.get("id") for r in records if isinstance(r, dict)]
+    return ids.count(records[i].get("id")) > 1
+
+
+def _reread(path: Path, records: list[Any]) -> list[Any]:
+    """The records after a write by the desk, the unparsable texts kept as text."""
+    if path.suffix == ".jsonl":
+        out: list[Any] = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append(line)
+        return out
+    try:
+        return list(json.loads(path.read_text())["records"])
+    except ValueError:
+        return records
+
+
+def parsed_whole_copy(path: Path, cursor: str | None) -> list[Any] | str:
+    """parsed_whole on a copy, so that the desks under test keep their index."""
+    copy = path.with_name("whole" + path.suffix)
+    copy.write_bytes(path.read_bytes())
+    return parsed_whole(copy, cursor)
