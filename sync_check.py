@@ -53,7 +53,8 @@ class Use:
 def names_used(policy: Policy) -> list[Use]:
     """Every priority, status, group, agent and custom field name the policy uses, with its
     JSON path, in policy order (conditions through rules.lint's own reading of them)."""
-    uses: list[Use] = []
+    uses: list[Use] = [Use(f"fields.{name}", "field", name.removeprefix("custom."))
+                       for name in policy.fields]
     raw = _raw(policy)
     for i, status in enumerate(raw.get("closed_statuses") or []):
         uses.append(Use(f"closed_statuses[{i}]", "status", status))

@@ -617,3 +617,13 @@ def test_where_a_helpdesk_cannot_list_priorities_the_connectors_map_decides(
     lines = problems_with(load_policy(tmp_path / "policy.json"), Catalog("Zendesk"), connector)
     assert lines == ["policy: rules[0].actions[0].params.priority: the connector cannot write "
                      "priority 'critical'"]
+
+
+def test_a_declared_custom_field_the_helpdesk_does_not_fill(tmp_path: Path) -> None:
+    policy = policy_with(rule("emea", cond("custom.regoin", "equal_to", "emea"),
+                              act("add_tag", tag="emea")))
+    policy["fields"] = {"custom.regoin": "string", "custom.region": "string"}
+    code, lines, _ = check(file_desk(tmp_path, policy))
+    assert (code, lines) == (2, [
+        "policy: fields.custom.regoin: 'regoin' is not a custom field in the file helpdesk "
+        "(did you mean 'region'?) (known: region)"])
