@@ -521,8 +521,14 @@ def _as_written(p: Plan) -> Record:
 
 
 def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunReport) -> None:
-    """Send the notifications committed so far; one that fails stays for the next run."""
-    for item in store.outbox():
+    """Send the notifications committed so far; one that fails stays for the next run.
+    Each carries a delivery id (the state file's instance and the outbox id): a send
+    repeated after a crash between the post and marking it sent has the same id, so a
+    receiver can drop the repeat."""
+    items = store.outbox()
+    instance = store.instance_id() if items else ""
+    for item in items:
+        item["delivery_id"] = f"{instance}-{item['id']}"
         if notifier is None:
             report.notify_failures += 1
             report.failures.append(f"record {item['record_id']!r}: rule {item['rule']!r} "

@@ -12,6 +12,7 @@ import os
 import socket
 import sqlite3
 import stat
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from sla_sync.connector.model import ChangeSet, Record, RecordError, format_instant, parse_instant
-from sla_sync.rules.engine import SlaMark
+from sla_sync.rules.mark import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
 
@@ -455,6 +456,15 @@ class StateStore:
         with self.transaction():
             self.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key)"
                                 " DO UPDATE SET value = excluded.value", values.items())
+
+    def instance_id(self) -> str:
+        """A random name for this state file, made once: with an outbox id it names a
+        notification uniquely, even across a state file that was lost and made anew."""
+        instance = self.meta("instance")
+        if instance is None:
+            instance = uuid.uuid4().hex
+            self.set_meta({"instance": instance})
+        return instance
 
     def forget(self, record_id: str) -> None:
         """Drop a record the helpdesk no longer has from the mirror and the ledger (its audit

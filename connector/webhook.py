@@ -4,7 +4,10 @@ layer as the connectors (retries, Retry-After, bounded waits).
 Config: `webhooks: {NAME: {url: ${SLACK_WEBHOOK_URL}, format: slack}}`. `slack` (the
 default) posts `{"text": ...}`, which Slack-compatible incoming webhooks (Slack,
 Mattermost, Rocket.Chat, Teams workflows) accept; `json` posts the text with the record id,
-rule and webhook name for tools of your own. Webhook URLs are secrets: they never appear in
+rule and webhook name for tools of your own, and `id`, the notification's delivery id. Every
+post carries the delivery id in an `Idempotency-Key` header too: a post repeated after a
+crash (between sending it and recording it sent) has the same id, so a receiver that keeps
+the ids it has seen can drop the repeat. Webhook URLs are secrets: they never appear in
 messages, nor in urllib3's DEBUG log lines; a webhook's redirect is not followed.
 """
 
@@ -109,11 +112,15 @@ class Webhooks:
             raise ValueError(f"webhook {webhook!r} is not defined in the config")
         client, fmt, url = self.clients[webhook]
         body: dict[str, Any] = {"text": text}
+        delivery = context.get("delivery_id")
         if fmt == "json":
             body.update(record_id=context.get("record_id"), rule=context.get("rule"),
                         webhook=webhook)
+            if delivery:
+                body["id"] = delivery
         try:
-            client.post(url, json=body, ok=(200, 201, 202, 204))
+            client.post(url, json=body, ok=(200, 201, 202, 204),
+                        headers={"Idempotency-Key": delivery} if delivery else None)
         except requests.TooManyRedirects:
             raise ConnectorError(f"webhook {webhook!r}: POST answered with a redirect, which is "
                                  "not followed; give the URL it points to", retriable=True)\

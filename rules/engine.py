@@ -22,6 +22,7 @@ from sla_sync.rules.actions import ActionCollector, Intent
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar
 from sla_sync.rules.clock import TARGETS, Clock, frozen, run_clock, timeline_until
 from sla_sync.rules.conditions import Asked, Check, Compiler
+from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.policy import Policy, Rule, Sla
 from sla_sync.rules.variables import RecordVariables
 
@@ -31,15 +32,6 @@ class RuleOutcome:
     rule: Rule
     fired: bool
     intents: tuple[Intent, ...]
-
-
-@dataclass(frozen=True)
-class SlaMark:
-    """Which SLA a record was under when last evaluated, and since when (the instant its
-    clocks restart from under `on_target_change: restart`)."""
-
-    name: str
-    since: datetime
 
 
 @dataclass(frozen=True)

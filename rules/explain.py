@@ -12,7 +12,7 @@ from sla_sync.connector.model import format_instant
 from sla_sync.rules.clock import Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
-from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, WRITE, Plan
+from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan
 from sla_sync.rules.policy import Policy
 
 
@@ -136,7 +136,8 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
             what = f"tag {step.slot[4:]!r} {step.before} -> {step.after}"
         else:
             what = f"{step.slot} {_value(step.before)} -> {_value(step.after)}"
-        label = {WRITE: "write", SATISFIED: "already so", OVERRIDDEN: "overridden"}.get(
+        label = {WRITE: "write", SATISFIED: "already so", OVERRIDDEN: "overridden",
+                 VOID: "void"}.get(
             step.outcome, step.outcome)
         detail = f" ({step.detail})" if step.detail else ""
         out.append(f"  [{label}] {what}  <- rule {step.rule!r}{detail}")

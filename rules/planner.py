@@ -9,6 +9,10 @@
   "overridden". Tags compare case-insensitively.
 - An escalation never lowers the level; of several escalations the highest wins.
 - What the record already satisfies is dropped.
+- A rule that became true only on the planner's own change in memory (a later pass), and is
+  no longer true on the record as the plan finally leaves it (the change it fired on was
+  overridden), adds no note and sends no notification: those would announce a write that
+  never happens. Its field and tag intents still take part in the merge, as above.
 - The planner applies its own change in memory and evaluates again until no further rule
   becomes active (at most MAX_PASSES), so that a rerun on unchanged data plans nothing even
   when one rule's action makes another rule true.
@@ -35,6 +39,8 @@ SATISFIED = "satisfied"
 OVERRIDDEN = "overridden"
 NOT_HIGHER = "not higher"
 SUPERSEDED = "superseded"
+VOID = "void"  # a note or notification of a rule that does not hold on the final record
+APPENDS = ("add_note", "notify")
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ def plan(record: Record, policy: Policy, now: datetime,
     active_before = frozenset(active)
     active_now = set(active_before)
     fired: dict[int, tuple[str, tuple[Intent, ...]]] = {}  # rule index -> its latest intents
+    first_pass: dict[int, int] = {}  # rule index -> the pass it first fired in
     first: Evaluation | None = None
     current = record
     settled = False
@@ -110,12 +117,27 @@ def plan(record: Record, policy: Policy, now: datetime,
             active_now.add(outcome.rule.name)
             # A rule that fires again after its own plan deactivated it replaces its intents.
             fired[outcome.rule.index] = (outcome.rule.name, outcome.intents)
+            first_pass.setdefault(outcome.rule.index, passes)
         change, steps = merge(record, [(index, name, intent)
                                        for index, (name, intents) in fired.items()
                                        for intent in intents])
         # Only a change that would be written moves updated_at (hours_since_updated).
         current = record if change.is_empty() else change.applied_to(record, now)
     assert first is not None
+    if settled:
+        holds = {o.rule.name for o in evaluation.outcomes if o.fired}
+        void = {index for index, (name, _) in fired.items()
+                if first_pass[index] > 1 and name not in holds}
+        if void:  # notes and notifications add nothing the merge decides: drop them alone
+            change, steps = merge(record, [
+                (index, name, intent) for index, (name, intents) in fired.items()
+                for intent in intents if index not in void or intent.action not in APPENDS])
+            steps += [Step(name, intent.action, "note" if intent.action == "add_note" else
+                           f"notify:{intent.params['webhook']}", None, intent.params["text"],
+                           VOID, "its conditions do not hold on the record as this plan "
+                           "leaves it (it fired on a change that was overridden)")
+                      for index, (name, intents) in sorted(fired.items()) if index in void
+                      for intent in intents if intent.action in APPENDS]
     notifications = tuple(dict.fromkeys(
         (step.rule, step.slot.removeprefix("notify:"), step.after)
         for step in steps if step.action == "notify" and step.outcome == WRITE))

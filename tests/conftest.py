@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -88,10 +89,14 @@ def bench_script(name: str) -> Any:
 
 
 def build_wheel(source: Path, out: Path) -> Path:
-    """The wheel `pip wheel` builds from `source`, with this environment's setuptools (no
-    build isolation: nothing is downloaded); its path."""
+    """The wheel `pip wheel` builds from a copy of `source` (setuptools builds in the tree,
+    and a stale build/ there could add modules the source no longer has), with this
+    environment's setuptools (no build isolation: nothing is downloaded); its path."""
+    copy = out / "source"
+    shutil.copytree(source, copy, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "build", "*.egg-info", "__pycache__", ".*_cache", ".demo"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                           "--no-build-isolation", "--no-index", "-w", str(out), str(source)],
+                           "--no-build-isolation", "--no-index", "-w", str(out), str(copy)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, "pip wheel failed (needs setuptools>=77 in this " \
         f"environment: pip install -e '.[test]'):\n{done.stdout}{done.stderr}"

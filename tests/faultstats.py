@@ -10,7 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 COLUMNS = ("kill points tried", "syncs completed", "writes lost", "writes repeated",
-           "notes repeated in flight", "alerts repeated in flight", "tracebacks")
+           "notes repeated in flight", "alerts repeated in flight",
+           "alerts repeated under a new id", "tracebacks")
 
 
 @dataclass

@@ -297,7 +297,11 @@ class Project:
                     "level": max(levels, default=0), "notes": ticket["comments"],
                     "private": all(ticket["private"])}
         alerts = sorted(f"{h.get('record_id')}: {h.get('rule')}" for h in self.desk.hooks)
-        return {"records": records, "alerts": alerts}
+        # what a receiver that drops a delivery id it has seen gets (tests/faultdesk.py keeps
+        # each post's body; the json format carries the id)
+        unique = {h.get("id") or f"no id {n}": h for n, h in enumerate(self.desk.hooks)}
+        delivered = sorted(f"{h.get('record_id')}: {h.get('rule')}" for h in unique.values())
+        return {"records": records, "alerts": alerts, "delivered": delivered}
 
     def save(self, name: str) -> Path:
         """Keep the state file and the helpdesk as they are now."""
@@ -472,6 +476,9 @@ def measure(project: Project, runs: list[Run], want: dict[str, Any],
     tally.figures["writes repeated"] += difference.repeated
     tally.figures["notes repeated in flight"] += difference.in_flight["notes"]
     tally.figures["alerts repeated in flight"] += difference.in_flight["alerts"]
+    state = project.state()
+    under_new_id = sum((Counter(state["delivered"]) - Counter(want["alerts"])).values())
+    tally.figures["alerts repeated under a new id"] += under_new_id
     tally.figures["tracebacks"] += no_traceback(runs)
     problems = []
     if no_traceback(runs):
@@ -482,6 +489,8 @@ def measure(project: Project, runs: list[Run], want: dict[str, Any],
     if difference.lost or difference.repeated or difference.fields or \
             len(difference.repeated_in_flight) > 1:
         problems.append(difference.describe())
+    if under_new_id:
+        problems.append(f"{under_new_id} alert(s) repeated with a delivery id of their own")
     return problems
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,13 @@ def test_a_sync_posts_the_notification_once_per_activation(tmp_path, local_serve
 def test_the_json_format_adds_the_record_and_rule(tmp_path, local_server):
     config = project(tmp_path, local_server.url, fmt="json")
     cli("run", "--config", str(config), "--now", iso("2026-03-02 10:30"))
-    assert local_server.requests[0][3] == {"text": "T-1 breached its first response (std)",
-                                           "record_id": "T-1", "rule": "page-oncall",
-                                           "webhook": "oncall"}
+    body = local_server.requests[0][3]
+    delivery = body.pop("id")
+    assert body == {"text": "T-1 breached its first response (std)", "record_id": "T-1",
+                    "rule": "page-oncall", "webhook": "oncall"}
+    assert local_server.requests[0][2]["Idempotency-Key"] == delivery
+    instance = StateStore(tmp_path / "state.db").instance_id()
+    assert re.fullmatch(rf"{instance}-\d+", delivery)
 
 
 def test_a_failing_webhook_keeps_the_notification_for_the_next_run(tmp_path, local_server,
@@ -80,10 +85,15 @@ def test_a_failing_webhook_keeps_the_notification_for_the_next_run(tmp_path, loc
     data = json.loads((tmp_path / "helpdesk.json").read_text())
     assert data["records"][0]["tags"] == ["paged"]  # the record's own write went through
     local_server.default = (200, {}, {"ok": True})
+    tried = list(local_server.requests)
+    assert tried
     local_server.requests.clear()
     later = cli("run", "--config", str(config), "--now", iso("2026-03-02 11:00"))
     assert later.exit_code == 0
     assert len(local_server.requests) == 1  # sent now, and only once
+    # the same delivery id as the failed attempts: a receiver can tell a repeat
+    assert {h["Idempotency-Key"] for _, _, h, _ in tried} == \
+        {local_server.requests[0][2]["Idempotency-Key"]}
     assert StateStore(tmp_path / "state.db").outbox() == []
 
 

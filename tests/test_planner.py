@@ -14,6 +14,7 @@ from sla_sync.rules.planner import (
     OVERRIDDEN,
     SATISFIED,
     SUPERSEDED,
+    VOID,
     WRITE,
     Plan,
     Step,
@@ -188,6 +189,40 @@ def test_rules_that_undo_each_other_settle_on_the_later_rule_in_the_policy():
 
 
 # -- bugs -------------------------------------------------------------------------------------
+
+def test_a_rule_true_only_on_an_overridden_change_sends_and_notes_nothing():
+    """urgent <-> high: `calm` fires on `raise`'s change (pass 2) and overrides it, so the
+    record stays high; its note and notification would announce a write that never happens."""
+    p = plan_for(rule("raise", {"all": [cond("priority", "equal_to", "high")]},
+                      act("set_priority", priority="urgent")),
+                 rule("calm", {"all": [cond("priority", "equal_to", "urgent")]},
+                      act("set_priority", priority="high"), act("add_note", text="calmed"),
+                      act("notify", webhook="ops", text="urgent ticket calmed")),
+                 priority="high")
+    assert p.change.is_empty() and p.notifications == () and not p.acts
+    assert [(s.rule, s.slot, s.outcome) for s in p.steps] == [
+        ("raise", "priority", OVERRIDDEN), ("calm", "priority", SATISFIED),
+        ("calm", "note", VOID), ("calm", "notify:ops", VOID)]
+    assert p.active_after == frozenset({"raise"})
+
+
+def test_a_chained_rule_that_still_holds_keeps_its_note_and_notification():
+    p = plan_for(rule("raise", {"all": [cond("priority", "equal_to", "high")]},
+                      act("set_priority", priority="urgent")),
+                 rule("page", {"all": [cond("priority", "equal_to", "urgent")]},
+                      act("add_note", text="paged"), act("notify", webhook="ops", text="urgent")),
+                 priority="high")
+    assert p.change == change(fields={"priority": "urgent"}, notes=("paged",))
+    assert p.notifications == (("page", "ops", "urgent"),)
+
+
+def test_a_rule_true_on_the_record_as_read_keeps_its_note_though_its_change_undoes_it():
+    """Fired in the first pass, on the record itself: its note is real even though its own
+    tag makes its conditions false afterwards."""
+    p = plan_for(rule("once", {"all": [cond("tags", "does_not_contain", "seen")]},
+                      act("add_tag", tag="seen"), act("add_note", text="first look")))
+    assert p.change == change(add_tags=("seen",), notes=("first look",))
+
 
 def test_later_rule_in_the_policy_wins_even_when_it_fired_in_an_earlier_pass():
     p = plan_for(rule("vip-urgent", {"all": [cond("tags", "contains", "vip")]},
