@@ -311,7 +311,7 @@ def test_the_progress_line_redraws_in_place_at_most_every_interval() -> None:
 def test_a_log_record_clears_the_progress_line_and_draws_it_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The isatty decision injected: click's runner gives no terminal.
-    monkeypatch.setattr("sla_sync.sync_log._isatty", lambda stream: True)
+    monkeypatch.setattr("sla_sync.sync_log._is_terminal", lambda stream: True)
     config = project(tmp_path, bad=True)
     result = run("-v", "run", "--config", str(config), "--now", NOW)  # -v: records meanwhile
     assert result.exit_code == 0
@@ -330,7 +330,7 @@ def test_a_log_record_clears_the_progress_line_and_draws_it_again(
 
 def test_no_progress_line_with_quiet_even_on_a_terminal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sla_sync.sync_log._isatty", lambda stream: True)
+    monkeypatch.setattr("sla_sync.sync_log._is_terminal", lambda stream: True)
     result = run("-q", "run", "--config", str(project(tmp_path)), "--now", NOW)
     assert result.exit_code == 0 and "\r" not in result.stderr
 
@@ -358,6 +358,18 @@ def read_all(fd: int, process: subprocess.Popen[bytes], deadline: float = 60.0) 
         elif process.poll() is not None:
             break
     return data
+
+
+def test_a_dumb_terminal_gets_no_progress_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert sync_log._is_terminal(Terminal())
+    monkeypatch.setenv("TERM", "dumb")
+    assert not sync_log._is_terminal(Terminal())
+    assert not sync_log._is_terminal(io.StringIO())
 
 
 def test_progress_appears_on_a_terminal_and_not_on_a_pipe(tmp_path: Path) -> None:
