@@ -24,6 +24,7 @@ import pytest
 from conftest import LOG_LINE, act, cli, cond, iso, log_lines, record_dict, rule, write_project
 from faultdesk import FaultDesk, Ticket, unix
 from sla_sync import sync_log
+from sla_sync.connector.base import ConnectorError, WriteResult
 from sla_sync.connector.http import HttpClient
 
 NOW = iso("2026-03-02 10:20")
@@ -87,6 +88,26 @@ def test_json_logs_parse_line_by_line_and_carry_their_fields(tmp_path: Path) -> 
         "run": 1, "read": 3, "evaluated": 3, "changed": 3, "writes": 3, "skipped": 1,
         "errors": 0, "status": "ok", "cursor_moved": True}
     assert isinstance(summary["duration_ms"], int)
+
+
+def test_a_failed_write_is_an_error_record_naming_the_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Any, changes: list[Any], now: Any) -> list[WriteResult]:
+        return [WriteResult(c.record_id, error=ConnectorError(
+            "HTTP 422: the helpdesk refused the change", record_id=c.record_id))
+            for c in changes]
+
+    monkeypatch.setattr("sla_sync.connector.file.FileHelpdesk.apply_many", refuse)
+    config = project(tmp_path, records=2)
+    result = run("--log-format", "json", "run", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 3
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    failures = [r for r in records if r.get("event") == "failure"]
+    assert [(r["level"], r["record"], r["run"]) for r in failures] == \
+        [("error", "T-1", 1), ("error", "T-2", 1)]
+    assert "write failed: HTTP 422" in failures[0]["message"]
+    [summary] = [r for r in records if r.get("event") == "summary"]
+    assert (summary["status"], summary["errors"], summary["writes"]) == ("partial", 2, 0)
 
 
 def test_an_error_is_one_json_record_with_its_exit_code(tmp_path: Path) -> None:
