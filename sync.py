@@ -411,7 +411,8 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
         for change in report.changes:
             click.echo(json.dumps(change, ensure_ascii=False))
     left_out = [row for row in store.skipped() if row["last_run"] != report.run_id]
-    quiet = every and report.quiet() and not left_out
+    # Records still left out are warned about below whatever the run did.
+    quiet = every and report.quiet()
     _summary(report, as_json, shown=not quiet or bool(setup and setup.verbose))
     for row in left_out:  # not read this run: say it is still left out
         log.warning(f"skipped: record {row['record_id']!r}: {row['reason']} (as read in run "

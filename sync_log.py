@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -119,13 +120,13 @@ _active: Setup | None = None
 def configure(verbose: bool = False, quiet: bool = False, fmt: str = "text",
               tty: bool | None = None) -> Setup:
     """Set up logging for one command (replacing an earlier set-up in the same process);
-    `tty` is whether stderr is a terminal (asked of sys.stderr when None): the progress
-    line is drawn only there, and never with `quiet`."""
+    `tty` is whether stderr is a terminal that can redraw a line (asked of sys.stderr and
+    $TERM when None): the progress line is drawn only there, and never with `quiet`."""
     global _active
     reset()
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     if tty is None:
-        tty = _isatty(sys.stderr)
+        tty = _is_terminal(sys.stderr)
     progress = ProgressLine() if tty and not quiet else None
     setup = Setup(level, fmt, progress)
     logger = logging.getLogger(LOGGER)
@@ -155,7 +156,10 @@ def active() -> Setup | None:
     return _active
 
 
-def _isatty(stream: Any) -> bool:
+def _is_terminal(stream: Any) -> bool:
+    """A terminal that understands the erase-line sequence (not TERM=dumb: Emacs' shell)."""
+    if os.environ.get("TERM") == "dumb":
+        return False
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no such method, or a closed stream

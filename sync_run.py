@@ -399,14 +399,13 @@ class _Writer:
             if result.error is not None:
                 self.settle(p, result, retry=True)
         self.sent += len(batch)
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(logging.DEBUG):  # what failed is reported as the run's failures
             for p, result in pairs:
-                log.debug("run %d: record %r: %s (rules %s)", self.report.run_id, p.record.id,
-                          "written" if result.error is None else "not written",
-                          ", ".join(p.fired),
-                          extra={"event": "write", "run": self.report.run_id,
-                                 "record": p.record.id, "rules": list(p.fired),
-                                 "written": result.error is None})
+                if result.error is None:
+                    log.debug("run %d: record %r: written (rules %s)", self.report.run_id,
+                              p.record.id, ", ".join(p.fired),
+                              extra={"event": "write", "run": self.report.run_id,
+                                     "record": p.record.id, "rules": list(p.fired)})
         self.progress("writing", {"done": self.sent, "total": self.queued})
 
     def settle(self, p: Plan, result: WriteResult, retry: bool) -> None:

@@ -24,6 +24,7 @@ import pytest
 from conftest import LOG_LINE, act, cli, cond, iso, log_lines, record_dict, rule, write_project
 from faultdesk import FaultDesk, Ticket, unix
 from sla_sync import sync_log
+from sla_sync.connector.base import ConnectorError, WriteResult
 from sla_sync.connector.http import HttpClient
 
 NOW = iso("2026-03-02 10:20")
@@ -87,6 +88,26 @@ def test_json_logs_parse_line_by_line_and_carry_their_fields(tmp_path: Path) -> 
         "run": 1, "read": 3, "evaluated": 3, "changed": 3, "writes": 3, "skipped": 1,
         "errors": 0, "status": "ok", "cursor_moved": True}
     assert isinstance(summary["duration_ms"], int)
+
+
+def test_a_failed_write_is_an_error_record_naming_the_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Any, changes: list[Any], now: Any) -> list[WriteResult]:
+        return [WriteResult(c.record_id, error=ConnectorError(
+            "HTTP 422: the helpdesk refused the change", record_id=c.record_id))
+            for c in changes]
+
+    monkeypatch.setattr("sla_sync.connector.file.FileHelpdesk.apply_many", refuse)
+    config = project(tmp_path, records=2)
+    result = run("--log-format", "json", "run", "--config", str(config), "--now", NOW)
+    assert result.exit_code == 3
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    failures = [r for r in records if r.get("event") == "failure"]
+    assert [(r["level"], r["record"], r["run"]) for r in failures] == \
+        [("error", "T-1", 1), ("error", "T-2", 1)]
+    assert "write failed: HTTP 422" in failures[0]["message"]
+    [summary] = [r for r in records if r.get("event") == "summary"]
+    assert (summary["status"], summary["errors"], summary["writes"]) == ("partial", 2, 0)
 
 
 def test_an_error_is_one_json_record_with_its_exit_code(tmp_path: Path) -> None:
@@ -311,7 +332,7 @@ def test_the_progress_line_redraws_in_place_at_most_every_interval() -> None:
 def test_a_log_record_clears_the_progress_line_and_draws_it_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The isatty decision injected: click's runner gives no terminal.
-    monkeypatch.setattr("sla_sync.sync_log._isatty", lambda stream: True)
+    monkeypatch.setattr("sla_sync.sync_log._is_terminal", lambda stream: True)
     config = project(tmp_path, bad=True)
     result = run("-v", "run", "--config", str(config), "--now", NOW)  # -v: records meanwhile
     assert result.exit_code == 0
@@ -330,7 +351,7 @@ def test_a_log_record_clears_the_progress_line_and_draws_it_again(
 
 def test_no_progress_line_with_quiet_even_on_a_terminal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sla_sync.sync_log._isatty", lambda stream: True)
+    monkeypatch.setattr("sla_sync.sync_log._is_terminal", lambda stream: True)
     result = run("-q", "run", "--config", str(project(tmp_path)), "--now", NOW)
     assert result.exit_code == 0 and "\r" not in result.stderr
 
@@ -358,6 +379,18 @@ def read_all(fd: int, process: subprocess.Popen[bytes], deadline: float = 60.0) 
         elif process.poll() is not None:
             break
     return data
+
+
+def test_a_dumb_terminal_gets_no_progress_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert sync_log._is_terminal(Terminal())
+    monkeypatch.setenv("TERM", "dumb")
+    assert not sync_log._is_terminal(Terminal())
+    assert not sync_log._is_terminal(io.StringIO())
 
 
 def test_progress_appears_on_a_terminal_and_not_on_a_pipe(tmp_path: Path) -> None:
