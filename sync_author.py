@@ -317,6 +317,10 @@ def backtest(policy_file: Path, baseline_file: Path | None, config_path: str | N
     records, audit = _history(config_path, from_file)
     data = backtesting.backtest(records, policy, start, end, timedelta(seconds=seconds),
                                 groups, baseline, audit=audit)
+    for run in ("policy", "baseline"):
+        for failed in (data[run] or {}).get("failed", ()):
+            click.echo(f"skipped ({run}): record {failed['id']!r}: {failed['reason']}",
+                       err=True)
     if data["records"] == 0:
         click.echo(f"note: no record was created between {format_instant(start)} and "
                    f"{format_instant(end)}; nothing to replay", err=True)

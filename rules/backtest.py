@@ -243,6 +243,7 @@ class Run:
 
     policy: Policy
     replayed: tuple[Replayed, ...]
+    failed: tuple[tuple[str, str], ...] = ()  # (record id, why): left out of every figure
 
     @property
     def evaluations(self) -> int:
@@ -252,8 +253,13 @@ class Run:
 def run_policy(records: Iterable[Record], policy: Policy, since: datetime, until: datetime,
                step: timedelta, added: frozenset[str], naive: bool = False) -> Run:
     wakes = Wakes(policy)
-    return Run(policy, tuple(replay(r, policy, since, until, step, wakes, added, naive)
-                             for r in records))
+    replayed, failed = [], []
+    for record in records:
+        try:
+            replayed.append(replay(record, policy, since, until, step, wakes, added, naive))
+        except Exception as exc:  # a rule that blows up on one record must not stop the rest
+            failed.append((record.id, f"evaluation failed: {exc!r}"))
+    return Run(policy, tuple(replayed), tuple(failed))
 
 
 def _groups(run: Run, by: Sequence[Sequence[str]]) -> list[tuple[dict[str, str],
@@ -300,6 +306,7 @@ def _summary(run: Run, by: Sequence[Sequence[str]], since: datetime,
     events = sorted(((e, r.record.id) for r in run.replayed for e in r.events),
                     key=lambda item: (item[0].at, item[1]))
     return {"file": run.policy.source, "evaluations": run.evaluations,
+            "failed": [{"id": i, "reason": why} for i, why in run.failed],
             "record_steps": sum(steps - first_step(r.record, since, step)
                                 for r in run.replayed),
             "rules": _rules(run), "events": [e.to_dict(rid) for e, rid in events],

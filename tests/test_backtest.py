@@ -346,3 +346,21 @@ def test_a_broken_policy_names_its_path(tmp_path: Path) -> None:
                                        "--policy", str(policy), "--since", "2026-03-01"])
     assert result.exit_code == 2
     assert "slas[0].targets.first_response" in result.output
+
+
+def test_a_record_whose_evaluation_fails_is_left_out_and_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sla_sync.rules import backtest as module
+    real = module.plan
+
+    def failing(record: Any, *args: Any, **kwargs: Any) -> Any:
+        if record.id == "T-2":
+            raise ZeroDivisionError("boom")
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr("sla_sync.rules.backtest.plan", failing)
+    data = backtest(scenario()[:2], vip_policy("1h"), at("2026-03-02 08:00"),
+                    at("2026-03-02 12:00"), FIVE)
+    assert data["policy"]["failed"] == [{"id": "T-2", "reason":
+                                         "evaluation failed: ZeroDivisionError('boom')"}]
+    assert data["policy"]["segments"][0]["records"] == 1
