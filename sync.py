@@ -42,6 +42,7 @@ from sla_sync.rules.metrics import queue as open_queue
 from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
+from sla_sync.sync_audit import AUDIT_COMMANDS
 from sla_sync.sync_author import AUTHOR_COMMANDS
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
 from sla_sync.sync_report import (
@@ -187,14 +188,15 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
     config = _config(config_path)
     policy = _policy(policy_path or config.policy)
     connector = _connector(config)
+    if now_text is not None and not dry_run and connector.capabilities.real_helpdesk:
+        raise Exit(f"--now writes to a real helpdesk ({config.connector['type']}) as if it "
+                   "were another instant: give --dry-run with it to try an instant, or leave "
+                   "--now out; nothing was read or written", EXIT_INVALID)
     notifier = _webhooks(config, policy)
     with Stop() as stop:
         try:
             with StateLock(config.state), StateStore(config.state) as store:
-                if store.created:
-                    click.echo(f"{config.state}: no state file yet: first run (every record "
-                               "is new to sla-sync; a lost state file makes rules fire again)",
-                               err=True)
+                _announce_first_run(config, store)
                 if store.backup is not None:
                     click.echo(f"{config.state}: migrated; the previous file is kept as "
                                f"{store.backup}", err=True)
@@ -203,7 +205,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                                notifier, stop, give_up_after)
                     return
                 report = _run_once(connector, policy, store, now, dry_run, as_json, notifier,
-                                   stop, full)
+                                   stop, full, config.first_run)
         except StateLocked as exc:
             raise Exit(str(exc), EXIT_LOCKED) from None
         except StateError as exc:
@@ -220,6 +222,25 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                    "did not move and the next run continues", EXIT_STOPPED[stop.signum])
     if report.errors or report.notify_failures:
         sys.exit(EXIT_PARTIAL)
+
+
+FIRST_RUN_DOES = {
+    "baseline": "rules that already hold are recorded as active and nothing is written",
+    "act": "every rule that holds acts now: writes, notes and notifications",
+}
+
+
+def _announce_first_run(config: Config, store: StateStore) -> None:
+    """A new state file is said loudly: against a helpdesk sla-sync already works, it means
+    the old one was lost (a container without its volume, a typo in `state:`)."""
+    does = FIRST_RUN_DOES[config.first_run]
+    if store.created:
+        click.echo(f"NEW STATE FILE: {config.state} did not exist and was created; "
+                   f"first_run: {config.first_run}: {does} (if sla-sync has synced this "
+                   "helpdesk before, its state file is lost: stop and restore it)", err=True)
+    elif not store.completed_a_run():
+        click.echo(f"{config.state}: no run has completed on this state file yet; first_run: "
+                   f"{config.first_run}: {does}", err=True)
 
 
 def _os_exit(exc: OSError, state: Path) -> Exit:
@@ -289,10 +310,10 @@ class Stop:
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
               dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
-              full: bool = False) -> RunReport:
+              full: bool = False, first_run: str = "baseline") -> RunReport:
     try:
         report = run_sync(connector, policy, store, now, dry_run=dry_run, notifier=notifier,
-                          should_stop=stop.requested, full=full)
+                          should_stop=stop.requested, full=full, first_run=first_run)
     except FileProblem as exc:
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_INVALID) from None
     except (ConnectorError, RecordError) as exc:
@@ -371,7 +392,7 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
                 click.echo(f"{exc}\nkeeping the previous policy", err=True)
         try:
             report = _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
-                               notifier, stop)
+                               notifier, stop, first_run=config.first_run)
         except Exit as exc:
             if stop.requested():  # stopped while waiting to retry: not a failed sync
                 break
@@ -403,6 +424,12 @@ def _summary(report: RunReport, err: bool) -> None:
         + (f"; notified {report.notified}" if report.notified else "")
         + (f", {report.notify_failures} notifications kept for the next run"
            if report.notify_failures else ""), err=err)
+    if report.baseline:
+        would = "would be recorded" if report.dry_run else "recorded"
+        click.echo(f"first run, baseline: {report.baselined} records already meet rules; "
+                   f"{report.baseline_rules} rule activations {would} as active, nothing "
+                   "written or notified (later runs act on what becomes true after this one)",
+                   err=err)
     for line in report.problems:
         click.echo(f"skipped: {line}", err=True)
     for line in report.failures:
@@ -632,6 +659,8 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
 
 
 for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's commands
+    main.add_command(_command)
+for _command in AUDIT_COMMANDS:  # audit, revert: what sla-sync changed, and its undo
     main.add_command(_command)
 
 if __name__ == "__main__":
