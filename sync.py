@@ -50,6 +50,7 @@ from sla_sync.rules.metrics import queue as open_queue
 from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
+from sla_sync.sync_audit import AUDIT_COMMANDS
 from sla_sync.sync_author import AUTHOR_COMMANDS
 from sla_sync.sync_check import check
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
@@ -264,14 +265,15 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
     config = _config(config_path)
     policy = _policy(policy_path or config.policy)
     connector = _connector(config)
+    if now_text is not None and not dry_run and connector.capabilities.real_helpdesk:
+        raise Exit(f"--now writes to a real helpdesk ({config.connector['type']}) as if it "
+                   "were another instant: give --dry-run with it to try an instant, or leave "
+                   "--now out; nothing was read or written", EXIT_INVALID)
     notifier = _webhooks(config, policy)
     with Stop() as stop:
         try:
             with StateLock(config.state), StateStore(config.state) as store:
-                if store.created:
-                    log.warning(f"{config.state}: no state file yet: first run (every record "
-                                "is new to sla-sync; a lost state file makes rules fire again)",
-                                extra={"event": "state"})
+                _announce_first_run(config, store)
                 if store.backup is not None:
                     log.warning(f"{config.state}: migrated; the previous file is kept as "
                                 f"{store.backup}", extra={"event": "state"})
@@ -280,7 +282,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                                notifier, stop, give_up_after)
                     return
                 report = _run_once(connector, policy, store, now, dry_run, as_json, notifier,
-                                   stop, full)
+                                   stop, full, first_run=config.first_run)
         except StateLocked as exc:
             raise Exit(str(exc), EXIT_LOCKED) from None
         except StateError as exc:
@@ -297,6 +299,27 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                    "did not move and the next run continues", EXIT_STOPPED[stop.signum])
     if report.errors or report.notify_failures:
         sys.exit(EXIT_PARTIAL)
+
+
+FIRST_RUN_DOES = {
+    "baseline": "rules that already hold are recorded as active and nothing is written",
+    "act": "every rule that holds acts now: writes, notes and notifications",
+}
+
+
+def _announce_first_run(config: Config, store: StateStore) -> None:
+    """A new state file is said loudly: against a helpdesk sla-sync already works, it means
+    the old one was lost (a container without its volume, a typo in `state:`)."""
+    does = FIRST_RUN_DOES[config.first_run]
+    if store.created:
+        log.warning(f"NEW STATE FILE: {config.state} did not exist and was created; "
+                    f"first_run: {config.first_run}: {does} (if sla-sync has synced this "
+                    "helpdesk before, its state file is lost: stop and restore it)",
+                    extra={"event": "state", "first_run": config.first_run})
+    elif not store.completed_a_run():
+        log.warning(f"{config.state}: no run has completed on this state file yet; "
+                    f"first_run: {config.first_run}: {does}",
+                    extra={"event": "state", "first_run": config.first_run})
 
 
 def _os_exit(exc: OSError, state: Path) -> Exit:
@@ -370,7 +393,8 @@ class Stop:
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
               dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
-              full: bool = False, every: bool = False) -> RunReport:
+              full: bool = False, every: bool = False,
+              first_run: str = "baseline") -> RunReport:
     """One sync and what it says. Under `every` (the --every loop), a run in which nothing
     happened says nothing unless -v is given."""
     setup = sync_log.active()
@@ -379,7 +403,7 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
         try:
             report = run_sync(connector, policy, store, now, dry_run=dry_run,
                               notifier=notifier, should_stop=stop.requested, full=full,
-                              progress=progress)
+                              progress=progress, first_run=first_run)
         finally:
             if progress is not None:
                 progress.close()
@@ -464,7 +488,7 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
                 log.error(f"{exc}\nkeeping the previous policy", extra={"event": "policy"})
         try:
             report = _run_once(connector, policy, store, datetime.now(UTC), dry_run, as_json,
-                               notifier, stop, every=True)
+                               notifier, stop, every=True, first_run=config.first_run)
         except Exit as exc:
             if stop.requested():  # stopped while waiting to retry: not a failed sync
                 break
@@ -762,6 +786,8 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
 
 
 for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's commands
+    main.add_command(_command)
+for _command in AUDIT_COMMANDS:  # audit, revert: what sla-sync changed, and its undo
     main.add_command(_command)
 main.add_command(check)  # the admin's check of config, policy and helpdesk together
 

@@ -19,7 +19,9 @@ import yaml
 from sla_sync.connector.file import file_problem
 
 KEYS = ("connector", "policy", "state")
-OPTIONAL_KEYS = ("webhooks",)
+OPTIONAL_KEYS = ("webhooks", "first_run")
+#: What a sync does on a state file that has never completed a run (see sync_run.run_sync).
+FIRST_RUN = ("baseline", "act")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -34,6 +36,9 @@ class Config:
     policy: Path
     state: Path
     webhooks: Mapping[str, Any] | None = None
+    #: baseline: rules that already hold are recorded as active, nothing is written; act:
+    #: the first run acts on every rule that holds, as every later run does
+    first_run: str = "baseline"
 
     @property
     def base_dir(self) -> Path:
@@ -84,9 +89,14 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     for key in ("policy", "state"):
         if not isinstance(data[key], str) or not data[key]:
             raise ConfigError(f"{path}: {key}: expected a file path")
+    first_run = data.get("first_run", "baseline")
+    if first_run not in FIRST_RUN:
+        raise ConfigError(f"{path}: first_run: expected one of {', '.join(FIRST_RUN)}, got "
+                          f"{first_run!r}")
     base = path.parent
     return Config(path=path, connector=connector, policy=base / data["policy"],
-                  state=base / data["state"], webhooks=data.get("webhooks"))
+                  state=base / data["state"], webhooks=data.get("webhooks"),
+                  first_run=first_run)
 
 
 #: Deeper YAML nesting than any configuration needs is refused, not recursed into.

@@ -13,6 +13,10 @@ Order of a run:
    record its activations and audit rows in one transaction (plans that write nothing are
    committed together, in batches);
 5. move the cursor only when every write succeeded.
+On a state file that has never completed a run, `first_run="baseline"` replaces steps 4's
+writes: every rule whose conditions already hold on the record as read is recorded as
+active, and nothing is written or notified (a lost state file must not write again what
+the helpdesk already shows); `"act"` writes as every later run does.
 A crash anywhere leaves a state from which the next run finishes the job without
 repeating a write beyond the one record in flight.
 """
@@ -68,6 +72,10 @@ class RunReport:
     cursor_moved: bool = False
     stopped: bool = False  # should_stop said so: the rest is left for the next run
     full: bool = False  # every record evaluated, not only those read or due
+    #: a first run under first_run: baseline: rules that hold are recorded, nothing written
+    baseline: bool = False
+    baselined: int = 0  # records whose rules would have acted, recorded as already active
+    baseline_rules: int = 0  # the rule activations so recorded
     status: str = "running"
     problems: list[str] = field(default_factory=list)  # skipped records
     failures: list[str] = field(default_factory=list)  # failed evaluations and writes
@@ -84,7 +92,9 @@ class RunReport:
                 "status": self.status, **self.figures(), "recovered": self.recovered,
                 "notified": self.notified, "notify_failures": self.notify_failures,
                 "retired": self.retired, "full": self.full, "cursor_moved": self.cursor_moved,
-                "stopped": self.stopped, "duration_ms": self.duration_ms}
+                "stopped": self.stopped, "duration_ms": self.duration_ms,
+                "baseline": self.baseline, "baselined": self.baselined,
+                "baseline_rules": self.baseline_rules}
 
     def quiet(self) -> bool:
         """Nothing happened worth a line: nothing changed, written, sent, settled or
@@ -123,13 +133,16 @@ def describe(p: Plan) -> dict[str, Any]:
     return out
 
 
-def is_applied(change: ChangeSet, record: Record, notes_readable: bool = True) -> bool:
+def is_applied(change: ChangeSet, record: Record, notes_readable: bool = True,
+               lowers_level: bool = False) -> bool:
     """Does the record, as read back from the helpdesk, show every effect of `change`? (Used
     to settle a write whose outcome is unknown: if it shows, the write went through.) Notes
     count when added at or after the version the change was planned on, so an older note
     with the same text is not taken for this one; a note may sit inside a longer comment
     (Zendesk posts a change's notes as one comment). Without `notes_readable` notes are not
-    looked for: the caller must not take such a write as done."""
+    looked for: the caller must not take such a write as done. An escalation level counts
+    when the record is at least at it (a person may have raised it further), or, for a
+    write that `lowers_level` (a revert), at most at it."""
     current = {"priority": record.priority, "group": record.group,
                "assignee": record.assignee, "status": record.status}
     base = change.base_updated_at
@@ -141,7 +154,15 @@ def is_applied(change: ChangeSet, record: Record, notes_readable: bool = True) -
             and (not notes_readable
                  or all(any(_plain(text) in seen for seen in texts) for text in change.notes))
             and (change.escalation_level is None
-                 or record.escalation_level >= change.escalation_level))
+                 or (record.escalation_level <= change.escalation_level if lowers_level
+                     else record.escalation_level >= change.escalation_level)))
+
+
+def lowers_level(outcome: Mapping[str, Any]) -> bool:
+    """Does this journalled write lower the escalation level (a revert does)?"""
+    return any(step["field"] == "escalation_level"
+               and (step["after"] or 0) < (step["before"] or 0)
+               for step in outcome.get("writes", ()))
 
 
 def _plain(text: str) -> str:
@@ -156,13 +177,17 @@ Notifier = Callable[[str, str, Mapping[str, Any]], None]
 def run_sync(connector: Connector, policy: Policy, store: StateStore, now: datetime,
              dry_run: bool = False, notifier: Notifier | None = None,
              should_stop: Callable[[], bool] = lambda: False, full: bool = False,
-             progress: Progress | None = None) -> RunReport:
+             progress: Progress | None = None, first_run: str = "act") -> RunReport:
     """One sync. `should_stop` is asked between pages and between records (a SIGTERM): once
     it says yes, the batch already planned is written and recorded, the cursor stays.
     `full` evaluates every record, not only those read or due (see `_evaluation_set`).
-    `progress` is told how reading, evaluating and writing go (a terminal's progress line)."""
+    `progress` is told how reading, evaluating and writing go (a terminal's progress line).
+    `first_run`: what a run does while the state file has not completed one ("baseline"
+    or "act"; the CLI passes the config's, whose default is "baseline")."""
     started = time.monotonic()
-    report = RunReport(run_id=store.begin_run(now, dry_run), now=now, dry_run=dry_run)
+    baseline = first_run == "baseline" and not store.completed_a_run()
+    report = RunReport(run_id=store.begin_run(now, dry_run), now=now, dry_run=dry_run,
+                       baseline=baseline)
     try:
         _run(connector, policy, store, now, report, notifier, should_stop, full,
              progress or _no_progress)
@@ -215,7 +240,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
 
     held: set[str] = set()
     if not dry:
-        held = _settle_pending(connector, store, report, now)
+        held = settle_pending(connector, store, report, now)
 
     digest = policy_digest(policy)
     full = dry or full or _must_evaluate_all(store, digest, now)
@@ -240,6 +265,12 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             report.warnings.append(
                 f"record {record.id!r}: rules kept changing it for {p.passes} passes "
                 f"({', '.join(p.fired)}); check the policy for rules that undo each other")
+        if p.acts and report.baseline:
+            # A first run under baseline: what holds already is taken as done, not written.
+            report.baselined += 1
+            report.changes.append({**describe(p), "baseline": True})
+            writer.baseline(p, commit=not dry)
+            continue
         if p.acts:
             report.changed += 1
             report.changes.append(describe(p))
@@ -354,6 +385,26 @@ class _Writer:
         if len(self.wakes) >= 1000:
             self.finish()
 
+    def baseline(self, p: Plan, commit: bool = True) -> None:
+        """A first run under baseline: the rules that hold on the record as read (its first
+        evaluation, before any cascade) are recorded as active, the rest as inactive, and
+        nothing is written or notified. Due again at the next sync, which sees them active.
+        Without `commit` (a dry run) they are only counted."""
+        holding = frozenset(o.rule.name for o in p.evaluation.outcomes if o.fired)
+        outcome: dict[str, Any] = {"activated": sorted(holding - p.active_before),
+                                   "deactivated": sorted(p.active_before - holding),
+                                   "writes": [], "notify": []}
+        mark = p.evaluation.sla_mark
+        if mark is not None and mark != self.marks.get(p.record.id):
+            outcome["sla_mark"] = {"sla": mark.name, "since": format_instant(mark.since)}
+        self.report.baseline_rules += len(outcome["activated"])
+        if not commit:
+            return
+        self.quiet.append((p.record.id, outcome, None))
+        self.wakes.append((p.record, self.now))
+        if len(self.wakes) >= 1000:
+            self.finish()
+
     def finish(self) -> None:
         """Commit the plans that write nothing, and the wake-up times, in one transaction."""
         quiet, self.quiet = self.quiet, []
@@ -456,7 +507,8 @@ class _Writer:
             return
         self.store.mirror([fresh], self.report.run_id)
         notes_readable = self.connector.capabilities.reads_notes
-        if is_applied(p.change, fresh, notes_readable) and (notes_readable
+        if is_applied(p.change, fresh, notes_readable,
+                      lowers_level(self.outcome(p))) and (notes_readable
                                                              or not p.change.notes):
             self.store.commit(self.report.run_id, [(record_id, self.outcome(p), fresh)],
                               self.now)
@@ -546,8 +598,8 @@ def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunRepor
         report.notified += 1
 
 
-def _settle_pending(connector: Connector, store: StateStore, report: RunReport,
-                    now: datetime) -> set[str]:
+def settle_pending(connector: Connector, store: StateStore, report: RunReport,
+                   now: datetime) -> set[str]:
     """Settle the writes earlier runs left pending (a crash, an answer that never came) by
     reading each record back from the helpdesk itself, notes included: the fetched pages
     may lag (Zendesk's export leaves out the last minute) and do not carry notes. Returns
@@ -573,7 +625,7 @@ def _settle_pending(connector: Connector, store: StateStore, report: RunReport,
                                    "forgot it")
             continue
         store.mirror([record], report.run_id)
-        if is_applied(change, record, notes_readable):
+        if is_applied(change, record, notes_readable, lowers_level(outcome)):
             if change.notes and not notes_readable:
                 held.add(record_id)
                 report.errors += 1

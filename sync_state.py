@@ -136,6 +136,15 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 6: audit and undo: what kind of run each run was (a sync or a revert), and for each
+    # audit row of a revert the row it undid (a second revert of the same run skips it)
+    """
+    ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'sync';
+    ALTER TABLE audit ADD COLUMN kind TEXT NOT NULL DEFAULT 'sync';
+    ALTER TABLE audit ADD COLUMN reverts INTEGER;
+    CREATE INDEX audit_run ON audit (run_id, id);
+    CREATE INDEX audit_reverts ON audit (reverts);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -439,7 +448,8 @@ class StateStore:
         included, for exporters."""
         row = self.db.execute(
             "SELECT finished_at, status, duration_ms, read, writes, errors FROM runs"
-            " WHERE dry_run = 0 AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+            " WHERE dry_run = 0 AND kind = 'sync' AND finished_at IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is None:
             return None
@@ -447,6 +457,48 @@ class StateStore:
                 "duration_seconds": (row["duration_ms"] or 0) / 1000, "reads": row["read"],
                 "writes": row["writes"], "errors": row["errors"],
                 "timestamp_seconds": parse_instant(row["finished_at"], "finished_at").timestamp()}
+
+    def completed_a_run(self) -> bool:
+        """Has a sync (not a dry run) gone through to the end on this file? Until one has,
+        a sync is a first run (config `first_run:`): a stopped or failed one does not count."""
+        return self.db.execute(
+            "SELECT 1 FROM runs WHERE kind = 'sync' AND dry_run = 0"
+            " AND status IN ('ok', 'partial') LIMIT 1").fetchone() is not None
+
+    def run_info(self, run_id: int) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    def audit(self, record_id: str | None = None, run_id: int | None = None,
+              since: datetime | None = None) -> list[dict[str, Any]]:
+        """The audit rows, oldest first, narrowed to a record, a run and rows written at or
+        after `since`; before and after decoded from JSON."""
+        query = ("SELECT id, run_id, at, record_id, rule, action, field, before, after, kind,"
+                 " reverts FROM audit WHERE 1")
+        args: list[Any] = []
+        if record_id is not None:
+            query += " AND record_id = ?"
+            args.append(record_id)
+        if run_id is not None:
+            query += " AND run_id = ?"
+            args.append(run_id)
+        rows = [dict(row) for row in self.db.execute(query + " ORDER BY id", args)]
+        if since is not None:  # `at` holds offsets: compared as instants, not as text
+            rows = [row for row in rows if parse_instant(row["at"], "at") >= since]
+        for row in rows:
+            for key in ("before", "after"):
+                row[key] = None if row[key] is None else json.loads(row[key])
+        return rows
+
+    def reverted(self, audit_ids: Iterable[int]) -> set[int]:
+        """Of these audit rows, those a revert has already undone."""
+        ids = list(audit_ids)
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):  # within SQLite's limit on parameters
+            part = ids[start:start + 500]
+            found.update(row["reverts"] for row in self.db.execute(
+                f"SELECT reverts FROM audit WHERE reverts IN ({', '.join('?' * len(part))})",
+                part))
+        return found
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -562,10 +614,11 @@ class StateStore:
         for rule in outcome.get("deactivated", ()):
             self._set_active(record_id, rule, False, at, run_id)
         self.db.executemany(
-            "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after,"
+            " kind, reverts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, at, record_id, s["rule"], s["action"], s["field"],
-              _json(s["before"]), _json(s["after"])) for s in outcome.get("writes", ())])
+              _json(s["before"]), _json(s["after"]), s.get("kind", "sync"), s.get("reverts"))
+             for s in outcome.get("writes", ())])
         self.db.executemany(
             "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -612,11 +665,12 @@ class StateStore:
 
     # -- the run log ---------------------------------------------------------------------
 
-    def begin_run(self, now: datetime, dry_run: bool) -> int:
+    def begin_run(self, now: datetime, dry_run: bool, kind: str = "sync") -> int:
         with self.transaction():
             cursor = self.db.execute(
-                "INSERT INTO runs (started_at, now, dry_run, status) VALUES (?, ?, ?, 'running')",
-                (format_instant(datetime.now(UTC)), format_instant(now), int(dry_run)))
+                "INSERT INTO runs (started_at, now, dry_run, status, kind)"
+                " VALUES (?, ?, ?, 'running', ?)",
+                (format_instant(datetime.now(UTC)), format_instant(now), int(dry_run), kind))
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 

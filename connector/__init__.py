@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ __all__ = [
 
 
 def open_connector(settings: dict[str, Any], base_dir: Path) -> Connector:
-    """Build the connector a config's `connector:` mapping names.
+    """Build the connector a config's `connector:` mapping names. `sandbox: true`, for any
+    type, says the helpdesk is a test or sandbox instance that no one works in: its
+    capabilities then say it is not a real helpdesk, so `run --now` may write to it.
 
     Raises ValueError with a message naming the offending key; the caller turns it into a
     configuration error.
@@ -49,9 +52,16 @@ def open_connector(settings: dict[str, Any], base_dir: Path) -> Connector:
     if kind not in CONNECTORS:
         raise ValueError(f"connector.type: unknown connector type {kind!r} "
                          f"(known: {', '.join(CONNECTORS)})")
+    settings = dict(settings)
+    sandbox = settings.pop("sandbox", False)
+    if not isinstance(sandbox, bool):
+        raise ValueError(f"connector.sandbox: expected true or false, got {sandbox!r}")
     module_name, class_name = CONNECTORS[kind].rsplit(".", 1)
     module = importlib.import_module(module_name)
     connector: Connector = getattr(module, class_name).from_settings(settings, base_dir)
+    if sandbox:  # a test or sandbox instance: not a helpdesk people work in
+        connector.capabilities = dataclasses.replace(connector.capabilities,
+                                                     real_helpdesk=False)
     return connector
 
 

@@ -59,6 +59,10 @@ class Capabilities:
     #: a write's outcome is unknown. Where it cannot, such a write stays pending (never
     #: resent, never assumed) until an admin settles it.
     reads_notes: bool = True
+    #: Writes reach a real helpdesk that people work in (every connector but the embedded
+    #: file helpdesk): `run --now` is refused there unless it is a dry run, since rules
+    #: evaluated at another instant would write what is not true now.
+    real_helpdesk: bool = True
 
 
 @dataclass

@@ -130,7 +130,8 @@ class FileHelpdesk:
         self.page_size = page_size
         # A batch is one rewrite of the file; batch_size 1 rewrites it once per record.
         self.capabilities = Capabilities(bulk_writes=batch_size > 1, batch_size=batch_size,
-                                         safe_update=True, tags=True, notes=True, leads=True)
+                                         safe_update=True, tags=True, notes=True, leads=True,
+                                         real_helpdesk=False)
         self.lines_layout = path.suffix == ".jsonl"
         self._document: Document | None = None
         self._line_index: LineIndex | None = None

@@ -110,8 +110,9 @@ def write_project(folder: Path, records: list[dict[str, Any]], policy: dict[str,
     (folder / "helpdesk.json").write_text(json.dumps({"records": records}, indent=2))
     (folder / "policy.json").write_text(json.dumps(policy))
     config = folder / "config.yaml"
+    # first_run: act: these projects are about what a sync writes, from the first run on
     config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n")
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
     return config
 
 

@@ -53,7 +53,8 @@ def file_desk(folder: Path, state: Path, policy: Path) -> Path:
 
 
 def config_text(desk: Path, policy: Path, state: Path) -> str:
-    return (f"connector: {{type: file, path: {desk}}}\npolicy: {policy}\nstate: {state}\n")
+    return (f"connector: {{type: file, path: {desk}}}\npolicy: {policy}\nstate: {state}\n"
+            "first_run: act\n")
 
 
 def moved(text: str, places: dict[str, Path]) -> str:

@@ -22,6 +22,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +215,10 @@ class Project:
                 # The client's read timeout: a late answer costs this long, no more (and
                 # a loaded machine answers well within it).
                 "  timeout: 2.0\n  max_attempts: 4\n  max_retry_seconds: 60\n"
-                f"  bulk_writes: {'true' if bulk else 'false'}\n")
-        (folder / "config.yaml").write_text(connector + hooks +
-                                            "policy: policy.json\nstate: state.db\n")
+                f"  bulk_writes: {'true' if bulk else 'false'}\n"
+                "  sandbox: true\n")  # a fake desk: --now may write to it
+        (folder / "config.yaml").write_text(connector + hooks + "policy: policy.json\n"
+                                            "state: state.db\nfirst_run: act\n")
         self.runs: list[Run] = []
 
     @property
@@ -765,3 +767,78 @@ def test_the_desk_refuses_a_stale_safe_update_with_409_and_keeps_comments_privat
     audit_bodies = [e.get("body") for a in desk.tickets[1].audits for e in a["events"]
                     if e["type"] == "Comment"]
     assert audit_bodies == ["Ticket 1: please help", "ours"]
+
+
+# -- revert: the same write path, the same faults --------------------------------------------
+
+REVERTABLE = {  # what a revert can put back on Zendesk: a tag and a priority
+    "slas": POLICY["slas"],
+    "rules": [rule("breach", {"all": [cond("first_response_breached", "is_true")]},
+                   act("add_tag", tag="sla_breach"), act("set_priority", priority="urgent"))],
+}
+REVERT_FAULTS = ["late_processed", "reset_after", "truncated", "late_unprocessed",
+                 "reset_before", "5xx", "conflict"]
+
+
+def revert_once(project: Project, monkeypatch: pytest.MonkeyPatch, at: int) -> Any:
+    """`sla-sync revert 1` in-process, through the project's config (its timeout and retries)."""
+    from sla_sync.connector import open_connector
+    from sla_sync.sync_audit import revert
+    from sla_sync.sync_config import load_config
+
+    monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)
+    config = load_config(project.folder / "config.yaml")
+    project.desk.now = at
+    with project.store() as store:
+        return revert(open_connector(dict(config.connector), config.base_dir), store, 1,
+                      datetime.fromtimestamp(at, UTC))
+
+
+@pytest.mark.parametrize("kind", REVERT_FAULTS)
+def test_a_revert_whose_write_meets_a_fault_neither_repeats_nor_loses_it(
+        desk, base, kind, monkeypatch):
+    project = project_for(base, "zendesk", desk, bulk=False)
+    (project.folder / "policy.json").write_text(json.dumps(REVERTABLE))
+    before = {n: t.state() for n, t in desk.tickets.items()}
+    first = project.run(T0)
+    assert first.code == 0 and " writes 3," in first.stdout, first.stdout + first.stderr
+    synced = {n: Counter(c) for n, c in desk.writes.items()}
+    desk.inject(kind, method="PUT", path=r"/api/v2/tickets/1(\.json)?$")
+    reports = [revert_once(project, monkeypatch, T0 + 600)]
+    desk.clear_faults()
+    while reports[-1].failures and len(reports) < 3:  # the fault's record: settled next time
+        reports.append(revert_once(project, monkeypatch, T0 + 600 + 60 * len(reports)))
+    assert reports[-1].failures == [], reports[-1].failures
+    assert sum(r.writes + r.recovered for r in reports) == 3, [r.already for r in reports]
+    after = {n: t.state() for n, t in desk.tickets.items()}
+    if kind == "conflict":  # the person's edit stays, beside what was put back
+        assert PERSON_TAG in after[1]["tags"]
+        after[1]["tags"].remove(PERSON_TAG)
+    assert after == before  # all of it put back
+    for n in (1, 5, 9):  # each value written once by the sync and once by the revert
+        reverted = desk.writes[n] - synced[n]
+        assert reverted == Counter(fields=1, tags_removed=1), (n, desk.writes[n], synced[n])
+    settled = {n: Counter(c) for n, c in desk.writes.items()}
+    last = revert_once(project, monkeypatch, T0 + 900)
+    assert last.writes == 0 and last.restored == [] and last.failures == []
+    assert desk.writes == settled  # a second revert sends nothing
+    with project.store() as store:
+        assert store.pending() == []
+    # nor does a sync (at a `now` before ticket 2 breaches)
+    assert project.run(T0 + 300).code == 0 and desk.writes == settled
+
+
+def test_a_revert_reports_an_escalation_level_zendesk_tags_cannot_lower(desk, base,
+                                                                       monkeypatch):
+    project = project_for(base, "zendesk", desk, bulk=False)
+    assert project.run(T0).code == 0
+    assert "sla_escalation_1" in desk.tickets[1].tags
+    report = revert_once(project, monkeypatch, T0 + 600)
+    assert "sla_breach" not in desk.tickets[1].tags  # the tag came off
+    assert "sla_escalation_1" in desk.tickets[1].tags  # the level tag did not
+    assert any(line.startswith("record '1': the helpdesk still shows escalation level 1 "
+                               "after the revert set 0") for line in report.failures)
+    with project.store() as store:
+        fields = {row["field"] for row in store.audit(record_id="1") if row["kind"] == "revert"}
+    assert "escalation_level" not in fields and "tag:sla_breach" in fields

@@ -542,8 +542,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **extra: str) -> Pa
     config = tmp_path / "config.yaml"
     config.write_text(f"connector:\n  type: freshdesk\n  url: {URL}\n"
                       "  api_key: ${FRESHDESK_API_KEY}\n"
-                      f"  start_at: '{START}'\n{settings}"
-                      "policy: policy.json\nstate: state.db\n")
+                      f"  start_at: '{START}'\n{settings}  sandbox: true\n"
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
     return config
 
 

@@ -615,8 +615,8 @@ def e2e_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "policy.json").write_text(json.dumps(E2E_POLICY))
     config = tmp_path / "config.yaml"
     config.write_text("connector: {type: hubspot, url: 'https://acme.example.com', "
-                      "token: '${HUBSPOT_TOKEN}', objects: [tickets]}\n"
-                      "policy: policy.json\nstate: state.db\n")
+                      "token: '${HUBSPOT_TOKEN}', objects: [tickets], sandbox: true}\n"
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
     monkeypatch.setenv("HUBSPOT_TOKEN", TOKEN)
     monkeypatch.setattr("sla_sync.connector.http.wait", Waits().sleep)  # the throttle's spacing
     # The wall clock a little after the runs' --now: the writes are older than the settling

@@ -26,7 +26,7 @@ def project(tmp_path: Path, url: str, records: list[dict[str, Any]] | None = Non
     (tmp_path / "policy.json").write_text(json.dumps(POLICY))
     config = tmp_path / "config.yaml"
     config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n"
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n"
                       f"webhooks: {{oncall: {{url: '{url}/hooks/T0/B0/s3cret', "
                       f"format: {fmt}}}}}\n")
     return config

@@ -80,7 +80,7 @@ def test_hostile_records_never_stop_the_run_and_are_each_read_or_named(tmp_path_
     (folder / "policy.json").write_text(json.dumps(POLICY))
     config = folder / "config.yaml"
     config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\n")
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
 
     first = cli("run", "--config", str(config), "--now", NOW)  # an exception fails the test
     output = first.stdout + first.stderr

@@ -524,7 +524,7 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     (tmp_path / "policy.json").write_text(json.dumps(POLICY))
     config = tmp_path / "config.yaml"
     config.write_text(f"connector:\n  type: rt\n  url: {URL}\n  token: ${{RT_TOKEN}}\n"
-                      "policy: policy.json\nstate: state.db\n")
+                      "  sandbox: true\npolicy: policy.json\nstate: state.db\nfirst_run: act\n")
     return config
 
 

@@ -235,7 +235,8 @@ def project(server: Server, tmp_path: Path, monkeypatch) -> Project:
                       f"  url: {server.url}\n"
                       "  token: ${RT_TOKEN}\n"
                       f"  query: \"Subject LIKE '{subject}'\"\n"
-                      "policy: policy.json\nstate: state.db\n")
+                      "  sandbox: true\n"  # a throwaway RT: --now may write to it
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
     now = datetime.now(UTC).replace(microsecond=0)
     return Project(config, subject, Api(server, server.token), Api(server, server.agent_token),
                    now)
@@ -383,3 +384,31 @@ def test_backdate_moves_a_ticket_back_only_and_refuses_what_it_cannot_do(project
         result = script("backdate", *args)
         assert (result.returncode, message in result.stderr) == (1, True), result.stderr
     assert project.api.times(aged) == before
+
+
+def test_revert_puts_back_a_runs_writes_in_rt_and_leaves_an_agents_edit(project):
+    """sla-sync revert against the real RT: each value sla-sync wrote and RT still holds is put
+    back; the priority an agent changed since is left alone and listed; the comment stays;
+    a second revert makes no transaction."""
+    late = project.ticket("revert", timedelta(hours=2), CustomFields={"Tags": ["printer"]})
+    edited = project.ticket("revert-edited", timedelta(hours=2))
+    assert summary(project.run())["writes"] == 2
+    project.agent.update(edited, {"Priority": 50})
+    result = cli("revert", "1", "--config", str(project.config))
+    assert result.exit_code == 0, result.output
+    ticket = project.api.ticket(late)
+    assert (ticket["Priority"], ticket["Owner"]["id"], ticket["Queue"]["Name"]) == \
+        ("0", "Nobody", "support")
+    assert ticket["fields"]["Tags"] == ["printer"]
+    assert ticket["fields"]["Escalation level"] in (["0"], [])
+    assert project.api.comments(late) == [f"{late}: first response overdue, escalated to "
+                                          "tier 2"]
+    other = project.api.ticket(edited)
+    assert (other["Priority"], other["Queue"]["Name"]) == ("50", "support")
+    assert f"left alone: record '{edited}': priority: run 1 set 'urgent', it is now " \
+           "'normal' (changed since)" in result.stdout
+    last = project.api.last_transaction()
+    again = cli("revert", "1", "--config", str(project.config))
+    assert again.exit_code == 0, again.output
+    assert "put back 0 values on 0 records" in again.stderr
+    assert project.api.transactions_after(last) == []

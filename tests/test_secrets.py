@@ -110,7 +110,11 @@ def project(tmp_path: Path, connector: str, hook_url: str | None = None) -> Path
     (tmp_path / "policy.json").write_text(json.dumps(
         {"slas": [{"name": "std", "targets": {"first_response": "1h"}}], "rules": rules}))
     config = tmp_path / "config.yaml"
+    # sandbox: the fake helpdesks are written to at --now; first_run: act, so that the first
+    # run writes and notifies
+    connector = connector[:-1] + ", sandbox: true}"
     config.write_text(f"connector: {connector}\npolicy: policy.json\nstate: state.db\n"
+                      "first_run: act\n"
                       + ("webhooks: {oncall: {url: '${SLA_HOOK_URL}'}}\n" if hook_url else ""))
     return config
 

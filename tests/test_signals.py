@@ -33,7 +33,7 @@ def project(tmp_path: Path, count: int = 6) -> Path:
     (tmp_path / "policy.json").write_text(json.dumps(POLICY))
     config = tmp_path / "config.yaml"
     config.write_text("connector: {type: file, path: helpdesk.json, batch_size: 2}\n"
-                      "policy: policy.json\nstate: state.db\n")
+                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
     return config
 
 

@@ -44,10 +44,11 @@ def test_a_new_state_file_is_private_and_announced_as_a_first_run(tmp_path: Path
     config = project(tmp_path)
     first = run(config)
     assert first.exit_code == 0
-    assert "state.db: no state file yet: first run" in first.stderr
+    assert "NEW STATE FILE: " in first.stderr and "state.db did not exist" in first.stderr
     assert mode(tmp_path / "state.db") == 0o600
     second = run(config, "10:30")
-    assert second.exit_code == 0 and "first run" not in second.stderr
+    assert second.exit_code == 0 and "NEW STATE FILE" not in second.stderr
+    assert "first_run" not in second.stderr
 
 
 def test_the_wal_and_shm_files_are_private_too(tmp_path: Path) -> None:

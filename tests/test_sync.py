@@ -78,7 +78,7 @@ def demo(tmp_path: Path) -> Path:
     config = tmp_path / "demo.yaml"
     config.write_text(
         f"connector: {{type: file, path: helpdesk.json, seed: {ROOT / 'examples/helpdesk.json'}}}\n"
-        f"policy: {ROOT / 'policies/tiered-support.json'}\nstate: state.db\n")
+        f"policy: {ROOT / 'policies/tiered-support.json'}\nstate: state.db\nfirst_run: act\n")
     return config
 
 

@@ -548,8 +548,8 @@ def project(tmp_path: Path, monkeypatch) -> Path:
         f"  email: {EMAIL}\n"
         "  token: ${ZENDESK_TOKEN}\n"
         "  start_time: 2026-03-01T00:00:00Z\n"
-        "  groups: {360001: support}\n"
-        "policy: policy.json\nstate: state.db\n")
+        "  groups: {360001: support}\n  sandbox: true\n"
+        "policy: policy.json\nstate: state.db\nfirst_run: act\n")
     return config
 
 
