@@ -531,6 +531,11 @@ def _summary(report: RunReport, as_json: bool, shown: bool = True) -> None:
             + (f"; notified {report.notified}" if report.notified else "")
             + (f", {report.notify_failures} notifications kept for the next run"
                if report.notify_failures else ""))
+    if report.baseline:
+        would = "would be recorded" if report.dry_run else "recorded"
+        text += (f"\nfirst run, baseline: {report.baselined} records already meet rules; "
+                 f"{report.baseline_rules} rule activations {would} as active, nothing "
+                 "written or notified (later runs act on what becomes true after this one)")
     setup = sync_log.active()
     if shown and setup is not None and setup.shows(logging.INFO):
         if setup.format == "text" and not as_json:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import act, cli, cond, iso, record_dict, rule
+from conftest import act, cli, cond, error_lines, iso, log_lines, record_dict, rule
 from sla_sync.connector import open_connector
 from sla_sync.connector.file import FileHelpdesk
 from sla_sync.sync_state import StateStore
@@ -117,8 +117,10 @@ def test_a_dry_run_on_a_new_state_file_previews_the_baseline(tmp_path: Path):
     dry = run(config, T0, "--dry-run", "--json")
     assert dry.exit_code == 0, dry.output
     assert "1 rule activations would be recorded as active" in dry.stderr
-    [line] = [json.loads(x) for x in dry.stdout.splitlines() if x.startswith("{")]
+    [line], summary_line = [json.loads(x) for x in dry.stdout.splitlines()
+                            if x.startswith("{")][:-1], json.loads(dry.stdout.splitlines()[-1])
     assert line["id"] == "T-1" and line["baseline"] is True
+    assert summary_line["event"] == "summary" and summary_line["baseline_rules"] == 1
     assert sha(tmp_path / "helpdesk.json") == before
     # the real first run is still a baseline: a dry run completes nothing
     first = run(config)
@@ -137,7 +139,7 @@ def test_a_lost_state_file_against_a_synced_desk_is_announced_and_writes_nothing
     synced = sha(tmp_path / "helpdesk.json")
     again = run(config, iso("2026-03-02 12:05"))
     assert again.exit_code == 0, again.output
-    announced = [line for line in again.stderr.splitlines() if "NEW STATE FILE" in line]
+    announced = [line for line in log_lines(again.stderr, "WARNING") if "NEW STATE FILE" in line]
     assert announced == [
         f"NEW STATE FILE: {tmp_path / 'state.db'} did not exist and was created; first_run: "
         "baseline: rules that already hold are recorded as active and nothing is written (if "
@@ -210,10 +212,10 @@ def zendesk_project(folder: Path, sandbox: str = "") -> Path:
 def test_now_is_refused_on_a_real_helpdesk_without_dry_run(tmp_path: Path) -> None:
     result = run(zendesk_project(tmp_path))
     assert result.exit_code == 2
-    assert result.stderr.strip() == (
-        "Error: --now writes to a real helpdesk (zendesk) as if it were another instant: "
+    assert error_lines(result.stderr) == [
+        "--now writes to a real helpdesk (zendesk) as if it were another instant: "
         "give --dry-run with it to try an instant, or leave --now out; nothing was read or "
-        "written")
+        "written"]
     assert not (tmp_path / "state.db").exists()
 
 

@@ -140,7 +140,8 @@ def test_quiet_keeps_warnings_and_drops_info(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert result.stdout == ""  # no summary line
     assert log_lines(result.stderr, "INFO") == []
-    assert "no state file yet" in result.stderr  # a warning
+    assert any(line.startswith("NEW STATE FILE: ")  # a warning
+               for line in log_lines(result.stderr, "WARNING"))
     assert any(line.startswith("skipped: record 'T-bad'")
                for line in log_lines(result.stderr, "WARNING"))
     # ...and what --json asks for is still printed.
@@ -239,7 +240,8 @@ def zendesk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         f"connector:\n  type: zendesk\n  url: {desk.url}\n  email: {EMAIL}\n"
         "  token: ${ZENDESK_TOKEN}\n  start_time: 2026-03-01T00:00:00Z\n"
         "  requests_per_minute: 6000\n  api_requests_per_minute: 6000\n"
-        "policy: policy.json\nstate: state.db\n")
+        "  sandbox: true\n"  # the fake is no real helpdesk: --now is allowed
+        "first_run: act\npolicy: policy.json\nstate: state.db\n")
     monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
     monkeypatch.setattr("sla_sync.connector.http.wait", lambda seconds: None)  # job polls
     yield desk, tmp_path / "config.yaml"
