@@ -54,6 +54,7 @@ from sla_sync.sync_audit import AUDIT_COMMANDS
 from sla_sync.sync_author import AUTHOR_COMMANDS
 from sla_sync.sync_check import check
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
+from sla_sync.sync_options import breakdowns, instant_option
 from sla_sync.sync_report import (
     FORMATS,
     as_csv,
@@ -628,14 +629,7 @@ def explain(record_id: str, config_path: str | None, now_text: str | None,
 
 # -- reports -----------------------------------------------------------------------------------
 
-def _instant_option(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    text = f"{value}T00:00:00+00:00" if len(value) == 10 else value  # a date: UTC midnight
-    try:
-        return parse_instant(text, name)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
+
 
 
 def _report_inputs(config_path: str | None, from_file: Path | None, policy_path: Path | None,
@@ -684,19 +678,6 @@ def with_source(command: Any) -> Any:
     return command
 
 
-def _fields(values: tuple[str, ...]) -> list[tuple[str, ...]]:
-    groups = []
-    for value in values:
-        fields = tuple(f.strip() for f in value.split(",") if f.strip())
-        unknown = [f for f in fields if f not in SEGMENT_FIELDS]
-        if unknown or not fields:
-            raise click.BadParameter(
-                f"unknown field {unknown[0] if unknown else value!r} "
-                f"(choose from {', '.join(SEGMENT_FIELDS)})", param_hint="--by")
-        groups.append(fields)
-    return groups
-
-
 @main.command()
 @config_option
 @with_source
@@ -721,12 +702,12 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     """The SLA metrics of the records the sync has seen, as a table, JSON, CSV, an HTML page
     with charts, or Prometheus text."""
     now = _now(now_text)
-    end = _instant_option(until, "--until") or now
-    start = _instant_option(since, "--since") or end - timedelta(days=30)
+    end = instant_option(until, "--until") or now
+    start = instant_option(since, "--since") or end - timedelta(days=30)
     if start >= end:
         raise click.BadParameter(f"{format_instant(start)} is not before --until "
                                  f"{format_instant(end)}", param_hint="--since")
-    groups = _fields(by)
+    groups = breakdowns(by)
     records, policy, marks, last_run = _report_inputs(config_path, from_file, policy_path)
     if not records:
         source = f"{from_file} has no usable records" if from_file else \

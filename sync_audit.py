@@ -48,8 +48,8 @@ from sla_sync.connector import (
 )
 from sla_sync.connector.base import OutcomeUnknown, apply_each
 from sla_sync.connector.file import FileProblem, file_problem
-from sla_sync.connector.model import parse_instant
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
+from sla_sync.sync_options import instant_option
 from sla_sync.sync_run import RunReport, is_applied, lowers_level, settle_pending
 from sla_sync.sync_state import StateError, StateLock, StateLocked, StateStore
 
@@ -390,17 +390,6 @@ def _config(path: str | None) -> Config:
         raise Exit(str(exc), EXIT_INVALID) from None
 
 
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    text = f"{value}T00:00:00+00:00" if len(value) == 10 else value  # a date: UTC midnight
-    try:
-        return parse_instant(text, "--since")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since")\
-            from None
-
-
 config_option = click.option(
     "--config", "config_path", metavar="FILE",
     help="Configuration file (default: $SLA_SYNC_CONFIG, else ./config.yaml).")
@@ -417,7 +406,7 @@ def audit_command(config_path: str | None, record_id: str | None, run_id: int | 
                   since: str | None, as_json: bool) -> None:
     """What sla-sync changed: run, time, record, rule, action, field, before, after. Reverts
     show as action `revert`. Reads the state file only."""
-    start = _since(since)
+    start = instant_option(since, "--since")
     config = _config(config_path)
     if not config.state.exists():
         raise Exit(f"{config.state}: no state file yet: nothing was changed (run `sla-sync "

@@ -22,7 +22,7 @@ import click
 from sla_sync.connector import open_connector
 from sla_sync.connector.base import ConnectorError
 from sla_sync.connector.file import FileHelpdesk, file_problem
-from sla_sync.connector.model import Record, format_instant, parse_instant
+from sla_sync.connector.model import Record, format_instant
 from sla_sync.rules import backtest as backtesting
 from sla_sync.rules.durations import parse_duration
 from sla_sync.rules.lint import ERROR, lint, mirror_shares
@@ -39,6 +39,7 @@ from sla_sync.rules.policytest import (
 )
 from sla_sync.rules.schema import json_schema, rule_data
 from sla_sync.sync_config import ConfigError, load_config, locate
+from sla_sync.sync_options import breakdowns, instant_option
 from sla_sync.sync_state import StateError, StateStore
 
 EXIT_FAILED, EXIT_INVALID = 1, 2
@@ -206,29 +207,6 @@ def schema(fmt: str) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    text = f"{value}T00:00:00+00:00" if len(value) == 10 else value  # a date: UTC midnight
-    try:
-        return parse_instant(text, name)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc).removeprefix(f"{name}: "), param_hint=name) from None
-
-
-def _breakdowns(values: tuple[str, ...]) -> list[tuple[str, ...]]:
-    groups = []
-    for value in values:
-        fields = tuple(f.strip() for f in value.split(",") if f.strip())
-        unknown = [f for f in fields if f not in SEGMENT_FIELDS]
-        if unknown or not fields:
-            raise click.BadParameter(
-                f"unknown field {unknown[0] if unknown else value!r} "
-                f"(choose from {', '.join(SEGMENT_FIELDS)})", param_hint="--by")
-        groups.append(fields)
-    return groups
-
-
 def _history(config_path: str | None, from_file: Path | None,
              ) -> tuple[list[Record], dict[str, list[tuple[str, Any, Any]]] | None]:
     """The records to replay, from --from FILE (no audit), or the state file's mirror
@@ -299,8 +277,8 @@ def backtest(policy_file: Path, baseline_file: Path | None, config_path: str | N
     rules that would have fired and when, their writes, warnings, escalations, breaches and
     compliance by segment; with --baseline, the difference and the records whose outcome
     flips. Writes nothing to the helpdesk or the state file."""
-    start = _instant(since, "--since")
-    end = _instant(until, "--until") or datetime.now(UTC)
+    start = instant_option(since, "--since")
+    end = instant_option(until, "--until") or datetime.now(UTC)
     assert start is not None
     if start >= end:
         raise click.BadParameter(f"{format_instant(start)} is not before --until "
@@ -311,7 +289,7 @@ def backtest(policy_file: Path, baseline_file: Path | None, config_path: str | N
         raise click.BadParameter(str(exc), param_hint="--step") from None
     if seconds < 1:
         raise click.BadParameter("must be at least 1s", param_hint="--step")
-    groups = _breakdowns(by)
+    groups = breakdowns(by)
     policy = _load(policy_file)
     baseline = _load(baseline_file) if baseline_file is not None else None
     records, audit = _history(config_path, from_file)
