@@ -274,19 +274,10 @@ class Freshdesk:
         where = "freshdesk: GET /api/v2/tickets"
         query = urlencode({"updated_since": _stamp(since), "order_by": "updated_at",
                            "order_type": "asc", "per_page": PER_PAGE, "include": "stats"})
-        base = urlparse(self.client.base_url)
         last: list[requests.Response] = []
 
         def read(url: str) -> tuple[list[Any], requests.Response]:
-            target = urlparse(url)
-            if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-                # The API key would go along: never follow a link to another host.
-                raise ConnectorError(f"{where}: the Link header points at another host "
-                                     f"({target.netloc}); refusing to follow it")
-            response = self.client.get(url)
-            body = decode_json(response, where)
-            if not isinstance(body, list):
-                raise ConnectorError(f"{where}: expected a list of tickets")
+            body, response = self._list_page(url, where, "a list of tickets")
             last[:] = [response]
             return body, response
 
@@ -358,22 +349,27 @@ class Freshdesk:
         catalog.requests = self.client.requests_sent - sent
         return catalog
 
+    def _list_page(self, url: str, where: str, what: str
+                   ) -> tuple[list[Any], requests.Response]:
+        """One page of a listing paged by Link headers: only on this account's host (the API
+        key would go along to another), and a JSON list."""
+        base, target = urlparse(self.client.base_url), urlparse(url)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise ConnectorError(f"{where}: the Link header points at another host "
+                                 f"({target.netloc}); refusing to follow it")
+        response = self.client.get(url)
+        body = decode_json(response, where)
+        if not isinstance(body, list):
+            raise ConnectorError(f"{where}: expected {what}")
+        return body, response
+
     def _pages(self, path: str) -> list[dict[str, Any]]:
         """Every item of a listing, 100 a page, following the Link header on this host."""
         where = f"freshdesk: GET {path}"
-        base = urlparse(self.client.base_url)
         items: list[dict[str, Any]] = []
 
         def read(url: str) -> tuple[list[Any], requests.Response]:
-            target = urlparse(url)
-            if (target.scheme, target.netloc) != (base.scheme, base.netloc):
-                raise ConnectorError(f"{where}: the Link header points at another host "
-                                     f"({target.netloc}); refusing to follow it")
-            response = self.client.get(url)
-            body = decode_json(response, where)
-            if not isinstance(body, list):
-                raise ConnectorError(f"{where}: expected a list")
-            return body, response
+            return self._list_page(url, where, "a list")
 
         first = self.client.url(path) + "?" + urlencode({"per_page": PER_PAGE})
         for body in follow(first, lambda _body, response: link_next(response), read, where):
