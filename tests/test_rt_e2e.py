@@ -2,8 +2,9 @@
 REST2, `sla-sync run` through the CLI, and RT read back.
 
 The server comes from $RT_URL, $RT_TOKEN and $RT_AGENT_TOKEN when set (as .ci/run sets them),
-else from `tools/rt-server start` and `reset`, on a state folder and port of this checkout's
-own unless $SLA_SYNC_RT_DIR / $SLA_SYNC_RT_PORT say otherwise (see `instance`). Without an
+else from `tools/rt-server start` and `reset`, on the state folder and port tools/rt-server
+chooses (this checkout's own unless $SLA_SYNC_RT_DIR / $SLA_SYNC_RT_PORT say otherwise: the
+same server .ci/run started, whose database `backdate` edits). Without an
 RT these tests skip, except under CI=true, where they fail: CI must never pass without
 having run them. Each test files its
 tickets under a subject of its own and syncs only those (the connector's `query`), so the
@@ -14,7 +15,6 @@ says, so older tickets are made by moving new ones back in RT's database
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -46,20 +46,9 @@ def unavailable(reason: str) -> None:
                 "RT_TOKEN and RT_AGENT_TOKEN)")
 
 
-def instance() -> dict[str, str]:
-    """tools/rt-server's state folder and port: $SLA_SYNC_RT_DIR and $SLA_SYNC_RT_PORT when
-    set, else a folder and port of this checkout's own (from its path), so that the suites
-    of two checkouts running at once never reset or stop each other's server."""
-    digest = hashlib.sha1(str(ROOT).encode()).hexdigest()
-    return {"SLA_SYNC_RT_DIR": os.environ.get("SLA_SYNC_RT_DIR")
-            or f"/tmp/sla-sync-rt-{digest[:10]}",
-            "SLA_SYNC_RT_PORT": os.environ.get("SLA_SYNC_RT_PORT")
-            or str(20000 + int(digest[:8], 16) % 20000)}
-
-
 def script(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=180, check=False, env={**os.environ, **instance()})
+                          timeout=180, check=False, env=dict(os.environ))
 
 
 @dataclass
