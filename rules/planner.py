@@ -152,94 +152,123 @@ def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeS
     intent). Intents are taken in policy order, whichever pass they fired in, so the rule
     later in the file wins."""
     ordered = sorted(fired, key=lambda item: item[0])
+    ops, dropped = operations(record, ordered)
+    steps = judge(record, ops)
+    return change_of(record, steps), steps + dropped
+
+
+Op = tuple[str, str, str, Any]  # rule, action, slot, value
+
+
+def operations(record: Record, ordered: list[tuple[int, str, Intent]]
+               ) -> tuple[list[Op], list[Step]]:
+    """The intents, in policy order, as operations on slots; and the steps of the
+    escalations that do not take part (not higher than the record's level, or below the
+    highest escalation asked for)."""
     levels = [(int(i.params["level"]), r) for _, r, i in ordered if i.action == "escalate"]
     top = max((level for level, _ in levels), default=0)
     top_rule = next((r for level, r in reversed(levels) if level == top), "")
-    ops: list[tuple[str, str, str, Any]] = []  # rule, action, slot, value
+    ops: list[Op] = []
     dropped: list[Step] = []
     for _, rule, intent in ordered:
-        params = intent.params
-        if intent.action in FIELD_OF:
-            slot = FIELD_OF[intent.action]
-            ops.append((rule, intent.action, slot, params[slot]))
-        elif intent.action in ("add_tag", "remove_tag"):
-            ops.append((rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag"))
-        elif intent.action == "add_note":
-            ops.append((rule, intent.action, "note", params["text"]))
-        elif intent.action == "notify":
-            ops.append((rule, intent.action, f"notify:{params['webhook']}", params["text"]))
-        elif intent.action == "escalate":
-            level = int(params["level"])
-            parts = [("escalation_level", level)] + [
-                (key, params[key]) for key in ("group", "assignee", "note") if key in params]
-            if level <= record.escalation_level:
-                outcome, detail = NOT_HIGHER, f"already at level {record.escalation_level}"
-            elif level < top:
-                outcome, detail = SUPERSEDED, f"escalation to level {top} by rule {top_rule!r}"
-            else:
-                ops.extend((rule, "escalate", slot, value) for slot, value in parts)
-                continue
-            dropped.extend(Step(rule, "escalate", slot, _current(record, slot), value, outcome,
-                                detail) for slot, value in parts)
+        if intent.action != "escalate":
+            ops.append(_operation(rule, intent))
+            continue
+        level = int(intent.params["level"])
+        parts = [("escalation_level", level)] + [
+            (key, intent.params[key]) for key in ("group", "assignee", "note")
+            if key in intent.params]
+        if level <= record.escalation_level:
+            outcome, detail = NOT_HIGHER, f"already at level {record.escalation_level}"
+        elif level < top:
+            outcome, detail = SUPERSEDED, f"escalation to level {top} by rule {top_rule!r}"
+        else:
+            ops.extend((rule, "escalate", slot, value) for slot, value in parts)
+            continue
+        dropped.extend(Step(rule, "escalate", slot, _current(record, slot), value, outcome,
+                            detail) for slot, value in parts)
+    return ops, dropped
 
+
+def _operation(rule: str, intent: Intent) -> Op:
+    """The slot an intent other than an escalation acts on, and the value it asks for."""
+    params = intent.params
+    if intent.action in FIELD_OF:
+        slot = FIELD_OF[intent.action]
+        return (rule, intent.action, slot, params[slot])
+    if intent.action in ("add_tag", "remove_tag"):
+        return (rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag")
+    if intent.action == "add_note":
+        return (rule, intent.action, "note", params["text"])
+    assert intent.action == "notify", intent.action
+    return (rule, intent.action, f"notify:{params['webhook']}", params["text"])
+
+
+def _key(slot: str) -> str:
     # Tags compare case-insensitively, as helpdesks do: adding "VIP" and removing "vip"
     # touch the same tag.
-    def key(slot: str) -> str:
-        return slot.lower() if slot.startswith("tag:") else slot
+    return slot.lower() if slot.startswith("tag:") else slot
 
-    def appends(slot: str) -> bool:  # notes and notifications add up, they never override
-        return slot == "note" or slot.startswith("notify:")
 
-    winner: dict[str, int] = {}
-    for index, (_, _, slot, _) in enumerate(ops):
-        if not appends(slot):
-            winner[key(slot)] = index
+def _appends(slot: str) -> bool:  # notes and notifications add up, they never override
+    return slot == "note" or slot.startswith("notify:")
 
+
+def judge(record: Record, ops: list[Op]) -> list[Step]:
+    """What becomes of each operation: the last one on a slot wins and the earlier ones are
+    overridden; what the record already satisfies is not written; a note or notification
+    already planned is not planned twice."""
+    winner = {_key(slot): index for index, (_, _, slot, _) in enumerate(ops)
+              if not _appends(slot)}
     steps: list[Step] = []
+    notes: set[str] = set()
+    sent: set[tuple[str, str]] = set()
+    for index, (rule, action, slot, value) in enumerate(ops):
+        if _appends(slot):
+            planned: set[Any] = notes if slot == "note" else sent
+            item = value if slot == "note" else (slot, value)
+            what = "note" if slot == "note" else "notification"
+            steps.append(Step(rule, action, slot, None, value, SATISFIED,
+                              f"the same {what} is already planned") if item in planned
+                         else Step(rule, action, slot, None, value, WRITE))
+            planned.add(item)
+            continue
+        before = _current(record, slot)
+        after = ("present" if value else "absent") if slot.startswith("tag:") else value
+        won = winner[_key(slot)]
+        if won != index:
+            steps.append(Step(rule, action, slot, before, after, OVERRIDDEN,
+                              f"by rule {ops[won][0]!r}, later in the policy"))
+        else:
+            steps.append(Step(rule, action, slot, before, after,
+                              SATISFIED if before == after else WRITE))
+    return steps
+
+
+def change_of(record: Record, steps: list[Step]) -> ChangeSet:
+    """The ChangeSet that carries out the steps to write."""
     fields: dict[str, str] = {}
     add_tags: list[str] = []
     remove_tags: list[str] = []
     notes: list[str] = []
-    sent: set[tuple[str, str]] = set()
     new_level: int | None = None
-    for index, (rule, action, slot, value) in enumerate(ops):
-        before = _current(record, slot)
-        if slot.startswith("notify:"):
-            outcome = SATISFIED if (slot, value) in sent else WRITE
-            steps.append(Step(rule, action, slot, None, value, outcome,
-                              "the same notification is already planned"
-                              if outcome == SATISFIED else ""))
-            sent.add((slot, value))
+    for step in steps:
+        slot = step.slot
+        if step.outcome != WRITE or slot.startswith("notify:"):
             continue
         if slot == "note":
-            if value in notes:
-                steps.append(Step(rule, action, slot, None, value, SATISFIED,
-                                  "the same note is already planned"))
-            else:
-                notes.append(value)
-                steps.append(Step(rule, action, slot, None, value, WRITE))
-            continue
-        after = ("present" if value else "absent") if slot.startswith("tag:") else value
-        won = winner[key(slot)]
-        if won != index:
-            steps.append(Step(rule, action, slot, before, after, OVERRIDDEN,
-                              f"by rule {ops[won][0]!r}, later in the policy"))
-        elif before == after:
-            steps.append(Step(rule, action, slot, before, after, SATISFIED))
+            notes.append(step.after)
+        elif slot == "escalation_level":
+            new_level = step.after
+        elif slot.startswith("tag:") and step.after == "present":
+            add_tags.append(slot[4:])
+        elif slot.startswith("tag:"):
+            remove_tags.extend(_matching_tags(record, slot[4:]))
         else:
-            steps.append(Step(rule, action, slot, before, after, WRITE))
-            if slot == "escalation_level":
-                new_level = value
-            elif slot.startswith("tag:") and value:
-                add_tags.append(slot[4:])
-            elif slot.startswith("tag:"):
-                remove_tags.extend(_matching_tags(record, slot[4:]))
-            else:
-                fields[slot] = value
-    change = ChangeSet(record.id, base_updated_at=record.updated_at, fields=fields,
-                       add_tags=tuple(add_tags), remove_tags=tuple(remove_tags),
-                       notes=tuple(notes), escalation_level=new_level)
-    return change, steps + dropped
+            fields[slot] = step.after
+    return ChangeSet(record.id, base_updated_at=record.updated_at, fields=fields,
+                     add_tags=tuple(add_tags), remove_tags=tuple(remove_tags),
+                     notes=tuple(notes), escalation_level=new_level)
 
 
 def _matching_tags(record: Record, tag: str) -> list[str]:

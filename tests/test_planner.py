@@ -18,6 +18,8 @@ from sla_sync.rules.planner import (
     WRITE,
     Plan,
     Step,
+    change_of,
+    judge,
     plan,
 )
 
@@ -262,3 +264,30 @@ def test_add_and_remove_of_one_tag_in_two_cases_conflict_and_the_later_rule_wins
     assert p.change.is_empty()
     assert [(s.rule, s.outcome) for s in p.steps] == [("add", OVERRIDDEN),
                                                        ("remove", SATISFIED)]
+
+
+# -- the merge's phases on their own ----------------------------------------------------------
+
+def test_judge_lets_the_last_operation_on_a_slot_win_and_plans_appends_once():
+    record = make_record(priority="normal")
+    steps = judge(record, [("a", "set_priority", "priority", "high"),
+                           ("b", "set_priority", "priority", "normal"),
+                           ("a", "notify", "notify:ops", "hi"),
+                           ("b", "notify", "notify:ops", "hi"),
+                           ("b", "add_note", "note", "seen")])
+    assert [(s.rule, s.slot, s.outcome) for s in steps] == [
+        ("a", "priority", OVERRIDDEN), ("b", "priority", SATISFIED),
+        ("a", "notify:ops", WRITE), ("b", "notify:ops", SATISFIED), ("b", "note", WRITE)]
+    assert steps[0].detail == "by rule 'b', later in the policy"
+
+
+def test_change_of_carries_out_only_the_steps_to_write():
+    record = make_record(tags=["Urgent"], assignee="bob")
+    steps = [Step("a", "assign", "assignee", "bob", "alice", WRITE),
+             Step("b", "set_priority", "priority", "normal", "high", OVERRIDDEN),
+             Step("c", "remove_tag", "tag:urgent", "present", "absent", WRITE),
+             Step("d", "add_note", "note", None, "late", VOID),
+             Step("e", "notify", "notify:ops", None, "hi", WRITE),
+             Step("f", "escalate", "escalation_level", 0, 2, WRITE)]
+    assert change_of(record, steps) == change(fields={"assignee": "alice"},
+                                              remove_tags=("Urgent",), escalation_level=2)
