@@ -32,7 +32,7 @@ import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -632,9 +632,18 @@ def explain(record_id: str, config_path: str | None, now_text: str | None,
 
 
 
+class ReportInputs(NamedTuple):
+    records: list[Record]
+    policy: Policy
+    marks: dict[str, SlaMark]
+    last_run: dict[str, float] | None
+    audit: dict[str, list[dict[str, Any]]] | None  # by record; None: from a file, no audit
+
+
 def _report_inputs(config_path: str | None, from_file: Path | None, policy_path: Path | None,
-                   ) -> tuple[list[Record], Policy, dict[str, SlaMark], dict[str, float] | None]:
-    """Records (the mirror, or --from FILE), the policy, SLA marks and the last run."""
+                   ) -> ReportInputs:
+    """Records (the mirror, or --from FILE), the policy, SLA marks, the last run and the
+    audit by record."""
     config = None
     if config_path is not None or from_file is None or policy_path is None:
         config = _config(config_path)
@@ -651,14 +660,19 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
             log.warning(f"skipped {len(skipped)} record(s) of {from_file} that cannot be "
                         "measured (they are left out of every figure)",
                         extra={"event": "skipped", "count": len(skipped)})
-        return [r for page in pages for r in page.records], policy, {}, None
+        return ReportInputs([r for page in pages for r in page.records], policy, {}, None,
+                            None)
     assert config is not None
     if not config.state.exists():
         raise Exit(f"{config.state}: no state file yet: run `sla-sync run` first, or report "
                    "on a file with --from FILE", EXIT_INVALID)
     try:
         with StateStore(config.state, readonly=True) as store:
-            return store.all_records(), policy, store.sla_marks(), store.last_run()
+            audit: dict[str, list[dict[str, Any]]] = {}
+            for row in store.audit():
+                audit.setdefault(row["record_id"], []).append(row)
+            return ReportInputs(store.all_records(), policy, store.sla_marks(),
+                                store.last_run(), audit)
     except StateError as exc:
         raise Exit(str(exc), EXIT_INVALID) from None
 
@@ -708,13 +722,14 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
         raise click.BadParameter(f"{format_instant(start)} is not before --until "
                                  f"{format_instant(end)}", param_hint="--since")
     groups = breakdowns(by)
-    records, policy, marks, last_run = _report_inputs(config_path, from_file, policy_path)
+    records, policy, marks, last_run, audit = _report_inputs(config_path, from_file,
+                                                             policy_path)
     if not records:
         source = f"{from_file} has no usable records" if from_file else \
             "the record mirror is empty (run `sla-sync run` first)"
         raise Exit(f"no records to report on: {source}", EXIT_INVALID)
     work = [s.strip() for s in work_statuses.split(",") if s.strip()]
-    data = metrics_report(records, policy, now, start, end, groups, every, work, marks)
+    data = metrics_report(records, policy, now, start, end, groups, every, work, marks, audit)
     if data["segments"][0]["records"] == 0:
         log.warning(f"note: no record was created between {format_instant(start)} and "
                     f"{format_instant(end)}; every figure is empty", extra={"event": "report"})
@@ -752,7 +767,7 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
           now_text: str | None, limit: int, by: str | None, as_json_lines: bool) -> None:
     """Open records by time left on their nearest target, breached ones first."""
     now = _now(now_text)
-    records, policy, marks, _ = _report_inputs(config_path, from_file, policy_path)
+    records, policy, marks, _, _ = _report_inputs(config_path, from_file, policy_path)
     rows = open_queue(records, policy, now, marks)
     if by:
         shown: Counter[str] = Counter()

@@ -98,7 +98,10 @@ def table(data: Mapping[str, Any]) -> str:
               "ok%: compliance, met / (met + breached)",
               "breach: breached clocks, first response / resolution",
               *textwrap.wrap(f"AHT: mean time in {', '.join(data['work_statuses'])}; esc%: "
-                             f"escalated records; {EMPTY}: nothing to count", 80)]
+                             "records sla-sync escalated (its audit; people's escalations "
+                             f"in JSON and CSV); {EMPTY}: nothing to count", 80)]
+    if not data.get("audit", True):
+        lines.append("no audit (a report from a file): every escalation counts as people's")
     return "\n".join(lines) + "\n"
 
 
@@ -117,6 +120,9 @@ CSV_COLUMNS = (
     *(f"breach_rate.{t}.{f}" for t in TARGETS for f in ("rate", "count", "of")),
     "average_handling_time.count", "average_handling_time.mean_minutes",
     "escalation_rate.rate", "escalation_rate.count", "escalation_rate.of",
+    "escalation_rate.escalations", "escalation_rate.before_breach",
+    "escalation_rate.after_breach",
+    "people_escalation_rate.rate", "people_escalation_rate.count", "people_escalation_rate.of",
 )
 
 
@@ -155,7 +161,8 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
     times = gauge("sla_sync_time_minutes", "Time to target (calendar minutes)",
                   ["target", "stat"])
     handling = gauge("sla_sync_average_handling_minutes", "Mean minutes in work statuses")
-    escalation = gauge("sla_sync_escalation_ratio", "Escalated records / records")
+    escalation = gauge("sla_sync_escalation_ratio",
+                       "Records sla-sync escalated (its audit) / records")
     def of(metric: Gauge, **labels: str) -> Gauge:
         return metric.labels(**labels) if labels else metric
 
@@ -377,7 +384,8 @@ def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]]
                 s["breach_rate"]["first_response"]["count"],
                 s["breach_rate"]["resolution"]["count"],
                 short(s["average_handling_time"]["mean_minutes"]),
-                pct(s["escalation_rate"]["rate"]))) + "</tr>")
+                pct(s["escalation_rate"]["rate"]),
+                pct(s["people_escalation_rate"]["rate"]))) + "</tr>")
     risk = []
     for row in queue_rows[:at_risk]:
         left = (f"breached {short(-row['minutes_left'])} ago" if row["breached"]
@@ -389,7 +397,7 @@ def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]]
             f"<td>{html.escape(row['assignee'] or '(unassigned)')}</td></tr>")
     header = ("<tr><th>segment</th><th>records</th><th>FR p50</th><th>RES p50</th>"
               "<th>FR ok %</th><th>RES ok %</th><th>FR breaches</th><th>RES breaches</th>"
-              "<th>AHT</th><th>escalated %</th></tr>")
+              "<th>AHT</th><th>escalated by sla-sync %</th><th>by people %</th></tr>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">

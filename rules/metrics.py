@@ -13,7 +13,12 @@ sync_report.py format it). Definitions, over records created in [since, until):
   day or week of creation (UTC) as a trend.
 - average_handling_time: for solved records, the mean calendar minutes spent in work
   statuses (default new and open) between creation and the solve.
-- escalation_rate: records with escalation_level >= 1 / records.
+- escalation_rate: records sla-sync escalated / records, from sla-sync's own audit (a
+  rule's `escalate` that raised the level): each escalation before or after the record's
+  first breach (the earliest instant a clock of it ran out of target), and per rule.
+- people_escalation_rate: records escalated by someone else / records: a level above the
+  one sla-sync's audit last left (a raise found in an audit row's `before`, or the record's
+  level now). Without an audit (`--from FILE`) every escalation counts here.
 Every figure says how many records it rests on; where nothing counts the value is None.
 Percentiles use the nearest-rank method.
 """
@@ -22,11 +27,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sla_sync.connector.model import Record, format_instant
+from sla_sync.connector.model import Record, format_instant, parse_instant
 from sla_sync.rules.clock import TARGETS, Clock
 from sla_sync.rules.engine import SlaMark, sla_and_clocks
 from sla_sync.rules.policy import Policy
@@ -44,6 +49,15 @@ class Measured:
     sla: str
     clocks: Mapping[str, Clock]
     handling_minutes: float | None  # None: not solved
+    #: sla-sync's escalations of the record: (rule, "before_breach" or "after_breach")
+    escalations: tuple[tuple[str, str], ...] = ()
+    people_escalated: bool = False
+
+    @property
+    def first_breach(self) -> datetime | None:
+        """The earliest instant one of the record's clocks ran out of target."""
+        return min((c.due_at for c in self.clocks.values() if c.breached and c.due_at),
+                   default=None)
 
     def segment(self, name: str) -> str:
         return self.sla if name == "sla" else str(getattr(self.record, name))
@@ -69,14 +83,41 @@ class Measured:
 
 def measure_record(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None,
-                   work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES) -> Measured:
+                   work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES,
+                   audit: Sequence[Mapping[str, Any]] | None = ()) -> Measured:
+    """`audit`: the record's audit rows, oldest first (None: no audit is known)."""
     sla, _, _, clocks = sla_and_clocks(record, policy, now, previous)
     # The resolution clock stops at the solve whether or not the SLA sets a target.
     solved = clocks["resolution"].stopped_at
     handling = None
     if solved is not None:
         handling = _minutes_in(record, frozenset(work_statuses), solved)
-    return Measured(record, sla.name if sla else "", clocks, handling)
+    measured = Measured(record, sla.name if sla else "", clocks, handling)
+    if audit is None:
+        return replace(measured, people_escalated=record.escalation_level >= 1)
+    escalations, people = _escalations(record, audit, measured.first_breach)
+    return replace(measured, escalations=escalations, people_escalated=people)
+
+
+def _escalations(record: Record, audit: Sequence[Mapping[str, Any]],
+                 breach: datetime | None) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """sla-sync's escalations of a record, each before or after its first breach, and
+    whether anyone else raised its level: a level above the one sla-sync's last write
+    (or a revert) left, seen in a later row's `before` or in the record now."""
+    left = 0  # a record is created unescalated
+    people = False
+    made: list[tuple[str, str]] = []
+    for row in audit:
+        if row["field"] != "escalation_level":
+            continue
+        before, after = int(row["before"] or 0), int(row["after"] or 0)
+        people = people or before > left
+        left = after
+        if row.get("kind", "sync") == "sync" and after > before:
+            at = parse_instant(row["at"], "audit.at")
+            made.append((row["rule"], "after_breach" if breach is not None and at >= breach
+                         else "before_breach"))
+    return tuple(made), people or record.escalation_level > left
 
 
 def _minutes_in(record: Record, statuses: frozenset[str], until: datetime) -> float:
@@ -136,8 +177,23 @@ def segment(measured: Sequence[Measured], by: Mapping[str, str]) -> dict[str, An
     out["average_handling_time"] = {
         "count": len(handled),
         "mean_minutes": _round(sum(handled) / len(handled)) if handled else None}
-    out["escalation_rate"] = _rate(sum(1 for m in measured if m.record.escalation_level >= 1),
-                                   len(measured))
+    out["escalation_rate"] = _escalation_rate(measured)
+    out["people_escalation_rate"] = _rate(sum(m.people_escalated for m in measured),
+                                          len(measured))
+    return out
+
+
+def _escalation_rate(measured: Sequence[Measured]) -> dict[str, Any]:
+    out = _rate(sum(bool(m.escalations) for m in measured), len(measured))
+    by_rule: dict[str, dict[str, int]] = {}
+    for m in measured:
+        for rule, when in m.escalations:
+            counts = by_rule.setdefault(rule, {"before_breach": 0, "after_breach": 0})
+            counts[when] += 1
+    out["escalations"] = sum(len(m.escalations) for m in measured)
+    for when in ("before_breach", "after_breach"):
+        out[when] = sum(counts[when] for counts in by_rule.values())
+    out["by_rule"] = dict(sorted(by_rule.items()))
     return out
 
 
@@ -187,15 +243,18 @@ def histogram(measured: Sequence[Measured]) -> list[dict[str, Any]]:
 def report(records: Iterable[Record], policy: Policy, now: datetime, since: datetime,
            until: datetime, by: Sequence[Sequence[str]] = (), every: str = "day",
            work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES,
-           marks: Mapping[str, SlaMark] | None = None) -> dict[str, Any]:
+           marks: Mapping[str, SlaMark] | None = None,
+           audit: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict[str, Any]:
     """The report's data: the whole window, then one segment per value (or combination of
-    values) of each breakdown in `by`, then the trend."""
+    values) of each breakdown in `by`, then the trend. `audit`: the state file's audit rows
+    by record, oldest first (None: no audit, as for a report from a file)."""
     if every not in EVERY:
         raise ValueError(f"every: expected one of {', '.join(EVERY)}, got {every!r}")
     marks = marks or {}
     work = tuple(work_statuses)
-    measured = [measure_record(r, policy, now, marks.get(r.id), work) for r in records
-                if since <= r.created_at < until]
+    measured = [measure_record(r, policy, now, marks.get(r.id), work,
+                               None if audit is None else audit.get(r.id, ()))
+                for r in records if since <= r.created_at < until]
     segments = [segment(measured, {})]
     for fields in by:
         groups: dict[tuple[str, ...], list[Measured]] = {}
@@ -204,7 +263,8 @@ def report(records: Iterable[Record], policy: Policy, now: datetime, since: date
         for values in sorted(groups):
             segments.append(segment(groups[values], dict(zip(fields, values, strict=True))))
     return {"since": format_instant(since), "until": format_instant(until),
-            "now": format_instant(now), "work_statuses": list(work), "segments": segments,
+            "now": format_instant(now), "work_statuses": list(work),
+            "audit": audit is not None, "segments": segments,
             "trend": {"every": every, "buckets": trend(measured, since, until, every)},
             "first_response_distribution": histogram(measured)}
 

@@ -207,9 +207,55 @@ def test_average_handling_time_with_custom_work_statuses():
     assert whole(data)["average_handling_time"] == {"count": 4, "mean_minutes": 165.0}
 
 
-def test_escalation_rate():
+def audit_row(rule: str, when: str, before: Any, after: Any, field: str = "escalation_level",
+              kind: str = "sync") -> dict[str, Any]:
+    return {"at": iso(f"2026-{when}"), "rule": rule, "action": "escalate", "field": field,
+            "before": before, "after": after, "kind": kind}
+
+
+# sla-sync's audit of the main data set (levels now: T1 0, T2 1, T3 0, T5 2, T8 1)
+AUDIT = {
+    # warned and escalated 09:25, then a revert put the level back to 0; never breached
+    "T1": [audit_row("warn-escalate", "03-02 09:25", 0, 1),
+           audit_row("warn-escalate", "03-03 08:00", 1, 0, kind="revert")],
+    # FR due 11:00 (created 10:00, 1h): escalated at 10:50, before the breach; a tag row
+    # is no escalation
+    "T2": [audit_row("warn-escalate", "03-02 10:50", 0, 1),
+           audit_row("breach-tag", "03-02 11:01", "absent", "present", field="tag:late")],
+    # someone had raised it to 1 before sla-sync raised it to 2 (its `before` is 1); no breach
+    "T3": [audit_row("breach-escalate", "03-03 09:00", 1, 2)],
+    # resolution due Tue 20:00 (60 min before the solve 11:00, 420 more from the reopening
+    # at 13:00): escalated exactly at 20:00 -> after the breach; its level is 2 now, above
+    # the 1 sla-sync left -> a person raised it
+    "T5": [audit_row("breach-escalate", "03-03 20:00", 0, 1)],
+    # T8 (level 1) has no audit row: a person escalated it; X1 is outside the window
+    "X1": [audit_row("breach-escalate", "03-01 01:00", 0, 1)],
+}
+
+
+def test_escalation_rate_counts_sla_syncs_own_escalations_from_its_audit():
+    seg = whole(main_report(audit=AUDIT))
+    # escalated by sla-sync: T1, T2, T3, T5 -> 4 of 8 = 0.5; four escalations: before the
+    # first breach T1 (none), T2 (10:50 < 11:00), T3 (none); after: T5 (20:00 >= 20:00)
+    assert seg["escalation_rate"] == {
+        "rate": 0.5, "count": 4, "of": 8, "escalations": 4, "before_breach": 3,
+        "after_breach": 1,
+        "by_rule": {"breach-escalate": {"before_breach": 1, "after_breach": 1},
+                    "warn-escalate": {"before_breach": 2, "after_breach": 0}}}
+    # people: T3 (1 before sla-sync's row), T5 (2 > 1 left), T8 (1 > 0) -> 3/8; T2 is at
+    # the 1 sla-sync left, T1 at the 0 its revert left
+    assert seg["people_escalation_rate"] == {"rate": 0.375, "count": 3, "of": 8}
+
+
+def test_without_an_audit_every_escalation_is_peoples():
+    data = main_report()
+    assert data["audit"] is False
+    seg = whole(data)
     # escalation_level >= 1: T2 (1), T5 (2), T8 (1) of 8 -> 0.375 (X1, X2 outside the window)
-    assert whole(main_report())["escalation_rate"] == {"rate": 0.375, "count": 3, "of": 8}
+    assert seg["people_escalation_rate"] == {"rate": 0.375, "count": 3, "of": 8}
+    assert seg["escalation_rate"] == {"rate": 0.0, "count": 0, "of": 8, "escalations": 0,
+                                      "before_breach": 0, "after_breach": 0, "by_rule": {}}
+    assert main_report(audit={})["audit"] is True
 
 
 # -- segments --------------------------------------------------------------------------------------
@@ -242,9 +288,9 @@ def test_segment_where_nothing_counts_still_appears_with_none():
     assert empty_tier["compliance_rate"]["resolution"] is None
     assert empty_tier["breach_rate"]["resolution"] == NOTHING
     assert empty_tier["average_handling_time"] == {"count": 0, "mean_minutes": None}
-    # FR: T7 met, T8 breached -> 1/2; escalated: T8 -> 1/2
+    # FR: T7 met, T8 breached -> 1/2; escalated (by a person, no audit): T8 -> 1/2
     assert empty_tier["breach_rate"]["first_response"] == breach(0.5, 1, 2)
-    assert empty_tier["escalation_rate"] == {"rate": 0.5, "count": 1, "of": 2}
+    assert empty_tier["people_escalation_rate"] == {"rate": 0.5, "count": 1, "of": 2}
 
 
 def test_segments_by_a_combination_of_fields():

@@ -134,7 +134,8 @@ def test_json_has_the_documented_contract(config: Path) -> None:
         assert {"rate", "count"} <= set(whole["breach_rate"][target])
     assert set(whole["average_handling_time"]) == {"count", "mean_minutes"}
     assert {"rate", "count"} <= set(whole["escalation_rate"])
-    assert whole["escalation_rate"]["count"] == 1
+    assert whole["escalation_rate"]["count"] == 0  # the policy never escalates
+    assert whole["people_escalation_rate"]["count"] == 1  # T-4, at level 1 in the helpdesk
     buckets = out["trend"]["buckets"]
     assert len(buckets) == 31 and buckets[-1]["start"] == "2026-03-02T00:00:00+00:00"
     assert sum(b["records"] for b in buckets) == 6
@@ -202,6 +203,36 @@ def test_prometheus_does_not_report_a_failed_run_as_clean(config: Path) -> None:
     metrics = prom(report(config, "--format", "prometheus").stdout)
     last = {name: samples[0].value for name, samples in metrics.items()}
     assert last["sla_sync_last_run_errors"] > 0 and last["sla_sync_last_run_success"] == 0
+
+
+ESCALATING = {
+    "slas": POLICY["slas"],
+    "rules": [rule("warn", {"all": [cond("first_response_minutes_left", "less_than", 15),
+                                    cond("first_response_breached", "is_false")]},
+                   act("escalate", level=1)),
+              rule("late", {"all": [cond("first_response_breached", "is_true")]},
+                   act("escalate", level=2))],
+}
+
+
+def test_escalation_rate_reads_sla_syncs_audit_before_and_after_breach(tmp_path: Path) -> None:
+    # standard 1h first response: A created 09:00 (due 10:00), B created 09:10 (due 10:10)
+    config = write_project(tmp_path, [ticket("A"), ticket("B", "2026-03-02 09:10"),
+                                      ticket("C", "2026-03-02 09:50", escalation_level=3)],
+                           ESCALATING)
+    # 09:50: A 10 min left -> warn (level 1), B 20 left, C 60 left: nothing
+    # 10:05: A breached -> late (level 2); B 5 left -> warn (level 1)
+    # 10:20: B breached -> late (level 2); C (a person's level 3, due 10:50): 30 left, nothing
+    for now in ("2026-03-02 09:50", "2026-03-02 10:05", "2026-03-02 10:20"):
+        assert cli("run", "--config", str(config), "--now", iso(now)).exit_code == 0
+    whole = data(config)["segments"][0]
+    # escalated by sla-sync: A, B of 3; four escalations: warn A 09:50 and B 10:05 before the
+    # breach (A 10:00, B 10:10), late A 10:05 and B 10:20 after it
+    assert whole["escalation_rate"] == {
+        "rate": 0.6667, "count": 2, "of": 3, "escalations": 4, "before_breach": 2,
+        "after_breach": 2, "by_rule": {"late": {"before_breach": 0, "after_breach": 2},
+                                       "warn": {"before_breach": 2, "after_breach": 0}}}
+    assert whole["people_escalation_rate"] == {"rate": 0.3333, "count": 1, "of": 3}  # C
 
 
 # -- files -------------------------------------------------------------------------------
