@@ -275,19 +275,20 @@ class Schema:
                 return setting
         raise KeyError(key)
 
-    def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        """The checked values of every key (a missing optional key: its default); a
-        ValueError naming the first wrong key's path."""
+    def check(self, settings: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+        """The checked values of every key (a missing key: its default); a ValueError
+        naming the first wrong key's path. `partial`: a required key may be missing (reading
+        the mapping options alone, as tests and benchmarks do)."""
         known = sorted(self.keys)
         article = "an" if self.kind[0] in "aeiou" else "a"
         return _check(self.settings, settings, self.root, lambda key: (
             f"{self.root}.{key}: unknown setting for {article} {self.kind} connector "
-            f"(known: {', '.join(known)})"), ignore={"type"})
+            f"(known: {', '.join(known)})"), ignore={"type"}, partial=partial)
 
 
 def _check(settings: Iterable[Setting], given: Mapping[str, Any], root: str,
            unknown: Callable[[str], str], ignore: frozenset[str] | set[str] = frozenset(),
-           ) -> dict[str, Any]:
+           partial: bool = False) -> dict[str, Any]:
     settings = tuple(settings)
     known = {s.key for s in settings} | set(ignore)
     strange = sorted(str(k) for k in given if k not in known)
@@ -297,13 +298,11 @@ def _check(settings: Iterable[Setting], given: Mapping[str, Any], root: str,
     for setting in settings:
         path = f"{root}.{setting.key}"
         value = given.get(setting.key)
-        if value is None and setting.key in given and isinstance(setting.kind, Nullable):
-            values[setting.key] = None
-        elif value is None or (setting.required and isinstance(value, str)
-                               and not value.strip()):
-            if setting.required:
-                why = setting.missing or f"{setting.description} is required"
-                raise ValueError(f"{path}: {why}")
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if setting.required and blank and not partial:
+            why = setting.missing or f"{setting.description} is required"
+            raise ValueError(f"{path}: {why}")
+        if setting.key not in given:
             values[setting.key] = setting.default
         else:
             values[setting.key] = setting.kind.read(value, path)
@@ -313,13 +312,14 @@ def _check(settings: Iterable[Setting], given: Mapping[str, Any], root: str,
 #: The HTTP layer's settings, shared by every connector that talks HTTP (see
 #: connector/http.py `client_from_settings`).
 HTTP = (
-    Setting("requests_per_minute", Number(), "the client-side throttle's budget"),
-    Setting("timeout", Number(), "seconds a whole answer, body included, may take",
+    Setting("requests_per_minute", Nullable(Number()), "the client-side throttle's budget"),
+    Setting("timeout", Nullable(Number()), "seconds a whole answer, body included, may take",
             default=30.0),
-    Setting("max_retry_seconds", Number(), "the longest total wait for retries",
+    Setting("max_retry_seconds", Nullable(Number()), "the longest total wait for retries",
             default=120.0),
-    Setting("max_attempts", Number(), "attempts per request", default=8),
-    Setting("max_body_bytes", Number(), "the largest answer read", default=64 * 1024 * 1024),
+    Setting("max_attempts", Nullable(Number()), "attempts per request", default=8),
+    Setting("max_body_bytes", Nullable(Number()), "the largest answer read",
+            default=64 * 1024 * 1024),
 )
 
 

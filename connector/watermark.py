@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from sla_sync.connector.base import ConnectorError
 
@@ -45,13 +45,21 @@ class Watermark(Generic[S]):
         return self.since is not None and (
             at < self.since or (at == self.since and record_id in self.ids))
 
-    def after(self, record_id: str, at: S) -> Watermark[S]:
+    def after(self, record_id: str, at: S) -> Self:
         """The watermark once this record is read (never moved back)."""
         if self.since is None or self.since < at:
-            return Watermark(at, frozenset({record_id}))
+            return replace(self, since=at, ids=frozenset({record_id}))
         if at == self.since:
-            return Watermark(self.since, self.ids | {record_id})
+            return replace(self, ids=self.ids | {record_id})
         return self
+
+    @property
+    def edge(self) -> S:
+        """`since`, for a watermark that always has one (it starts at a configured
+        instant); a ConnectorError, never a crash, for one that does not."""
+        if self.since is None:
+            raise ConnectorError("the read has no starting point")
+        return self.since
 
     def sorted_ids(self, key: Callable[[str], Any] = id_order) -> list[str]:
         return sorted(self.ids, key=key)
@@ -64,7 +72,7 @@ class Watermark(Generic[S]):
 
     @classmethod
     def from_json(cls, data: Any, since_key: str, ids_key: str,
-                  parse: Callable[[Any], S], ids_required: bool = True) -> Watermark[S]:
+                  parse: Callable[[Any], S], ids_required: bool = True) -> Self:
         """The inverse of to_json; KeyError, TypeError or ValueError when `data` is not one."""
         raw = data[since_key]
         ids = data[ids_key] if ids_required else data.get(ids_key, [])
