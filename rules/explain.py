@@ -12,7 +12,7 @@ from sla_sync.connector.model import format_instant
 from sla_sync.rules.clock import Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
-from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan
+from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
 from sla_sync.rules.policy import Policy
 
 
@@ -72,13 +72,31 @@ def _both(instant: datetime, zone: ZoneInfo) -> str:
 
 def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> str:
     """The explanation of a plan; `since` maps active rules to when they were activated."""
-    since = since or {}
     ev = p.evaluation
     r = p.record
-    variables = ev.variables()
     out = [f"Record {r.id} ({r.kind}): status {r.status!r}, priority {r.priority!r}, "
            f"tier {r.tier!r}, channel {r.channel!r}, group {r.group!r}",
            f"Evaluated at {format_instant(ev.now)}", "", "SLA:"]
+    out += _sla_lines(p, policy)
+    out += ["", "Clocks:"]
+    for clock in ev.clocks.values():
+        out += _clock(clock)
+    out += ["", "Rules:"]
+    out += _rule_lines(p, since or {})
+    out += ["", "Change set:"]
+    if p.change.is_empty():
+        out.append("  none: nothing to write")
+    out += [_step_line(step) for step in p.steps]
+    if not p.settled:
+        out.append(f"  warning: the rules did not settle after {p.passes} passes")
+    return "\n".join(out)
+
+
+def _sla_lines(p: Plan, policy: Policy) -> list[str]:
+    """Which SLA matched (and why each one before it did not), and how its clocks run."""
+    ev = p.evaluation
+    variables = ev.variables()
+    out = []
     for sla in policy.slas:
         if ev.sla is not None and sla.index == ev.sla.index:
             why = "no 'when': matches every record" if sla.when is None else "'when' holds"
@@ -90,22 +108,27 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
                    + (_failure(failure) if failure else "?"))
     if ev.sla is None:
         out.append("  no SLA matched: no clock runs")
-    else:
-        choice = ev.sla.calendar
-        picked = f"calendar {ev.calendar.name} ({ev.calendar.timezone})"
-        if choice.record_field is not None:
-            picked += f", picked by {choice.record_field}"
-        open_now = "inside" if ev.facts["in_business_hours"] else "outside"
-        out.append(f"  {picked}; now is {open_now} its working time")
-        out.append(f"  pause statuses: {', '.join(sorted(ev.sla.pause_statuses)) or 'none'}; "
-                   f"on target change: {ev.sla.on_target_change}")
-        if ev.sla.on_target_change == "restart" and ev.sla_mark is not None:
-            out.append(f"  under this SLA since {format_instant(ev.sla_mark.since)}: "
-                       "its clocks count from then")
-    out += ["", "Clocks:"]
-    for clock in ev.clocks.values():
-        out += _clock(clock)
-    out += ["", "Rules:"]
+        return out
+    choice = ev.sla.calendar
+    picked = f"calendar {ev.calendar.name} ({ev.calendar.timezone})"
+    if choice.record_field is not None:
+        picked += f", picked by {choice.record_field}"
+    open_now = "inside" if ev.facts["in_business_hours"] else "outside"
+    out.append(f"  {picked}; now is {open_now} its working time")
+    out.append(f"  pause statuses: {', '.join(sorted(ev.sla.pause_statuses)) or 'none'}; "
+               f"on target change: {ev.sla.on_target_change}")
+    if ev.sla.on_target_change == "restart" and ev.sla_mark is not None:
+        out.append(f"  under this SLA since {format_instant(ev.sla_mark.since)}: "
+                   "its clocks count from then")
+    return out
+
+
+def _rule_lines(p: Plan, since: Mapping[str, str]) -> list[str]:
+    """Each rule's verdict on the record as read, then the rules that fire only on the
+    plan's own changes and those that deactivate."""
+    ev = p.evaluation
+    variables = ev.variables()
+    out = []
     fired = set(p.fired)
     for outcome in ev.outcomes:
         rule = outcome.rule
@@ -125,25 +148,21 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
         out.append(f"  {name!r}: FIRES after the changes above are applied")
     for name in sorted(p.deactivated - fired):
         out.append(f"  {name!r}: deactivates (its conditions no longer hold)")
-    out += ["", "Change set:"]
-    if p.change.is_empty():
-        out.append("  none: nothing to write")
-    for step in p.steps:
-        what = f"{step.action} {step.slot}"
-        if step.slot == "note":
-            what = f"note {step.after!r}"
-        elif step.slot.startswith("tag:"):
-            what = f"tag {step.slot[4:]!r} {step.before} -> {step.after}"
-        else:
-            what = f"{step.slot} {_value(step.before)} -> {_value(step.after)}"
-        label = {WRITE: "write", SATISFIED: "already so", OVERRIDDEN: "overridden",
-                 VOID: "void"}.get(
-            step.outcome, step.outcome)
-        detail = f" ({step.detail})" if step.detail else ""
-        out.append(f"  [{label}] {what}  <- rule {step.rule!r}{detail}")
-    if not p.settled:
-        out.append(f"  warning: the rules did not settle after {p.passes} passes")
-    return "\n".join(out)
+    return out
+
+
+def _step_line(step: Step) -> str:
+    """One step of the change set: what it sets, its outcome, the rule that asked."""
+    if step.slot == "note":
+        what = f"note {step.after!r}"
+    elif step.slot.startswith("tag:"):
+        what = f"tag {step.slot[4:]!r} {step.before} -> {step.after}"
+    else:
+        what = f"{step.slot} {_value(step.before)} -> {_value(step.after)}"
+    label = {WRITE: "write", SATISFIED: "already so", OVERRIDDEN: "overridden",
+             VOID: "void"}.get(step.outcome, step.outcome)
+    detail = f" ({step.detail})" if step.detail else ""
+    return f"  [{label}] {what}  <- rule {step.rule!r}{detail}"
 
 
 def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None

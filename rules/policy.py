@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
+from business_rules.operators import BaseType
 
 from sla_sync.connector.model import Record
 from sla_sync.rules.actions import action_specs, note_placeholders
@@ -575,25 +576,9 @@ class _Checker:
             self.fail(f"{path}.name", "missing variable name" if name is None
                       else f"expected a variable name, got {_kind(name)}")
             return {}
-        if name.startswith(CUSTOM_PREFIX):
-            declared = self.custom.get(name)
-            if declared is None:
-                example = json.dumps({name: "string"})
-                self.fail(f"{path}.name", f"custom field {name!r} is not declared: declare "
-                                          f"it under \"fields\" with its type, e.g. "
-                                          f"\"fields\": {example}")
-                return {}
-            kind = FIELD_TYPES[declared]
-        elif name not in variables:
-            if name in VARIABLES:
-                self.fail(f"{path}.name", f"{name!r} cannot be used here: an SLA is chosen "
-                                          "before its clocks run")
-            else:
-                self.fail(f"{path}.name", f"unknown variable {name!r}"
-                                          + _suggest(name, [*variables, *self.custom]))
+        kind = self.variable_kind(name, f"{path}.name", variables)
+        if kind is None:
             return {}
-        else:
-            kind = VARIABLES[name][0]
         ops = operators(kind)
         if not isinstance(op, str):
             self.fail(f"{path}.operator", "missing operator" if op is None
@@ -604,7 +589,6 @@ class _Checker:
             self.fail(f"{path}.operator", f"operator {op!r} does not apply to {name!r}, "
                                           f"a {kind.name} variable{hint}")
             return {}
-        value = node.get("value")
         takes = ops[op]
         if takes == FIELD_NO_INPUT:
             # business-rules reads `value` of every condition and calls a no-input operator
@@ -613,7 +597,34 @@ class _Checker:
         if "value" not in node:
             self.fail(f"{path}.value", f"missing: operator {op!r} compares with a value")
             return {}
-        vpath = f"{path}.value"
+        value = node["value"]
+        self.leaf_value(value, f"{path}.value", name, op, takes)
+        return {"name": name, "operator": op, "value": value}
+
+    def variable_kind(self, name: str, path: str, variables: Mapping[str, Any]
+                      ) -> type[BaseType] | None:
+        """The type of the variable a condition names (a declared custom field or one of
+        `variables`), or None when it names none of them."""
+        if name.startswith(CUSTOM_PREFIX):
+            declared = self.custom.get(name)
+            if declared is None:
+                example = json.dumps({name: "string"})
+                self.fail(path, f"custom field {name!r} is not declared: declare it under "
+                                f"\"fields\" with its type, e.g. \"fields\": {example}")
+                return None
+            return FIELD_TYPES[declared]
+        if name in variables:
+            return VARIABLES[name][0]
+        if name in VARIABLES:
+            self.fail(path, f"{name!r} cannot be used here: an SLA is chosen before its "
+                            "clocks run")
+        else:
+            self.fail(path, f"unknown variable {name!r}"
+                            + _suggest(name, [*variables, *self.custom]))
+        return None
+
+    def leaf_value(self, value: Any, vpath: str, name: str, op: str, takes: str) -> None:
+        """The value a condition compares with, against what its operator takes."""
         if takes == FIELD_NUMERIC:
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not math.isfinite(value):
@@ -630,7 +641,6 @@ class _Checker:
                 self.fail(vpath, f"expected a list of strings for {op!r}, got {_kind(value)}")
             elif not value:
                 self.fail(vpath, f"empty list: {op!r} needs at least one value")
-        return {"name": name, "operator": op, "value": value}
 
     # -- actions -------------------------------------------------------------------------
 

@@ -345,59 +345,73 @@ class _Loader:
         return steps
 
     def check_step(self, checks: dict[str, Any], path: str, policy: Policy) -> None:
-        slas = [sla.name for sla in policy.slas]
-        rules = [rule.name for rule in policy.rules]
+        """Each check a step makes, as far as it can be judged before the case runs."""
         if "sla" in checks:
-            sla = checks["sla"]
-            if sla is None:
-                checks["sla"] = ""
-            elif not isinstance(sla, str) or (sla and sla not in slas):
-                self.fail(_join(path, "sla"), f"no SLA {sla!r} in the policy"
-                          + _suggest(str(sla), slas) + f" (SLAs: {', '.join(slas)}; "
-                          "null for none)")
+            self.check_sla(checks, path, policy)
         if "variables" in checks:
-            variables = checks["variables"]
-            if not isinstance(variables, dict):
-                self.fail(_join(path, "variables"), f"expected an object of variable "
-                                                    f"values, got {_kind(variables)}")
-            else:
-                known = [*VARIABLES, *policy.fields]
-                for name in variables:
-                    if name not in known:
-                        self.fail(_join(path, f"variables.{name}"),
-                                  f"unknown variable{_suggest(str(name), known)}"
-                                  + (" (declare custom fields under the policy's \"fields\")"
-                                     if str(name).startswith("custom.") else ""))
+            self.check_variables(checks["variables"], _join(path, "variables"), policy)
         for key in ("fires", "active"):
             if key in checks:
-                names = self.strings(checks[key], _join(path, key))
-                for i, name in enumerate(names or ()):
-                    if name not in rules:
-                        self.fail(f"{_join(path, key)}[{i}]", f"no rule {name!r} in the "
-                                  f"policy{_suggest(name, rules)}")
+                self.check_rule_names(checks[key], _join(path, key), policy)
         if "change" in checks:
-            change = checks["change"]
-            if not isinstance(change, dict):
-                self.fail(_join(path, "change"), f"expected a change set as `run --json` "
-                                                 f"prints it, got {_kind(change)}")
-            else:
-                self.keys(change, _join(path, "change"), CHANGE_KEYS)
+            self.check_change(checks["change"], _join(path, "change"))
         if "notify" in checks and not (
                 isinstance(checks["notify"], list)
                 and all(isinstance(n, dict) for n in checks["notify"])):
             self.fail(_join(path, "notify"), "expected a list of {rule, webhook, text}")
         if "due" in checks:
-            due = checks["due"]
-            if not isinstance(due, dict):
-                self.fail(_join(path, "due"), "expected an object: target -> instant or null")
-            else:
-                for target, value in due.items():
-                    where = _join(path, f"due.{target}")
-                    if target not in TARGETS:
-                        self.fail(where, f"unknown target{_suggest(str(target), TARGETS)}")
-                    elif value is not None:
-                        self.instant(value, where)
+            self.check_due(checks["due"], _join(path, "due"))
 
+    def check_sla(self, checks: dict[str, Any], path: str, policy: Policy) -> None:
+        """`sla`: the name of one of the policy's SLAs; null (kept as "") for none."""
+        slas = [sla.name for sla in policy.slas]
+        sla = checks["sla"]
+        if sla is None:
+            checks["sla"] = ""
+        elif not isinstance(sla, str) or (sla and sla not in slas):
+            self.fail(_join(path, "sla"), f"no SLA {sla!r} in the policy"
+                      + _suggest(str(sla), slas) + f" (SLAs: {', '.join(slas)}; "
+                      "null for none)")
+
+    def check_variables(self, variables: Any, path: str, policy: Policy) -> None:
+        """`variables`: values of the policy's variables, its custom fields included."""
+        if not isinstance(variables, dict):
+            self.fail(path, f"expected an object of variable values, got {_kind(variables)}")
+            return
+        known = [*VARIABLES, *policy.fields]
+        for name in variables:
+            if name not in known:
+                self.fail(f"{path}.{name}", f"unknown variable{_suggest(str(name), known)}"
+                          + (" (declare custom fields under the policy's \"fields\")"
+                             if str(name).startswith("custom.") else ""))
+
+    def check_rule_names(self, value: Any, path: str, policy: Policy) -> None:
+        """`fires`, `active`: lists of the policy's rule names."""
+        rules = [rule.name for rule in policy.rules]
+        for i, name in enumerate(self.strings(value, path) or ()):
+            if name not in rules:
+                self.fail(f"{path}[{i}]", f"no rule {name!r} in the policy"
+                                          f"{_suggest(name, rules)}")
+
+    def check_change(self, change: Any, path: str) -> None:
+        """`change`: a change set as `run --json` prints it."""
+        if not isinstance(change, dict):
+            self.fail(path, f"expected a change set as `run --json` prints it, got "
+                            f"{_kind(change)}")
+        else:
+            self.keys(change, path, CHANGE_KEYS)
+
+    def check_due(self, due: Any, path: str) -> None:
+        """`due`: target -> the instant it comes due, or null."""
+        if not isinstance(due, dict):
+            self.fail(path, "expected an object: target -> instant or null")
+            return
+        for target, value in due.items():
+            where = f"{path}.{target}"
+            if target not in TARGETS:
+                self.fail(where, f"unknown target{_suggest(str(target), TARGETS)}")
+            elif value is not None:
+                self.instant(value, where)
 
 def _join(path: str, key: str) -> str:
     return key if path == "$" else f"{path}.{key}"

@@ -162,6 +162,23 @@ def test_a_broken_test_file_exits_2_naming_the_file_line_and_key(tmp_path: Path)
     ]
 
 
+def test_each_check_of_a_step_names_its_own_path(tmp_path: Path) -> None:
+    case = {"name": "broken", "record": TICKET,
+            "expect": [{"now": "2026-03-02T09:30:00+00:00",
+                        "variables": {"custom.plan": "gold", "tierr": "gold"},
+                        "change": {"fieldz": {}}, "notify": "ops",
+                        "due": {"first_respons": None, "resolution": "soon"}}]}
+    result = run(str(project(tmp_path, [case])))
+    assert result.exit_code == 2
+    lines = [line.split(": ", 1)[1] for line in result.output.splitlines()[:-1]]
+    assert [line.split(":")[0] for line in lines] == [
+        "cases[0].expect[0].variables.custom.plan", "cases[0].expect[0].variables.tierr",
+        "cases[0].expect[0].change.fieldz", "cases[0].expect[0].notify",
+        "cases[0].expect[0].due.first_respons", "cases[0].expect[0].due.resolution"]
+    assert "declare custom fields under the policy's \"fields\"" in lines[0]
+    assert "did you mean 'tier'?" in lines[1]
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     pytest.param("policy: missing.json\ncases: []\n", "cannot read the policy", id="no policy"),
     pytest.param("policy: policy.json\ncases: [\n", "invalid YAML", id="bad yaml"),
