@@ -40,7 +40,6 @@ from sla_sync import sync_log
 from sla_sync.connector import ConnectorError, Record, RecordError, http, open_connector
 from sla_sync.connector.file import FileHelpdesk, FileProblem, file_problem
 from sla_sync.connector.model import format_instant, parse_instant
-from sla_sync.connector.webhook import Webhooks
 from sla_sync.rules.durations import format_duration, parse_duration
 from sla_sync.rules.engine import SlaMark
 from sla_sync.rules.explain import explain as explain_plan
@@ -50,6 +49,7 @@ from sla_sync.rules.metrics import queue as open_queue
 from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
+from sla_sync.sync_alerts import Alerts
 from sla_sync.sync_audit import AUDIT_COMMANDS
 from sla_sync.sync_author import AUTHOR_COMMANDS
 from sla_sync.sync_check import check
@@ -133,20 +133,23 @@ def _connector(config: Config) -> Any:
         raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
 
 
-def _webhooks(config: Config, policy: Policy) -> Webhooks:
+def _webhooks(config: Config, policy: Policy, connector: Any = None) -> Alerts:
+    """The plain webhooks and the alert channels; `connector`'s directory (where it has one)
+    finds the address of an `{assignee}`."""
     try:
-        webhooks = Webhooks.from_settings(config.webhooks)
+        webhooks = Alerts.from_config(config.webhooks, config.notify, config.teams,
+                                      config.oncall, getattr(connector, "directory", None))
     except ValueError as exc:
         raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
     _check_webhooks(config, policy, webhooks)
     return webhooks
 
 
-def _check_webhooks(config: Config, policy: Policy, webhooks: Webhooks) -> None:
+def _check_webhooks(config: Config, policy: Policy, webhooks: Alerts) -> None:
     missing = [(path, name) for path, name in policy.webhooks if name not in webhooks.names]
     if missing:
-        lines = "\n".join(f"  {path}: webhook {name!r} is not defined under `webhooks:` in "
-                          f"{config.path}" for path, name in missing)
+        lines = "\n".join(f"  {path}: webhook {name!r} is not defined under `webhooks:` or "
+                          f"`notify:` in {config.path}" for path, name in missing)
         raise Exit(f"{policy.source}: notify names unknown webhooks:\n{lines}", EXIT_INVALID)
 
 
@@ -270,7 +273,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
         raise Exit(f"--now writes to a real helpdesk ({config.connector['type']}) as if it "
                    "were another instant: give --dry-run with it to try an instant, or leave "
                    "--now out; nothing was read or written", EXIT_INVALID)
-    notifier = _webhooks(config, policy)
+    notifier = _webhooks(config, policy, connector)
     with Stop() as stop:
         try:
             with StateLock(config.state), StateStore(config.state) as store:
@@ -393,7 +396,7 @@ class Stop:
 
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
-              dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
+              dry_run: bool, as_json: bool, notifier: Alerts, stop: Stop,
               full: bool = False, every: bool = False,
               first_run: str = "baseline") -> RunReport:
     """One sync and what it says. Under `every` (the --every loop), a run in which nothing
@@ -470,7 +473,7 @@ def _mtime(path: Path) -> float | None:
 
 
 def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore,
-               interval: int, dry_run: bool, as_json: bool, notifier: Webhooks, stop: Stop,
+               interval: int, dry_run: bool, as_json: bool, notifier: Alerts, stop: Stop,
                give_up_after: int) -> None:
     policy_mtime = _mtime(config.policy)
     log.info(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
@@ -531,7 +534,8 @@ def _summary(report: RunReport, as_json: bool, shown: bool = True) -> None:
             f"errors {report.errors} in {report.duration_ms / 1000:.2f}s; {cursor}"
             + (f"; notified {report.notified}" if report.notified else "")
             + (f", {report.notify_failures} notifications kept for the next run"
-               if report.notify_failures else ""))
+               if report.notify_failures else "")
+            + (f"; {report.held} alerts held (quiet hours or a digest)" if report.held else ""))
     if report.baseline:
         would = "would be recorded" if report.dry_run else "recorded"
         text += (f"\nfirst run, baseline: {report.baselined} records already meet rules; "

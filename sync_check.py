@@ -26,9 +26,9 @@ import click
 
 from sla_sync.connector import ConnectorError, open_connector
 from sla_sync.connector.base import Catalog
-from sla_sync.connector.webhook import Webhooks
 from sla_sync.rules.lint import formula, leaves
 from sla_sync.rules.policy import Policy, PolicyError, load_policy, parse_json
+from sla_sync.sync_alerts import Alerts
 from sla_sync.sync_author import priority_check
 from sla_sync.sync_config import ConfigError, load_config, locate
 
@@ -178,7 +178,7 @@ def _known(value: str, names: Collection[str]) -> str:
         (f" (known: {listed})" if ordered else " (it has none)")
 
 
-def webhook_problems(policy: Policy, webhooks: Webhooks) -> list[str]:
+def webhook_problems(policy: Policy, webhooks: Alerts) -> list[str]:
     """The notify actions that name a webhook the config does not define (as lint words
     them)."""
     names = sorted(webhooks.names)
@@ -201,7 +201,8 @@ def run_check(config_path: Path) -> tuple[list[str], str]:
     except ValueError as exc:
         lines.append(f"config: {exc}")
     try:
-        webhooks: Webhooks | None = Webhooks.from_settings(config.webhooks)
+        webhooks: Alerts | None = Alerts.from_config(config.webhooks, config.notify,
+                                                     config.teams, config.oncall)
     except ValueError as exc:
         lines.append(f"config: {exc}")
         webhooks = None

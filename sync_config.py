@@ -19,7 +19,7 @@ import yaml
 from sla_sync.connector.file import file_problem
 
 KEYS = ("connector", "policy", "state")
-OPTIONAL_KEYS = ("webhooks", "first_run")
+OPTIONAL_KEYS = ("webhooks", "first_run", "notify", "teams", "oncall")
 #: What a sync does on a state file that has never completed a run (see sync_run.run_sync).
 FIRST_RUN = ("baseline", "act")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -39,6 +39,10 @@ class Config:
     #: baseline: rules that already hold are recorded as active, nothing is written; act:
     #: the first run acts on every rule that holds, as every later run does
     first_run: str = "baseline"
+    #: alert channels, group managers and on-call rotations (sync_alerts.py checks them)
+    notify: Mapping[str, Any] | None = None
+    teams: Mapping[str, Any] | None = None
+    oncall: Mapping[str, Any] | None = None
 
     @property
     def base_dir(self) -> Path:
@@ -96,7 +100,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     base = path.parent
     return Config(path=path, connector=connector, policy=base / data["policy"],
                   state=base / data["state"], webhooks=data.get("webhooks"),
-                  first_run=first_run)
+                  first_run=first_run, notify=data.get("notify"), teams=data.get("teams"),
+                  oncall=data.get("oncall"))
 
 
 #: Deeper YAML nesting than any configuration needs is refused, not recursed into.

@@ -42,10 +42,11 @@ from sla_sync.connector import (
 )
 from sla_sync.connector.base import OutcomeUnknown, apply_each
 from sla_sync.connector.model import ChangeSet, format_instant, parse_instant
-from sla_sync.rules.engine import SlaMark
+from sla_sync.rules.engine import SlaMark, note_values
 from sla_sync.rules.planner import WRITE, Plan, plan
 from sla_sync.rules.policy import Policy
 from sla_sync.rules.wake import Wakes, policy_digest, result_of
+from sla_sync.sync_alerts import Alerts, alert_data, next_opening
 from sla_sync.sync_state import StateStore
 
 log = logging.getLogger("sla_sync.run")
@@ -68,6 +69,7 @@ class RunReport:
     retired: int = 0
     notified: int = 0
     notify_failures: int = 0
+    held: int = 0  # alerts held for quiet hours or a digest interval
     duration_ms: int = 0
     cursor_moved: bool = False
     stopped: bool = False  # should_stop said so: the rest is left for the next run
@@ -91,6 +93,7 @@ class RunReport:
         return {"run": self.run_id, "now": format_instant(self.now), "dry_run": self.dry_run,
                 "status": self.status, **self.figures(), "recovered": self.recovered,
                 "notified": self.notified, "notify_failures": self.notify_failures,
+                "held": self.held,
                 "retired": self.retired, "full": self.full, "cursor_moved": self.cursor_moved,
                 "stopped": self.stopped, "duration_ms": self.duration_ms,
                 "baseline": self.baseline, "baselined": self.baselined,
@@ -111,13 +114,29 @@ def outcome_of(p: Plan, previous: SlaMark | None) -> dict[str, Any]:
         "deactivated": sorted(p.deactivated),
         "writes": [{"rule": s.rule, "action": s.action, "field": s.slot, "before": s.before,
                     "after": s.after} for s in p.steps if s.outcome == WRITE],
-        "notify": [{"rule": rule, "webhook": webhook, "text": text}
+        "notify": [{"rule": rule, "webhook": webhook, "text": text, "data": alert_of(p, rule)}
                    for rule, webhook, text in p.notifications],
     }
     mark = p.final.sla_mark
     if mark is not None and mark != previous:
         outcome["sla_mark"] = {"sla": mark.name, "since": format_instant(mark.since)}
     return outcome
+
+
+def alert_of(p: Plan, rule: str) -> dict[str, Any]:
+    """What a channel renders an alert from (sync_alerts): the record's values as the plan
+    leaves it, the event kind (an escalation by this rule, else a breach when a clock is
+    breached, else a warning) and, when its calendar is closed, the instant it opens."""
+    final = p.final
+    if any(s.rule == rule and s.action == "escalate" and s.outcome == WRITE for s in p.steps):
+        event = "escalation"
+    elif any(final.facts.get(f"{target}_breached") for target in final.clocks):
+        event = "breach"
+    else:
+        event = "warning"
+    values = note_values(final.record, final.facts, final.clocks, final.calendar)
+    opens = next_opening(final.calendar.is_open, final.calendar.add_business_seconds, final.now)
+    return alert_data(event, values, final.calendar.timezone, opens)
 
 
 def describe(p: Plan) -> dict[str, Any]:
@@ -291,7 +310,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         store.move_cursor(connector.identity, next_cursor, report.run_id)
         report.cursor_moved = True
     if not dry and not report.stopped:
-        _drain_outbox(store, notifier, report)
+        _drain_outbox(store, notifier, report, now)
 
 
 #: Records planned per read of the mirror and the ledger: what an evaluation holds at once.
@@ -571,13 +590,19 @@ def _as_written(p: Plan) -> Record:
                                updated_at=p.record.updated_at)
 
 
-def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunReport) -> None:
+def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunReport,
+                  now: datetime) -> None:
     """Send the notifications committed so far; one that fails stays for the next run.
     Each carries a delivery id (the state file's instance and the outbox id): a send
     repeated after a crash between the post and marking it sent has the same id, so a
-    receiver can drop the repeat."""
+    receiver can drop the repeat. Alerts of `notify:` channels go through `_send_alerts`."""
     items = store.outbox()
-    instance = store.instance_id() if items else ""
+    if not items:
+        return
+    if isinstance(notifier, Alerts):
+        _send_alerts(store, notifier, report, now, items)
+        return
+    instance = store.instance_id()
     for item in items:
         item["delivery_id"] = f"{instance}-{item['id']}"
         if notifier is None:
@@ -596,6 +621,37 @@ def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunRepor
             continue
         store.outbox_sent(item["id"])
         report.notified += 1
+
+
+def _send_alerts(store: StateStore, alerts: Alerts, report: RunReport, now: datetime,
+                 items: list[dict[str, Any]]) -> None:
+    """Rows of a channel with recipients are first split into one row per recipient (one
+    transaction); then each message that may go at `now` is sent, and its rows leave the
+    outbox together. A message of several rows (a digest) takes its first row's id and
+    their number as its delivery id."""
+    fan = alerts.fan_out(items)
+    if fan:
+        store.outbox_fan_out(fan)
+        items = store.outbox()
+    instance = store.instance_id()
+    for delivery in alerts.deliveries(items, now):
+        if delivery.ready_at > now:
+            report.held += len(delivery.items)
+            continue
+        ids = delivery.ids
+        delivery_id = f"{instance}-{ids[0]}" + (f"-{len(ids)}" if len(ids) > 1 else "")
+        try:
+            alerts.send(delivery, delivery_id)
+        except (ConnectorError, ValueError) as exc:
+            store.outbox_failed(ids, str(exc))
+            report.notify_failures += 1
+            report.failures.append(f"record {delivery.items[0]['record_id']!r}: notification "
+                                   f"to {delivery.channel!r} failed ({exc}); kept for the "
+                                   "next run")
+            continue
+        store.outbox_sent(ids)
+        report.notified += 1
+        report.warnings.extend(delivery.problems)
 
 
 def settle_pending(connector: Connector, store: StateStore, report: RunReport,

@@ -145,6 +145,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX audit_run ON audit (run_id, id);
     CREATE INDEX audit_reverts ON audit (reverts);
     """,
+    # 7: alerts: what a notification's channel renders (the record's values, its event kind,
+    # when its calendar opens), and the one recipient a row goes to once fanned out
+    """
+    ALTER TABLE outbox ADD COLUMN data TEXT;
+    ALTER TABLE outbox ADD COLUMN recipient TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -620,9 +626,10 @@ class StateStore:
               _json(s["before"]), _json(s["after"]), s.get("kind", "sync"), s.get("reverts"))
              for s in outcome.get("writes", ())])
         self.db.executemany(
-            "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, record_id, n["rule"], n["webhook"], n["text"], at)
+            "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, record_id, n["rule"], n["webhook"], n["text"], at,
+              _json(n["data"]) if n.get("data") is not None else None)
              for n in outcome.get("notify", ())])
         mark = outcome.get("sla_mark")
         if mark is not None:
@@ -649,19 +656,39 @@ class StateStore:
     # -- the notification outbox ---------------------------------------------------------
 
     def outbox(self) -> list[dict[str, Any]]:
-        """Notifications committed and not yet sent, oldest first."""
-        return [dict(row) for row in self.db.execute(
-            "SELECT id, run_id, record_id, rule, webhook, text, created_at, attempts"
-            " FROM outbox ORDER BY id")]
+        """Notifications committed and not yet sent, oldest first; `data` decoded (None for a
+        plain webhook text), `recipient` None until the row is fanned out."""
+        rows = [dict(row) for row in self.db.execute(
+            "SELECT id, run_id, record_id, rule, webhook, text, created_at, attempts, data,"
+            " recipient FROM outbox ORDER BY id")]
+        for row in rows:
+            row["data"] = None if row["data"] is None else json.loads(row["data"])
+        return rows
 
-    def outbox_sent(self, item_id: int) -> None:
+    def outbox_fan_out(self, recipients: dict[int, list[str]]) -> None:
+        """Replace each row by one row per recipient, in one transaction, so that each
+        recipient's message is sent (and retried) on its own, and none is sent twice."""
         with self.transaction():
-            self.db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+            for item_id, names in recipients.items():
+                for name in names:
+                    self.db.execute(
+                        "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at,"
+                        " attempts, data, recipient) SELECT run_id, record_id, rule, webhook,"
+                        " text, created_at, attempts, data, ? FROM outbox WHERE id = ?",
+                        (name, item_id))
+                self.db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
 
-    def outbox_failed(self, item_id: int, error: str) -> None:
+    def outbox_sent(self, item_id: int | Iterable[int]) -> None:
+        """Sent: the rows of one message (a digest holds several) leave together."""
+        ids = [item_id] if isinstance(item_id, int) else list(item_id)
         with self.transaction():
-            self.db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?"
-                            " WHERE id = ?", (error[:500], item_id))
+            self.db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    def outbox_failed(self, item_id: int | Iterable[int], error: str) -> None:
+        ids = [item_id] if isinstance(item_id, int) else list(item_id)
+        with self.transaction():
+            self.db.executemany("UPDATE outbox SET attempts = attempts + 1, last_error = ?"
+                                " WHERE id = ?", [(error[:500], i) for i in ids])
 
     # -- the run log ---------------------------------------------------------------------
 

@@ -384,6 +384,26 @@ class FileHelpdesk:
                 break
         return catalog
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The agents the file lists beside its records (a JSON file's top-level `agents`:
+        `[{"name", "email", "timezone"}]`), by name: where alerts to `{assignee}` go. A
+        JSON Lines file has no place for them: an empty directory. An entry without a
+        string name is left out (alerts to that agent fall back, and say so)."""
+        if self.lines_layout:
+            return {}
+        document = self._load()
+        try:
+            rest = json.loads((document.head + document.tail).decode("utf-8", "replace"))
+        except ValueError:
+            return {}
+        agents = rest.get("agents") if isinstance(rest, dict) else None
+        found: dict[str, dict[str, str]] = {}
+        for agent in agents if isinstance(agents, list) else ():
+            if isinstance(agent, dict) and isinstance(agent.get("name"), str):
+                found[agent["name"]] = {key: value for key, value in agent.items()
+                                        if isinstance(value, str)}
+        return found
+
     # -- writing ---------------------------------------------------------------------------
 
     def apply(self, change: ChangeSet, now: datetime) -> Record:

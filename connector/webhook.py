@@ -80,27 +80,8 @@ class Webhooks:
             fmt = spec.get("format", "slack")
             if fmt not in FORMATS:
                 raise ValueError(f"{where}.format: expected one of {', '.join(FORMATS)}")
-            raw = spec.get("url")
-            try:
-                port = urlparse(raw).port if isinstance(raw, str) else None
-                if port == 0:
-                    raise ValueError("port 0")
-            except ValueError:
-                raise ValueError(f"{where}.url: the port is not a number from 1 to 65535 "
-                                 "(the URL is not shown: webhook URLs are secrets)") from None
-            try:
-                url = check_base_url(raw, f"{where}.url")
-            except ValueError:
-                # The message names the key, never the URL (webhook URLs carry secrets).
-                raise ValueError(f"{where}.url: expected an https URL (or http to a "
-                                 "loopback address)") from None
-            _hide(url)
-            # A redirect is not followed: it would carry the notification (ticket data) to a
-            # host nobody configured.
-            session = requests.Session()
-            session.max_redirects = 0
-            clients[name] = (HttpClient(url, name=f"webhook {name!r}", max_retry_seconds=60,
-                                        quote_paths=False, session=session), fmt, url)
+            client, url = webhook_client(where, spec.get("url"))
+            clients[name] = (client, fmt, url)
         return cls(clients)
 
     @property
@@ -118,15 +99,45 @@ class Webhooks:
                         webhook=webhook)
             if delivery:
                 body["id"] = delivery
-        try:
-            client.post(url, json=body, ok=(200, 201, 202, 204),
-                        headers={"Idempotency-Key": delivery} if delivery else None)
-        except requests.TooManyRedirects:
-            raise ConnectorError(f"webhook {webhook!r}: POST answered with a redirect, which is "
-                                 "not followed; give the URL it points to", retriable=True)\
-                from None
-        except (requests.RequestException, ValueError) as exc:
-            # requests quotes the URL in what it raises for a URL it cannot use.
-            raise ConnectorError(f"webhook {webhook!r}: POST failed ({type(exc).__name__}; "
-                                 "the URL is not shown: webhook URLs are secrets)",
-                                 retriable=True) from None
+        post(webhook, client, url, body, {"Idempotency-Key": delivery} if delivery else None)
+
+
+def webhook_client(where: str, raw: Any) -> tuple[HttpClient, str]:
+    """The client and exact URL for a webhook URL given at config key `where`; ValueError
+    naming the key, never the URL (webhook URLs carry secrets)."""
+    try:
+        port = urlparse(raw).port if isinstance(raw, str) else None
+        if port == 0:
+            raise ValueError("port 0")
+    except ValueError:
+        raise ValueError(f"{where}.url: the port is not a number from 1 to 65535 "
+                         "(the URL is not shown: webhook URLs are secrets)") from None
+    try:
+        url = check_base_url(raw, f"{where}.url")
+    except ValueError:
+        raise ValueError(f"{where}.url: expected an https URL (or http to a "
+                         "loopback address)") from None
+    _hide(url)
+    # A redirect is not followed: it would carry the notification (ticket data) to a
+    # host nobody configured.
+    session = requests.Session()
+    session.max_redirects = 0
+    name = where.rpartition(".")[2]
+    return HttpClient(url, name=f"webhook {name!r}", max_retry_seconds=60, quote_paths=False,
+                      session=session), url
+
+
+def post(name: str, client: HttpClient, url: str, body: Any,
+         headers: Mapping[str, str] | None) -> None:
+    """POST one JSON body; ConnectorError (retriable, the URL not shown) when it fails."""
+    try:
+        client.post(url, json=body, ok=(200, 201, 202, 204), headers=headers)
+    except requests.TooManyRedirects:
+        raise ConnectorError(f"webhook {name!r}: POST answered with a redirect, which is "
+                             "not followed; give the URL it points to", retriable=True)\
+            from None
+    except (requests.RequestException, ValueError) as exc:
+        # requests quotes the URL in what it raises for a URL it cannot use.
+        raise ConnectorError(f"webhook {name!r}: POST failed ({type(exc).__name__}; "
+                             "the URL is not shown: webhook URLs are secrets)",
+                             retriable=True) from None
