@@ -29,19 +29,17 @@ from sla_sync.connector.base import (
     RecordGone,
     WriteResult,
     apply_each,
-    check_settings,
 )
+from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import (
-    HTTP_SETTINGS,
     HttpClient,
-    check_base_url,
     client_from_settings,
     decode_json,
     follow,
     link_next,
     poll_delays,
 )
-from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
     Note,
@@ -52,6 +50,18 @@ from sla_sync.connector.model import (
     merge_tags,
     parse_instant,
 )
+from sla_sync.connector.settings import (
+    HTTP,
+    Id,
+    Instant,
+    Nullable,
+    Schema,
+    Setting,
+    Table,
+    Text,
+    url_setting,
+)
+from sla_sync.connector.watermark import Watermark, decode_cursor
 
 OPEN, PENDING, RESOLVED, CLOSED = 2, 3, 4, 5
 PRIORITIES = ValueMap("priority", {1: "low", 2: "normal", 3: "high", 4: "urgent"}, "normal")
@@ -76,50 +86,48 @@ JOB_TIMEOUT = 120.0  # seconds to wait for a bulk update job
 FIRST_READ = timedelta(days=30)  # what the first run reads without `start_at`
 #: Job states that mean "not finished yet" (the docs do not list them; seen spellings).
 RUNNING = frozenset({"IN PROGRESS", "QUEUED", "PENDING", "RUNNING", "STARTED"})
-#: Responses that refuse one ticket's write (the rest of the run goes on).
-REFUSED = (400, 404, 409, 422)
 #: Ticket fields kept in Record.custom as they are.
 KEPT = ("type", "due_by", "fr_due_by", "is_escalated", "fr_escalated", "requester_id",
         "company_id", "product_id")
 STAT_TIMES = ("first_responded_at", "resolved_at", "closed_at", "reopened_at",
               "pending_since", "status_updated_at")
 
-SETTINGS = {"type", "url", "api_key", *HTTP_SETTINGS, "start_at", "priority_map",
-            "status_map", "channel_map", "groups", "agents", "tier_field", "tier_tag_prefix",
-            "escalation_field", "escalation_tag_prefix"}
 
 
-@dataclass
-class Names:
-    """Freshdesk ids of groups or agents and the names the config gives them. Without a
-    configured map the id itself is the name."""
+def _codes(example: str = "{6: hold}", unique: bool = False) -> Table:
+    """`{6: hold}`: Freshdesk numbers (priority, status, source codes, group or agent ids)
+    to names."""
+    return Table(Id("a Freshdesk number"), Text("a name"),
+                 f"a mapping of Freshdesk numbers to names, e.g. {example}",
+                 unique="{value!r} names two ids; each name must be unique to write it back"
+                 if unique else "")
 
-    setting: str  # "groups"
-    attribute: str  # "group_id"
-    names: dict[int, str]
-    unknown: set[Any] = field(default_factory=set)
 
-    def read(self, value: Any, notices: list[str]) -> str:
-        if value is None or value == "":
-            return ""
-        if value in self.names:
-            return self.names[value]
-        if self.names and value not in self.unknown:
-            self.unknown.add(value)
-            notices.append(f"unknown {self.attribute} {value!r}: read as {str(value)!r} (name it "
-                           f"in the connector's {self.setting} setting)")
-        return str(value)
-
-    def write(self, name: str) -> int | None:
-        if name == "":
-            return None
-        for number, known in self.names.items():
-            if known == name:
-                return number
-        if name.isdigit():
-            return int(name)
-        raise ValueError(f"no Freshdesk {self.attribute} for {name!r} (name it in the "
-                         f"connector's {self.setting} setting)")
+_NAME = Nullable(Text("a name (or null)"))
+SCHEMA = Schema("freshdesk", (
+    url_setting("the account's address, e.g. https://acme.freshdesk.com"),
+    Setting("api_key", Text(strip=True), "the Freshdesk API key", required=True, secret=True,
+            missing="the Freshdesk API key is required (api_key: ${FRESHDESK_API_KEY})"),
+    *HTTP,
+    Setting("start_at", Instant(), "where the first run starts reading (default: 30 days "
+            "back)"),
+    Setting("priority_map", _codes(), "extra or changed priority codes", default={}),
+    Setting("status_map", _codes(), "extra or changed status codes", default={}),
+    Setting("channel_map", _codes(), "extra or changed source codes", default={}),
+    Setting("groups", _codes("{48000123: support}", unique=True), "group ids to names",
+            default={}),
+    Setting("agents", _codes("{48000456: sam}", unique=True), "agent ids to names",
+            default={}),
+    Setting("tier_field", _NAME, "the custom field with the tier", default="cf_tier"),
+    Setting("tier_tag_prefix", _NAME, "tags that give the tier"),
+    Setting("escalation_field", _NAME, "the custom field the level is written to"),
+    Setting("escalation_tag_prefix", Text("a name"), "the tag prefix of the level",
+            default="sla_escalation_"),
+))
+#: How Freshdesk refuses one ticket's write (the rest of the run goes on). A 409 is a
+#: refusal too: the version check is made by the connector, before it writes.
+ERRORS = ErrorMap("freshdesk", detail=lambda response: _detail(response),
+                  conflict=frozenset(), refused=frozenset({400, 409, 422}))
 
 
 @dataclass
@@ -129,8 +137,8 @@ class Options:
     priorities: ValueMap = field(default_factory=lambda: PRIORITIES.extended(None))
     statuses: ValueMap = field(default_factory=lambda: STATUSES.extended(None))
     channels: ValueMap = field(default_factory=lambda: CHANNELS.extended(None))
-    groups: Names = field(default_factory=lambda: Names("groups", "group_id", {}))
-    agents: Names = field(default_factory=lambda: Names("agents", "responder_id", {}))
+    groups: NameMap = field(default_factory=lambda: _names("groups", {}))
+    agents: NameMap = field(default_factory=lambda: _names("agents", {}))
     tier_field: str | None = "cf_tier"
     tier_tag_prefix: str | None = None
     escalation_field: str | None = None
@@ -139,23 +147,18 @@ class Options:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Options:
-        escalation_field = _optional_text(settings, "escalation_field", None)
-        if escalation_field and "escalation_tag_prefix" in settings:
+        v = SCHEMA.check(settings, partial=True)
+        if v["escalation_field"] and "escalation_tag_prefix" in settings:
             raise ValueError("connector.escalation_tag_prefix: not used when "
                              "connector.escalation_field is set; give one of the two")
-        start = settings.get("start_at")
         return cls(
-            priorities=PRIORITIES.extended(_code_map(settings, "priority_map")),
-            statuses=STATUSES.extended(_code_map(settings, "status_map")),
-            channels=CHANNELS.extended(_code_map(settings, "channel_map")),
-            groups=Names("groups", "group_id", _code_map(settings, "groups", unique=True)),
-            agents=Names("agents", "responder_id", _code_map(settings, "agents", unique=True)),
-            tier_field=_optional_text(settings, "tier_field", "cf_tier"),
-            tier_tag_prefix=_optional_text(settings, "tier_tag_prefix", None),
-            escalation_field=escalation_field,
-            escalation_tag_prefix=_optional_text(settings, "escalation_tag_prefix",
-                                                 "sla_escalation_", required=True) or "",
-            start_at=None if start is None else parse_instant(start, "connector.start_at"),
+            priorities=PRIORITIES.extended(v["priority_map"]),
+            statuses=STATUSES.extended(v["status_map"]),
+            channels=CHANNELS.extended(v["channel_map"]),
+            groups=_names("groups", v["groups"]), agents=_names("agents", v["agents"]),
+            tier_field=v["tier_field"], tier_tag_prefix=v["tier_tag_prefix"],
+            escalation_field=v["escalation_field"],
+            escalation_tag_prefix=v["escalation_tag_prefix"], start_at=v["start_at"],
         )
 
     @cached_property
@@ -164,38 +167,18 @@ class Options:
 
 
 @dataclass(frozen=True)
-class Mark:
-    """Where a read stands: every ticket updated before `since` is read, and so are `ids`
-    among those updated at `since` exactly. Freshdesk stamps to the second, so several
-    tickets can share the instant the next read starts from."""
-
-    since: datetime
-    ids: frozenset[str] = frozenset()
-
-    def covers(self, record: Record) -> bool:
-        return record.updated_at < self.since or (
-            record.updated_at == self.since and record.id in self.ids)
-
-    def after(self, record: Record) -> Mark:
-        if record.updated_at > self.since:
-            return Mark(record.updated_at, frozenset({record.id}))
-        if record.updated_at == self.since:
-            return Mark(self.since, self.ids | {record.id})
-        return self
+class Mark(Watermark[datetime]):
+    """Where a read stands (see connector/watermark.py). Freshdesk stamps to the second, so
+    several tickets can share the instant the next read starts from."""
 
     def encode(self) -> str:
-        return json.dumps({"updated_since": _stamp(self.since),
-                           "ids": sorted(self.ids, key=lambda i: (len(i), i))})
+        return json.dumps(self.to_json("updated_since", "ids", _stamp))
 
     @classmethod
     def decode(cls, cursor: str) -> Mark:
-        try:
-            data = json.loads(cursor)
-            return cls(parse_instant(data["updated_since"], "updated_since"),
-                       frozenset(str(i) for i in data["ids"]))
-        except (ValueError, TypeError, KeyError):
-            raise ConnectorError(f"freshdesk: the stored cursor {cursor[:80]!r} was not "
-                                 "written by this connector") from None
+        return decode_cursor(cursor, lambda data: cls.from_json(
+            data, "updated_since", "ids", lambda raw: parse_instant(raw, "updated_since")),
+            f"freshdesk: the stored cursor {cursor[:80]!r} was not written by this connector")
 
 
 class Freshdesk:
@@ -213,18 +196,14 @@ class Freshdesk:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Freshdesk:
-        check_settings(settings, SETTINGS, "freshdesk")
-        api_key = settings.get("api_key")
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise ValueError("connector.api_key: the Freshdesk API key is required "
-                             "(api_key: ${FRESHDESK_API_KEY})")
-        url = check_base_url(settings.get("url"))
-        if urlparse(url).path not in ("", "/"):
+        values = SCHEMA.check(settings)
+        api_key = values["api_key"]
+        if urlparse(values["url"]).path not in ("", "/"):
             raise ValueError("connector.url: give the account's address only (e.g. "
                              "https://acme.freshdesk.com), without a path")
         options = Options.from_settings(settings)
         client = client_from_settings(settings, "freshdesk",
-                                      auth=HTTPBasicAuth(api_key.strip(), "X"),
+                                      auth=HTTPBasicAuth(api_key, "X"),
                                       requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE)
         return cls(client, options)
 
@@ -236,26 +215,25 @@ class Freshdesk:
 
     def fetch(self, cursor: str | None) -> Iterator[Page]:
         o = self.options
-        for known in (o.priorities.unknown, o.statuses.unknown, o.channels.unknown,
-                      o.groups.unknown, o.agents.unknown):
-            known.clear()  # unknown values are reported once per run
+        notices = Notices()
         mark = Mark.decode(cursor) if cursor else Mark(o.start_at or self.now() - FIRST_READ)
         position = 0
         while True:
             window, pages, more = mark, 0, False
-            for body, response in self._listing(window.since):
+            for body, response in self._listing(window.edge):
                 pages += 1
                 page = Page(records=[], cursor=None)
                 for number, raw in enumerate(body, start=position):
                     try:
-                        record = self._record(raw, page.notices, number)
+                        record = self._record(raw, notices, number)
                     except RecordError as exc:
                         page.problems.append(exc)
                         continue
-                    if not window.covers(record):
+                    if not window.covers(record.id, record.updated_at):
                         page.records.append(record)
-                        mark = mark.after(record)
+                        mark = mark.after(record.id, record.updated_at)
                 position += len(body)
+                page.notices = notices.take()
                 page.cursor = mark.encode()
                 yield page
                 more = link_next(response) is not None
@@ -266,7 +244,7 @@ class Freshdesk:
             if mark.since == window.since:
                 raise ConnectorError(
                     f"freshdesk: more than {pages * PER_PAGE} tickets share updated_at "
-                    f"{_stamp(mark.since)}; the listing cannot page past them")
+                    f"{_stamp(mark.edge)}; the listing cannot page past them")
 
     def _listing(self, since: datetime) -> Iterator[tuple[list[Any], requests.Response]]:
         """One listing window from `since`, oldest change first: (tickets, response) per
@@ -377,7 +355,7 @@ class Freshdesk:
         return items
 
     @staticmethod
-    def _known(catalog: Catalog, names: Names, kind: str, live: Mapping[int, str]) -> set[str]:
+    def _known(catalog: Catalog, names: NameMap, kind: str, live: Mapping[int, str]) -> set[str]:
         """The names rules may use (the config's name of a live id, else the id), the
         config's ids Freshdesk lacks, and hints for Freshdesk names the config does not map."""
         for number in names.names:
@@ -452,7 +430,7 @@ class Freshdesk:
             raise ConnectorError(f"freshdesk: ticket {record_id}: expected a ticket object")
         return None if raw.get("deleted") or raw.get("spam") else raw
 
-    def _record(self, raw: Any, notices: list[str], position: int | None) -> Record:
+    def _record(self, raw: Any, notices: NoticeSink, position: int | None) -> Record:
         if not isinstance(raw, Mapping):
             raise RecordError("is not an object", position=position)
         raw_id = raw.get("id")
@@ -465,7 +443,7 @@ class Freshdesk:
             raise RecordError(str(exc), record_id=record_id, position=position) from None
 
     def _ticket_record(self, record_id: str, raw: Mapping[str, Any],
-                       notices: list[str]) -> Record:
+                       notices: NoticeSink) -> Record:
         o = self.options
         created = parse_instant(raw.get("created_at"), "created_at")
         updated = parse_instant(raw.get("updated_at"), "updated_at")
@@ -683,8 +661,8 @@ class Freshdesk:
 
     def _put(self, record_id: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.client.request("PUT", _ticket_path(record_id), json=body,
-                                       ok=(200, *REFUSED), record_id=record_id)
-        _refused(response, record_id, "update")
+                                       ok=ERRORS.ok(200), record_id=record_id)
+        ERRORS.check(response, record_id, "the update")
         raw = decode_json(response, "freshdesk: PUT /api/v2/tickets/{id}", written=True,
                           record_id=record_id)
         if not isinstance(raw, dict):
@@ -694,8 +672,8 @@ class Freshdesk:
     def _add_note(self, record_id: str, text: str) -> None:
         body = {"body": html.escape(text).replace("\n", "<br>"), "private": True}
         response = self.client.request("POST", _ticket_path(record_id) + "/notes", json=body,
-                                       ok=(200, 201, *REFUSED), record_id=record_id)
-        _refused(response, record_id, "note")
+                                       ok=ERRORS.ok(200, 201), record_id=record_id)
+        ERRORS.check(response, record_id, "the note")
 
     def _bulk_update(self, properties: dict[str, Any], members: list[tuple[int, ChangeSet]],
                      ) -> dict[int, WriteResult]:
@@ -811,15 +789,6 @@ def _detail(response: requests.Response) -> str:
     return "; ".join(parts)[:300]
 
 
-def _refused(response: requests.Response, record_id: str, what: str) -> None:
-    if response.status_code == 404:
-        raise RecordGone(f"freshdesk: ticket {record_id} no longer exists", record_id=record_id)
-    if response.status_code in REFUSED:
-        raise ConnectorError(f"freshdesk: ticket {record_id}: {what} refused "
-                             f"(HTTP {response.status_code}: {_detail(response)})",
-                             record_id=record_id)
-
-
 def _object(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = raw.get(name)
     if value is None:
@@ -841,38 +810,6 @@ def _optional_instant(value: Any, name: str) -> datetime | None:
     return None if value in (None, "") else parse_instant(value, name)
 
 
-def _code_map(settings: Mapping[str, Any], key: str, unique: bool = False) -> dict[int, str]:
-    """`{6: hold}`: Freshdesk numbers (priority, status, source codes, group or agent ids)
-    to names."""
-    value = settings.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"connector.{key}: expected a mapping of Freshdesk numbers to "
-                         "names, e.g. {6: hold}")
-    table: dict[int, str] = {}
-    for code, name in value.items():
-        if isinstance(code, str) and code.strip().isdigit():
-            code = int(code)
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise ValueError(f"connector.{key}.{code}: expected a Freshdesk number")
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"connector.{key}.{code}: expected a name, got {name!r}")
-        if unique and name in table.values():
-            raise ValueError(f"connector.{key}.{code}: {name!r} names two ids; each name "
-                             "must be unique to write it back")
-        table[code] = name
-    return table
-
-
-def _optional_text(settings: Mapping[str, Any], key: str, default: str | None,
-                   required: bool = False) -> str | None:
-    if key not in settings:
-        return default
-    value = settings[key]
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"connector.{key}: expected a name"
-                         + ("" if required else " (or null)") + f", got {value!r}")
-    return value
+def _names(setting: str, names: dict[Any, str]) -> NameMap:
+    attribute = {"groups": "group_id", "agents": "responder_id"}[setting]
+    return NameMap(setting, attribute, names, vendor="Freshdesk")

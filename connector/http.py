@@ -1,5 +1,7 @@
 """One HTTP layer for every connector: a requests.Session with timeouts and auth, a
-tenacity retry policy, a client-side throttle, and paginators.
+tenacity retry policy, a client-side throttle, and paginators: by cursor or Link header
+(`follow`, `Tokens`), by page number (`PageNumbers`) and by page number up to a short page
+(`ShortPages`, `numbered`).
 
 - Retries: an idempotent request (a read, or a write the connector makes idempotent with a
   version check) is retried on 429, 5xx, timeouts and dropped connections. Any other write
@@ -618,3 +620,79 @@ def follow(first: str, next_of: Callable[[Any, requests.Response], str | None],
 def link_next(response: requests.Response) -> str | None:
     """The `rel="next"` URL of a Link header (Freshdesk, GitHub-style paging)."""
     return response.links.get("next", {}).get("url")
+
+
+class PageNumbers:
+    """Page-number paging (`page=1, 2, ...`) as a small object: read page `page`, then
+    `advance(more)` with whether the answer says there is another. `restart()` goes back to
+    the first page, for a query re-anchored on a new edge."""
+
+    def __init__(self, where: str, first: int = 1):
+        self.where = where
+        self.first = first
+        self.page = first
+        self.more = True
+
+    def advance(self, more: bool) -> None:
+        self.more = more
+        if more:
+            self.page += 1
+
+    def restart(self) -> None:
+        self.page = self.first
+
+
+class ShortPages(PageNumbers):
+    """Page-number paging that ends at a short page (fewer than `size` items), for APIs
+    that say nothing else about the end (RT's REST2 collections). A page the same as the one
+    before is an error (a server that ignores `page` would otherwise be read for ever)."""
+
+    def __init__(self, where: str, size: int, first: int = 1):
+        super().__init__(where, first)
+        self.size = size
+        self._last: list[Any] | None = None
+
+    def advance(self, items: list[Any]) -> None:  # type: ignore[override]
+        if items and items == self._last:
+            raise LoopDetected(self.where, f"page {self.page}")
+        self._last = list(items)
+        super().advance(len(items) >= self.size)
+
+    def restart(self) -> None:
+        super().restart()
+        self._last = None
+
+
+class Tokens:
+    """Cursor paging as a small object: `token` is None for a query's first page; `advance`
+    with the answer's next token (None at the end). A token seen twice in one query is an
+    error, never an endless loop. `restart()` starts a new query (re-anchored)."""
+
+    def __init__(self, where: str):
+        self.where = where
+        self.token: str | None = None
+        self.more = True
+        self._seen: set[str] = set()
+
+    def advance(self, token: str | None) -> None:
+        if token is not None and token in self._seen:
+            raise LoopDetected(self.where, token)
+        if token is not None:
+            self._seen.add(token)
+        self.token = token
+        self.more = token is not None
+
+    def restart(self) -> None:
+        self.token = None
+        self._seen.clear()
+
+
+def numbered(read: Callable[[int], list[Any]], size: int, where: str, first: int = 1,
+             ) -> Iterator[list[Any]]:
+    """The pages of a page-numbered listing that ends at a short page: `read(n)` gives page
+    n's items."""
+    pages = ShortPages(where, size, first)
+    while pages.more:
+        items = read(pages.page)
+        pages.advance(items)  # a repeated page is refused before it is used
+        yield items

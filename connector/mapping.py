@@ -1,15 +1,46 @@
-"""Mapping a helpdesk's own values to the Record vocabulary and back.
+"""Mapping a helpdesk's own values to the Record vocabulary and back, and telling the admin
+about values that are not mapped.
 
 A `ValueMap` turns a helpdesk value (a Freshdesk priority code, a Zendesk via channel) into
-a Record value, with a documented fallback for values it does not know: those are reported
-once per run as notices, never crashed on. Maps can be extended from the config.
+a Record value, with a documented fallback for values it does not know. A `NameMap` names a
+helpdesk's ids (groups, agents) as the config does; an id it does not name reads as itself.
+Neither crashes on what it does not know: it says so in the fetch's `Notices`, once per
+fetch, so a process that syncs every few minutes (`run --every`) reports an unmapped value
+in every run, not only in its first. Maps can be extended from the config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class NoticeSink(Protocol):
+    """Where a map tells what it read with a fallback: a fetch's `Notices`, or a plain list
+    (reading one record, outside a fetch)."""
+
+    def append(self, message: str, /) -> None: ...
+
+
+class Notices:
+    """The notices of one fetch: each distinct message once per fetch, whichever page it
+    comes up on. A connector makes a new one at the start of every fetch (so nothing said in
+    an earlier run is held back) and gives each page what came up since the last (`take`)."""
+
+    def __init__(self) -> None:
+        self._said: set[str] = set()
+        self._new: list[str] = []
+
+    def append(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self._new.append(message)
+
+    def take(self) -> list[str]:
+        """The messages added since the last take, in order."""
+        new, self._new = self._new, []
+        return new
 
 
 @dataclass
@@ -19,14 +50,15 @@ class ValueMap:
     fallback: str
     unknown: set[str] = field(default_factory=set)
 
-    def read(self, value: Any, notices: list[str]) -> str:
+    def read(self, value: Any, notices: NoticeSink) -> str:
         if value in self.table:
             return self.table[value]
         if value is None or value == "":
             return self.fallback
         key = repr(value)
         if key not in self.unknown:
-            self.unknown.add(key)
+            if not isinstance(notices, Notices):
+                self.unknown.add(key)
             notices.append(f"unknown {self.name} {value!r}: read as {self.fallback!r} (map it "
                            f"in the connector's {self.name}_map setting)")
         return self.fallback
@@ -41,3 +73,42 @@ class ValueMap:
 
     def extended(self, overrides: Mapping[Any, str] | None) -> ValueMap:
         return ValueMap(self.name, {**self.table, **(overrides or {})}, self.fallback)
+
+
+@dataclass
+class NameMap:
+    """A helpdesk's ids (of groups, agents, owners) and the names the config gives them
+    (`setting`, e.g. `groups`), one id per name so a name can be written back. Without a
+    configured map the id itself is the name; with one, an id it lacks is read as itself
+    and noticed. `attribute` names the id in messages (`group_id`)."""
+
+    setting: str
+    attribute: str
+    names: dict[Any, str] = field(default_factory=dict)
+    vendor: str = "helpdesk"
+
+    def read(self, value: Any, notices: NoticeSink) -> str:
+        if value is None or value == "":
+            return ""
+        if value in self.names:
+            return self.names[value]
+        if self.names:
+            notices.append(f"unknown {self.attribute} {value!r}: read as {str(value)!r} (name "
+                           f"it in the connector's {self.setting} setting)")
+        return str(value)
+
+    def write(self, name: str) -> Any:
+        """The id for a name ('' for none: None); a name that is all digits is an id
+        itself; ValueError for any other name the map lacks."""
+        if name == "":
+            return None
+        for number, known in self.names.items():
+            if known == name:
+                return number
+        if name.isdigit():
+            return int(name)
+        raise ValueError(f"no {self.vendor} {self.attribute} for {name!r} (name it in the "
+                         f"connector's {self.setting} setting)")
+
+    def known(self) -> set[str]:
+        return set(self.names.values())
