@@ -72,4 +72,5 @@ CONNECTORS = {
     "freshdesk": "sla_sync.connector.freshdesk.Freshdesk",
     "hubspot": "sla_sync.connector.hubspot.HubSpot",
     "rt": "sla_sync.connector.rt.RT",
+    "jsm": "sla_sync.connector.jsm.JSM",
 }

@@ -252,7 +252,7 @@ def test_write_failing_half_way_leaves_the_file_whole_and_no_temporary_file(help
 
 @pytest.mark.parametrize(("settings", "message"), [
     ({"type": "jira"}, "connector.type: unknown connector type 'jira' "
-                         "(known: file, zendesk, freshdesk, hubspot, rt)"),
+                         "(known: file, zendesk, freshdesk, hubspot, rt, jsm)"),
     ({"type": "file", "path": "h.json", "pth": "x"},
      "connector.pth: unknown setting for a file connector (known: batch_size, page_size, path, "
      "seed, type)"),

@@ -32,9 +32,12 @@ CONNECTORS = {
     "freshdesk": "{type: freshdesk, url: URL, api_key: '${SLA_TOKEN}'}",
     "hubspot": "{type: hubspot, url: URL, token: '${SLA_TOKEN}'}",
     "rt": "{type: rt, url: URL, token: '${SLA_TOKEN}'}",
+    "jsm": "{type: jsm, url: URL, email: agent@example.com, token: '${SLA_TOKEN}', "
+           "projects: [SUP]}",
 }
 NEEDLES = [TOKEN, base64.b64encode(f"agent@example.com/token:{TOKEN}".encode()).decode(),
-           base64.b64encode(f"{TOKEN}:X".encode()).decode(), HOOK_SECRET, "hookSECRET91b2"]
+           base64.b64encode(f"{TOKEN}:X".encode()).decode(), HOOK_SECRET, "hookSECRET91b2",
+           base64.b64encode(f"agent@example.com:{TOKEN}".encode()).decode()]
 
 
 class Server:

@@ -1,0 +1,917 @@
+"""Jira Service Management Cloud (`type: jsm`): requests of one or more service projects read
+by JQL ordered by `updated` (Jira platform API v3, enhanced search), with their changelog for
+the status history and their comments' `jsdPublic` flag for the first response; priority,
+assignee and labels written with an issue edit, internal notes with the service desk API's
+request comment (`public: false`). docs/connectors/jsm.md is the admin's guide."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from requests.auth import HTTPBasicAuth
+
+from sla_sync.connector.base import (
+    Capabilities,
+    Catalog,
+    ConflictError,
+    ConnectorError,
+    Page,
+    RecordGone,
+    WriteResult,
+    apply_each,
+    check_settings,
+)
+from sla_sync.connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
+from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.model import (
+    ChangeSet,
+    Note,
+    Record,
+    RecordError,
+    StatusChange,
+    parse_instant,
+)
+
+SEARCH = "/rest/api/3/search/jql"
+ISSUE = "/rest/api/3/issue/{key}"
+CHANGELOG = "/rest/api/3/issue/{key}/changelog"
+COMMENTS = "/rest/api/3/issue/{key}/comment"
+#: The service desk API (not in the platform spec): the only place a comment can be made
+#: internal, and where a comment's body reads back as the plain text that was sent.
+REQUEST_COMMENTS = "/rest/servicedeskapi/request/{key}/comment"
+MYSELF = "/rest/api/3/myself"
+STATUSES = "/rest/api/3/status"
+PRIORITIES = "/rest/api/3/priority/search"
+FIELDS = "/rest/api/3/field"
+PROJECTS = "/rest/api/3/project/search"
+ASSIGNABLE = "/rest/api/3/user/assignable/multiProjectSearch"
+PERMISSIONS = "/rest/api/3/mypermissions"
+
+PAGE_SIZE = 100  # issues per search page (Jira may return fewer when many fields are asked)
+SUB_PAGE = 100  # changelog entries or comments per request
+FIRST_READ = timedelta(days=30)  # without start_time, the first sync reads 30 days back
+KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]*")
+PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,254}")
+FIELD_ID = re.compile(r"customfield_[0-9]+")
+
+#: Jira's default priority scheme, in the Record's words (the first name of a value is the
+#: one written for it).
+PRIORITY_NAMES = {"Highest": "urgent", "High": "high", "Medium": "normal", "Low": "low",
+                  "Lowest": "low"}
+#: The JSM statuses of the default service project workflows, in the Record's words; a
+#: status named nowhere is read from its status category.
+STATUS_NAMES = {"Open": "open", "Waiting for support": "open", "In progress": "open",
+                "Work in progress": "open", "Escalated": "open", "Pending": "pending",
+                "Waiting for customer": "pending", "Waiting for approval": "pending",
+                "Resolved": "solved", "Done": "solved", "Completed": "solved",
+                "Closed": "closed", "Canceled": "closed", "Cancelled": "closed",
+                "Declined": "closed"}
+CATEGORIES = {"new": "new", "indeterminate": "open", "done": "solved"}
+
+SETTINGS = frozenset({"type", "url", "email", "token", "projects", "jql", "start_time",
+                      "agents", "priority_map", "status_map", "tier", "channel", "escalation",
+                      "request_type_field", "organization_field", "page_size", *HTTP_SETTINGS})
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a read stands: every request updated before `since` is read, and so are `ids`
+    among those updated at `since` exactly. JQL compares dates to the minute only, so each
+    read starts at the minute of `since` again and leaves out what the mark covers."""
+
+    since: datetime
+    ids: frozenset[str] = frozenset()
+
+    def covers(self, record: Record) -> bool:
+        return record.updated_at < self.since or (
+            record.updated_at == self.since and record.id in self.ids)
+
+    def after(self, record: Record) -> Mark:
+        if record.updated_at > self.since:
+            return Mark(record.updated_at, frozenset({record.id}))
+        if record.updated_at == self.since:
+            return Mark(self.since, self.ids | {record.id})
+        return self
+
+    def encode(self) -> str:
+        return json.dumps({"v": 1, "since": self.since.isoformat(),
+                           "ids": sorted(self.ids)}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, cursor: str) -> Mark:
+        try:
+            data = json.loads(cursor)
+            if not isinstance(data, dict) or data.get("v") != 1 \
+                    or not isinstance(data.get("ids"), list):
+                raise ValueError("unknown format")
+            return cls(parse_instant(data["since"], "since"),
+                       frozenset(str(i) for i in data["ids"]))
+        except (ValueError, TypeError, KeyError):
+            raise ConnectorError(f"jsm: the cursor in the state file ({cursor[:80]!r}) is not "
+                                 "one this connector wrote") from None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the tier or channel comes from: labels with a prefix (`label_prefix`), or the
+    request's type or customer organisation through a table of names (`request_type`,
+    `organization`)."""
+
+    kind: str
+    prefix: str = ""
+    table: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class Words:
+    """Jira's values in the Record's words, and back."""
+
+    priority: ValueMap
+    status: ValueMap  # by status name; an unnamed status is read from its category
+    agents: dict[str, str]  # accountId -> name
+    tier: Source
+    tier_default: str
+    channel: Source | None
+    channel_default: str
+    escalation_prefix: str
+    request_type_field: str
+    organization_field: str
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> Words:
+        tier = settings.get("tier") or {}
+        channel = settings.get("channel") or {}
+        escalation = settings.get("escalation") or {}
+        for key, value in (("tier", tier), ("channel", channel), ("escalation", escalation)):
+            if not isinstance(value, dict):
+                raise ValueError(f"connector.{key}: expected a mapping")
+        return cls(
+            priority=ValueMap("priority", PRIORITY_NAMES, "normal").extended(
+                _value_map(settings, "priority_map")),
+            status=ValueMap("status", STATUS_NAMES, "open").extended(
+                _value_map(settings, "status_map")),
+            agents=_agents(settings.get("agents")),
+            tier=_source(tier, "tier", ("label_prefix", "request_type", "organization"))
+            or Source("label_prefix", "tier_"),
+            tier_default=_default(tier, "tier", "standard"),
+            channel=_source(channel, "channel", ("request_type", "organization")),
+            channel_default=_default(channel, "channel", "other"),
+            escalation_prefix=_prefix(escalation, "escalation", "sla_escalation_"),
+            request_type_field=_field_id(settings, "request_type_field", "customfield_10010"),
+            organization_field=_field_id(settings, "organization_field", "customfield_10002"))
+
+    def consumes(self, label: str) -> bool:
+        """Labels that become a Record field (tier, escalation level) rather than a tag."""
+        return (self.tier.kind == "label_prefix" and label.startswith(self.tier.prefix)) or \
+            self.level_of_label(label) is not None
+
+    def level_of_label(self, label: str) -> int | None:
+        rest = label[len(self.escalation_prefix):] \
+            if label.startswith(self.escalation_prefix) else ""
+        return int(rest) if rest.isdigit() else None
+
+    def named(self, source: Source, labels: list[str], fields: Mapping[str, Any],
+              notices: list[str], default: str, what: str) -> str:
+        if source.kind == "label_prefix":
+            return next((label[len(source.prefix):] for label in labels
+                         if label.startswith(source.prefix)), default)
+        names = _request_type(fields.get(self.request_type_field)) \
+            if source.kind == "request_type" else \
+            _organizations(fields.get(self.organization_field))
+        for name in names:
+            if name in source.table:
+                return source.table[name]
+        if names:
+            notice = f"{source.kind.replace('_', ' ')} {names[0]!r} is not in " \
+                     f"connector.{what}.{source.kind}: read as {default!r}"
+            if notice not in notices:
+                notices.append(notice)
+        return default
+
+    def escalation_labels(self, level: int) -> tuple[list[str], list[str]]:
+        """(labels to add, labels to remove) that set the escalation level; levels only go up
+        (the planner never lowers one), so the lower labels are the ones there can be."""
+        prefix = self.escalation_prefix
+        return ([f"{prefix}{level}"] if level else [],
+                [f"{prefix}{n}" for n in range(1, level)])
+
+
+class JSM:
+    def __init__(self, client: HttpClient, projects: tuple[str, ...], *,
+                 words: Words | None = None, jql: str = "", start_time: datetime | None = None,
+                 page_size: int = PAGE_SIZE,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.client = client
+        self.projects = projects
+        self.words = words or Words.from_settings({})
+        self.jql = jql
+        self.start_time = start_time
+        self.page_size = page_size
+        self.now = now
+        # One edit request per issue: Jira's bulk edit sets the same values on every issue
+        # it is given, where each record's change here has values of its own.
+        self.capabilities = Capabilities(bulk_writes=False, batch_size=1, safe_update=False,
+                                         tags=True, notes=True, leads=False)
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> JSM:
+        check_settings(settings, SETTINGS, "jsm")
+        email = settings.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise ValueError("connector.email: the email address of the Atlassian account "
+                             "that owns the API token is required")
+        token = settings.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError("connector.token: the Atlassian API token is required (e.g. "
+                             "token: ${JSM_API_TOKEN})")
+        projects = settings.get("projects")
+        if isinstance(projects, str):
+            projects = [projects]
+        if not isinstance(projects, list) or not projects:
+            raise ValueError("connector.projects: expected the keys of the service projects "
+                             "to read, e.g. [SUP]")
+        for index, key in enumerate(projects):
+            if not isinstance(key, str) or not PROJECT_KEY.fullmatch(key):
+                raise ValueError(f"connector.projects[{index}]: {key!r} is not a Jira project "
+                                 "key (capital letters, digits, _; e.g. SUP)")
+        jql = settings.get("jql", "")
+        if not isinstance(jql, str) or "order by" in jql.lower():
+            raise ValueError("connector.jql: expected a JQL condition without ORDER BY (the "
+                             "connector orders by updated itself)")
+        start_time = None
+        if settings.get("start_time") is not None:
+            start_time = parse_instant(settings["start_time"], "connector.start_time")
+        page_size = settings.get("page_size", PAGE_SIZE)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) \
+                or not 1 <= page_size <= 5000:
+            raise ValueError("connector.page_size: expected a whole number from 1 to 5000")
+        client = client_from_settings(settings, "jsm",
+                                      auth=HTTPBasicAuth(email, token.strip()))
+        return cls(client, tuple(projects), words=Words.from_settings(settings), jql=jql,
+                   start_time=start_time, page_size=page_size)
+
+    @property
+    def identity(self) -> str:
+        return f"jsm:{self.client.base_url.rstrip('/')}:{','.join(sorted(self.projects))}"
+
+    @property
+    def _fields(self) -> list[str]:
+        return ["summary", "status", "priority", "assignee", "reporter", "created", "updated",
+                "resolutiondate", "labels", "comment", "project",
+                self.words.request_type_field, self.words.organization_field]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def fetch(self, cursor: str | None) -> Iterator[Page]:
+        words = self.words
+        words.priority.unknown.clear()  # unknown values are reported once per fetch
+        words.status.unknown.clear()
+        window = Mark.decode(cursor) if cursor else \
+            Mark(self.start_time or self.now() - FIRST_READ)
+        notices: list[str] = []
+        zone = self._zone(notices)
+        categories = self._categories()
+        body = {"jql": self._query(window.since, zone), "fields": self._fields,
+                "expand": "changelog", "maxResults": self.page_size}
+        mark = window
+        position = 0
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            page = {**body, **({"nextPageToken": token} if token else {})}
+            response = self.client.request("POST", SEARCH, json=page, write=False)
+            return _body(response, "POST", SEARCH, "issues"), response
+
+        def after(page: Any, response: requests.Response) -> str | None:
+            token = page.get("nextPageToken")
+            return None if page.get("isLast") is True or not isinstance(token, str) \
+                or not token else token
+
+        for page in follow("", after, read, f"jsm: POST {SEARCH}"):
+            out = Page(records=[], cursor=None, notices=notices)
+            for raw in page["issues"]:
+                try:
+                    record = self._record(raw, categories, out.notices, position)
+                except RecordError as exc:
+                    out.problems.append(exc)
+                else:
+                    if not window.covers(record):
+                        out.records.append(record)
+                        mark = mark.after(record)
+                position += 1
+            out.cursor = mark.encode()
+            yield out
+            notices = []
+
+    def _query(self, since: datetime, zone: ZoneInfo) -> str:
+        """The JQL of a read from `since`: Jira reads a date in the time zone of the API
+        user's profile, to the minute, so `since` is given as that wall time, rounded down;
+        a wall time that occurs twice (a clock set back) is given an hour earlier."""
+        local = since.astimezone(zone)
+        if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+            local = (since - timedelta(hours=1)).astimezone(zone)
+        projects = ", ".join(f'"{key}"' for key in self.projects)
+        extra = f"({self.jql}) AND " if self.jql.strip() else ""
+        return (f'{extra}project in ({projects}) AND updated >= '
+                f'"{local:%Y-%m-%d %H:%M}" ORDER BY updated ASC, key ASC')
+
+    def _zone(self, notices: list[str]) -> ZoneInfo:
+        me = _body(self.client.get(MYSELF), "GET", MYSELF, "accountId", str)
+        name = me.get("timeZone")
+        try:
+            return ZoneInfo(name) if isinstance(name, str) and name else ZoneInfo("UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            notices.append(f"the API user's time zone {name!r} is not known here: JQL dates "
+                           "are read an extra day back")
+            return ZoneInfo("Etc/GMT+14")  # the westmost offset: never later than meant
+
+    def _categories(self) -> dict[str, str]:
+        """Status id -> status category key, for statuses the changelog names by id."""
+        response = self.client.get(STATUSES)
+        statuses = _decode(response, "GET", STATUSES)
+        if not isinstance(statuses, list):
+            raise ConnectorError(f"jsm: GET {STATUSES}: unexpected response (not a list)")
+        categories = {}
+        for status in statuses:
+            if isinstance(status, Mapping) and isinstance(status.get("id"), str):
+                category = status.get("statusCategory")
+                if isinstance(category, Mapping) and isinstance(category.get("key"), str):
+                    categories[status["id"]] = category["key"]
+        return categories
+
+    def get(self, record_id: str) -> Record | None:
+        return self._show(record_id, None, notes=False)
+
+    def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
+        """The issue itself (never the search, whose index may lag), with its internal
+        comments since `since` as notes, read through the service desk API."""
+        return self._show(record_id, since, notes=True)
+
+    def _show(self, record_id: str, since: datetime | None, notes: bool) -> Record | None:
+        if not KEY.fullmatch(record_id):
+            return None
+        path = ISSUE.format(key=record_id)
+        response = self.client.request("GET", path, ok=(200, 404), record_id=record_id,
+                                       params={"fields": ",".join(self._fields),
+                                               "expand": "changelog"})
+        if response.status_code == 404:
+            return None
+        raw = _decode(response, "GET", path)
+        notices: list[str] = []
+        try:
+            record = self._record(raw, self._categories(), notices, None)
+        except RecordError as exc:
+            raise ConnectorError(f"jsm: request {record_id}: {exc.reason}",
+                                 record_id=record_id) from None
+        if not notes:
+            return record
+        return dataclasses.replace(record, notes=tuple(
+            note for note in self._internal_comments(record_id)
+            if since is None or note.at >= since))
+
+    def _internal_comments(self, key: str) -> list[Note]:
+        """A request's internal comments, as the service desk API gives them (`start` and
+        `limit` paging, `isLastPage`)."""
+        path = REQUEST_COMMENTS.format(key=key)
+        notes: list[Note] = []
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            response = self.client.get(path, record_id=key, params={
+                "public": "false", "internal": "true", "start": int(token),
+                "limit": SUB_PAGE})
+            return _body(response, "GET", path, "values"), response
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            size = body.get("size")
+            if body.get("isLastPage") is not False or not _whole(size) or size <= 0:
+                return None
+            start = body.get("start")
+            return str((start if _whole(start) else 0) + size)
+
+        for body in follow("0", after, read, f"jsm: comments of {key}"):
+            for comment in body["values"]:
+                note = _note(comment)
+                if note is not None:
+                    notes.append(note)
+        notes.sort(key=lambda n: n.at)
+        return notes
+
+    def _record(self, raw: Any, categories: Mapping[str, str], notices: list[str],
+                position: int | None) -> Record:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("fields"), Mapping):
+            raise RecordError("is not an issue with fields", position=position)
+        key = raw.get("key")
+        if not isinstance(key, str) or not KEY.fullmatch(key):
+            raise RecordError(f"has no issue key (key: {key!r})", position=position)
+        fields = raw["fields"]
+        words = self.words
+        try:
+            created_at = parse_instant(fields.get("created"), "created")
+            updated_at = parse_instant(fields.get("updated"), "updated")
+            status = fields.get("status")
+            if not isinstance(status, Mapping) or not isinstance(status.get("name"), str):
+                raise ValueError(f"status: expected a status with a name, got {status!r}")
+            category = _key_of(status.get("statusCategory"))
+            labels = fields.get("labels") or []
+            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+                raise ValueError("labels: expected a list of strings")
+            priority = _name_of(fields.get("priority"), "priority")
+            assignee = _account(fields.get("assignee"), "assignee")
+            reporter = _account(fields.get("reporter"), "reporter")
+            project = _key_of(fields.get("project")) or key.split("-")[0]
+            resolved = fields.get("resolutiondate")
+            solved_at = parse_instant(resolved, "resolutiondate") \
+                if resolved and category == "done" else None
+            history = self._history(key, raw.get("changelog"), categories, notices)
+            first_response = self._first_response(key, fields.get("comment"), reporter)
+        except ValueError as exc:
+            raise RecordError(str(exc), record_id=key, position=position) from None
+        custom = {"jsm_status": status["name"], "status_category": category,
+                  "issue_id": raw.get("id") if isinstance(raw.get("id"), str) else None,
+                  "reporter": reporter,
+                  "request_type": next(iter(_request_type(
+                      fields.get(words.request_type_field))), None),
+                  "organizations": _organizations(fields.get(words.organization_field))
+                  or None}
+        summary = fields.get("summary")
+        return Record(
+            id=key, kind="ticket", created_at=created_at, updated_at=updated_at,
+            subject=summary if isinstance(summary, str) else "",
+            status=self._status(status["name"], category, notices),
+            priority=words.priority.read(priority, notices),
+            tier=words.named(words.tier, labels, fields, notices, words.tier_default, "tier"),
+            channel=words.channel_default if words.channel is None else words.named(
+                words.channel, labels, fields, notices, words.channel_default, "channel"),
+            group=project,
+            assignee="" if assignee is None else words.agents.get(assignee, assignee),
+            tags=tuple(label for label in labels if not words.consumes(label)),
+            first_response_at=first_response, solved_at=solved_at,
+            status_history=tuple(history),
+            escalation_level=max((n for n in map(words.level_of_label, labels)
+                                  if n is not None), default=0),
+            custom={k: v for k, v in custom.items() if v is not None},
+            url=f"{self.client.base_url.rstrip('/')}/browse/{key}")
+
+    def _status(self, name: str, category: str | None, notices: list[str]) -> str:
+        """A status by its name in the map, else by its category (new, indeterminate,
+        done), else the map's fallback with a notice."""
+        table = self.words.status.table
+        if name in table:
+            return table[name]
+        if category in CATEGORIES:
+            return CATEGORIES[category]
+        return self.words.status.read(name, notices)
+
+    def _history(self, key: str, changelog: Any, categories: Mapping[str, str],
+                 notices: list[str]) -> list[StatusChange]:
+        """The status changes of the changelog, oldest first; a changelog the search cut
+        short is read whole from the issue's changelog (startAt paging)."""
+        histories = changelog.get("histories") if isinstance(changelog, Mapping) else None
+        if not isinstance(histories, list):
+            histories = []
+        total = changelog.get("total") if isinstance(changelog, Mapping) else None
+        if isinstance(total, int) and total > len(histories):
+            histories = self._paged(CHANGELOG.format(key=key), "values", key)
+        changes = []
+        for entry in histories:
+            if not isinstance(entry, Mapping):
+                continue
+            for item in entry.get("items") or []:
+                if isinstance(item, Mapping) and item.get("fieldId", item.get("field")) \
+                        == "status" and isinstance(item.get("toString"), str):
+                    at = parse_instant(entry.get("created"), "changelog.created")
+                    changes.append(StatusChange(at, self._status(
+                        item["toString"], categories.get(str(item.get("to"))), notices)))
+        changes.sort(key=lambda change: change.at)
+        return changes
+
+    def _first_response(self, key: str, comment: Any, reporter: str | None) -> datetime | None:
+        """The first public comment (`jsdPublic`) by someone other than the reporter; the
+        comments the search cut short are read from the issue (startAt paging)."""
+        comments = comment.get("comments") if isinstance(comment, Mapping) else None
+        if not isinstance(comments, list):
+            comments = []
+        total = comment.get("total") if isinstance(comment, Mapping) else None
+        if isinstance(total, int) and total > len(comments):
+            comments = self._paged(COMMENTS.format(key=key), "comments", key)
+        answered = []
+        for item in comments:
+            if not isinstance(item, Mapping) or item.get("jsdPublic") is not True:
+                continue
+            author = item.get("author")
+            account = author.get("accountId") if isinstance(author, Mapping) else None
+            if account is not None and account != reporter:
+                answered.append(parse_instant(item.get("created"), "comment.created"))
+        return min(answered, default=None)
+
+    def _paged(self, path: str, key: str, record_id: str) -> list[Any]:
+        """Every item of a platform listing paged by `startAt`/`maxResults` (`total`, or
+        `isLast` where the listing says it)."""
+        items: list[Any] = []
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            response = self.client.get(path, record_id=record_id,
+                                       params={"startAt": int(token), "maxResults": SUB_PAGE})
+            return _body(response, "GET", path, key), response
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            got = len(body[key])
+            start = body.get("startAt") if _whole(body.get("startAt")) else 0
+            total = body.get("total")
+            done = body.get("isLast") is True or got == 0 or (
+                _whole(total) and start + got >= total)
+            return None if done else str(start + got)
+
+        for body in follow("0", after, read, f"jsm: {path}"):
+            items += body[key]
+        return items
+
+    # -- what the site has (sla-sync check) -----------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The site's priorities and statuses, the projects' assignable agents, its fields,
+        and what the API user may do in each project: one request each for the projects,
+        the statuses, the fields and each project's permissions, one per 100 priorities
+        and one per 100 agents. Only reads."""
+        sent = self.client.requests_sent
+        words = self.words
+        catalog = Catalog("Jira Service Management", group_word="project")
+        found = _body(self.client.get(PROJECTS, params={"keys": list(self.projects)}),
+                      "GET", PROJECTS, "values")["values"]
+        have = {p.get("key"): p for p in found if isinstance(p, Mapping)}
+        for index, key in enumerate(self.projects):
+            if key not in have:
+                catalog.problems.append((f"connector.projects[{index}]",
+                                         f"no project {key} the API user can see"))
+            elif have[key].get("projectTypeKey") not in (None, "service_desk"):
+                catalog.problems.append((f"connector.projects[{index}]", f"project {key} is "
+                                         "not a service project: it has no requests"))
+        catalog.groups = set(self.projects)
+        priorities = {p.get("name") for p in self._listed(PRIORITIES, {})}
+        catalog.priorities = {words.priority.table[n] for n in priorities
+                              if n in words.priority.table}
+        for name in sorted(n for n in priorities if isinstance(n, str)
+                           and n not in words.priority.table):
+            catalog.hints[("priority", name)] = (f"Jira's priority {name!r} is not mapped: "
+                                                 "name it in connector.priority_map")
+        statuses = _decode(self.client.get(STATUSES), "GET", STATUSES)
+        catalog.statuses = {self._status(s["name"], _key_of(s.get("statusCategory")), [])
+                            for s in statuses if isinstance(s, Mapping)
+                            and isinstance(s.get("name"), str)} \
+            if isinstance(statuses, list) else None
+        fields = _decode(self.client.get(FIELDS), "GET", FIELDS)
+        field_ids = {f.get("id") for f in fields if isinstance(f, Mapping)} \
+            if isinstance(fields, list) else set()
+        for setting, source in (("tier", words.tier), ("channel", words.channel)):
+            if source is None or source.kind == "label_prefix":
+                continue
+            field = words.request_type_field if source.kind == "request_type" \
+                else words.organization_field
+            if field not in field_ids:
+                name = "request_type_field" if source.kind == "request_type" \
+                    else "organization_field"
+                catalog.problems.append((f"connector.{name}", f"no field {field} on the site "
+                                         f"(connector.{setting} reads it)"))
+        catalog.fields = {"jsm_status", "status_category", "issue_id", "reporter",
+                          "request_type", "organizations"}
+        agents = {u["accountId"]: str(u.get("displayName")) for u in self._listed(
+            ASSIGNABLE, {"projectKeys": ",".join(self.projects)}, paged=False)
+            if isinstance(u.get("accountId"), str)}
+        for account, name in agents.items():
+            if account not in words.agents:
+                catalog.hints[("agent", name)] = (f"Jira's agent {name!r} has account id "
+                                                  f"{account}: name it in connector.agents")
+        for account in words.agents:
+            if account not in agents:
+                catalog.problems.append((f"connector.agents.{account}", "no agent with that "
+                                         "account id can be assigned in the projects"))
+        catalog.agents = {words.agents.get(a, a) for a in agents}
+        self._permissions(catalog)
+        catalog.requests = self.client.requests_sent - sent
+        return catalog
+
+    def _listed(self, path: str, params: Mapping[str, Any], paged: bool = True,
+                ) -> list[Mapping[str, Any]]:
+        """Every item of a listing: `values` pages by startAt (isLast), or a plain list
+        asked for `maxResults` at a time until a short page."""
+        items: list[Mapping[str, Any]] = []
+
+        def read(token: str) -> tuple[Any, requests.Response]:
+            response = self.client.get(path, params={**params, "startAt": int(token),
+                                                     "maxResults": SUB_PAGE})
+            body = _decode(response, "GET", path)
+            if paged:
+                body = _body(response, "GET", path, "values")["values"]
+            if not isinstance(body, list):
+                raise ConnectorError(f"jsm: GET {path}: unexpected response (not a list)")
+            return body, response
+
+        start = 0
+
+        def after(body: Any, response: requests.Response) -> str | None:
+            nonlocal start
+            start += len(body)
+            return str(start) if len(body) >= SUB_PAGE else None
+
+        for body in follow("0", after, read, f"jsm: {path}"):
+            items += [item for item in body if isinstance(item, Mapping)]
+        return items
+
+    def _permissions(self, catalog: Catalog) -> None:
+        needed = {"EDIT_ISSUES": ("fields", "edit issues (priority, labels)"),
+                  "ASSIGN_ISSUES": ("assignee", "assign issues"),
+                  "ADD_COMMENTS": ("notes", "add comments")}
+        for key in self.projects:
+            body = _body(self.client.get(PERMISSIONS, params={
+                "projectKey": key, "permissions": ",".join([*needed, "BROWSE_PROJECTS"])}),
+                "GET", PERMISSIONS, "permissions", dict)["permissions"]
+            browse = body.get("BROWSE_PROJECTS")
+            if isinstance(browse, Mapping) and browse.get("havePermission") is False:
+                catalog.problems.append(("connector.email", f"the API user cannot browse "
+                                         f"project {key}: it reads no requests there"))
+            for permission, (kind, what) in needed.items():
+                entry = body.get(permission)
+                if isinstance(entry, Mapping) and entry.get("havePermission") is False:
+                    why = f"the API user may not {what} in project {key}"
+                    catalog.denied.setdefault(kind, why)
+                    if kind == "fields":
+                        catalog.denied.setdefault("tags", why)
+                        catalog.denied.setdefault("escalation", why)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def apply(self, change: ChangeSet, now: datetime) -> Record | None:
+        """An issue edit (priority, assignee, labels), then one internal request comment
+        with the change's notes. The edit is idempotent (values set, labels added or
+        removed) and is sent again after a lost answer; the comment is not. Jira has no
+        version check on an edit, so a change that sets a field re-reads the issue's
+        `updated` first and refuses when it moved. Returns None: the loop's projection of
+        the change is the record as written."""
+        key = change.record_id
+        if not KEY.fullmatch(key):
+            raise ConnectorError(f"jsm: {key!r} is not a Jira issue key", record_id=key)
+        edit = self._edit(change)
+        path = ISSUE.format(key=key)
+        if change.fields and change.base_updated_at is not None:
+            self._unchanged(key, change.base_updated_at)
+        if edit:
+            response = self.client.request("PUT", path, json=edit, ok=(204, 400, 404),
+                                           record_id=key, idempotent=True)
+            if response.status_code == 404:
+                raise RecordGone(f"jsm: request {key} no longer exists", record_id=key)
+            if response.status_code == 400:
+                raise ConnectorError(f"jsm: request {key}: Jira refused the edit "
+                                     f"({_detail(response)})", record_id=key)
+        if change.notes:
+            comment = REQUEST_COMMENTS.format(key=key)
+            response = self.client.request("POST", comment, ok=(201, 400, 404), record_id=key,
+                                           json={"body": "\n\n".join(change.notes),
+                                                 "public": False})
+            if response.status_code == 404:
+                raise RecordGone(f"jsm: request {key} no longer exists (or is not a "
+                                 "service desk request)", record_id=key)
+            if response.status_code == 400:
+                raise ConnectorError(f"jsm: request {key}: the comment was refused "
+                                     f"({_detail(response)})", record_id=key)
+        return None
+
+    def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
+        return apply_each(self, changes, now)
+
+    def _unchanged(self, key: str, base: datetime) -> None:
+        path = ISSUE.format(key=key)
+        response = self.client.request("GET", path, params={"fields": "updated"},
+                                       ok=(200, 404), record_id=key)
+        if response.status_code == 404:
+            raise RecordGone(f"jsm: request {key} no longer exists", record_id=key)
+        raw = _decode(response, "GET", path)
+        fields = raw.get("fields") if isinstance(raw, Mapping) else None
+        try:
+            updated = parse_instant(fields.get("updated") if isinstance(fields, Mapping)
+                                    else None, "updated")
+        except ValueError as exc:
+            raise ConnectorError(f"jsm: request {key}: {exc}", record_id=key) from None
+        if updated != base:
+            raise ConflictError(f"jsm: request {key} changed since it was read (updated "
+                                f"{updated:%Y-%m-%d %H:%M:%S}, planned on "
+                                f"{base.astimezone(UTC):%Y-%m-%d %H:%M:%S}); nothing was "
+                                "written", record_id=key)
+
+    def _edit(self, change: ChangeSet) -> dict[str, Any]:
+        """The issue edit of one change: `fields` for priority and assignee, `update` for
+        the labels (add and remove operations keep every label a person set)."""
+        key, words = change.record_id, self.words
+        fields: dict[str, Any] = {}
+        for name, value in change.fields.items():
+            if name == "priority":
+                try:
+                    fields["priority"] = {"name": words.priority.write(value)}
+                except ValueError as exc:
+                    raise ConnectorError(f"jsm: request {key}: {exc}", record_id=key) from None
+            elif name == "assignee":
+                fields["assignee"] = None if value == "" else {
+                    "accountId": _account_of(value, words.agents, key)}
+            else:
+                raise ConnectorError(
+                    f"jsm: request {key}: the jsm connector does not write {name} (a "
+                    + ("status moves through a workflow transition" if name == "status"
+                       else "project is not a group a request moves between") + ")",
+                    record_id=key)
+        add, remove = list(change.add_tags), list(change.remove_tags)
+        if change.escalation_level is not None:
+            more, fewer = words.escalation_labels(change.escalation_level)
+            add += [label for label in more if label not in add]
+            remove += [label for label in fewer if label not in remove]
+        for label in add:
+            if not label or any(c.isspace() for c in label):
+                raise ConnectorError(f"jsm: request {key}: a Jira label cannot hold spaces "
+                                     f"({label!r})", record_id=key)
+        edit: dict[str, Any] = {}
+        if fields:
+            edit["fields"] = fields
+        if add or remove:
+            edit["update"] = {"labels": [{"add": label} for label in add]
+                              + [{"remove": label} for label in remove]}
+        return edit
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _decode(response: requests.Response, method: str, path: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ConnectorError(f"jsm: {method} {path}: the response is not JSON") from None
+
+
+def _body(response: requests.Response, method: str, path: str, key: str,
+          kind: type = list) -> dict[str, Any]:
+    """The decoded body, which must hold `key` (a list, or `kind`)."""
+    body = _decode(response, method, path)
+    if not isinstance(body, dict) or not isinstance(body.get(key), kind):
+        raise ConnectorError(f"jsm: {method} {path}: unexpected response (no {key!r})")
+    return body
+
+
+def _detail(response: requests.Response) -> str:
+    """What Jira's refusal says: its errorMessages and per-field errors, shortened."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    parts: list[str] = []
+    if isinstance(body, Mapping):
+        messages = body.get("errorMessages")
+        parts += [str(m) for m in messages] if isinstance(messages, list) else []
+        errors = body.get("errors")
+        if isinstance(errors, Mapping):
+            parts += [f"{field}: {text}" for field, text in errors.items()]
+        if isinstance(body.get("errorMessage"), str):  # the service desk API's form
+            parts.append(body["errorMessage"])
+    return "; ".join(parts)[:300] or f"HTTP {response.status_code}"
+
+
+def _key_of(value: Any) -> str | None:
+    return value.get("key") if isinstance(value, Mapping) and isinstance(
+        value.get("key"), str) else None
+
+
+def _name_of(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        return value["name"]
+    raise ValueError(f"{what}: expected an object with a name, got {value!r}")
+
+
+def _account(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and isinstance(value.get("accountId"), str):
+        return value["accountId"]
+    raise ValueError(f"{what}: expected a user with an accountId, got {value!r}")
+
+
+def _request_type(value: Any) -> list[str]:
+    """The name of a request's type, from the Customer Request Type field."""
+    kind = value.get("requestType") if isinstance(value, Mapping) else None
+    name = kind.get("name") if isinstance(kind, Mapping) else None
+    return [name] if isinstance(name, str) and name else []
+
+
+def _organizations(value: Any) -> list[str]:
+    """The names of a request's customer organisations, from the Organizations field."""
+    if not isinstance(value, list):
+        return []
+    return [o["name"] for o in value if isinstance(o, Mapping) and isinstance(o.get("name"), str)]
+
+
+def _note(comment: Any) -> Note | None:
+    """A service desk comment as a note: its plain-text body at its creation instant."""
+    if not isinstance(comment, Mapping) or not isinstance(comment.get("body"), str):
+        return None
+    created = comment.get("created")
+    stamp = created.get("iso8601") if isinstance(created, Mapping) else created
+    try:
+        return Note(parse_instant(stamp, "created"), comment["body"])
+    except ValueError:
+        return None
+
+
+def _account_of(value: str, agents: Mapping[str, str], key: str) -> str:
+    for account, name in agents.items():
+        if name == value:
+            return account
+    if re.fullmatch(r"[0-9a-f]{24}|[0-9]+:[0-9a-f-]{36}|[A-Za-z0-9:_-]{10,128}", value):
+        return value  # an account id given as such
+    raise ConnectorError(f"jsm: request {key}: assignee {value!r} has no account id: map it "
+                         "in the connector's agents setting", record_id=key)
+
+
+def _value_map(settings: Mapping[str, Any], key: str) -> dict[Any, str]:
+    value = settings.get(key) or {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
+        raise ValueError(f"connector.{key}: expected a mapping of Jira names to sla-sync "
+                         "values, e.g. {Highest: urgent}")
+    return value
+
+
+def _agents(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("connector.agents: expected a mapping of Atlassian account ids to "
+                         "names, e.g. {5b10a2844c20165700ede21g: alice}")
+    names: dict[str, str] = {}
+    for account, name in value.items():
+        if not isinstance(account, str) or not account:
+            raise ValueError(f"connector.agents.{account}: expected an account id")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"connector.agents.{account}: expected a name")
+        if name in names.values():
+            raise ValueError(f"connector.agents.{account}: the name {name!r} is given twice "
+                             "(writes need one account per name)")
+        names[account] = name
+    return names
+
+
+def _source(value: Mapping[str, Any], key: str, kinds: tuple[str, ...]) -> Source | None:
+    unknown = sorted(set(value) - {*kinds, "default"})
+    if unknown:
+        raise ValueError(f"connector.{key}.{unknown[0]}: unknown key (known: "
+                         f"{', '.join(sorted((*kinds, 'default')))})")
+    given = [kind for kind in kinds if kind in value]
+    if len(given) > 1:
+        raise ValueError(f"connector.{key}: give one of {', '.join(given)}, not several")
+    if not given:
+        return None
+    kind = given[0]
+    if kind == "label_prefix":
+        return Source(kind, prefix=_prefix(value, key, ""))
+    table = value[kind]
+    if not isinstance(table, dict) or not table or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in table.items()):
+        raise ValueError(f"connector.{key}.{kind}: expected a mapping of Jira names to "
+                         f"{key} names, e.g. {{Acme Corp: gold}}")
+    return Source(kind, table=dict(table))
+
+
+def _prefix(value: Mapping[str, Any], key: str, default: str) -> str:
+    if key == "escalation":
+        unknown = sorted(set(value) - {"label_prefix"})
+        if unknown:
+            raise ValueError(f"connector.escalation.{unknown[0]}: unknown key (known: "
+                             "label_prefix)")
+    prefix = value.get("label_prefix", default)
+    if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
+        raise ValueError(f"connector.{key}.label_prefix: expected a label prefix without "
+                         "spaces")
+    return prefix
+
+
+def _default(value: Mapping[str, Any], key: str, default: str) -> str:
+    name = value.get("default", default)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"connector.{key}.default: expected a {key} name")
+    return name
+
+
+def _field_id(settings: Mapping[str, Any], key: str, default: str) -> str:
+    value = settings.get(key, default)
+    if not isinstance(value, str) or not FIELD_ID.fullmatch(value):
+        raise ValueError(f"connector.{key}: expected a custom field id, e.g. {default}")
+    return value
+
