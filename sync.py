@@ -19,6 +19,7 @@ run under --every) goes through `logging`, configured here once per command by s
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import logging
 import os
@@ -32,12 +33,12 @@ import traceback
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
 from sla_sync import sync_log
-from sla_sync.connector import ConnectorError, Record, RecordError, http, open_connector
+from sla_sync.connector import ConnectorError, Record, RecordError, open_connector
 from sla_sync.connector.file import FileHelpdesk, FileProblem, file_problem
 from sla_sync.connector.model import format_instant, parse_instant
 from sla_sync.rules.durations import format_duration, parse_duration
@@ -49,10 +50,6 @@ from sla_sync.rules.metrics import queue as open_queue
 from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
-from sla_sync.sync_alerts import Alerts
-from sla_sync.sync_audit import AUDIT_COMMANDS
-from sla_sync.sync_author import AUTHOR_COMMANDS
-from sla_sync.sync_check import check
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
 from sla_sync.sync_options import breakdowns, instant_option
 from sla_sync.sync_report import (
@@ -67,6 +64,9 @@ from sla_sync.sync_report import (
 )
 from sla_sync.sync_run import RunReport, run_sync
 from sla_sync.sync_state import StateError, StateLock, StateLocked, StateStore
+
+if TYPE_CHECKING:
+    from sla_sync.sync_alerts import Alerts
 
 log = logging.getLogger("sla_sync.cli")
 EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_LOCKED = 1, 2, 3, 4
@@ -133,20 +133,25 @@ def _connector(config: Config) -> Any:
         raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
 
 
-def _webhooks(config: Config, policy: Policy, connector: Any = None) -> Alerts:
+def _webhooks(config: Config, policy: Policy, connector: Any = None) -> Alerts | None:
     """The plain webhooks and the alert channels; `connector`'s directory (where it has one)
-    finds the address of an `{assignee}`."""
-    try:
-        webhooks = Alerts.from_config(config.webhooks, config.notify, config.teams,
-                                      config.oncall, getattr(connector, "directory", None))
-    except ValueError as exc:
-        raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
+    finds the address of an `{assignee}`. None when the config defines neither (the HTTP
+    library is then never loaded: a sync of the file helpdesk starts faster)."""
+    webhooks = None
+    if config.webhooks is not None or config.notify is not None:
+        from sla_sync.sync_alerts import Alerts
+        try:
+            webhooks = Alerts.from_config(config.webhooks, config.notify, config.teams,
+                                          config.oncall, getattr(connector, "directory", None))
+        except ValueError as exc:
+            raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
     _check_webhooks(config, policy, webhooks)
     return webhooks
 
 
-def _check_webhooks(config: Config, policy: Policy, webhooks: Alerts) -> None:
-    missing = [(path, name) for path, name in policy.webhooks if name not in webhooks.names]
+def _check_webhooks(config: Config, policy: Policy, webhooks: Alerts | None) -> None:
+    names = webhooks.names if webhooks is not None else frozenset()
+    missing = [(path, name) for path, name in policy.webhooks if name not in names]
     if missing:
         lines = "\n".join(f"  {path}: webhook {name!r} is not defined under `webhooks:` or "
                           f"`notify:` in {config.path}" for path, name in missing)
@@ -187,6 +192,13 @@ LATE_LOG_OPTIONS = [
 ]
 
 
+def _http() -> Any:
+    """The HTTP layer if a connector or webhook loaded it, else None: without it no request
+    can be waiting to be retried (it is loaded where needed, not at start-up, and not
+    imported from a signal handler)."""
+    return sys.modules.get("sla_sync.connector.http")
+
+
 class Cli(click.Group):
     """The command group; the logging a command set up is undone when it ends (the CLI may
     run several times in one process: tests, or a program that embeds it). Every command
@@ -198,7 +210,23 @@ class Cli(click.Group):
         finally:
             sync_log.reset()
 
+    #: Commands whose module is imported when the command is asked for, not at start-up:
+    #: name -> (module, its command or tuple of commands). A sync never pays for their
+    #: imports: the rule author's (test, lint, schema, backtest), audit and undo, check.
+    LAZY = {**dict.fromkeys(("test", "lint", "schema", "backtest"),
+                            ("sla_sync.sync_author", "AUTHOR_COMMANDS")),
+            **dict.fromkeys(("audit", "revert"), ("sla_sync.sync_audit", "AUDIT_COMMANDS")),
+            "check": ("sla_sync.sync_check", "check")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            module, name = self.LAZY[cmd_name]
+            found = getattr(importlib.import_module(module), name)
+            for lazy in (found,) if isinstance(found, click.Command) else found:
+                self.add_command(lazy)
         command = super().get_command(ctx, cmd_name)
         if command is not None and not any(p in command.params for p in LATE_LOG_OPTIONS):
             taken = {o for p in command.params for o in getattr(p, "opts", [])}
@@ -360,7 +388,9 @@ class Stop:
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> Stop:
-        http.STOPPING.clear()
+        http = _http()
+        if http is not None:
+            http.STOPPING.clear()
         for signum in STOP_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -374,7 +404,9 @@ class Stop:
             raise StopNow(signum)
         self.signum = signum
         self.event.set()
-        http.STOPPING.set()  # a wait to retry the helpdesk ends now, not minutes later
+        http = _http()
+        if http is not None:  # a wait to retry the helpdesk ends now, not minutes later
+            http.STOPPING.set()
         message = f"{self.name}: stopping after the write in flight (send it again to stop " \
                   "at once)"
         setup = sync_log.active()
@@ -396,7 +428,7 @@ class Stop:
 
 
 def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
-              dry_run: bool, as_json: bool, notifier: Alerts, stop: Stop,
+              dry_run: bool, as_json: bool, notifier: Alerts | None, stop: Stop,
               full: bool = False, every: bool = False,
               first_run: str = "baseline") -> RunReport:
     """One sync and what it says. Under `every` (the --every loop), a run in which nothing
@@ -414,7 +446,9 @@ def _run_once(connector: Any, policy: Policy, store: StateStore, now: datetime,
     except FileProblem as exc:
         raise Exit(f"run failed, cursor not moved: {exc}", EXIT_INVALID) from None
     except (ConnectorError, RecordError) as exc:
-        if isinstance(exc, http.StoppedWaiting) and stop.signum is not None:
+        http = _http()
+        if http is not None and isinstance(exc, http.StoppedWaiting) \
+                and stop.signum is not None:
             raise Exit(f"stopped by {stop.name} while waiting to try the helpdesk again; the "
                        "cursor did not move and the next run continues",
                        EXIT_STOPPED[stop.signum]) from None
@@ -473,7 +507,7 @@ def _mtime(path: Path) -> float | None:
 
 
 def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore,
-               interval: int, dry_run: bool, as_json: bool, notifier: Alerts, stop: Stop,
+               interval: int, dry_run: bool, as_json: bool, notifier: Alerts | None, stop: Stop,
                give_up_after: int) -> None:
     policy_mtime = _mtime(config.policy)
     log.info(f"syncing every {format_duration(interval)}; SIGTERM or Ctrl-C stops after the "
@@ -789,12 +823,6 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
     else:
         click.echo(queue_table(rows, by), nl=False)
 
-
-for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's commands
-    main.add_command(_command)
-for _command in AUDIT_COMMANDS:  # audit, revert: what sla-sync changed, and its undo
-    main.add_command(_command)
-main.add_command(check)  # the admin's check of config, policy and helpdesk together
 
 if __name__ == "__main__":
     main()

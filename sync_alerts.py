@@ -34,16 +34,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import requests.compat
 
 from sla_sync.connector.base import ConnectorError
 from sla_sync.connector.model import parse_instant
-from sla_sync.connector.webhook import Webhooks, post, webhook_client
 from sla_sync.rules.actions import PLACEHOLDERS, render_note
 from sla_sync.rules.durations import parse_duration
+
+if TYPE_CHECKING:
+    from sla_sync.connector.webhook import Webhooks
 
 EVENTS = ("warning", "breach", "escalation")
 TYPES = ("email", "slack", "teams", "webhook")
@@ -143,6 +143,7 @@ class Alerts:
     def from_config(cls, webhooks: Any, notify: Any, teams: Any = None, oncall: Any = None,
                     directory: Directory | None = None) -> Alerts:
         """ValueError naming the key for any setting that cannot be used."""
+        from sla_sync.connector.webhook import Webhooks  # HTTP loads only when alerts exist
         plain = Webhooks.from_settings(webhooks)
         if notify is not None and not isinstance(notify, dict):
             raise AlertConfigError("notify: expected a mapping of channel names to settings")
@@ -435,6 +436,7 @@ def _rotations(oncall: Any) -> dict[str, Rotation]:
 def _sender(where: str, kind: str, spec: Mapping[str, Any]) -> Callable[[Message], None]:
     if kind == "email":
         return _email_sender(where, spec)
+    from sla_sync.connector.webhook import post, webhook_client
     client, url = webhook_client(where, spec.get("url"))
     secret = spec.get("secret")
     if kind == "webhook" and secret is not None and (not isinstance(secret, str) or not secret):
@@ -454,6 +456,8 @@ def _sender(where: str, kind: str, spec: Mapping[str, Any]) -> Callable[[Message
 
 def sign(secret: str, body: Any) -> str:
     """HMAC-SHA256 of the exact bytes requests sends for this JSON body."""
+    import requests.compat
+
     encoder: Any = requests.compat.json  # type: ignore[attr-defined]  # what requests uses
     raw = encoder.dumps(body, allow_nan=False)
     data = raw.encode("utf-8") if isinstance(raw, str) else raw

@@ -14,12 +14,13 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from typing import TYPE_CHECKING, Any
 
 from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.durations import format_duration
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
 
 FORMATS = ("table", "json", "csv", "html", "prometheus")
 
@@ -148,6 +149,8 @@ def as_csv(data: Mapping[str, Any]) -> str:
 
 def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> str:
     """The text exposition format, for node_exporter's textfile collector."""
+    # Imported here: only this format needs it, and every sync would pay for it.
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
     registry = CollectorRegistry()
     fields = sorted({k for seg in data["segments"] for k in seg["by"]})
 

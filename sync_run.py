@@ -233,29 +233,10 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
          full: bool, progress: Progress) -> None:
     dry = report.dry_run
     cursor = store.cursor(connector.identity)
-    next_cursor = cursor
     fetched: dict[str, Record] = {}
-    pages = 0
-    progress("reading", {"pages": 0, "records": 0})
-    for page in connector.fetch(cursor):
-        pages += 1
-        log.debug("run %d: page %d: %d records, %d skipped", report.run_id, pages,
-                  len(page.records), len(page.problems),
-                  extra={"event": "page", "run": report.run_id, "page": pages,
-                         "records": len(page.records), "skipped": len(page.problems)})
-        report.read += len(page.records)
-        report.skipped += len(page.problems)
-        report.problems.extend(str(problem) for problem in page.problems)
-        report.warnings.extend(page.notices)
-        if dry:
-            fetched.update((r.id, r) for r in page.records)
-        else:
-            store.mirror(page.records, report.run_id, page.problems)
-        next_cursor = page.cursor
-        progress("reading", {"pages": pages, "records": report.read + report.skipped})
-        if should_stop():
-            report.stopped = True
-            return
+    next_cursor = _read(connector, store, cursor, report, fetched, should_stop, progress)
+    if report.stopped:
+        return
 
     held: set[str] = set()
     if not dry:
@@ -275,30 +256,8 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         if should_stop():
             report.stopped = True
             break
-        if record.id in held:
-            continue  # its earlier write is still unsettled: planning it could repeat it
-        p = writer.plan(record)
-        if p is None:
-            continue
-        if not p.settled:
-            report.warnings.append(
-                f"record {record.id!r}: rules kept changing it for {p.passes} passes "
-                f"({', '.join(p.fired)}); check the policy for rules that undo each other")
-        if p.acts and report.baseline:
-            # A first run under baseline: what holds already is taken as done, not written.
-            report.baselined += 1
-            report.changes.append({**describe(p), "baseline": True})
-            writer.baseline(p, commit=not dry)
-            continue
-        if p.acts:
-            report.changed += 1
-            report.changes.append(describe(p))
-        if dry:
-            continue
-        if not p.change.is_empty():
-            writer.queue(p)
-            continue
-        writer.keep(p)
+        if record.id not in held:  # else its earlier write is unsettled: planning could repeat it
+            _plan_one(writer, record, report, dry)
     writer.flush()
     writer.finish()
     progress("evaluating", {"done": report.evaluated, "total": writer.due})
@@ -311,6 +270,63 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         report.cursor_moved = True
     if not dry and not report.stopped:
         _drain_outbox(store, notifier, report, now)
+
+
+def _read(connector: Connector, store: StateStore, cursor: str | None, report: RunReport,
+          fetched: dict[str, Record], should_stop: Callable[[], bool],
+          progress: Progress) -> str | None:
+    """Step 1: the pages changed since `cursor` into the mirror (a dry run: into `fetched`);
+    the cursor after the last page read. `report.stopped` when asked to stop."""
+    next_cursor = cursor
+    pages = 0
+    progress("reading", {"pages": 0, "records": 0})
+    for page in connector.fetch(cursor):
+        pages += 1
+        log.debug("run %d: page %d: %d records, %d skipped", report.run_id, pages,
+                  len(page.records), len(page.problems),
+                  extra={"event": "page", "run": report.run_id, "page": pages,
+                         "records": len(page.records), "skipped": len(page.problems)})
+        report.read += len(page.records)
+        report.skipped += len(page.problems)
+        report.problems.extend(str(problem) for problem in page.problems)
+        report.warnings.extend(page.notices)
+        if report.dry_run:
+            fetched.update((r.id, r) for r in page.records)
+        else:
+            store.mirror(page.records, report.run_id, page.problems)
+        next_cursor = page.cursor
+        progress("reading", {"pages": pages, "records": report.read + report.skipped})
+        if should_stop():
+            report.stopped = True
+            break
+    return next_cursor
+
+
+def _plan_one(writer: _Writer, record: Record, report: RunReport, dry: bool) -> None:
+    """Plan one record and hand its outcome to the writer: queued for writing, kept (nothing
+    to write), or, on a first run under baseline, recorded as already done."""
+    p = writer.plan(record)
+    if p is None:
+        return
+    if not p.settled:
+        report.warnings.append(
+            f"record {record.id!r}: rules kept changing it for {p.passes} passes "
+            f"({', '.join(p.fired)}); check the policy for rules that undo each other")
+    if p.acts and report.baseline:
+        # A first run under baseline: what holds already is taken as done, not written.
+        report.baselined += 1
+        report.changes.append({**describe(p), "baseline": True})
+        writer.baseline(p, commit=not dry)
+        return
+    if p.acts:
+        report.changed += 1
+        report.changes.append(describe(p))
+    if dry:
+        return
+    if not p.change.is_empty():
+        writer.queue(p)
+        return
+    writer.keep(p)
 
 
 #: Records planned per read of the mirror and the ledger: what an evaluation holds at once.
@@ -327,7 +343,6 @@ def _evaluation_set(store: StateStore, writer: _Writer, due_by: datetime | None,
         writer.due += total
 
     for chunk in store.evaluation_chunks(due_by, CHUNK, counted):
-        writer.flush()  # the batch planned with the previous chunk's ledger
         writer.load([r.id for r in chunk])
         if fetched is not None:
             known.update(r.id for r in chunk)
@@ -370,9 +385,14 @@ class _Writer:
         self.wake_rules = Wakes(policy)
 
     def load(self, ids: list[str]) -> None:
-        """The ledger of the records about to be planned (one chunk at a time)."""
-        self.active = self.store.active_rules(ids)
-        self.marks = self.store.sla_marks(ids)
+        """The ledger of the records about to be planned (one chunk at a time), keeping that
+        of the planned writes not sent yet: a batch fills across chunks."""
+        waiting = {p.record.id for p in self.pending}
+        active = {key: value for key, value in self.active.items() if key in waiting}
+        marks = {key: value for key, value in self.marks.items() if key in waiting}
+        active.update(self.store.active_rules(ids))
+        marks.update(self.store.sla_marks(ids))
+        self.active, self.marks = active, marks
 
     def plan(self, record: Record, again: bool = False) -> Plan | None:
         """The record's plan; `again` for a re-plan of a record already counted."""

@@ -3,6 +3,13 @@ ledger, the audit log of applied changes, pending writes and the run log.
 
 Versioned migrations run on open; a file written by a newer sla-sync is refused rather
 than guessed at. WAL mode, one writer: `StateLock` keeps a second sync off the same file.
+
+Damage is looked for at open (SQLite's `quick_check`, which reads the whole file) unless the
+file is exactly as sla-sync last closed it: a writable close leaves a note beside the file
+(`NAME-closed`: its inode, size, modification and change times once SQLite has folded its
+WAL in), and a writable open removes the note before anything is written. A crash leaves
+no note, and any later write to the file by anyone (even one that puts its modification
+time back) gives it a new change time, so such a file is checked in full again.
 """
 
 from __future__ import annotations
@@ -197,6 +204,15 @@ class StateStore:
                 raise StateError(f"{path}: cannot create the state file ({exc})") from None
             self.created = True
         self._check_file()
+        trusted = self._as_closed()
+        if not readonly:
+            # From here on the file may change: a crash must leave no note that it did not.
+            try:
+                self._closed_note().unlink(missing_ok=True)
+            except OSError:
+                pass  # a change to the file or a WAL left behind still outdates it
+        #: whether this open ran quick_check (it is skipped for a file as it was closed)
+        self.checked = not trusted
         try:
             if readonly:
                 self.db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
@@ -204,7 +220,7 @@ class StateStore:
             else:
                 self.db = sqlite3.connect(path, isolation_level=None)
             self.db.row_factory = sqlite3.Row
-            self._migrate()
+            self._migrate(check=not trusted)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: not a usable state file ({exc}); {RESTORE}") from None
 
@@ -263,8 +279,45 @@ class StateStore:
     def _companions(self) -> list[Path]:
         return [self.path.with_name(self.path.name + suffix) for suffix in ("-wal", "-shm")]
 
+    def _closed_note(self) -> Path:
+        return self.path.with_name(self.path.name + "-closed")
+
+    def _fingerprint(self) -> dict[str, int] | None:
+        """The file's inode, size and times, when SQLite holds nothing beside it (no WAL
+        left to fold in); None otherwise."""
+        try:
+            wal = self._companions()[0]
+            if wal.exists() and wal.stat().st_size:
+                return None
+            info = self.path.stat()
+        except OSError:
+            return None
+        return {"ino": info.st_ino, "size": info.st_size, "mtime_ns": info.st_mtime_ns,
+                "ctime_ns": info.st_ctime_ns}
+
+    def _as_closed(self) -> bool:
+        """Is the file exactly as the last writable close left it (its note says so)?"""
+        try:
+            note = json.loads(self._closed_note().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return note is not None and note == self._fingerprint()
+
     def close(self) -> None:
-        self.db.close()
+        self.db.close()  # the last connection: SQLite folds the WAL into the file
+        if self.readonly:
+            return
+        fingerprint = self._fingerprint()
+        if fingerprint is None:  # another connection keeps a WAL: check at the next open
+            return
+        note = self._closed_note()
+        making = note.with_name(note.name + ".new")
+        try:  # not synced: a lost note costs one quick_check
+            making.write_text(json.dumps(fingerprint), encoding="utf-8")
+            making.chmod(0o600)
+            os.replace(making, note)
+        except OSError:
+            making.unlink(missing_ok=True)
 
     def __enter__(self) -> StateStore:
         return self
@@ -272,7 +325,7 @@ class StateStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
+    def _migrate(self, check: bool = True) -> None:
         app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -283,7 +336,8 @@ class StateStore:
                 f"{self.path}: written by a newer sla-sync (state schema {version}, this "
                 f"version knows up to {SCHEMA_VERSION}); upgrade sla-sync or use another "
                 "state file")
-        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(5)")]
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(5)")] if check \
+            else ["ok"]
         if problems != ["ok"]:
             raise StateError(f"{self.path}: the state file is damaged "
                              f"({'; '.join(problems)}); {RESTORE}")

@@ -138,7 +138,8 @@ def run_cli(code: Path, config: Path, now: datetime) -> tuple[float, float, int,
         [sys.executable, "-c",
          BOOT + "from sla_sync.sync import main; sys.argv[0] = 'sla-sync'; main()",
          "run", "--config", str(config), "--now", now.isoformat()],
-        env=child_env(code), cwd=config.parent, stdout=subprocess.PIPE,
+        env={**child_env(code), "BENCH_ZENDESK_TOKEN": ZENDESK_TOKEN}, cwd=config.parent,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     assert child.stdout is not None
     err = child.stdout.read()
@@ -216,22 +217,75 @@ def measure_eval(code: Path, desk: Path, policy: Path, limit: int,
     return dict(json.loads(out.stdout))
 
 
+#: The fake Zendesk's agent (bench/zendesk_fake.py); its token is made up.
+ZENDESK_EMAIL, ZENDESK_TOKEN = "bench@example.com", "bench-zendesk-token-0d1f"
+
+
+class FakeZendesk:
+    """bench/zendesk_fake.py serving a desk file, in a process of its own."""
+
+    def __init__(self, desk: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "zendesk_fake.py"), str(desk), ZENDESK_EMAIL],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "BENCH_ZENDESK_TOKEN": ZENDESK_TOKEN})
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url:
+            sys.exit("bench/zendesk_fake.py did not start")
+
+    def config(self) -> str:
+        return ("connector:\n  type: zendesk\n"
+                f"  url: {self.url}\n  email: {ZENDESK_EMAIL}\n"
+                "  token: ${BENCH_ZENDESK_TOKEN}\n  start_time: 2026-02-15T00:00:00Z\n"
+                "  requests_per_minute: 100000\n  api_requests_per_minute: 100000\n"
+                # the group and agent the bench policy assigns, by made-up ids
+                "  groups: {360000000001: tier2}\n  agents: {361000000001: support-lead}\n"
+                "  sandbox: true\n")
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import base64
+        import urllib.request
+        auth = base64.b64encode(f"{ZENDESK_EMAIL}/token:{ZENDESK_TOKEN}".encode()).decode()
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=600) as answer:
+            return dict(json.loads(answer.read()))
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
 def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
-               eval_only: bool, profile: int) -> None:
+               eval_only: bool, profile: int, helpdesk: str = "file") -> None:
     folder = Path(tempfile.mkdtemp(prefix="sla-sync-desk-"))
+    fake = None
     try:
         desk = folder / f"helpdesk.{fmt}"
         count = in_helper("make", str(desk), str(size))
         policy = folder / "policy.json"
         policy.write_text(json.dumps(bench_policy(), indent=2))
         config = folder / "config.yaml"
-        config.write_text(f"connector:\n  type: file\n  path: {desk.name}\n"
-                          f"policy: {policy.name}\nstate: state.db\n")
+        if helpdesk == "zendesk-fake":
+            fake = FakeZendesk(desk)
+            connector = fake.config()
+        else:
+            connector = f"connector:\n  type: file\n  path: {desk.name}\n"
+        # first_run: act, so that the first sync writes what the rules say (the default,
+        # baseline, only records what already holds on a desk sla-sync never ran on).
+        config.write_text(f"{connector}policy: {policy.name}\nstate: state.db\n"
+                          "first_run: act\n")
         rows = []
         for label, now, share in () if eval_only else (("first sync", NOW, None),
                                   ("rerun, nothing changed", NOW, None),
                                   ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01)):
-            if share is not None:
+            if share is not None and fake is not None:
+                fake.post("/bench/touch", {"share": share})
+                fake.post("/bench/advance", {"seconds": 61})  # past the export's minute
+            elif share is not None:
                 in_helper("touch", str(desk), str(share))
             seconds, cpu, rss, err = run_cli(code, config, now)
             found = SUMMARY.search(err)
@@ -239,11 +293,13 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
             rows.append((label, seconds, cpu, rss / 1024, evaluated, writes))
         figures = measure_eval(code, desk, policy, eval_records, profile)
     finally:
+        if fake is not None:
+            fake.close()
         if keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"\n{count:,} records ({fmt}), code {code}")
+    print(f"\n{count:,} records ({fmt}, {helpdesk}), code {code}")
     if rows:
         print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} "
               f"{'evaluated':>9} {'writes':>7}")
@@ -283,6 +339,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k", help="comma-separated, e.g. 10k,100k")
     parser.add_argument("--format", choices=("json", "jsonl"), default="json")
+    parser.add_argument("--helpdesk", choices=("file", "zendesk-fake"), default="file",
+                        help="the file helpdesk, or bench/zendesk_fake.py serving the desk's "
+                             "tickets as Zendesk pages them")
     parser.add_argument("--code", type=Path, default=ROOT,
                         help="the checkout whose code runs (default: this one)")
     parser.add_argument("--eval-records", type=int, default=10_000)
@@ -294,7 +353,7 @@ def main() -> None:
     args = parser.parse_args()
     for size in (parse_size(s) for s in args.sizes.split(",")):
         bench_size(size, args.format, args.code.resolve(), args.eval_records, args.keep,
-                   args.eval_only, args.profile)
+                   args.eval_only, args.profile, args.helpdesk)
 
 
 if __name__ == "__main__":

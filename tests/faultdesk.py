@@ -507,98 +507,114 @@ class _Server(ThreadingHTTPServer):
 
 def _handler(desk: FaultDesk) -> type[BaseHTTPRequestHandler]:
     expected = "Basic " + base64.b64encode(f"{desk.email}/token:{desk.token}".encode()).decode()
+    return type("Handler", (_Handler,), {"desk": desk, "expected": expected})
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            parsed = urlparse(self.path)
-            path = parsed.path.removesuffix(".json")
-            query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-            method = self.command
-            fault = desk._fault(method, path)
-            with desk.lock:
-                desk.log.append((method, path, fault.kind if fault else None))
-                desk.authorizations.append(self.headers.get("Authorization"))
-            kind = fault.kind if fault else None
-            if not path.startswith("/hooks/") and self.headers.get("Authorization") != expected:
-                # Zendesk's answer to missing or wrong credentials.
-                return self._send(401, {}, {"error": "Couldn't authenticate you"})
-            if kind == "429":
-                # developer.zendesk.com "Rate limits": 429 with Retry-After in seconds.
-                assert fault is not None
-                return self._send(429, {"Retry-After": str(fault.retry_after)},
-                                  {"error": "APIRateLimitExceeded"})
-            if kind == "5xx":
-                assert fault is not None
-                headers = {"Retry-After": str(fault.retry_after)} if fault.with_retry_after \
-                    else {}
-                return self._send(fault.status, headers, {"error": "ServiceUnavailable"})
-            if kind == "html200":
-                return self._raw(200, "text/html", b"<html><body><h1>Maintenance</h1>"
-                                 b"<p>We'll be right back.</p></body></html>")
-            if kind == "redirect":
-                assert fault is not None
-                return self._send(302, {"Location": f"http://127.0.0.2:{fault.port}"
-                                        f"{self.path}"}, None)
-            if kind in ("reset_before",):
-                return self._reset()
-            if kind == "late_unprocessed":
-                self._wait_for_hang_up()
-                return self._send(503, {}, {"error": "ServiceUnavailable"})
-            body = json.loads(raw) if raw else None
-            status, headers, payload = desk.answer(method, path, query, body, fault)
-            if kind == "reset_after":
-                return self._reset()
-            if kind == "late_processed":
-                self._wait_for_hang_up()
-            if kind == "truncated":
-                data = json.dumps(payload).encode()
-                return self._raw(status, "application/json", data[:len(data) // 2])
-            self._send(status, headers, payload)
 
-        do_GET = do_PUT = do_POST = do_DELETE = _serve
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the desk (`_handler` binds it to a desk and its credentials)."""
 
-        def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
-            data = b"" if payload is None else json.dumps(payload).encode()
-            self._raw(status, "application/json; charset=utf-8", data, headers)
+    desk: FaultDesk
+    expected: str  # the Authorization header of the agent's credentials
 
-        def _raw(self, status: int, kind: str, data: bytes,
-                 headers: dict[str, str] | None = None) -> None:
-            try:
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:  # the client is gone (it timed out, or was killed)
-                self.close_connection = True
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        parsed = urlparse(self.path)
+        path = parsed.path.removesuffix(".json")
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        method = self.command
+        fault = self.desk._fault(method, path)
+        with self.desk.lock:
+            self.desk.log.append((method, path, fault.kind if fault else None))
+            self.desk.authorizations.append(self.headers.get("Authorization"))
+        if not path.startswith("/hooks/") and self.headers.get("Authorization") != self.expected:
+            # Zendesk's answer to missing or wrong credentials.
+            return self._send(401, {}, {"error": "Couldn't authenticate you"})
+        if fault is not None and self._instead(fault):
+            return None
+        body = json.loads(raw) if raw else None
+        status, headers, payload = self.desk.answer(method, path, query, body, fault)
+        return self._after(fault.kind if fault else None, status, headers, payload)
 
-        def _reset(self) -> None:
-            """Close with an RST instead of answering."""
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.close()
-            self.wfile, self.rfile = BytesIO(), BytesIO()
+    def _instead(self, fault: Fault) -> bool:
+        """Answer as the fault says, nothing processed; False for a fault that lets
+        the desk process the request."""
+        kind = fault.kind
+        if kind == "429":
+            # developer.zendesk.com "Rate limits": 429 with Retry-After in seconds.
+            self._send(429, {"Retry-After": str(fault.retry_after)},
+                       {"error": "APIRateLimitExceeded"})
+        elif kind == "5xx":
+            headers = {"Retry-After": str(fault.retry_after)} if fault.with_retry_after \
+                else {}
+            self._send(fault.status, headers, {"error": "ServiceUnavailable"})
+        elif kind == "html200":
+            self._raw(200, "text/html", b"<html><body><h1>Maintenance</h1>"
+                      b"<p>We'll be right back.</p></body></html>")
+        elif kind == "redirect":
+            self._send(302, {"Location": f"http://127.0.0.2:{fault.port}{self.path}"},
+                       None)
+        elif kind == "reset_before":
+            self._reset()
+        elif kind == "late_unprocessed":
+            self._wait_for_hang_up()
+            self._send(503, {}, {"error": "ServiceUnavailable"})
+        else:
+            return False
+        return True
+
+    def _after(self, kind: str | None, status: int, headers: dict[str, str],
+               payload: Any) -> None:
+        """Answer a processed request, as a fault that lets it be processed says."""
+        if kind == "reset_after":
+            return self._reset()
+        if kind == "late_processed":
+            self._wait_for_hang_up()
+        if kind == "truncated":
+            data = json.dumps(payload).encode()
+            return self._raw(status, "application/json", data[:len(data) // 2])
+        return self._send(status, headers, payload)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _serve
+
+    def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
+        data = b"" if payload is None else json.dumps(payload).encode()
+        self._raw(status, "application/json; charset=utf-8", data, headers)
+
+    def _raw(self, status: int, kind: str, data: bytes,
+             headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client is gone (it timed out, or was killed)
             self.close_connection = True
 
-        def _wait_for_hang_up(self) -> None:
-            """Hold the answer until the client closes its end (its read timeout): an event
-            on the socket, not a sleep. Bounded by LATE_LIMIT."""
-            with _blocking(self.connection):
-                readable, _, _ = select.select([self.connection], [], [], LATE_LIMIT)
-                if readable:
-                    try:
-                        self.connection.recv(1, socket.MSG_PEEK)
-                    except OSError:
-                        pass
+    def _reset(self) -> None:
+        """Close with an RST instead of answering."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                   struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.wfile, self.rfile = BytesIO(), BytesIO()
+        self.close_connection = True
 
-        def log_message(self, *args: Any) -> None:
-            pass
+    def _wait_for_hang_up(self) -> None:
+        """Hold the answer until the client closes its end (its read timeout): an event
+        on the socket, not a sleep. Bounded by LATE_LIMIT."""
+        with _blocking(self.connection):
+            readable, _, _ = select.select([self.connection], [], [], LATE_LIMIT)
+            if readable:
+                try:
+                    self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    pass
 
-    return Handler
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import stat
@@ -98,6 +99,16 @@ def damage_text(path: Path) -> None:
     path.write_text("not sqlite at all, just text " * 100)
 
 
+def damage_inside_times_kept(path: Path) -> None:
+    """As damage_inside, with the file's size and modification time put back as they were:
+    only its change time (which no one can set) tells that it changed."""
+    before = path.stat()
+    damage_inside(path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (damage_empty, r"the state file is empty \(0 bytes\): it was truncated or replaced"),
     (damage_truncate, r"not a usable state file \(database disk image is malformed\)"),
@@ -106,7 +117,10 @@ def damage_text(path: Path) -> None:
     (damage_inside, r"(the state file is damaged \(\*\*\* in database main|"
                     r"not a usable state file \(database disk image is malformed\))"),
     (damage_text, r"not an sla-sync state file \(not even SQLite\)"),
-], ids=["zero-length", "truncated", "garbled", "damaged-inside", "not-sqlite"])
+    (damage_inside_times_kept, r"(the state file is damaged \(\*\*\* in database main|"
+                               r"not a usable state file \(database disk image is malformed\))"),
+], ids=["zero-length", "truncated", "garbled", "damaged-inside", "not-sqlite",
+        "damaged-inside-times-kept"])
 def test_a_damaged_state_file_is_refused_and_nothing_is_read_or_written(
         tmp_path: Path, damage: Any, message: str) -> None:
     config = project(tmp_path, count=40)  # several pages, so that half a file is damage
@@ -127,6 +141,29 @@ def test_a_damaged_state_file_is_refused_and_nothing_is_read_or_written(
     assert digest(helpdesk, state) == before
     assert not (tmp_path / "state.db-wal").exists() or \
         (tmp_path / "state.db-wal").stat().st_size == 0
+
+
+def test_quick_check_is_skipped_only_for_a_file_exactly_as_it_was_closed(
+        tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    config = project(tmp_path, count=40)
+    assert run(config).exit_code == 0  # a whole sync, closed cleanly
+    with StateStore(state) as store:
+        assert not store.checked, "a file as the last run closed it was checked again"
+        assert not (tmp_path / "state.db-closed").exists(), "an open store left its note"
+        store.begin_run(sqlite_now(), dry_run=False)
+    # A run that dies: its writes are in the WAL, no close, no note.
+    crashed = StateStore(state)
+    crashed.begin_run(sqlite_now(), dry_run=False)
+    after_crash = StateStore(state)
+    assert after_crash.checked, "a file a crashed run left was not checked"
+    after_crash.close()
+    crashed.close()
+    with StateStore(state, readonly=True) as reader:
+        assert not reader.checked
+    state.chmod(0o600)  # the same mode: only the change time moves
+    with StateStore(state, readonly=True) as reader:
+        assert reader.checked, "a file touched since it was closed was not checked"
 
 
 def test_a_read_only_state_file_is_refused_and_nothing_is_written(tmp_path: Path) -> None:

@@ -390,6 +390,30 @@ def test_a_conflict_inside_a_batch_is_reread_and_written_alone(tmp_path: Path) -
     assert all(len(r["notes"]) == 1 for r in after.values())
 
 
+def test_a_batch_of_writes_fills_across_evaluation_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 7 records planned 3 at a time: the writes of every chunk go out in one batch, each
+    # with its own ledger (its rule activations recorded once, not lost at a chunk's end).
+    monkeypatch.setattr("sla_sync.sync_run.CHUNK", 3)
+    setup(tmp_path, [ticket(id=f"T-{n}") for n in range(1, 8)])
+    connector, policy, store = open_parts(tmp_path, batch_size=10)
+    real_apply_many = connector.apply_many
+    batches: list[int] = []
+
+    def counted(changes: Any, now: Any) -> Any:
+        batches.append(len(changes))
+        return real_apply_many(changes, now)
+
+    connector.apply_many = counted  # type: ignore[method-assign]
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    assert batches == [7]
+    assert (report.errors, report.writes, report.cursor_moved) == (0, 7, True)
+    assert set(store.active_rules()) == {f"T-{n}" for n in range(1, 8)}
+    again = run_sync(connector, policy, store, now)
+    assert (again.writes, again.changed) == (0, 0)
+
+
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs."""
 

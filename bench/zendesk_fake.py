@@ -1,0 +1,111 @@
+"""A local HTTP helpdesk paged as Zendesk pages, for bench/bench_desk.py --helpdesk zendesk-fake.
+
+    python bench/zendesk_fake.py DESK.json EMAIL   # token in $BENCH_ZENDESK_TOKEN
+
+It is tests/faultdesk.py's desk (the part of the Zendesk Support API v2 the connector
+uses, each answer with the place in ../shared/specs/zendesk-support-oas.yaml that documents
+it: the cursor-based ticket export and the time-based ticket event export, 1,000 items a
+page, leaving out the most recent minute; update_many jobs of up to 100 tickets; show
+ticket and its audits), loaded with the tickets of a generated desk (the records whose kind
+is ticket: Zendesk has no leads), and no faults. Two differences, both about time:
+
+- its clock is the wall clock, shifted so that it starts one minute and a second after the
+  desk's `now` (so the export holds every ticket): Zendesk stamps each update with the
+  second it happens, and so does this desk;
+- `POST /bench/advance {"seconds": N}` moves its clock on (the bench's "1 minute later"),
+  `POST /bench/touch {"share": S}` makes a person edit that share of the tickets (a tag,
+  a new updated_at, an event), answering how many. Not Zendesk's API: the bench's hands.
+
+It prints its base URL on one line, then serves until stdin closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from faultdesk import EXPORT_LAG, Fault, FaultDesk, Ticket  # noqa: E402
+
+TOUCH_TAG = "bench-touched"
+#: The generator's channels as Zendesk's `via.channel` names them.
+CHANNELS = {"email": "email", "web": "web", "chat": "chat", "phone": "voice"}
+
+
+class BenchDesk(FaultDesk):
+    """A FaultDesk whose clock runs with the wall clock from `start` on."""
+
+    def __init__(self, email: str, token: str, start: int):
+        self._origin = time.monotonic()
+        self._offset = float(start)
+        super().__init__(email, token, now=start)
+
+    @property  # type: ignore[override]
+    def now(self) -> int:
+        return int(self._offset + time.monotonic() - self._origin)
+
+    @now.setter
+    def now(self, value: int) -> None:
+        if value > self.now:  # an update stamped ahead moves the clock on, never back
+            self._offset += value - self.now
+
+    def answer(self, method: str, path: str, query: dict[str, str], body: Any,
+               fault: Fault | None) -> tuple[int, dict[str, str], Any]:
+        if path == "/bench/advance" and method == "POST":
+            with self.lock:
+                self._offset += float((body or {}).get("seconds", 0))
+                return 200, {}, {"now": self.now}
+        if path == "/bench/touch" and method == "POST":
+            with self.lock:
+                share = float((body or {}).get("share", 0.01))
+                step = max(1, round(1 / share))
+                touched = sorted(self.tickets)[::step]
+                for ticket_id in touched:
+                    self.person_edits(ticket_id, TOUCH_TAG)
+                return 200, {}, {"touched": len(touched), "now": self.now}
+        return super().answer(method, path, query, body, fault)
+
+
+def unix_of(text: str | None) -> int | None:
+    return None if text is None else int(datetime.fromisoformat(text).timestamp())
+
+
+def ticket_of(number: int, raw: dict[str, Any]) -> Ticket:
+    """A generated record as a Zendesk ticket: its tier as the connector's default tag
+    (`tier_NAME`), its first reply as the metric set's reply time."""
+    created = unix_of(raw["created_at"]) or 0
+    replied = unix_of(raw.get("first_response_at"))
+    return Ticket(id=number, subject=str(raw.get("subject") or f"Ticket {number}"),
+                  created_at=created, updated_at=unix_of(raw["updated_at"]) or created,
+                  status=str(raw.get("status") or "open"),
+                  priority=raw.get("priority") or "normal",
+                  tags=[f"tier_{raw.get('tier') or 'standard'}"],
+                  channel=CHANNELS.get(str(raw.get("channel")), "email"),
+                  reply_minutes=None if replied is None else max(0, (replied - created) // 60),
+                  solved_at=unix_of(raw.get("solved_at")))
+
+
+def main() -> None:
+    desk_path, email = Path(sys.argv[1]), sys.argv[2]
+    records = json.loads(desk_path.read_text(encoding="utf-8"))["records"]
+    tickets = [r for r in records if r.get("kind", "ticket") == "ticket"]
+    latest = max(unix_of(r["updated_at"]) or 0 for r in tickets)
+    desk = BenchDesk(email, os.environ["BENCH_ZENDESK_TOKEN"], start=latest + EXPORT_LAG + 1)
+    for number, raw in enumerate(tickets, start=1):
+        desk.add(ticket_of(number, raw))
+    del records, tickets
+    desk.start()
+    print(desk.url, flush=True)
+    sys.stdin.read()  # until the bench closes it
+    desk.stop()
+
+
+if __name__ == "__main__":
+    main()
