@@ -279,20 +279,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
     if policy_path is not None and (not dry_run or every is not None):
         raise click.UsageError("--policy evaluates a draft: it takes --dry-run (a draft never "
                                "writes) and not --every")
-    interval = None
-    if every is not None:
-        try:
-            interval = parse_duration(every)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--every") from None
-        if interval < MIN_INTERVAL:
-            raise click.BadParameter(
-                f"{every!r} is below the minimum interval of {MIN_INTERVAL}s (a helpdesk "
-                "is not polled faster than that)", param_hint="--every")
-        if now_text is not None:
-            raise click.UsageError("--every runs on the real clock; it cannot take --now")
-        if full:
-            raise click.UsageError("--full is for one run; it cannot take --every")
+    interval = None if every is None else _interval(every, now_text, full)
     now = _now(now_text)
     config = _config(config_path)
     policy = _policy(policy_path or config.policy)
@@ -331,6 +318,24 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                    "did not move and the next run continues", EXIT_STOPPED[stop.signum])
     if report.errors or report.notify_failures:
         sys.exit(EXIT_PARTIAL)
+
+
+def _interval(every: str, now_text: str | None, full: bool) -> int:
+    """The seconds between runs that `--every` asks for, refused below MIN_INTERVAL or with
+    an option that belongs to a single run."""
+    try:
+        interval = parse_duration(every)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--every") from None
+    if interval < MIN_INTERVAL:
+        raise click.BadParameter(
+            f"{every!r} is below the minimum interval of {MIN_INTERVAL}s (a helpdesk "
+            "is not polled faster than that)", param_hint="--every")
+    if now_text is not None:
+        raise click.UsageError("--every runs on the real clock; it cannot take --now")
+    if full:
+        raise click.UsageError("--full is for one run; it cannot take --every")
+    return interval
 
 
 FIRST_RUN_DOES = {

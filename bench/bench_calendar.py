@@ -16,13 +16,19 @@ import argparse
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sla_sync.connector.model import Record  # noqa: E402
-from sla_sync.rules.calendar import TwentyFourSeven, WeeklyCalendar, check_calendar  # noqa: E402
+from sla_sync.rules.calendar import (  # noqa: E402
+    Calendar,
+    TwentyFourSeven,
+    WeeklyCalendar,
+    check_calendar,
+)
 from sla_sync.rules.clock import run_clock  # noqa: E402
 
 SPEC = {
@@ -56,29 +62,28 @@ def naive_minutes(calendar: WeeklyCalendar, start: datetime, end: datetime) -> f
     return minutes * 60.0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=100_000)
-    args = parser.parse_args()
-    rng = random.Random(7)
-    starts = [START + timedelta(minutes=rng.randrange(0, 60 * 24 * 365)) for _ in range(2000)]
-    rows = []
+Row = tuple[str, int, float, float | None]  # case, n, seconds, 24x7 seconds
+
+
+def on_both(rounds: int, work: Callable[[Calendar], object]) -> tuple[float, float]:
+    """The best time of `work` on a fresh Berlin calendar and on a fresh 24x7 one."""
+    return (best(rounds, lambda: work(berlin())),
+            best(rounds, lambda: work(TwentyFourSeven())))
+
+
+def span_rows(starts: list[datetime]) -> list[Row]:
+    """business_seconds over spans of a day, a month and a year; the naive walk for a day."""
+    rows: list[Row] = []
     for label, span, count in (("1 day", timedelta(days=1), 2000),
                                ("1 month", timedelta(days=30), 2000),
                                ("1 year", timedelta(days=365), 200)):
         pairs = [(s, s + span) for s in starts[:count]]
 
-        def weekly(pairs=pairs) -> None:
-            calendar = berlin()
+        def spans(calendar: Calendar, pairs: list[tuple[datetime, datetime]] = pairs) -> None:
             for a, b in pairs:
                 calendar.business_seconds(a, b)
 
-        def plain(pairs=pairs) -> None:
-            calendar = TwentyFourSeven()
-            for a, b in pairs:
-                calendar.business_seconds(a, b)
-
-        rows.append((f"business_seconds, {label}", count, best(3, weekly), best(3, plain)))
+        rows.append((f"business_seconds, {label}", count, *on_both(3, spans)))
         if label == "1 day":
             few = pairs[:50]
 
@@ -88,45 +93,51 @@ def main() -> None:
                     naive_minutes(calendar, a, b)
 
             rows.append(("  naive minute walk, 1 day", 50, best(1, naive), None))
+    return rows
 
+
+def add_rows(rng: random.Random, starts: list[datetime]) -> list[Row]:
+    """add_business_seconds of up to 40 hours."""
     adds = [(s, rng.randrange(60, 60 * 60 * 40)) for s in starts]
 
-    def add_weekly() -> None:
-        calendar = berlin()
+    def add(calendar: Calendar) -> None:
         for a, seconds in adds:
             calendar.add_business_seconds(a, seconds)
 
-    def add_plain() -> None:
-        calendar = TwentyFourSeven()
-        for a, seconds in adds:
-            calendar.add_business_seconds(a, seconds)
+    return [("add_business_seconds, <= 40h", len(adds), *on_both(3, add))]
 
-    rows.append(("add_business_seconds, <= 40h", len(adds), best(3, add_weekly),
-                 best(3, add_plain)))
 
-    created = [START + timedelta(minutes=rng.randrange(0, 60 * 24 * 30))
-               for _ in range(args.records)]
+def due_rows(rng: random.Random, count: int) -> list[Row]:
+    """The resolution clock and its due time for `count` open records."""
+    created = [START + timedelta(minutes=rng.randrange(0, 60 * 24 * 30)) for _ in range(count)]
     records = [Record(id=str(i), kind="ticket", created_at=c, updated_at=c,
                       status="open") for i, c in enumerate(created)]
     now = START + timedelta(days=31)
 
-    def due_weekly() -> None:
-        calendar = berlin()
+    def due(calendar: Calendar) -> None:
         for record in records:
             run_clock(record, "resolution", 8 * 3600, calendar, (), ("solved",), now)
 
-    def due_plain() -> None:
-        calendar = TwentyFourSeven()
-        for record in records:
-            run_clock(record, "resolution", 8 * 3600, calendar, (), ("solved",), now)
+    return [(f"clock + due_at, {count:,} records", count, *on_both(1, due))]
 
-    rows.append((f"clock + due_at, {args.records:,} records", args.records, best(1, due_weekly),
-                 best(1, due_plain)))
 
+def print_table(rows: list[Row]) -> None:
     print(f"{'case':<40} {'n':>7} {'seconds':>8} {'per second':>11} {'24x7 per s':>11}")
     for name, count, seconds, baseline in rows:
         base = f"{count / baseline:>11,.0f}" if baseline else f"{'':>11}"
         print(f"{name:<40} {count:>7} {seconds:>8.3f} {count / seconds:>11,.0f} {base}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    rng = random.Random(7)
+    starts = [START + timedelta(minutes=rng.randrange(0, 60 * 24 * 365)) for _ in range(2000)]
+    rows = span_rows(starts)
+    rows += add_rows(rng, starts)
+    rows += due_rows(rng, args.records)
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,27 @@ def _header_number(response: requests.Response, names: tuple[str, ...]) -> float
     return None
 
 
+def _gave_up(exc: Exception, where: str, maybe_written: bool,
+             record_id: str | None) -> ConnectorError:
+    """The error for a request given up on: `maybe_written` when it is a write that may
+    have reached the server (the caller then reads the record back)."""
+    if maybe_written:
+        return OutcomeUnknown(
+            f"{where}: {_describe(exc)}: the write may or may not have been applied; "
+            "sla-sync reads the record back instead of sending it again",
+            record_id=record_id)
+    if isinstance(exc, RetriableResponse):
+        return ConnectorError(
+            f"{where} still failing after retries (HTTP {exc.response.status_code}): "
+            "the helpdesk is unavailable or rate-limiting; try again later",
+            retriable=True, record_id=record_id)
+    if isinstance(exc, BodyUnread):
+        return ConnectorError(f"{where}: {exc.reason}", retriable=exc.transient,
+                              record_id=record_id)
+    return ConnectorError(f"{where} unreachable after retries ({_describe(exc)})",
+                          retriable=True, record_id=record_id)
+
+
 class HttpClient:
     def __init__(self, base_url: str, *, auth: Any = None,
                  headers: Mapping[str, str] | None = None, timeout: float = 30.0,
@@ -303,21 +324,8 @@ class HttpClient:
             response = retrying(attempt)
         except (RetriableResponse, requests.ConnectionError, requests.Timeout,
                 BodyUnread) as exc:
-            if write and (reached or not _unprocessed(exc)):
-                raise OutcomeUnknown(
-                    f"{where}: {_describe(exc)}: the write may or may not have been applied; "
-                    "sla-sync reads the record back instead of sending it again",
-                    record_id=record_id) from None
-            if isinstance(exc, RetriableResponse):
-                raise ConnectorError(
-                    f"{where} still failing after retries (HTTP {exc.response.status_code}): "
-                    "the helpdesk is unavailable or rate-limiting; try again later",
-                    retriable=True, record_id=record_id) from None
-            if isinstance(exc, BodyUnread):
-                raise ConnectorError(f"{where}: {exc.reason}", retriable=exc.transient,
-                                     record_id=record_id) from None
-            raise ConnectorError(f"{where} unreachable after retries ({_describe(exc)})",
-                                 retriable=True, record_id=record_id) from None
+            raise _gave_up(exc, where, write and (reached or not _unprocessed(exc)),
+                           record_id) from None
         if response.status_code in ok:
             return response
         # Bad credentials or rights concern the helpdesk as a whole, never one record.

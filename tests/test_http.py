@@ -224,8 +224,82 @@ def test_link_next_reads_the_link_header(local_server):
 
 # -- writes that must not be resent, and bounded answers, against a real server ----------
 
+class FaultHandler(BaseHTTPRequestHandler):
+    """Answers every request with the fault its FaultyServer's `mode` names."""
+
+    faulty: FaultyServer
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        try:
+            self._fault()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def _fault(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.faulty.received += 1
+        faults = {"reset": self._reset, "late": self._late, "trickle": self._trickle,
+                  "huge-declared": self._huge_declared, "huge": self._huge}
+        faults.get(self.faulty.mode, self._status)()
+
+    def _reset(self) -> None:
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.close_connection = True
+
+    def _late(self) -> None:
+        self.faulty.release.wait(10)
+        self._status()
+
+    def _trickle(self) -> None:
+        self._head(200, 1000)
+        for _ in range(1000):
+            if self.faulty.release.wait(0.05):
+                return
+            self.wfile.write(b" ")
+            self.wfile.flush()
+            self.faulty.sent += 1
+
+    def _huge_declared(self) -> None:
+        self._head(200, 100 * 1024 * 1024)
+
+    def _huge(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for _ in range(64):
+            chunk = b"[" + b"1," * 500 + b"1]"
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _status(self) -> None:
+        body = b'{"ok": true}'
+        self.send_response(self.faulty.status)
+        for name, value in self.faulty.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _head(self, status: int, length: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.flush()
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 class FaultyServer:
-    """A real HTTP server on 127.0.0.1 whose every answer is one of the faults below, after
+    """A real HTTP server on 127.0.0.1 whose every answer is one of FaultHandler's faults, after
     reading the whole request (so a write has reached it). `mode` picks the fault:
     `late` answers only once `release` is set (after the client's timeout), `reset` closes
     the connection without an answer, `trickle` sends a body a byte at a time, `huge`
@@ -241,68 +315,8 @@ class FaultyServer:
         self.release = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                try:
-                    self._fault()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up, as it should
-
-            def _fault(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                server.received += 1
-                if server.mode == "reset":
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                if server.mode == "late":
-                    server.release.wait(10)
-                if server.mode == "trickle":
-                    self._head(200, 1000)
-                    for _ in range(1000):
-                        if server.release.wait(0.05):
-                            return
-                        self.wfile.write(b" ")
-                        self.wfile.flush()
-                        server.sent += 1
-                    return
-                if server.mode == "huge-declared":
-                    self._head(200, 100 * 1024 * 1024)
-                    return
-                if server.mode == "huge":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for _ in range(64):
-                        chunk = b"[" + b"1," * 500 + b"1]"
-                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-                    self.wfile.write(b"0\r\n\r\n")
-                    return
-                body = b'{"ok": true}'
-                self.send_response(server.status)
-                for name, value in server.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _head(self, status: int, length: int) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(length))
-                self.end_headers()
-                self.wfile.flush()
-
-            do_GET = do_POST = do_PUT = _answer
-
-            def log_message(self, *args: Any) -> None:
-                pass
+        class Handler(FaultHandler):
+            faulty = server
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
