@@ -126,7 +126,8 @@ SCHEMA = Schema("freshdesk", (
 ))
 #: How Freshdesk refuses one ticket's write (the rest of the run goes on). A 409 is a
 #: refusal too: the version check is made by the connector, before it writes.
-ERRORS = ErrorMap("freshdesk", detail=lambda response: _detail(response),
+ERRORS = ErrorMap("freshdesk", detail=lambda response: f"HTTP {response.status_code}: "
+                  f"{_detail(response)}",
                   conflict=frozenset(), refused=frozenset({400, 409, 422}))
 
 

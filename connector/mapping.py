@@ -56,7 +56,7 @@ class ValueMap:
         if value is None or value == "":
             return self.fallback
         key = repr(value)
-        if key not in self.unknown:
+        if isinstance(notices, Notices) or key not in self.unknown:
             if not isinstance(notices, Notices):
                 self.unknown.add(key)
             notices.append(f"unknown {self.name} {value!r}: read as {self.fallback!r} (map it "

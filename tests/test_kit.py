@@ -100,7 +100,10 @@ def test_the_error_map_turns_a_refusal_into_this_records_error(status, kind):
 def test_the_error_map_quotes_the_vendors_error_body_through_its_reader():
     errors = ErrorMap("acme", detail=lambda r: "priority: not allowed")
     error = errors.error(_response(422), "7", "the priority")
-    assert "refused the priority (HTTP 422: priority: not allowed)" in str(error)
+    assert str(error) == "acme: ticket 7: the helpdesk refused the priority (priority: not " \
+        "allowed)"
+    default = ErrorMap("acme").error(_response(400, b'{"message": "bad field"}'), "7")
+    assert "(HTTP 400: bad field)" in str(default)
 
 
 def test_the_error_map_leaves_other_statuses_alone():
