@@ -48,19 +48,14 @@ class ValueMap:
     name: str  # e.g. "priority", for messages
     table: Mapping[Any, str]  # helpdesk value -> Record value
     fallback: str
-    unknown: set[str] = field(default_factory=set)
 
     def read(self, value: Any, notices: NoticeSink) -> str:
         if value in self.table:
             return self.table[value]
         if value is None or value == "":
             return self.fallback
-        key = repr(value)
-        if isinstance(notices, Notices) or key not in self.unknown:
-            if not isinstance(notices, Notices):
-                self.unknown.add(key)
-            notices.append(f"unknown {self.name} {value!r}: read as {self.fallback!r} (map it "
-                           f"in the connector's {self.name}_map setting)")
+        notices.append(f"unknown {self.name} {value!r}: read as {self.fallback!r} (map it "
+                       f"in the connector's {self.name}_map setting)")
         return self.fallback
 
     def write(self, value: str) -> Any:
