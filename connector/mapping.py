@@ -81,12 +81,21 @@ class NameMap:
     attribute: str
     names: dict[Any, str] = field(default_factory=dict)
     vendor: str = "helpdesk"
+    #: The refusal of a name without an id (`{attribute}`, `{name}`, `{vendor}`,
+    #: `{setting}`), in the vendor connector's words.
+    unnamed: str = ("no {vendor} {attribute} for {name!r} (name it in the connector's "
+                    "{setting} setting)")
 
-    def read(self, value: Any, notices: NoticeSink) -> str:
+    def name(self, value: Any) -> str:
+        """The name of an id ('' for none), the id itself where the map has none."""
         if value is None or value == "":
             return ""
-        if value in self.names:
-            return self.names[value]
+        return self.names.get(value, str(value))
+
+    def read(self, value: Any, notices: NoticeSink) -> str:
+        """`name`, noticing an id a configured map lacks."""
+        if value is None or value == "" or value in self.names:
+            return self.name(value)
         if self.names:
             notices.append(f"unknown {self.attribute} {value!r}: read as {str(value)!r} (name "
                            f"it in the connector's {self.setting} setting)")
@@ -102,8 +111,8 @@ class NameMap:
                 return number
         if name.isdigit():
             return int(name)
-        raise ValueError(f"no {self.vendor} {self.attribute} for {name!r} (name it in the "
-                         f"connector's {self.setting} setting)")
+        raise ValueError(self.unnamed.format(vendor=self.vendor, attribute=self.attribute,
+                                             name=name, setting=self.setting))
 
     def known(self) -> set[str]:
         return set(self.names.values())

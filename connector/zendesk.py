@@ -35,7 +35,7 @@ from sla_sync.connector.http import (
     follow,
     poll_delays,
 )
-from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
     Note,
@@ -162,8 +162,8 @@ class Vocabulary:
     priority: ValueMap
     status: ValueMap
     channel: ValueMap
-    groups: dict[int, str]
-    agents: dict[int, str]
+    groups: NameMap
+    agents: NameMap
     tier: Source
     tier_default: str
     escalation: Source
@@ -176,7 +176,8 @@ class Vocabulary:
             priority=ValueMap("priority", PRIORITIES, "normal").extended(v["priority_map"]),
             status=ValueMap("status", STATUSES, "open").extended(v["status_map"]),
             channel=ValueMap("channel", CHANNELS, "other").extended(v["channel_map"]),
-            groups=v["groups"] or {}, agents=v["agents"] or {},
+            groups=_name_map("groups", "group", v["groups"]),
+            agents=_name_map("agents", "assignee", v["agents"]),
             tier=_source(tier, "tier") or Source("tag_prefix", "tier_"),
             tier_default=tier.get("default") or "standard",
             escalation=_source(v["escalation"] or {}, "escalation")
@@ -526,9 +527,8 @@ class Zendesk:
             priority=words.priority.read(priority, notices),
             tier=words.tier_of(raw, tags, organizations),
             channel=words.channel.read(channel, notices),
-            group="" if group_id is None else words.groups.get(group_id, str(group_id)),
-            assignee="" if assignee_id is None else words.agents.get(assignee_id,
-                                                                     str(assignee_id)),
+            group=words.groups.name(group_id),
+            assignee=words.agents.name(assignee_id),
             tags=tuple(t for t in tags if not words.consumes(t)),
             first_response_at=first_response_at, solved_at=solved_at,
             status_history=tuple(
@@ -582,8 +582,8 @@ class Zendesk:
         agents = {u["id"]: str(u.get("name")) for u in self._list(
             USERS, "users", {"role[]": ["agent", "admin"]}) if _whole(u.get("id"))
             and u.get("active") is not False}
-        catalog.groups = self._names(catalog, "groups", "group", groups, words.groups)
-        catalog.agents = self._names(catalog, "agents", "agent", agents, words.agents)
+        catalog.groups = self._names(catalog, "groups", "group", groups, words.groups.names)
+        catalog.agents = self._names(catalog, "agents", "agent", agents, words.agents.names)
         catalog.requests = self.api.requests_sent - sent
         return catalog
 
@@ -722,9 +722,9 @@ class Zendesk:
                 elif name == "status":
                     ticket["status"] = words.status.write(value)
                 elif name == "group":
-                    ticket["group_id"] = _id_of(value, words.groups, "group", "groups")
+                    ticket["group_id"] = words.groups.write(value)
                 elif name == "assignee":
-                    ticket["assignee_id"] = _id_of(value, words.agents, "assignee", "agents")
+                    ticket["assignee_id"] = words.agents.write(value)
         except ValueError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc}",
                                  record_id=record_id) from None
@@ -899,16 +899,10 @@ def _ticket_id(record_id: str) -> int:
     return int(record_id)
 
 
-def _id_of(value: str, names: Mapping[int, str], what: str, key: str) -> int | None:
-    if value == "":
-        return None
-    for zendesk_id, name in names.items():
-        if name == value:
-            return zendesk_id
-    if value.isdigit():
-        return int(value)
-    raise ValueError(f"{what} {value!r} has no Zendesk id: map it in the connector's "
-                     f"{key} setting")
+def _name_map(setting: str, what: str, names: dict[int, str] | None) -> NameMap:
+    return NameMap(setting, what, names or {}, "Zendesk",
+                   unnamed="{attribute} {name!r} has no Zendesk id: map it in the connector's "
+                   "{setting} setting")
 
 
 def _detail(response: requests.Response) -> str:

@@ -193,6 +193,16 @@ def test_a_name_map_names_ids_and_writes_names_back():
         groups.write("sales")
 
 
+def test_a_name_map_speaks_the_vendors_words_for_a_name_without_an_id():
+    groups = NameMap("groups", "group", {1: "support"}, "Zendesk",
+                     unnamed="{attribute} {name!r} has no Zendesk id: map it in the "
+                     "connector's {setting} setting")
+    assert groups.name(1) == "support" and groups.name(2) == "2" and groups.name(None) == ""
+    with pytest.raises(ValueError, match="group 'sales' has no Zendesk id: map it in the "
+                                         "connector's groups setting"):
+        groups.write("sales")
+
+
 def test_without_names_an_id_is_its_own_name_without_a_notice():
     notices: list[str] = []
     assert NameMap("agents", "responder_id").read(7, notices) == "7" and notices == []
