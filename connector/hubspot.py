@@ -8,7 +8,6 @@ The settings, the field mapping and the limits are described in docs/connectors/
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import re
 import time
@@ -47,6 +46,8 @@ from sla_sync.connector.model import (
     RecordError,
     format_instant,
     merge_tags,
+    note_html,
+    note_text,
     parse_instant,
 )
 from sla_sync.connector.settings import (
@@ -440,7 +441,7 @@ class HubSpot:
                 except ValueError:
                     continue
                 if at is not None:
-                    notes.append(Note(at, _note_text(props.get("hs_note_body"))))
+                    notes.append(Note(at, note_text(props.get("hs_note_body"))))
         notes.sort(key=lambda note: note.at)
         return notes
 
@@ -929,7 +930,7 @@ class HubSpot:
                       for n, (_, record_id, _, _) in enumerate(batch)]
             inputs = [{
                 "objectWriteTraceId": trace,
-                "properties": {"hs_note_body": _note_html(text), "hs_timestamp": stamp},
+                "properties": {"hs_note_body": note_html(text), "hs_timestamp": stamp},
                 "associations": [{"to": {"id": hs_id}, "types": [
                     {"associationCategory": "HUBSPOT_DEFINED",
                      "associationTypeId": NOTE_ASSOCIATION_TYPES[obj]}]}],
@@ -1073,19 +1074,6 @@ def _level(value: str, what: str) -> int:
     if number < 0 or not number.is_integer():
         raise ValueError(f"{what}: expected a whole number >= 0, got {value!r}")
     return int(number)
-
-
-def _note_text(body: Any) -> str:
-    """A note's hs_note_body (HTML) as text: line breaks kept, tags dropped."""
-    if not isinstance(body, str):
-        return ""
-    text = re.sub(r"<br\s*/?>", "\n", body, flags=re.IGNORECASE)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
-
-
-def _note_html(text: str) -> str:
-    # hs_note_body is HTML: a rule's text (which may quote a customer's subject) is escaped.
-    return html.escape(text).replace("\n", "<br>")
 
 
 def _instant(value: Any, what: str) -> datetime | None:
