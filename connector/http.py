@@ -46,6 +46,7 @@ import urllib3.exceptions
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from sla_sync.connector.base import ConnectorError, OutcomeUnknown
+from sla_sync.connector.settings import HTTP
 
 log = logging.getLogger("sla_sync.http")
 
@@ -456,24 +457,15 @@ class HttpClient:
                            record_id=kwargs.get("record_id"))
 
 
-HTTP_SETTINGS = ("requests_per_minute", "timeout", "max_retry_seconds", "max_attempts",
-                 "max_body_bytes")
-
-
 def client_from_settings(settings: Mapping[str, Any], name: str, *, auth: Any = None,
                          headers: Mapping[str, str] | None = None,
                          requests_per_minute: float | None = None) -> HttpClient:
     """An HttpClient from a connector's config: `url` (https, or http to loopback) and the
-    optional HTTP_SETTINGS; ValueError naming the key."""
+    optional HTTP settings (connector/settings.py `HTTP`); ValueError naming the key."""
     url = check_base_url(settings.get("url"))
-    numbers: dict[str, float] = {}
-    for key in HTTP_SETTINGS:
-        value = settings.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"connector.{key}: expected a positive number, got {value!r}")
-        numbers[key] = float(value)
+    numbers: dict[str, float] = {
+        s.key: float(s.kind.read(settings[s.key], f"connector.{s.key}"))
+        for s in HTTP if settings.get(s.key) is not None}
     return HttpClient(url, auth=auth, headers=headers, name=name,
                       timeout=numbers.get("timeout", 30.0),
                       max_retry_seconds=numbers.get("max_retry_seconds", 120.0),
