@@ -13,7 +13,7 @@ from sla_sync.connector.settings import documented_keys
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "connectors"
 #: The connectors whose settings are declared as a schema (module, doc page).
-SCHEMAS = {"freshdesk": "sla_sync.connector.freshdesk"}
+SCHEMAS = {"freshdesk": "sla_sync.connector.freshdesk", "jsm": "sla_sync.connector.jsm"}
 
 
 @pytest.mark.parametrize("kind", sorted(SCHEMAS))
