@@ -196,6 +196,19 @@ def test_a_malformed_request_is_skipped_and_reported_while_the_rest_are_read(api
         "record 'SUP-105': created: 'yesterday' is not an ISO 8601 timestamp"]
 
 
+def test_an_unknown_priority_is_told_in_every_fetch_of_one_process(api):
+    """Under `run --every` one connector fetches again and again: each fetch tells its own
+    notices, not only the first."""
+    connector = jsm()
+    for _ in range(2):
+        site(api)
+        search_page(api, "search_unknown_priority_last", search("2026-03-01 01:00"))
+        [page] = connector.fetch(None)
+        assert page.records[0].priority == "normal"
+        assert page.notices == ["unknown priority 'Blocker': read as 'normal' (map it in the "
+                                "connector's priority_map setting)"]
+
+
 def test_a_cursor_this_connector_did_not_write_is_an_error():
     with pytest.raises(ConnectorError, match="is not one this connector wrote"):
         _read_cursor('{"tickets": "x"}')
@@ -533,3 +546,24 @@ def test_the_checker_refuses_a_misspelt_key(method, path, body):
     request = requests.Request(method, URL + path, json=body, auth=(EMAIL, "t")).prepare()
     with pytest.raises(Exception, match="Request body"):
         jsm_spec.check(request)
+
+
+def test_sla_sync_check_names_what_the_site_lacks_and_what_the_user_may_not_write(
+        api, project):
+    catalog_site(api)
+    policy = {**E2E_POLICY, "rules": [
+        rule("route", {"all": [cond("priority", "equal_to", "urgent")]},
+             act("assign", assignee="Pat Park"), act("set_priority", priority="high"),
+             act("add_note", text="{id}: urgent"))]}
+    (project.parent / "policy.json").write_text(json.dumps(policy))
+    result = cli("check", "--config", str(project))
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        "policy: rules[0].actions[0].params.assignee: 'Pat Park' is not an agent in Jira "
+        "Service Management (known: 5c2e6a0b1f4d8e7a9b3c5d10, alice, sam); Jira's agent 'Pat "
+        "Park' has account id 5c2e6a0b1f4d8e7a9b3c5d10: name it in connector.agents",
+        "policy: rules[0].actions[2]: the credentials cannot make this write: the API user may "
+        "not add comments in project SUP"]
+    assert result.stderr.strip() == ("check: 2 problems; Jira Service Management "
+                                     f"(jsm:{URL}:SUP) read in 6 requests")
+    assert TOKEN not in result.output
