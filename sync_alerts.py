@@ -293,6 +293,16 @@ def _channel(name: str, spec: Any, rotations: Mapping[str, Rotation]) -> Channel
     if unknown:
         raise AlertConfigError(f"{where}.{unknown[0]}: unknown key for a {kind} channel "
                                f"(known: {', '.join(known)})")
+    to, fallback = _recipients(where, spec, kind, rotations)
+    digest, quiet, events, priorities = _timing(where, spec)
+    return Channel(name, kind, _sender(where, kind, spec), tuple(to), fallback,
+                   _templates(where, spec.get("templates")), quiet == "calendar", digest,
+                   frozenset(events), frozenset(priorities))
+
+
+def _recipients(where: str, spec: Mapping[str, Any], kind: str,
+                rotations: Mapping[str, Rotation]) -> tuple[list[str], str | None]:
+    """A channel's `to` and `fallback`."""
     to = spec.get("to", [])
     to = [to] if isinstance(to, str) else to
     if not isinstance(to, list) or not all(isinstance(t, str) and t for t in to):
@@ -309,6 +319,11 @@ def _channel(name: str, spec: Any, rotations: Mapping[str, Rotation]) -> Channel
     if fallback is None and any(t in ("{assignee}", "{manager}") for t in to):
         raise AlertConfigError(f"{where}.fallback: required when `to` names {{assignee}} or "
                                "{manager} (an alert whose recipient cannot be found goes there)")
+    return to, fallback
+
+
+def _timing(where: str, spec: Mapping[str, Any]) -> tuple[int, Any, list[str], list[str]]:
+    """A channel's `digest` (seconds), `quiet` and the events and priorities it sends at once."""
     digest = 0
     if spec.get("digest") is not None:
         try:
@@ -331,10 +346,7 @@ def _channel(name: str, spec: Any, rotations: Mapping[str, Rotation]) -> Channel
     priorities = urgent.get("priorities", ["urgent"])
     if not isinstance(priorities, list) or not all(isinstance(p, str) for p in priorities):
         raise AlertConfigError(f"{where}.urgent.priorities: expected a list of priorities")
-    return Channel(name, kind, _sender(where, kind, spec), tuple(to), fallback,
-                   _templates(where, spec.get("templates")), quiet == "calendar", digest,
-                   frozenset(events), frozenset(priorities))
-
+    return digest, quiet, events, priorities
 
 def _check_recipient(where: str, target: str, kind: str,
                      rotations: Mapping[str, Rotation]) -> None:

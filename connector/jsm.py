@@ -28,10 +28,10 @@ from sla_sync.connector.base import (
     RecordGone,
     WriteResult,
     apply_each,
-    check_settings,
 )
-from sla_sync.connector.http import HTTP_SETTINGS, HttpClient, client_from_settings, follow
-from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.errors import ErrorMap
+from sla_sync.connector.http import HttpClient, client_from_settings, follow, numbered
+from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
     Note,
@@ -40,6 +40,18 @@ from sla_sync.connector.model import (
     StatusChange,
     parse_instant,
 )
+from sla_sync.connector.settings import (
+    HTTP,
+    Block,
+    Custom,
+    Instant,
+    Schema,
+    Setting,
+    Table,
+    Text,
+    url_setting,
+)
+from sla_sync.connector.watermark import Watermark, decode_cursor
 
 SEARCH = "/rest/api/3/search/jql"
 ISSUE = "/rest/api/3/issue/{key}"
@@ -77,47 +89,108 @@ STATUS_NAMES = {"Open": "open", "Waiting for support": "open", "In progress": "o
                 "Declined": "closed"}
 CATEGORIES = {"new": "new", "indeterminate": "open", "done": "solved"}
 
-SETTINGS = frozenset({"type", "url", "email", "token", "projects", "jql", "start_time",
-                      "agents", "priority_map", "status_map", "tier", "channel", "escalation",
-                      "request_type_field", "organization_field", "page_size", *HTTP_SETTINGS})
+def _projects(value: Any, path: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{path}: expected the keys of the service projects to read, e.g. "
+                         "[SUP]")
+    for index, key in enumerate(value):
+        if not isinstance(key, str) or not PROJECT_KEY.fullmatch(key):
+            raise ValueError(f"{path}[{index}]: {key!r} is not a Jira project key (capital "
+                             "letters, digits, _; e.g. SUP)")
+    return tuple(value)
 
 
-@dataclass(frozen=True)
-class Mark:
-    """Where a read stands: every request updated before `since` is read, and so are `ids`
-    among those updated at `since` exactly. JQL compares dates to the minute only, so each
-    read starts at the minute of `since` again and leaves out what the mark covers."""
+def _jql(value: Any, path: str) -> str:
+    if not isinstance(value, str) or "order by" in value.lower():
+        raise ValueError(f"{path}: expected a JQL condition without ORDER BY (the connector "
+                         "orders by updated itself)")
+    return value
 
-    since: datetime
-    ids: frozenset[str] = frozenset()
 
-    def covers(self, record: Record) -> bool:
-        return record.updated_at < self.since or (
-            record.updated_at == self.since and record.id in self.ids)
+def _page_size(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5000:
+        raise ValueError(f"{path}: expected a whole number from 1 to 5000")
+    return value
 
-    def after(self, record: Record) -> Mark:
-        if record.updated_at > self.since:
-            return Mark(record.updated_at, frozenset({record.id}))
-        if record.updated_at == self.since:
-            return Mark(self.since, self.ids | {record.id})
-        return self
 
-    def encode(self) -> str:
-        return json.dumps({"v": 1, "since": self.since.isoformat(),
-                           "ids": sorted(self.ids)}, separators=(",", ":"))
+def _names_table(what: str) -> Table:
+    return Table(values=Text(expected=f"a {what} name"), expected=f"a mapping of Jira names "
+                 f"to {what} names, e.g. {{Acme Corp: gold}}")
 
-    @classmethod
-    def decode(cls, cursor: str) -> Mark:
-        try:
-            data = json.loads(cursor)
-            if not isinstance(data, dict) or data.get("v") != 1 \
-                    or not isinstance(data.get("ids"), list):
-                raise ValueError("unknown format")
-            return cls(parse_instant(data["since"], "since"),
-                       frozenset(str(i) for i in data["ids"]))
-        except (ValueError, TypeError, KeyError):
-            raise ConnectorError(f"jsm: the cursor in the state file ({cursor[:80]!r}) is not "
-                                 "one this connector wrote") from None
+
+_LABEL_PREFIX = Text(expected="a label prefix without spaces", pattern=r"\S+")
+_FIELD = Text(expected="a custom field id, e.g. customfield_10010",
+              pattern=r"customfield_[0-9]+")
+_MAP = Table(values=Text(), expected="a mapping of Jira names to sla-sync values, e.g. "
+             "{Highest: urgent}", whole=True)
+
+#: Every `connector:` key of `type: jsm` (docs/connectors/jsm.md's table is tested against
+#: it).
+SCHEMA = Schema("jsm", (
+    url_setting("the site's address, https://<site>.atlassian.net"),
+    Setting("email", Text(expected="an email address", pattern=r"[^@\s]+@[^@\s]+"),
+            "the email address of the account the API token belongs to", required=True,
+            missing="the email address of the Atlassian account that owns the API token is "
+                    "required"),
+    Setting("token", Text(strip=True), "the Atlassian API token", required=True, secret=True,
+            missing="the Atlassian API token is required (e.g. token: ${JSM_API_TOKEN})"),
+    Setting("projects", Custom(_projects), "the keys of the service projects to read",
+            required=True, missing="expected the keys of the service projects to read, e.g. "
+                                   "[SUP]"),
+    Setting("jql", Custom(_jql), "a JQL condition ANDed to the read", default=""),
+    Setting("start_time", Instant(), "where the first run starts"),
+    Setting("agents", Table(keys=Text(expected="an account id"),
+                            values=Text(expected="a name"),
+                            expected="a mapping of Atlassian account ids to names, e.g. "
+                                     "{5b10a2844c20165700ede21g: alice}",
+                            unique="the name {value!r} is given twice (writes need one "
+                                   "account per name)"),
+            "account id -> the name rules use", default={}),
+    Setting("priority_map", _MAP, "Jira priority name -> sla-sync priority", default={}),
+    Setting("status_map", _MAP, "Jira status name -> sla-sync status", default={}),
+    Setting("tier", Block((
+        Setting("label_prefix", _LABEL_PREFIX, "labels that hold the tier"),
+        Setting("request_type", _names_table("tier"), "request type name -> tier"),
+        Setting("organization", _names_table("tier"), "organisation name -> tier"),
+        Setting("default", Text(expected="a tier name"), "the tier otherwise",
+                default="standard"))), "where the tier comes from"),
+    Setting("channel", Block((
+        Setting("request_type", _names_table("channel"), "request type name -> channel"),
+        Setting("organization", _names_table("channel"), "organisation name -> channel"),
+        Setting("default", Text(expected="a channel name"), "the channel otherwise",
+                default="other"))), "where the channel comes from"),
+    Setting("escalation", Block((
+        Setting("label_prefix", _LABEL_PREFIX, "labels that hold the escalation level",
+                default="sla_escalation_"),)), "where the escalation level lives"),
+    Setting("request_type_field", _FIELD, "the site's Request Type field",
+            default="customfield_10010"),
+    Setting("organization_field", _FIELD, "the site's Organizations field",
+            default="customfield_10002"),
+    Setting("page_size", Custom(_page_size), "requests per search page", default=PAGE_SIZE),
+    *HTTP,
+))
+#: Refusals of one request's write: Jira answers 400 for a value it will not take, 404 for
+#: an issue gone or not visible, 409 for an edit that collided with another.
+ERRORS = ErrorMap("jsm", noun="request", detail=lambda response: _detail(response))
+
+
+def _cursor(mark: Watermark[datetime]) -> str:
+    return json.dumps({"v": 1, **mark.to_json("since", "ids", datetime.isoformat)},
+                      separators=(",", ":"))
+
+
+def _read_cursor(cursor: str) -> Watermark[datetime]:
+    def read(data: Any) -> Watermark[datetime]:
+        if data.get("v") != 1:
+            raise ValueError("unknown format")
+        return Watermark.from_json(data, "since", "ids",
+                                   lambda raw: parse_instant(raw, "since"))
+
+    return decode_cursor(cursor, read, f"jsm: the cursor in the state file "
+                                       f"({cursor[:80]!r}) is not one this connector wrote")
+
 
 
 @dataclass(frozen=True)
@@ -137,7 +210,7 @@ class Words:
 
     priority: ValueMap
     status: ValueMap  # by status name; an unnamed status is read from its category
-    agents: dict[str, str]  # accountId -> name
+    agents: NameMap  # accountId -> name
     tier: Source
     tier_default: str
     channel: Source | None
@@ -147,27 +220,21 @@ class Words:
     organization_field: str
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> Words:
-        tier = settings.get("tier") or {}
-        channel = settings.get("channel") or {}
-        escalation = settings.get("escalation") or {}
-        for key, value in (("tier", tier), ("channel", channel), ("escalation", escalation)):
-            if not isinstance(value, dict):
-                raise ValueError(f"connector.{key}: expected a mapping")
+    def from_values(cls, values: Mapping[str, Any]) -> Words:
+        """From SCHEMA.check's values; ValueError for the rules a schema does not state."""
         return cls(
             priority=ValueMap("priority", PRIORITY_NAMES, "normal").extended(
-                _value_map(settings, "priority_map")),
-            status=ValueMap("status", STATUS_NAMES, "open").extended(
-                _value_map(settings, "status_map")),
-            agents=_agents(settings.get("agents")),
-            tier=_source(tier, "tier", ("label_prefix", "request_type", "organization"))
-            or Source("label_prefix", "tier_"),
-            tier_default=_default(tier, "tier", "standard"),
-            channel=_source(channel, "channel", ("request_type", "organization")),
-            channel_default=_default(channel, "channel", "other"),
-            escalation_prefix=_prefix(escalation, "escalation", "sla_escalation_"),
-            request_type_field=_field_id(settings, "request_type_field", "customfield_10010"),
-            organization_field=_field_id(settings, "organization_field", "customfield_10002"))
+                values["priority_map"]),
+            status=ValueMap("status", STATUS_NAMES, "open").extended(values["status_map"]),
+            agents=NameMap("agents", "account", dict(values["agents"]), vendor="Jira"),
+            tier=_source(values["tier"], "tier") or Source("label_prefix", "tier_"),
+            tier_default=(values["tier"] or {}).get("default") or "standard",
+            channel=_source(values["channel"], "channel"),
+            channel_default=(values["channel"] or {}).get("default") or "other",
+            escalation_prefix=(values["escalation"] or {}).get("label_prefix")
+            or "sla_escalation_",
+            request_type_field=values["request_type_field"],
+            organization_field=values["organization_field"])
 
     def consumes(self, label: str) -> bool:
         """Labels that become a Record field (tier, escalation level) rather than a tag."""
@@ -180,7 +247,7 @@ class Words:
         return int(rest) if rest.isdigit() else None
 
     def named(self, source: Source, labels: list[str], fields: Mapping[str, Any],
-              notices: list[str], default: str, what: str) -> str:
+              notices: NoticeSink, default: str, what: str) -> str:
         if source.kind == "label_prefix":
             return next((label[len(source.prefix):] for label in labels
                          if label.startswith(source.prefix)), default)
@@ -191,10 +258,8 @@ class Words:
             if name in source.table:
                 return source.table[name]
         if names:
-            notice = f"{source.kind.replace('_', ' ')} {names[0]!r} is not in " \
-                     f"connector.{what}.{source.kind}: read as {default!r}"
-            if notice not in notices:
-                notices.append(notice)
+            notices.append(f"{source.kind.replace('_', ' ')} {names[0]!r} is not in "
+                           f"connector.{what}.{source.kind}: read as {default!r}")
         return default
 
     def escalation_labels(self, level: int) -> tuple[list[str], list[str]]:
@@ -212,7 +277,7 @@ class JSM:
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.client = client
         self.projects = projects
-        self.words = words or Words.from_settings({})
+        self.words = words or Words.from_values({s.key: s.default for s in SCHEMA.settings})
         self.jql = jql
         self.start_time = start_time
         self.page_size = page_size
@@ -224,40 +289,12 @@ class JSM:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> JSM:
-        check_settings(settings, SETTINGS, "jsm")
-        email = settings.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise ValueError("connector.email: the email address of the Atlassian account "
-                             "that owns the API token is required")
-        token = settings.get("token")
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("connector.token: the Atlassian API token is required (e.g. "
-                             "token: ${JSM_API_TOKEN})")
-        projects = settings.get("projects")
-        if isinstance(projects, str):
-            projects = [projects]
-        if not isinstance(projects, list) or not projects:
-            raise ValueError("connector.projects: expected the keys of the service projects "
-                             "to read, e.g. [SUP]")
-        for index, key in enumerate(projects):
-            if not isinstance(key, str) or not PROJECT_KEY.fullmatch(key):
-                raise ValueError(f"connector.projects[{index}]: {key!r} is not a Jira project "
-                                 "key (capital letters, digits, _; e.g. SUP)")
-        jql = settings.get("jql", "")
-        if not isinstance(jql, str) or "order by" in jql.lower():
-            raise ValueError("connector.jql: expected a JQL condition without ORDER BY (the "
-                             "connector orders by updated itself)")
-        start_time = None
-        if settings.get("start_time") is not None:
-            start_time = parse_instant(settings["start_time"], "connector.start_time")
-        page_size = settings.get("page_size", PAGE_SIZE)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) \
-                or not 1 <= page_size <= 5000:
-            raise ValueError("connector.page_size: expected a whole number from 1 to 5000")
+        values = SCHEMA.check(settings)
         client = client_from_settings(settings, "jsm",
-                                      auth=HTTPBasicAuth(email, token.strip()))
-        return cls(client, tuple(projects), words=Words.from_settings(settings), jql=jql,
-                   start_time=start_time, page_size=page_size)
+                                      auth=HTTPBasicAuth(values["email"], values["token"]))
+        return cls(client, values["projects"], words=Words.from_values(values),
+                   jql=values["jql"], start_time=values["start_time"],
+                   page_size=values["page_size"])
 
     @property
     def identity(self) -> str:
@@ -272,15 +309,13 @@ class JSM:
     # -- reading ---------------------------------------------------------------------------
 
     def fetch(self, cursor: str | None) -> Iterator[Page]:
-        words = self.words
-        words.priority.unknown.clear()  # unknown values are reported once per fetch
-        words.status.unknown.clear()
-        window = Mark.decode(cursor) if cursor else \
-            Mark(self.start_time or self.now() - FIRST_READ)
-        notices: list[str] = []
+        window = _read_cursor(cursor) if cursor else \
+            Watermark(self.start_time or self.now() - FIRST_READ)
+        notices = Notices()  # each unmapped value told once per fetch, in every run
         zone = self._zone(notices)
         categories = self._categories()
-        body = {"jql": self._query(window.since, zone), "fields": self._fields,
+        since = window.since or self.now() - FIRST_READ
+        body = {"jql": self._query(since, zone), "fields": self._fields,
                 "expand": "changelog", "maxResults": self.page_size}
         mark = window
         position = 0
@@ -296,20 +331,20 @@ class JSM:
                 or not token else token
 
         for page in follow("", after, read, f"jsm: POST {SEARCH}"):
-            out = Page(records=[], cursor=None, notices=notices)
+            out = Page(records=[], cursor=None)
             for raw in page["issues"]:
                 try:
-                    record = self._record(raw, categories, out.notices, position)
+                    record = self._record(raw, categories, notices, position)
                 except RecordError as exc:
                     out.problems.append(exc)
                 else:
-                    if not window.covers(record):
+                    if not window.covers(record.id, record.updated_at):
                         out.records.append(record)
-                        mark = mark.after(record)
+                        mark = mark.after(record.id, record.updated_at)
                 position += 1
-            out.cursor = mark.encode()
+            out.cursor = _cursor(mark)
+            out.notices = notices.take()
             yield out
-            notices = []
 
     def _query(self, since: datetime, zone: ZoneInfo) -> str:
         """The JQL of a read from `since`: Jira reads a date in the time zone of the API
@@ -323,7 +358,7 @@ class JSM:
         return (f'{extra}project in ({projects}) AND updated >= '
                 f'"{local:%Y-%m-%d %H:%M}" ORDER BY updated ASC, key ASC')
 
-    def _zone(self, notices: list[str]) -> ZoneInfo:
+    def _zone(self, notices: NoticeSink) -> ZoneInfo:
         me = _body(self.client.get(MYSELF), "GET", MYSELF, "accountId", str)
         name = me.get("timeZone")
         try:
@@ -404,7 +439,7 @@ class JSM:
         notes.sort(key=lambda n: n.at)
         return notes
 
-    def _record(self, raw: Any, categories: Mapping[str, str], notices: list[str],
+    def _record(self, raw: Any, categories: Mapping[str, str], notices: NoticeSink,
                 position: int | None) -> Record:
         if not isinstance(raw, Mapping) or not isinstance(raw.get("fields"), Mapping):
             raise RecordError("is not an issue with fields", position=position)
@@ -451,7 +486,7 @@ class JSM:
             channel=words.channel_default if words.channel is None else words.named(
                 words.channel, labels, fields, notices, words.channel_default, "channel"),
             group=project,
-            assignee="" if assignee is None else words.agents.get(assignee, assignee),
+            assignee=words.agents.read(assignee, notices),
             tags=tuple(label for label in labels if not words.consumes(label)),
             first_response_at=first_response, solved_at=solved_at,
             status_history=tuple(history),
@@ -460,7 +495,7 @@ class JSM:
             custom={k: v for k, v in custom.items() if v is not None},
             url=f"{self.client.base_url.rstrip('/')}/browse/{key}")
 
-    def _status(self, name: str, category: str | None, notices: list[str]) -> str:
+    def _status(self, name: str, category: str | None, notices: NoticeSink) -> str:
         """A status by its name in the map, else by its category (new, indeterminate,
         done), else the map's fallback with a notice."""
         table = self.words.status.table
@@ -471,7 +506,7 @@ class JSM:
         return self.words.status.read(name, notices)
 
     def _history(self, key: str, changelog: Any, categories: Mapping[str, str],
-                 notices: list[str]) -> list[StatusChange]:
+                 notices: NoticeSink) -> list[StatusChange]:
         """The status changes of the changelog, oldest first; a changelog the search cut
         short is read whole from the issue's changelog (startAt paging)."""
         histories = changelog.get("histories") if isinstance(changelog, Mapping) else None
@@ -585,45 +620,35 @@ class JSM:
         agents = {u["accountId"]: str(u.get("displayName")) for u in self._listed(
             ASSIGNABLE, {"projectKeys": ",".join(self.projects)}, paged=False)
             if isinstance(u.get("accountId"), str)}
+        names = words.agents.names
         for account, name in agents.items():
-            if account not in words.agents:
+            if account not in names:
                 catalog.hints[("agent", name)] = (f"Jira's agent {name!r} has account id "
                                                   f"{account}: name it in connector.agents")
-        for account in words.agents:
+        for account in names:
             if account not in agents:
                 catalog.problems.append((f"connector.agents.{account}", "no agent with that "
                                          "account id can be assigned in the projects"))
-        catalog.agents = {words.agents.get(a, a) for a in agents}
+        catalog.agents = {names.get(a, a) for a in agents}
         self._permissions(catalog)
         catalog.requests = self.client.requests_sent - sent
         return catalog
 
     def _listed(self, path: str, params: Mapping[str, Any], paged: bool = True,
                 ) -> list[Mapping[str, Any]]:
-        """Every item of a listing: `values` pages by startAt (isLast), or a plain list
-        asked for `maxResults` at a time until a short page."""
-        items: list[Mapping[str, Any]] = []
-
-        def read(token: str) -> tuple[Any, requests.Response]:
-            response = self.client.get(path, params={**params, "startAt": int(token),
+        """Every item of a listing asked for 100 at a time from `startAt`, until a short
+        page: a `values` page, or a plain list."""
+        def read(page: int) -> list[Any]:
+            response = self.client.get(path, params={**params, "startAt": page * SUB_PAGE,
                                                      "maxResults": SUB_PAGE})
-            body = _decode(response, "GET", path)
-            if paged:
-                body = _body(response, "GET", path, "values")["values"]
+            body = _body(response, "GET", path, "values")["values"] if paged \
+                else _decode(response, "GET", path)
             if not isinstance(body, list):
                 raise ConnectorError(f"jsm: GET {path}: unexpected response (not a list)")
-            return body, response
+            return body
 
-        start = 0
-
-        def after(body: Any, response: requests.Response) -> str | None:
-            nonlocal start
-            start += len(body)
-            return str(start) if len(body) >= SUB_PAGE else None
-
-        for body in follow("0", after, read, f"jsm: {path}"):
-            items += [item for item in body if isinstance(item, Mapping)]
-        return items
+        return [item for items in numbered(read, SUB_PAGE, f"jsm: GET {path}", first=0)
+                for item in items if isinstance(item, Mapping)]
 
     def _permissions(self, catalog: Catalog) -> None:
         needed = {"EDIT_ISSUES": ("fields", "edit issues (priority, labels)"),
@@ -663,24 +688,15 @@ class JSM:
         if change.fields and change.base_updated_at is not None:
             self._unchanged(key, change.base_updated_at)
         if edit:
-            response = self.client.request("PUT", path, json=edit, ok=(204, 400, 404),
+            response = self.client.request("PUT", path, json=edit, ok=ERRORS.ok(204),
                                            record_id=key, idempotent=True)
-            if response.status_code == 404:
-                raise RecordGone(f"jsm: request {key} no longer exists", record_id=key)
-            if response.status_code == 400:
-                raise ConnectorError(f"jsm: request {key}: Jira refused the edit "
-                                     f"({_detail(response)})", record_id=key)
+            ERRORS.check(response, key, "the edit")
         if change.notes:
             comment = REQUEST_COMMENTS.format(key=key)
-            response = self.client.request("POST", comment, ok=(201, 400, 404), record_id=key,
+            response = self.client.request("POST", comment, ok=ERRORS.ok(201), record_id=key,
                                            json={"body": "\n\n".join(change.notes),
                                                  "public": False})
-            if response.status_code == 404:
-                raise RecordGone(f"jsm: request {key} no longer exists (or is not a "
-                                 "service desk request)", record_id=key)
-            if response.status_code == 400:
-                raise ConnectorError(f"jsm: request {key}: the comment was refused "
-                                     f"({_detail(response)})", record_id=key)
+            ERRORS.check(response, key, "the comment")
         return None
 
     def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
@@ -717,8 +733,11 @@ class JSM:
                 except ValueError as exc:
                     raise ConnectorError(f"jsm: request {key}: {exc}", record_id=key) from None
             elif name == "assignee":
-                fields["assignee"] = None if value == "" else {
-                    "accountId": _account_of(value, words.agents, key)}
+                try:
+                    account = words.agents.write(value)
+                except ValueError as exc:
+                    raise ConnectorError(f"jsm: request {key}: {exc}", record_id=key) from None
+                fields["assignee"] = None if account is None else {"accountId": str(account)}
             else:
                 raise ConnectorError(
                     f"jsm: request {key}: the jsm connector does not write {name} (a "
@@ -830,88 +849,14 @@ def _note(comment: Any) -> Note | None:
         return None
 
 
-def _account_of(value: str, agents: Mapping[str, str], key: str) -> str:
-    for account, name in agents.items():
-        if name == value:
-            return account
-    if re.fullmatch(r"[0-9a-f]{24}|[0-9]+:[0-9a-f-]{36}|[A-Za-z0-9:_-]{10,128}", value):
-        return value  # an account id given as such
-    raise ConnectorError(f"jsm: request {key}: assignee {value!r} has no account id: map it "
-                         "in the connector's agents setting", record_id=key)
-
-
-def _value_map(settings: Mapping[str, Any], key: str) -> dict[Any, str]:
-    value = settings.get(key) or {}
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
-        raise ValueError(f"connector.{key}: expected a mapping of Jira names to sla-sync "
-                         "values, e.g. {Highest: urgent}")
-    return value
-
-
-def _agents(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError("connector.agents: expected a mapping of Atlassian account ids to "
-                         "names, e.g. {5b10a2844c20165700ede21g: alice}")
-    names: dict[str, str] = {}
-    for account, name in value.items():
-        if not isinstance(account, str) or not account:
-            raise ValueError(f"connector.agents.{account}: expected an account id")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"connector.agents.{account}: expected a name")
-        if name in names.values():
-            raise ValueError(f"connector.agents.{account}: the name {name!r} is given twice "
-                             "(writes need one account per name)")
-        names[account] = name
-    return names
-
-
-def _source(value: Mapping[str, Any], key: str, kinds: tuple[str, ...]) -> Source | None:
-    unknown = sorted(set(value) - {*kinds, "default"})
-    if unknown:
-        raise ValueError(f"connector.{key}.{unknown[0]}: unknown key (known: "
-                         f"{', '.join(sorted((*kinds, 'default')))})")
-    given = [kind for kind in kinds if kind in value]
+def _source(value: Mapping[str, Any] | None, key: str) -> Source | None:
+    """The one source a `tier` or `channel` block names (None: none)."""
+    given = [kind for kind in ("label_prefix", "request_type", "organization")
+             if value and value.get(kind) is not None]
     if len(given) > 1:
         raise ValueError(f"connector.{key}: give one of {', '.join(given)}, not several")
-    if not given:
+    if not given or value is None:
         return None
-    kind = given[0]
-    if kind == "label_prefix":
-        return Source(kind, prefix=_prefix(value, key, ""))
-    table = value[kind]
-    if not isinstance(table, dict) or not table or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in table.items()):
-        raise ValueError(f"connector.{key}.{kind}: expected a mapping of Jira names to "
-                         f"{key} names, e.g. {{Acme Corp: gold}}")
-    return Source(kind, table=dict(table))
-
-
-def _prefix(value: Mapping[str, Any], key: str, default: str) -> str:
-    if key == "escalation":
-        unknown = sorted(set(value) - {"label_prefix"})
-        if unknown:
-            raise ValueError(f"connector.escalation.{unknown[0]}: unknown key (known: "
-                             "label_prefix)")
-    prefix = value.get("label_prefix", default)
-    if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
-        raise ValueError(f"connector.{key}.label_prefix: expected a label prefix without "
-                         "spaces")
-    return prefix
-
-
-def _default(value: Mapping[str, Any], key: str, default: str) -> str:
-    name = value.get("default", default)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"connector.{key}.default: expected a {key} name")
-    return name
-
-
-def _field_id(settings: Mapping[str, Any], key: str, default: str) -> str:
-    value = settings.get(key, default)
-    if not isinstance(value, str) or not FIELD_ID.fullmatch(value):
-        raise ValueError(f"connector.{key}: expected a custom field id, e.g. {default}")
-    return value
-
+    if given[0] == "label_prefix":
+        return Source("label_prefix", prefix=value["label_prefix"])
+    return Source(given[0], table=dict(value[given[0]]))

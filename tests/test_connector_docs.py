@@ -15,7 +15,8 @@ from sla_sync.connector.settings import documented_keys, table
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "connectors"
 #: The connectors whose settings are declared as a schema (module, doc page).
 SCHEMAS = {"freshdesk": "sla_sync.connector.freshdesk", "hubspot": "sla_sync.connector.hubspot",
-           "rt": "sla_sync.connector.rt", "zendesk": "sla_sync.connector.zendesk"}
+           "jsm": "sla_sync.connector.jsm", "rt": "sla_sync.connector.rt",
+           "zendesk": "sla_sync.connector.zendesk"}
 GENERATED = ("hubspot",)
 
 

@@ -25,7 +25,7 @@ from conftest import Waits, act, at, cli, cond, rule
 from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
 from sla_sync.connector.base import OutcomeUnknown
 from sla_sync.connector.http import HttpClient
-from sla_sync.connector.jsm import JSM, SEARCH, Mark, Words
+from sla_sync.connector.jsm import JSM, SCHEMA, SEARCH, Words, _read_cursor
 from sla_sync.connector.model import ChangeSet, Note, StatusChange
 from sla_sync.sync_state import StateStore
 
@@ -62,7 +62,8 @@ def jsm(waits: Waits | None = None, url: str = URL, **settings: Any) -> JSM:
     waits = waits or Waits()
     client = HttpClient(url, auth=HTTPBasicAuth(EMAIL, TOKEN), name="jsm", sleep=waits.sleep,
                         clock=waits.clock, max_attempts=settings.pop("max_attempts", 8))
-    words = Words.from_settings({"agents": {ALICE: "alice", SAM: "sam"}, **settings})
+    words = Words.from_values(SCHEMA.check({**SETTINGS, "agents": {ALICE: "alice", SAM: "sam"},
+                                            **settings}))
     return JSM(client, ("SUP",), words=words, start_time=START)
 
 
@@ -195,9 +196,22 @@ def test_a_malformed_request_is_skipped_and_reported_while_the_rest_are_read(api
         "record 'SUP-105': created: 'yesterday' is not an ISO 8601 timestamp"]
 
 
+def test_an_unknown_priority_is_told_in_every_fetch_of_one_process(api):
+    """Under `run --every` one connector fetches again and again: each fetch tells its own
+    notices, not only the first."""
+    connector = jsm()
+    for _ in range(2):
+        site(api)
+        search_page(api, "search_unknown_priority_last", search("2026-03-01 01:00"))
+        [page] = connector.fetch(None)
+        assert page.records[0].priority == "normal"
+        assert page.notices == ["unknown priority 'Blocker': read as 'normal' (map it in the "
+                                "connector's priority_map setting)"]
+
+
 def test_a_cursor_this_connector_did_not_write_is_an_error():
     with pytest.raises(ConnectorError, match="is not one this connector wrote"):
-        Mark.decode('{"tickets": "x"}')
+        _read_cursor('{"tickets": "x"}')
 
 
 def test_read_back_reads_the_issue_and_its_internal_comments_as_notes(api):
@@ -318,12 +332,15 @@ def test_open_connector_builds_a_jsm_connector_from_the_config():
 
 @pytest.mark.parametrize("extra, message", [
     ({"tokn": "x"}, "connector.tokn: unknown setting for a jsm connector"),
-    ({"email": "bot"}, "connector.email: the email address of the Atlassian account"),
+    ({"email": "bot"}, "connector.email: expected an email address, got 'bot'"),
+    ({"email": None}, "connector.email: the email address of the Atlassian account"),
     ({"token": " "}, "connector.token: the Atlassian API token is required"),
     ({"projects": []}, "connector.projects: expected the keys of the service projects"),
     ({"projects": ["sup"]}, "connector.projects[0]: 'sup' is not a Jira project key"),
     ({"jql": "x = 1 ORDER BY key"}, "connector.jql: expected a JQL condition without ORDER BY"),
     ({"tier": {"organization": "gold"}}, "connector.tier.organization: expected a mapping"),
+    ({"tier": {"label_prefix": "t_", "organization": {"A": "b"}}},
+     "connector.tier: give one of label_prefix, organization, not several"),
     ({"tier": {"colour": "x"}}, "connector.tier.colour: unknown key"),
     ({"channel": {"label_prefix": "c_"}}, "connector.channel.label_prefix: unknown key"),
     ({"escalation": {"field": 1}}, "connector.escalation.field: unknown key"),
@@ -491,6 +508,10 @@ def test_the_catalog_lists_what_the_site_has_and_what_the_user_may_not_write(api
     assert catalog.requests == 6
 
 
+def test_the_token_is_the_one_secret_setting():
+    assert SCHEMA.secrets == {"token"}  # tests/test_connector_docs.py checks the docs table
+
+
 # -- the spec itself -----------------------------------------------------------------------
 
 #: Every platform endpoint the connector calls, as Atlassian's spec names it (the service
@@ -525,3 +546,24 @@ def test_the_checker_refuses_a_misspelt_key(method, path, body):
     request = requests.Request(method, URL + path, json=body, auth=(EMAIL, "t")).prepare()
     with pytest.raises(Exception, match="Request body"):
         jsm_spec.check(request)
+
+
+def test_sla_sync_check_names_what_the_site_lacks_and_what_the_user_may_not_write(
+        api, project):
+    catalog_site(api)
+    policy = {**E2E_POLICY, "rules": [
+        rule("route", {"all": [cond("priority", "equal_to", "urgent")]},
+             act("assign", assignee="Pat Park"), act("set_priority", priority="high"),
+             act("add_note", text="{id}: urgent"))]}
+    (project.parent / "policy.json").write_text(json.dumps(policy))
+    result = cli("check", "--config", str(project))
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        "policy: rules[0].actions[0].params.assignee: 'Pat Park' is not an agent in Jira "
+        "Service Management (known: 5c2e6a0b1f4d8e7a9b3c5d10, alice, sam); Jira's agent 'Pat "
+        "Park' has account id 5c2e6a0b1f4d8e7a9b3c5d10: name it in connector.agents",
+        "policy: rules[0].actions[2]: the credentials cannot make this write: the API user may "
+        "not add comments in project SUP"]
+    assert result.stderr.strip() == ("check: 2 problems; Jira Service Management "
+                                     f"(jsm:{URL}:SUP) read in 6 requests")
+    assert TOKEN not in result.output
