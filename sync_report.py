@@ -424,3 +424,68 @@ time); ok %: compliance, met / (met + breached); AHT: mean time in
 {_DRAWN_CHECK}
 </body></html>
 """
+
+
+# -- the breach audit ------------------------------------------------------------------------
+
+#: The breach audit's CSV columns, in order (`sla_sync_did`: "AT RULE ACTION FIELD=AFTER"
+#: joined with " | ").
+BREACH_COLUMNS = ("period", "id", "subject", "url", "sla", "target", "target_minutes",
+                  "calendar", "created_at", "due_at", "breached_at", "stopped_at",
+                  "time_over_minutes", "clock_over_minutes", "group", "assignee", "held_by",
+                  "sla_sync_did")
+
+
+def _did_text(row: Mapping[str, Any], sep: str = " | ") -> str:
+    return sep.join(f"{d['at']} {d['rule']} {d['action']} {d['field']}={d['after']}"
+                    for d in row["sla_sync_did"])
+
+
+def breaches_csv(data: Mapping[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(BREACH_COLUMNS)
+    for row in data["breaches"]:
+        writer.writerow(["" if row[c] is None else row[c] for c in BREACH_COLUMNS[:-1]]
+                        + [_did_text(row)])
+    return out.getvalue()
+
+
+def _did_short(row: Mapping[str, Any]) -> str:
+    """What sla-sync did, in few characters: each action, once, with its first time from the
+    breach (the rules are in JSON and CSV)."""
+    seen: dict[str, str] = {}
+    for did in row["sla_sync_did"]:
+        mins = did["minutes_from_breach"]
+        seen.setdefault(did["action"], f"{'+' if mins >= 0 else '-'}{short(abs(mins))}")
+    return ", ".join(f"{action} {when}" for action, when in seen.items()) or "nothing"
+
+
+def breaches_table(data: Mapping[str, Any]) -> str:
+    """One line per breached clock, under a heading per period."""
+    lines = [f"SLA breaches: clocks that breached {data['since'][:16]} to "
+             f"{data['until'][:16]} UTC", f"clocks as of {data['now'][:16]} UTC"]
+    head = (f"{'id':<9} {'sla':<14} {'tgt':<3} {'breached':<11} {'over':>7}  "
+            "team/assignee at breach")
+    periods: dict[str, list[Mapping[str, Any]]] = {}
+    for row in data["breaches"]:
+        periods.setdefault(row["period"], []).append(row)
+    for period, rows in periods.items():
+        lines += ["", f"{data['every']} of {period[:10]}: {len(rows)} breached clock(s)",
+                  head, "-" * 80]
+        for row in rows:
+            target = "FR" if row["target"] == "first_response" else "RES"
+            holder = f"{row['group'] or '-'}/{row['assignee'] or '-'}"
+            holder += "*" if row["held_by"] == "audit" else ""
+            lines.append(f"{row['id']:<9.9} {row['sla']:<14.14} {target:<3} "
+                         f"{row['breached_at'][5:16].replace('T', ' '):<11} "
+                         f"{short(row['time_over_minutes']):>7}  {holder:<.40}")
+            did = textwrap.shorten(_did_short(row), 80 - 20, placeholder=" ...")
+            lines.append(f"{'':<10}sla-sync: {did}")
+    if not data["breaches"]:
+        lines += ["", "no clock breached in the window"]
+    lines += ["", "over: calendar time from the due time to the stop (or now). team/assignee:",
+              "the record's now, taken back through sla-sync's own later reassignments (*);",
+              "a person's reassignment is not known. sla-sync: its actions on the record,",
+              "each first time from the breach (-: before it)"]
+    return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ sync_report.py format it). Definitions, over records created in [since, until):
 - compliance_rate per target: met / (met + breached). A clock counts once it has stopped
   or breached; one still running inside its target does not count.
 - breach_rate per target: breached / (met + breached), with the breach count; and per
-  day or week of creation (UTC) as a trend.
+  day, week or month of creation (UTC) as a trend.
 - average_handling_time: for solved records, the mean calendar minutes spent in work
   statuses (default new and open) between creation and the solve.
 - escalation_rate: records sla-sync escalated / records, from sla-sync's own audit (a
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sla_sync.connector.model import Record, format_instant, parse_instant
@@ -38,7 +38,7 @@ from sla_sync.rules.policy import Policy
 
 SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority")
 DEFAULT_WORK_STATUSES = ("new", "open")
-EVERY = ("day", "week")
+EVERY = ("day", "week", "month")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class Measured:
     #: sla-sync's escalations of the record: (rule, "before_breach" or "after_breach")
     escalations: tuple[tuple[str, str], ...] = ()
     people_escalated: bool = False
+    audit: tuple[Mapping[str, Any], ...] = ()  # the record's audit rows, oldest first
 
     @property
     def first_breach(self) -> datetime | None:
@@ -96,7 +97,8 @@ def measure_record(record: Record, policy: Policy, now: datetime,
     if audit is None:
         return replace(measured, people_escalated=record.escalation_level >= 1)
     escalations, people = _escalations(record, audit, measured.first_breach)
-    return replace(measured, escalations=escalations, people_escalated=people)
+    return replace(measured, escalations=escalations, people_escalated=people,
+                   audit=tuple(audit))
 
 
 def _escalations(record: Record, audit: Sequence[Mapping[str, Any]],
@@ -198,20 +200,28 @@ def _escalation_rate(measured: Sequence[Measured]) -> dict[str, Any]:
 
 
 def bucket_start(instant: datetime, every: str) -> datetime:
-    day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
+    """The UTC day, week (from Monday) or month an instant falls in."""
+    day = instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if every == "month":
+        return day.replace(day=1)
     return day - timedelta(days=day.weekday()) if every == "week" else day
+
+
+def next_bucket(start: datetime, every: str) -> datetime:
+    if every == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start + timedelta(days=7 if every == "week" else 1)
 
 
 def trend(measured: Sequence[Measured], since: datetime, until: datetime,
           every: str) -> list[dict[str, Any]]:
-    """Breach rate per target for each day or week (UTC, weeks from Monday) of creation,
-    empty buckets included."""
+    """Breach rate per target for each day, week or month (UTC, weeks from Monday) of
+    creation, empty buckets included."""
     buckets: dict[datetime, list[Measured]] = {}
     start = bucket_start(since, every)
-    step = timedelta(days=7 if every == "week" else 1)
     while start < until:
         buckets[start] = []
-        start += step
+        start = next_bucket(start, every)
     for m in measured:
         buckets.setdefault(bucket_start(m.record.created_at, every), []).append(m)
     rows = []

@@ -377,6 +377,20 @@ def test_weekly_trend_buckets_start_on_monday():
     ]
 
 
+def test_monthly_trend_buckets_are_utc_months():
+    data = report(MAIN, MAIN_POLICY, NOW, at("2026-02-10 00:00"), at("2026-04-01 00:00"),
+                  every="month")
+    assert data["trend"]["buckets"] == [
+        # X1 (Sat 02-28 23:59): FR 11 min met; res running > 4 days of 4h: breached
+        {"start": "2026-02-01T00:00:00+00:00", "records": 1,
+         "first_response": breach(0.0, 0, 1), "resolution": breach(1.0, 1, 1)},
+        # T1-T8 as over the main window, and X2 (created 03-06, after `now`: its clocks have
+        # not started, nothing counts): FR T2, T8 of 8; res T5 of 5
+        {"start": "2026-03-01T00:00:00+00:00", "records": 9,
+         "first_response": breach(0.25, 2, 8), "resolution": breach(0.2, 1, 5)},
+    ]
+
+
 def test_weekly_trend_first_bucket_is_the_monday_before_since():
     # since Sun 03-01 -> first bucket Mon 02-23 (T7 alone: X1 is before since)
     rows = main_report(every="week")["trend"]["buckets"]
