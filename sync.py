@@ -46,7 +46,12 @@ from sla_sync.rules.durations import format_duration, parse_duration
 from sla_sync.rules.engine import SlaMark
 from sla_sync.rules.explain import explain as explain_plan
 from sla_sync.rules.explain import explain_data
-from sla_sync.rules.metrics import DEFAULT_WORK_STATUSES, EVERY, SEGMENT_FIELDS
+from sla_sync.rules.metrics import (
+    DEFAULT_WORK_STATUSES,
+    EVERY,
+    SEGMENT_FIELDS,
+    escalation_totals,
+)
 from sla_sync.rules.metrics import queue as open_queue
 from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
@@ -641,6 +646,7 @@ class ReportInputs(NamedTuple):
     marks: dict[str, SlaMark]
     last_run: dict[str, float] | None
     audit: dict[str, list[dict[str, Any]]] | None  # by record; None: from a file, no audit
+    totals: dict[str, Any] | None  # the state file's run totals; None: from a file
 
 
 def _report_inputs(config_path: str | None, from_file: Path | None, policy_path: Path | None,
@@ -664,7 +670,7 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
                         "measured (they are left out of every figure)",
                         extra={"event": "skipped", "count": len(skipped)})
         return ReportInputs([r for page in pages for r in page.records], policy, {}, None,
-                            None)
+                            None, None)
     assert config is not None
     if not config.state.exists():
         raise Exit(f"{config.state}: no state file yet: run `sla-sync run` first, or report "
@@ -675,7 +681,7 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
             for row in store.audit():
                 audit.setdefault(row["record_id"], []).append(row)
             return ReportInputs(store.all_records(), policy, store.sla_marks(),
-                                store.last_run(), audit)
+                                store.last_run(), audit, store.run_totals())
     except StateError as exc:
         raise Exit(str(exc), EXIT_INVALID) from None
 
@@ -734,8 +740,8 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     if list_breaches and (by or fmt not in ("table", "json", "csv")):
         raise click.UsageError("--breaches lists clocks: it takes --format table, json or csv "
                                "and no --by")
-    records, policy, marks, last_run, audit = _report_inputs(config_path, from_file,
-                                                             policy_path)
+    records, policy, marks, last_run, audit, totals = _report_inputs(config_path, from_file,
+                                                                     policy_path)
     if not records:
         source = f"{from_file} has no usable records" if from_file else \
             "the record mirror is empty (run `sla-sync run` first)"
@@ -757,7 +763,10 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     elif fmt == "csv":
         text = as_csv(data)
     elif fmt == "prometheus":
-        text = prometheus(data, last_run)
+        text = prometheus(data, last_run, open_queue(records, policy, now, marks),
+                          None if totals is None else {
+                              **totals, "escalations": escalation_totals(
+                                  records, policy, now, audit or {}, marks)})
     else:
         text = html_report(data, open_queue(records, policy, now, marks))
     _emit(text, out, f"{data['segments'][0]['records']} records in the window")
@@ -788,7 +797,7 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
           now_text: str | None, limit: int, by: str | None, as_json_lines: bool) -> None:
     """Open records by time left on their nearest target, breached ones first."""
     now = _now(now_text)
-    records, policy, marks, _, _ = _report_inputs(config_path, from_file, policy_path)
+    records, policy, marks, *_ = _report_inputs(config_path, from_file, policy_path)
     rows = open_queue(records, policy, now, marks)
     if by:
         shown: Counter[str] = Counter()

@@ -12,11 +12,12 @@ import io
 import json
 import os
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.durations import format_duration
@@ -92,17 +93,25 @@ def table(data: Mapping[str, Any]) -> str:
             f"{short(seg['resolution_time']['p50_minutes']):>7} "
             f"{pct(seg['compliance_rate']['first_response']):>6} "
             f"{pct(seg['compliance_rate']['resolution']):>7} {breaches:>7} "
-            f"{short(seg['average_handling_time']['mean_minutes']):>6} "
+            f"{_aht(seg['average_handling_time']):>6} "
             f"{pct(seg['escalation_rate']['rate']):>5}")
     lines += ["", "FRT/RES p50: median time to first response / resolution (calendar time)",
               "ok%: compliance, met / (met + breached)",
               "breach: breached clocks, first response / resolution",
-              *textwrap.wrap(f"AHT: mean time in {', '.join(data['work_statuses'])}; esc%: "
+              *textwrap.wrap("AHT: mean worked time of solved records (where the helpdesk "
+                             "records it; s: none did, mean time in "
+                             f"{', '.join(data['work_statuses'])} instead); esc%: "
                              "records sla-sync escalated (its audit; people's escalations "
                              f"in JSON and CSV); {EMPTY}: nothing to count", 80)]
     if not data.get("audit", True):
         lines.append("no audit (a report from a file): every escalation counts as people's")
     return "\n".join(lines) + "\n"
+
+
+def _aht(aht: Mapping[str, Any]) -> str:
+    """The average handling time, marked `s` where it is time in work statuses."""
+    text = short(aht["mean_minutes"])
+    return text + "s" if aht["source"] == "work_statuses" else text
 
 
 # -- json and csv --------------------------------------------------------------------------
@@ -119,6 +128,8 @@ CSV_COLUMNS = (
     *(f"compliance_rate.{t}" for t in TARGETS),
     *(f"breach_rate.{t}.{f}" for t in TARGETS for f in ("rate", "count", "of")),
     "average_handling_time.count", "average_handling_time.mean_minutes",
+    "average_handling_time.source", "time_in_work_statuses.count",
+    "time_in_work_statuses.mean_minutes",
     "escalation_rate.rate", "escalation_rate.count", "escalation_rate.of",
     "escalation_rate.escalations", "escalation_rate.before_breach",
     "escalation_rate.after_breach",
@@ -146,46 +157,131 @@ def as_csv(data: Mapping[str, Any]) -> str:
 
 # -- prometheus ----------------------------------------------------------------------------
 
-def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> str:
-    """The text exposition format, for node_exporter's textfile collector."""
-    registry = CollectorRegistry()
-    fields = sorted({k for seg in data["segments"] for k in seg["by"]})
+#: An open record is at risk once its nearest running target is this far used (and not
+#: breached): the live gauges and the live page.
+AT_RISK_PCT = 75.0
 
-    def gauge(name: str, text: str, extra: Sequence[str] = ()) -> Gauge:
-        return Gauge(name, text, [*fields, *extra], registry=registry)
 
-    records = gauge("sla_sync_records", "Records created in the report window")
-    compliance = gauge("sla_sync_compliance_ratio", "Met / (met + breached)", ["target"])
-    breaches = gauge("sla_sync_breaches", "Breached clocks", ["target"])
-    counted = gauge("sla_sync_clocks_counted", "Clocks stopped or breached", ["target"])
-    times = gauge("sla_sync_time_minutes", "Time to target (calendar minutes)",
-                  ["target", "stat"])
-    handling = gauge("sla_sync_average_handling_minutes", "Mean minutes in work statuses")
-    escalation = gauge("sla_sync_escalation_ratio",
-                       "Records sla-sync escalated (its audit) / records")
-    def of(metric: Gauge, **labels: str) -> Gauge:
-        return metric.labels(**labels) if labels else metric
+class _Families:
+    """Metric families being filled: one per name, in the order first used."""
 
-    for seg in data["segments"]:
-        # The whole window carries no breakdown label (""); a record without a value for a
-        # field is "(none)", so the two never collide.
-        labels = {f: (seg["by"][f] or "(none)") if f in seg["by"] else "" for f in fields}
-        of(records, **labels).set(seg["records"])
-        for target, key in zip(TARGETS, ("first_response_time", "resolution_time"),
-                               strict=True):
-            rate = seg["compliance_rate"][target]
-            if rate is not None:
-                compliance.labels(**labels, target=target).set(rate)
-            breaches.labels(**labels, target=target).set(seg["breach_rate"][target]["count"])
-            counted.labels(**labels, target=target).set(seg["breach_rate"][target]["of"])
-            for stat in ("mean", "p50", "p90", "mean_clock"):
-                value = seg[key][f"{stat}_minutes"]
-                if value is not None:
-                    times.labels(**labels, target=target, stat=stat).set(value)
-        if seg["average_handling_time"]["mean_minutes"] is not None:
-            of(handling, **labels).set(seg["average_handling_time"]["mean_minutes"])
-        if seg["escalation_rate"]["rate"] is not None:
-            of(escalation, **labels).set(seg["escalation_rate"]["rate"])
+    def __init__(self) -> None:
+        self.families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+
+    def add(self, name: str, text: str, labels: Mapping[str, str], value: float,
+            counter: bool = False) -> None:
+        family = self.families.get(name)
+        if family is None:
+            kind = CounterMetricFamily if counter else GaugeMetricFamily
+            family = kind(name, text, labels=list(labels))
+            self.families[name] = family
+        family.add_metric(list(labels.values()), value)
+
+    def collect(self) -> Iterable[Any]:
+        return iter(self.families.values())
+
+
+def _segment_labels(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], dict[str, str]]]:
+    """(segment, labels): without --by the whole window, unlabeled; with --by only the
+    breakdowns' segments (the whole window is their sum: no unlabeled total beside them),
+    each labeled with `by` (its fields) and every breakdown field ("" where not its own;
+    "(none)" for a record without a value)."""
+    segments = data["segments"]
+    if len(segments) == 1:
+        return [(segments[0], {})]
+    fields = sorted({k for seg in segments for k in seg["by"]})
+    return [(seg, {"by": ",".join(seg["by"]),
+                   **{f: (seg["by"][f] or "(none)") if f in seg["by"] else "" for f in fields}})
+            for seg in segments[1:]]
+
+
+def _window_metrics(out: _Families, seg: Mapping[str, Any], labels: dict[str, str]) -> None:
+    out.add("sla_sync_window_records", "Records created in the report window", labels,
+            seg["records"])
+    for target, key in zip(TARGETS, ("first_response_time", "resolution_time"), strict=True):
+        at = {**labels, "target": target}
+        counts = seg["breach_rate"][target]
+        for outcome, value in (("met", counts["of"] - counts["count"]),
+                               ("breached", counts["count"])):
+            out.add("sla_sync_window_clocks", "Clocks of the window's records that met or "
+                    "breached their target", {**at, "outcome": outcome}, value)
+        if seg["compliance_rate"][target] is not None:
+            out.add("sla_sync_compliance_ratio", "Met / (met + breached)", at,
+                    seg["compliance_rate"][target])
+        for stat, text in (("mean", "Mean"), ("p50", "Median"), ("p90", "90th percentile of"),
+                           ("mean_clock", "Mean SLA-clock")):
+            value = seg[key][f"{stat}_minutes"]
+            name = stat.replace("mean_clock", "clock_mean")
+            if value is not None:
+                out.add(f"sla_sync_{key}_{name}_seconds", f"{text} time from creation to "
+                        f"{target.replace('_', ' ')}", labels, round(value * 60, 3))
+    handling = seg["average_handling_time"]
+    if handling["mean_minutes"] is not None:
+        out.add("sla_sync_handling_time_mean_seconds", "Mean handling time of solved records "
+                "(source: worked_time, or work_statuses where none records worked time)",
+                {**labels, "source": handling["source"]}, round(handling["mean_minutes"] * 60, 3))
+    in_statuses = seg["time_in_work_statuses"]["mean_minutes"]
+    if in_statuses is not None:
+        out.add("sla_sync_time_in_work_statuses_mean_seconds", "Mean time solved records spent "
+                "in work statuses", labels, round(in_statuses * 60, 3))
+    for key, text in (("escalation_rate", "Records sla-sync escalated / records"),
+                      ("people_escalation_rate", "Records people escalated / records")):
+        if seg[key]["rate"] is not None:
+            out.add(f"sla_sync_{key.removesuffix('_rate')}_ratio", text, labels,
+                    seg[key]["rate"])
+
+
+def open_counts(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]
+                ) -> dict[tuple[str, ...], dict[str, int]]:
+    """Open records at risk (nearest target >= AT_RISK_PCT used, not breached) and breached
+    now, per value of `fields`."""
+    counts: dict[tuple[str, ...], dict[str, int]] = {}
+    for row in rows:
+        key = tuple(str(row[f]) for f in fields)
+        slot = counts.setdefault(key, {"at_risk": 0, "breached": 0})
+        if row["breached"]:
+            slot["breached"] += 1
+        elif row["elapsed_pct"] >= AT_RISK_PCT:
+            slot["at_risk"] += 1
+    return counts
+
+
+def _open_metrics(out: _Families, data: Mapping[str, Any],
+                  rows: Sequence[Mapping[str, Any]]) -> None:
+    breakdowns = [tuple(seg["by"]) for seg in data["segments"][1:]]
+    fields = sorted({f for b in breakdowns for f in b})
+    for by in (list(dict.fromkeys(breakdowns)) or [()]):
+        for key, counts in sorted(open_counts(rows, by).items()):
+            labels = ({"by": ",".join(by), **{f: "" for f in fields},
+                       **{f: v or "(none)" for f, v in zip(by, key, strict=True)}}
+                      if by else {})
+            out.add("sla_sync_open_at_risk", f"Open records with {AT_RISK_PCT:.0f}% or more of "
+                    "their nearest target used, not breached", labels, counts["at_risk"])
+            out.add("sla_sync_open_breached", "Open records with a running clock past its "
+                    "target", labels, counts["breached"])
+
+
+def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None,
+               queue_rows: Sequence[Mapping[str, Any]] = (),
+               totals: Mapping[str, Any] | None = None) -> str:
+    """The text exposition format, for node_exporter's textfile collector and `serve`'s
+    /metrics: base units, one metric per statistic, counters named `_total`."""
+    out = _Families()
+    for seg, labels in _segment_labels(data):
+        _window_metrics(out, seg, labels)
+    _open_metrics(out, data, queue_rows)
+    if totals is not None:
+        for status, count in sorted(totals["runs"].items()):
+            out.add("sla_sync_runs", "Syncs finished, by status", {"status": status}, count,
+                    counter=True)
+        for key, text in (("reads", "Records read by syncs"),
+                          ("writes", "Records written by syncs"),
+                          ("errors", "Errors in syncs")):
+            out.add(f"sla_sync_{key}", text, {}, totals[key], counter=True)
+        for (rule, when), count in sorted(totals["escalations"].items()):
+            out.add("sla_sync_escalations", "Escalations sla-sync made, by rule, before or "
+                    "after the record's first breach", {"rule": rule, "when": when}, count,
+                    counter=True)
     if last_run is not None:
         for key, text in (("success", "1 when the last sync finished, 0 when it failed"),
                           ("duration_seconds", "Duration of the last sync"),
@@ -193,7 +289,9 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
                           ("writes", "Records written by the last sync"),
                           ("errors", "Errors in the last sync"),
                           ("timestamp_seconds", "When the last sync finished (Unix time)")):
-            Gauge(f"sla_sync_last_run_{key}", text, registry=registry).set(last_run[key])
+            out.add(f"sla_sync_last_run_{key}", text, {}, last_run[key])
+    registry = CollectorRegistry()
+    registry.register(out)
     return generate_latest(registry).decode()
 
 
@@ -383,7 +481,7 @@ def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]]
                 pct(s["compliance_rate"]["resolution"]),
                 s["breach_rate"]["first_response"]["count"],
                 s["breach_rate"]["resolution"]["count"],
-                short(s["average_handling_time"]["mean_minutes"]),
+                _aht(s["average_handling_time"]),
                 pct(s["escalation_rate"]["rate"]),
                 pct(s["people_escalation_rate"]["rate"]))) + "</tr>")
     risk = []
@@ -410,7 +508,8 @@ def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]]
 a clock still running inside its target is not counted.</p>
 <table>{header}{''.join(rows)}</table>
 <p class="note">FR: first response; RES: resolution; p50: median time from creation (calendar
-time); ok %: compliance, met / (met + breached); AHT: mean time in
+time); ok %: compliance, met / (met + breached); AHT: mean worked time of solved records
+where the helpdesk records it; marked s where none did: mean time in
 {html.escape(', '.join(data['work_statuses']))} until solved.</p>
 <h2>Compliance by segment</h2><p class="legend">{legend}</p>
 {compliance}

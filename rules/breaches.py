@@ -27,17 +27,6 @@ from sla_sync.rules.engine import SlaMark
 from sla_sync.rules.metrics import Measured, bucket_start, measure_record
 from sla_sync.rules.policy import Policy
 
-HOLDERS = ("group", "assignee")
-
-
-def holder_at(measured: Measured, field: str, when: datetime) -> tuple[str, str]:
-    """(value, "audit" or "record"): who held the record in `field` at `when`, the value now
-    taken back through sla-sync's own later changes of that field."""
-    for row in measured.audit:
-        if row["field"] == field and parse_instant(row["at"], "audit.at") > when:
-            return str(row["before"] or ""), "audit"
-    return str(getattr(measured.record, field)), "record"
-
 
 def _did(measured: Measured, breached: datetime) -> list[dict[str, Any]]:
     """sla-sync's audit rows of the record, each with its minutes from the breach."""
@@ -57,8 +46,8 @@ def breach_rows(measured: Measured, now: datetime) -> list[dict[str, Any]]:
             continue
         due = clock.due_at
         end = clock.stopped_at or now
-        group, group_from = holder_at(measured, "group", due)
-        assignee, assignee_from = holder_at(measured, "assignee", due)
+        group, group_from = measured.held_at("group", due)
+        assignee, assignee_from = measured.held_at("assignee", due)
         record = measured.record
         rows.append({
             "id": record.id, "subject": record.subject, "url": record.url,
