@@ -41,11 +41,17 @@ from sla_sync import sync_log
 from sla_sync.connector import ConnectorError, Record, RecordError, open_connector
 from sla_sync.connector.file import FileHelpdesk, FileProblem, file_problem
 from sla_sync.connector.model import format_instant, parse_instant
+from sla_sync.rules.breaches import breaches as breach_audit
 from sla_sync.rules.durations import format_duration, parse_duration
 from sla_sync.rules.engine import SlaMark
 from sla_sync.rules.explain import explain as explain_plan
 from sla_sync.rules.explain import explain_data
-from sla_sync.rules.metrics import DEFAULT_WORK_STATUSES, EVERY, SEGMENT_FIELDS
+from sla_sync.rules.metrics import (
+    DEFAULT_WORK_STATUSES,
+    EVERY,
+    SEGMENT_FIELDS,
+    escalation_totals,
+)
 from sla_sync.rules.metrics import queue as open_queue
 from sla_sync.rules.metrics import report as metrics_report
 from sla_sync.rules.planner import plan
@@ -56,6 +62,8 @@ from sla_sync.sync_report import (
     FORMATS,
     as_csv,
     as_json,
+    breaches_csv,
+    breaches_table,
     html_report,
     prometheus,
     queue_table,
@@ -681,6 +689,7 @@ class ReportInputs(NamedTuple):
     marks: dict[str, SlaMark]
     last_run: dict[str, float] | None
     audit: dict[str, list[dict[str, Any]]] | None  # by record; None: from a file, no audit
+    totals: dict[str, Any] | None  # the state file's run totals; None: from a file
 
 
 def _report_inputs(config_path: str | None, from_file: Path | None, policy_path: Path | None,
@@ -704,7 +713,7 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
                         "measured (they are left out of every figure)",
                         extra={"event": "skipped", "count": len(skipped)})
         return ReportInputs([r for page in pages for r in page.records], policy, {}, None,
-                            None)
+                            None, None)
     assert config is not None
     if not config.state.exists():
         raise Exit(f"{config.state}: no state file yet: run `sla-sync run` first, or report "
@@ -715,7 +724,7 @@ def _report_inputs(config_path: str | None, from_file: Path | None, policy_path:
             for row in store.audit():
                 audit.setdefault(row["record_id"], []).append(row)
             return ReportInputs(store.all_records(), policy, store.sla_marks(),
-                                store.last_run(), audit)
+                                store.last_run(), audit, store.run_totals())
     except StateError as exc:
         raise Exit(str(exc), EXIT_INVALID) from None
 
@@ -746,18 +755,24 @@ def with_source(command: Any) -> Any:
               help=f"Break down by a field ({', '.join(SEGMENT_FIELDS)}); repeat for "
                    "several breakdowns, join with commas to combine fields.")
 @click.option("--every", type=click.Choice(EVERY), default="day", show_default=True,
-              help="Trend buckets (UTC days, or weeks from Monday).")
+              help="Trend buckets (UTC days, weeks from Monday, or months); with "
+                   "--breaches, the periods breaches are listed under.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), metavar="FILE",
               help="Write to FILE instead of stdout.")
 @click.option("--work-statuses", default=",".join(DEFAULT_WORK_STATUSES), show_default=True,
               help="Statuses that count as handling time.")
+@click.option("--breaches", "list_breaches", is_flag=True,
+              help="List every clock that breached in the window instead (table, json or "
+                   "csv): record, SLA, target, due, time over, team and assignee then, what "
+                   "sla-sync did.")
 def report(config_path: str | None, from_file: Path | None, policy_path: Path | None,
            now_text: str | None, since: str | None, until: str | None, by: tuple[str, ...],
-           every: str, fmt: str, out: Path | None, work_statuses: str) -> None:
+           every: str, fmt: str, out: Path | None, work_statuses: str,
+           list_breaches: bool) -> None:
     """The SLA metrics of the records the sync has seen, as a table, JSON, CSV, an HTML page
-    with charts, or Prometheus text."""
+    with charts, or Prometheus text; or, with --breaches, the breached clocks."""
     now = _now(now_text)
     end = instant_option(until, "--until") or now
     start = instant_option(since, "--since") or end - timedelta(days=30)
@@ -765,12 +780,20 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
         raise click.BadParameter(f"{format_instant(start)} is not before --until "
                                  f"{format_instant(end)}", param_hint="--since")
     groups = breakdowns(by)
-    records, policy, marks, last_run, audit = _report_inputs(config_path, from_file,
-                                                             policy_path)
+    if list_breaches and (by or fmt not in ("table", "json", "csv")):
+        raise click.UsageError("--breaches lists clocks: it takes --format table, json or csv "
+                               "and no --by")
+    records, policy, marks, last_run, audit, totals = _report_inputs(config_path, from_file,
+                                                                     policy_path)
     if not records:
         source = f"{from_file} has no usable records" if from_file else \
             "the record mirror is empty (run `sla-sync run` first)"
         raise Exit(f"no records to report on: {source}", EXIT_INVALID)
+    if list_breaches:
+        found = breach_audit(records, policy, now, start, end, every, marks, audit)
+        text = {"table": breaches_table, "json": as_json, "csv": breaches_csv}[fmt](found)
+        _emit(text, out, f"{len(found['breaches'])} breached clocks")
+        return
     work = [s.strip() for s in work_statuses.split(",") if s.strip()]
     data = metrics_report(records, policy, now, start, end, groups, every, work, marks, audit)
     if data["segments"][0]["records"] == 0:
@@ -783,19 +806,26 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
     elif fmt == "csv":
         text = as_csv(data)
     elif fmt == "prometheus":
-        text = prometheus(data, last_run)
+        text = prometheus(data, last_run, open_queue(records, policy, now, marks),
+                          None if totals is None else {
+                              **totals, "escalations": escalation_totals(
+                                  records, policy, now, audit or {}, marks)})
     else:
         text = html_report(data, open_queue(records, policy, now, marks))
+    _emit(text, out, f"{data['segments'][0]['records']} records in the window")
+
+
+def _emit(text: str, out: Path | None, what: str) -> None:
+    """A report on stdout, or written to `out` (beside and renamed)."""
     if out is None:
         click.echo(text, nl=False)
-    else:
-        try:
-            write_report(out, text)
-        except OSError as exc:
-            raise Exit(file_problem(out, exc, "write the report") + "; nothing was written",
-                       EXIT_INVALID) from None
-        log.info(f"wrote {out} ({data['segments'][0]['records']} records in the window)",
-                 extra={"event": "report", "path": str(out)})
+        return
+    try:
+        write_report(out, text)
+    except OSError as exc:
+        raise Exit(file_problem(out, exc, "write the report") + "; nothing was written",
+                   EXIT_INVALID) from None
+    log.info(f"wrote {out} ({what})", extra={"event": "report", "path": str(out)})
 
 
 @main.command()
@@ -810,7 +840,7 @@ def queue(config_path: str | None, from_file: Path | None, policy_path: Path | N
           now_text: str | None, limit: int, by: str | None, as_json_lines: bool) -> None:
     """Open records by time left on their nearest target, breached ones first."""
     now = _now(now_text)
-    records, policy, marks, _, _ = _report_inputs(config_path, from_file, policy_path)
+    records, policy, marks, *_ = _report_inputs(config_path, from_file, policy_path)
     rows = open_queue(records, policy, now, marks)
     if by:
         shown: Counter[str] = Counter()

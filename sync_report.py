@@ -12,7 +12,7 @@ import io
 import json
 import os
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.durations import format_duration
 
 if TYPE_CHECKING:
-    from prometheus_client import Gauge
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 FORMATS = ("table", "json", "csv", "html", "prometheus")
 
@@ -93,17 +93,25 @@ def table(data: Mapping[str, Any]) -> str:
             f"{short(seg['resolution_time']['p50_minutes']):>7} "
             f"{pct(seg['compliance_rate']['first_response']):>6} "
             f"{pct(seg['compliance_rate']['resolution']):>7} {breaches:>7} "
-            f"{short(seg['average_handling_time']['mean_minutes']):>6} "
+            f"{_aht(seg['average_handling_time']):>6} "
             f"{pct(seg['escalation_rate']['rate']):>5}")
     lines += ["", "FRT/RES p50: median time to first response / resolution (calendar time)",
               "ok%: compliance, met / (met + breached)",
               "breach: breached clocks, first response / resolution",
-              *textwrap.wrap(f"AHT: mean time in {', '.join(data['work_statuses'])}; esc%: "
+              *textwrap.wrap("AHT: mean worked time of solved records (where the helpdesk "
+                             "records it; s: none did, mean time in "
+                             f"{', '.join(data['work_statuses'])} instead); esc%: "
                              "records sla-sync escalated (its audit; people's escalations "
                              f"in JSON and CSV); {EMPTY}: nothing to count", 80)]
     if not data.get("audit", True):
         lines.append("no audit (a report from a file): every escalation counts as people's")
     return "\n".join(lines) + "\n"
+
+
+def _aht(aht: Mapping[str, Any]) -> str:
+    """The average handling time, marked `s` where it is time in work statuses."""
+    text = short(aht["mean_minutes"])
+    return text + "s" if aht["source"] == "work_statuses" else text
 
 
 # -- json and csv --------------------------------------------------------------------------
@@ -120,6 +128,8 @@ CSV_COLUMNS = (
     *(f"compliance_rate.{t}" for t in TARGETS),
     *(f"breach_rate.{t}.{f}" for t in TARGETS for f in ("rate", "count", "of")),
     "average_handling_time.count", "average_handling_time.mean_minutes",
+    "average_handling_time.source", "time_in_work_statuses.count",
+    "time_in_work_statuses.mean_minutes",
     "escalation_rate.rate", "escalation_rate.count", "escalation_rate.of",
     "escalation_rate.escalations", "escalation_rate.before_breach",
     "escalation_rate.after_breach",
@@ -147,48 +157,133 @@ def as_csv(data: Mapping[str, Any]) -> str:
 
 # -- prometheus ----------------------------------------------------------------------------
 
-def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> str:
-    """The text exposition format, for node_exporter's textfile collector."""
-    # Imported here: only this format needs it, and every sync would pay for it.
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-    registry = CollectorRegistry()
-    fields = sorted({k for seg in data["segments"] for k in seg["by"]})
+#: An open record is at risk once its nearest running target is this far used (and not
+#: breached): the live gauges and the live page.
+AT_RISK_PCT = 75.0
 
-    def gauge(name: str, text: str, extra: Sequence[str] = ()) -> Gauge:
-        return Gauge(name, text, [*fields, *extra], registry=registry)
 
-    records = gauge("sla_sync_records", "Records created in the report window")
-    compliance = gauge("sla_sync_compliance_ratio", "Met / (met + breached)", ["target"])
-    breaches = gauge("sla_sync_breaches", "Breached clocks", ["target"])
-    counted = gauge("sla_sync_clocks_counted", "Clocks stopped or breached", ["target"])
-    times = gauge("sla_sync_time_minutes", "Time to target (calendar minutes)",
-                  ["target", "stat"])
-    handling = gauge("sla_sync_average_handling_minutes", "Mean minutes in work statuses")
-    escalation = gauge("sla_sync_escalation_ratio",
-                       "Records sla-sync escalated (its audit) / records")
-    def of(metric: Gauge, **labels: str) -> Gauge:
-        return metric.labels(**labels) if labels else metric
+class _Families:
+    """Metric families being filled: one per name, in the order first used."""
 
-    for seg in data["segments"]:
-        # The whole window carries no breakdown label (""); a record without a value for a
-        # field is "(none)", so the two never collide.
-        labels = {f: (seg["by"][f] or "(none)") if f in seg["by"] else "" for f in fields}
-        of(records, **labels).set(seg["records"])
-        for target, key in zip(TARGETS, ("first_response_time", "resolution_time"),
-                               strict=True):
-            rate = seg["compliance_rate"][target]
-            if rate is not None:
-                compliance.labels(**labels, target=target).set(rate)
-            breaches.labels(**labels, target=target).set(seg["breach_rate"][target]["count"])
-            counted.labels(**labels, target=target).set(seg["breach_rate"][target]["of"])
-            for stat in ("mean", "p50", "p90", "mean_clock"):
-                value = seg[key][f"{stat}_minutes"]
-                if value is not None:
-                    times.labels(**labels, target=target, stat=stat).set(value)
-        if seg["average_handling_time"]["mean_minutes"] is not None:
-            of(handling, **labels).set(seg["average_handling_time"]["mean_minutes"])
-        if seg["escalation_rate"]["rate"] is not None:
-            of(escalation, **labels).set(seg["escalation_rate"]["rate"])
+    def __init__(self) -> None:
+        self.families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+
+    def add(self, name: str, text: str, labels: Mapping[str, str], value: float,
+            counter: bool = False) -> None:
+        family = self.families.get(name)
+        if family is None:
+            # Imported here: only the Prometheus format needs it, and every sync would pay.
+            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+            kind = CounterMetricFamily if counter else GaugeMetricFamily
+            family = kind(name, text, labels=list(labels))
+            self.families[name] = family
+        family.add_metric(list(labels.values()), value)
+
+    def collect(self) -> Iterable[Any]:
+        return iter(self.families.values())
+
+
+def _segment_labels(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], dict[str, str]]]:
+    """(segment, labels): without --by the whole window, unlabeled; with --by only the
+    breakdowns' segments (the whole window is their sum: no unlabeled total beside them),
+    each labeled with `by` (its fields) and every breakdown field ("" where not its own;
+    "(none)" for a record without a value)."""
+    segments = data["segments"]
+    if len(segments) == 1:
+        return [(segments[0], {})]
+    fields = sorted({k for seg in segments for k in seg["by"]})
+    return [(seg, {"by": ",".join(seg["by"]),
+                   **{f: (seg["by"][f] or "(none)") if f in seg["by"] else "" for f in fields}})
+            for seg in segments[1:]]
+
+
+def _window_metrics(out: _Families, seg: Mapping[str, Any], labels: dict[str, str]) -> None:
+    out.add("sla_sync_window_records", "Records created in the report window", labels,
+            seg["records"])
+    for target, key in zip(TARGETS, ("first_response_time", "resolution_time"), strict=True):
+        at = {**labels, "target": target}
+        counts = seg["breach_rate"][target]
+        for outcome, value in (("met", counts["of"] - counts["count"]),
+                               ("breached", counts["count"])):
+            out.add("sla_sync_window_clocks", "Clocks of the window's records that met or "
+                    "breached their target", {**at, "outcome": outcome}, value)
+        if seg["compliance_rate"][target] is not None:
+            out.add("sla_sync_compliance_ratio", "Met / (met + breached)", at,
+                    seg["compliance_rate"][target])
+        for stat, text in (("mean", "Mean"), ("p50", "Median"), ("p90", "90th percentile of"),
+                           ("mean_clock", "Mean SLA-clock")):
+            value = seg[key][f"{stat}_minutes"]
+            name = stat.replace("mean_clock", "clock_mean")
+            if value is not None:
+                out.add(f"sla_sync_{key}_{name}_seconds", f"{text} time from creation to "
+                        f"{target.replace('_', ' ')}", labels, round(value * 60, 3))
+    handling = seg["average_handling_time"]
+    if handling["mean_minutes"] is not None:
+        out.add("sla_sync_handling_time_mean_seconds", "Mean handling time of solved records "
+                "(source: worked_time, or work_statuses where none records worked time)",
+                {**labels, "source": handling["source"]}, round(handling["mean_minutes"] * 60, 3))
+    in_statuses = seg["time_in_work_statuses"]["mean_minutes"]
+    if in_statuses is not None:
+        out.add("sla_sync_time_in_work_statuses_mean_seconds", "Mean time solved records spent "
+                "in work statuses", labels, round(in_statuses * 60, 3))
+    for key, text in (("escalation_rate", "Records sla-sync escalated / records"),
+                      ("people_escalation_rate", "Records people escalated / records")):
+        if seg[key]["rate"] is not None:
+            out.add(f"sla_sync_{key.removesuffix('_rate')}_ratio", text, labels,
+                    seg[key]["rate"])
+
+
+def open_counts(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]
+                ) -> dict[tuple[str, ...], dict[str, int]]:
+    """Open records at risk (nearest target >= AT_RISK_PCT used, not breached) and breached
+    now, per value of `fields`."""
+    counts: dict[tuple[str, ...], dict[str, int]] = {}
+    for row in rows:
+        key = tuple(str(row[f]) for f in fields)
+        slot = counts.setdefault(key, {"at_risk": 0, "breached": 0})
+        if row["breached"]:
+            slot["breached"] += 1
+        elif row["elapsed_pct"] >= AT_RISK_PCT:
+            slot["at_risk"] += 1
+    return counts
+
+
+def _open_metrics(out: _Families, data: Mapping[str, Any],
+                  rows: Sequence[Mapping[str, Any]]) -> None:
+    breakdowns = [tuple(seg["by"]) for seg in data["segments"][1:]]
+    fields = sorted({f for b in breakdowns for f in b})
+    for by in (list(dict.fromkeys(breakdowns)) or [()]):
+        for key, counts in sorted(open_counts(rows, by).items()):
+            labels = ({"by": ",".join(by), **{f: "" for f in fields},
+                       **{f: v or "(none)" for f, v in zip(by, key, strict=True)}}
+                      if by else {})
+            out.add("sla_sync_open_at_risk", f"Open records with {AT_RISK_PCT:.0f}% or more of "
+                    "their nearest target used, not breached", labels, counts["at_risk"])
+            out.add("sla_sync_open_breached", "Open records with a running clock past its "
+                    "target", labels, counts["breached"])
+
+
+def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None,
+               queue_rows: Sequence[Mapping[str, Any]] = (),
+               totals: Mapping[str, Any] | None = None) -> str:
+    """The text exposition format, for node_exporter's textfile collector and `serve`'s
+    /metrics: base units, one metric per statistic, counters named `_total`."""
+    out = _Families()
+    for seg, labels in _segment_labels(data):
+        _window_metrics(out, seg, labels)
+    _open_metrics(out, data, queue_rows)
+    if totals is not None:
+        for status, count in sorted(totals["runs"].items()):
+            out.add("sla_sync_runs", "Syncs finished, by status", {"status": status}, count,
+                    counter=True)
+        for key, text in (("reads", "Records read by syncs"),
+                          ("writes", "Records written by syncs"),
+                          ("errors", "Errors in syncs")):
+            out.add(f"sla_sync_{key}", text, {}, totals[key], counter=True)
+        for (rule, when), count in sorted(totals["escalations"].items()):
+            out.add("sla_sync_escalations", "Escalations sla-sync made, by rule, before or "
+                    "after the record's first breach", {"rule": rule, "when": when}, count,
+                    counter=True)
     if last_run is not None:
         for key, text in (("success", "1 when the last sync finished, 0 when it failed"),
                           ("duration_seconds", "Duration of the last sync"),
@@ -196,7 +291,10 @@ def prometheus(data: Mapping[str, Any], last_run: Mapping[str, Any] | None) -> s
                           ("writes", "Records written by the last sync"),
                           ("errors", "Errors in the last sync"),
                           ("timestamp_seconds", "When the last sync finished (Unix time)")):
-            Gauge(f"sla_sync_last_run_{key}", text, registry=registry).set(last_run[key])
+            out.add(f"sla_sync_last_run_{key}", text, {}, last_run[key])
+    from prometheus_client import CollectorRegistry, generate_latest
+    registry = CollectorRegistry()
+    registry.register(out)
     return generate_latest(registry).decode()
 
 
@@ -386,7 +484,7 @@ def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]]
                 pct(s["compliance_rate"]["resolution"]),
                 s["breach_rate"]["first_response"]["count"],
                 s["breach_rate"]["resolution"]["count"],
-                short(s["average_handling_time"]["mean_minutes"]),
+                _aht(s["average_handling_time"]),
                 pct(s["escalation_rate"]["rate"]),
                 pct(s["people_escalation_rate"]["rate"]))) + "</tr>")
     risk = []
@@ -413,7 +511,8 @@ def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]]
 a clock still running inside its target is not counted.</p>
 <table>{header}{''.join(rows)}</table>
 <p class="note">FR: first response; RES: resolution; p50: median time from creation (calendar
-time); ok %: compliance, met / (met + breached); AHT: mean time in
+time); ok %: compliance, met / (met + breached); AHT: mean worked time of solved records
+where the helpdesk records it; marked s where none did: mean time in
 {html.escape(', '.join(data['work_statuses']))} until solved.</p>
 <h2>Compliance by segment</h2><p class="legend">{legend}</p>
 {compliance}
@@ -427,3 +526,68 @@ time); ok %: compliance, met / (met + breached); AHT: mean time in
 {_DRAWN_CHECK}
 </body></html>
 """
+
+
+# -- the breach audit ------------------------------------------------------------------------
+
+#: The breach audit's CSV columns, in order (`sla_sync_did`: "AT RULE ACTION FIELD=AFTER"
+#: joined with " | ").
+BREACH_COLUMNS = ("period", "id", "subject", "url", "sla", "target", "target_minutes",
+                  "calendar", "created_at", "due_at", "breached_at", "stopped_at",
+                  "time_over_minutes", "clock_over_minutes", "group", "assignee", "held_by",
+                  "sla_sync_did")
+
+
+def _did_text(row: Mapping[str, Any], sep: str = " | ") -> str:
+    return sep.join(f"{d['at']} {d['rule']} {d['action']} {d['field']}={d['after']}"
+                    for d in row["sla_sync_did"])
+
+
+def breaches_csv(data: Mapping[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(BREACH_COLUMNS)
+    for row in data["breaches"]:
+        writer.writerow(["" if row[c] is None else row[c] for c in BREACH_COLUMNS[:-1]]
+                        + [_did_text(row)])
+    return out.getvalue()
+
+
+def _did_short(row: Mapping[str, Any]) -> str:
+    """What sla-sync did, in few characters: each action, once, with its first time from the
+    breach (the rules are in JSON and CSV)."""
+    seen: dict[str, str] = {}
+    for did in row["sla_sync_did"]:
+        mins = did["minutes_from_breach"]
+        seen.setdefault(did["action"], f"{'+' if mins >= 0 else '-'}{short(abs(mins))}")
+    return ", ".join(f"{action} {when}" for action, when in seen.items()) or "nothing"
+
+
+def breaches_table(data: Mapping[str, Any]) -> str:
+    """One line per breached clock, under a heading per period."""
+    lines = [f"SLA breaches: clocks that breached {data['since'][:16]} to "
+             f"{data['until'][:16]} UTC", f"clocks as of {data['now'][:16]} UTC"]
+    head = (f"{'id':<9} {'sla':<14} {'tgt':<3} {'breached':<11} {'over':>7}  "
+            "team/assignee at breach")
+    periods: dict[str, list[Mapping[str, Any]]] = {}
+    for row in data["breaches"]:
+        periods.setdefault(row["period"], []).append(row)
+    for period, rows in periods.items():
+        lines += ["", f"{data['every']} of {period[:10]}: {len(rows)} breached clock(s)",
+                  head, "-" * 80]
+        for row in rows:
+            target = "FR" if row["target"] == "first_response" else "RES"
+            holder = f"{row['group'] or '-'}/{row['assignee'] or '-'}"
+            holder += "*" if row["held_by"] == "audit" else ""
+            lines.append(f"{row['id']:<9.9} {row['sla']:<14.14} {target:<3} "
+                         f"{row['breached_at'][5:16].replace('T', ' '):<11} "
+                         f"{short(row['time_over_minutes']):>7}  {holder:<.40}")
+            did = textwrap.shorten(_did_short(row), 80 - 20, placeholder=" ...")
+            lines.append(f"{'':<10}sla-sync: {did}")
+    if not data["breaches"]:
+        lines += ["", "no clock breached in the window"]
+    lines += ["", "over: calendar time from the due time to the stop (or now). team/assignee:",
+              "the record's now, taken back through sla-sync's own later reassignments (*);",
+              "a person's reassignment is not known. sla-sync: its actions on the record,",
+              "each first time from the breach (-: before it)"]
+    return "\n".join(lines) + "\n"

@@ -518,6 +518,19 @@ class StateStore:
                 "writes": row["writes"], "errors": row["errors"],
                 "timestamp_seconds": parse_instant(row["finished_at"], "finished_at").timestamp()}
 
+    def run_totals(self) -> dict[str, Any]:
+        """Over every finished sync that could write (not dry runs): runs by status, and the
+        records read, written and errors summed, for exporters' counters."""
+        runs = {row["status"]: row["n"] for row in self.db.execute(
+            "SELECT status, count(*) AS n FROM runs WHERE dry_run = 0 AND kind = 'sync'"
+            " AND finished_at IS NOT NULL GROUP BY status")}
+        row = self.db.execute(
+            "SELECT coalesce(sum(read), 0) AS reads, coalesce(sum(writes), 0) AS writes,"
+            " coalesce(sum(errors), 0) AS errors FROM runs WHERE dry_run = 0"
+            " AND kind = 'sync' AND finished_at IS NOT NULL").fetchone()
+        return {"runs": runs, "reads": row["reads"], "writes": row["writes"],
+                "errors": row["errors"]}
+
     def completed_a_run(self) -> bool:
         """Has a sync (not a dry run) gone through to the end on this file? Until one has,
         a sync is a first run (config `first_run:`): a stopped or failed one does not count."""

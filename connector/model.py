@@ -27,6 +27,7 @@ MAX_ID = 255  # characters
 MAX_TEXT = 1_000_000  # characters in one text (a subject, a tag, a note)
 MAX_ITEMS = 10_000  # tags, notes or status changes
 MAX_LEVEL = 1_000  # escalation level
+MAX_WORKED = 100 * 365 * 86400  # seconds of logged work: a century
 #: Fields a ChangeSet may set directly (the escalation level and tags have their own slots).
 SETTABLE_FIELDS = ("priority", "group", "assignee", "status")
 #: The status a record had before its first status_history entry.
@@ -49,6 +50,16 @@ class RecordError(ValueError):
         else:
             where = "a record" if position is None else f"record #{position}"
         super().__init__(f"{where}: {message}")
+
+
+def _check_worked(value: Any) -> None:
+    """worked_seconds: None, or a number of seconds from 0 to a century."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 <= value <= MAX_WORKED:
+        raise ValueError(f"worked_seconds: expected a number of seconds from 0 to {MAX_WORKED},"
+                         f" got {show(value)}")
 
 
 def parse_instant(value: Any, what: str) -> datetime:
@@ -134,6 +145,9 @@ class Record:
     #: A link to the record in the helpdesk's own interface, where the connector knows it
     #: ("" otherwise); notes may show it as {url}.
     url: str = ""
+    #: Time people logged working on the record, in seconds, where the helpdesk records it
+    #: (None: it does not); the average handling time reads it.
+    worked_seconds: float | None = None
 
     def __post_init__(self) -> None:
         # Every connector builds Records, so the bounds are checked here once for all of
@@ -167,6 +181,7 @@ class Record:
                 raise ValueError(f"escalation_level: expected a whole number from 0 to "
                                  f"{MAX_LEVEL}, got {show(self.escalation_level)}")
             _check_custom(self.custom)
+            _check_worked(self.worked_seconds)
         except ValueError as exc:
             raise RecordError(str(exc), record_id=self.id if _usable_id(self.id) else None)\
                 from None
@@ -181,6 +196,9 @@ class Record:
                     and (self.solved_at is None or EARLIEST <= self.solved_at < LATEST)
                     and type(self.escalation_level) is int
                     and 0 <= self.escalation_level <= MAX_LEVEL and len(self.id) <= MAX_ID
+                    and (self.worked_seconds is None
+                         or (type(self.worked_seconds) in (int, float)
+                             and 0 <= self.worked_seconds <= MAX_WORKED))
                     and max(len(self.tags), len(self.notes), len(self.status_history))
                     <= MAX_ITEMS):
                 return False
@@ -250,6 +268,8 @@ class Record:
             if isinstance(level, bool) or not isinstance(level, int) or level < 0:
                 raise ValueError("escalation_level: expected a whole number >= 0, got "
                                  f"{show(level)}")
+            worked = data.get("worked_seconds")
+            _check_worked(worked)
             custom = data.get("custom") or {}
             if not isinstance(custom, Mapping):
                 raise ValueError("custom: expected an object")
@@ -270,7 +290,7 @@ class Record:
                 id=record_id, kind=kind, created_at=created_at, updated_at=updated_at,
                 first_response_at=first_response_at, solved_at=solved_at,
                 status_history=history, notes=notes, tags=tags, escalation_level=level,
-                custom=dict(custom), **strings,
+                custom=dict(custom), worked_seconds=worked, **strings,
             )
         except RecordError as exc:
             raise fail(exc.reason) from None
@@ -295,6 +315,8 @@ class Record:
             "notes": [{"at": instant(n.at), "text": n.text} for n in self.notes],
             "custom": dict(self.custom),
             **({"url": self.url} if self.url else {}),
+            **({"worked_seconds": self.worked_seconds}
+               if self.worked_seconds is not None else {}),
         }
 
     def status_timeline(self) -> list[StatusChange]:

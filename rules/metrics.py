@@ -10,9 +10,17 @@ sync_report.py format it). Definitions, over records created in [since, until):
 - compliance_rate per target: met / (met + breached). A clock counts once it has stopped
   or breached; one still running inside its target does not count.
 - breach_rate per target: breached / (met + breached), with the breach count; and per
-  day or week of creation (UTC) as a trend.
-- average_handling_time: for solved records, the mean calendar minutes spent in work
-  statuses (default new and open) between creation and the solve.
+  day, week or month of creation (UTC) as a trend.
+- average_handling_time: for solved records, the mean time people logged working on them
+  (`worked_seconds`, where the helpdesk records it: `source` "worked_time"); in a segment
+  where no solved record has it, the mean time in work statuses (`source`
+  "work_statuses"). Where only some have it, those are averaged (`count` says how many).
+- time_in_work_statuses: for solved records, the mean calendar minutes spent in work
+  statuses (default new and open) between creation and the solve: how long a record sat
+  in the queue's hands, waiting included, not how long anyone worked on it.
+A breakdown by group or assignee counts a breached clock under the group and assignee that
+held the record when it breached (as far as the record and sla-sync's audit tell: see
+rules/breaches.py); every other figure under the record's values now.
 - escalation_rate: records sla-sync escalated / records, from sla-sync's own audit (a
   rule's `escalate` that raised the level): each escalation before or after the record's
   first breach (the earliest instant a clock of it ran out of target), and per rule.
@@ -28,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sla_sync.connector.model import Record, format_instant, parse_instant
@@ -36,9 +44,11 @@ from sla_sync.rules.clock import TARGETS, Clock
 from sla_sync.rules.engine import SlaMark, sla_and_clocks
 from sla_sync.rules.policy import Policy
 
-SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority")
+SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority", "assignee")
+#: Fields a breached clock is counted under as they were at its breach (rules.breaches).
+HOLDERS = ("group", "assignee")
 DEFAULT_WORK_STATUSES = ("new", "open")
-EVERY = ("day", "week")
+EVERY = ("day", "week", "month")
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Measured:
     #: sla-sync's escalations of the record: (rule, "before_breach" or "after_breach")
     escalations: tuple[tuple[str, str], ...] = ()
     people_escalated: bool = False
+    audit: tuple[Mapping[str, Any], ...] = ()  # the record's audit rows, oldest first
 
     @property
     def first_breach(self) -> datetime | None:
@@ -61,6 +72,22 @@ class Measured:
 
     def segment(self, name: str) -> str:
         return self.sla if name == "sla" else str(getattr(self.record, name))
+
+    def held_at(self, name: str, when: datetime) -> tuple[str, str]:
+        """(value, "audit" or "record"): who held the record in `name` (group, assignee) at
+        `when`: the value now, taken back through sla-sync's own later changes of it."""
+        for row in self.audit:
+            if row["field"] == name and parse_instant(row["at"], "audit.at") > when:
+                return str(row["before"] or ""), "audit"
+        return str(getattr(self.record, name)), "record"
+
+    def segment_for(self, fields: Sequence[str], target: str) -> tuple[str, ...]:
+        """The segment a target's outcome counts in: a breached clock under the group and
+        assignee that held the record at its breach, anything else as the record is."""
+        clock = self.clocks[target]
+        due = clock.due_at if clock.breached else None
+        return tuple(self.held_at(f, due)[0] if due is not None and f in HOLDERS
+                     else self.segment(f) for f in fields)
 
     def outcome(self, target: str) -> str | None:
         """'met', 'breached', or None (no target, or still running within it)."""
@@ -96,7 +123,8 @@ def measure_record(record: Record, policy: Policy, now: datetime,
     if audit is None:
         return replace(measured, people_escalated=record.escalation_level >= 1)
     escalations, people = _escalations(record, audit, measured.first_breach)
-    return replace(measured, escalations=escalations, people_escalated=people)
+    return replace(measured, escalations=escalations, people_escalated=people,
+                   audit=tuple(audit))
 
 
 def _escalations(record: Record, audit: Sequence[Mapping[str, Any]],
@@ -154,12 +182,19 @@ def _times(rows: list[tuple[float, float]]) -> dict[str, Any]:
             "mean_clock_minutes": _round(sum(r[1] for r in rows) / len(rows))}
 
 
+def _mean(minutes: Sequence[float]) -> dict[str, Any]:
+    return {"count": len(minutes),
+            "mean_minutes": _round(sum(minutes) / len(minutes)) if minutes else None}
+
+
 def _rate(hits: int, of: int) -> dict[str, Any]:
     return {"rate": _round(hits / of, 4) if of else None, "count": hits, "of": of}
 
 
-def segment(measured: Sequence[Measured], by: Mapping[str, str]) -> dict[str, Any]:
-    """The six metrics over some records."""
+def segment(measured: Sequence[Measured], by: Mapping[str, str],
+            counted: Mapping[str, Sequence[Measured]] | None = None) -> dict[str, Any]:
+    """The six metrics over some records; `counted`: per target, the records whose outcome
+    counts here, where it is not `measured` (a breach counts under who held it then)."""
     out: dict[str, Any] = {"by": dict(by), "records": len(measured)}
     for target, key in (("first_response", "first_response_time"),
                         ("resolution", "resolution_time")):
@@ -167,16 +202,20 @@ def segment(measured: Sequence[Measured], by: Mapping[str, str]) -> dict[str, An
     compliance: dict[str, Any] = {}
     breaches: dict[str, Any] = {}
     for target in TARGETS:
-        outcomes = [o for m in measured if (o := m.outcome(target)) is not None]
+        outcomes = [o for m in (measured if counted is None else counted[target])
+                    if (o := m.outcome(target)) is not None]
         breached = outcomes.count("breached")
         breaches[target] = _rate(breached, len(outcomes))
         compliance[target] = _round(1 - breached / len(outcomes), 4) if outcomes else None
     out["compliance_rate"] = compliance
     out["breach_rate"] = breaches
-    handled = [m.handling_minutes for m in measured if m.handling_minutes is not None]
+    in_statuses = [m.handling_minutes for m in measured if m.handling_minutes is not None]
+    worked = [m.record.worked_seconds / 60 for m in measured
+              if m.handling_minutes is not None and m.record.worked_seconds is not None]
     out["average_handling_time"] = {
-        "count": len(handled),
-        "mean_minutes": _round(sum(handled) / len(handled)) if handled else None}
+        **_mean(worked or in_statuses),
+        "source": ("worked_time" if worked else "work_statuses") if in_statuses else None}
+    out["time_in_work_statuses"] = _mean(in_statuses)
     out["escalation_rate"] = _escalation_rate(measured)
     out["people_escalation_rate"] = _rate(sum(m.people_escalated for m in measured),
                                           len(measured))
@@ -198,20 +237,28 @@ def _escalation_rate(measured: Sequence[Measured]) -> dict[str, Any]:
 
 
 def bucket_start(instant: datetime, every: str) -> datetime:
-    day = instant.replace(hour=0, minute=0, second=0, microsecond=0)
+    """The UTC day, week (from Monday) or month an instant falls in."""
+    day = instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if every == "month":
+        return day.replace(day=1)
     return day - timedelta(days=day.weekday()) if every == "week" else day
+
+
+def next_bucket(start: datetime, every: str) -> datetime:
+    if every == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return start + timedelta(days=7 if every == "week" else 1)
 
 
 def trend(measured: Sequence[Measured], since: datetime, until: datetime,
           every: str) -> list[dict[str, Any]]:
-    """Breach rate per target for each day or week (UTC, weeks from Monday) of creation,
-    empty buckets included."""
+    """Breach rate per target for each day, week or month (UTC, weeks from Monday) of
+    creation, empty buckets included."""
     buckets: dict[datetime, list[Measured]] = {}
     start = bucket_start(since, every)
-    step = timedelta(days=7 if every == "week" else 1)
     while start < until:
         buckets[start] = []
-        start += step
+        start = next_bucket(start, every)
     for m in measured:
         buckets.setdefault(bucket_start(m.record.created_at, every), []).append(m)
     rows = []
@@ -257,16 +304,44 @@ def report(records: Iterable[Record], policy: Policy, now: datetime, since: date
                 for r in records if since <= r.created_at < until]
     segments = [segment(measured, {})]
     for fields in by:
-        groups: dict[tuple[str, ...], list[Measured]] = {}
-        for m in measured:
-            groups.setdefault(tuple(m.segment(f) for f in fields), []).append(m)
-        for values in sorted(groups):
-            segments.append(segment(groups[values], dict(zip(fields, values, strict=True))))
+        segments += _breakdown(measured, fields)
     return {"since": format_instant(since), "until": format_instant(until),
             "now": format_instant(now), "work_statuses": list(work),
             "audit": audit is not None, "segments": segments,
             "trend": {"every": every, "buckets": trend(measured, since, until, every)},
             "first_response_distribution": histogram(measured)}
+
+
+def _breakdown(measured: Sequence[Measured], fields: Sequence[str]) -> list[dict[str, Any]]:
+    """One segment per value (or combination) of `fields`: records by their values now,
+    outcomes of breached clocks by the group and assignee at the breach."""
+    groups: dict[tuple[str, ...], list[Measured]] = {}
+    counted: dict[tuple[str, ...], dict[str, list[Measured]]] = {}
+    for m in measured:
+        groups.setdefault(tuple(m.segment(f) for f in fields), []).append(m)
+        for target in TARGETS:
+            key = m.segment_for(fields, target)
+            counted.setdefault(key, {t: [] for t in TARGETS})[target].append(m)
+    return [segment(groups.get(values, []), dict(zip(fields, values, strict=True)),
+                    counted[values]) for values in sorted(counted)]
+
+
+def escalation_totals(records: Iterable[Record], policy: Policy, now: datetime,
+                      audit: Mapping[str, Sequence[Mapping[str, Any]]],
+                      marks: Mapping[str, SlaMark] | None = None,
+                      ) -> dict[tuple[str, str], int]:
+    """Every escalation sla-sync's audit holds, whenever the record was created, by (rule,
+    "before_breach" or "after_breach"): an exporter's counter."""
+    marks = marks or {}
+    totals: dict[tuple[str, str], int] = {}
+    for record in records:
+        rows = audit.get(record.id, ())
+        if not any(row["field"] == "escalation_level" for row in rows):
+            continue
+        for made in measure_record(record, policy, now, marks.get(record.id),
+                                   audit=rows).escalations:
+            totals[made] = totals.get(made, 0) + 1
+    return totals
 
 
 def queue(records: Iterable[Record], policy: Policy, now: datetime,

@@ -6,6 +6,7 @@ computed by the code under test.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -153,7 +154,8 @@ def test_solved_without_first_response_is_left_out_of_first_response_time():
 def test_reopened_record_counts_in_resolution_time_only_once_solved_again():
     seg = whole(report([T5], MAIN_POLICY, NOW, SINCE, UNTIL))
     assert seg["resolution_time"] == NO_TIMES
-    assert seg["average_handling_time"] == {"count": 0, "mean_minutes": None}
+    assert seg["average_handling_time"] == {"count": 0, "mean_minutes": None, "source": None}
+    assert seg["time_in_work_statuses"] == {"count": 0, "mean_minutes": None}
     solved_again = rec("T5", "standard", "web", "support", "", "ticket", "03-03 10:00",
                        "03-03 10:30", "03-04 10:00",
                        "03-03 10:30 open; 03-03 11:00 solved; 03-03 13:00 open; "
@@ -194,17 +196,49 @@ def test_clock_using_exactly_its_target_is_met():
 
 # -- handling time and escalations ---------------------------------------------------------------
 
-def test_average_handling_time_counts_new_and_open_of_solved_records():
+def test_time_in_work_statuses_counts_new_and_open_of_solved_records():
     # T1 120, T2 180 (pending and on-hold left out), T3 120, T4 45 -> 465/4 = 116.25
-    assert whole(main_report())["average_handling_time"] == {"count": 4, "mean_minutes": 116.25}
+    seg = whole(main_report())
+    assert seg["time_in_work_statuses"] == {"count": 4, "mean_minutes": 116.25}
+    # no record logs worked time: the average handling time says it is this figure
+    assert seg["average_handling_time"] == {"count": 4, "mean_minutes": 116.25,
+                                            "source": "work_statuses"}
 
 
-def test_average_handling_time_with_custom_work_statuses():
+def test_time_in_work_statuses_with_custom_work_statuses():
     data = main_report(work_statuses=("open", "pending"))
     assert data["work_statuses"] == ["open", "pending"]
     # T1 open 100; T2 open 30 + pending 120 + open 60 = 210; T3 open 20 + pending 240
     # + open 90 = 350; T4 0 (new, then solved) -> 660/4 = 165
-    assert whole(data)["average_handling_time"] == {"count": 4, "mean_minutes": 165.0}
+    assert whole(data)["time_in_work_statuses"] == {"count": 4, "mean_minutes": 165.0}
+
+
+def test_average_handling_time_from_worked_time_where_recorded():
+    # T1 logged 12 min (720 s) of work in its 120 min in new/open; T3 30 min (1800 s);
+    # T5 logged 600 s but is not solved (reopened): left out; T2, T4 log nothing
+    worked = {"T1": 720, "T3": 1800, "T5": 600}
+    records = [replace(r, worked_seconds=worked[r.id]) if r.id in worked else r for r in MAIN]
+    seg = whole(report(records, MAIN_POLICY, NOW, SINCE, UNTIL))
+    # solved with worked time: T1 12, T3 30 -> 42/2 = 21 min
+    assert seg["average_handling_time"] == {"count": 2, "mean_minutes": 21.0,
+                                            "source": "worked_time"}
+    assert seg["time_in_work_statuses"] == {"count": 4, "mean_minutes": 116.25}  # unchanged
+    # by group: billing (T3 worked 30; T4 none) uses worked time; support (T1 12, T2 none,
+    # T5 open, T6 open) too; sales (T7, T8: nothing solved): nothing
+    by_group = {s["by"]["group"]: s["average_handling_time"]
+                for s in report(records, MAIN_POLICY, NOW, SINCE, UNTIL,
+                                by=[("group",)])["segments"][1:]}
+    assert by_group == {
+        "billing": {"count": 1, "mean_minutes": 30.0, "source": "worked_time"},
+        "sales": {"count": 0, "mean_minutes": None, "source": None},
+        "support": {"count": 1, "mean_minutes": 12.0, "source": "worked_time"}}
+    # by tier: standard (T2, T4 solved, no worked time) falls back to time in work
+    # statuses: T2 180, T4 45 -> 112.5
+    by_tier = {s["by"]["tier"]: s["average_handling_time"]
+               for s in report(records, MAIN_POLICY, NOW, SINCE, UNTIL,
+                               by=[("tier",)])["segments"][1:]}
+    assert by_tier["standard"] == {"count": 2, "mean_minutes": 112.5, "source": "work_statuses"}
+    assert by_tier["gold"] == {"count": 2, "mean_minutes": 21.0, "source": "worked_time"}
 
 
 def audit_row(rule: str, when: str, before: Any, after: Any, field: str = "escalation_level",
@@ -287,7 +321,8 @@ def test_segment_where_nothing_counts_still_appears_with_none():
     assert empty_tier["resolution_time"] == NO_TIMES
     assert empty_tier["compliance_rate"]["resolution"] is None
     assert empty_tier["breach_rate"]["resolution"] == NOTHING
-    assert empty_tier["average_handling_time"] == {"count": 0, "mean_minutes": None}
+    assert empty_tier["average_handling_time"] == {"count": 0, "mean_minutes": None,
+                                                   "source": None}
     # FR: T7 met, T8 breached -> 1/2; escalated (by a person, no audit): T8 -> 1/2
     assert empty_tier["breach_rate"]["first_response"] == breach(0.5, 1, 2)
     assert empty_tier["people_escalation_rate"] == {"rate": 0.5, "count": 1, "of": 2}
@@ -314,6 +349,45 @@ def test_several_breakdowns_follow_each_other():
         {"group": "billing"}, {"group": "sales"}, {"group": "support"},  # T3 T4 | T7 T8 | rest
         {"channel": "chat"}, {"channel": "email"}, {"channel": "phone"}, {"channel": "web"}]
     assert [s["records"] for s in segments] == [8, 2, 2, 4, 2, 2, 2, 2]
+
+
+# T2's first response breached at 11:00 while frontline (ann) held it; sla-sync moved it to
+# support and unassigned it at 11:05
+MOVED = {**AUDIT, "T2": [*AUDIT["T2"],
+                         audit_row("route", "03-02 11:05", "frontline", "support", field="group"),
+                         audit_row("route", "03-02 11:05", "ann", "", field="assignee")]}
+
+
+def test_a_breach_counts_under_the_group_that_held_the_record_then():
+    segments = {s["by"]["group"]: s for s in
+                main_report(by=[("group",)], audit=MOVED)["segments"][1:]}
+    assert list(segments) == ["billing", "frontline", "sales", "support"]
+    # frontline holds no record now, only T2's first-response breach: 1/1
+    assert segments["frontline"]["records"] == 0
+    assert segments["frontline"]["breach_rate"] == {"first_response": breach(1.0, 1, 1),
+                                                    "resolution": NOTHING}
+    # support: records T1 T2 T5 T6; FR outcomes T1 T5 T6 met (T2's breach is frontline's);
+    # res: T1 met, T2 met (not breached: counted where it is now), T5 breached -> 1/3
+    support = segments["support"]
+    assert support["records"] == 4
+    assert support["breach_rate"] == {"first_response": breach(0.0, 0, 3),
+                                      "resolution": breach(0.3333, 1, 3)}
+    # its times are those of the records now in support: FR T1 20, T2 90, T5 30, T6 10
+    assert support["first_response_time"]["count"] == 4
+    # without the audit, T2's breach stays in support: FR 1 of 4
+    plain = {s["by"]["group"]: s for s in main_report(by=[("group",)])["segments"][1:]}
+    assert "frontline" not in plain
+    assert plain["support"]["breach_rate"]["first_response"] == breach(0.25, 1, 4)
+
+
+def test_by_assignee_counts_breaches_under_the_agent_then():
+    segments = main_report(by=[("assignee",)], audit=MOVED)["segments"][1:]
+    assert [(s["by"], s["records"]) for s in segments] == [({"assignee": ""}, 8),
+                                                          ({"assignee": "ann"}, 0)]
+    unassigned, ann = segments
+    assert ann["breach_rate"]["first_response"] == breach(1.0, 1, 1)  # T2's
+    # unassigned: FR T1 T3 T4 T5 T6 T7 met, T8 breached -> 1/7
+    assert unassigned["breach_rate"]["first_response"] == breach(0.1429, 1, 7)
 
 
 def test_record_under_no_sla_is_in_the_empty_sla_segment():
@@ -374,6 +448,20 @@ def test_weekly_trend_buckets_start_on_monday():
         # FR: T2, T8 breached of 7 -> 0.2857; res: T5 breached of T1-T5 -> 1/5
         {"start": "2026-03-02T00:00:00+00:00", "records": 7,
          "first_response": breach(0.2857, 2, 7), "resolution": breach(0.2, 1, 5)},
+    ]
+
+
+def test_monthly_trend_buckets_are_utc_months():
+    data = report(MAIN, MAIN_POLICY, NOW, at("2026-02-10 00:00"), at("2026-04-01 00:00"),
+                  every="month")
+    assert data["trend"]["buckets"] == [
+        # X1 (Sat 02-28 23:59): FR 11 min met; res running > 4 days of 4h: breached
+        {"start": "2026-02-01T00:00:00+00:00", "records": 1,
+         "first_response": breach(0.0, 0, 1), "resolution": breach(1.0, 1, 1)},
+        # T1-T8 as over the main window, and X2 (created 03-06, after `now`: its clocks have
+        # not started, nothing counts): FR T2, T8 of 8; res T5 of 5
+        {"start": "2026-03-01T00:00:00+00:00", "records": 9,
+         "first_response": breach(0.25, 2, 8), "resolution": breach(0.2, 1, 5)},
     ]
 
 
@@ -473,7 +561,7 @@ def test_business_hours_breaches_use_clock_minutes():
 def test_handling_time_is_in_calendar_minutes_even_on_business_hours():
     # B1: new Fri 16:00 -> Mon 10:00 3960 + open Mon 10:00 -> Tue 11:00 1500 = 5460
     # B2: new 30 + open 90 + open 120 = 240 -> (5460 + 240) / 2 = 2850
-    assert whole(office_report())["average_handling_time"] == {"count": 2, "mean_minutes": 2850.0}
+    assert whole(office_report())["time_in_work_statuses"] == {"count": 2, "mean_minutes": 2850.0}
 
 
 # -- the queue -----------------------------------------------------------------------------------

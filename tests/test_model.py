@@ -281,3 +281,13 @@ def test_freshdesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
     assert [str(p) for p in result.problems] == [
         "record '1001': updated_at: '9999-12-31T23:30:00-01:00' is out of range",
         "record '1002': subject: not valid Unicode (a lone surrogate at character 8)"]
+
+
+def test_worked_seconds_is_optional_and_checked():
+    assert make_record().worked_seconds is None
+    assert "worked_seconds" not in make_record().to_dict()  # absent stays absent
+    record = make_record(worked_seconds=720)
+    assert record.worked_seconds == 720 and Record.from_dict(record.to_dict()) == record
+    for bad in (-1, True, "12m", float("nan"), 10 ** 12):
+        with pytest.raises(RecordError, match="worked_seconds: expected a number of seconds"):
+            make_record(worked_seconds=bad)

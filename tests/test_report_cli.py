@@ -132,7 +132,8 @@ def test_json_has_the_documented_contract(config: Path) -> None:
     assert set(whole["compliance_rate"]) == {"first_response", "resolution"}
     for target in ("first_response", "resolution"):
         assert {"rate", "count"} <= set(whole["breach_rate"][target])
-    assert set(whole["average_handling_time"]) == {"count", "mean_minutes"}
+    assert set(whole["average_handling_time"]) == {"count", "mean_minutes", "source"}
+    assert set(whole["time_in_work_statuses"]) == {"count", "mean_minutes"}
     assert {"rate", "count"} <= set(whole["escalation_rate"])
     assert whole["escalation_rate"]["count"] == 0  # the policy never escalates
     assert whole["people_escalation_rate"]["count"] == 1  # T-4, at level 1 in the helpdesk
@@ -162,15 +163,59 @@ def test_csv_header_is_the_contract_with_one_row_per_segment(config: Path) -> No
     assert vip["first_response_time.mean_minutes"] == "60.0"
 
 
-def test_prometheus_parses_with_tier_labels(config: Path) -> None:
+def test_prometheus_parses_with_tier_labels_and_no_unlabeled_total(config: Path) -> None:
     metrics = prom(report(config, "--format", "prometheus", "--by", "tier").stdout)
-    records = {s.labels.get("tier"): s.value for s in metrics["sla_sync_records"]}
-    assert records["standard"] == 4 and records["vip"] == 2
-    assert sorted(records.values()) == [2, 4, 6]  # and the whole window
+    records = {s.labels["tier"]: s.value for s in metrics["sla_sync_window_records"]}
+    # only the breakdown's series, so sum() is the whole window (6): no unlabeled total
+    assert records == {"standard": 4, "vip": 2}
+    assert {s.labels["by"] for s in metrics["sla_sync_window_records"]} == {"tier"}
     compliance = {(s.labels["tier"], s.labels["target"]): s.value
                   for s in metrics["sla_sync_compliance_ratio"]}
     assert compliance[("vip", "first_response")] == 0.0
     assert ("vip", "resolution") not in compliance  # nothing counted: no sample
+
+
+def test_prometheus_base_units_one_metric_per_statistic(config: Path) -> None:
+    metrics = prom(report(config, "--format", "prometheus").stdout)
+    assert not any("minutes" in name or "stat" in sample.labels
+                   for name, samples in metrics.items() for sample in samples)
+    one = {name: samples[0].value for name, samples in metrics.items() if len(samples) == 1}
+    # first responses: T-2 10 min, T-4 60, T-5 20, T-6 40 (23:30 -> 00:10)
+    # mean 130/4 = 32.5 min = 1950 s; nearest rank p50 (2nd of 10 20 40 60) 20 min = 1200 s,
+    # p90 (4th) 60 min = 3600 s; 24x7, no pauses: the clock mean is the same
+    assert one["sla_sync_first_response_time_mean_seconds"] == 1950.0
+    assert one["sla_sync_first_response_time_p50_seconds"] == 1200.0
+    assert one["sla_sync_first_response_time_p90_seconds"] == 3600.0
+    assert one["sla_sync_first_response_time_clock_mean_seconds"] == 1950.0
+    assert one["sla_sync_window_records"] == 6
+    clocks = {(s.labels["target"], s.labels["outcome"]): s.value
+              for s in metrics["sla_sync_window_clocks"]}
+    # FR: met T-2, T-5, T-6; breached T-1 (no answer, 80 min of 60), T-4 (vip, 60 of 30);
+    # T-3 (20 of 30 min) is running within: not counted
+    assert (clocks[("first_response", "met")], clocks[("first_response", "breached")]) == (
+        3, 2)
+    # counters: one sync, which read the 6 records
+    assert [(s.name, s.labels, s.value) for s in metrics["sla_sync_runs"]] == [
+        ("sla_sync_runs_total", {"status": "ok"}, 1.0)]
+    assert metrics["sla_sync_reads"][0].name == "sla_sync_reads_total"
+    assert metrics["sla_sync_reads"][0].value == 6
+
+
+def test_prometheus_gauges_of_open_records_at_risk_and_breached_now(config: Path) -> None:
+    # at 10:25: T-6 (resolution 8h from Sun 23:30: breached), T-1 (FR 1h from 09:00:
+    # breached), standard; T-3 vip FR 30m from 10:00: 25 of 30 min = 83% >= 75%: at risk;
+    # T-4 vip: resolution 85 of 240 min = 35%: neither
+    text = cli("report", "--config", str(config), "--now", iso("2026-03-02 10:25"),
+               "--format", "prometheus", "--by", "tier").stdout
+    metrics = prom(text)
+    assert {s.labels["tier"]: s.value for s in metrics["sla_sync_open_at_risk"]} == {
+        "standard": 0, "vip": 1}
+    assert {s.labels["tier"]: s.value for s in metrics["sla_sync_open_breached"]} == {
+        "standard": 2, "vip": 0}
+    whole = prom(cli("report", "--config", str(config), "--now", iso("2026-03-02 10:25"),
+                     "--format", "prometheus").stdout)
+    assert [(s.labels, s.value) for s in whole["sla_sync_open_at_risk"]] == [({}, 1)]
+    assert [(s.labels, s.value) for s in whole["sla_sync_open_breached"]] == [({}, 2)]
 
 
 def test_prometheus_last_run_gauges_are_those_of_the_last_non_dry_run(config: Path) -> None:
@@ -188,13 +233,13 @@ def test_prometheus_last_run_gauges_are_those_of_the_last_non_dry_run(config: Pa
                     "timestamp_seconds": parse_instant(finished, "finished_at").timestamp()}
 
 
-def test_prometheus_whole_window_is_not_overwritten_by_records_without_a_tier(
+def test_prometheus_records_without_a_tier_are_labeled_none(
         tmp_path: Path) -> None:
     config = setup(tmp_path, [ticket("A", tier=""), ticket("B", tier="vip")])
     cli("run", "--config", str(config), "--now", NOW)
     samples = prom(report(config, "--format", "prometheus", "--by", "tier").stdout)
-    values = sorted(s.value for s in samples["sla_sync_records"])
-    assert values == [1, 1, 2]  # (none), vip, and the whole window
+    assert {s.labels["tier"]: s.value for s in samples["sla_sync_window_records"]} == {
+        "(none)": 1, "vip": 1}
 
 
 def test_prometheus_does_not_report_a_failed_run_as_clean(config: Path) -> None:
@@ -233,6 +278,9 @@ def test_escalation_rate_reads_sla_syncs_audit_before_and_after_breach(tmp_path:
         "after_breach": 2, "by_rule": {"late": {"before_breach": 0, "after_breach": 2},
                                        "warn": {"before_breach": 2, "after_breach": 0}}}
     assert whole["people_escalation_rate"] == {"rate": 0.3333, "count": 1, "of": 3}  # C
+    counters = prom(report(config, "--format", "prometheus").stdout)["sla_sync_escalations"]
+    assert {(s.labels["rule"], s.labels["when"]): s.value for s in counters} == {
+        ("late", "after_breach"): 2, ("warn", "before_breach"): 2}
 
 
 # -- files -------------------------------------------------------------------------------
@@ -294,6 +342,38 @@ def test_since_after_until_is_a_usage_error(config: Path) -> None:
     assert "--since" in result.stderr
     assert ("2026-03-03T00:00:00+00:00 is not before --until 2026-03-02T00:00:00+00:00"
             in result.stderr)
+
+
+def test_by_assignee_is_a_breakdown(tmp_path: Path) -> None:
+    config = setup(tmp_path, [ticket("A", assignee="ann"), ticket("B", assignee="ann"),
+                              ticket("C")])
+    assert cli("run", "--config", str(config), "--now", NOW).exit_code == 0
+    segments = data(config, "--by", "assignee")["segments"]
+    # A and B (ann), C unassigned: all three first responses breached at 10:00 (1h from 09:00)
+    assert [(s["by"], s["records"], s["breach_rate"]["first_response"]["count"])
+            for s in segments] == [({}, 3, 3), ({"assignee": ""}, 1, 1),
+                                   ({"assignee": "ann"}, 2, 2)]
+
+
+def test_aht_reads_worked_seconds_from_the_embedded_helpdesk(tmp_path: Path) -> None:
+    # solved 09:00 -> 09:40 (10 min new, 30 open: 40 in work statuses); 12 min logged work
+    config = setup(tmp_path, [
+        solved("A", "2026-03-02 09:00", "2026-03-02 09:10", "2026-03-02 09:40",
+               worked_seconds=720),
+        solved("B", "2026-03-02 09:00", "2026-03-02 09:20", "2026-03-02 10:00",
+               group="billing")])  # 20 new + 40 open = 60, no worked time
+    assert cli("run", "--config", str(config), "--now", NOW).exit_code == 0
+    segments = data(config, "--by", "group")["segments"]
+    # the whole window: A's 12 min (B has none, so it is left out of the worked mean)
+    assert segments[0]["average_handling_time"] == {"count": 1, "mean_minutes": 12.0,
+                                                    "source": "worked_time"}
+    assert segments[0]["time_in_work_statuses"] == {"count": 2, "mean_minutes": 50.0}
+    assert [(s["by"], s["average_handling_time"]) for s in segments[1:]] == [
+        ({"group": "billing"}, {"count": 1, "mean_minutes": 60.0, "source": "work_statuses"}),
+        ({"group": "support"}, {"count": 1, "mean_minutes": 12.0, "source": "worked_time"})]
+    lines = report(config, "--by", "group").stdout.splitlines()
+    assert next(line for line in lines if "billing" in line).split()[7] == "1hs"
+    assert next(line for line in lines if "support" in line).split()[7] == "12m"
 
 
 def test_an_unknown_by_field_names_the_allowed_ones(config: Path) -> None:

@@ -1,0 +1,91 @@
+"""The breach audit: one row per breached SLA clock, for a monthly review.
+
+Pure, like rules/metrics.py (whose `Measured` it reads): records, a policy, `now` and the
+state file's audit in; JSON-ready rows out. Each row: the record, its SLA and target, when
+the target ran out (its due time, which is when the clock breached), when the clock
+stopped (None: still running), the time over in calendar and in SLA-clock minutes, the
+team and assignee that held the record when it breached, and what sla-sync did about the
+record (its audit rows).
+
+Who held a record at its breach is known only as far as the data goes: the helpdesk gives
+the team and assignee now, and sla-sync's audit gives every change sla-sync made itself
+(with the value before it). So a row's `group` and `assignee` are the values now, taken
+back through sla-sync's own later reassignments (`held_by: "audit"` when one was undone
+that way, `"record"` when the value now stood). A person's reassignment after the breach
+is not in either: that attribution is approximate, and the row says which it rests on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sla_sync.connector.model import Record, format_instant, parse_instant
+from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.engine import SlaMark
+from sla_sync.rules.metrics import Measured, bucket_start, measure_record
+from sla_sync.rules.policy import Policy
+
+
+def _did(measured: Measured, breached: datetime) -> list[dict[str, Any]]:
+    """sla-sync's audit rows of the record, each with its minutes from the breach."""
+    return [{"at": row["at"], "rule": row["rule"], "action": row["action"],
+             "field": row["field"], "after": row["after"], "kind": row.get("kind", "sync"),
+             "minutes_from_breach": round(
+                 (parse_instant(row["at"], "audit.at") - breached).total_seconds() / 60, 1)}
+            for row in measured.audit]
+
+
+def breach_rows(measured: Measured, now: datetime) -> list[dict[str, Any]]:
+    """One row per breached clock of one record."""
+    rows = []
+    for target in TARGETS:
+        clock = measured.clocks[target]
+        if not clock.breached or clock.due_at is None or clock.target_seconds is None:
+            continue
+        due = clock.due_at
+        end = clock.stopped_at or now
+        group, group_from = measured.held_at("group", due)
+        assignee, assignee_from = measured.held_at("assignee", due)
+        record = measured.record
+        rows.append({
+            "id": record.id, "subject": record.subject, "url": record.url,
+            "sla": measured.sla, "target": target,
+            "target_minutes": round(clock.target_seconds / 60, 2),
+            "calendar": clock.calendar.name, "created_at": format_instant(record.created_at),
+            "due_at": format_instant(due), "breached_at": format_instant(due),
+            "stopped_at": format_instant(clock.stopped_at) if clock.stopped_at else None,
+            "time_over_minutes": round((end - due).total_seconds() / 60, 2),
+            "clock_over_minutes": round(
+                (clock.elapsed_seconds - clock.target_seconds) / 60, 2),
+            "group": group, "assignee": assignee,
+            "held_by": "audit" if "audit" in (group_from, assignee_from) else "record",
+            "sla_sync_did": _did(measured, due)})
+    return rows
+
+
+def breaches(records: Iterable[Record], policy: Policy, now: datetime, since: datetime,
+             until: datetime, every: str = "month",
+             marks: Mapping[str, SlaMark] | None = None,
+             audit: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+             ) -> dict[str, Any]:
+    """Every clock that breached in [since, until), by breach time then record id and
+    target (first response first), each with its `period` (the day, week or month of the
+    breach, UTC)."""
+    marks = marks or {}
+    rows = []
+    for record in records:
+        if record.created_at >= until:
+            continue
+        measured = measure_record(record, policy, now, marks.get(record.id),
+                                  audit=None if audit is None else audit.get(record.id, ()))
+        for row in breach_rows(measured, now):
+            breached = parse_instant(row["breached_at"], "breached_at")
+            if since <= breached < until:
+                row["period"] = format_instant(bucket_start(breached, every))
+                rows.append(row)
+    rows.sort(key=lambda r: (r["breached_at"], r["id"], TARGETS.index(r["target"])))
+    return {"since": format_instant(since), "until": format_instant(until),
+            "now": format_instant(now), "every": every, "audit": audit is not None,
+            "breaches": rows}
