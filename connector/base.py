@@ -3,10 +3,10 @@ statement of what it can do."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sla_sync.connector.model import ChangeSet, Record, RecordError
 
@@ -162,16 +162,6 @@ class Connector(Protocol):
         what the credentials may write, read without writing anything. ConnectorError when
         the helpdesk cannot be reached or refuses the credentials."""
         ...
-
-
-def check_settings(settings: Mapping[str, Any], known: Iterable[str], kind: str) -> None:
-    """Refuse a `connector:` key this kind of connector does not know; ValueError naming it."""
-    known = sorted(known)
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise ValueError(f"connector.{unknown[0]}: unknown setting for {article} {kind} "
-                         f"connector (known: {', '.join(known)})")
 
 
 def apply_each(connector: Connector, changes: list[ChangeSet], now: datetime,

@@ -20,8 +20,8 @@ from sla_sync.connector.base import ConflictError, ConnectorError, RecordGone
 
 
 def body_detail(response: requests.Response) -> str:
-    """The usual error body: `description`, `message` or `error`, shortened; else the
-    status."""
+    """The status and the usual error body (`description`, `message` or `error`),
+    shortened."""
     try:
         body = response.json()
     except ValueError:
@@ -29,13 +29,14 @@ def body_detail(response: requests.Response) -> str:
     if isinstance(body, dict):
         text = body.get("description") or body.get("message") or body.get("error")
         if text:
-            return str(text)[:300]
+            return f"HTTP {response.status_code}: {str(text)[:300]}"
     return f"HTTP {response.status_code}"
 
 
 @dataclass(frozen=True)
 class ErrorMap:
-    """`vendor` and `noun` name the record in messages ("zendesk: ticket 7 ...")."""
+    """`vendor` and `noun` name the record in messages ("zendesk: ticket 7 ..."); `detail`
+    says what a refusal's body says (with its status, where the vendor's reader gives it)."""
 
     vendor: str
     noun: str = "ticket"
@@ -64,8 +65,8 @@ class ErrorMap:
             return ConflictError(f"{name} changed since it was read (HTTP {status}); nothing "
                                  "was written", record_id=record_id)
         if status in self.refused:
-            return ConnectorError(f"{name}: the helpdesk refused {what} (HTTP {status}: "
-                                  f"{self.detail(response)})", record_id=record_id)
+            return ConnectorError(f"{name}: the helpdesk refused {what} "
+                                  f"({self.detail(response)})", record_id=record_id)
         return None
 
     def check(self, response: requests.Response, record_id: str,

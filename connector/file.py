@@ -46,7 +46,6 @@ from sla_sync.connector.base import (
     Page,
     RecordGone,
     WriteResult,
-    check_settings,
 )
 from sla_sync.connector.file_index import (
     Survey,
@@ -64,8 +63,17 @@ from sla_sync.connector.model import (
     merge_tags,
     parse_instant,
 )
+from sla_sync.connector.settings import Number, Schema, Setting, Text
 
-SETTINGS = {"type", "path", "seed", "page_size", "batch_size"}
+SCHEMA = Schema("file", (
+    Setting("path", Text("a file path"), "the helpdesk file, relative to the config",
+            required=True, missing="the helpdesk file is required for type: file"),
+    Setting("seed", Text("a file path", empty=True), "the file a missing helpdesk file "
+            "starts as a copy of"),
+    Setting("page_size", Number(whole=True, least=1), "records per page", default=100),
+    Setting("batch_size", Number(whole=True, least=1), "changes per apply_many",
+            default=1000),
+))
 #: The priorities and statuses every file helpdesk knows, whatever its records hold (the
 #: demo's and the README's vocabulary); a record may hold others, which are known too.
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -139,20 +147,10 @@ class FileHelpdesk:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> FileHelpdesk:
-        check_settings(settings, SETTINGS, "file")
-        path = settings.get("path")
-        if not isinstance(path, str) or not path:
-            raise ValueError("connector.path: the helpdesk file is required for type: file")
-        seed = settings.get("seed")
-        if seed is not None and not isinstance(seed, str):
-            raise ValueError("connector.seed: expected a file path")
-        sizes: dict[str, int] = {}
-        for key, default in (("page_size", 100), ("batch_size", 1000)):
-            value = settings.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"connector.{key}: expected a whole number >= 1")
-            sizes[key] = value
-        return cls(base_dir / path, base_dir / seed if seed else None, **sizes)
+        v = SCHEMA.check(settings)
+        seed = v["seed"]
+        return cls(base_dir / v["path"], base_dir / seed if seed else None,
+                   page_size=v["page_size"], batch_size=v["batch_size"])
 
     @property
     def identity(self) -> str:

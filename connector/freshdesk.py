@@ -5,7 +5,6 @@ edit made since it was read is a ConflictError, never overwritten."""
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -48,6 +47,8 @@ from sla_sync.connector.model import (
     StatusChange,
     format_instant,
     merge_tags,
+    note_html,
+    note_text,
     parse_instant,
 )
 from sla_sync.connector.settings import (
@@ -126,7 +127,8 @@ SCHEMA = Schema("freshdesk", (
 ))
 #: How Freshdesk refuses one ticket's write (the rest of the run goes on). A 409 is a
 #: refusal too: the version check is made by the connector, before it writes.
-ERRORS = ErrorMap("freshdesk", detail=lambda response: _detail(response),
+ERRORS = ErrorMap("freshdesk", detail=lambda response: f"HTTP {response.status_code}: "
+                  f"{_detail(response)}",
                   conflict=frozenset(), refused=frozenset({400, 409, 422}))
 
 
@@ -411,7 +413,7 @@ class Freshdesk:
                     continue  # replies and public notes are never sla-sync's
                 text = item.get("body_text")
                 if not isinstance(text, str):
-                    text = _html_text(item.get("body"))
+                    text = note_text(item.get("body"))
                 try:
                     at = parse_instant(item.get("created_at"), "created_at")
                 except ValueError:
@@ -670,7 +672,7 @@ class Freshdesk:
         return raw
 
     def _add_note(self, record_id: str, text: str) -> None:
-        body = {"body": html.escape(text).replace("\n", "<br>"), "private": True}
+        body = {"body": note_html(text), "private": True}
         response = self.client.request("POST", _ticket_path(record_id) + "/notes", json=body,
                                        ok=ERRORS.ok(200, 201), record_id=record_id)
         ERRORS.check(response, record_id, "the note")
@@ -755,14 +757,6 @@ class Freshdesk:
                     or f"job {state.lower() or 'ended'}"
                 outcome[str(item["id"])] = str(why)[:200] if failed else None
         return outcome
-
-
-def _html_text(value: Any) -> str:
-    """The text of an HTML body: line breaks kept, tags dropped, entities decoded."""
-    if not isinstance(value, str):
-        return ""
-    text = re.sub(r"<br\s*/?>", "\n", value, flags=re.IGNORECASE)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def _stamp(value: datetime) -> str:

@@ -8,7 +8,6 @@ The settings, the field mapping and the limits are described in docs/connectors/
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 import re
 import time
@@ -28,17 +27,17 @@ from sla_sync.connector.base import (
     Page,
     RecordGone,
     WriteResult,
-    check_settings,
 )
+from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import (
-    HTTP_SETTINGS,
     HeaderToken,
     HttpClient,
+    Tokens,
     client_from_settings,
     decode_json,
     follow,
 )
-from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     INITIAL_STATUS,
     ChangeSet,
@@ -47,8 +46,25 @@ from sla_sync.connector.model import (
     RecordError,
     format_instant,
     merge_tags,
+    note_html,
+    note_text,
     parse_instant,
 )
+from sla_sync.connector.settings import (
+    HTTP,
+    Choice,
+    Custom,
+    Items,
+    Key,
+    Nullable,
+    Number,
+    Schema,
+    Setting,
+    Table,
+    Text,
+    url_setting,
+)
+from sla_sync.connector.watermark import Watermark, decode_cursor
 
 NAME = "hubspot"
 OBJECTS = ("tickets", "leads", "contacts")
@@ -108,13 +124,62 @@ DEFAULT_GROUPS = {"0": "support", "lead-pipeline-id": "sales"}
 #: HubSpot's app, where a record's page is /contacts/PORTAL/record/OBJECT-TYPE-ID/ID.
 APP_URL = "https://app.hubspot.com"
 OBJECT_TYPE_IDS = {"tickets": "0-5", "leads": "0-136", "contacts": "0-1"}
-SETTINGS = {"type", "url", "token", "portal", "objects", "priority_map", "stage_map",
-            "lead_stage_map", "lead_status_map", "channel_property", "channel_map",
-            "source_property", "source_map", "tier_property", "group_property", "groups",
-            "tags_property", "escalation_property", "lead_priority_property", "assignee_as",
-            "search_delay_seconds", *HTTP_SETTINGS}
 
 
+def _portal(value: Any, path: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value):
+        raise ValueError(f"{path}: expected the HubSpot account (portal) id")
+    return str(value)
+
+
+def _optional_property(value: Any, path: str) -> str:
+    return "" if value in (None, "") else _PROPERTY.read(value, path)
+
+
+# YAML reads `1: new` with an integer key: stage ids are compared as text.
+_MAP = Table(Key(), Text(), "a mapping of HubSpot values to sla-sync values (text)",
+             whole=True)
+_PROPERTY = Text("a HubSpot property's internal name (letters, digits, underscores)",
+                 pattern=_PROPERTY_NAME.pattern)
+SCHEMA = Schema(NAME, (
+    url_setting("the API's base URL: https://api.hubapi.com"),
+    Setting("token", Text(strip=True), "the private app's access token", required=True,
+            secret=True, missing="the private app's access token is required (read it from "
+            "the environment: token: ${HUBSPOT_TOKEN})"),
+    *HTTP,
+    Setting("portal", Custom(_portal), "your HubSpot account (portal) id, kept in the "
+            "cursor's key", default=""),
+    Setting("objects", Items(Choice(OBJECTS), "a list of distinct objects from "
+                                              f"{', '.join(OBJECTS)}, e.g. [tickets, leads]"),
+            "the objects read: tickets, leads or contacts (not both of those)",
+            default=("tickets",)),
+    *(Setting(key, _MAP, f"extra or changed {key.removesuffix('_map')} values, merged into "
+              "the defaults (see below)", shown="see below")
+      for key in ("priority_map", "stage_map", "lead_stage_map", "lead_status_map",
+                  "channel_map", "source_map")),
+    *(Setting(key, _PROPERTY, f"the property read as the {what}", default=default)
+      for key, what, default in (
+          ("channel_property", "channel", "source_type"),
+          ("source_property", "lead source", "hs_analytics_source"),
+          ("tier_property", "tier", "sla_tier"),
+          ("group_property", "group", "hs_pipeline"),
+          ("tags_property", "tags", "sla_tags"),
+          ("escalation_property", "escalation level", "sla_escalation_level"))),
+    Setting("lead_priority_property", Custom(_optional_property),
+            "a lead/contact property holding a priority, if any", default=""),
+    Setting("groups", Nullable(_MAP), "group property values to group names (merged into "
+            "the default pipelines' with `group_property: hs_pipeline`)", shown="see below"),
+    Setting("assignee_as", Choice(("email", "name")), "how owners read as assignees",
+            default="email"),
+    Setting("search_delay_seconds", Number(above=None, least=0,
+                                           expected="a number of seconds >= 0"),
+            "how long a change may take to reach the search index (see \"Rate limits "
+            "and reading\")", default=30.0),
+))
+#: How HubSpot refuses one record's write (PATCH): 404 gone, 400 refused.
+ERRORS = ErrorMap(NAME, noun="record", detail=lambda response: _error_text(
+    _json(response, "PATCH /crm/v3/objects/{obj}/{id}", written=True)),
+    conflict=frozenset(), refused=frozenset({400}))
 
 
 @dataclass(frozen=True)
@@ -143,71 +208,31 @@ class Options:
     search_delay_seconds: float = 30.0
 
     @classmethod
-    def parse(cls, settings: Mapping[str, Any]) -> Options:
+    def parse(cls, settings: Mapping[str, Any], partial: bool = True) -> Options:
         """Options from a `connector:` mapping; ValueError naming the key."""
-        check_settings(settings, SETTINGS, "hubspot")
-        values: dict[str, Any] = {}
-        objects = settings.get("objects", ["tickets"])
-        if not isinstance(objects, list) or not objects \
-                or any(o not in OBJECTS for o in objects) or len(set(objects)) != len(objects):
-            raise ValueError("connector.objects: expected a list of distinct objects from "
-                             f"{', '.join(OBJECTS)}, e.g. [tickets, leads]")
-        if "leads" in objects and "contacts" in objects:
+        v = SCHEMA.check(settings, partial=partial)
+        if "leads" in v["objects"] and "contacts" in v["objects"]:
             raise ValueError("connector.objects: read leads from the leads object or from "
                              "contacts, not both (each lead would be counted twice)")
-        values["objects"] = tuple(objects)
-        portal = settings.get("portal")
-        if portal is not None:
-            if isinstance(portal, bool) or not isinstance(portal, str | int) or not str(portal):
-                raise ValueError("connector.portal: expected the HubSpot account (portal) id")
-            values["portal"] = str(portal)
         defaults = cls()
+        values: dict[str, Any] = {"objects": v["objects"], "portal": v["portal"],
+                                  "assignee_as": v["assignee_as"],
+                                  "search_delay_seconds": float(v["search_delay_seconds"]),
+                                  "lead_priority_property": v["lead_priority_property"]}
         for key in ("priority_map", "stage_map", "lead_stage_map", "lead_status_map",
                     "channel_map", "source_map"):
-            if key in settings:
-                values[key] = {**getattr(defaults, key), **_string_map(settings[key], key)}
+            values[key] = {**getattr(defaults, key), **(v[key] or {})}
         for key in ("channel_property", "source_property", "tier_property", "group_property",
-                    "tags_property", "escalation_property", "lead_priority_property"):
-            if key in settings:
-                values[key] = _property_name(settings[key], key,
-                                             optional=key == "lead_priority_property")
+                    "tags_property", "escalation_property"):
+            values[key] = v[key]
         # The default groups name the default pipelines: they mean nothing to another property.
-        pipelines = values.get("group_property", defaults.group_property) == "hs_pipeline"
-        values["groups"] = {**(DEFAULT_GROUPS if pipelines else {}),
-                            **_string_map(settings.get("groups") or {}, "groups")}
-        assignee_as = settings.get("assignee_as", "email")
-        if assignee_as not in ("email", "name"):
-            raise ValueError("connector.assignee_as: expected email or name")
-        values["assignee_as"] = assignee_as
-        delay = settings.get("search_delay_seconds", defaults.search_delay_seconds)
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            raise ValueError("connector.search_delay_seconds: expected a number of seconds "
-                             ">= 0")
-        values["search_delay_seconds"] = float(delay)
+        pipelines = values["group_property"] == "hs_pipeline"
+        values["groups"] = {**(DEFAULT_GROUPS if pipelines else {}), **(v["groups"] or {})}
         return cls(**values)
 
 
-def _string_map(value: Any, key: str) -> dict[str, str]:
-    # YAML reads `1: new` with an integer key: stage ids are compared as text.
-    if not isinstance(value, Mapping) or not all(
-            isinstance(k, str | int) and not isinstance(k, bool) and isinstance(v, str) and v
-            for k, v in value.items()):
-        raise ValueError(f"connector.{key}: expected a mapping of HubSpot values to "
-                         "sla-sync values (text)")
-    return {str(k): v for k, v in value.items()}
-
-
-def _property_name(value: Any, key: str, optional: bool = False) -> str:
-    if optional and value in (None, ""):
-        return ""
-    if not isinstance(value, str) or not _PROPERTY_NAME.match(value):
-        raise ValueError(f"connector.{key}: expected a HubSpot property's internal name "
-                         "(letters, digits, underscores)")
-    return value
-
-
 class _Maps:
-    """The value maps of one run: each unknown value is reported once per run."""
+    """The value maps of the options."""
 
     def __init__(self, options: Options):
         self.priority = ValueMap("priority", options.priority_map, "normal")
@@ -219,13 +244,9 @@ class _Maps:
         self.source = ValueMap("source", options.source_map, "other")
 
 
-@dataclass
-class _Position:
+class _Position(Watermark[int]):
     """Where one object's read stands: its last modified time seen (epoch milliseconds) and
     the ids already read at exactly that time."""
-
-    since: int | None = None
-    edge: set[str] = field(default_factory=set)
 
 
 class HubSpot:
@@ -242,12 +263,9 @@ class HubSpot:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> HubSpot:
-        options = Options.parse(settings)
-        token = settings.get("token")
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("connector.token: the private app's access token is required "
-                             "(read it from the environment: token: ${HUBSPOT_TOKEN})")
-        client = client_from_settings(settings, NAME, auth=HeaderToken("Bearer", token.strip()),
+        options = Options.parse(settings, partial=False)
+        token = settings["token"].strip()
+        client = client_from_settings(settings, NAME, auth=HeaderToken("Bearer", token),
                                       requests_per_minute=REQUESTS_PER_MINUTE)
         return cls(client, options)
 
@@ -260,21 +278,21 @@ class HubSpot:
 
     def fetch(self, cursor: str | None) -> Iterator[Page]:
         positions = _decode_cursor(cursor)
-        self._maps = _Maps(self.options)
+        notices = Notices()
         self._owners = None  # owners are read again once per run, when a record has one
         # Records changed in the last seconds may not be in the search index yet; leaving
         # them to the next run keeps the cursor from passing one that appears late.
         upper = _millis_of(self.clock() - self.options.search_delay_seconds) \
             if self.options.search_delay_seconds else None
         for obj in self.options.objects:
-            position = positions.setdefault(obj, _Position())
-            for records, problems, notices in self._search(obj, position, upper):
+            positions.setdefault(obj, _Position())
+            for records, problems in self._search(obj, positions, upper, notices):
                 yield Page(records=records, cursor=_encode_cursor(positions),
-                           problems=problems, notices=notices)
+                           problems=problems, notices=notices.take())
 
-    def _search(self, obj: str, position: _Position, upper: int | None,
-                ) -> Iterator[tuple[list[Record], list[RecordError], list[str]]]:
-        """One object's changes after `position`, a page per request; moves `position`."""
+    def _search(self, obj: str, positions: dict[str, _Position], upper: int | None,
+                notices: NoticeSink) -> Iterator[tuple[list[Record], list[RecordError]]]:
+        """One object's changes after `positions[obj]`, a page per request; moves it."""
         # HubSpot's search pages with an offset (`after`) into a result set that is sorted
         # by modified time and capped at 10,000 results per query. A record edited while we
         # page moves to the end of that order and shifts every later one back by one place,
@@ -284,54 +302,50 @@ class HubSpot:
         # re-anchored long before the cap, and an edit mid-read cannot hide a record. Offsets
         # are used only inside a run of more than a page of records sharing one millisecond.
         modified = MODIFIED[obj]
-        after: str | None = None
+        pages = Tokens(f"{NAME}: POST /crm/v3/objects/{obj}/search")
         excluded: list[str] = []
-        while True:
-            if after is None:  # a new query; offsets page on with the same filters
-                excluded = sorted(position.edge, key=_id_order) \
-                    if position.since is not None and len(position.edge) <= EXCLUDED_IDS \
+        while pages.more:
+            position = positions[obj]
+            if pages.token is None:  # a new query; offsets page on with the same filters
+                excluded = position.sorted_ids(_id_order) \
+                    if position.since is not None and len(position.ids) <= EXCLUDED_IDS \
                     else []
-            body = self._post_search(obj, position.since, upper, after, excluded)
+            body = self._post_search(obj, position.since, upper, pages.token, excluded)
             results = body.get("results")
             if not isinstance(results, list):
                 raise ConnectorError(f"{NAME}: POST /crm/v3/objects/{obj}/search: the "
                                      "response has no results list")
             records: list[Record] = []
             problems: list[RecordError] = []
-            notices: list[str] = []
             if any(_owner_of(raw) for raw in results):
                 self._owner_table()
-            since, edge = position.since, set(position.edge)
+            mark = position
             for index, raw in enumerate(results):
                 hs_id = str(raw.get("id", "")) if isinstance(raw, dict) else ""
                 stamp = _millis(raw, modified)
-                if stamp is not None and stamp == position.since and hs_id in position.edge:
+                if stamp is not None and position.covers(hs_id, stamp):
                     continue  # read on the page before, at the edge of the window
                 if stamp is not None and hs_id:
-                    if since is None or stamp > since:
-                        since, edge = stamp, {hs_id}
-                    elif stamp == since:
-                        edge.add(hs_id)
+                    mark = mark.after(hs_id, stamp)
                 try:
                     records.append(self._record(obj, raw, notices, index))
                 except RecordError as problem:
                     problems.append(problem)
-            progressed = since != position.since
-            position.since, position.edge = since, edge
-            yield records, problems, notices
+            positions[obj] = mark
+            yield records, problems
             next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not next_after:
-                return
-            if progressed:
-                after = None
-                continue
-            # The whole page shares the anchor's millisecond: page through that run.
-            if not str(next_after).isdigit() or int(next_after) + PAGE_SIZE > SEARCH_CAP:
-                raise ConnectorError(
-                    f"{NAME}: {obj}: more than {SEARCH_CAP} records share the modified time "
-                    f"{format_instant(_from_millis(since or 0))}; the search API cannot page "
-                    "past that many")
-            after = str(next_after)
+            if next_after and mark.since == position.since:
+                # The whole page shares the anchor's millisecond: page through that run.
+                if not str(next_after).isdigit() or int(next_after) + PAGE_SIZE > SEARCH_CAP:
+                    raise ConnectorError(
+                        f"{NAME}: {obj}: more than {SEARCH_CAP} records share the modified "
+                        f"time {format_instant(_from_millis(mark.since or 0))}; the search "
+                        "API cannot page past that many")
+                pages.advance(str(next_after))
+            elif next_after:
+                pages.restart()  # a new query anchored on the new edge
+            else:
+                pages.advance(None)
 
     def _post_search(self, obj: str, since: int | None, upper: int | None,
                      after: str | None, excluded: list[str]) -> dict[str, Any]:
@@ -427,7 +441,7 @@ class HubSpot:
                 except ValueError:
                     continue
                 if at is not None:
-                    notes.append(Note(at, _note_text(props.get("hs_note_body"))))
+                    notes.append(Note(at, note_text(props.get("hs_note_body"))))
         notes.sort(key=lambda note: note.at)
         return notes
 
@@ -454,7 +468,7 @@ class HubSpot:
         return {"tickets": self.options.stage_map, "leads": self.options.lead_stage_map,
                 "contacts": self.options.lead_status_map}[obj]
 
-    def _record(self, obj: str, raw: Any, notices: list[str],
+    def _record(self, obj: str, raw: Any, notices: NoticeSink,
                 position: int | None = None) -> Record:
         """One HubSpot object as a Record; RecordError names what is wrong."""
         if not isinstance(raw, dict):
@@ -879,15 +893,12 @@ class HubSpot:
     def _update_one(self, obj: str, record_id: str, hs_id: str, properties: dict[str, str],
                     ) -> dict[str, Any] | ConnectorError:
         response = self.client.request("PATCH", f"/crm/v3/objects/{obj}/{hs_id}",
-                                       json={"properties": properties}, ok=(200, 400, 404),
+                                       json={"properties": properties}, ok=ERRORS.ok(200),
                                        record_id=record_id)
         body = _json(response, f"PATCH /crm/v3/objects/{obj}/{{id}}", written=True)
-        if response.status_code == 404:
-            return RecordGone(f"{NAME}: record {record_id!r} no longer exists (deleted or "
-                              "merged)", record_id=record_id)
-        if response.status_code == 400:
-            return ConnectorError(f"{NAME}: record {record_id!r}: HubSpot refused the change "
-                                  f"({_error_text(body)})", record_id=record_id)
+        error = ERRORS.error(response, record_id)
+        if error is not None:
+            return error
         return body if isinstance(body, dict) else {}
 
     def _as_written(self, obj: str, before: dict[str, Any], result: dict[str, Any],
@@ -919,7 +930,7 @@ class HubSpot:
                       for n, (_, record_id, _, _) in enumerate(batch)]
             inputs = [{
                 "objectWriteTraceId": trace,
-                "properties": {"hs_note_body": _note_html(text), "hs_timestamp": stamp},
+                "properties": {"hs_note_body": note_html(text), "hs_timestamp": stamp},
                 "associations": [{"to": {"id": hs_id}, "types": [
                     {"associationCategory": "HUBSPOT_DEFINED",
                      "associationTypeId": NOTE_ASSOCIATION_TYPES[obj]}]}],
@@ -1065,19 +1076,6 @@ def _level(value: str, what: str) -> int:
     return int(number)
 
 
-def _note_text(body: Any) -> str:
-    """A note's hs_note_body (HTML) as text: line breaks kept, tags dropped."""
-    if not isinstance(body, str):
-        return ""
-    text = re.sub(r"<br\s*/?>", "\n", body, flags=re.IGNORECASE)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
-
-
-def _note_html(text: str) -> str:
-    # hs_note_body is HTML: a rule's text (which may quote a customer's subject) is escaped.
-    return html.escape(text).replace("\n", "<br>")
-
-
 def _instant(value: Any, what: str) -> datetime | None:
     """A HubSpot date-time: ISO 8601 (`2026-03-02T09:15:00.123Z`) or epoch milliseconds."""
     if value is None or value == "":
@@ -1112,18 +1110,17 @@ def _from_millis(millis: int) -> datetime:
 def _decode_cursor(cursor: str | None) -> dict[str, _Position]:
     if not cursor:
         return {}
-    try:
-        data = json.loads(cursor)
-        return {obj: _Position(since=int(pos["since"]) if pos.get("since") is not None
-                               else None, edge={str(i) for i in pos.get("edge", [])})
+
+    def read(data: Any) -> dict[str, _Position]:
+        return {obj: _Position.from_json(pos, "since", "edge", int, ids_required=False)
                 for obj, pos in data.items()}
-    except (ValueError, TypeError, AttributeError, KeyError):
-        raise ConnectorError(f"{NAME}: the stored cursor is not one this connector wrote; "
-                             "remove it from the state file to read everything again") from None
+
+    return decode_cursor(cursor, read, f"{NAME}: the stored cursor is not one this connector "
+                         "wrote; remove it from the state file to read everything again")
 
 
 def _encode_cursor(positions: Mapping[str, _Position]) -> str:
-    return json.dumps({obj: {"since": pos.since, "edge": sorted(pos.edge, key=_id_order)}
+    return json.dumps({obj: pos.to_json("since", "edge", int, _id_order)
                        for obj, pos in sorted(positions.items())}, separators=(",", ":"))
 
 

@@ -48,19 +48,14 @@ class ValueMap:
     name: str  # e.g. "priority", for messages
     table: Mapping[Any, str]  # helpdesk value -> Record value
     fallback: str
-    unknown: set[str] = field(default_factory=set)
 
     def read(self, value: Any, notices: NoticeSink) -> str:
         if value in self.table:
             return self.table[value]
         if value is None or value == "":
             return self.fallback
-        key = repr(value)
-        if key not in self.unknown:
-            if not isinstance(notices, Notices):
-                self.unknown.add(key)
-            notices.append(f"unknown {self.name} {value!r}: read as {self.fallback!r} (map it "
-                           f"in the connector's {self.name}_map setting)")
+        notices.append(f"unknown {self.name} {value!r}: read as {self.fallback!r} (map it "
+                       f"in the connector's {self.name}_map setting)")
         return self.fallback
 
     def write(self, value: str) -> Any:
@@ -86,12 +81,21 @@ class NameMap:
     attribute: str
     names: dict[Any, str] = field(default_factory=dict)
     vendor: str = "helpdesk"
+    #: The refusal of a name without an id (`{attribute}`, `{name}`, `{vendor}`,
+    #: `{setting}`), in the vendor connector's words.
+    unnamed: str = ("no {vendor} {attribute} for {name!r} (name it in the connector's "
+                    "{setting} setting)")
 
-    def read(self, value: Any, notices: NoticeSink) -> str:
+    def name(self, value: Any) -> str:
+        """The name of an id ('' for none), the id itself where the map has none."""
         if value is None or value == "":
             return ""
-        if value in self.names:
-            return self.names[value]
+        return self.names.get(value, str(value))
+
+    def read(self, value: Any, notices: NoticeSink) -> str:
+        """`name`, noticing an id a configured map lacks."""
+        if value is None or value == "" or value in self.names:
+            return self.name(value)
         if self.names:
             notices.append(f"unknown {self.attribute} {value!r}: read as {str(value)!r} (name "
                            f"it in the connector's {self.setting} setting)")
@@ -107,8 +111,8 @@ class NameMap:
                 return number
         if name.isdigit():
             return int(name)
-        raise ValueError(f"no {self.vendor} {self.attribute} for {name!r} (name it in the "
-                         f"connector's {self.setting} setting)")
+        raise ValueError(self.unnamed.format(vendor=self.vendor, attribute=self.attribute,
+                                             name=name, setting=self.setting))
 
     def known(self) -> set[str]:
         return set(self.names.values())

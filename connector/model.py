@@ -8,8 +8,10 @@ guessed.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -424,6 +426,21 @@ def _text(value: Any, what: str, default: str | None = None) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what}: expected a string, got {value!r}")
     return value
+
+
+def note_text(body: Any) -> str:
+    """The text of a note kept as HTML (Freshdesk's conversations, HubSpot's hs_note_body):
+    line breaks kept, tags dropped, entities decoded."""
+    if not isinstance(body, str):
+        return ""
+    text = re.sub(r"<br\s*/?>", "\n", body, flags=re.IGNORECASE)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def note_html(text: str) -> str:
+    """A note's text as the HTML body a helpdesk keeps: escaped (a rule's text may quote a
+    customer's subject), line breaks as <br>."""
+    return html.escape(text).replace("\n", "<br>")
 
 
 def merge_tags(existing: Iterable[str], add: Iterable[str], remove: Iterable[str]) -> list[str]:

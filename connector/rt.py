@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -29,14 +29,15 @@ from sla_sync.connector.base import (
     WriteResult,
     apply_each,
 )
+from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import (
-    HTTP_SETTINGS,
     HeaderToken,
     HttpClient,
-    check_base_url,
+    ShortPages,
     client_from_settings,
+    numbered,
 )
-from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     INITIAL_STATUS,
     ChangeSet,
@@ -47,6 +48,19 @@ from sla_sync.connector.model import (
     merge_tags,
     parse_instant,
 )
+from sla_sync.connector.settings import (
+    HTTP,
+    Key,
+    Nullable,
+    Number,
+    Schema,
+    Setting,
+    Table,
+    Text,
+    Zone,
+    url_setting,
+)
+from sla_sync.connector.watermark import Watermark, decode_cursor
 
 #: Record priority -> RT's number. A number reads as the name with the greatest number at or
 #: below it, as RT's own %PriorityAsString labels do.
@@ -79,8 +93,31 @@ APPLIED = re.compile(
     r" is no longer a value for custom field |"
     r"That is already the current value")
 
-SETTINGS = {"type", "url", "token", *HTTP_SETTINGS, "query", "timezone", "priority_map",
-            "status_map", "tags_field", "tier_field", "escalation_field"}
+_FIELD = Text("a custom field name")
+SCHEMA = Schema("rt", (
+    url_setting("RT's base URL, without /REST/2.0"),
+    Setting("token", Text(strip=True), "the API user's auth token", required=True,
+            secret=True, missing="an RT auth token is required (token: ${RT_TOKEN})"),
+    *HTTP,
+    Setting("query", Text("TicketSQL text, e.g. \"Queue = 'support' OR Queue = 'tier2'\"",
+                          empty=True, strip=True), "TicketSQL that narrows the tickets",
+            default=""),
+    Setting("timezone", Zone(" (the API user's timezone in RT, e.g. UTC)"),
+            "the API user's timezone in RT", default=ZoneInfo("UTC")),
+    Setting("priority_map", Nullable(Table(Key(), Number(above=None, whole=True,
+                                                         expected="RT's priority number"))),
+            "extra or changed `name: number` pairs"),
+    Setting("status_map", Nullable(Table(Key(), Text("a status name"))),
+            "extra or changed `rt-status: record-status` pairs"),
+    Setting("tags_field", _FIELD, "the custom field of the tags", default=TAGS_FIELD),
+    Setting("tier_field", Nullable(Text("a custom field name or null")),
+            "the custom field of the tier", default=TIER_FIELD),
+    Setting("escalation_field", _FIELD, "the custom field of the level",
+            default=ESCALATION_FIELD),
+))
+#: How RT refuses one ticket's write: 412 when the If-Match ETag moved.
+ERRORS = ErrorMap("rt", detail=lambda response: f"HTTP {response.status_code}: "
+                  f"{_message(response)}")
 
 
 
@@ -93,7 +130,7 @@ class Priorities:
     fallback: ValueMap = field(
         default_factory=lambda: ValueMap("priority", {}, FALLBACK_PRIORITY))
 
-    def read(self, value: Any, notices: list[str]) -> str:
+    def read(self, value: Any, notices: NoticeSink) -> str:
         try:
             number = int(str(value).strip())
         except ValueError:
@@ -125,93 +162,35 @@ class Options:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Options:
-        query = settings.get("query", "")
-        if not isinstance(query, str):
-            raise ValueError("connector.query: expected TicketSQL text, e.g. "
-                             "\"Queue = 'support' OR Queue = 'tier2'\"")
-        zone = settings.get("timezone", "UTC")
-        try:
-            timezone = ZoneInfo(zone) if isinstance(zone, str) and zone else None
-        except (ZoneInfoNotFoundError, ValueError):
-            timezone = None
-        if timezone is None:
-            raise ValueError(f"connector.timezone: {zone!r} is not an IANA timezone name "
-                             "(the API user's timezone in RT, e.g. UTC)")
-        numbers = dict(PRIORITIES)
-        for name, number in _mapping(settings, "priority_map").items():
-            if isinstance(number, bool) or not isinstance(number, int):
-                raise ValueError(f"connector.priority_map.{name}: expected RT's priority "
-                                 f"number, got {number!r}")
-            numbers[str(name)] = number
+        v = SCHEMA.check(settings, partial=True)
+        numbers = {**PRIORITIES, **(v["priority_map"] or {})}
         if len(set(numbers.values())) != len(numbers):
             raise ValueError("connector.priority_map: two priorities share an RT number")
-        statuses = dict(STATUSES)
-        for rt_status, ours in _mapping(settings, "status_map").items():
-            if not isinstance(ours, str) or not ours:
-                raise ValueError(f"connector.status_map.{rt_status}: expected a status name, "
-                                 f"got {ours!r}")
-            statuses[str(rt_status)] = ours
-        tier = settings.get("tier_field", TIER_FIELD)
-        if tier is not None and (not isinstance(tier, str) or not tier):
-            raise ValueError("connector.tier_field: expected a custom field name or null")
-        return cls(query=query.strip(), timezone=timezone, priorities=Priorities(numbers),
+        statuses = {**STATUSES, **(v["status_map"] or {})}
+        return cls(query=v["query"], timezone=v["timezone"], priorities=Priorities(numbers),
                    statuses=ValueMap("status", statuses, FALLBACK_STATUS),
-                   tags_field=_field_name(settings, "tags_field", TAGS_FIELD), tier_field=tier,
-                   escalation_field=_field_name(settings, "escalation_field",
-                                                ESCALATION_FIELD))
-
-
-def _mapping(settings: Mapping[str, Any], key: str) -> Mapping[Any, Any]:
-    value = settings.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"connector.{key}: expected a mapping")
-    return value
-
-
-def _field_name(settings: Mapping[str, Any], key: str, default: str) -> str:
-    value = settings.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"connector.{key}: expected a custom field name")
-    return value
+                   tags_field=v["tags_field"], tier_field=v["tier_field"],
+                   escalation_field=v["escalation_field"])
 
 
 @dataclass(frozen=True)
-class Mark:
-    """Where a read stands: every ticket updated before `since` is read, and so are `ids`
-    among those updated in the second `since`. RT stamps LastUpdated to the second, so the
-    next read starts at that second again and skips the ids it already has."""
-
-    since: datetime | None = None
-    ids: frozenset[str] = frozenset()
-
-    def covers(self, record_id: str, updated_at: datetime) -> bool:
-        return self.since is not None and (
-            updated_at < self.since or (updated_at == self.since and record_id in self.ids))
-
-    def after(self, record_id: str, updated_at: datetime) -> Mark:
-        if self.since is None or updated_at > self.since:
-            return Mark(updated_at, frozenset({record_id}))
-        if updated_at == self.since:
-            return Mark(self.since, self.ids | {record_id})
-        return self
+class Mark(Watermark[datetime]):
+    """Where a read stands (see connector/watermark.py). RT stamps LastUpdated to the
+    second, so the next read starts at that second again and skips the ids it already has."""
 
     def encode(self) -> str | None:
         if self.since is None:
             return None
-        return json.dumps({"updated": self.since.strftime(SQL_STAMP),
-                           "ids": sorted(self.ids, key=lambda i: (len(i), i))})
+        return json.dumps(self.to_json("updated", "ids", lambda t: t.strftime(SQL_STAMP)))
 
     @classmethod
     def decode(cls, cursor: str | None) -> Mark:
         if not cursor:
             return cls()
-        try:
-            data = json.loads(cursor)
-            since = datetime.strptime(data["updated"], SQL_STAMP).replace(tzinfo=UTC)
-            return cls(since, frozenset(str(i) for i in data["ids"]))
-        except (ValueError, TypeError, KeyError):
-            raise ConnectorError(f"rt: the stored cursor {cursor[:80]!r} was not written by "
-                                 "this connector") from None
+        return decode_cursor(cursor, lambda data: cls.from_json(
+            data, "updated", "ids",
+            lambda raw: datetime.strptime(raw, SQL_STAMP).replace(tzinfo=UTC)),
+            f"rt: the stored cursor {cursor[:80]!r} was not written by this connector")
 
 
 @dataclass(frozen=True)
@@ -240,21 +219,14 @@ class RT:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> RT:
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            raise ValueError(f"connector.{unknown[0]}: unknown setting for an rt connector "
-                             f"(known: {', '.join(sorted(SETTINGS))})")
-        token = settings.get("token")
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("connector.token: an RT auth token is required "
-                             "(token: ${RT_TOKEN})")
-        url = check_base_url(settings.get("url"))
+        values = SCHEMA.check(settings)
+        url = values["url"]
         if url.endswith("/REST/2.0"):
             raise ValueError("connector.url: give RT's address (e.g. https://rt.example.com or "
                              "https://example.com/rt), without /REST/2.0")
         options = Options.from_settings(settings)
         client = client_from_settings({**settings, "url": f"{url}/REST/2.0"}, "rt",
-                                      auth=HeaderToken("token", token.strip()))
+                                      auth=HeaderToken("token", values["token"]))
         return cls(client, options, url)
 
     @property
@@ -264,13 +236,14 @@ class RT:
     # -- reading ---------------------------------------------------------------------------
 
     def fetch(self, cursor: str | None) -> Iterator[Page]:
-        self.options.priorities.fallback.unknown.clear()  # reported once per run
-        self.options.statuses.unknown.clear()
+        notices = Notices()
         mark = anchor = Mark.decode(cursor)
-        page_number, position = 1, 0
+        pages = ShortPages("rt: GET /REST/2.0/tickets", PER_PAGE)
+        position = 0
         read: set[tuple[str, datetime]] = set()
-        while True:
-            items, server_now = self._search(self._window(anchor), page_number)
+        while pages.more:
+            items, server_now = self._search(self._window(anchor), pages.page)
+            pages.advance(items)
             # A second is over only once RT's clock has left it: a ticket updated in the
             # second RT is still in may be updated again with the same LastUpdated, so it is
             # read now and again next time, and the mark stays before that second.
@@ -281,7 +254,7 @@ class RT:
                     record_id, updated_at = _identify(item, position)
                     if not mark.covers(record_id, updated_at) \
                             and (record_id, updated_at) not in read:
-                        page.records.append(self._record(item, page.notices, position))
+                        page.records.append(self._record(item, notices, position))
                         read.add((record_id, updated_at))
                         if updated_at < settled:
                             mark = mark.after(record_id, updated_at)
@@ -290,15 +263,14 @@ class RT:
                 finally:
                     position += 1
             page.cursor = mark.encode() if mark.since is not None else cursor
+            page.notices = notices.take()
             yield page
-            if len(items) < PER_PAGE:
-                return
             if mark.since != anchor.since:
                 # A fresh query from the new edge rather than page 2: tickets updated while
                 # we page move to the end of the order and would shift a page under us.
-                anchor, page_number = mark, 1
-            else:
-                page_number += 1  # a whole page shares one second: page through it
+                # Otherwise a whole page shares one second: page through it.
+                anchor = mark
+                pages.restart()
 
     def get(self, record_id: str) -> Record | None:
         if not record_id.isdigit():
@@ -403,18 +375,16 @@ class RT:
 
     def _collection(self, path: str, fields: str) -> list[dict[str, Any]]:
         """Every item of a REST2 collection, pages of PER_PAGE until a short one."""
-        items: list[dict[str, Any]] = []
-        page = 1
-        while True:
+        def read(page: int) -> list[Any]:
             body = self.client.json("GET", path, params={"fields": fields,
                                                          "per_page": PER_PAGE, "page": page})
             batch = body.get("items") if isinstance(body, dict) else None
             if not isinstance(batch, list):
                 raise ConnectorError(f"rt: GET /REST/2.0/{path}: the answer is not a list")
-            items += [item for item in batch if isinstance(item, dict)]
-            if len(batch) < PER_PAGE:
-                return items
-            page += 1
+            return batch
+
+        return [item for batch in numbered(read, PER_PAGE, f"rt: GET /REST/2.0/{path}")
+                for item in batch if isinstance(item, dict)]
 
     def _search(self, query: str, page: int,
                 per_page: int = PER_PAGE) -> tuple[list[Any], datetime]:
@@ -440,21 +410,20 @@ class RT:
     def _history(self, record_id: str) -> list[dict[str, Any]]:
         """Every transaction of a ticket. RT gives no total for a history, so pages are read
         until one comes back short."""
-        transactions: list[dict[str, Any]] = []
-        page = 1
-        while True:
+        where = f"rt: GET /REST/2.0/ticket/{record_id}/history"
+
+        def read(page: int) -> list[Any]:
             body = self.client.json("GET", f"ticket/{record_id}/history", params={
                 "per_page": PER_PAGE, "page": page, "fields": HISTORY_FIELDS})
             items = body.get("items") if isinstance(body, dict) else None
             if not isinstance(items, list):
-                raise ConnectorError(f"rt: GET /REST/2.0/ticket/{record_id}/history: the "
-                                     "answer has no items list")
-            transactions.extend(item for item in items if isinstance(item, dict))
-            if len(items) < PER_PAGE:
-                return transactions
-            page += 1
+                raise ConnectorError(f"{where}: the answer has no items list")
+            return items
 
-    def _record(self, item: Any, notices: list[str], position: int) -> Record:
+        return [item for items in numbered(read, PER_PAGE, where) for item in items
+                if isinstance(item, dict)]
+
+    def _record(self, item: Any, notices: NoticeSink, position: int) -> Record:
         record_id, updated_at = _identify(item, position)
         o = self.options
 
@@ -503,7 +472,7 @@ class RT:
             url=f"{self.url}/Ticket/Display.html?id={record_id}")
 
     def _timeline(self, transactions: list[dict[str, Any]], rt_status: str,
-                  created_at: datetime, requestors: list[str], notices: list[str],
+                  created_at: datetime, requestors: list[str], notices: NoticeSink,
                   ) -> tuple[list[StatusChange], datetime | None]:
         """Status changes oldest first, and the first reply by someone not a requestor."""
         statuses = self.options.statuses
@@ -557,15 +526,11 @@ class RT:
         # With If-Match a second send of an applied PUT is refused (412: the ETag moved), so
         # a lost answer may be retried; the loop reads the conflict back.
         response = self.client.request(
-            "PUT", f"ticket/{record_id}", json=body, ok=(200, 400, 404, 412, 422),
+            "PUT", f"ticket/{record_id}", json=body, ok=ERRORS.ok(200),
             headers={"If-Match": version.etag} if version.etag else None,
             record_id=record_id, idempotent=version.etag is not None)
         self._versions.pop(record_id, None)
-        if response.status_code == 412:
-            raise ConflictError(f"rt: ticket {record_id} changed since it was read (HTTP 412 "
-                                "on If-Match); nothing written", record_id=record_id)
-        if response.status_code == 404:
-            raise RecordGone(f"rt: ticket {record_id} no longer exists", record_id=record_id)
+        ERRORS.check(response, record_id)
         if response.status_code != 200:
             raise ConnectorError(f"rt: PUT /REST/2.0/ticket/{record_id}: HTTP "
                                  f"{response.status_code}: {_message(response)}",
@@ -586,8 +551,7 @@ class RT:
     def _current(self, record_id: str) -> Version:
         """The ticket's version now, for a write planned on a read this process did not make."""
         response = self.client.request("GET", f"ticket/{record_id}", ok=(200, 404))
-        if response.status_code == 404:
-            raise RecordGone(f"rt: ticket {record_id} no longer exists", record_id=record_id)
+        ERRORS.check(response, record_id)
         try:
             item = response.json()
             _, updated_at = _identify(item, 0)

@@ -88,10 +88,11 @@ class Flag:
 @dataclass(frozen=True)
 class Choice:
     options: tuple[str, ...]
+    expected: str = ""  # default: "a or b"
 
     def read(self, value: Any, path: str) -> str:
         if value not in self.options:
-            raise ValueError(f"{path}: expected {' or '.join(self.options)}")
+            raise ValueError(f"{path}: expected {self.expected or ' or '.join(self.options)}")
         return str(value)
 
 
@@ -235,6 +236,7 @@ class Setting:
     secret: bool = False  # read from the environment (`${VAR}`): never shown
     default: Any = None
     missing: str = ""
+    shown: str = ""  # the default as the docs' table says it, where `default` does not
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,29 @@ def url_setting(description: str = "the helpdesk's base URL") -> Setting:
                    missing="the helpdesk's base URL is required")
 
 
+def table(schema: Schema) -> str:
+    """The schema as a doc page's settings table (`| key | default | meaning |`), one row a
+    key in the schema's order: what docs/connectors/*.md show where the table is
+    generated."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for setting in schema.settings:
+        if setting.shown or setting.required:
+            default = setting.shown or "required"
+        elif setting.default in (None, "", {}, ()):
+            default = "none"
+        else:
+            shown = setting.default
+            if isinstance(shown, tuple):
+                shown = f"[{', '.join(map(str, shown))}]"
+            elif isinstance(shown, float) and shown.is_integer():
+                shown = int(shown)
+            default = f"`{shown}`"
+        meaning = setting.description + ("; read from the environment (`${VAR}`)"
+                                         if setting.secret else "")
+        rows.append(f"| `{setting.key}` | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
 _DOC_KEY = re.compile(r"`([a-z_][a-z0-9_]*)`")
 
 
@@ -346,3 +371,10 @@ def documented_keys(markdown: str) -> set[str]:
             first = line.split("|")[1]
             keys.update(_DOC_KEY.findall(first))
     return keys
+
+
+if __name__ == "__main__":  # print a connector's settings table for its doc page
+    import importlib
+    import sys
+
+    print(table(importlib.import_module(f"sla_sync.connector.{sys.argv[1]}").SCHEMA), end="")

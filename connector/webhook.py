@@ -22,6 +22,7 @@ import requests
 
 from sla_sync.connector.base import ConnectorError
 from sla_sync.connector.http import HttpClient, check_base_url
+from sla_sync.connector.settings import Block, Choice, Custom, Key, Setting, Table
 
 FORMATS = ("slack", "json")
 #: urllib3 logs each request's path at DEBUG, and the path of a webhook URL is its secret.
@@ -58,6 +59,31 @@ def _hide(url: str) -> None:
         _redact.secrets.add(parsed.path)
 
 
+def _url(raw: Any, path: str) -> str:
+    """The webhook's URL; a message names the key, never the URL (it carries secrets)."""
+    try:
+        if isinstance(raw, str) and urlparse(raw).port == 0:
+            raise ValueError("port 0")
+    except ValueError:
+        raise ValueError(f"{path}: the port is not a number from 1 to 65535 (the URL is not "
+                         "shown: webhook URLs are secrets)") from None
+    try:
+        return check_base_url(raw, path)
+    except ValueError:
+        raise ValueError(f"{path}: expected an https URL (or http to a loopback "
+                         "address)") from None
+
+
+_HTTPS = "expected an https URL (or http to a loopback address)"
+#: The `webhooks:` mapping: name -> {url, format}.
+WEBHOOKS = Table(Key(), Block((
+    Setting("url", Custom(_url), "the webhook's URL", required=True, secret=True,
+            missing=_HTTPS),
+    Setting("format", Choice(FORMATS, f"one of {', '.join(FORMATS)}"), "what is posted",
+            default="slack"),
+)), "a mapping of webhook names to {url, format}")
+
+
 class Webhooks:
     def __init__(self, clients: Mapping[str, tuple[HttpClient, str, str]]):
         self.clients = clients  # name -> (client, format, the exact URL to post to)
@@ -67,33 +93,9 @@ class Webhooks:
         """From the config's `webhooks` mapping; ValueError naming the key."""
         if settings is None:
             return cls({})
-        if not isinstance(settings, dict):
-            raise ValueError("webhooks: expected a mapping of webhook names to {url, format}")
         clients = {}
-        for name, spec in settings.items():
-            where = f"webhooks.{name}"
-            if not isinstance(spec, dict):
-                raise ValueError(f"{where}: expected {{url: ..., format: slack|json}}")
-            unknown = sorted(set(spec) - {"url", "format"})
-            if unknown:
-                raise ValueError(f"{where}.{unknown[0]}: unknown key (known: url, format)")
-            fmt = spec.get("format", "slack")
-            if fmt not in FORMATS:
-                raise ValueError(f"{where}.format: expected one of {', '.join(FORMATS)}")
-            raw = spec.get("url")
-            try:
-                port = urlparse(raw).port if isinstance(raw, str) else None
-                if port == 0:
-                    raise ValueError("port 0")
-            except ValueError:
-                raise ValueError(f"{where}.url: the port is not a number from 1 to 65535 "
-                                 "(the URL is not shown: webhook URLs are secrets)") from None
-            try:
-                url = check_base_url(raw, f"{where}.url")
-            except ValueError:
-                # The message names the key, never the URL (webhook URLs carry secrets).
-                raise ValueError(f"{where}.url: expected an https URL (or http to a "
-                                 "loopback address)") from None
+        for name, spec in WEBHOOKS.read(settings, "webhooks").items():
+            url, fmt = spec["url"], spec["format"]
             _hide(url)
             # A redirect is not followed: it would carry the notification (ticket data) to a
             # host nobody configured.

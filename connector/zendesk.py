@@ -27,16 +27,15 @@ from sla_sync.connector.base import (
     RecordGone,
     WriteResult,
     apply_each,
-    check_settings,
 )
+from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import (
-    HTTP_SETTINGS,
     HttpClient,
     client_from_settings,
     follow,
     poll_delays,
 )
-from sla_sync.connector.mapping import ValueMap
+from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
     Note,
@@ -44,6 +43,21 @@ from sla_sync.connector.model import (
     RecordError,
     StatusChange,
     parse_instant,
+)
+from sla_sync.connector.settings import (
+    HTTP,
+    Block,
+    Custom,
+    Flag,
+    Id,
+    Instant,
+    Nullable,
+    Number,
+    Schema,
+    Setting,
+    Table,
+    Text,
+    url_setting,
 )
 
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
@@ -81,9 +95,55 @@ CHANNELS = {"web": "web", "web_widget": "web", "mobile": "web", "mobile_sdk": "w
             "sms": "sms", "api": "api", "web_service": "api", "twitter": "social",
             "facebook": "social", "rule": "automation", "system": "automation"}
 
-SETTINGS = frozenset({"type", "url", "email", "token", "start_time", "groups", "agents",
-                      "priority_map", "status_map", "channel_map", "tier", "escalation",
-                      "bulk_writes", "api_requests_per_minute", "job_timeout", *HTTP_SETTINGS})
+
+
+def _email(value: Any, path: str) -> str:
+    if not isinstance(value, str) or "@" not in value:
+        raise ValueError(f"{path}: the email address of the Zendesk agent that owns the API "
+                         "token is required")
+    return value
+
+
+def _names_table(example: str) -> Nullable:
+    return Nullable(Table(Id("a numeric Zendesk id"), Text("a name"),
+                          f"a mapping of Zendesk ids to names, e.g. {example}",
+                          unique="the name {value!r} is given twice (writes need one id per "
+                          "name)"))
+
+
+_VALUES = Nullable(Table(Custom(lambda key, path: key), Text(),
+                         "a mapping of Zendesk values to sla-sync values, e.g. {p1: urgent}",
+                         whole=True))
+_TAG_PREFIX = Setting("tag_prefix", Text(), "tags with this prefix")
+_FIELD = Setting("field", Id("a ticket field id"), "a ticket field's id")
+SCHEMA = Schema("zendesk", (
+    url_setting("the account's address, e.g. https://acme.zendesk.com"),
+    Setting("email", Custom(_email), "the email address of the agent that owns the token",
+            required=True, missing="the email address of the Zendesk agent that owns the API "
+            "token is required"),
+    Setting("token", Text(), "the Zendesk API token", required=True, secret=True,
+            missing="the Zendesk API token is required (e.g. token: ${ZENDESK_TOKEN})"),
+    *HTTP,
+    Setting("start_time", Instant(), "where the first sync starts reading"),
+    Setting("groups", _names_table("{360001: support}"), "group ids to names"),
+    Setting("agents", _names_table("{361001: alice}"), "agent ids to names"),
+    Setting("priority_map", _VALUES, "extra or changed priorities"),
+    Setting("status_map", _VALUES, "extra or changed statuses"),
+    Setting("channel_map", _VALUES, "extra or changed channels"),
+    Setting("tier", Nullable(Block((
+        _TAG_PREFIX, _FIELD,
+        Setting("organization_field", Text(), "an organization field's key"),
+        Setting("default", Text("a tier name"), "the tier when none is given",
+                default="standard")))), "where the tier is read"),
+    Setting("escalation", Nullable(Block((_TAG_PREFIX, _FIELD))),
+            "where the escalation level is kept"),
+    Setting("bulk_writes", Flag(), "write batches as update_many jobs", default=True),
+    Setting("api_requests_per_minute", Number(), "the general API's budget",
+            default=API_REQUESTS_PER_MINUTE),
+    Setting("job_timeout", Number(), "seconds to wait for a job", default=JOB_TIMEOUT),
+))
+#: How Zendesk refuses one ticket's update: 409 when the safe-update stamp moved.
+ERRORS = ErrorMap("zendesk", detail=lambda response: _detail(response))
 
 
 @dataclass(frozen=True)
@@ -102,30 +162,25 @@ class Vocabulary:
     priority: ValueMap
     status: ValueMap
     channel: ValueMap
-    groups: dict[int, str]
-    agents: dict[int, str]
+    groups: NameMap
+    agents: NameMap
     tier: Source
     tier_default: str
     escalation: Source
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Vocabulary:
-        tier = _source(settings.get("tier"), "tier", ("tag_prefix", "field",
-                                                       "organization_field"), {"default"})
-        default = (settings.get("tier") or {}).get("default", "standard")
-        if not isinstance(default, str) or not default:
-            raise ValueError("connector.tier.default: expected a tier name")
+        v = SCHEMA.check(settings, partial=True)
+        tier = v["tier"] or {}
         return cls(
-            priority=ValueMap("priority", PRIORITIES, "normal").extended(
-                _value_map(settings, "priority_map")),
-            status=ValueMap("status", STATUSES, "open").extended(
-                _value_map(settings, "status_map")),
-            channel=ValueMap("channel", CHANNELS, "other").extended(
-                _value_map(settings, "channel_map")),
-            groups=_names(settings, "groups"), agents=_names(settings, "agents"),
-            tier=tier or Source("tag_prefix", "tier_"), tier_default=default,
-            escalation=_source(settings.get("escalation"), "escalation",
-                               ("tag_prefix", "field"), set())
+            priority=ValueMap("priority", PRIORITIES, "normal").extended(v["priority_map"]),
+            status=ValueMap("status", STATUSES, "open").extended(v["status_map"]),
+            channel=ValueMap("channel", CHANNELS, "other").extended(v["channel_map"]),
+            groups=_name_map("groups", "group", v["groups"]),
+            agents=_name_map("agents", "assignee", v["agents"]),
+            tier=_source(tier, "tier") or Source("tag_prefix", "tier_"),
+            tier_default=tier.get("default") or "standard",
+            escalation=_source(v["escalation"] or {}, "escalation")
             or Source("tag_prefix", "sla_escalation_"))
 
     def consumes(self, tag: str) -> bool:
@@ -157,7 +212,8 @@ class Vocabulary:
         return self.tier_default if value is None or value == "" or value is False \
             else str(value)
 
-    def level_of(self, ticket: Mapping[str, Any], tags: list[str], notices: list[str]) -> int:
+    def level_of(self, ticket: Mapping[str, Any], tags: list[str], notices: NoticeSink,
+                 ) -> int:
         if self.escalation.kind == "tag_prefix":
             return max((n for n in map(self._level_tag, tags) if n is not None), default=0)
         value = _field_value(ticket, int(self.escalation.key))
@@ -251,36 +307,18 @@ class Zendesk:
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> Zendesk:
-        check_settings(settings, SETTINGS, "zendesk")
-        email = settings.get("email")
-        if not isinstance(email, str) or "@" not in email:
-            raise ValueError("connector.email: the email address of the Zendesk agent that "
-                             "owns the API token is required")
-        token = settings.get("token")
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("connector.token: the Zendesk API token is required (e.g. "
-                             "token: ${ZENDESK_TOKEN})")
+        v = SCHEMA.check(settings)
         client = client_from_settings(settings, "zendesk",
-                                      auth=HTTPBasicAuth(f"{email}/token", token),
+                                      auth=HTTPBasicAuth(f"{v['email']}/token", v["token"]),
                                       requests_per_minute=EXPORT_REQUESTS_PER_MINUTE)
-        start = settings.get("start_time")
-        start_time = None
-        if start is not None:
-            if not isinstance(start, str | datetime):
-                raise ValueError("connector.start_time: expected an ISO 8601 timestamp with an "
-                                 "offset, e.g. 2026-01-01T00:00:00Z")
-            start_time = parse_instant(start, "connector.start_time")
-            if start_time.timestamp() > time.time() - 60:
-                raise ValueError("connector.start_time: must lie in the past (Zendesk exports "
-                                 "nothing newer than a minute ago)")
-        bulk = settings.get("bulk_writes", True)
-        if not isinstance(bulk, bool):
-            raise ValueError("connector.bulk_writes: expected true or false")
+        start_time = v["start_time"]
+        if start_time is not None and start_time.timestamp() > time.time() - 60:
+            raise ValueError("connector.start_time: must lie in the past (Zendesk exports "
+                             "nothing newer than a minute ago)")
         return cls(client, vocabulary=Vocabulary.from_settings(settings), start_time=start_time,
-                   bulk_writes=bulk,
-                   api_requests_per_minute=_positive(settings, "api_requests_per_minute",
-                                                     API_REQUESTS_PER_MINUTE),
-                   job_timeout=_positive(settings, "job_timeout", JOB_TIMEOUT))
+                   bulk_writes=v["bulk_writes"],
+                   api_requests_per_minute=float(v["api_requests_per_minute"]),
+                   job_timeout=float(v["job_timeout"]))
 
     @property
     def identity(self) -> str:
@@ -300,7 +338,7 @@ class Zendesk:
             start = self.start_time.timestamp() if self.start_time is not None \
                 else self.clock() - FIRST_START_DAYS * 86400
             position = Position(int(start), None, int(start), {})
-        notices: list[str] = []
+        notices = Notices()  # a new fetch says again what an earlier one said
         # Events first: every page's records then carry the history up to a minute ago.
         position.events = self._read_events(position, notices)
         history_json = position.history_json()
@@ -324,10 +362,9 @@ class Zendesk:
             if isinstance(body.get("after_cursor"), str):
                 position.tickets = body["after_cursor"]
             yield self._page(body, position, position.encode(history_json), notices)
-            notices = []
 
     def _page(self, body: Mapping[str, Any], position: Position, cursor: str,
-              notices: list[str]) -> Page:
+              notices: Notices) -> Page:
         metrics = _by(body.get("metric_sets"), "ticket_id")
         organizations = _by(body.get("organizations"), "id")
         records: list[Record] = []
@@ -340,9 +377,10 @@ class Zendesk:
                                             organizations, notices, index))
             except RecordError as exc:
                 problems.append(exc)
-        return Page(records=records, cursor=cursor, problems=problems, notices=notices)
+        return Page(records=records, cursor=cursor, problems=problems,
+                    notices=notices.take())
 
-    def _read_events(self, position: Position, notices: list[str]) -> int:
+    def _read_events(self, position: Position, notices: NoticeSink) -> int:
         """Reads the ticket events since the position into its history; returns where the
         next read starts."""
         end = position.events
@@ -441,7 +479,7 @@ class Zendesk:
         return entries, notes
 
     def _record(self, raw: Any, metric: Any, history: list[list[Any]],
-                organizations: Mapping[int, Any], notices: list[str],
+                organizations: Mapping[int, Any], notices: NoticeSink,
                 position: int | None) -> Record:
         if not isinstance(raw, Mapping):
             raise RecordError("is not a ticket object", position=position)
@@ -489,9 +527,8 @@ class Zendesk:
             priority=words.priority.read(priority, notices),
             tier=words.tier_of(raw, tags, organizations),
             channel=words.channel.read(channel, notices),
-            group="" if group_id is None else words.groups.get(group_id, str(group_id)),
-            assignee="" if assignee_id is None else words.agents.get(assignee_id,
-                                                                     str(assignee_id)),
+            group=words.groups.name(group_id),
+            assignee=words.agents.name(assignee_id),
             tags=tuple(t for t in tags if not words.consumes(t)),
             first_response_at=first_response_at, solved_at=solved_at,
             status_history=tuple(
@@ -545,8 +582,8 @@ class Zendesk:
         agents = {u["id"]: str(u.get("name")) for u in self._list(
             USERS, "users", {"role[]": ["agent", "admin"]}) if _whole(u.get("id"))
             and u.get("active") is not False}
-        catalog.groups = self._names(catalog, "groups", "group", groups, words.groups)
-        catalog.agents = self._names(catalog, "agents", "agent", agents, words.agents)
+        catalog.groups = self._names(catalog, "groups", "group", groups, words.groups.names)
+        catalog.agents = self._names(catalog, "agents", "agent", agents, words.agents.names)
         catalog.requests = self.api.requests_sent - sent
         return catalog
 
@@ -603,18 +640,9 @@ class Zendesk:
         # 409 (the ticket's updated_at moved), so a lost answer may be retried: the loop
         # reads a conflict back and recognises its own write. Without it, it may not.
         response = self.api.request("PUT", path, json={"ticket": ticket},
-                                    ok=(200, 404, 409, 422), record_id=record_id,
+                                    ok=ERRORS.ok(200), record_id=record_id,
                                     idempotent=change.base_updated_at is not None)
-        if response.status_code == 404:
-            raise RecordGone(f"zendesk: ticket {record_id} no longer exists",
-                             record_id=record_id)
-        if response.status_code == 409:
-            raise ConflictError(
-                f"zendesk: ticket {record_id} changed since it was read (no longer at "
-                f"{ticket.get('updated_stamp')}); nothing was written", record_id=record_id)
-        if response.status_code == 422:
-            raise ConnectorError(f"zendesk: ticket {record_id}: the helpdesk refused the "
-                                 f"change ({_detail(response)})", record_id=record_id)
+        ERRORS.check(response, record_id)
         return None
 
     def apply_many(self, changes: list[ChangeSet], now: datetime) -> list[WriteResult]:
@@ -694,9 +722,9 @@ class Zendesk:
                 elif name == "status":
                     ticket["status"] = words.status.write(value)
                 elif name == "group":
-                    ticket["group_id"] = _id_of(value, words.groups, "group", "groups")
+                    ticket["group_id"] = words.groups.write(value)
                 elif name == "assignee":
-                    ticket["assignee_id"] = _id_of(value, words.agents, "assignee", "agents")
+                    ticket["assignee_id"] = words.agents.write(value)
         except ValueError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc}",
                                  record_id=record_id) from None
@@ -734,64 +762,13 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _positive(settings: Mapping[str, Any], key: str, default: float) -> float:
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"connector.{key}: expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _value_map(settings: Mapping[str, Any], key: str) -> dict[Any, str]:
-    value = settings.get(key) or {}
-    if not isinstance(value, dict) or not all(
-            isinstance(v, str) and v for v in value.values()):
-        raise ValueError(f"connector.{key}: expected a mapping of Zendesk values to sla-sync "
-                         "values, e.g. {p1: urgent}")
-    return value
-
-
-def _names(settings: Mapping[str, Any], key: str) -> dict[int, str]:
-    value = settings.get(key) or {}
-    example = "{360001: support}" if key == "groups" else "{361001: alice}"
-    if not isinstance(value, dict):
-        raise ValueError(f"connector.{key}: expected a mapping of Zendesk ids to names, "
-                         f"e.g. {example}")
-    names: dict[int, str] = {}
-    for raw_id, name in value.items():
-        if not (_whole(raw_id) or (isinstance(raw_id, str) and raw_id.isdigit())):
-            raise ValueError(f"connector.{key}.{raw_id}: expected a numeric Zendesk id")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"connector.{key}.{raw_id}: expected a name")
-        if name in names.values():
-            raise ValueError(f"connector.{key}.{raw_id}: the name {name!r} is given twice "
-                             "(writes need one id per name)")
-        names[int(raw_id)] = name
-    return names
-
-
-def _source(value: Any, key: str, kinds: tuple[str, ...], extra: set[str]) -> Source | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError(f"connector.{key}: expected a mapping with one of {', '.join(kinds)}")
-    unknown = sorted(set(value) - set(kinds) - extra)
-    if unknown:
-        raise ValueError(f"connector.{key}.{unknown[0]}: unknown key (known: "
-                         f"{', '.join(sorted((*kinds, *extra)))})")
-    given = [kind for kind in kinds if kind in value]
+def _source(values: Mapping[str, Any], key: str) -> Source | None:
+    """The one of tag_prefix, field, organization_field a tier or escalation block gives."""
+    given = [kind for kind in ("tag_prefix", "field", "organization_field")
+             if values.get(kind) is not None]
     if len(given) > 1:
         raise ValueError(f"connector.{key}: give one of {', '.join(given)}, not several")
-    if not given:
-        return None
-    kind, key_value = given[0], value[given[0]]
-    if kind == "field":
-        if not (_whole(key_value) or (isinstance(key_value, str) and key_value.isdigit())):
-            raise ValueError(f"connector.{key}.field: expected a ticket field id")
-        return Source(kind, int(key_value))
-    if not isinstance(key_value, str) or not key_value:
-        raise ValueError(f"connector.{key}.{kind}: expected a non-empty string")
-    return Source(kind, key_value)
-
+    return Source(given[0], values[given[0]]) if given else None
 
 def _field_value(ticket: Mapping[str, Any], field_id: int) -> Any:
     for field in ticket.get("custom_fields") or []:
@@ -922,16 +899,10 @@ def _ticket_id(record_id: str) -> int:
     return int(record_id)
 
 
-def _id_of(value: str, names: Mapping[int, str], what: str, key: str) -> int | None:
-    if value == "":
-        return None
-    for zendesk_id, name in names.items():
-        if name == value:
-            return zendesk_id
-    if value.isdigit():
-        return int(value)
-    raise ValueError(f"{what} {value!r} has no Zendesk id: map it in the connector's "
-                     f"{key} setting")
+def _name_map(setting: str, what: str, names: dict[int, str] | None) -> NameMap:
+    return NameMap(setting, what, names or {}, "Zendesk",
+                   unnamed="{attribute} {name!r} has no Zendesk id: map it in the connector's "
+                   "{setting} setting")
 
 
 def _detail(response: requests.Response) -> str:

@@ -100,7 +100,10 @@ def test_the_error_map_turns_a_refusal_into_this_records_error(status, kind):
 def test_the_error_map_quotes_the_vendors_error_body_through_its_reader():
     errors = ErrorMap("acme", detail=lambda r: "priority: not allowed")
     error = errors.error(_response(422), "7", "the priority")
-    assert "refused the priority (HTTP 422: priority: not allowed)" in str(error)
+    assert str(error) == "acme: ticket 7: the helpdesk refused the priority (priority: not " \
+        "allowed)"
+    default = ErrorMap("acme").error(_response(400, b'{"message": "bad field"}'), "7")
+    assert "(HTTP 400: bad field)" in str(default)
 
 
 def test_the_error_map_leaves_other_statuses_alone():
@@ -187,6 +190,16 @@ def test_a_name_map_names_ids_and_writes_names_back():
     assert groups.write("support") == 48 and groups.write("50") == 50
     assert groups.write("") is None
     with pytest.raises(ValueError, match="no Acme group_id for 'sales'"):
+        groups.write("sales")
+
+
+def test_a_name_map_speaks_the_vendors_words_for_a_name_without_an_id():
+    groups = NameMap("groups", "group", {1: "support"}, "Zendesk",
+                     unnamed="{attribute} {name!r} has no Zendesk id: map it in the "
+                     "connector's {setting} setting")
+    assert groups.name(1) == "support" and groups.name(2) == "2" and groups.name(None) == ""
+    with pytest.raises(ValueError, match="group 'sales' has no Zendesk id: map it in the "
+                                         "connector's groups setting"):
         groups.write("sales")
 
 

@@ -230,6 +230,18 @@ def test_unknown_priority_status_and_channel_fall_back_with_one_notice_each(api)
         "setting)"]
 
 
+def test_an_unknown_priority_is_noticed_in_every_fetch_not_only_the_first(api):
+    # `run --every` keeps one connector for all its runs: each run's fetch reports again.
+    events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
+    tickets_page(api, "incremental_tickets_unknown_priority_status_channel",
+                 start_time="1772323200")
+    connector = zendesk()
+    first = [notice for page in connector.fetch(None) for notice in page.notices]
+    second = [notice for page in connector.fetch(None) for notice in page.notices]
+    assert any("unknown priority 'critical'" in notice for notice in first)
+    assert second == first
+
+
 def test_a_mapped_unknown_value_is_read_without_a_notice(api):
     events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
     tickets_page(api, "incremental_tickets_unknown_priority_status_channel",
