@@ -509,12 +509,8 @@ class JSM:
                  notices: NoticeSink) -> list[StatusChange]:
         """The status changes of the changelog, oldest first; a changelog the search cut
         short is read whole from the issue's changelog (startAt paging)."""
-        histories = changelog.get("histories") if isinstance(changelog, Mapping) else None
-        if not isinstance(histories, list):
-            histories = []
-        total = changelog.get("total") if isinstance(changelog, Mapping) else None
-        if isinstance(total, int) and total > len(histories):
-            histories = self._paged(CHANGELOG.format(key=key), "values", key)
+        histories = self._whole(changelog, "histories", CHANGELOG.format(key=key), "values",
+                                key)
         changes = []
         for entry in histories:
             if not isinstance(entry, Mapping):
@@ -531,12 +527,7 @@ class JSM:
     def _first_response(self, key: str, comment: Any, reporter: str | None) -> datetime | None:
         """The first public comment (`jsdPublic`) by someone other than the reporter; the
         comments the search cut short are read from the issue (startAt paging)."""
-        comments = comment.get("comments") if isinstance(comment, Mapping) else None
-        if not isinstance(comments, list):
-            comments = []
-        total = comment.get("total") if isinstance(comment, Mapping) else None
-        if isinstance(total, int) and total > len(comments):
-            comments = self._paged(COMMENTS.format(key=key), "comments", key)
+        comments = self._whole(comment, "comments", COMMENTS.format(key=key), "comments", key)
         answered = []
         for item in comments:
             if not isinstance(item, Mapping) or item.get("jsdPublic") is not True:
@@ -546,6 +537,17 @@ class JSM:
             if account is not None and account != reporter:
                 answered.append(parse_instant(item.get("created"), "comment.created"))
         return min(answered, default=None)
+
+    def _whole(self, holder: Any, inline: str, path: str, key: str, record_id: str,
+               ) -> list[Any]:
+        """The items a search result holds under `inline` (the changelog's histories, the
+        comments), or all of them read from `path` when it holds fewer than its `total`."""
+        items = holder.get(inline) if isinstance(holder, Mapping) else None
+        items = items if isinstance(items, list) else []
+        total = holder.get("total") if isinstance(holder, Mapping) else None
+        if isinstance(total, int) and total > len(items):
+            return self._paged(path, key, record_id)
+        return items
 
     def _paged(self, path: str, key: str, record_id: str) -> list[Any]:
         """Every item of a platform listing paged by `startAt`/`maxResults` (`total`, or
