@@ -74,6 +74,7 @@ from sla_sync.sync_report import (
     write_report,
 )
 from sla_sync.sync_run import RunReport, run_sync
+from sla_sync.sync_serve import serve
 from sla_sync.sync_state import StateError, StateLock, StateLocked, StateStore
 
 log = logging.getLogger("sla_sync.cli")
@@ -821,6 +822,7 @@ for _command in AUTHOR_COMMANDS:  # test, lint, schema: the rule author's comman
 for _command in AUDIT_COMMANDS:  # audit, revert: what sla-sync changed, and its undo
     main.add_command(_command)
 main.add_command(check)  # the admin's check of config, policy and helpdesk together
+main.add_command(serve)  # the live page and /metrics, read-only
 
 if __name__ == "__main__":
     main()
