@@ -224,7 +224,8 @@ class Cli(click.Group):
     LAZY = {**dict.fromkeys(("test", "lint", "schema", "backtest"),
                             ("sla_sync.sync_author", "AUTHOR_COMMANDS")),
             **dict.fromkeys(("audit", "revert"), ("sla_sync.sync_audit", "AUDIT_COMMANDS")),
-            "check": ("sla_sync.sync_check", "check")}
+            "check": ("sla_sync.sync_check", "check"),
+            "serve": ("sla_sync.sync_serve", "serve")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.LAZY})
