@@ -55,11 +55,12 @@ def test_connectors_and_the_state_store_load_no_rules_engine(module: str) -> Non
 
 def test_the_cli_loads_what_a_sync_of_the_file_helpdesk_does_not_need_only_when_asked():
     """Start-up cost: the HTTP library, prometheus_client and the commands' own modules
-    (authoring, audit, check) load when a command needs them, not with the CLI."""
+    (authoring, audit, check, serve) load when a command needs them, not with the CLI; the
+    alert channels' SMTP, TLS and email modules only when a channel sends."""
     lazy = (*HTTP, "prometheus_client", "sla_sync.sync_author", "sla_sync.sync_audit",
-            "sla_sync.sync_check")
+            "sla_sync.sync_check", "sla_sync.sync_serve", "smtplib", "ssl", "email.utils")
     assert within(loaded_by(["sla_sync.sync"]), lazy) == []
     from conftest import cli
     listed = cli("--help").output
     assert all(name in listed for name in ("backtest", "audit", "revert", "check", "lint",
-                                           "schema", "test", "run")), listed
+                                           "schema", "test", "run", "serve")), listed
