@@ -32,6 +32,8 @@ MAX_WORKED = 100 * 365 * 86400  # seconds of logged work: a century
 SETTABLE_FIELDS = ("priority", "group", "assignee", "status")
 #: The status a record had before its first status_history entry.
 INITIAL_STATUS = "new"
+#: Who wrote a message on a record's conversation.
+AUTHORS = ("customer", "agent")
 
 
 class RecordError(ValueError):
@@ -122,6 +124,25 @@ class Note:
 
 
 @dataclass(frozen=True)
+class Message:
+    """One message of a record's conversation: when, by whom, and whether the customer saw
+    it (an internal note is an agent message that is not public)."""
+
+    at: datetime
+    author: str
+    public: bool = True
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The record entered `group` and/or was given to `assignee` ("" for nobody) at `at`."""
+
+    at: datetime
+    group: str
+    assignee: str
+
+
+@dataclass(frozen=True)
 class Record:
     id: str
     kind: str
@@ -148,12 +169,25 @@ class Record:
     #: Time people logged working on the record, in seconds, where the helpdesk records it
     #: (None: it does not); the average handling time reads it.
     worked_seconds: float | None = None
+    #: The conversation, oldest first, where the helpdesk gives it; None: it does not, and
+    #: clocks that need it are unavailable (never guessed). () is a known, empty one.
+    messages: tuple[Message, ...] | None = None
+    #: Group and assignee changes, oldest first (before the first entry the record had the
+    #: values it was created with); None: the helpdesk does not say.
+    assignment_history: tuple[Assignment, ...] | None = None
 
     def __post_init__(self) -> None:
         # Every connector builds Records, so the bounds are checked here once for all of
         # them: a record outside them is skipped and reported, never a crash later on.
-        if self._plainly_usable():
-            return
+        if not self._plainly_usable():
+            self._check()
+        if self.first_response_at is None and self.messages:
+            # Derived (from checked messages), so that a connector giving the conversation
+            # need not give both.
+            object.__setattr__(self, "first_response_at", first_public_reply(self.messages))
+
+    def _check(self) -> None:
+        """Every bound, naming the field at fault (RecordError)."""
         try:
             check_text(self.id, "id")
             if len(self.id) > MAX_ID:
@@ -182,6 +216,7 @@ class Record:
                                  f"{MAX_LEVEL}, got {show(self.escalation_level)}")
             _check_custom(self.custom)
             _check_worked(self.worked_seconds)
+            _check_conversation(self.messages, self.assignment_history)
         except ValueError as exc:
             raise RecordError(str(exc), record_id=self.id if _usable_id(self.id) else None)\
                 from None
@@ -199,9 +234,12 @@ class Record:
                     and (self.worked_seconds is None
                          or (type(self.worked_seconds) in (int, float)
                              and 0 <= self.worked_seconds <= MAX_WORKED))
-                    and max(len(self.tags), len(self.notes), len(self.status_history))
+                    and max(len(self.tags), len(self.notes), len(self.status_history),
+                            len(self.messages or ()), len(self.assignment_history or ()))
                     <= MAX_ITEMS):
                 return False
+            if self.messages or self.assignment_history:
+                _check_conversation(self.messages, self.assignment_history)
             texts = [self.id, self.subject, self.status, self.priority, self.tier,
                      self.channel, self.source, self.group, self.assignee, self.url,
                      *self.tags]
@@ -217,7 +255,7 @@ class Record:
             return (max(map(len, texts)) <= MAX_TEXT
                     and (joined.isascii() or bool(joined.encode("utf-8")))
                     and (not self.custom or _plain_json(self.custom, 0)))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             return False
 
     @classmethod
@@ -270,6 +308,8 @@ class Record:
                                  f"{show(level)}")
             worked = data.get("worked_seconds")
             _check_worked(worked)
+            messages = _messages(data)
+            assignments = _assignments(data)
             custom = data.get("custom") or {}
             if not isinstance(custom, Mapping):
                 raise ValueError("custom: expected an object")
@@ -290,7 +330,8 @@ class Record:
                 id=record_id, kind=kind, created_at=created_at, updated_at=updated_at,
                 first_response_at=first_response_at, solved_at=solved_at,
                 status_history=history, notes=notes, tags=tags, escalation_level=level,
-                custom=dict(custom), worked_seconds=worked, **strings,
+                custom=dict(custom), worked_seconds=worked, messages=messages,
+                assignment_history=assignments, **strings,
             )
         except RecordError as exc:
             raise fail(exc.reason) from None
@@ -317,6 +358,13 @@ class Record:
             **({"url": self.url} if self.url else {}),
             **({"worked_seconds": self.worked_seconds}
                if self.worked_seconds is not None else {}),
+            **({"messages": [{"at": instant(m.at), "author": m.author, "public": m.public}
+                             for m in self.messages]}
+               if self.messages is not None else {}),
+            **({"assignment_history": [{"at": instant(a.at), "group": a.group,
+                                        "assignee": a.assignee}
+                                       for a in self.assignment_history]}
+               if self.assignment_history is not None else {}),
         }
 
     def status_timeline(self) -> list[StatusChange]:
@@ -339,6 +387,71 @@ class Record:
         if timeline[-1].status != self.status:
             timeline.append(StatusChange(max(self.updated_at, timeline[-1].at), self.status))
         return timeline
+
+
+def first_public_reply(messages: Iterable[Message]) -> datetime | None:
+    """When an agent first wrote to the customer (a public agent message), or None."""
+    return next((m.at for m in messages if m.author == "agent" and m.public), None)
+
+
+def _check_conversation(messages: tuple[Message, ...] | None,
+                        assignments: tuple[Assignment, ...] | None) -> None:
+    """messages and assignment_history: bounded, instants in range and in time order,
+    authors known, texts storable; ValueError naming the entry."""
+    for name, entries in (("messages", messages), ("assignment_history", assignments)):
+        if entries is None:
+            continue
+        if len(entries) > MAX_ITEMS:
+            raise ValueError(f"{name}: {len(entries)} entries (at most {MAX_ITEMS})")
+        previous: datetime | None = None
+        kind = Message if name == "messages" else Assignment
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, kind):
+                raise ValueError(f"{name}[{i}]: expected a {kind.__name__}, got "
+                                 f"{show(entry)}")
+            _check_instant(entry.at, f"{name}[{i}].at")
+            if previous is not None and entry.at < previous:
+                raise ValueError(f"{name}: entries are not in time order ({name}[{i}])")
+            previous = entry.at
+            if isinstance(entry, Message):
+                if entry.author not in AUTHORS:
+                    raise ValueError(f"{name}[{i}].author: expected one of "
+                                     f"{', '.join(AUTHORS)}, got {show(entry.author)}")
+                if not isinstance(entry.public, bool):
+                    raise ValueError(f"{name}[{i}].public: expected true or false, got "
+                                     f"{show(entry.public)}")
+            else:
+                check_text(entry.group, f"{name}[{i}].group")
+                check_text(entry.assignee, f"{name}[{i}].assignee")
+
+
+def _messages(data: Mapping[str, Any]) -> tuple[Message, ...] | None:
+    """The `messages` of a record in the shared vocabulary; None when not given."""
+    if data.get("messages") is None:
+        return None
+    out = []
+    for i, entry in enumerate(_list(data, "messages")):
+        where = f"messages[{i}]"
+        public = _item(entry, "public", where)
+        out.append(Message(at=parse_instant(entry.get("at"), f"{where}.at"),
+                           author=_text(entry.get("author"), f"{where}.author"),
+                           public=True if public is None else public))
+    return tuple(out)
+
+
+def _assignments(data: Mapping[str, Any]) -> tuple[Assignment, ...] | None:
+    """The `assignment_history` of a record in the shared vocabulary; None when not given."""
+    if data.get("assignment_history") is None:
+        return None
+    out = []
+    for i, entry in enumerate(_list(data, "assignment_history")):
+        where = f"assignment_history[{i}]"
+        _item(entry, "at", where)
+        out.append(Assignment(at=parse_instant(entry.get("at"), f"{where}.at"),
+                              group=_text(entry.get("group"), f"{where}.group", default=""),
+                              assignee=_text(entry.get("assignee"), f"{where}.assignee",
+                                             default="")))
+    return tuple(out)
 
 
 def _usable_id(value: str) -> bool:

@@ -10,6 +10,13 @@
   solved before it was reopened: the clock resumes from the reopening.
 - Only what had happened by `now` counts: a stop or a status change after `now` has not
   happened yet (backtests and explain with an earlier --now see the clock as it was then).
+- The next response clock runs in cycles read from the record's conversation (`messages`):
+  a cycle starts at a customer message that follows a public agent reply (the first of
+  several unanswered ones) and stops at the next public agent reply, or at the solve.
+  The customer's messages before any agent reply are the first response clock's. The
+  variables are the current (latest started) cycle's; every cycle is in `cycles`. With
+  no conversation (the helpdesk does not give one), or before any cycle has started, the
+  clock has no target: never breached, never guessed (`note` says which).
 - `due_at` is the instant the target is used up given the pauses so far: for a breached
   clock, when it breached; for a running one, when it will if it runs on from now (for a
   paused one: if it resumed now); None for a clock that stopped within its target.
@@ -17,6 +24,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +33,10 @@ from typing import Any, TypeVar
 from sla_sync.connector.model import Record, StatusChange
 from sla_sync.rules.calendar import Calendar
 
+#: The targets metrics and reports count so far.
 TARGETS = ("first_response", "resolution")
+#: Every target a policy may set, each with a clock of its own.
+ALL_TARGETS = (*TARGETS, "next_response")
 #: What a record whose SLA has no such target sees as minutes left.
 NO_TARGET_MINUTES_LEFT = 10**9
 
@@ -39,6 +50,16 @@ class Pause:
 
 
 @dataclass(frozen=True)
+class Cycle:
+    """One next response cycle: from `started_at` to `stopped_at` (None: still waiting)."""
+
+    started_at: datetime
+    stopped_at: datetime | None
+    elapsed_seconds: float
+    breached: bool
+
+
+@dataclass(frozen=True)
 class Clock:
     target: str
     target_seconds: int | None  # None: the SLA sets no such target
@@ -49,6 +70,10 @@ class Clock:
     pauses: tuple[Pause, ...]
     paused: bool
     due_at: datetime | None
+    #: next_response: every cycle so far, oldest first (the fields above are the last's).
+    cycles: tuple[Cycle, ...] = ()
+    #: Why a clock that could not run has no target ("" otherwise).
+    note: str = ""
 
     @property
     def running(self) -> bool:
@@ -101,7 +126,64 @@ def run_clock(record: Record, target: str, target_seconds: int | None, calendar:
     start = record.created_at if start is None else max(start, record.created_at)
     if timeline is None:
         timeline = timeline_until(record, now)
+    if target == "next_response":
+        return _next_response(record, target_seconds, calendar, pause_statuses,
+                              closed_statuses, now, start, timeline)
     stop = _stop(record, target, timeline, closed_statuses, now)
+    return _count(target, target_seconds, calendar, pause_statuses, closed_statuses, now,
+                  start, stop, timeline)
+
+
+def reply_cycles(record: Record, now: datetime) -> list[tuple[datetime, datetime | None]]:
+    """(start, public agent reply or None) of each next response cycle that had started
+    by `now`; [] for a record without a conversation."""
+    cycles: list[tuple[datetime, datetime | None]] = []
+    replied = False  # a public agent reply since the last customer message
+    waiting: datetime | None = None
+    for message in record.messages or ():
+        if message.at > now:
+            break
+        if message.author == "agent" and message.public:
+            if waiting is not None:
+                cycles.append((waiting, message.at))
+                waiting = None
+            replied = True
+        elif message.author == "customer" and replied and waiting is None:
+            waiting = message.at
+    if waiting is not None:
+        cycles.append((waiting, None))
+    return cycles
+
+
+def _next_response(record: Record, target_seconds: int | None, calendar: Calendar,
+                   pause_statuses: Collection[str], closed_statuses: Collection[str],
+                   now: datetime, start: datetime,
+                   timeline: list[StatusChange]) -> Clock:
+    """The current cycle's clock, with every cycle in `cycles`."""
+    solved = _stop(record, "resolution", timeline, closed_statuses, now)
+    clocks = []
+    for begin, reply in reply_cycles(record, now) if target_seconds is not None else ():
+        stop = reply
+        if solved is not None and solved >= begin and (stop is None or solved < stop):
+            stop = solved  # solved without a reply: nothing left to answer
+        clocks.append(_count("next_response", target_seconds, calendar, pause_statuses,
+                             closed_statuses, now, max(begin, start), stop, timeline))
+    if target_seconds is None or record.messages is None or not clocks:
+        note = ("" if target_seconds is None
+                else "unavailable: the helpdesk gives no conversation" if record.messages is None
+                else "no customer message awaiting a reply since an agent's")
+        return frozen(Clock, target="next_response", target_seconds=None, calendar=calendar,
+                      started_at=start, stopped_at=start, elapsed_seconds=0.0, pauses=(),
+                      paused=False, due_at=None, cycles=(), note=note)
+    cycles = tuple(Cycle(c.started_at, c.stopped_at, c.elapsed_seconds, c.breached)
+                   for c in clocks)
+    return dataclasses.replace(clocks[-1], cycles=cycles)
+
+
+def _count(target: str, target_seconds: int | None, calendar: Calendar,
+           pause_statuses: Collection[str], closed_statuses: Collection[str], now: datetime,
+           start: datetime, stop: datetime | None, timeline: list[StatusChange]) -> Clock:
+    """The business time from `start` to `stop` (None: now), pauses not counted."""
     end = max(start, stop if stop is not None else now)
 
     pauses: list[Pause] = []
@@ -134,7 +216,7 @@ def run_clock(record: Record, target: str, target_seconds: int | None, calendar:
         due = _due(calendar, counted, spans, target_seconds, now)
     return frozen(Clock, target=target, target_seconds=target_seconds, calendar=calendar,
                   started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
-                  pauses=tuple(pauses), paused=paused, due_at=due)
+                  pauses=tuple(pauses), paused=paused, due_at=due, cycles=(), note="")
 
 
 def _stop(record: Record, target: str, timeline: list[StatusChange],

@@ -20,7 +20,7 @@ from business_rules import engine as br_engine
 from sla_sync.connector.model import Record
 from sla_sync.rules.actions import ActionCollector, Intent
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar
-from sla_sync.rules.clock import TARGETS, Clock, frozen, run_clock, timeline_until
+from sla_sync.rules.clock import ALL_TARGETS, Clock, frozen, run_clock, timeline_until
 from sla_sync.rules.conditions import Asked, Check, Compiler
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.policy import Policy, Rule, Sla
@@ -67,7 +67,7 @@ def record_facts(record: Record, now: datetime,
 
 _CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
     "minutes_left", "elapsed_pct", "breached", "met", "paused", "business_minutes_elapsed",
-    "due_at_epoch")) for target in TARGETS}
+    "due_at_epoch")) for target in ALL_TARGETS}
 
 
 def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
@@ -156,11 +156,11 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
         calendar = BUILT_IN[ALWAYS]
         return calendar, {target: run_clock(record, target, None, calendar, (),
                                             policy.closed_statuses, now, timeline=timeline)
-                          for target in TARGETS}
+                          for target in ALL_TARGETS}
     calendar = sla.calendar.pick(record)
     start = mark.since if mark is not None and sla.on_target_change == "restart" else None
     clocks = {}
-    for target in TARGETS:
+    for target in ALL_TARGETS:
         goal = sla.targets.get(target)
         clocks[target] = run_clock(record, target, goal.seconds_on(calendar) if goal else None,
                                    calendar, sla.pause_statuses, policy.closed_statuses, now,

@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sla_sync.connector.model import format_instant
-from sla_sync.rules.clock import Clock
+from sla_sync.rules.clock import TARGETS, Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
 from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
@@ -37,7 +37,7 @@ def _failure(failure: Failure) -> str:
 def _clock(clock: Clock) -> list[str]:
     name = clock.target.replace("_", " ")
     if clock.target_seconds is None:
-        return [f"  {name}: no target in this SLA"]
+        return [f"  {name}: {clock.note or 'no target in this SLA'}"]
     zone = ZoneInfo(clock.calendar.timezone)
     state = ("stopped at " + _both(clock.stopped_at, zone)) if clock.stopped_at else (
         "paused" if clock.paused else "running")
@@ -59,6 +59,11 @@ def _clock(clock: Clock) -> list[str]:
         end = _both(pause.end, zone) if pause.end else "now"
         lines.append(f"    paused ({pause.status}) {_both(pause.start, zone)} -> {end}: "
                      f"{format_duration(pause.business_seconds)} of business time not counted")
+    for number, cycle in enumerate(clock.cycles, 1):
+        end = _both(cycle.stopped_at, zone) if cycle.stopped_at else "waiting"
+        lines.append(f"    cycle {number}: {_both(cycle.started_at, zone)} -> {end}: "
+                     f"{format_duration(cycle.elapsed_seconds)}; "
+                     f"{'BREACHED' if cycle.breached else 'within target'}")
     return lines
 
 
@@ -80,7 +85,8 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
     out += _sla_lines(p, policy)
     out += ["", "Clocks:"]
     for clock in ev.clocks.values():
-        out += _clock(clock)
+        if clock.target in TARGETS or clock.target_seconds is not None or clock.note:
+            out += _clock(clock)  # a newer target is shown where the SLA sets it
     out += ["", "Rules:"]
     out += _rule_lines(p, since or {})
     out += ["", "Change set:"]

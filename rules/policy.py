@@ -25,7 +25,7 @@ from sla_sync.connector.model import Record
 from sla_sync.rules.actions import action_specs, note_placeholders
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
-from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.durations import Target, parse_target
 from sla_sync.rules.patterns import check_pattern
 from sla_sync.rules.variables import (
@@ -500,9 +500,9 @@ class _Checker:
             return {}
         targets = {}
         for key, text in value.items():
-            if key not in TARGETS:
-                self.fail(f"{path}.{key}", f"unknown target{_suggest(key, TARGETS)} "
-                                           f"(known: {', '.join(TARGETS)})")
+            if key not in ALL_TARGETS:
+                self.fail(f"{path}.{key}", f"unknown target{_suggest(key, ALL_TARGETS)} "
+                                           f"(known: {', '.join(ALL_TARGETS)})")
                 continue
             try:
                 targets[key] = parse_target(text)

@@ -22,7 +22,7 @@ from business_rules.operators import BaseType
 from sla_sync.rules import calendar as calendars
 from sla_sync.rules import durations
 from sla_sync.rules.actions import PLACEHOLDERS, ActionCollector, action_specs
-from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.policy import (
     CALENDAR_FIELDS,
     DEFAULT_CLOSED_STATUSES,
@@ -178,7 +178,7 @@ def _sla() -> dict[str, Any]:
                               "additionalProperties": {"type": "string"}},
                 "default": {"type": "string"}},
                 "required": ["field", "calendars", "default"], "additionalProperties": False},
-            "targets": {"type": "object", "propertyNames": {"enum": list(TARGETS)},
+            "targets": {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
                         "additionalProperties": duration},
             "pause_statuses": STRINGS,
             "on_target_change": {"enum": list(ON_TARGET_CHANGE)},

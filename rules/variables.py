@@ -29,7 +29,7 @@ from business_rules.operators import (
 )
 from business_rules.variables import BaseVariables, rule_variable
 
-from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.patterns import INPUT_LIMIT
 
 
@@ -113,7 +113,7 @@ VARIABLES: dict[str, tuple[type[BaseType], str]] = {
     "in_business_hours": (Flag, "now is within the SLA's calendar working time"),
     **{
         f"{target}_{suffix}": (kind, f"{target.replace('_', ' ')}: {text}")
-        for target in TARGETS
+        for target in ALL_TARGETS
         for suffix, (kind, text) in CLOCK_SUFFIXES.items()
     },
 }

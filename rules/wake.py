@@ -24,13 +24,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sla_sync.rules.calendar import TwentyFourSeven
-from sla_sync.rules.clock import TARGETS, Clock
+from sla_sync.rules.clock import ALL_TARGETS, Clock
 from sla_sync.rules.engine import Evaluation, SlaMark
 from sla_sync.rules.planner import WRITE, Plan, Step
 from sla_sync.rules.policy import Policy
 
 #: Changes the digest of every policy when what `Wakes` knows changes.
-WAKE_VERSION = 1
+WAKE_VERSION = 2
 EARLY = timedelta(seconds=1)  # float sums of business seconds are not exact
 CALENDAR_DAYS = 400  # how far ahead a business-hours boundary is looked for
 
@@ -102,8 +102,8 @@ class Wakes:
         self.hours: dict[str, set[float]] = {"hours_since_created": set(),
                                              "hours_since_updated": set()}
         # target -> thresholds as business seconds elapsed
-        self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in TARGETS}
-        self.due: dict[str, set[float]] = {t: set() for t in TARGETS}
+        self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in ALL_TARGETS}
+        self.due: dict[str, set[float]] = {t: set() for t in ALL_TARGETS}
         self.business_hours = False
         conditions = [s.when for s in policy.slas if s.when] + [r.conditions
                                                                 for r in policy.rules]
@@ -116,7 +116,7 @@ class Wakes:
             self.business_hours = True
         elif name in self.hours and _number(value):
             self.hours[name].add(float(value))
-        for target in TARGETS:
+        for target in ALL_TARGETS:
             suffix = name.removeprefix(f"{target}_")
             if suffix == name:
                 continue
@@ -137,6 +137,8 @@ class Wakes:
         found += [at for at in instants if at is not None and at > now]
         # at `now` itself too: a pause that starts at `now` is one only just after it
         found += [c.at for c in record.status_timeline() if c.at >= now]
+        # a message stamped after now starts or stops a next response cycle when it comes
+        found += [m.at for m in record.messages or () if m.at > now]
         for name, values in self.hours.items():
             base = record.created_at if name == "hours_since_created" else record.updated_at
             for hours in values:

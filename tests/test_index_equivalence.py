@@ -31,7 +31,7 @@ def stamp(at: datetime) -> str:
     return at.isoformat()
 
 
-def random_record(rng: random.Random, n: int) -> dict[str, Any]:
+def random_record(rng: random.Random, n: int, talk: bool = False) -> dict[str, Any]:
     created = T0 - timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
     updated = created + timedelta(minutes=rng.randrange(0, 600))
     status = rng.choice(STATUSES)
@@ -53,14 +53,21 @@ def random_record(rng: random.Random, n: int) -> dict[str, Any]:
             minutes=rng.randrange(1, 6 * 60)))
     if status == "solved":
         fields["solved_at"] = stamp(max(at, updated))
+    if talk and rng.random() < 0.8:  # a conversation, sometimes reaching past a sync's now
+        said, messages = created, []
+        for _ in range(rng.randrange(0, 6)):
+            said += timedelta(minutes=rng.randrange(0, 400))
+            messages.append({"at": stamp(said), "author": rng.choice(["customer", "agent"]),
+                             "public": rng.random() < 0.8})
+        fields["messages"] = messages
     return record_dict(**fields)
 
 
-def random_condition(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+def random_condition(rng: random.Random, depth: int = 0, talk: bool = False) -> dict[str, Any]:
     if depth < 2 and rng.random() < 0.35:
-        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1)
+        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1, talk)
                                               for _ in range(rng.randrange(1, 4))]}
-    target = rng.choice(["first_response", "resolution"])
+    target = rng.choice(["first_response", "resolution", *(["next_response"] * 2 * talk)])
     number = rng.choice(["greater_than", "less_than", "greater_than_or_equal_to",
                          "less_than_or_equal_to", "equal_to", "not_equal_to"])
     due = (T0 + timedelta(minutes=rng.randrange(-600, 3000))).timestamp()
@@ -92,7 +99,7 @@ def random_action(rng: random.Random, name: str) -> dict[str, Any]:
     ])()
 
 
-def random_policy(rng: random.Random) -> dict[str, Any]:
+def random_policy(rng: random.Random, talk: bool = False) -> dict[str, Any]:
     slas = []
     for n in range(rng.randrange(1, 3)):
         sla: dict[str, Any] = {
@@ -102,6 +109,8 @@ def random_policy(rng: random.Random) -> dict[str, Any]:
             "pause_statuses": rng.sample(["pending", "hold"], rng.randrange(0, 3)),
             "on_target_change": rng.choice(["keep", "restart"]),
         }
+        if talk:
+            sla["targets"]["next_response"] = rng.choice(["15m", "1h", "3h"])
         if rng.random() < 0.5:
             sla["calendar"] = "office"
         if n == 0 and rng.random() < 0.7:
@@ -109,7 +118,7 @@ def random_policy(rng: random.Random) -> dict[str, Any]:
                                       cond("hours_since_created", "less_than", 30),
                                       cond("priority", "is_one_of", ["high", "urgent"])])
         slas.append(sla)
-    rules = [rule(f"r{n}", random_condition(rng),
+    rules = [rule(f"r{n}", random_condition(rng, talk=talk),
                   *[random_action(rng, f"r{n}") for _ in range(rng.randrange(1, 3))])
              for n in range(rng.randrange(2, 7))]
     return {"calendars": {"office": OFFICE}, "closed_statuses": ["solved"], "slas": slas,
@@ -157,6 +166,9 @@ class Side:
             record["solved_at"] = stamp(now)
         if rng.random() < 0.5:
             record["tags"] = rng.sample(TAGS, rng.randrange(0, 3))
+        if "messages" in record and rng.random() < 0.6:  # a reply or a customer's message
+            record["messages"] = [m for m in record["messages"] if m["at"] <= stamp(now)] + [
+                {"at": stamp(now), "author": rng.choice(["customer", "agent"]), "public": True}]
         self.path.write_text(json.dumps(data))
 
 
@@ -164,11 +176,15 @@ def rng_batch(folder: Path) -> int:
     return 3
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "talk"), [(seed, False) for seed in range(8)]
+                         + [(seed, True) for seed in range(100, 104)])
+def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int,
+                                                    talk: bool) -> None:
+    """`talk`: records with conversations and policies with next_response targets."""
     rng = random.Random(seed)
-    records = [random_record(rng, n) for n in range(12)]
-    policies = [check_policy(random_policy(rng), f"policy-{seed}-{n}") for n in range(2)]
+    records = [random_record(rng, n, talk) for n in range(12)]
+    policies = [check_policy(random_policy(rng, talk), f"policy-{seed}-{n}")
+                for n in range(2)]
     indexed = Side(tmp_path / "indexed", records, full=False)
     everything = Side(tmp_path / "full", records, full=True)
     now = T0
