@@ -30,7 +30,7 @@ import click
 
 from sla_sync.connector.model import format_instant
 from sla_sync.rules.breaches import breaches
-from sla_sync.rules.metrics import queue, report
+from sla_sync.rules.metrics import escalation_totals, queue, report
 from sla_sync.rules.policy import Policy, PolicyError, load_policy
 from sla_sync.sync_config import ConfigError, load_config, locate
 from sla_sync.sync_options import instant_option
@@ -106,7 +106,8 @@ class LiveView:
         data = report(records, self.policy, now, now - timedelta(days=30), now, marks=marks,
                       audit=audit)
         return prometheus(data, last_run, queue(records, self.policy, now, marks),
-                          {**totals, "escalations": {}})
+                          {**totals, "escalations": escalation_totals(
+                              records, self.policy, now, audit, marks)})
 
 
 def make_handler(view: LiveView, token: str | None) -> type[BaseHTTPRequestHandler]:

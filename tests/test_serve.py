@@ -13,6 +13,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,29 @@ def test_beyond_loopback_without_a_token_it_does_not_start(project: Path,
     result = cli("serve", "--config", str(project), "--listen", "0.0.0.0:8484")
     assert result.exit_code == 2
     assert "beyond loopback the view needs a token: set SLA_SYNC_SERVE_TOKEN" in result.stderr
+
+
+def test_metrics_carry_the_same_metric_names_as_the_reports_prometheus_text(
+        tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from sla_sync.rules.policy import load_policy
+    from sla_sync.sync_serve import LiveView
+    from test_report_cli import ESCALATING
+    config = write_project(tmp_path, [ticket("A", "2026-03-02 09:00"),
+                                      ticket("B", "2026-03-02 09:10")], ESCALATING)
+    # 09:50: A 10 min left -> warn; 10:05: A breached -> late, B 5 left -> warn
+    for now in ("2026-03-02 09:50", "2026-03-02 10:05"):
+        assert cli("run", "--config", str(config), "--now", iso(now)).exit_code == 0
+    reported = cli("report", "--config", str(config), "--now", NOW, "--format", "prometheus")
+    assert reported.exit_code == 0, reported.stderr
+    served = LiveView(tmp_path / "state.db", load_policy(tmp_path / "policy.json"),
+                      0.95).metrics(datetime.fromisoformat(NOW))
+
+    def families(text: str) -> dict[str, list[Any]]:
+        return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+    assert set(families(served)) == set(families(reported.stdout))
+    escalations = families(served)["sla_sync_escalations"]
+    assert {(s.labels["rule"], s.labels["when"]): s.value for s in escalations} == {
+        ("late", "after_breach"): 1, ("warn", "before_breach"): 2}
