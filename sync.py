@@ -34,6 +34,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -768,10 +769,14 @@ def with_source(command: Any) -> Any:
               help="List every clock that breached in the window instead (table, json or "
                    "csv): record, SLA, target, due, time over, team and assignee then, what "
                    "sla-sync did.")
+@click.option("--goal", type=click.FloatRange(0, 1), default=0.95, show_default=True,
+              help="The compliance goal the HTML report's charts draw (0..1).")
+@click.option("--timezone", "zone_name", default="UTC", show_default=True, metavar="ZONE",
+              help="The IANA time zone the HTML report shows times in (e.g. Europe/Berlin).")
 def report(config_path: str | None, from_file: Path | None, policy_path: Path | None,
            now_text: str | None, since: str | None, until: str | None, by: tuple[str, ...],
            every: str, fmt: str, out: Path | None, work_statuses: str,
-           list_breaches: bool) -> None:
+           list_breaches: bool, goal: float, zone_name: str) -> None:
     """The SLA metrics of the records the sync has seen, as a table, JSON, CSV, an HTML page
     with charts, or Prometheus text; or, with --breaches, the breached clocks."""
     now = _now(now_text)
@@ -781,6 +786,7 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
         raise click.BadParameter(f"{format_instant(start)} is not before --until "
                                  f"{format_instant(end)}", param_hint="--since")
     groups = breakdowns(by)
+    zone = _zone(zone_name)
     if list_breaches and (by or fmt not in ("table", "json", "csv")):
         raise click.UsageError("--breaches lists clocks: it takes --format table, json or csv "
                                "and no --by")
@@ -812,8 +818,23 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
                               **totals, "escalations": escalation_totals(
                                   records, policy, now, audit or {}, marks)})
     else:
-        text = html_report(data, open_queue(records, policy, now, marks))
+        # the period of equal length before, for the headline figures' comparison
+        previous = metrics_report(records, policy, now, start - (end - start), start, (),
+                                  every, work, marks, audit)
+        agents = metrics_report(records, policy, now, start, end, [("assignee",)], every,
+                                work, marks, audit)["segments"][1:]
+        found = breach_audit(records, policy, now, start, end, every, marks, audit)
+        text = html_report(data, open_queue(records, policy, now, marks), previous=previous,
+                           agents=agents, found=found["breaches"], goal=goal, zone=zone)
     _emit(text, out, f"{data['segments'][0]['records']} records in the window")
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"{name!r} is not an IANA time zone (e.g. Europe/Berlin)",
+                                 param_hint="--timezone") from None
 
 
 def _emit(text: str, out: Path | None, what: str) -> None:

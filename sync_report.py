@@ -13,8 +13,10 @@ import json
 import os
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.durations import format_duration
@@ -335,12 +337,19 @@ COLORS = {"first_response": "#2f6fb2", "resolution": "#d9822b"}
 
 
 def _bars_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
-                unit: str, chart_id: str) -> str:
-    """A horizontal grouped bar chart as inline SVG (values 0..1 shown as percent)."""
+                unit: str, chart_id: str, goal: float | None = None) -> str:
+    """A horizontal grouped bar chart as inline SVG (values 0..1 shown as percent), with a
+    dashed line at `goal`."""
     row_h, bar_h, left, width = 34, 12, 170, 420
     height = 30 + row_h * len(labels)
     out = [f'<svg class="chart" id="{chart_id}" role="img" aria-label="{html.escape(title)}" '
            f'width="{left + width + 60}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    if goal is not None:
+        x = left + goal * width
+        out.append(f'<line class="goal" x1="{x:.1f}" y1="12" x2="{x:.1f}" y2="{height - 4}" '
+                   f'stroke="#b3261e" stroke-dasharray="4 3" data-goal="{goal}"/>'
+                   f'<text x="{x:.1f}" y="10" text-anchor="middle">goal '
+                   f'{100 * goal:.1f}%</text>')
     for i, name in enumerate(labels):
         y = 20 + i * row_h
         out.append(f'<text x="{left - 8}" y="{y + bar_h + 2}" text-anchor="end">'
@@ -448,81 +457,203 @@ svg text { font-size: 11px; fill: #333; } svg .empty { fill: #999; }
 .note { font-size: 0.85em; color: #555; }
 .legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; }
 .breached { color: #b3261e; font-weight: 600; }
-table.risk td, table.risk th { text-align: left; }
+table.risk td, table.risk th, table.breaches td, table.breaches th { text-align: left; }
+.better { color: #1e7b34; } .worse { color: #b3261e; }
 """
 
 
-def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]],
-                at_risk: int = 25) -> str:
-    """One self-contained page: no external files, no network."""
-    segs = data["segments"]
-    names = [label(s["by"]) for s in segs]
-    compliance = _bars_chart(
-        "Compliance by segment", names,
-        {t: [s["compliance_rate"][t] for s in segs] for t in TARGETS}, "%",
-        "compliance-chart")
-    buckets = data["trend"]["buckets"]
-    trend_labels = [b["start"][:10] for b in buckets]
-    trend = _columns_chart(
-        f"Breach rate by {data['trend']['every']} of creation", trend_labels,
-        {t: [b[t]["rate"] for b in buckets] for t in TARGETS}, "trend-chart", percent=True)
-    dist = data["first_response_distribution"]
-    dist_labels = [f"<= {short(d['upto_minutes'])}" if d["upto_minutes"] else "longer"
-                   for d in dist]
-    distribution = _columns_chart("First response times", dist_labels,
-                                  {"first_response": [d["count"] for d in dist]},
-                                  "distribution-chart")
-    legend = "".join(f'<span style="background:{c}"></span>{t.replace("_", " ")}'
-                     for t, c in COLORS.items())
+UTC_ZONE = ZoneInfo("UTC")
+
+#: The headline figures: (key, name, kind, True where a higher value is better).
+HEADLINES = (
+    ("compliance.first_response", "First response compliance", "rate", True),
+    ("compliance.resolution", "Resolution compliance", "rate", True),
+    ("breaches.first_response", "First response breaches", "count", False),
+    ("breaches.resolution", "Resolution breaches", "count", False),
+    ("escalation_rate", "Escalated by sla-sync", "rate", False),
+    ("aht_minutes", "Average handling time", "minutes", False),
+)
+
+
+def headline_figures(seg: Mapping[str, Any]) -> dict[str, float | None]:
+    """A segment's headline figures by HEADLINES key (None: nothing to count)."""
+    out: dict[str, float | None] = {}
+    for target in TARGETS:
+        out[f"compliance.{target}"] = seg["compliance_rate"][target]
+        out[f"breaches.{target}"] = seg["breach_rate"][target]["count"]
+    out["escalation_rate"] = seg["escalation_rate"]["rate"]
+    out["aht_minutes"] = seg["average_handling_time"]["mean_minutes"]
+    return out
+
+
+def _figure(value: float | None, kind: str) -> str:
+    if value is None:
+        return EMPTY
+    return {"rate": f"{pct(value)}%", "count": f"{value:.0f}"}.get(kind) or short(value)
+
+
+def _change(now: float | None, before: float | None, kind: str) -> str:
+    """The change from the previous period: points for rates, else the same unit."""
+    if now is None or before is None:
+        return EMPTY
+    delta = now - before
+    sign = "+" if delta > 0 else ("-" if delta < 0 else "±")
+    if kind == "rate":
+        return f"{sign}{abs(100 * delta):.1f} pts"
+    return sign + (f"{abs(delta):.0f}" if kind == "count" else short(abs(delta)))
+
+
+def _headline_rows(seg: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str:
+    now = headline_figures(seg)
+    # a period without records has nothing to compare with (its counts are not zeros)
+    before = (headline_figures(previous) if previous is not None and previous["records"]
+              else dict.fromkeys(now))
+    rows = []
+    statuses = seg["average_handling_time"]["source"] == "work_statuses"
+    for key, name, kind, higher_better in HEADLINES:
+        a, b = now[key], before[key]
+        if key == "aht_minutes" and statuses:
+            name += " (time in work statuses: none recorded worked time)"
+        css = ""
+        if a is not None and b is not None and a != b:
+            css = "better" if (a > b) == higher_better else "worse"
+        rows.append(f'<tr data-figure="{key}" data-now="{"" if a is None else a}" '
+                    f'data-before="{"" if b is None else b}"><td>{name}</td>'
+                    f"<td>{_figure(a, kind)}</td><td>{_figure(b, kind)}</td>"
+                    f'<td class="{css}">{_change(a, b, kind)}</td></tr>')
+    return "".join(rows)
+
+
+def local_time(instant: str | None, zone: ZoneInfo) -> str:
+    """A stored instant (ISO, UTC) as wall-clock minutes in `zone`."""
+    if not instant:
+        return EMPTY
+    return datetime.fromisoformat(instant).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _cells(*values: Any) -> str:
+    return "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
+
+
+def _link(text: str, url: str | None) -> str:
+    """A record's id linked to the helpdesk (the connector's record URL, as alerts' {url})."""
+    if not url or not url.startswith(("https://", "http://")):
+        return f"<td>{html.escape(text)}</td>"
+    return f'<td><a href="{html.escape(url)}">{html.escape(text)}</a></td>'
+
+
+def _segment_rows(segs: Sequence[Mapping[str, Any]], name: Any = None) -> str:
     rows = []
     for s in segs:
-        rows.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                label(s["by"]), s["records"], short(s["first_response_time"]["p50_minutes"]),
-                short(s["resolution_time"]["p50_minutes"]),
-                pct(s["compliance_rate"]["first_response"]),
-                pct(s["compliance_rate"]["resolution"]),
-                s["breach_rate"]["first_response"]["count"],
-                s["breach_rate"]["resolution"]["count"],
-                _aht(s["average_handling_time"]),
-                pct(s["escalation_rate"]["rate"]),
-                pct(s["people_escalation_rate"]["rate"]))) + "</tr>")
+        title = name(s) if name else label(s["by"])
+        rows.append("<tr>" + _cells(
+            title, s["records"], short(s["first_response_time"]["p50_minutes"]),
+            short(s["resolution_time"]["p50_minutes"]),
+            pct(s["compliance_rate"]["first_response"]), pct(s["compliance_rate"]["resolution"]),
+            s["breach_rate"]["first_response"]["count"], s["breach_rate"]["resolution"]["count"],
+            _aht(s["average_handling_time"]), pct(s["escalation_rate"]["rate"]),
+            pct(s["people_escalation_rate"]["rate"])) + "</tr>")
+    return "".join(rows)
+
+
+def _risk_rows(queue_rows: Sequence[Mapping[str, Any]]) -> str:
     risk = []
-    for row in queue_rows[:at_risk]:
+    for row in queue_rows:
         left = (f"breached {short(-row['minutes_left'])} ago" if row["breached"]
                 else f"{short(row['minutes_left'])} left")
         css = ' class="breached"' if row["breached"] else ""
-        risk.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-            row["id"], row["subject"], row["sla"], row["target"].replace("_", " "))) +
+        risk.append("<tr>" + _link(row["id"], row.get("url")) + _cells(
+            row["subject"], row["sla"], row["target"].replace("_", " ")) +
             f"<td{css}>{html.escape(left)}</td><td>{row['elapsed_pct']:.0f}%</td>"
             f"<td>{html.escape(row['assignee'] or '(unassigned)')}</td></tr>")
-    header = ("<tr><th>segment</th><th>records</th><th>FR p50</th><th>RES p50</th>"
-              "<th>FR ok %</th><th>RES ok %</th><th>FR breaches</th><th>RES breaches</th>"
-              "<th>AHT</th><th>escalated by sla-sync %</th><th>by people %</th></tr>")
+    return "".join(risk) or "<tr><td>none</td></tr>"
+
+
+def _breach_rows(found: Sequence[Mapping[str, Any]], zone: ZoneInfo) -> str:
+    rows = []
+    for row in found:
+        rows.append("<tr>" + _link(row["id"], row.get("url")) + _cells(
+            row["subject"], row["sla"], row["target"].replace("_", " "),
+            local_time(row["breached_at"], zone), short(row["time_over_minutes"]),
+            f"{row['group'] or '-'}/{row['assignee'] or '-'}", _did_short(row)) + "</tr>")
+    return "".join(rows) or "<tr><td>none</td></tr>"
+
+
+_SEGMENT_HEADER = (
+    "<th>records</th><th>FR p50</th><th>RES p50</th><th>FR ok %</th><th>RES ok %</th>"
+    "<th>FR breaches</th><th>RES breaches</th><th>AHT</th><th>escalated by sla-sync %</th>"
+    "<th>by people %</th></tr>")
+
+
+def html_report(data: Mapping[str, Any], queue_rows: Sequence[Mapping[str, Any]],
+                at_risk: int = 25, *, previous: Mapping[str, Any] | None = None,
+                agents: Sequence[Mapping[str, Any]] = (),
+                found: Sequence[Mapping[str, Any]] = (), goal: float = 0.95,
+                zone: ZoneInfo = UTC_ZONE) -> str:
+    """One self-contained page for a monthly review: no external files, no network.
+    `previous`: the report of the period of equal length before, for the headline figures;
+    `agents`: the segments by assignee; `found`: the breach audit's rows; times in `zone`."""
+    segs = data["segments"]
+    compliance = _bars_chart(
+        "Compliance by segment", [label(s["by"]) for s in segs],
+        {t: [s["compliance_rate"][t] for s in segs] for t in TARGETS}, "%",
+        "compliance-chart", goal)
+    buckets = data["trend"]["buckets"]
+    trend = _columns_chart(
+        f"Breach rate by {data['trend']['every']} of creation",
+        [b["start"][:10] for b in buckets],
+        {t: [b[t]["rate"] for b in buckets] for t in TARGETS}, "trend-chart", percent=True)
+    dist = data["first_response_distribution"]
+    distribution = _columns_chart(
+        "First response times",
+        [f"<= {short(d['upto_minutes'])}" if d["upto_minutes"] else "longer" for d in dist],
+        {"first_response": [d["count"] for d in dist]}, "distribution-chart")
+    legend = "".join(f'<span style="background:{c}"></span>{t.replace("_", " ")}'
+                     for t, c in COLORS.items())
+    tz = html.escape(zone.key)
+    since, until = (html.escape(local_time(data[k], zone)) for k in ("since", "until"))
+    before = (f"{html.escape(local_time(previous['since'], zone))} to {since}"
+              if previous is not None else "none")
+    agent_rows = _segment_rows(agents, lambda s: s["by"]["assignee"] or "(unassigned)")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
-<title>SLA report {html.escape(data['since'][:10])} to {html.escape(data['until'][:10])}</title>
+<title>SLA report {since[:10]} to {until[:10]}</title>
 <style>{_STYLE}</style></head>
 <body>
-<h1>SLA report: records created {html.escape(data['since'][:16])} to
-{html.escape(data['until'][:16])} UTC</h1>
-<p>Clocks as of {html.escape(data['now'])}. Compliance counts clocks that stopped or breached;
-a clock still running inside its target is not counted.</p>
-<table>{header}{''.join(rows)}</table>
+<h1>SLA report: records created {since} to {until} ({tz})</h1>
+<p>Clocks as of {html.escape(local_time(data['now'], zone))} ({tz}). Compliance counts clocks
+that stopped or breached; a clock still running inside its target is not counted.</p>
+<h2>Headline figures</h2>
+<table class="headline"><tr><th>figure</th><th>this period</th><th>previous period</th>
+<th>change</th></tr>{_headline_rows(segs[0], None if previous is None else previous["segments"][0])}
+</table>
+<p class="note">Previous period: records created {before} ({tz}), of equal length.</p>
+<table><tr><th>segment</th>{_SEGMENT_HEADER}{_segment_rows(segs)}</table>
 <p class="note">FR: first response; RES: resolution; p50: median time from creation (calendar
 time); ok %: compliance, met / (met + breached); AHT: mean worked time of solved records
 where the helpdesk records it; marked s where none did: mean time in
 {html.escape(', '.join(data['work_statuses']))} until solved.</p>
-<h2>Compliance by segment</h2><p class="legend">{legend}</p>
+<h2>Compliance by segment against the goal ({100 * goal:.1f}%)</h2>
+<p class="legend">{legend}</p>
 {compliance}
+<h2>Per agent</h2>
+<table class="agents"><tr><th>assignee</th>{_SEGMENT_HEADER}{agent_rows or
+'<tr><td>none</td></tr>'}</table>
+<p class="note">Records by their assignee now; breached clocks by the assignee that held the
+record at the breach.</p>
 <h2>Breach trend</h2><p class="legend">{legend}</p>
 {trend}
+<p class="note">Buckets are UTC {html.escape(data['trend']['every'])}s.</p>
 <h2>First response distribution</h2>
 {distribution}
+<h2>Breaches in the period</h2>
+<table class="breaches"><tr><th>id</th><th>subject</th><th>SLA</th><th>target</th>
+<th>breached ({tz})</th><th>over</th><th>team/assignee then</th><th>sla-sync did</th></tr>
+{_breach_rows(found, zone)}</table>
 <h2>At risk: open records nearest their target</h2>
 <table class="risk"><tr><th>id</th><th>subject</th><th>SLA</th><th>target</th><th>time</th>
-<th>used</th><th>assignee</th></tr>{''.join(risk) or '<tr><td>none</td></tr>'}</table>
+<th>used</th><th>assignee</th></tr>{_risk_rows(queue_rows[:at_risk])}</table>
 {_DRAWN_CHECK}
 </body></html>
 """

@@ -135,3 +135,92 @@ def test_a_screenshot_of_the_page_is_a_real_png(page: Path, tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 5000
+
+
+# -- the monthly review: previous period, goal, agents, links, time zone ---------------------
+
+def reviewed(id: str, day: str, responded: str, done: str, worked: int,
+             assignee: str) -> dict[str, Any]:
+    return {**solved(id, day, responded, done), "worked_seconds": worked, "assignee": assignee,
+            "url": f"https://help.example.com/tickets/{id}"}
+
+
+# standard 1h first response, 8h resolution; each created 09:00 UTC
+REVIEWED = [
+    # this period, 2026-02-23 to 2026-03-02: C-1 met both; C-2 breached both (FR due 10:00,
+    # answered 10:30; RES due 17:00, solved 19:00)
+    reviewed("C-1", "2026-02-24", "09:30", "12:00", 1200, "ana"),
+    reviewed("C-2", "2026-02-25", "10:30", "19:00", 2400, "ben"),
+    # the previous period of equal length, 2026-02-16 to 2026-02-23: both met both
+    reviewed("P-1", "2026-02-17", "09:10", "09:40", 600, "ana"),
+    reviewed("P-2", "2026-02-18", "09:20", "11:00", 1800, "ana"),
+]
+
+
+@pytest.fixture(scope="module")
+def review(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("review")
+    (tmp / "helpdesk.json").write_text(json.dumps({"records": REVIEWED}))
+    (tmp / "policy.json").write_text(json.dumps(POLICY))
+    (tmp / "config.yaml").write_text("connector: {type: file, path: helpdesk.json}\n"
+                                     "policy: policy.json\nstate: state.db\n")
+    config = str(tmp / "config.yaml")
+    assert CliRunner().invoke(main, ["run", "--config", config, "--now", NOW]).exit_code == 0
+    result = CliRunner().invoke(main, [
+        "report", "--config", config, "--now", NOW, "--since", "2026-02-23T00:00:00Z",
+        "--until", "2026-03-02T00:00:00Z", "--format", "html", "--goal", "0.9",
+        "--timezone", "Europe/Berlin"])
+    assert result.exit_code == 0, result.stderr
+    return str(result.stdout)
+
+
+def test_headline_figures_compare_with_the_previous_period_of_equal_length(review: str) -> None:
+    import re
+    rows = {key: (now, before, change) for key, now, before, change in re.findall(
+        r'<tr data-figure="([^"]+)" data-now="[^"]*" data-before="[^"]*"><td>[^<]*</td>'
+        r'<td>([^<]*)</td><td>([^<]*)</td><td class="[^"]*">([^<]*)</td>', review)}
+    assert rows == {
+        "compliance.first_response": ("50.0%", "100.0%", "-50.0 pts"),  # 1 of 2; 2 of 2
+        "compliance.resolution": ("50.0%", "100.0%", "-50.0 pts"),
+        "breaches.first_response": ("1", "0", "+1"),  # C-2
+        "breaches.resolution": ("1", "0", "+1"),
+        "escalation_rate": ("0.0%", "0.0%", "±0.0 pts"),  # the policy never escalates
+        "aht_minutes": ("30m", "20m", "+10m"),  # (20 + 40) / 2; (10 + 30) / 2 worked
+    }
+    # worse: compliance down, breaches up, AHT up
+    assert review.count('<td class="worse">') == 5
+
+
+def test_the_review_draws_the_goal_links_records_and_shows_times_in_the_zone(
+        review: str) -> None:
+    assert 'class="goal"' in review and 'data-goal="0.9"' in review
+    # 2026-02-23 00:00 UTC is 01:00 in Berlin (CET); C-2's first response breached 10:00 UTC
+    assert "records created 2026-02-23 01:00 to 2026-03-02 01:00 (Europe/Berlin)" in review
+    assert "previous period: records created 2026-02-16 01:00 to 2026-02-23 01:00" in \
+        review.lower()
+    assert '<a href="https://help.example.com/tickets/C-2">C-2</a></td><td>' in review
+    assert "<td>2026-02-25 11:00</td>" in review
+    agents = review.split('<table class="agents">')[1].split("</table>")[0]
+    # ana: C-1 (met both); ben: C-2 (breached both), by the assignee at the breach
+    assert "<tr><td>ana</td><td>1</td>" in agents and "<tr><td>ben</td><td>1</td>" in agents
+    assert agents.count("<tr><td>") == 2
+
+
+def test_an_unknown_time_zone_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["report", "--from", "x.json", "--policy", "p.json",
+                                       "--format", "html", "--timezone", "Europe/Berln"])
+    assert result.exit_code == 2
+    assert "--timezone" in result.stderr and "'Europe/Berln'" in result.stderr
+
+
+def test_a_previous_period_without_records_shows_no_figures_not_zeros(tmp_path: Path) -> None:
+    (tmp_path / "helpdesk.json").write_text(json.dumps({"records": REVIEWED[:2]}))
+    (tmp_path / "policy.json").write_text(json.dumps(POLICY))
+    result = CliRunner().invoke(main, [
+        "report", "--from", str(tmp_path / "helpdesk.json"), "--policy",
+        str(tmp_path / "policy.json"), "--now", NOW, "--since", "2026-02-23T00:00:00Z",
+        "--until", "2026-03-02T00:00:00Z", "--format", "html"])
+    assert result.exit_code == 0, result.stderr
+    assert ('<tr data-figure="breaches.first_response" data-now="1" data-before="">'
+            '<td>First response breaches</td><td>1</td><td>-</td><td class="">-</td></tr>'
+            ) in result.stdout
