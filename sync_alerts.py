@@ -100,6 +100,7 @@ class Delivery:
     items: list[dict[str, Any]]
     ready_at: datetime
     problems: list[str] = field(default_factory=list)
+    error: str = ""  # why it cannot be sent (its recipient cannot be resolved)
 
     @property
     def ids(self) -> list[int]:
@@ -180,8 +181,13 @@ class Alerts:
             if channel is None:  # a plain webhook, or a channel no longer configured
                 grouped[("row", item["id"])] = Delivery(item["webhook"], "", [item], created)
                 continue
-            recipient, problem = self.resolve(channel, item.get("recipient") or "",
-                                              item.get("data") or {}, now)
+            try:
+                recipient, problem = self.resolve(channel, item.get("recipient") or "",
+                                                  item.get("data") or {}, now)
+            except ValueError as exc:  # sending it fails, reported, and it stays
+                grouped[("row", item["id"])] = Delivery(channel.name, "", [item], created,
+                                                        error=str(exc))
+                continue
             ready = created
             data = item.get("data") or {}
             if channel.quiet and not self._urgent(channel, data) and data.get("opens_at"):
@@ -219,11 +225,13 @@ class Alerts:
             found = self.managers.get(str(values.get("group") or ""), "")
             why = f"group {values.get('group')!r} has no manager under `teams:`"
         else:
-            found = self.oncall[name.removeprefix("oncall:") or "default"].at(now)
-            why = ""
+            rotation = self.oncall.get(_rotation_name(name))
+            found = rotation.at(now) if rotation is not None else ""
+            why = f"no rotation {_rotation_name(name)!r} under `oncall:` (any more)"
         if found:
             return found, ""
-        assert channel.fallback is not None  # checked with the config
+        if channel.fallback is None:  # a row fanned out under an earlier config
+            raise ValueError(f"{why}, and channel {channel.name!r} has no fallback")
         return channel.fallback, f"{why}; sent to the fallback {channel.fallback!r}"
 
     def agents(self) -> Mapping[str, Mapping[str, str]]:
@@ -235,6 +243,8 @@ class Alerts:
 
     def send(self, delivery: Delivery, delivery_id: str) -> None:
         """Send one delivery; ConnectorError when it failed (it stays for the next run)."""
+        if delivery.error:
+            raise ValueError(delivery.error)
         channel = self.channels.get(delivery.channel)
         if channel is None:
             item = delivery.items[0]
@@ -349,8 +359,8 @@ def _check_recipient(where: str, target: str, kind: str,
     from email.utils import parseaddr  # here: email.utils loads socket
     if target.startswith("{"):
         name = target.strip("{}")
-        if name.startswith("oncall"):
-            rotation = name.removeprefix("oncall").removeprefix(":") or "default"
+        if name == "oncall" or name.startswith("oncall:"):
+            rotation = _rotation_name(name)
             if rotation not in rotations:
                 raise AlertConfigError(f"{where}: no rotation {rotation!r} under `oncall:`")
         elif name not in ("assignee", "manager") or target != "{" + name + "}":
@@ -358,6 +368,11 @@ def _check_recipient(where: str, target: str, kind: str,
                                    "{manager}, {oncall:NAME}, or a fixed address)")
     elif kind == "email" and "@" not in parseaddr(target)[1]:
         raise AlertConfigError(f"{where}: {target!r} is not an email address")
+
+
+def _rotation_name(name: str) -> str:
+    """`oncall:NAME` -> NAME; a bare `oncall` is the rotation called `default`."""
+    return name.removeprefix("oncall").removeprefix(":") or "default"
 
 
 def _templates(where: str, value: Any) -> dict[str, tuple[str, str]]:
@@ -532,7 +547,7 @@ def _email_sender(where: str, spec: Mapping[str, Any]) -> Callable[[Message], No
         mail = EmailMessage()
         mail["From"] = sender
         mail["To"] = message.recipient
-        mail["Subject"] = message.subject.replace("\n", " ")
+        mail["Subject"] = " ".join(message.subject.splitlines())  # one header line
         # The delivery id: a repeat after a crash between sending and recording it carries
         # the same Message-ID, which mail systems and people can recognise.
         mail["Message-ID"] = f"<{message.delivery_id}@{domain}>"

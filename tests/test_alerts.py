@@ -27,9 +27,11 @@ import yaml
 from conftest import ROOT, act, cli, cond, iso, record_dict, rule
 from sla_sync.sync_state import StateStore
 
-aiosmtpd_controller = pytest.importorskip(
-    "aiosmtpd.controller", reason="aiosmtpd (a test dependency, pyproject [test]) is needed "
-    "for the real SMTP server these tests send to")
+try:
+    from aiosmtpd import controller as aiosmtpd_controller
+except ImportError:  # the environment, not the code: say which assumption failed
+    raise ImportError("these tests send email to a real SMTP server, aiosmtpd (a test "
+                      "dependency): pip install -e '.[test]'") from None
 
 BREACH = {"all": [cond("first_response_breached", "is_true")]}
 WARNING = {"all": [cond("first_response_minutes_left", "less_than", 30),
@@ -402,3 +404,37 @@ def test_the_alert_demo_sends_a_warning_email_and_a_breach_slack_message(tmp_pat
     assert sorted((m["To"], m["Subject"]) for m in mails) == [
         ("alice@demo.example", "SLA warning: A-1 Invoice shows the wrong VAT"),
         ("support-leads@demo.example", "SLA warning: A-4 Export to CSV times out")]
+
+
+def test_a_bare_oncall_is_the_default_rotation_resolved_when_the_message_goes(tmp_path,
+                                                                           mailbox):
+    """Held by quiet hours overnight, the alert goes to whoever is on call at 09:00, not to
+    whoever was when it was raised."""
+    config = quiet_project(tmp_path, mailbox)
+    text = yaml.safe_load(config.read_text())
+    text["notify"]["mail"]["to"] = ["{oncall}"]
+    text["oncall"] = {"default": {"schedule": ["night@example.com", "day@example.com"],
+                                  "start": "2026-03-02T20:00:00+01:00", "every": "12h"}}
+    config.write_text(yaml.safe_dump(text))
+    run(config, "2026-03-02 20:00", tz="Europe/Berlin")  # T-2 (urgent) goes at once
+    run(config, "2026-03-03 09:00", tz="Europe/Berlin")  # T-1 held until now
+    assert [(m["Subject"].split()[2], rcpts[0]) for rcpts, m in mailbox.messages] == [
+        ("T-2", "night@example.com"), ("T-1", "day@example.com")]
+
+
+def test_a_row_whose_rotation_left_the_config_is_kept_and_reported(tmp_path, mailbox):
+    channel = email_channel(mailbox, to=["{oncall:primary}"], digest="15m")
+    config = project(tmp_path, {"mail": channel},
+                     [rule("breach-mail", BREACH, act("notify", webhook="mail", text="{id}"))],
+                     oncall={"primary": {"schedule": ["ona@example.com"],
+                                         "start": "2026-03-01T00:00:00+00:00"}})
+    run(config, "2026-03-02 10:30")  # held for its digest, fanned out to {oncall:primary}
+    text = yaml.safe_load(config.read_text())
+    text["notify"]["mail"]["to"] = ["ops@example.com"]
+    del text["oncall"]
+    config.write_text(yaml.safe_dump(text))
+    later = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:50"))
+    assert later.exit_code == 3, later.output
+    assert "no rotation 'primary' under `oncall:` (any more), and channel 'mail' has no " \
+        "fallback); kept for the next run" in later.stderr
+    assert mailbox.messages == [] and len(StateStore(tmp_path / "state.db").outbox()) == 1
