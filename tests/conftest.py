@@ -170,12 +170,14 @@ class LocalServer:
     """A real HTTP server on 127.0.0.1 that answers from a script and records requests.
 
     `script` is consumed in order: (status, headers, body) per request; when it runs out,
-    `default` answers. `requests` holds (method, path, headers, json body)."""
+    `default` answers. `requests` holds (method, path, headers, json body), `raw` each
+    request's exact body bytes (for checking a signature over them)."""
 
     def __init__(self) -> None:
         self.script: list[tuple[int, dict[str, str], Any]] = []
         self.default: tuple[int, dict[str, str], Any] = (200, {}, {"ok": True})
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
+        self.raw: list[bytes] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -183,6 +185,7 @@ class LocalServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
+                server.raw.append(raw)
                 server.requests.append((self.command, self.path, dict(self.headers), body))
                 status, headers, payload = (server.script.pop(0) if server.script
                                             else server.default)

@@ -15,16 +15,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import ROOT, act, cli, cond, iso, record_dict, rule
+from conftest import ROOT, LocalServer, act, cli, cond, iso, record_dict, rule
 from sla_sync.sync_state import StateStore
 
 try:
@@ -56,32 +54,14 @@ class Mailbox:
         return "250 OK"
 
 
-class Receiver:
-    """A real HTTP receiver on 127.0.0.1 keeping each POST's headers and exact bytes."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, str], bytes]] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.posts.append((self.path, dict(self.headers), raw))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,),
-                                       daemon=True)
+class Receiver(LocalServer):
+    """conftest's real HTTP server on 127.0.0.1, read as a receiver of alert POSTs: each
+    one's path, headers and exact bytes."""
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+    def posts(self) -> list[tuple[str, dict[str, str], bytes]]:
+        return [(path, headers, raw)
+                for (_, path, headers, _), raw in zip(self.requests, self.raw, strict=True)]
 
     def bodies(self) -> list[Any]:
         return [json.loads(raw) for _, _, raw in self.posts]
