@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -520,13 +519,15 @@ def _email_sender(where: str, spec: Mapping[str, Any]) -> Callable[[Message], No
     import ssl
     from email.message import EmailMessage
     from email.utils import format_datetime, parseaddr
+
+    from sla_sync.connector.http import is_loopback  # loaded with the channels' webhooks anyway
     host, port = spec.get("host"), spec.get("port")
     security = spec.get("security", "starttls")
     if not isinstance(host, str) or not host:
         raise AlertConfigError(f"{where}.host: expected the SMTP server's host name")
     if security not in SECURITY:
         raise AlertConfigError(f"{where}.security: expected one of {', '.join(SECURITY)}")
-    if security == "none" and not _loopback(host):
+    if security == "none" and not is_loopback(host):
         raise AlertConfigError(f"{where}.security: `none` (no TLS) only to a loopback host; "
                                "use starttls or tls")
     port = port if port is not None else {"tls": 465, "starttls": 587, "none": 25}[security]
@@ -581,15 +582,6 @@ def _short(exc: Exception) -> str:
         text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
         return f"{exc.smtp_code} {text[:200]}"
     return str(exc)[:200]
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def alert_data(event: str, values: Mapping[str, Any], timezone: str,

@@ -15,7 +15,6 @@ It listens on 127.0.0.1 by default. Another address needs a token in the environ
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import click
 
+from sla_sync.connector.http import is_loopback
 from sla_sync.connector.model import format_instant
 from sla_sync.rules.breaches import breaches
 from sla_sync.rules.metrics import escalation_totals, queue, report
@@ -41,15 +41,6 @@ log = logging.getLogger("sla_sync.serve")
 TOKEN_ENV = "SLA_SYNC_SERVE_TOKEN"
 #: Seconds between the page's requests for fresh data.
 REFRESH_SECONDS = 5
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_listen(value: str) -> tuple[str, int]:
