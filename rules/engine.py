@@ -160,8 +160,9 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     calendar = sla.calendar.pick(record)
     start = mark.since if mark is not None and sla.on_target_change == "restart" else None
     clocks = {}
+    targets = sla.targets_for(record)
     for target in ALL_TARGETS:
-        goal = sla.targets.get(target)
+        goal = targets.get(target)
         clocks[target] = run_clock(record, target, goal.seconds_on(calendar) if goal else None,
                                    calendar, sla.pause_statuses, policy.closed_statuses, now,
                                    start, timeline)

@@ -13,7 +13,7 @@ from sla_sync.rules.clock import TARGETS, Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
 from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
-from sla_sync.rules.policy import Policy
+from sla_sync.rules.policy import Policy, field_text
 
 
 def _value(value: Any) -> str:
@@ -121,6 +121,12 @@ def _sla_lines(p: Plan, policy: Policy) -> list[str]:
         picked += f", picked by {choice.record_field}"
     open_now = "inside" if ev.facts["in_business_hours"] else "outside"
     out.append(f"  {picked}; now is {open_now} its working time")
+    if ev.sla.targets_by is not None:
+        by = ev.sla.targets_by
+        value = field_text(ev.record, by.record_field)
+        out.append(f"  targets by {by.record_field} = {value!r}: "
+                   + (f"row {value!r} over the SLA's targets" if value in by.by_value
+                      else "not listed: the SLA's own targets"))
     out.append(f"  pause statuses: {', '.join(sorted(ev.sla.pause_statuses)) or 'none'}; "
                f"on target change: {ev.sla.on_target_change}")
     if ev.sla.on_target_change == "restart" and ev.sla_mark is not None:
@@ -247,6 +253,11 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
         "sla": None if ev.sla is None else {
             "name": ev.sla.name, "calendar": ev.calendar.name,
             "timezone": ev.calendar.timezone, "calendar_by": ev.sla.calendar.record_field,
+            "targets_by": None if ev.sla.targets_by is None else {
+                "field": ev.sla.targets_by.record_field,
+                "value": field_text(r, ev.sla.targets_by.record_field),
+                "row": field_text(r, ev.sla.targets_by.record_field)
+                in ev.sla.targets_by.by_value},
             "in_business_hours": ev.facts["in_business_hours"],
             "pause_statuses": sorted(ev.sla.pause_statuses),
             "on_target_change": ev.sla.on_target_change,

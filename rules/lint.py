@@ -499,8 +499,10 @@ class Reasoner:
         matched = next((sla for sla in self.policy.slas if sla.when is None
                         or br_engine.check_conditions_recursively(sla.when, variables)), None)
         facts["sla"] = matched.name if matched else ""
+        targets = {} if matched is None else matched.targets if matched.targets_by is None \
+            else matched.targets_for_value(str(facts.get(matched.targets_by.record_field) or ""))
         for target in TARGETS:
-            if matched is None or target not in matched.targets:
+            if target not in targets:
                 facts.update({f"{target}_breached": False, f"{target}_met": False,
                               f"{target}_elapsed_pct": 0.0, f"{target}_due_at_epoch": 0.0,
                               f"{target}_minutes_left": float(NO_TARGET_MINUTES_LEFT)})

@@ -21,7 +21,7 @@ from typing import Any
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 from business_rules.operators import BaseType
 
-from sla_sync.connector.model import Record
+from sla_sync.connector.model import KINDS, Record
 from sla_sync.rules.actions import action_specs, note_placeholders
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
@@ -41,7 +41,7 @@ DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 #: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.
 TOP_LEVEL = ("$schema", "description", "fields", "calendars", "closed_statuses", "slas",
              "rules")
-SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets",
+SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
             "pause_statuses", "on_target_change")
 ON_TARGET_CHANGE = ("keep", "restart")
 #: Record fields `calendar_by` may read (besides custom.NAME).
@@ -87,11 +87,26 @@ class CalendarChoice:
     def pick(self, record: Record) -> Calendar:
         if self.record_field is None:
             return self.default
-        if self.record_field.startswith("custom."):
-            value = record.custom.get(self.record_field.removeprefix("custom."))
-        else:
-            value = getattr(record, self.record_field)
-        return self.by_value.get(str(value) if value is not None else "", self.default)
+        return self.by_value.get(field_text(record, self.record_field), self.default)
+
+
+def field_text(record: Record, name: str) -> str:
+    """A record field as `calendar_by` and `targets_by` compare it: its text, "" for none;
+    `name` is one of CALENDAR_FIELDS or custom.NAME."""
+    if name.startswith("custom."):
+        value = record.custom.get(name.removeprefix("custom."))
+    else:
+        value = getattr(record, name)
+    return str(value) if value is not None else ""
+
+
+@dataclass(frozen=True)
+class TargetsBy:
+    """An SLA's targets by a record field's value (a matrix instead of copies): the row of
+    the record's value, over the SLA's own `targets`, which also serve the values not listed."""
+
+    record_field: str
+    by_value: Mapping[str, Mapping[str, Target]]
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,18 @@ class Sla:
     #: keep: a record whose SLA changes keeps its elapsed time and takes the new target;
     #: restart: its clocks restart when it comes under this SLA.
     on_target_change: str = "keep"
+    targets_by: TargetsBy | None = None
+
+    def targets_for_value(self, value: str) -> Mapping[str, Target]:
+        """The targets for a record whose `targets_by` field reads `value`."""
+        row = self.targets_by.by_value.get(value) if self.targets_by is not None else None
+        return {**self.targets, **row} if row else self.targets
+
+    def targets_for(self, record: Record) -> Mapping[str, Target]:
+        """The record's targets under this SLA (its `targets_by` row, if any)."""
+        if self.targets_by is None:
+            return self.targets
+        return self.targets_for_value(field_text(record, self.targets_by.record_field))
 
 
 @dataclass(frozen=True)
@@ -449,7 +476,12 @@ class _Checker:
                           f"{', '.join(ON_TARGET_CHANGE)}, got {on_change!r}")
             targets = self.targets(spec.get("targets", {}), f"{path}.targets")
             self.reachable(targets, choice, f"{path}.targets")
-            if not targets and "targets" in spec:
+            by = (self.targets_by(spec["targets_by"], f"{path}.targets_by", choice)
+                  if "targets_by" in spec else None)
+            if by is not None:
+                # The rows give the targets; a value not listed takes `targets`, if any.
+                pass
+            elif not targets and "targets" in spec:
                 self.warnings.append(Problem(f"{path}.targets", "no targets: this SLA's clocks "
                                                                 "never breach"))
             elif "targets" not in spec:
@@ -457,7 +489,7 @@ class _Checker:
             pauses = self.strings(spec.get("pause_statuses", []), f"{path}.pause_statuses")
             slas.append(Sla(name=name, index=index, when=when, calendar=choice,
                             targets=targets, pause_statuses=pauses,
-                            on_target_change=on_change))
+                            on_target_change=on_change, targets_by=by))
         return slas
 
     def entries(self, value: Any, where: str, keys: tuple[str, ...],
@@ -509,6 +541,32 @@ class _Checker:
             except ValueError as exc:
                 self.fail(f"{path}.{key}", str(exc))
         return targets
+
+    def targets_by(self, value: Any, where: str, choice: CalendarChoice) -> TargetsBy | None:
+        """`{"field": F, "values": {VALUE: {target: duration, ...}, ...}}`."""
+        if not isinstance(value, dict):
+            self.fail(where, 'expected {"field": ..., "values": {VALUE: {"first_response": '
+                             '...}, ...}}, got ' + _kind(value))
+            return None
+        self.keys(value, where, ("field", "values"))
+        field_name = value.get("field")
+        if not isinstance(field_name, str) or not (
+                field_name in CALENDAR_FIELDS or field_name.startswith("custom.")):
+            self.fail(f"{where}.field", f"expected one of {', '.join(CALENDAR_FIELDS)} or "
+                                        f"custom.NAME, got {field_name!r}")
+            return None
+        rows = value.get("values")
+        if not isinstance(rows, dict) or not rows:
+            self.fail(f"{where}.values", "expected an object: field value -> targets")
+            return None
+        by_value = {}
+        for key, row in rows.items():
+            path = f"{where}.values.{key}"
+            if field_name == "kind" and key not in KINDS:
+                self.fail(path, f"unknown kind {key!r} (known: {', '.join(KINDS)})")
+            by_value[key] = self.targets(row, path)
+            self.reachable(by_value[key], choice, path)
+        return TargetsBy(field_name, by_value)
 
     def reachable(self, targets: Mapping[str, Target], choice: CalendarChoice,
                   path: str) -> None:

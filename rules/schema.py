@@ -164,6 +164,8 @@ def _sla() -> dict[str, Any]:
                 "description": "business time: 90s, 30m, 4h, 2d, 2bd, 1h30m"}
     field = {"anyOf": [{"enum": list(CALENDAR_FIELDS)}, {"type": "string",
                                                           "pattern": r"^custom\."}]}
+    targets = {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
+               "additionalProperties": duration}
     return {
         "type": "object",
         "properties": {
@@ -178,8 +180,12 @@ def _sla() -> dict[str, Any]:
                               "additionalProperties": {"type": "string"}},
                 "default": {"type": "string"}},
                 "required": ["field", "calendars", "default"], "additionalProperties": False},
-            "targets": {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
-                        "additionalProperties": duration},
+            "targets": targets,
+            "targets_by": {"type": "object", "properties": {
+                "field": field,
+                "values": {"type": "object", "minProperties": 1,
+                           "additionalProperties": targets}},
+                "required": ["field", "values"], "additionalProperties": False},
             "pause_statuses": STRINGS,
             "on_target_change": {"enum": list(ON_TARGET_CHANGE)},
         },

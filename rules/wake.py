@@ -79,6 +79,10 @@ def policy_digest(policy: Policy) -> str:
         "fields": sorted(policy.fields.items()),
         "slas": [{"name": s.name, "when": s.when, "targets": {k: repr(v) for k, v in
                                                               sorted(s.targets.items())},
+                  "targets_by": None if s.targets_by is None else [
+                      s.targets_by.record_field,
+                      [[k, {t: repr(v) for t, v in sorted(row.items())}]
+                       for k, row in sorted(s.targets_by.by_value.items())]],
                   "pause": sorted(s.pause_statuses), "change": s.on_target_change,
                   "field": s.calendar.record_field,
                   "calendars": [calendar(s.calendar.default)] + [

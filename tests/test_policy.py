@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from business_rules.engine import check_conditions_recursively
 from click.testing import CliRunner
 
-from conftest import ROOT, act, cond, make_policy, rule
-from sla_sync.rules.durations import Target, parse_duration
+from conftest import ROOT, act, cond, make_policy, make_record, rule
+from sla_sync.rules.durations import Target, parse_duration, parse_target
+from sla_sync.rules.engine import record_facts
 from sla_sync.rules.policy import PolicyError, Problem, check_policy, load_policy
+from sla_sync.rules.variables import RecordVariables
 from sla_sync.sync import main
 
 SLAS = [{"name": "standard", "targets": {"first_response": "1h", "resolution": "8h"}}]
@@ -248,9 +251,30 @@ def test_wall_clock_horizon_is_none_without_hours_since_conditions():
 
 def test_shipped_tiered_support_policy_is_valid():
     policy = load_policy(ROOT / "policies" / "tiered-support.json")
-    assert (len(policy.slas), len(policy.rules), policy.warnings) == (8, 8, ())
+    assert (len(policy.slas), len(policy.rules), policy.warnings) == (5, 8, ())
     assert policy.slas[0].targets == {"first_response": Target(900),
                                       "resolution": Target(259200)}
+
+
+@pytest.mark.parametrize(("tier", "priority", "sla", "first_response", "resolution"), [
+    ("vip", "urgent", "vip", "30m", "4h"), ("vip", "high", "vip", "30m", "4h"),
+    ("vip", "normal", "vip", "2h", "12h"), ("vip", "low", "vip", "2h", "12h"),
+    ("gold", "urgent", "gold", "1h", "1bd"), ("gold", "high", "gold", "1h", "1bd"),
+    ("gold", "normal", "gold", "4h", "2bd"),
+    ("standard", "urgent", "standard", "4h", "2bd"), ("standard", "high", "standard", "4h", "2bd"),
+    ("standard", "normal", "standard", "1bd", "5bd"), ("", "low", "standard", "1bd", "5bd"),
+])
+def test_the_shipped_matrix_gives_each_tier_and_priority_its_targets(
+        tier: str, priority: str, sla: str, first_response: str, resolution: str) -> None:
+    """The shipped policy's targets by priority (issue 14's matrix) are those of the eight
+    SLAs it replaced (vip-urgent, gold-urgent and standard-urgent for urgent or high)."""
+    policy = load_policy(ROOT / "policies" / "tiered-support.json")
+    record = make_record(tier=tier, priority=priority)
+    chosen = next(s for s in policy.slas if s.when is None or check_conditions_recursively(
+        s.when, RecordVariables(record_facts(record, record.created_at, policy.fields))))
+    assert chosen.name == sla
+    assert dict(chosen.targets_for(record)) == {"first_response": parse_target(first_response),
+                                                "resolution": parse_target(resolution)}
 
 
 def test_invalid_json_is_reported_with_line_and_column(tmp_path: Path):
