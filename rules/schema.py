@@ -25,6 +25,8 @@ from sla_sync.rules.actions import PLACEHOLDERS, ActionCollector, action_specs
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.policy import (
     CALENDAR_FIELDS,
+    CLOCK_CONDITIONS,
+    CLOCK_VARIABLES,
     DEFAULT_CLOSED_STATUSES,
     MAX_ESCALATION_LEVEL,
     MAX_NUMBER,
@@ -164,6 +166,8 @@ def _sla() -> dict[str, Any]:
                 "description": "business time: 90s, 30m, 4h, 2d, 2bd, 1h30m"}
     field = {"anyOf": [{"enum": list(CALENDAR_FIELDS)}, {"type": "string",
                                                           "pattern": r"^custom\."}]}
+    targets = {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
+               "additionalProperties": duration}
     return {
         "type": "object",
         "properties": {
@@ -178,8 +182,20 @@ def _sla() -> dict[str, Any]:
                               "additionalProperties": {"type": "string"}},
                 "default": {"type": "string"}},
                 "required": ["field", "calendars", "default"], "additionalProperties": False},
-            "targets": {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
-                        "additionalProperties": duration},
+            "targets": targets,
+            "targets_by": {"type": "object", "properties": {
+                "field": field,
+                "values": {"type": "object", "minProperties": 1,
+                           "additionalProperties": targets,
+                           "description": "a field value -> its targets, over `targets`"}},
+                "required": ["field", "values"], "additionalProperties": False},
+            "clocks": {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
+                       "additionalProperties": {
+                           "type": "object", "additionalProperties": False,
+                           "properties": {key: {"$ref": "#/$defs/clock_condition"}
+                                          for key in CLOCK_CONDITIONS}},
+                       "description": "a target's own start, pause and stop conditions, "
+                                      "replayed over the record's history"},
             "pause_statuses": STRINGS,
             "on_target_change": {"enum": list(ON_TARGET_CHANGE)},
         },
@@ -224,6 +240,7 @@ def json_schema() -> dict[str, Any]:
             }, "required": ["conditions", "actions"], "additionalProperties": False},
             "condition": _condition("condition", VARIABLES),
             "record_condition": _condition("record_condition", RECORD_VARIABLES),
+            "clock_condition": _condition("clock_condition", CLOCK_VARIABLES),
             "action": _actions(),
         },
     }

@@ -128,7 +128,8 @@ def test_customer_messages_before_any_agent_reply_start_no_cycle():
 def test_explain_shows_every_cycle():
     text = explain(plan(ticket(), policy(), b("2026-03-09 15:00")), policy())
     assert ("    cycle 2: 2026-03-06T16:00:00+01:00 (2026-03-06T15:00:00+00:00) -> "
-            "2026-03-09T11:00:00+01:00 (2026-03-09T10:00:00+00:00): 2h30m; BREACHED") in text
+            "2026-03-09T11:00:00+01:00 (2026-03-09T10:00:00+00:00) (replied): 2h30m; BREACHED"
+            ) in text
     assert ("    cycle 3: 2026-03-09T14:00:00+01:00 (2026-03-09T13:00:00+00:00) -> waiting: "
             "1h; within target") in text
 
