@@ -18,13 +18,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.clock import ALL_TARGETS, TARGETS
 from sla_sync.rules.durations import format_duration
 
 if TYPE_CHECKING:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 FORMATS = ("table", "json", "csv", "html", "prometheus")
+#: Each target in a few letters, for narrow columns.
+SHORT = {"first_response": "FR", "resolution": "RES", "next_response": "NR",
+         "periodic_update": "PU", "pausable_update": "PAU", "time_to_own": "OWN",
+         "agent_work_time": "AWT", "requester_wait_time": "RWT"}
+#: The targets beyond first response and resolution, whose figures a report has where the
+#: policy sets them (data["targets"]).
+MORE_TARGETS = tuple(t for t in ALL_TARGETS if t not in TARGETS)
 
 
 def write_report(out: Path, text: str) -> None:
@@ -107,7 +114,30 @@ def table(data: Mapping[str, Any]) -> str:
                              f"in JSON and CSV); {EMPTY}: nothing to count", 80)]
     if not data.get("audit", True):
         lines.append("no audit (a report from a file): every escalation counts as people's")
+    lines += _more_targets(data)
     return "\n".join(lines) + "\n"
+
+
+def _more_targets(data: Mapping[str, Any]) -> list[str]:
+    """The table's block for the targets beyond first response and resolution that the
+    policy sets: compliance and breached clocks (every cycle counted) per segment."""
+    more = [t for t in data.get("targets", ()) if t in MORE_TARGETS]
+    if not more:
+        return []
+    head = f"{'segment':<22} " + " ".join(f"{SHORT[t] + ' ok/br':>10}" for t in more)
+    lines = ["", "more targets (every cycle counted):", head, "-" * len(head)]
+    for seg in data["segments"]:
+        name = "/".join(v or "(none)" for v in seg["by"].values()) or "all"
+        name = ("  " + name) if seg["by"] else name
+        name = name if len(name) <= 22 else name[:21] + "~"
+        cells = [f"{pct(seg['compliance_rate'][t]) + '/' + str(seg['breach_rate'][t]['count']):>10}"
+                 for t in more]
+        lines.append(f"{name:<22} " + " ".join(cells))
+    names = {"NR": "next response", "PU": "periodic update", "PAU": "pausable update",
+             "OWN": "time to own", "AWT": "agent work time", "RWT": "requester wait time"}
+    lines += textwrap.wrap("ok/br: compliance % / breached clocks; " + ", ".join(
+        f"{SHORT[t]}: {names[SHORT[t]]}" for t in more), 80)
+    return lines
 
 
 def _aht(aht: Mapping[str, Any]) -> str:
@@ -136,12 +166,21 @@ CSV_COLUMNS = (
     "escalation_rate.escalations", "escalation_rate.before_breach",
     "escalation_rate.after_breach",
     "people_escalation_rate.rate", "people_escalation_rate.count", "people_escalation_rate.of",
+    # the newer targets: empty where the policy does not set them
+    *(f"compliance_rate.{t}" for t in MORE_TARGETS),
+    *(f"breach_rate.{t}.{f}" for t in MORE_TARGETS for f in ("rate", "count", "of")),
+    *(f"{m}.{f}" for m in ("agent_work_time", "requester_wait_time")
+      for f in ("count", "mean_minutes", "p50_minutes", "p90_minutes", "mean_clock_minutes")),
 )
 
 
 def _get(seg: Mapping[str, Any], dotted: str) -> Any:
+    """A segment's value at a dotted path; None where it has none (a target the policy
+    does not set)."""
     value: Any = seg
     for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
         value = value[part]
     return value
 
@@ -199,19 +238,25 @@ def _segment_labels(data: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], di
             for seg in segments[1:]]
 
 
+def _outcome_metrics(out: _Families, seg: Mapping[str, Any], labels: dict[str, str],
+                     target: str) -> None:
+    """A target's clocks that met or breached, and its compliance."""
+    at = {**labels, "target": target}
+    counts = seg["breach_rate"][target]
+    for outcome, value in (("met", counts["of"] - counts["count"]),
+                           ("breached", counts["count"])):
+        out.add("sla_sync_window_clocks", "Clocks of the window's records that met or "
+                "breached their target", {**at, "outcome": outcome}, value)
+    if seg["compliance_rate"][target] is not None:
+        out.add("sla_sync_compliance_ratio", "Met / (met + breached)", at,
+                seg["compliance_rate"][target])
+
+
 def _window_metrics(out: _Families, seg: Mapping[str, Any], labels: dict[str, str]) -> None:
     out.add("sla_sync_window_records", "Records created in the report window", labels,
             seg["records"])
     for target, key in zip(TARGETS, ("first_response_time", "resolution_time"), strict=True):
-        at = {**labels, "target": target}
-        counts = seg["breach_rate"][target]
-        for outcome, value in (("met", counts["of"] - counts["count"]),
-                               ("breached", counts["count"])):
-            out.add("sla_sync_window_clocks", "Clocks of the window's records that met or "
-                    "breached their target", {**at, "outcome": outcome}, value)
-        if seg["compliance_rate"][target] is not None:
-            out.add("sla_sync_compliance_ratio", "Met / (met + breached)", at,
-                    seg["compliance_rate"][target])
+        _outcome_metrics(out, seg, labels, target)
         for stat, text in (("mean", "Mean"), ("p50", "Median"), ("p90", "90th percentile of"),
                            ("mean_clock", "Mean SLA-clock")):
             value = seg[key][f"{stat}_minutes"]
@@ -219,6 +264,16 @@ def _window_metrics(out: _Families, seg: Mapping[str, Any], labels: dict[str, st
             if value is not None:
                 out.add(f"sla_sync_{key}_{name}_seconds", f"{text} time from creation to "
                         f"{target.replace('_', ' ')}", labels, round(value * 60, 3))
+    for target in MORE_TARGETS:
+        if target in seg["compliance_rate"]:
+            _outcome_metrics(out, seg, labels, target)
+    for key in ("agent_work_time", "requester_wait_time"):
+        for stat, text in (("mean", "Mean"), ("mean_clock", "Mean SLA-clock")):
+            value = seg.get(key, {}).get(f"{stat}_minutes")
+            if value is not None:
+                out.add(f"sla_sync_{key}_{stat.replace('mean_clock', 'clock_mean')}_seconds",
+                        f"{text} {key.replace('_', ' ')} of solved records", labels,
+                        round(value * 60, 3))
     handling = seg["average_handling_time"]
     if handling["mean_minutes"] is not None:
         out.add("sla_sync_handling_time_mean_seconds", "Mean handling time of solved records "
@@ -321,7 +376,7 @@ def queue_table(rows: Sequence[Mapping[str, Any]], by: str | None = None) -> str
             lines += ["", f"{by} = {name or '(none)'}"]
         lines += [head, "-" * 78]
         for row in groups[name]:
-            target = "FR" if row["target"] == "first_response" else "RES"
+            target = SHORT.get(row["target"], row["target"])
             left = ("-" + short(-row["minutes_left"])) if row["minutes_left"] < 0 \
                 else short(row["minutes_left"])
             used = bar(row["elapsed_pct"]) + ("!" if row["breached"] else
@@ -579,6 +634,21 @@ def _breach_rows(found: Sequence[Mapping[str, Any]], zone: ZoneInfo) -> str:
     return "".join(rows) or "<tr><td>none</td></tr>"
 
 
+def _more_html(data: Mapping[str, Any]) -> str:
+    """The table of the targets beyond first response and resolution the policy sets."""
+    more = [t for t in data.get("targets", ()) if t in MORE_TARGETS]
+    if not more:
+        return ""
+    head = "".join(f"<th>{html.escape(t.replace('_', ' '))} ok %</th><th>breaches</th>"
+                   for t in more)
+    rows = "".join("<tr>" + _cells(label(s["by"]), *(v for t in more for v in (
+        pct(s["compliance_rate"][t]), s["breach_rate"][t]["count"]))) + "</tr>"
+        for s in data["segments"])
+    return (f'<h2>More targets</h2><table class="more"><tr><th>segment</th>{head}</tr>{rows}'
+            "</table><p class=\"note\">Every cycle of a cyclic clock (next response, "
+            "periodic and pausable update, time to own) counts.</p>")
+
+
 _SEGMENT_HEADER = (
     "<th>records</th><th>FR p50</th><th>RES p50</th><th>FR ok %</th><th>RES ok %</th>"
     "<th>FR breaches</th><th>RES breaches</th><th>AHT</th><th>escalated by sla-sync %</th>"
@@ -634,6 +704,7 @@ that stopped or breached; a clock still running inside its target is not counted
 time); ok %: compliance, met / (met + breached); AHT: mean worked time of solved records
 where the helpdesk records it; marked s where none did: mean time in
 {html.escape(', '.join(data['work_statuses']))} until solved.</p>
+{_more_html(data)}
 <h2>Compliance by segment against the goal ({100 * goal:.1f}%)</h2>
 <p class="legend">{legend}</p>
 {compliance}
@@ -707,7 +778,7 @@ def breaches_table(data: Mapping[str, Any]) -> str:
         lines += ["", f"{data['every']} of {period[:10]}: {len(rows)} breached clock(s)",
                   head, "-" * 80]
         for row in rows:
-            target = "FR" if row["target"] == "first_response" else "RES"
+            target = SHORT.get(row["target"], row["target"])
             holder = f"{row['group'] or '-'}/{row['assignee'] or '-'}"
             holder += "*" if row["held_by"] == "audit" else ""
             lines.append(f"{row['id']:<9.9} {row['sla']:<14.14} {target:<3} "

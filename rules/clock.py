@@ -1,22 +1,39 @@
-"""The SLA clock: how much of a target a record has used, replayed from its history.
+"""The SLA clocks: how much of each target a record has used, replayed from its history.
+
+Every clock counts business time on the SLA's calendar over one window (first response,
+resolution, agent work time, requester wait time) or over cycles (next response, periodic
+and pausable update, time to own), less its pauses:
 
 - A clock starts at `created_at` (or, for an SLA with `on_target_change: restart`, when the
-  record came under that SLA) and counts business time on the SLA's calendar.
+  record came under that SLA; or, for a target with a `start_when`, at the first instant
+  of the record's history at which it holds, not before).
 - The first response clock stops at `first_response_at`; the resolution clock stops when
   the record is solved (in one of the policy's closed statuses; at `solved_at`, or when it
   entered that status if the helpdesk gives no `solved_at`). A record solved without any
-  first response stops its first response clock at the solve too.
-- Time in one of the SLA's pause statuses does not count. Neither does time a record spent
-  solved before it was reopened: the clock resumes from the reopening.
+  first response stops its first response clock at the solve too. A target's `stop_when`
+  stops it like a solve, from the first instant it holds for good.
+- Time in one of the target's pause statuses does not count, nor time while its
+  `pause_when` holds. Neither does time a record spent solved (or stopped by `stop_when`)
+  before it was reopened: the clock resumes from the reopening.
+- The pause statuses of first response, resolution, next response, pausable update and
+  time to own are the SLA's `pause_statuses`. The others are their definitions in
+  Zendesk's sense: periodic update counts through every status; agent work time (time in
+  new and open) pauses in pending and hold besides the SLA's pause statuses; requester
+  wait time (time in new, open and hold) pauses only in pending.
 - Only what had happened by `now` counts: a stop or a status change after `now` has not
   happened yet (backtests and explain with an earlier --now see the clock as it was then).
-- The next response clock runs in cycles read from the record's conversation (`messages`):
-  a cycle starts at a customer message that follows a public agent reply (the first of
-  several unanswered ones) and stops at the next public agent reply, or at the solve.
-  The customer's messages before any agent reply are the first response clock's. The
-  variables are the current (latest started) cycle's; every cycle is in `cycles`. With
-  no conversation (the helpdesk does not give one), or before any cycle has started, the
-  clock has no target: never breached, never guessed (`note` says which).
+- Cycles: next response runs from a customer message that follows a public agent reply
+  (the first of several unanswered ones) to the next public agent reply (the customer's
+  messages before any reply are the first response clock's); periodic and pausable update
+  from each public agent reply to the next; time to own from the moment the record entered
+  a group (its creation, for the group it was created in), or lost its assignee, until an
+  assignee is set or it moves to another group. Any cycle stops at the solve, and one
+  begun while the record was solved for good is none. The variables are the current
+  (latest started) cycle's; every cycle is in `cycles`.
+- A clock whose data the helpdesk does not give (no conversation, no assignment history,
+  or none saying when the record entered its current group), one with no cycle yet, and
+  one whose `start_when` has not held have no target: never breached, never guessed
+  (`note` says which).
 - `due_at` is the instant the target is used up given the pauses so far: for a breached
   clock, when it breached; for a running one, when it will if it runs on from now (for a
   paused one: if it resumed now); None for a clock that stopped within its target.
@@ -25,20 +42,35 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sla_sync.connector.model import Record, StatusChange
 from sla_sync.rules.calendar import Calendar
 
-#: The targets metrics and reports count so far.
+#: The targets sla-sync kept first; backtests and the breach audit count these.
 TARGETS = ("first_response", "resolution")
+#: The targets that run in cycles.
+CYCLE_TARGETS = ("next_response", "periodic_update", "pausable_update", "time_to_own")
 #: Every target a policy may set, each with a clock of its own.
-ALL_TARGETS = (*TARGETS, "next_response")
+ALL_TARGETS = (*TARGETS, *CYCLE_TARGETS, "agent_work_time", "requester_wait_time")
+#: Statuses in which a target never counts, whatever the SLA's pause statuses.
+OWN_PAUSES: dict[str, tuple[str, ...]] = {"agent_work_time": ("pending", "hold"),
+                                          "requester_wait_time": ("pending",)}
+#: Targets that the SLA's pause statuses do not pause: their statuses are their definition.
+THROUGH_PAUSES = ("periodic_update", "requester_wait_time")
 #: What a record whose SLA has no such target sees as minutes left.
 NO_TARGET_MINUTES_LEFT = 10**9
+#: The reason of a pause or stop that comes from the record's status.
+STATUS = "status"
+
+
+def pause_statuses_of(target: str, sla_pauses: Collection[str]) -> frozenset[str]:
+    """The statuses that pause `target` under an SLA pausing in `sla_pauses`."""
+    own = frozenset(OWN_PAUSES.get(target, ()))
+    return own if target in THROUGH_PAUSES else own | frozenset(sla_pauses)
 
 
 @dataclass(frozen=True)
@@ -47,16 +79,22 @@ class Pause:
     start: datetime
     end: datetime | None  # None: still paused
     business_seconds: float
+    #: Why, when not the status: a pause_when, a stop before a reopening ("" otherwise).
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class Cycle:
-    """One next response cycle: from `started_at` to `stopped_at` (None: still waiting)."""
+    """One cycle of a cyclic clock: from `started_at` to `stopped_at` (None: running)."""
 
     started_at: datetime
     stopped_at: datetime | None
     elapsed_seconds: float
     breached: bool
+    #: What stopped it ("replied", "solved", "owned by ana", ...; "" while running).
+    ended: str = field(default="", compare=False)
+    #: When its target was (or will be) used up; None for one stopped within it.
+    due_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -70,10 +108,15 @@ class Clock:
     pauses: tuple[Pause, ...]
     paused: bool
     due_at: datetime | None
-    #: next_response: every cycle so far, oldest first (the fields above are the last's).
+    #: A cyclic clock's cycles so far, oldest first (the fields above are the last's).
     cycles: tuple[Cycle, ...] = ()
     #: Why a clock that could not run has no target ("" otherwise).
     note: str = ""
+    #: Why it started when it did, and why it stopped ("" while running).
+    start_reason: str = ""
+    stop_reason: str = ""
+    #: The calendar time counted (pauses not counted, working hours or not), in seconds.
+    wall_seconds: float = 0.0
 
     @property
     def running(self) -> bool:
@@ -101,6 +144,27 @@ class Clock:
                 and self.elapsed_seconds <= self.target_seconds)
 
 
+class Gate(NamedTuple):
+    """What a target's own conditions say from `at` on (until the next Gate): why it has
+    started ("" not yet), why it is paused and why it is stopped ("" when not)."""
+
+    at: datetime
+    started: str
+    pause: str
+    stop: str
+
+
+class Period(NamedTuple):
+    """One stretch of the record's history as a clock sees it, from `at` to the next:
+    why time here is not counted and why the clock is stopped here ("" when not; STATUS
+    when the status says so)."""
+
+    at: datetime
+    status: str
+    pause: str
+    stop: str
+
+
 T = TypeVar("T")
 
 
@@ -118,20 +182,73 @@ def timeline_until(record: Record, now: datetime) -> list[StatusChange]:
     return [change for change in record.status_timeline() if change.at <= now]
 
 
+def periods_of(timeline: Sequence[StatusChange], pause_statuses: Collection[str],
+               closed_statuses: Collection[str], gates: Sequence[Gate] = ()) -> list[Period]:
+    """The statuses and a target's gates as one list of periods (a change of neither
+    starts no period)."""
+    if not gates:
+        return [Period(c.at, c.status, STATUS if c.status in pause_statuses else "",
+                       STATUS if c.status in closed_statuses else "") for c in timeline]
+    out: list[Period] = []
+    instants = sorted({c.at for c in timeline} | {g.at for g in gates})
+    status_at, gate_at = 0, -1
+    for instant in instants:
+        while status_at + 1 < len(timeline) and timeline[status_at + 1].at <= instant:
+            status_at += 1
+        while gate_at + 1 < len(gates) and gates[gate_at + 1].at <= instant:
+            gate_at += 1
+        status = timeline[status_at].status if timeline else ""
+        gate = gates[gate_at] if gate_at >= 0 else None
+        pause = STATUS if status in pause_statuses else gate.pause if gate else ""
+        stop = STATUS if status in closed_statuses else gate.stop if gate else ""
+        if not out or out[-1][1:] != (status, pause, stop):
+            out.append(Period(instant, status, pause, stop))
+    return out
+
+
 def run_clock(record: Record, target: str, target_seconds: int | None, calendar: Calendar,
               pause_statuses: Collection[str], closed_statuses: Collection[str],
               now: datetime, start: datetime | None = None,
-              timeline: list[StatusChange] | None = None) -> Clock:
-    """`timeline`: timeline_until(record, now), when the caller has it already."""
-    start = record.created_at if start is None else max(start, record.created_at)
-    if timeline is None:
-        timeline = timeline_until(record, now)
-    if target == "next_response":
-        return _next_response(record, target_seconds, calendar, pause_statuses,
-                              closed_statuses, now, start, timeline)
-    stop = _stop(record, target, timeline, closed_statuses, now)
-    return _count(target, target_seconds, calendar, pause_statuses, closed_statuses, now,
-                  start, stop, timeline)
+              timeline: list[StatusChange] | None = None, gates: Sequence[Gate] = (),
+              start_reason: str = "created", periods: list[Period] | None = None) -> Clock:
+    """`timeline`: timeline_until(record, now), and `periods` its periods for these pause
+    statuses and gates, when the caller has them already; `gates`: the target's own
+    conditions replayed over the record's history (rules.gates)."""
+    if start is None or start <= record.created_at:
+        start = record.created_at
+    if periods is None:
+        if timeline is None:
+            timeline = timeline_until(record, now)
+        periods = periods_of(timeline, pause_statuses, closed_statuses, gates)
+    if gates:
+        began = next((g for g in gates if g.started and g.at <= now), None)
+        if began is None:
+            return no_target(target, calendar, start, "not started: its start_when has not "
+                                                      "held")
+        if began.at > start:
+            start, start_reason = began.at, began.started
+    final, final_reason = _final_stop(record, periods, now)
+    if target in CYCLE_TARGETS:
+        return _cyclic(record, target, target_seconds, calendar, periods, now, start,
+                       start_reason, final, final_reason)
+    stop, stop_reason = final, final_reason
+    responded = record.first_response_at
+    if target == "first_response" and responded is not None and responded <= now and (
+            final is None or responded <= final):
+        stop, stop_reason = responded, "first response"
+    return _count(target, target_seconds, calendar, periods, now, start, stop, start_reason,
+                  stop_reason)
+
+
+def no_target(target: str, calendar: Calendar, start: datetime, note: str = "") -> Clock:
+    """The clock of a target that is not set, or cannot run (`note` says why)."""
+    return frozen(Clock, target=target, target_seconds=None, calendar=calendar,
+                  started_at=start, stopped_at=start, elapsed_seconds=0.0, pauses=(),
+                  paused=False, due_at=None, cycles=(), note=note, start_reason="",
+                  stop_reason="", wall_seconds=0.0)
+
+
+Window = tuple[datetime, datetime | None, str]  # begin, end (None: open), what ended it
 
 
 def reply_cycles(record: Record, now: datetime) -> list[tuple[datetime, datetime | None]]:
@@ -155,54 +272,124 @@ def reply_cycles(record: Record, now: datetime) -> list[tuple[datetime, datetime
     return cycles
 
 
-def _next_response(record: Record, target_seconds: int | None, calendar: Calendar,
-                   pause_statuses: Collection[str], closed_statuses: Collection[str],
-                   now: datetime, start: datetime,
-                   timeline: list[StatusChange]) -> Clock:
+def update_windows(record: Record, now: datetime) -> list[Window]:
+    """Periodic and pausable update: from each public agent reply to the next."""
+    replies = [m.at for m in record.messages or () if m.at <= now
+               and m.author == "agent" and m.public]
+    windows: list[Window] = [(a, b, "updated") for a, b in zip(replies, replies[1:],
+                                                                strict=False)]
+    return windows + ([(replies[-1], None, "")] if replies else [])
+
+
+def ownership_windows(record: Record, now: datetime) -> list[Window]:
+    """Time to own: from each entry into a group (or loss of the assignee) until an
+    assignee is set or the group changes. An entry into a group is known from a change of
+    group, or from creation when an entry at `created_at` (or an empty history: the values
+    now are those of creation) says the group; a record created in a group no entry names
+    may have been in its first named group since creation, so that stay has no cycle
+    beginning at its entry."""
+    history = record.assignment_history or ()
+    created = record.created_at
+    at_creation = [a for a in history if a.at <= created]
+    group: str | None = None  # None: not told
+    owner = ""
+    if not history:
+        group, owner = record.group, record.assignee
+    elif at_creation:
+        group, owner = at_creation[-1].group, at_creation[-1].assignee
+    windows: list[Window] = []
+    waiting = created if group is not None and not owner else None  # unowned since
+    if group is not None and owner:
+        windows.append((created, created, f"owned by {owner}"))
+    for change in history:
+        if not created < change.at <= now:
+            continue
+        if change.group != group:
+            if waiting is not None:
+                windows.append((waiting, change.at, f"moved to group {change.group or '(none)'}"))
+            waiting = None
+            if group is not None and change.assignee:
+                windows.append((change.at, change.at, f"owned by {change.assignee}"))
+            elif group is not None:
+                waiting = change.at
+            group = change.group
+        elif change.assignee and waiting is not None:
+            windows.append((waiting, change.at, f"owned by {change.assignee}"))
+            waiting = None
+        elif not change.assignee and owner:
+            waiting = change.at  # the assignee was taken off: unowned again
+        owner = change.assignee
+    if waiting is not None:
+        windows.append((waiting, None, ""))
+    return windows
+
+
+def _windows(record: Record, target: str, now: datetime) -> tuple[list[Window], str]:
+    """The cycles' windows of a cyclic target, and why there are none."""
+    if target == "time_to_own":
+        if record.assignment_history is None:
+            return [], "unavailable: the helpdesk gives no assignment history"
+        return ownership_windows(record, now), ("unavailable: the helpdesk does not say when "
+                                                "the record entered its group")
+    if record.messages is None:
+        return [], "unavailable: the helpdesk gives no conversation"
+    if target == "next_response":
+        return ([(a, b, "replied" if b else "") for a, b in reply_cycles(record, now)],
+                "no customer message awaiting a reply since an agent's")
+    return update_windows(record, now), "no public agent reply yet"
+
+
+def _cyclic(record: Record, target: str, target_seconds: int | None, calendar: Calendar,
+            periods: list[Period], now: datetime, start: datetime, start_reason: str,
+            final: datetime | None, final_reason: str) -> Clock:
     """The current cycle's clock, with every cycle in `cycles`."""
-    solved = _stop(record, "resolution", timeline, closed_statuses, now)
+    if target_seconds is None:
+        return no_target(target, calendar, start)
+    windows, why_none = _windows(record, target, now)
     clocks = []
-    for begin, reply in reply_cycles(record, now) if target_seconds is not None else ():
-        stop = reply
-        if solved is not None and solved >= begin and (stop is None or solved < stop):
-            stop = solved  # solved without a reply: nothing left to answer
-        clocks.append(_count("next_response", target_seconds, calendar, pause_statuses,
-                             closed_statuses, now, max(begin, start), stop, timeline))
-    if target_seconds is None or record.messages is None or not clocks:
-        note = ("" if target_seconds is None
-                else "unavailable: the helpdesk gives no conversation" if record.messages is None
-                else "no customer message awaiting a reply since an agent's")
-        return frozen(Clock, target="next_response", target_seconds=None, calendar=calendar,
-                      started_at=start, stopped_at=start, elapsed_seconds=0.0, pauses=(),
-                      paused=False, due_at=None, cycles=(), note=note)
-    cycles = tuple(Cycle(c.started_at, c.stopped_at, c.elapsed_seconds, c.breached)
-                   for c in clocks)
+    for begin, end, ended in windows:
+        lo = max(begin, start)
+        stop, reason = end, ended
+        if final is not None:
+            if lo >= final:
+                continue  # begun once the record was solved for good: nothing is owed
+            if stop is None or final < stop:
+                stop, reason = final, final_reason
+        if stop is not None and stop < lo:
+            continue  # over before the clock started
+        clocks.append(_count(target, target_seconds, calendar, periods, now, lo, stop,
+                             start_reason if lo == start else "", reason))
+    if not clocks:
+        return no_target(target, calendar, start, why_none)
+    cycles = tuple(Cycle(c.started_at, c.stopped_at, c.elapsed_seconds, c.breached,
+                         c.stop_reason, c.due_at) for c in clocks)
     return dataclasses.replace(clocks[-1], cycles=cycles)
 
 
 def _count(target: str, target_seconds: int | None, calendar: Calendar,
-           pause_statuses: Collection[str], closed_statuses: Collection[str], now: datetime,
-           start: datetime, stop: datetime | None, timeline: list[StatusChange]) -> Clock:
+           periods: list[Period], now: datetime, start: datetime, stop: datetime | None,
+           start_reason: str = "", stop_reason: str = "") -> Clock:
     """The business time from `start` to `stop` (None: now), pauses not counted."""
     end = max(start, stop if stop is not None else now)
 
     pauses: list[Pause] = []
     counted: list[tuple[datetime, datetime]] = []
     cursor = start
-    for index, change in enumerate(timeline):
-        left_at = timeline[index + 1].at if index + 1 < len(timeline) else None
-        # A closed period counts as a pause only when the record was reopened after it; the
+    for index, period in enumerate(periods):
+        left_at = periods[index + 1].at if index + 1 < len(periods) else None
+        # A stopped period counts as a pause only when the record was reopened after it; the
         # last one is where the clock stopped.
-        reopened = change.status in closed_statuses and left_at is not None
-        if change.status not in pause_statuses and not reopened:
+        reopened = bool(period.stop) and left_at is not None
+        if not period.pause and not reopened:
             continue
-        lo = max(change.at, start)
+        lo = max(period.at, start)
         hi = end if left_at is None else min(left_at, end)
         if lo >= end or hi <= lo:
             continue
         still = stop is None and (left_at is None or left_at > end)
-        pauses.append(Pause(change.status, lo, None if still else hi,
-                            calendar.business_seconds(lo, hi)))
+        why = period.pause or period.stop
+        pauses.append(Pause(period.status, lo, None if still else hi,
+                            calendar.business_seconds(lo, hi), "" if why == STATUS else why))
         if lo > cursor:
             counted.append((cursor, lo))
         cursor = max(cursor, hi)
@@ -216,31 +403,30 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
         due = _due(calendar, counted, spans, target_seconds, now)
     return frozen(Clock, target=target, target_seconds=target_seconds, calendar=calendar,
                   started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
-                  pauses=tuple(pauses), paused=paused, due_at=due, cycles=(), note="")
+                  pauses=tuple(pauses), paused=paused, due_at=due, cycles=(), note="",
+                  start_reason=start_reason, stop_reason=stop_reason if stop else "",
+                  wall_seconds=sum((hi - lo).total_seconds() for lo, hi in counted))
 
 
-def _stop(record: Record, target: str, timeline: list[StatusChange],
-          closed_statuses: Collection[str], now: datetime) -> datetime | None:
-    solved = None
-    if timeline and timeline[-1].status in closed_statuses:
-        entered = timeline[-1].at
-        for change in reversed(timeline):
-            if change.status not in closed_statuses:
-                break
-            entered = change.at
-        solved = record.solved_at
-        if solved is None or solved > now or any(
-                solved < change.at < entered and change.status not in closed_statuses
-                for change in timeline):
-            # None, in the future, or left over from a solve before a reopening: the record
-            # was solved (again) when it last entered a closed status.
-            solved = entered
-    if target != "first_response":
-        return solved
-    responded = record.first_response_at
-    if responded is not None and responded <= now and (solved is None or responded <= solved):
-        return responded
-    return solved
+def _final_stop(record: Record, periods: list[Period],
+                now: datetime) -> tuple[datetime | None, str]:
+    """When the record last became solved (or stopped by a stop_when) and stayed so, and
+    why; (None, "") for one that is not."""
+    if not periods or not periods[-1].stop:
+        return None, ""
+    first = len(periods) - 1
+    while first > 0 and periods[first - 1].stop:
+        first -= 1
+    entered, why = periods[first].at, periods[first].stop
+    if why != STATUS:
+        return entered, why
+    solved = record.solved_at
+    if solved is None or solved > now or any(
+            solved < p.at < entered and p.stop != STATUS for p in periods):
+        # None, in the future, or left over from a solve before a reopening: the record
+        # was solved (again) when it last entered a closed status.
+        solved = entered
+    return solved, periods[first].status
 
 
 def _due(calendar: Calendar, counted: list[tuple[datetime, datetime]], spans: list[float],

@@ -20,8 +20,20 @@ from business_rules import engine as br_engine
 from sla_sync.connector.model import Record
 from sla_sync.rules.actions import ActionCollector, Intent
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar
-from sla_sync.rules.clock import ALL_TARGETS, Clock, frozen, run_clock, timeline_until
+from sla_sync.rules.clock import (
+    ALL_TARGETS,
+    TARGETS,
+    Clock,
+    Period,
+    frozen,
+    no_target,
+    pause_statuses_of,
+    periods_of,
+    run_clock,
+    timeline_until,
+)
 from sla_sync.rules.conditions import Asked, Check, Compiler
+from sla_sync.rules.gates import replay
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.policy import Policy, Rule, Sla
 from sla_sync.rules.variables import RecordVariables, custom_facts
@@ -102,6 +114,10 @@ class Compiled:
     policy: Policy  # held, so that the id it is cached by stays its own
     whens: tuple[Check | None, ...]
     rules: tuple[tuple[Rule, Check | None, dict[str, Any], RuleOutcome], ...]  # + not fired
+    #: (SLA index, target) -> its clock conditions compiled, by key
+    gates: Mapping[tuple[int, str], Mapping[str, Check | None]]
+    #: The targets whose variables some rule reads (their clocks run without a target too).
+    read: frozenset[str]
 
 
 _COMPILED: dict[int, Compiled] = {}
@@ -118,7 +134,13 @@ def compiled(policy: Policy) -> Compiled:
         policy,
         tuple(None if sla.when is None else compiler.compile(sla.when) for sla in policy.slas),
         tuple((rule, compiler.compile(rule.conditions), rule.as_engine_rule(),
-               RuleOutcome(rule, False, ())) for rule in policy.rules))
+               RuleOutcome(rule, False, ())) for rule in policy.rules),
+        {(sla.index, target): {key: compiler.compile(condition) for key in
+                               ("start_when", "pause_when", "stop_when")
+                               if (condition := getattr(rules, key)) is not None}
+         for sla in policy.slas for target, rules in sla.clocks.items()},
+        frozenset(target for rule in policy.rules for name in _names(rule.conditions)
+                  for target in ALL_TARGETS if name.startswith(f"{target}_")))
     _COMPILED[id(policy)] = found
     return found
 
@@ -149,37 +171,69 @@ def mark_for(record: Record, sla: Sla | None, previous: SlaMark | None) -> SlaMa
     return SlaMark(sla.name, record.updated_at)
 
 
+def _names(conditions: Any) -> Iterator[str]:
+    """The variable names a condition tree reads."""
+    if isinstance(conditions, Mapping):
+        for key in ("all", "any"):
+            for child in conditions.get(key, ()):
+                yield from _names(child)
+        if isinstance(conditions.get("name"), str):
+            yield conditions["name"]
+
+
 def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | None,
-               now: datetime) -> tuple[Calendar, dict[str, Clock]]:
-    timeline = timeline_until(record, now)  # both clocks replay the same statuses
-    if sla is None:
-        calendar = BUILT_IN[ALWAYS]
-        return calendar, {target: run_clock(record, target, None, calendar, (),
-                                            policy.closed_statuses, now, timeline=timeline)
-                          for target in ALL_TARGETS}
-    calendar = sla.calendar.pick(record)
-    start = mark.since if mark is not None and sla.on_target_change == "restart" else None
+               now: datetime, facts: Mapping[str, Any] | None = None,
+               every: bool = False) -> tuple[Calendar, dict[str, Clock]]:
+    """The record's clocks under `sla`. A target the SLA does not set runs (without a
+    target) only where it is first response or resolution, a rule reads its variables, or
+    `every` asks for all (reports measure them); the others are left without a target.
+    `facts`: the record's own facts, when the caller has them (a target's conditions read
+    them)."""
+    timeline = timeline_until(record, now)  # the clocks replay the same statuses
+    calendar = BUILT_IN[ALWAYS] if sla is None else sla.calendar.pick(record)
+    start = None
+    start_reason = "created"
+    if sla is not None and mark is not None and sla.on_target_change == "restart" \
+            and mark.since > record.created_at:
+        start, start_reason = mark.since, f"came under SLA {sla.name!r}"
+    targets = {} if sla is None else sla.targets_for(record)
+    found = compiled(policy)
+    shared: dict[frozenset[str], list[Period]] = {}
     clocks = {}
-    targets = sla.targets_for(record)
     for target in ALL_TARGETS:
         goal = targets.get(target)
+        if goal is None and not every and target not in TARGETS and target not in found.read:
+            clocks[target] = no_target(target, calendar, start or record.created_at)
+            continue
+        pauses = pause_statuses_of(target, sla.pause_statuses if sla else ())
+        rules = sla.clocks.get(target) if sla is not None else None
+        gates = () if rules is None else replay(
+            record, now, facts or record_facts(record, now, policy.fields), rules,
+            found.gates[sla.index, target])  # type: ignore[union-attr]
+        periods = None
+        if not gates:
+            periods = shared.get(pauses)
+            if periods is None:
+                periods = shared[pauses] = periods_of(timeline, pauses,
+                                                      policy.closed_statuses)
         clocks[target] = run_clock(record, target, goal.seconds_on(calendar) if goal else None,
-                                   calendar, sla.pause_statuses, policy.closed_statuses, now,
-                                   start, timeline)
+                                   calendar, pauses, policy.closed_statuses, now, start,
+                                   timeline, gates, start_reason, periods)
     return calendar, clocks
 
 
 def sla_and_clocks(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None, facts: Mapping[str, Any] | None = None,
-                   asked: Asked | None = None,
+                   asked: Asked | None = None, every: bool = False,
                    ) -> tuple[Sla | None, Calendar, SlaMark | None, dict[str, Clock]]:
-    """The record's SLA, its calendar, its SLA mark and both clocks (no rules run);
-    `facts`: the record's own facts when the caller has them already."""
+    """The record's SLA, its calendar, its SLA mark and its clocks (no rules run);
+    `facts`: the record's own facts when the caller has them already; `every`: run every
+    clock, targets or not (run_clocks)."""
     variables = asked.variables if asked else RecordVariables(
         facts or record_facts(record, now, policy.fields))
     sla = match_sla(policy, variables, asked)
     mark = mark_for(record, sla, previous)
-    calendar, clocks = run_clocks(record, policy, sla, mark, now)
+    calendar, clocks = run_clocks(record, policy, sla, mark, now, variables.facts, every)
     return sla, calendar, mark, clocks
 
 

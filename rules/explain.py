@@ -9,11 +9,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sla_sync.connector.model import format_instant
-from sla_sync.rules.clock import TARGETS, Clock
+from sla_sync.rules.clock import ALL_TARGETS, TARGETS, Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
 from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
-from sla_sync.rules.policy import Policy, field_text
+from sla_sync.rules.policy import Policy, field_value
 
 
 def _value(value: Any) -> str:
@@ -42,12 +42,16 @@ def _clock(clock: Clock) -> list[str]:
     state = ("stopped at " + _both(clock.stopped_at, zone)) if clock.stopped_at else (
         "paused" if clock.paused else "running")
     verdict = "BREACHED" if clock.breached else ("met" if clock.met else "within target")
+    if clock.stopped_at and clock.stop_reason:
+        state += f" ({clock.stop_reason})"
+    started = _both(clock.started_at, zone)
+    if clock.start_reason and clock.start_reason != "created":
+        started += f" ({clock.start_reason})"
     lines = [
         f"  {name}: target {format_duration(clock.target_seconds)}, "
         f"elapsed {format_duration(clock.elapsed_seconds)} ({clock.elapsed_pct:.0f}%), "
         f"left {format_duration(clock.minutes_left * 60)}; {state}; {verdict}",
-        f"    calendar {clock.calendar.name} ({clock.calendar.timezone}); started "
-        f"{_both(clock.started_at, zone)}",
+        f"    calendar {clock.calendar.name} ({clock.calendar.timezone}); started {started}",
         f"    business minutes counted: {clock.elapsed_seconds / 60:.2f}".rstrip("0").rstrip("."),
     ]
     if clock.due_at is not None:
@@ -57,10 +61,13 @@ def _clock(clock: Clock) -> list[str]:
         lines.append(f"    {what} {_both(clock.due_at, zone)}")
     for pause in clock.pauses:
         end = _both(pause.end, zone) if pause.end else "now"
-        lines.append(f"    paused ({pause.status}) {_both(pause.start, zone)} -> {end}: "
+        lines.append(f"    paused ({pause.reason or pause.status}) {_both(pause.start, zone)} "
+                     f"-> {end}: "
                      f"{format_duration(pause.business_seconds)} of business time not counted")
     for number, cycle in enumerate(clock.cycles, 1):
         end = _both(cycle.stopped_at, zone) if cycle.stopped_at else "waiting"
+        if cycle.stopped_at and cycle.ended:
+            end += f" ({cycle.ended})"
         lines.append(f"    cycle {number}: {_both(cycle.started_at, zone)} -> {end}: "
                      f"{format_duration(cycle.elapsed_seconds)}; "
                      f"{'BREACHED' if cycle.breached else 'within target'}")
@@ -121,18 +128,30 @@ def _sla_lines(p: Plan, policy: Policy) -> list[str]:
         picked += f", picked by {choice.record_field}"
     open_now = "inside" if ev.facts["in_business_hours"] else "outside"
     out.append(f"  {picked}; now is {open_now} its working time")
-    if ev.sla.targets_by is not None:
-        by = ev.sla.targets_by
-        value = field_text(ev.record, by.record_field)
-        out.append(f"  targets by {by.record_field} = {value!r}: "
-                   + (f"row {value!r} over the SLA's targets" if value in by.by_value
-                      else "not listed: the SLA's own targets"))
     out.append(f"  pause statuses: {', '.join(sorted(ev.sla.pause_statuses)) or 'none'}; "
                f"on target change: {ev.sla.on_target_change}")
     if ev.sla.on_target_change == "restart" and ev.sla_mark is not None:
         out.append(f"  under this SLA since {format_instant(ev.sla_mark.since)}: "
                    "its clocks count from then")
+    by = ev.sla.targets_by
+    if by is not None:
+        value = field_value(p.record, by.field)
+        targets = ev.sla.targets_for(p.record)
+        which = (f"row {value!r} over the SLA's targets" if value in by.values
+                 else "not listed: the SLA's own targets")
+        out.append(f"  targets by {by.field} = {value!r}: {which}: " + (", ".join(
+            f"{t.replace('_', ' ')} {targets[t]}" for t in sorted(targets, key=_order))
+            or "none"))
+    for target, rules in ev.sla.clocks.items():
+        given = [key for key in ("start_when", "pause_when", "stop_when")
+                 if getattr(rules, key) is not None]
+        out.append(f"  {target.replace('_', ' ')} clock: {', '.join(given)} ({rules.path}), "
+                   "replayed over the record's history")
     return out
+
+
+def _order(target: str) -> int:
+    return ALL_TARGETS.index(target)
 
 
 def _rule_lines(p: Plan, since: Mapping[str, str]) -> list[str]:
@@ -225,8 +244,16 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
             "started_at": instant(clock.started_at), "stopped_at": instant(clock.stopped_at),
             "due_at": instant(clock.due_at), "due_at_local": local(clock.due_at),
             "pauses": [{"status": pause.status, "start": instant(pause.start),
-                        "end": instant(pause.end), "business_seconds": pause.business_seconds}
+                        "end": instant(pause.end), "business_seconds": pause.business_seconds,
+                        "reason": pause.reason or None}
                        for pause in clock.pauses],
+            "start_reason": clock.start_reason or None,
+            "stop_reason": clock.stop_reason or None,
+            "note": clock.note or None,
+            "cycles": [{"started_at": instant(c.started_at), "stopped_at": instant(c.stopped_at),
+                        "elapsed_seconds": c.elapsed_seconds, "breached": c.breached,
+                        "ended": c.ended or None, "due_at": instant(c.due_at)}
+                       for c in clock.cycles],
         }
     rules = []
     for outcome in ev.outcomes:
@@ -254,10 +281,10 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
             "name": ev.sla.name, "calendar": ev.calendar.name,
             "timezone": ev.calendar.timezone, "calendar_by": ev.sla.calendar.record_field,
             "targets_by": None if ev.sla.targets_by is None else {
-                "field": ev.sla.targets_by.record_field,
-                "value": field_text(r, ev.sla.targets_by.record_field),
-                "row": field_text(r, ev.sla.targets_by.record_field)
-                in ev.sla.targets_by.by_value},
+                "field": ev.sla.targets_by.field,
+                "value": field_value(r, ev.sla.targets_by.field),
+                "row": field_value(r, ev.sla.targets_by.field)
+                in ev.sla.targets_by.values},
             "in_business_hours": ev.facts["in_business_hours"],
             "pause_statuses": sorted(ev.sla.pause_statuses),
             "on_target_change": ev.sla.on_target_change,

@@ -33,7 +33,7 @@ from business_rules.fields import FIELD_NO_INPUT
 from business_rules.operators import BooleanType, NumericType, SelectMultipleType, StringType
 
 from sla_sync.connector.model import Record
-from sla_sync.rules.clock import NO_TARGET_MINUTES_LEFT, TARGETS
+from sla_sync.rules.clock import ALL_TARGETS, NO_TARGET_MINUTES_LEFT
 from sla_sync.rules.engine import match_sla, record_facts
 from sla_sync.rules.policy import Policy
 from sla_sync.rules.variables import CUSTOM_PREFIX, VARIABLES, RecordVariables, operators
@@ -43,7 +43,7 @@ ERROR, WARNING = "error", "warning"
 MAX_BRANCHES = 4000
 KINDS = ("ticket", "lead")
 NON_NEGATIVE = ("escalation_level",) + tuple(
-    f"{t}_{s}" for t in TARGETS for s in ("elapsed_pct", "business_minutes_elapsed",
+    f"{t}_{s}" for t in ALL_TARGETS for s in ("elapsed_pct", "business_minutes_elapsed",
                                          "due_at_epoch"))
 
 
@@ -373,7 +373,7 @@ class _Space:
         for name in set(self.finite) | set(self.excluded) | strings:
             if self.possible_strings(name) == []:
                 return False
-        return all(self.clock_choices(t) for t in TARGETS if self.mentions(t))
+        return all(self.clock_choices(t) for t in ALL_TARGETS if self.mentions(t))
 
     def mentions(self, target: str) -> bool:
         prefix = f"{target}_"
@@ -382,7 +382,7 @@ class _Space:
     def model(self) -> dict[str, Any] | None:
         """Facts that might satisfy the leaves (to be verified), or None."""
         facts = default_facts()
-        for target in TARGETS:
+        for target in ALL_TARGETS:
             if not self.mentions(target):
                 continue
             choice = self.clock_choices(target)[0]
@@ -437,7 +437,7 @@ def default_facts() -> dict[str, Any]:
         else:
             facts[name] = ""
     facts.update(kind="ticket", status="open")
-    for target in TARGETS:
+    for target in ALL_TARGETS:
         facts[f"{target}_minutes_left"] = 60.0
     return facts
 
@@ -499,9 +499,12 @@ class Reasoner:
         matched = next((sla for sla in self.policy.slas if sla.when is None
                         or br_engine.check_conditions_recursively(sla.when, variables)), None)
         facts["sla"] = matched.name if matched else ""
-        targets = {} if matched is None else matched.targets if matched.targets_by is None \
-            else matched.targets_for_value(str(facts.get(matched.targets_by.record_field) or ""))
-        for target in TARGETS:
+        targets = {} if matched is None else matched.targets
+        if matched is not None and matched.targets_by is not None:
+            value = facts.get(matched.targets_by.field)
+            targets = matched.targets_by.values.get("" if value is None else str(value),
+                                                    targets)
+        for target in ALL_TARGETS:
             if target not in targets:
                 facts.update({f"{target}_breached": False, f"{target}_met": False,
                               f"{target}_elapsed_pct": 0.0, f"{target}_due_at_epoch": 0.0,
@@ -600,6 +603,7 @@ def lint(policy: Policy, webhooks: Iterable[str] | None = None,
     findings = [Finding(WARNING, w.path, w.message) for w in policy.warnings]
     flagged = {w.path for w in policy.warnings}
     findings += _slas(policy, reasoner, flagged)
+    findings += _clocks(policy, reasoner)
     findings += _rules(policy, reasoner)
     findings += _names(policy)
     findings += _interplay(policy, reasoner)
@@ -657,6 +661,33 @@ def _slas(policy: Policy, reasoner: Reasoner, flagged: set[str]) -> list[Finding
     return out
 
 
+def _clocks(policy: Policy, reasoner: Reasoner) -> list[Finding]:
+    """A target's own conditions that can never hold, and `targets_by` values no record
+    under the SLA can have."""
+    out = []
+    what = {"start_when": "the clock never starts", "pause_when": "the clock never pauses "
+            "on it", "stop_when": "the clock never stops on it"}
+    for position, sla in enumerate(policy.slas):
+        for rules in sla.clocks.values():
+            for key, meaning in what.items():
+                condition = getattr(rules, key)
+                if condition is not None and reasoner.impossible(
+                        formula(condition, f"{rules.path}.{key}")):
+                    out.append(Finding(WARNING, f"{rules.path}.{key}", f"can never hold: "
+                                       f"{meaning}"))
+        by = sla.targets_by
+        if by is None or not (by.field in VARIABLES
+                              or policy.fields.get(by.field) == "string"):
+            continue  # (a numeric custom field is looked up by its text)
+        reach = reasoner.reach(position)
+        for value in by.values:
+            if reasoner.impossible(All((reach, Leaf(by.field, "equal_to", value)))):
+                out.append(Finding(WARNING, f"slas[{sla.index}].targets_by.values.{value}",
+                                   f"never used: no record under this SLA has {by.field} "
+                                   f"{value!r}"))
+    return out
+
+
 def _rules(policy: Policy, reasoner: Reasoner) -> list[Finding]:
     out = []
     for rule in policy.rules:
@@ -672,7 +703,7 @@ def _rules(policy: Policy, reasoner: Reasoner) -> list[Finding]:
             continue
         if not is_warning_rule(rule.name, rule.actions):
             continue
-        for target in TARGETS:
+        for target in ALL_TARGETS:
             used = {leaf.name for leaf in leaves(conditions)}
             if not used & {f"{target}_elapsed_pct", f"{target}_minutes_left"}:
                 continue
@@ -727,7 +758,7 @@ def _clock_hint(a: Leaf, b: Leaf) -> str:
     for leaf in (a, b):
         if leaf.name == "sla" and not leaf.negated:
             return f" (a record is under SLA {_show(leaf.value)} only when its when holds)"
-    for target in TARGETS:
+    for target in ALL_TARGETS:
         names = {a.name, b.name}
         if f"{target}_breached" in names and names & {f"{target}_elapsed_pct",
                                                        f"{target}_minutes_left"}:

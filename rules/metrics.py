@@ -7,8 +7,15 @@ sync_report.py format it). Definitions, over records created in [since, until):
   `now`; in calendar minutes, and in SLA-clock minutes (business time on the SLA's
   calendar, pauses excluded).
 - resolution_time: created_at to the solve, for records solved by `now`, the same way.
+- agent_work_time and requester_wait_time: for solved records, the time in the statuses
+  each counts (rules/clock.py: new and open; new, open and hold), in calendar minutes and
+  in SLA-clock minutes (business time, the target's own pauses excluded), whether or not
+  the SLA sets them as targets.
 - compliance_rate per target: met / (met + breached). A clock counts once it has stopped
-  or breached; one still running inside its target does not count.
+  or breached; one still running inside its target does not count. A cyclic clock (next
+  response, periodic and pausable update, time to own) counts every cycle. First response
+  and resolution are always counted, every other target where some SLA of the policy
+  sets it (`targets` lists them).
 - breach_rate per target: breached / (met + breached), with the breach count; and per
   day, week or month of creation (UTC) as a trend.
 - average_handling_time: for solved records, the mean time people logged working on them
@@ -18,8 +25,8 @@ sync_report.py format it). Definitions, over records created in [since, until):
 - time_in_work_statuses: for solved records, the mean calendar minutes spent in work
   statuses (default new and open) between creation and the solve: how long a record sat
   in the queue's hands, waiting included, not how long anyone worked on it.
-A breakdown by group or assignee counts a breached clock under the group and assignee that
-held the record when it breached (as far as the record and sla-sync's audit tell: see
+A breakdown by group or assignee counts a breached clock (or cycle) under the group and
+assignee that held the record when it breached (as far as the record and sla-sync's audit tell: see
 rules/breaches.py); every other figure under the record's values now.
 - escalation_rate: records sla-sync escalated / records, from sla-sync's own audit (a
   rule's `escalate` that raised the level): each escalation before or after the record's
@@ -40,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sla_sync.connector.model import Record, format_instant, parse_instant
-from sla_sync.rules.clock import TARGETS, Clock
+from sla_sync.rules.clock import ALL_TARGETS, CYCLE_TARGETS, TARGETS, Clock
 from sla_sync.rules.engine import SlaMark, sla_and_clocks
 from sla_sync.rules.policy import Policy
 
@@ -49,6 +56,9 @@ SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority
 HOLDERS = ("group", "assignee")
 DEFAULT_WORK_STATUSES = ("new", "open")
 EVERY = ("day", "week", "month")
+#: The targets measured as time spent in statuses (Zendesk's agent work and requester
+#: wait time), for solved records.
+TIME_IN = ("agent_work_time", "requester_wait_time")
 
 
 @dataclass(frozen=True)
@@ -66,9 +76,9 @@ class Measured:
 
     @property
     def first_breach(self) -> datetime | None:
-        """The earliest instant one of the record's clocks ran out of target."""
-        return min((c.due_at for c in self.clocks.values() if c.breached and c.due_at),
-                   default=None)
+        """The earliest instant one of the record's clocks (or cycles) ran out of target."""
+        return min((due for target in self.clocks for outcome, due in self.outcomes(target)
+                    if outcome == "breached" and due is not None), default=None)
 
     def segment(self, name: str) -> str:
         return self.sla if name == "sla" else str(getattr(self.record, name))
@@ -81,20 +91,31 @@ class Measured:
                 return str(row["before"] or ""), "audit"
         return str(getattr(self.record, name)), "record"
 
-    def segment_for(self, fields: Sequence[str], target: str) -> tuple[str, ...]:
-        """The segment a target's outcome counts in: a breached clock under the group and
-        assignee that held the record at its breach, anything else as the record is."""
-        clock = self.clocks[target]
-        due = clock.due_at if clock.breached else None
+    def segment_for(self, fields: Sequence[str], due: datetime | None) -> tuple[str, ...]:
+        """The segment an outcome counts in: a breach (`due`: when it breached) under the
+        group and assignee that held the record then, anything else as the record is."""
         return tuple(self.held_at(f, due)[0] if due is not None and f in HOLDERS
                      else self.segment(f) for f in fields)
 
     def outcome(self, target: str) -> str | None:
-        """'met', 'breached', or None (no target, or still running within it)."""
+        """'met', 'breached', or None (no target, or still running within it); of a
+        cyclic clock, its current cycle's."""
         clock = self.clocks[target]
         if clock.breached:
             return "breached"
         return "met" if clock.met else None
+
+    def outcomes(self, target: str) -> list[tuple[str, datetime | None]]:
+        """(outcome, when it breached) of every cycle of a cyclic clock that met or
+        breached, or of the one clock of another target; [] when none counts."""
+        clock = self.clocks[target]
+        if clock.target_seconds is None:
+            return []
+        if target not in CYCLE_TARGETS:
+            found = self.outcome(target)
+            return [] if found is None else [(found, clock.due_at if clock.breached else None)]
+        return [("breached", cycle.due_at) if cycle.breached else ("met", None)
+                for cycle in clock.cycles if cycle.breached or cycle.stopped_at is not None]
 
     def time_to(self, target: str) -> tuple[float, float] | None:
         """(calendar minutes, clock minutes) from creation to this target's stop."""
@@ -107,13 +128,21 @@ class Measured:
         return ((stop - self.record.created_at).total_seconds() / 60,
                 clock.elapsed_seconds / 60)
 
+    def time_in(self, target: str) -> tuple[float, float] | None:
+        """Agent work or requester wait time of a solved record: (calendar minutes, clock
+        minutes) in the statuses it counts."""
+        clock = self.clocks[target]
+        if clock.stopped_at is None or clock.note:
+            return None
+        return clock.wall_seconds / 60, clock.elapsed_seconds / 60
+
 
 def measure_record(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None,
                    work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES,
                    audit: Sequence[Mapping[str, Any]] | None = ()) -> Measured:
     """`audit`: the record's audit rows, oldest first (None: no audit is known)."""
-    sla, _, _, clocks = sla_and_clocks(record, policy, now, previous)
+    sla, _, _, clocks = sla_and_clocks(record, policy, now, previous, every=True)
     # The resolution clock stops at the solve whether or not the SLA sets a target.
     solved = clocks["resolution"].stopped_at
     handling = None
@@ -191,19 +220,30 @@ def _rate(hits: int, of: int) -> dict[str, Any]:
     return {"rate": _round(hits / of, 4) if of else None, "count": hits, "of": of}
 
 
+def reported_targets(policy: Policy) -> tuple[str, ...]:
+    """The targets a report counts: first response and resolution, and every other one
+    some SLA of the policy sets."""
+    set_somewhere = {t for sla in policy.slas for t in sla.all_targets()}
+    return tuple(t for t in ALL_TARGETS if t in TARGETS or t in set_somewhere)
+
+
 def segment(measured: Sequence[Measured], by: Mapping[str, str],
-            counted: Mapping[str, Sequence[Measured]] | None = None) -> dict[str, Any]:
-    """The six metrics over some records; `counted`: per target, the records whose outcome
-    counts here, where it is not `measured` (a breach counts under who held it then)."""
+            counted: Mapping[str, Sequence[str]] | None = None,
+            targets: Sequence[str] = TARGETS) -> dict[str, Any]:
+    """The metrics over some records; `counted`: per target, the outcomes that count here,
+    where they are not those of `measured` (a breach counts under who held it then);
+    `targets`: the targets whose compliance and breach rates are counted."""
     out: dict[str, Any] = {"by": dict(by), "records": len(measured)}
     for target, key in (("first_response", "first_response_time"),
                         ("resolution", "resolution_time")):
         out[key] = _times([t for m in measured if (t := m.time_to(target)) is not None])
+    for target in TIME_IN:
+        out[target] = _times([t for m in measured if (t := m.time_in(target)) is not None])
     compliance: dict[str, Any] = {}
     breaches: dict[str, Any] = {}
-    for target in TARGETS:
-        outcomes = [o for m in (measured if counted is None else counted[target])
-                    if (o := m.outcome(target)) is not None]
+    for target in targets:
+        outcomes = ([o for m in measured for o, _ in m.outcomes(target)] if counted is None
+                    else list(counted[target]))
         breached = outcomes.count("breached")
         breaches[target] = _rate(breached, len(outcomes))
         compliance[target] = _round(1 - breached / len(outcomes), 4) if outcomes else None
@@ -251,7 +291,7 @@ def next_bucket(start: datetime, every: str) -> datetime:
 
 
 def trend(measured: Sequence[Measured], since: datetime, until: datetime,
-          every: str) -> list[dict[str, Any]]:
+          every: str, targets: Sequence[str] = TARGETS) -> list[dict[str, Any]]:
     """Breach rate per target for each day, week or month (UTC, weeks from Monday) of
     creation, empty buckets included."""
     buckets: dict[datetime, list[Measured]] = {}
@@ -264,8 +304,8 @@ def trend(measured: Sequence[Measured], since: datetime, until: datetime,
     rows = []
     for start, items in sorted(buckets.items()):
         row: dict[str, Any] = {"start": format_instant(start), "records": len(items)}
-        for target in TARGETS:
-            outcomes = [o for m in items if (o := m.outcome(target)) is not None]
+        for target in targets:
+            outcomes = [o for m in items for o, _ in m.outcomes(target)]
             row[target] = _rate(outcomes.count("breached"), len(outcomes))
         rows.append(row)
     return rows
@@ -302,28 +342,34 @@ def report(records: Iterable[Record], policy: Policy, now: datetime, since: date
     measured = [measure_record(r, policy, now, marks.get(r.id), work,
                                None if audit is None else audit.get(r.id, ()))
                 for r in records if since <= r.created_at < until]
-    segments = [segment(measured, {})]
+    targets = reported_targets(policy)
+    segments = [segment(measured, {}, targets=targets)]
     for fields in by:
-        segments += _breakdown(measured, fields)
+        segments += _breakdown(measured, fields, targets)
     return {"since": format_instant(since), "until": format_instant(until),
             "now": format_instant(now), "work_statuses": list(work),
-            "audit": audit is not None, "segments": segments,
-            "trend": {"every": every, "buckets": trend(measured, since, until, every)},
+            "audit": audit is not None, "targets": list(targets), "segments": segments,
+            "trend": {"every": every, "buckets": trend(measured, since, until, every,
+                                                        targets)},
             "first_response_distribution": histogram(measured)}
 
 
-def _breakdown(measured: Sequence[Measured], fields: Sequence[str]) -> list[dict[str, Any]]:
+def _breakdown(measured: Sequence[Measured], fields: Sequence[str],
+               targets: Sequence[str] = TARGETS) -> list[dict[str, Any]]:
     """One segment per value (or combination) of `fields`: records by their values now,
     outcomes of breached clocks by the group and assignee at the breach."""
     groups: dict[tuple[str, ...], list[Measured]] = {}
-    counted: dict[tuple[str, ...], dict[str, list[Measured]]] = {}
+    counted: dict[tuple[str, ...], dict[str, list[str]]] = {}
     for m in measured:
-        groups.setdefault(tuple(m.segment(f) for f in fields), []).append(m)
-        for target in TARGETS:
-            key = m.segment_for(fields, target)
-            counted.setdefault(key, {t: [] for t in TARGETS})[target].append(m)
+        key = tuple(m.segment(f) for f in fields)
+        groups.setdefault(key, []).append(m)
+        counted.setdefault(key, {t: [] for t in targets})
+        for target in targets:
+            for outcome, due in m.outcomes(target):
+                counted.setdefault(m.segment_for(fields, due), {t: [] for t in targets})[
+                    target].append(outcome)
     return [segment(groups.get(values, []), dict(zip(fields, values, strict=True)),
-                    counted[values]) for values in sorted(counted)]
+                    counted[values], targets) for values in sorted(counted)]
 
 
 def escalation_totals(records: Iterable[Record], policy: Policy, now: datetime,

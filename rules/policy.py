@@ -44,6 +44,16 @@ TOP_LEVEL = ("$schema", "description", "fields", "calendars", "closed_statuses",
 SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
             "pause_statuses", "on_target_change")
 ON_TARGET_CHANGE = ("keep", "restart")
+#: Why an SLA's `when` cannot name a clock's variables.
+SLA_SCOPE = "cannot be used here: an SLA is chosen before its clocks run"
+#: What a target's own conditions may name: the record's fields, which have a history.
+CLOCK_VARIABLES = {name: kind for name, kind in RECORD_VARIABLES.items()
+                   if name not in WALL_CLOCK_VARIABLES}
+#: An SLA's keys for its clocks: targets by a record field, each target's own conditions.
+CLOCK_KEYS = ("targets_by", "clocks")
+#: The conditions a target's clock may have (`clocks.TARGET.KEY`), in the order they are
+#: asked at each change of the record (a stop before a pause before a start).
+CLOCK_CONDITIONS = ("stop_when", "pause_when", "start_when")
 #: Record fields `calendar_by` may read (besides custom.NAME).
 CALENDAR_FIELDS = ("group", "tier", "channel", "source", "kind", "priority", "assignee")
 RULE_KEYS = ("name", "description", "conditions", "actions")
@@ -87,12 +97,12 @@ class CalendarChoice:
     def pick(self, record: Record) -> Calendar:
         if self.record_field is None:
             return self.default
-        return self.by_value.get(field_text(record, self.record_field), self.default)
+        return self.by_value.get(field_value(record, self.record_field), self.default)
 
 
-def field_text(record: Record, name: str) -> str:
-    """A record field as `calendar_by` and `targets_by` compare it: its text, "" for none;
-    `name` is one of CALENDAR_FIELDS or custom.NAME."""
+def field_value(record: Record, name: str) -> str:
+    """A record field (CALENDAR_FIELDS or custom.NAME) as the text `calendar_by` and
+    `targets_by` look up ("" when the record has no such value)."""
     if name.startswith("custom."):
         value = record.custom.get(name.removeprefix("custom."))
     else:
@@ -102,11 +112,22 @@ def field_text(record: Record, name: str) -> str:
 
 @dataclass(frozen=True)
 class TargetsBy:
-    """An SLA's targets by a record field's value (a matrix instead of copies): the row of
-    the record's value, over the SLA's own `targets`, which also serve the values not listed."""
+    """An SLA's targets by the value of a record field: each value's targets are the SLA's
+    `targets` with the value's own over them."""
 
-    record_field: str
-    by_value: Mapping[str, Mapping[str, Target]]
+    field: str
+    values: Mapping[str, Mapping[str, Target]]
+
+
+@dataclass(frozen=True)
+class ClockRules:
+    """A target's own start, pause and stop conditions (checked; None: not given), and the
+    JSON path they were given at (`slas[0].clocks.resolution`)."""
+
+    path: str
+    start_when: Mapping[str, Any] | None = None
+    pause_when: Mapping[str, Any] | None = None
+    stop_when: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,17 +142,22 @@ class Sla:
     #: restart: its clocks restart when it comes under this SLA.
     on_target_change: str = "keep"
     targets_by: TargetsBy | None = None
-
-    def targets_for_value(self, value: str) -> Mapping[str, Target]:
-        """The targets for a record whose `targets_by` field reads `value`."""
-        row = self.targets_by.by_value.get(value) if self.targets_by is not None else None
-        return {**self.targets, **row} if row else self.targets
+    #: target -> its own start, pause and stop conditions
+    clocks: Mapping[str, ClockRules] = field(default_factory=dict)
 
     def targets_for(self, record: Record) -> Mapping[str, Target]:
-        """The record's targets under this SLA (its `targets_by` row, if any)."""
+        """The targets that apply to `record` (by `targets_by`, where the SLA has it)."""
         if self.targets_by is None:
             return self.targets
-        return self.targets_for_value(field_text(record, self.targets_by.record_field))
+        return self.targets_by.values.get(field_value(record, self.targets_by.field),
+                                          self.targets)
+
+    def all_targets(self) -> set[str]:
+        """Every target this SLA sets for some record."""
+        found = set(self.targets)
+        for targets in (self.targets_by.values.values() if self.targets_by else ()):
+            found |= set(targets)
+        return found
 
 
 @dataclass(frozen=True)
@@ -334,6 +360,7 @@ class _Checker:
         self.defined_calendars: set[str] = set()  # named under `calendars`, valid or not
         self.custom: dict[str, str] = {}  # declared custom fields, custom.NAME -> type
         self.actions = action_specs()
+        self.out_of_scope = SLA_SCOPE  # why a variable of VARIABLES cannot be used here
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -459,7 +486,8 @@ class _Checker:
     def slas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Sla]:
         slas: list[Sla] = []
         fallback: tuple[int, str] | None = None
-        for index, path, spec, name in self.entries(value, "slas", SLA_KEYS, "SLA"):
+        for index, path, spec, name in self.entries(value, "slas", (*SLA_KEYS, *CLOCK_KEYS),
+                                                    "SLA"):
             when = None
             if "when" in spec:
                 when = self.condition(spec["when"], f"{path}.when", RECORD_VARIABLES)
@@ -476,21 +504,88 @@ class _Checker:
                           f"{', '.join(ON_TARGET_CHANGE)}, got {on_change!r}")
             targets = self.targets(spec.get("targets", {}), f"{path}.targets")
             self.reachable(targets, choice, f"{path}.targets")
-            by = (self.targets_by(spec["targets_by"], f"{path}.targets_by", choice)
-                  if "targets_by" in spec else None)
-            if by is not None:
-                # The rows give the targets; a value not listed takes `targets`, if any.
-                pass
-            elif not targets and "targets" in spec:
+            if not targets and "targets" in spec and "targets_by" not in spec:
                 self.warnings.append(Problem(f"{path}.targets", "no targets: this SLA's clocks "
                                                                 "never breach"))
-            elif "targets" not in spec:
+            elif "targets" not in spec and "targets_by" not in spec:
                 self.warnings.append(Problem(path, "no targets: this SLA's clocks never breach"))
             pauses = self.strings(spec.get("pause_statuses", []), f"{path}.pause_statuses")
+            targets_by, clocks = self.sla_clocks(spec, path, targets, choice)
             slas.append(Sla(name=name, index=index, when=when, calendar=choice,
                             targets=targets, pause_statuses=pauses,
-                            on_target_change=on_change, targets_by=by))
+                            on_target_change=on_change, targets_by=targets_by,
+                            clocks=clocks))
         return slas
+
+    def sla_clocks(self, spec: Mapping[str, Any], path: str, targets: Mapping[str, Target],
+                   choice: CalendarChoice) -> tuple[TargetsBy | None, dict[str, ClockRules]]:
+        """An SLA's `targets_by` and `clocks`."""
+        targets_by = None
+        if "targets_by" in spec:
+            targets_by = self.targets_by(spec["targets_by"], f"{path}.targets_by", targets,
+                                         choice)
+        clocks: dict[str, ClockRules] = {}
+        value = spec.get("clocks", {})
+        if not isinstance(value, dict):
+            self.fail(f"{path}.clocks", 'expected an object like {"resolution": '
+                                        '{"pause_when": ...}}, got ' + _kind(value))
+            return targets_by, clocks
+        set_somewhere = set(targets) | {t for values in (targets_by.values.values()
+                                                         if targets_by else ()) for t in values}
+        for target, rules in value.items():
+            where = f"{path}.clocks.{target}"
+            if target not in ALL_TARGETS:
+                self.fail(where, f"unknown target{_suggest(target, ALL_TARGETS)} "
+                                 f"(known: {', '.join(ALL_TARGETS)})")
+                continue
+            if not isinstance(rules, dict):
+                self.fail(where, "expected an object with start_when, pause_when or "
+                                 f"stop_when, got {_kind(rules)}")
+                continue
+            self.keys(rules, where, CLOCK_CONDITIONS)
+            if target not in set_somewhere:
+                self.warnings.append(Problem(where, f"this SLA sets no {target} target: its "
+                                                    "conditions change nothing"))
+            found = {}
+            self.out_of_scope = ("cannot be used here: a clock's conditions are replayed over "
+                                 "the record's history, and only the record's own fields "
+                                 "have one")
+            for key in CLOCK_CONDITIONS:
+                if key in rules:
+                    found[key] = self.condition(rules[key], f"{where}.{key}", CLOCK_VARIABLES)
+            self.out_of_scope = SLA_SCOPE
+            clocks[target] = ClockRules(where, **found)
+        return targets_by, clocks
+
+    def targets_by(self, by: Any, where: str, targets: Mapping[str, Target],
+                   choice: CalendarChoice) -> TargetsBy | None:
+        """`{"field": F, "values": {VALUE: {target: duration, ...}, ...}}`, each row over
+        the SLA's own `targets`."""
+        if not isinstance(by, dict):
+            self.fail(where, 'expected {"field": ..., "values": {VALUE: {TARGET: ...}}}, got '
+                             + _kind(by))
+            return None
+        self.keys(by, where, ("field", "values"))
+        field_name = by.get("field")
+        if not isinstance(field_name, str) or not (
+                field_name in CALENDAR_FIELDS or field_name.startswith("custom.")):
+            self.fail(f"{where}.field", f"expected one of {', '.join(CALENDAR_FIELDS)} or "
+                                        f"custom.NAME, got {field_name!r}")
+            field_name = ""
+        values = by.get("values")
+        if not isinstance(values, dict) or not values:
+            self.fail(f"{where}.values", "expected an object: field value -> its targets, "
+                                         'e.g. {"urgent": {"first_response": "30m"}}')
+            return None
+        merged = {}
+        for value, own in values.items():
+            if field_name == "kind" and value not in KINDS:
+                self.fail(f"{where}.values.{value}",
+                          f"unknown kind {value!r} (known: {', '.join(KINDS)})")
+            found = self.targets(own, f"{where}.values.{value}")
+            self.reachable(found, choice, f"{where}.values.{value}")
+            merged[value] = {**targets, **found}
+        return TargetsBy(field_name, merged)
 
     def entries(self, value: Any, where: str, keys: tuple[str, ...],
                 what: str) -> Iterator[tuple[int, str, dict[str, Any], str]]:
@@ -541,32 +636,6 @@ class _Checker:
             except ValueError as exc:
                 self.fail(f"{path}.{key}", str(exc))
         return targets
-
-    def targets_by(self, value: Any, where: str, choice: CalendarChoice) -> TargetsBy | None:
-        """`{"field": F, "values": {VALUE: {target: duration, ...}, ...}}`."""
-        if not isinstance(value, dict):
-            self.fail(where, 'expected {"field": ..., "values": {VALUE: {"first_response": '
-                             '...}, ...}}, got ' + _kind(value))
-            return None
-        self.keys(value, where, ("field", "values"))
-        field_name = value.get("field")
-        if not isinstance(field_name, str) or not (
-                field_name in CALENDAR_FIELDS or field_name.startswith("custom.")):
-            self.fail(f"{where}.field", f"expected one of {', '.join(CALENDAR_FIELDS)} or "
-                                        f"custom.NAME, got {field_name!r}")
-            return None
-        rows = value.get("values")
-        if not isinstance(rows, dict) or not rows:
-            self.fail(f"{where}.values", "expected an object: field value -> targets")
-            return None
-        by_value = {}
-        for key, row in rows.items():
-            path = f"{where}.values.{key}"
-            if field_name == "kind" and key not in KINDS:
-                self.fail(path, f"unknown kind {key!r} (known: {', '.join(KINDS)})")
-            by_value[key] = self.targets(row, path)
-            self.reachable(by_value[key], choice, path)
-        return TargetsBy(field_name, by_value)
 
     def reachable(self, targets: Mapping[str, Target], choice: CalendarChoice,
                   path: str) -> None:
@@ -674,8 +743,7 @@ class _Checker:
         if name in variables:
             return VARIABLES[name][0]
         if name in VARIABLES:
-            self.fail(path, f"{name!r} cannot be used here: an SLA is chosen before its "
-                            "clocks run")
+            self.fail(path, f"{name!r} {self.out_of_scope}")
         else:
             self.fail(path, f"unknown variable {name!r}"
                             + _suggest(name, [*variables, *self.custom]))

@@ -25,6 +25,8 @@ from sla_sync.rules.actions import PLACEHOLDERS, ActionCollector, action_specs
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.policy import (
     CALENDAR_FIELDS,
+    CLOCK_CONDITIONS,
+    CLOCK_VARIABLES,
     DEFAULT_CLOSED_STATUSES,
     MAX_ESCALATION_LEVEL,
     MAX_NUMBER,
@@ -184,8 +186,16 @@ def _sla() -> dict[str, Any]:
             "targets_by": {"type": "object", "properties": {
                 "field": field,
                 "values": {"type": "object", "minProperties": 1,
-                           "additionalProperties": targets}},
+                           "additionalProperties": targets,
+                           "description": "a field value -> its targets, over `targets`"}},
                 "required": ["field", "values"], "additionalProperties": False},
+            "clocks": {"type": "object", "propertyNames": {"enum": list(ALL_TARGETS)},
+                       "additionalProperties": {
+                           "type": "object", "additionalProperties": False,
+                           "properties": {key: {"$ref": "#/$defs/clock_condition"}
+                                          for key in CLOCK_CONDITIONS}},
+                       "description": "a target's own start, pause and stop conditions, "
+                                      "replayed over the record's history"},
             "pause_statuses": STRINGS,
             "on_target_change": {"enum": list(ON_TARGET_CHANGE)},
         },
@@ -230,6 +240,7 @@ def json_schema() -> dict[str, Any]:
             }, "required": ["conditions", "actions"], "additionalProperties": False},
             "condition": _condition("condition", VARIABLES),
             "record_condition": _condition("record_condition", RECORD_VARIABLES),
+            "clock_condition": _condition("clock_condition", CLOCK_VARIABLES),
             "action": _actions(),
         },
     }

@@ -30,7 +30,7 @@ from sla_sync.rules.planner import WRITE, Plan, Step
 from sla_sync.rules.policy import Policy
 
 #: Changes the digest of every policy when what `Wakes` knows changes.
-WAKE_VERSION = 2
+WAKE_VERSION = 3
 EARLY = timedelta(seconds=1)  # float sums of business seconds are not exact
 CALENDAR_DAYS = 400  # how far ahead a business-hours boundary is looked for
 
@@ -80,9 +80,10 @@ def policy_digest(policy: Policy) -> str:
         "slas": [{"name": s.name, "when": s.when, "targets": {k: repr(v) for k, v in
                                                               sorted(s.targets.items())},
                   "targets_by": None if s.targets_by is None else [
-                      s.targets_by.record_field,
-                      [[k, {t: repr(v) for t, v in sorted(row.items())}]
-                       for k, row in sorted(s.targets_by.by_value.items())]],
+                      s.targets_by.field, {value: {k: repr(v) for k, v in sorted(t.items())}
+                                           for value, t in sorted(s.targets_by.values.items())}],
+                  "clocks": {t: [r.start_when, r.pause_when, r.stop_when]
+                             for t, r in sorted(s.clocks.items())},
                   "pause": sorted(s.pause_statuses), "change": s.on_target_change,
                   "field": s.calendar.record_field,
                   "calendars": [calendar(s.calendar.default)] + [
@@ -141,8 +142,11 @@ class Wakes:
         found += [at for at in instants if at is not None and at > now]
         # at `now` itself too: a pause that starts at `now` is one only just after it
         found += [c.at for c in record.status_timeline() if c.at >= now]
-        # a message stamped after now starts or stops a next response cycle when it comes
+        # a message stamped after now starts or stops a reply or update cycle when it
+        # comes; an assignment one of time to own (and either may change what a target's
+        # own conditions say)
         found += [m.at for m in record.messages or () if m.at > now]
+        found += [a.at for a in record.assignment_history or () if a.at >= now]
         for name, values in self.hours.items():
             base = record.created_at if name == "hours_since_created" else record.updated_at
             for hours in values:
@@ -159,8 +163,12 @@ class Wakes:
         return max(now, min(found) - EARLY)
 
     def _clock(self, clock: Clock, now: datetime) -> list[datetime]:
-        if clock.target_seconds is None or not clock.running:
-            return []  # every fact of a clock without a target, or stopped, stays put
+        if not clock.running:
+            return []  # every fact of a stopped clock stays put
+        if clock.target_seconds is None:
+            # without a target only the business minutes elapsed move (where it runs)
+            return [] if clock.paused else self._elapsed(clock, now, 0.0, (
+                "business_minutes_elapsed",))
         target = float(clock.target_seconds)
         found = []
         if self.due[clock.target] and clock.paused:
@@ -170,7 +178,16 @@ class Wakes:
             found.append(now)  # recomputed due instants may differ by rounding
         if clock.paused:
             return found
+        return found + self._elapsed(clock, now, target)
+
+    def _elapsed(self, clock: Clock, now: datetime, target: float,
+                 kinds: tuple[str, ...] = ("minutes_left", "elapsed_pct",
+                                           "business_minutes_elapsed")) -> list[datetime]:
+        """When a running clock's elapsed time reaches each threshold ahead of it."""
+        found = []
         for kind, value in self.elapsed[clock.target]:
+            if kind not in kinds:
+                continue
             seconds = (target - 60 * value if kind == "minutes_left"
                        else target * value / 100 if kind == "elapsed_pct" else 60 * value)
             if seconds < clock.elapsed_seconds - EARLY.total_seconds():

@@ -390,7 +390,7 @@ def test_explain_shows_the_calendar_business_minutes_due_time_and_sla_mark(
         "  under this SLA since 2026-03-06T15:00:00+00:00: its clocks count from then",
         "  first response: target 2h, elapsed 30m (25%), left 1h30m; running; within target",
         "    calendar berlin (Europe/Berlin); started "
-        "2026-03-06T16:00:00+01:00 (2026-03-06T15:00:00+00:00)",
+        "2026-03-06T16:00:00+01:00 (2026-03-06T15:00:00+00:00) (came under SLA 'urgent')",
         "    business minutes counted: 30",
         "    due 2026-03-09T10:00:00+01:00 (2026-03-09T09:00:00+00:00)",
     ]:

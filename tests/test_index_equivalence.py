@@ -22,6 +22,10 @@ from sla_sync.sync_state import StateStore
 T0 = datetime.fromisoformat("2026-03-02T07:40:00+00:00")  # a Monday, before office hours
 STATUSES = ["new", "open", "pending", "hold", "solved"]
 TAGS = ["vip", "billing", "sla_warning", "sla_breach", "late"]
+GROUPS = ["support", "billing", "tier2"]
+#: The targets a conversation (and an assignment history) makes run.
+TALK_TARGETS = ["next_response", "periodic_update", "pausable_update", "time_to_own",
+                "agent_work_time", "requester_wait_time"]
 OFFICE = {"timezone": "Europe/Berlin", "week": {
     day: ["08:00-12:30", "13:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
     "holidays": ["03-04"]}
@@ -60,6 +64,15 @@ def random_record(rng: random.Random, n: int, talk: bool = False) -> dict[str, A
             messages.append({"at": stamp(said), "author": rng.choice(["customer", "agent"]),
                              "public": rng.random() < 0.8})
         fields["messages"] = messages
+    if talk and rng.random() < 0.7:  # who held it: from creation on, or changes only
+        moved, owners = created, []
+        if rng.random() < 0.6:
+            owners.append({"at": stamp(created), "group": rng.choice(GROUPS), "assignee": ""})
+        for _ in range(rng.randrange(0, 4)):
+            moved += timedelta(minutes=rng.randrange(0, 300))
+            owners.append({"at": stamp(moved), "group": rng.choice(GROUPS),
+                           "assignee": rng.choice(["", "ana", "bob"])})
+        fields["assignment_history"] = owners
     return record_dict(**fields)
 
 
@@ -67,7 +80,7 @@ def random_condition(rng: random.Random, depth: int = 0, talk: bool = False) -> 
     if depth < 2 and rng.random() < 0.35:
         return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1, talk)
                                               for _ in range(rng.randrange(1, 4))]}
-    target = rng.choice(["first_response", "resolution", *(["next_response"] * 2 * talk)])
+    target = rng.choice(["first_response", "resolution", *(TALK_TARGETS * 3 * talk)])
     number = rng.choice(["greater_than", "less_than", "greater_than_or_equal_to",
                          "less_than_or_equal_to", "equal_to", "not_equal_to"])
     due = (T0 + timedelta(minutes=rng.randrange(-600, 3000))).timestamp()
@@ -86,6 +99,20 @@ def random_condition(rng: random.Random, depth: int = 0, talk: bool = False) -> 
         lambda: cond("tags", rng.choice(["contains", "does_not_contain"]), rng.choice(TAGS)),
         lambda: cond("escalation_level", "greater_than", rng.randrange(0, 2)),
     ])()
+
+
+def random_gates(rng: random.Random) -> dict[str, Any]:
+    """A target's own start, pause and stop conditions, over what has a history."""
+    def leaf() -> dict[str, Any]:
+        return rng.choice([
+            lambda: cond("status", rng.choice(["equal_to", "not_equal_to"]),
+                         rng.choice(STATUSES)),
+            lambda: cond("group", "equal_to", rng.choice(GROUPS)),
+            lambda: cond("assignee", rng.choice(["is_empty", "non_empty"])),
+            lambda: cond("priority", "is_one_of", ["high", "urgent"]),
+        ])()
+    keys = rng.sample(["start_when", "pause_when", "stop_when"], rng.randrange(1, 4))
+    return {key: leaf() if rng.random() < 0.6 else {"any": [leaf(), leaf()]} for key in keys}
 
 
 def random_action(rng: random.Random, name: str) -> dict[str, Any]:
@@ -110,7 +137,14 @@ def random_policy(rng: random.Random, talk: bool = False) -> dict[str, Any]:
             "on_target_change": rng.choice(["keep", "restart"]),
         }
         if talk:
-            sla["targets"]["next_response"] = rng.choice(["15m", "1h", "3h"])
+            for target in rng.sample(TALK_TARGETS, rng.randrange(1, len(TALK_TARGETS))):
+                sla["targets"][target] = rng.choice(["15m", "1h", "3h", "8h", "1d", "2bd"])
+            if rng.random() < 0.5:
+                sla["targets_by"] = {"field": "priority", "values": {
+                    "urgent": {rng.choice(TALK_TARGETS): rng.choice(["10m", "30m", "4h"])},
+                    "low": {"resolution": rng.choice(["1d", "3bd"])}}}
+            if rng.random() < 0.6:
+                sla["clocks"] = {rng.choice(TALK_TARGETS + ["resolution"]): random_gates(rng)}
         if rng.random() < 0.5:
             sla["calendar"] = "office"
         if n == 0 and rng.random() < 0.7:
@@ -169,6 +203,11 @@ class Side:
         if "messages" in record and rng.random() < 0.6:  # a reply or a customer's message
             record["messages"] = [m for m in record["messages"] if m["at"] <= stamp(now)] + [
                 {"at": stamp(now), "author": rng.choice(["customer", "agent"]), "public": True}]
+        if "assignment_history" in record and rng.random() < 0.4:  # moved or (un)assigned
+            record["assignment_history"] = [
+                a for a in record["assignment_history"] if a["at"] <= stamp(now)] + [
+                {"at": stamp(now), "group": rng.choice(GROUPS),
+                 "assignee": rng.choice(["", "ana"])}]
         self.path.write_text(json.dumps(data))
 
 
@@ -177,10 +216,11 @@ def rng_batch(folder: Path) -> int:
 
 
 @pytest.mark.parametrize(("seed", "talk"), [(seed, False) for seed in range(8)]
-                         + [(seed, True) for seed in range(100, 104)])
+                         + [(seed, True) for seed in range(100, 116)])
 def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int,
                                                     talk: bool) -> None:
-    """`talk`: records with conversations and policies with next_response targets."""
+    """`talk`: records with conversations and assignment histories, and policies with the
+    targets they make run, targets by priority and targets' own conditions."""
     rng = random.Random(seed)
     records = [random_record(rng, n, talk) for n in range(12)]
     policies = [check_policy(random_policy(rng, talk), f"policy-{seed}-{n}")

@@ -128,7 +128,8 @@ def test_customer_messages_before_any_agent_reply_start_no_cycle():
 def test_explain_shows_every_cycle():
     text = explain(plan(ticket(), policy(), b("2026-03-09 15:00")), policy())
     assert ("    cycle 2: 2026-03-06T16:00:00+01:00 (2026-03-06T15:00:00+00:00) -> "
-            "2026-03-09T11:00:00+01:00 (2026-03-09T10:00:00+00:00): 2h30m; BREACHED") in text
+            "2026-03-09T11:00:00+01:00 (2026-03-09T10:00:00+00:00) (replied): 2h30m; BREACHED"
+            ) in text
     assert ("    cycle 3: 2026-03-09T14:00:00+01:00 (2026-03-09T13:00:00+00:00) -> waiting: "
             "1h; within target") in text
 
@@ -146,3 +147,21 @@ def test_a_message_stamped_after_now_wakes_the_record_when_it_comes():
                         act("add_tag", tag="late"))])
     evaluation = evaluate(ticket(), warn, b("2026-03-06 12:00"))  # Friday noon, no cycle
     assert Wakes(warn).of(evaluation) == b("2026-03-06 15:59:59")
+
+
+def test_the_report_counts_every_cycle_not_one_outcome_per_record() -> None:
+    """At Monday 15:00: cycle 1 met (1h30 of 2h), cycle 2 breached (2h30), cycle 3 waiting
+    1h of 2h (in neither count); a ticket without a conversation adds no cycle."""
+    from sla_sync.rules.metrics import report
+    silent = make_record(id="T-2", created_at=iso("2026-03-04 09:00", BERLIN),
+                         updated_at=iso("2026-03-04 09:00", BERLIN))
+    data = report([ticket(), silent], policy(), b("2026-03-09 15:00"),
+                  b("2026-03-01 00:00"), b("2026-03-10 00:00"))
+    assert "next_response" in data["targets"]
+    whole = data["segments"][0]
+    assert whole["breach_rate"]["next_response"] == {"rate": 0.5, "count": 1, "of": 2}
+    assert whole["compliance_rate"]["next_response"] == 0.5
+    later = report([ticket()], policy(), b("2026-03-09 16:30"), b("2026-03-01 00:00"),
+                   b("2026-03-10 00:00"))  # cycle 3 now 2h30 unanswered: breached too
+    assert later["segments"][0]["breach_rate"]["next_response"] == {
+        "rate": 0.6667, "count": 2, "of": 3}

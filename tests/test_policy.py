@@ -165,7 +165,8 @@ def test_bad_duration_is_named_by_its_target_path(text, message):
 def test_unknown_target_name_is_refused_with_suggestion():
     assert sla_problems({"name": "s", "targets": {"first_respons": "1h"}}) == [
         "slas[0].targets.first_respons: unknown target (did you mean 'first_response'?) "
-        "(known: first_response, resolution, next_response)"]
+        "(known: first_response, resolution, next_response, periodic_update, pausable_update, "
+        "time_to_own, agent_work_time, requester_wait_time)"]
 
 
 def test_duplicate_sla_names_are_refused():

@@ -83,8 +83,9 @@ def test_a_custom_field_can_pick_the_row() -> None:
 @pytest.mark.parametrize(("targets_by", "path", "message"), [
     ("priority", "slas[0].targets_by", "expected {\"field\""),
     ({"field": "colour", "values": {"x": {}}}, "slas[0].targets_by.field", "'colour'"),
-    ({"field": "priority"}, "slas[0].targets_by.values", "field value -> targets"),
-    ({"field": "priority", "values": {}}, "slas[0].targets_by.values", "field value -> targets"),
+    ({"field": "priority"}, "slas[0].targets_by.values", "field value -> its targets"),
+    ({"field": "priority", "values": {}}, "slas[0].targets_by.values",
+     "field value -> its targets"),
     ({"field": "priority", "values": {"urgent": {"first_response": "soon"}}},
      "slas[0].targets_by.values.urgent.first_response", "soon"),
     ({"field": "priority", "values": {"urgent": {"first_reply": "1h"}}},
