@@ -230,12 +230,19 @@ def test_the_image_copies_what_the_entry_point_needs(tmp_path: Path) -> None:
     folder, runs a sync through `sla-sync`'s entry point (no site hooks: the editable
     install would find the worktree)."""
     context = tmp_path / "context"
+    copied: set[str] = set()
     for op, value in instructions():
         if op != "COPY":
             continue
-        *sources, target = value.split()
+        *patterns, target = value.split()
+        sources = []
+        for pattern in patterns:  # COPY takes Go filepath.Match patterns, here only `*`
+            found = sorted(p.name for p in ROOT.glob(pattern)) if "*" in pattern else [pattern]
+            assert found and (ROOT / found[0]).exists(), \
+                f"COPY {pattern}: not in the repository"
+            sources += found
         for source in sources:
-            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+            copied.add(source)
             into = context / target.removeprefix("./") if target.endswith("/") and \
                 target != "./" else context
             if (ROOT / source).is_dir():
@@ -244,6 +251,8 @@ def test_the_image_copies_what_the_entry_point_needs(tmp_path: Path) -> None:
             else:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / source, into)
+    modules = {p.name for p in ROOT.glob("*.py")}
+    assert modules <= copied, f"not copied into the image: {sorted(modules - copied)}"
     target = tmp_path / "installed"
     with zipfile.ZipFile(build_wheel(context, tmp_path / "wheel")) as wheel:
         wheel.extractall(target)
