@@ -772,7 +772,8 @@ def with_source(command: Any) -> Any:
 @click.option("--goal", type=click.FloatRange(0, 1), default=0.95, show_default=True,
               help="The compliance goal the HTML report's charts draw (0..1).")
 @click.option("--timezone", "zone_name", default="UTC", show_default=True, metavar="ZONE",
-              help="The IANA time zone the HTML report shows times in (e.g. Europe/Berlin).")
+              help="The IANA time zone the HTML report and the --breaches table and CSV "
+                   "show times in (e.g. Europe/Berlin); JSON keeps UTC instants.")
 def report(config_path: str | None, from_file: Path | None, policy_path: Path | None,
            now_text: str | None, since: str | None, until: str | None, by: tuple[str, ...],
            every: str, fmt: str, out: Path | None, work_statuses: str,
@@ -798,7 +799,8 @@ def report(config_path: str | None, from_file: Path | None, policy_path: Path | 
         raise Exit(f"no records to report on: {source}", EXIT_INVALID)
     if list_breaches:
         found = breach_audit(records, policy, now, start, end, every, marks, audit)
-        text = {"table": breaches_table, "json": as_json, "csv": breaches_csv}[fmt](found)
+        text = as_json(found) if fmt == "json" else \
+            {"table": breaches_table, "csv": breaches_csv}[fmt](found, zone)
         _emit(text, out, f"{len(found['breaches'])} breached clocks")
         return
     work = [s.strip() for s in work_statuses.split(",") if s.strip()]

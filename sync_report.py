@@ -745,12 +745,23 @@ def _did_text(row: Mapping[str, Any], sep: str = " | ") -> str:
                     for d in row["sla_sync_did"])
 
 
-def breaches_csv(data: Mapping[str, Any]) -> str:
+#: The breach list's instants, shown in --timezone (CSV: ISO 8601 with the zone's offset).
+BREACH_INSTANTS = ("created_at", "due_at", "breached_at", "stopped_at")
+
+
+def _in_zone(instant: str, zone: ZoneInfo) -> str:
+    if zone.key == "UTC":
+        return instant
+    return datetime.fromisoformat(instant).astimezone(zone).isoformat(timespec="seconds")
+
+
+def breaches_csv(data: Mapping[str, Any], zone: ZoneInfo = UTC_ZONE) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(BREACH_COLUMNS)
     for row in data["breaches"]:
-        writer.writerow(["" if row[c] is None else row[c] for c in BREACH_COLUMNS[:-1]]
+        writer.writerow(["" if row[c] is None else _in_zone(row[c], zone)
+                         if c in BREACH_INSTANTS else row[c] for c in BREACH_COLUMNS[:-1]]
                         + [_did_text(row)])
     return out.getvalue()
 
@@ -765,10 +776,12 @@ def _did_short(row: Mapping[str, Any]) -> str:
     return ", ".join(f"{action} {when}" for action, when in seen.items()) or "nothing"
 
 
-def breaches_table(data: Mapping[str, Any]) -> str:
-    """One line per breached clock, under a heading per period."""
+def breaches_table(data: Mapping[str, Any], zone: ZoneInfo = UTC_ZONE) -> str:
+    """One line per breached clock, under a heading per period (UTC, as the trend's
+    buckets); times in `zone`."""
     lines = [f"SLA breaches: clocks that breached {data['since'][:16]} to "
-             f"{data['until'][:16]} UTC", f"clocks as of {data['now'][:16]} UTC"]
+             f"{data['until'][:16]} UTC", f"clocks as of {data['now'][:16]} UTC"
+             + ("" if zone.key == "UTC" else f"; times in {zone.key}")]
     head = (f"{'id':<9} {'sla':<14} {'tgt':<3} {'breached':<11} {'over':>7}  "
             "team/assignee at breach")
     periods: dict[str, list[Mapping[str, Any]]] = {}
@@ -782,7 +795,7 @@ def breaches_table(data: Mapping[str, Any]) -> str:
             holder = f"{row['group'] or '-'}/{row['assignee'] or '-'}"
             holder += "*" if row["held_by"] == "audit" else ""
             lines.append(f"{row['id']:<9.9} {row['sla']:<14.14} {target:<3} "
-                         f"{row['breached_at'][5:16].replace('T', ' '):<11} "
+                         f"{local_time(row['breached_at'], zone)[5:]:<11} "
                          f"{short(row['time_over_minutes']):>7}  {holder:<.40}")
             did = textwrap.shorten(_did_short(row), 80 - 20, placeholder=" ...")
             lines.append(f"{'':<10}sla-sync: {did}")

@@ -134,3 +134,23 @@ def test_breaches_refuse_a_breakdown_and_chart_formats(tmp_path: Path) -> None:
         result = cli("report", "--config", str(config), "--breaches", *extra)
         assert result.exit_code == 2
         assert "--breaches lists clocks: it takes --format table, json or csv" in result.stderr
+
+
+def test_the_breach_list_shows_times_in_the_timezone_asked(tmp_path: Path) -> None:
+    """A breached 10:00 UTC (FR due then): 11:00 in Berlin (CET) in the table, and the CSV's
+    instants carry Berlin's offset; JSON keeps UTC instants."""
+    config = write_project(tmp_path, [record_dict(id="A", subject="Printer")], POLICY)
+    now = iso("2026-03-02 10:40")
+    assert cli("run", "--config", str(config), "--now", now).exit_code == 0
+    args = ("report", "--config", str(config), "--now", now, "--breaches", "--timezone",
+            "Europe/Berlin")
+    lines = cli(*args).stdout.splitlines()
+    assert lines[1].endswith("; times in Europe/Berlin")
+    a_row = next(line for line in lines if line.startswith("A "))
+    assert a_row.split()[3:5] == ["03-02", "11:00"]
+    rows_ = list(csv.reader(io.StringIO(cli(*args, "--format", "csv").stdout)))
+    a_csv = dict(zip(BREACH_COLUMNS, rows_[1], strict=True))
+    assert (a_csv["due_at"], a_csv["breached_at"]) == ("2026-03-02T11:00:00+01:00",) * 2
+    assert a_csv["created_at"] == "2026-03-02T10:00:00+01:00"
+    found = json.loads(cli(*args, "--format", "json").stdout)["breaches"]
+    assert found[0]["breached_at"] == iso("2026-03-02 10:00")
