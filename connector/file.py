@@ -14,7 +14,10 @@
 A read parses only what changed: beside the file the connector keeps its index
 (connector/file_index.py), and a fetch builds Records only for texts it has not seen
 before and for the records after the cursor, while answering exactly as a parse of every
-record would (an unusable record is reported at every fetch, edited or not).
+record would (an unusable record is reported at every fetch, edited or not). A file whose
+stat signature (inode, size, modification and change times) is the one the index noted
+when this connector last read it whole or wrote it is not read at all: only the texts of
+the records a fetch returns are, and their SHA-1s checked.
 
 Records are found by id through an index, never by scanning. Every write rewrites the
 file atomically (a temporary file in the same folder, fsync, then a rename), once per
@@ -52,6 +55,7 @@ from sla_sync.connector.file_index import (
     append_sidecar,
     micros,
     read_sidecar,
+    sign_sidecar,
     text_hash,
     write_sidecar,
 )
@@ -98,6 +102,7 @@ class Document:
     raws: dict[int, Any]  # position -> the record parsed (and changed in memory)
     index: dict[str, int]  # id -> position of the first record with it
     digest: bytes  # of the file's bytes when read or written
+    signature: tuple[int, ...] = ()  # the file's stat signature while it held `digest`
     twins: dict[str, list[int]] = field(default_factory=dict)  # duplicated id -> positions
     dirty: set[int] = field(default_factory=set)  # positions to encode from `raws`
 
@@ -144,6 +149,7 @@ class FileHelpdesk:
         self._document: Document | None = None
         self._line_index: LineIndex | None = None
         self._known: Survey | None = None  # the latest survey of the file (file_index.py)
+        self._sidecar: Survey | None = None  # the sidecar as _trusted just read it
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> FileHelpdesk:
@@ -170,22 +176,59 @@ class FileHelpdesk:
         self._replace(_file_chunks(self.seed, "seed file"))
 
     def _load(self) -> Document:
-        """The JSON document, read again only when the file changed since last time."""
+        """The JSON document, read again only when the file changed since last time (its
+        stat signature says it did not; else its SHA-1 does)."""
         self._ensure_seeded()
-        content = _read_bytes(self.path, "helpdesk file")
-        digest = hashlib.sha1(content).digest()
+        with _open(self.path, "helpdesk file") as source:
+            signature = _fd_signature(source)
+            held = self._document
+            if held is not None and signature and held.signature == signature:
+                return held
+            trusted = self._trusted(signature)
+            if held is not None and trusted is not None and held.digest == trusted.digest:
+                held.signature = signature
+                return held
+            content = source.read()
+            if _fd_signature(source) != signature:  # written meanwhile: the bytes decide
+                signature, trusted = (), None
+        digest = trusted.digest if trusted is not None else hashlib.sha1(content).digest()
         if self._document is None or self._document.digest != digest:
             self._survey_document(content, digest)
             if self._document is None or self._document.digest != digest:
                 assert self._known is not None and self._known.digest == digest
                 self._document = _document_of_survey(content, self._known)
+        self._sidecar = None
+        self._sign(signature, digest)
+        self._document.signature = signature
         return self._document
+
+    def _trusted(self, signature: tuple[int, ...]) -> Survey | None:
+        """The survey noted for a file with this stat signature (so the file holds the
+        bytes it describes), or None."""
+        if not signature:
+            return None
+        if self._known is not None and self._known.signature == signature:
+            return self._known
+        stored = read_sidecar(self.path, "jsonl" if self.lines_layout else "json")
+        if stored is not None and stored.signature == signature:
+            self._known = stored
+            return stored
+        self._sidecar = stored  # for _stored_survey, which this read spares a second one
+        return None
+
+    def _sign(self, signature: tuple[int, ...], digest: bytes) -> None:
+        """The file was just read whole, its SHA-1 `digest`, its signature the same before
+        and after: note the signature with the survey of those bytes."""
+        if signature and self._known is not None and self._known.digest == digest:
+            sign_sidecar(self.path, self._known, signature)
 
     def _stored_survey(self, digest: bytes) -> tuple[Survey | None, Survey | None]:
         """(the survey of the file with this digest, if known; the latest survey known)."""
         latest = self._known
+        stored, self._sidecar = self._sidecar, None
         if latest is None or latest.digest != digest:
-            stored = read_sidecar(self.path, "jsonl" if self.lines_layout else "json")
+            if stored is None:
+                stored = read_sidecar(self.path, "jsonl" if self.lines_layout else "json")
             if stored is not None and (stored.digest == digest or latest is None):
                 latest = stored
         return (latest if latest is not None and latest.digest == digest else None), latest
@@ -211,17 +254,25 @@ class FileHelpdesk:
         """The same for a JSON Lines file, streaming it; also indexes its lines."""
         self._ensure_seeded()
         signature = _signature(self.path)
-        exact, latest = (self._stored_survey(_file_digest(self.path)) if trust
-                         else (None, None))
+        trusted = self._trusted(signature) if trust else None
         made: dict[int, Record] = {}
         refused: dict[int, RecordError] = {}
-        if exact is not None:
-            survey = exact
+        if trusted is not None:
+            survey = trusted
         else:
-            known = latest.known() if latest is not None else {}
-            survey, made, refused = _survey_jsonl(self.path, known)
-            write_sidecar(self.path, survey)
+            exact, latest = (self._stored_survey(_file_digest(self.path)) if trust
+                             else (None, None))
+            if exact is not None:
+                survey = exact
+            else:
+                known = latest.known() if latest is not None else {}
+                survey, made, refused = _survey_jsonl(self.path, known)
+                survey.signature = ()
+                write_sidecar(self.path, survey)
+            if _signature(self.path) != signature:  # written meanwhile
+                signature = ()
         self._known = survey
+        self._sign(signature, survey.digest)
         offsets: dict[str, tuple[int, int]] = {}
         for position, (record_id, start) in enumerate(zip(survey.ids, survey.starts(),
                                                           strict=True)):
@@ -236,10 +287,7 @@ class FileHelpdesk:
             survey, made, refused = self._survey_lines()
             content = None
         else:
-            self._ensure_seeded()
-            content = _read_bytes(self.path, "helpdesk file")
-            survey, made, refused = self._survey_document(content,
-                                                          hashlib.sha1(content).digest())
+            survey, made, refused, content = self._survey_json_file()
         problems: list[RecordError] = []
         read: list[tuple[int, Record]] = []
         wanted: list[int] = []
@@ -284,6 +332,25 @@ class FileHelpdesk:
             yield Page(records=page, cursor=format_instant(page[-1].updated_at),
                        problems=problems if start == 0 else [])
             start = end
+
+    def _survey_json_file(self) -> tuple[Survey, dict[int, Record], dict[int, RecordError],
+                                         bytes | None]:
+        """The JSON file's survey, and its bytes when they had to be read (None: the
+        signature says the file is the one surveyed)."""
+        self._ensure_seeded()
+        with _open(self.path, "helpdesk file") as source:
+            signature = _fd_signature(source)
+            trusted = self._trusted(signature)
+            if trusted is not None:
+                self._known = trusted
+                return trusted, {}, {}, None
+            content = source.read()
+            if _fd_signature(source) != signature:
+                signature = ()
+        digest = hashlib.sha1(content).digest()
+        survey, made, refused = self._survey_document(content, digest)
+        self._sign(signature, digest)
+        return survey, made, refused, content
 
     def _texts_at(self, survey: Survey, positions: list[int],
                   content: bytes | None) -> Iterator[tuple[int, Any]]:
@@ -449,20 +516,21 @@ class FileHelpdesk:
                 raise
             self._note_rewrite(before, document.digest, [
                 (position, document.texts[position], record)
-                for position, record in changed.items()])
+                for position, record in changed.items()], document.signature)
         return results
 
     def _note_rewrite(self, before: bytes, after: bytes,
-                      changed: list[tuple[int, bytes, Record]]) -> None:
+                      changed: list[tuple[int, bytes, Record]],
+                      signature: tuple[int, ...]) -> None:
         """The index follows a rewrite of the file it describes: (position, new text, the
-        record written) per record rewritten."""
+        record written) per record rewritten; the new file's signature."""
         survey = self._known
         if survey is None or survey.digest != before:
             self._known = None
             return
         changes = [(position, text_hash(text), record.id, micros(record.updated_at), len(text))
                    for position, text, record in changed]
-        survey.change(after, changes)
+        survey.change(after, changes, signature)
         append_sidecar(self.path, before, survey, changes)
 
     def _gone(self, record_id: str) -> RecordGone:
@@ -498,11 +566,12 @@ class FileHelpdesk:
 
     def _write_atomically(self, document: Document) -> None:
         """One rewrite of the JSON document; remembers what the file now holds."""
-        document.digest = self._replace(document.chunks())
+        document.digest, document.signature = self._replace(document.chunks())
 
-    def _replace(self, chunks: Iterable[bytes]) -> bytes:
+    def _replace(self, chunks: Iterable[bytes]) -> tuple[bytes, tuple[int, ...]]:
         """The file becomes `chunks`, atomically: temporary file, fsync, rename. Returns the
-        SHA-1 of what it wrote."""
+        SHA-1 of what it wrote and the new file's stat signature (() when it cannot be
+        sure the file it stats is the one it wrote, untouched)."""
         digest = hashlib.sha1()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -525,10 +594,16 @@ class FileHelpdesk:
                 out.write(b"".join(buffered))
                 out.flush()
                 os.fsync(out.fileno())
+                written = os.fstat(out.fileno())
             if self.path.exists():
                 shutil.copymode(self.path, temp_name)
             os.replace(temp_name, self.path)
-            return digest.digest()
+            # The rename gives the file a new change time: stat it after, and keep that
+            # only if it is still our inode with what we wrote (same size, same mtime).
+            signature = _signature(self.path)
+            if signature[:3] != (written.st_ino, written.st_size, written.st_mtime_ns):
+                signature = ()
+            return digest.digest(), signature
         except BaseException as exc:
             Path(temp_name).unlink(missing_ok=True)
             if isinstance(exc, OSError):  # nothing was replaced: the old file is whole
@@ -589,10 +664,10 @@ class FileHelpdesk:
             results.append(WriteResult(change.record_id, written))
         if edits:
             before = self._known.digest if self._known is not None else b""
-            shifts, texts, after = self._rewrite_lines(edits)
+            shifts, texts, after, signature = self._rewrite_lines(edits)
             self._note_rewrite(before, after, [
                 (written_at[offset][0], text, written_at[offset][1])
-                for offset, text in texts.items()])
+                for offset, text in texts.items()], signature)
             index = self._line_index
             assert index is not None
             starts = [offset for offset, _ in shifts]
@@ -601,14 +676,15 @@ class FileHelpdesk:
                 moved = bisect.bisect_left(starts, offset)  # edited lines before it
                 if moved:
                     index.offsets[record_id] = (offset + totals[moved - 1], position)
-            index.signature = _signature(self.path)
+            index.signature = signature
         return results
 
     def _rewrite_lines(self, edits: dict[int, Any],
-                       ) -> tuple[list[tuple[int, int]], dict[int, bytes], bytes]:
+                       ) -> tuple[list[tuple[int, int]], dict[int, bytes], bytes,
+                                  tuple[int, ...]]:
         """Rewrite the file with the lines at these offsets replaced: ((old offset, total
         shift of every line after it) in offset order, old offset -> new line, the file's
-        new SHA-1)."""
+        new SHA-1 and stat signature)."""
         shifts: list[tuple[int, int]] = []
         texts: dict[int, bytes] = {}
 
@@ -627,8 +703,8 @@ class FileHelpdesk:
                     at = offset + len(old)
                 yield from _copy(source, at, None)
 
-        after = self._replace(chunks())
-        return shifts, texts, after
+        after, signature = self._replace(chunks())
+        return shifts, texts, after, signature
 
 
 # -- parsing ------------------------------------------------------------------------------
@@ -702,6 +778,11 @@ def _signature(path: Path) -> tuple[int, ...]:
         stat = path.stat()
     except OSError:
         return ()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _fd_signature(source: IO[bytes]) -> tuple[int, ...]:
+    stat = os.fstat(source.fileno())
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 

@@ -16,12 +16,22 @@ Either way a fetch answers exactly as if it had parsed every record: a record Re
 refuses is never taken from the index as usable, so an edit that makes a record unusable is
 reported at the next fetch whether or not it moved `updated_at`.
 
+A survey also holds the file's stat signature (inode, size, modification and change times
+in nanoseconds) as it was when the file was read whole or written by this connector and held
+exactly the bytes the SHA-1 names. While the file's signature is still that one, the file
+is those bytes without reading them: any write to it by anyone gives it a new change time,
+which no one can set back (the state store's `state.db-closed` note rests on the same
+rule), and a replacement by rename is another inode. So a fetch of an unchanged file reads
+the index and the texts of the records after the cursor, not the file.
+
 The sidecar (`.NAME.sla-sync-index` beside the file) is a cache: missing, unreadable, torn,
 of another format or of another file, it is ignored and written afresh, never trusted
-further than its SHA-1s say (the file helpdesk still checks the id of every record it
-writes). Its first line is a whole survey; each rewrite of the file by the helpdesk appends
-one line naming the SHA-1 it applies to, the file's new SHA-1 and the records rewritten, so a
-batch costs a short append, not a new index. It is written without fsync: losing it costs
+further than its SHA-1s and the signature say (the file helpdesk still checks the SHA-1 of
+every text it returns and the id of every record it writes). Its first line is a whole
+survey; each rewrite of the file by the helpdesk appends one line naming the SHA-1 it
+applies to, the file's new SHA-1 and signature and the records rewritten, so a batch costs
+a short append, not a new index (a read that finds the file as surveyed but with another
+signature appends a line with no changes). It is written without fsync: losing it costs
 one parse of the file.
 """
 
@@ -69,6 +79,7 @@ class Survey:
     stamps: list[int | None]  # updated_at in microseconds; None: Record refused it
     problems: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # refused:
     # position -> (reason, record id)
+    signature: tuple[int, ...] = ()  # of the file holding exactly `digest`; (): unknown
     appended: int = 0  # lines of changes after the survey in the sidecar
     shared: dict[str, list[int]] | None = None  # twins(), once known (a rewrite keeps ids)
 
@@ -107,9 +118,10 @@ class Survey:
                 found.setdefault(record_id, position)
         return found
 
-    def change(self, digest: bytes, changes: list[tuple[int, bytes, str, int, int]]) -> None:
+    def change(self, digest: bytes, changes: list[tuple[int, bytes, str, int, int]],
+               signature: tuple[int, ...] = ()) -> None:
         """The file was rewritten with these records' texts replaced: (position, text
-        SHA-1, id, updated_at, length)."""
+        SHA-1, id, updated_at, length); `signature` is the new file's, when known."""
         for position, hashed, record_id, stamp, length in changes:
             self.hashes[position] = hashed
             self.ids[position] = record_id
@@ -117,12 +129,14 @@ class Survey:
             self.lengths[position] = length
             self.problems.pop(position, None)
         self.digest = digest
+        self.signature = signature
 
     # -- the sidecar ------------------------------------------------------------------------
 
     def to_json(self) -> str:
         return json.dumps({
             "format": FORMAT, "layout": self.layout, "file": self.digest.hex(),
+            "signature": list(self.signature),
             "gaps": self.gaps, "lengths": self.lengths,
             "hashes": base64.b64encode(b"".join(self.hashes)).decode(), "ids": self.ids,
             "stamps": self.stamps, "twins": self.twins(),
@@ -141,6 +155,7 @@ class Survey:
         count = len(lengths)
         numbers = [*gaps, *lengths]
         twins = data["twins"]
+        signature = _signature_of(data.get("signature", []))
         if not (len(gaps) == count == len(ids) == len(stamps) and len(hashes) == 20 * count
                 and set(map(type, numbers)) <= {int} and min(numbers, default=0) >= 0
                 and set(map(type, ids)) <= {str, type(None)}
@@ -163,7 +178,14 @@ class Survey:
             raise ValueError("inconsistent")
         return cls(bytes.fromhex(data["file"]), layout, gaps, lengths,
                    [hashes[n:n + 20] for n in range(0, len(hashes), 20)], ids, stamps,
-                   problems, shared=twins)
+                   problems, signature=signature, shared=twins)
+
+
+def _signature_of(value: object) -> tuple[int, ...]:
+    if not (isinstance(value, list) and len(value) in (0, 4)
+            and all(type(n) is int for n in value)):
+        raise ValueError("inconsistent")
+    return tuple(value)
 
 
 def read_sidecar(path: Path, layout: str) -> Survey | None:
@@ -184,7 +206,8 @@ def read_sidecar(path: Path, layout: str) -> Survey | None:
                         raise ValueError("inconsistent")
                     changes.append((position, bytes.fromhex(hashed), record_id, stamp,
                                     length))
-                survey.change(bytes.fromhex(entry["file"]), changes)
+                survey.change(bytes.fromhex(entry["file"]), changes,
+                              _signature_of(entry.get("signature", [])))
                 survey.appended += 1
     except (OSError, ValueError, KeyError, TypeError, IndexError, binascii.Error):
         return None
@@ -206,6 +229,7 @@ def append_sidecar(path: Path, before: bytes, survey: Survey,
     """Note in the sidecar that the file with SHA-1 `before` was rewritten with these
     changes; `survey` (already changed) is what the file now is."""
     entry = {"from": before.hex(), "file": survey.digest.hex(),
+             "signature": list(survey.signature),
              "changes": [[p, h.hex(), i, s, n] for p, h, i, s, n in changes]}
     try:
         with sidecar_of(path).open("a", encoding="utf-8") as out:
@@ -213,6 +237,18 @@ def append_sidecar(path: Path, before: bytes, survey: Survey,
         survey.appended += 1
     except OSError:
         pass
+
+
+def sign_sidecar(path: Path, survey: Survey, signature: tuple[int, ...]) -> None:
+    """The file the survey describes has this signature now (read whole and found to hold
+    the bytes surveyed): a line with no changes, or a new sidecar once the lines are many."""
+    if signature == survey.signature:
+        return
+    survey.signature = signature
+    if survey.appended >= MAX_CHANGES:
+        write_sidecar(path, survey)
+    else:
+        append_sidecar(path, survey.digest, survey, [])
 
 
 def forget_sidecar(path: Path) -> None:

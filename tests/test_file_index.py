@@ -4,6 +4,7 @@ parsed every record, whatever was edited by hand, and parses only what changed."
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,44 @@ def parsed_whole_copy(path: Path, cursor: str | None) -> list[Any] | str:
     copy = path.with_name("whole" + path.suffix)
     copy.write_bytes(path.read_bytes())
     return parsed_whole(copy, cursor)
+
+
+def refuse_whole_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make any read of the whole file (a survey, a digest) fail the test."""
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the whole file was read")
+
+    monkeypatch.setattr(FileHelpdesk, "_survey_document", refused)
+    monkeypatch.setattr(file_module, "_file_digest", refused)
+    monkeypatch.setattr(file_module, "_survey_jsonl", refused)
+
+
+def test_a_file_as_last_read_or_written_is_not_read_whole(path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """Its stat signature is the one the index noted: a fresh desk (a new run) reads the
+    index and the texts after the cursor only, after a read and after its own rewrite."""
+    write(path, [ticket(n, n) for n in range(1, 6)])
+    answer(FileHelpdesk(path, page_size=3), None)
+    FileHelpdesk(path).apply(ChangeSet("T-2", add_tags=("x",)), NOW)
+    expected = parsed_whole_copy(path, iso("2026-03-02 09:03"))
+    for _ in range(2):  # as the rewrite left it, then as a read left it
+        with monkeypatch.context() as patched:
+            refuse_whole_reads(patched)
+            got = answer(FileHelpdesk(path, page_size=3), iso("2026-03-02 09:03"))
+        assert got == expected and [r["tags"] for r in got[0][0]] == [[], [], ["x"]]
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_read(path: Path):
+    """The change time gives it away: no one can set it back."""
+    write(path, [ticket(1, 1, subject="aaaa"), ticket(2, 2)])
+    desk = FileHelpdesk(path)
+    answer(desk, None)
+    before = path.stat()
+    path.write_bytes(path.read_bytes().replace(b'"aaaa"', b'"bbbb"'))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert after.st_ctime_ns != before.st_ctime_ns, "this file system keeps no change time"
+    for reader in (desk, FileHelpdesk(path)):
+        [(got, _, _)] = answer(reader, None)
+        assert [r["subject"] for r in got] == ["bbbb", "Printer on fire"]
