@@ -42,6 +42,7 @@ from sla_sync.connector import (
 )
 from sla_sync.connector.base import OutcomeUnknown, apply_each
 from sla_sync.connector.model import ChangeSet, format_instant, parse_instant
+from sla_sync.rules.assignment import Pool
 from sla_sync.rules.engine import SlaMark, note_values
 from sla_sync.rules.planner import WRITE, Plan, plan
 from sla_sync.rules.policy import Policy
@@ -383,6 +384,7 @@ class _Writer:
         self.quiet: list[tuple[str, dict[str, Any], Record | None]] = []  # nothing to write
         self.wakes: list[tuple[Record, datetime | None]] = []
         self.wake_rules = Wakes(policy)
+        self.pool: Pool | None = None
 
     def load(self, ids: list[str]) -> None:
         """The ledger of the records about to be planned (one chunk at a time), keeping that
@@ -398,7 +400,7 @@ class _Writer:
         """The record's plan; `again` for a re-plan of a record already counted."""
         try:
             p = plan(record, self.policy, self.now, self.active.get(record.id, frozenset()),
-                     self.marks.get(record.id))
+                     self.marks.get(record.id), self.agents())
         except Exception as exc:  # a rule that blows up on one record must not stop the rest
             if not self.report.dry_run:
                 self.wakes.append((record, self.now))  # due again next run
@@ -408,6 +410,12 @@ class _Writer:
         if not again:
             self.report.evaluated += 1
         return p
+
+    def agents(self) -> Pool | None:
+        """The sync's agent pool for assign_next, read once, when a policy uses it."""
+        if self.pool is None and uses_assign_next(self.policy):
+            self.pool = agent_pool(self.policy, self.store, self.connector, self.report)
+        return self.pool
 
     def outcome(self, p: Plan) -> dict[str, Any]:
         return outcome_of(p, self.marks.get(p.record.id))
@@ -593,6 +601,30 @@ class _Writer:
             self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
             return
         self.settle(again, WriteResult(fresh.id, written), retry=False)
+
+
+def uses_assign_next(policy: Policy) -> bool:
+    return any(action["name"] == "assign_next" for rule in policy.rules
+               for action in rule.actions)
+
+
+def agent_pool(policy: Policy, store: StateStore, connector: Connector,
+               report: RunReport | None = None) -> Pool:
+    """Whom assign_next chooses from in this sync: the policy's groups, open records per
+    agent from the mirror, the last agent given one from the audit, and the helpdesk's
+    directory (for availability) where the connector has one. A directory that cannot be
+    read leaves every agent available, and the run says so."""
+    directory: Mapping[str, Mapping[str, str]] = {}
+    read = getattr(connector, "directory", None)
+    if read is not None:
+        try:
+            directory = read()
+        except ConnectorError as exc:
+            if report is not None:
+                report.warnings.append(f"assign_next: the helpdesk's directory could not be "
+                                       f"read ({exc}); no agent is taken as unavailable")
+    return Pool(policy.groups, store.open_by_assignee(policy.closed_statuses),
+                store.last_written("assign_next", "assignee"), directory)
 
 
 def _final_is_written(p: Plan, written: Record) -> bool:

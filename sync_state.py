@@ -446,6 +446,28 @@ class StateStore:
                 [(r.id, r.kind, r.status, format_instant(r.updated_at), _json(r.to_dict()),
                   run_id) for r in records])
 
+    def open_by_assignee(self, closed: Iterable[str]) -> dict[str, int]:
+        """Open records (status not in `closed`) per assignee, as the mirror holds them."""
+        closed = sorted(closed)
+        marks = ", ".join("?" * len(closed)) or "NULL"
+        rows = self.db.execute(
+            "SELECT json_extract(data, '$.assignee') AS agent, count(*) FROM records"
+            f" WHERE status NOT IN ({marks}) AND agent IS NOT NULL AND agent != ''"
+            " GROUP BY agent", closed)
+        return {agent: count for agent, count in rows}
+
+    def last_written(self, action: str, field: str) -> dict[str, int]:
+        """Per value `action` wrote to `field`, the audit id of its latest such write: an
+        order of when each value was last written."""
+        rows = self.db.execute("SELECT after, max(id) FROM audit WHERE action = ? AND"
+                               " field = ? AND kind = 'sync' GROUP BY after", (action, field))
+        found = {}
+        for after, latest in rows:
+            value = json.loads(after) if after is not None else None
+            if isinstance(value, str):
+                found[value] = latest
+        return found
+
     def record(self, record_id: str) -> Record | None:
         row = self.db.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
         return Record.from_dict(json.loads(row["data"])) if row else None

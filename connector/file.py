@@ -451,9 +451,11 @@ class FileHelpdesk:
 
     def directory(self) -> dict[str, dict[str, str]]:
         """The agents the file lists beside its records (a JSON file's top-level `agents`:
-        `[{"name", "email", "timezone"}]`), by name: where alerts to `{assignee}` go. A
-        JSON Lines file has no place for them: an empty directory. An entry without a
-        string name is left out (alerts to that agent fall back, and say so)."""
+        `[{"name", "email", "timezone", "available"}]`), by name: where alerts to
+        `{assignee}` go, and whom assign_next may not choose (`"available": false`, given as
+        the text "false"). A JSON Lines file has no place for them: an empty directory. An
+        entry without a string name is left out (alerts to that agent fall back, and say
+        so)."""
         if self.lines_layout:
             return {}
         document = self._load()
@@ -465,8 +467,9 @@ class FileHelpdesk:
         found: dict[str, dict[str, str]] = {}
         for agent in agents if isinstance(agents, list) else ():
             if isinstance(agent, dict) and isinstance(agent.get("name"), str):
-                found[agent["name"]] = {key: value for key, value in agent.items()
-                                        if isinstance(value, str)}
+                found[agent["name"]] = {
+                    key: (str(value).lower() if isinstance(value, bool) else value)
+                    for key, value in agent.items() if isinstance(value, str | bool)}
         return found
 
     # -- writing ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from business_rules.actions import BaseActions, rule_action
 from business_rules.fields import FIELD_NUMERIC, FIELD_TEXT
 
+from sla_sync.rules.assignment import DEFAULT_STRATEGY
 from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.variables import CLOCK_SUFFIXES
 
@@ -63,6 +64,12 @@ class ActionCollector(BaseActions):  # type: ignore[misc]
     @rule_action(params={"group": FIELD_TEXT})
     def assign_group(self, group: str) -> None:
         self._keep("assign_group", group=group)
+
+    @rule_action(params={"group": FIELD_TEXT, "strategy": FIELD_TEXT})
+    def assign_next(self, group: str, strategy: str = DEFAULT_STRATEGY) -> None:
+        """Give the record to the group and to the next agent of the policy's `groups`
+        entry for it (rules/assignment.py: round_robin or least_loaded)."""
+        self._keep("assign_next", group=group, strategy=strategy)
 
     @rule_action(params={"level": FIELD_NUMERIC, "group": FIELD_TEXT, "assignee": FIELD_TEXT,
                          "note": FIELD_TEXT})

@@ -526,6 +526,9 @@ def effects(actions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             out["assignee"] = params["assignee"]
         elif name == "assign_group":
             out["group"] = params["group"]
+        elif name == "assign_next":  # an agent of the group, not known before the sync
+            out["group"] = params["group"]
+            out["assignee"] = f"<an agent of {params['group']}>"
         elif name in ("add_tag", "remove_tag"):
             out[f"tag:{params['tag'].lower()}"] = name == "add_tag"
         elif name == "escalate":

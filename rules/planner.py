@@ -9,6 +9,8 @@
   "overridden". Tags compare case-insensitively.
 - An escalation never lowers the level; of several escalations the highest wins.
 - What the record already satisfies is dropped.
+- `assign_next` asks the sync's agent pool (rules/assignment.py) for an agent when its rule
+  fires, once per record and sync; the pool counts the choice only if the plan writes it.
 - A rule that became true only on the planner's own change in memory (a later pass), and is
   no longer true on the record as the plan finally leaves it (the change it fired on was
   overridden), adds no note and sends no notification: those would announce a write that
@@ -27,6 +29,7 @@ from typing import Any
 
 from sla_sync.connector.model import ChangeSet, Record
 from sla_sync.rules.actions import Intent
+from sla_sync.rules.assignment import DEFAULT_STRATEGY, Pool
 from sla_sync.rules.engine import Evaluation, SlaMark, evaluate
 from sla_sync.rules.policy import Policy
 
@@ -40,6 +43,7 @@ OVERRIDDEN = "overridden"
 NOT_HIGHER = "not higher"
 SUPERSEDED = "superseded"
 VOID = "void"  # a note or notification of a rule that does not hold on the final record
+NO_AGENT = "no agent"  # assign_next found nobody who can take the record
 APPENDS = ("add_note", "notify")
 
 
@@ -91,9 +95,11 @@ class Plan:
 
 
 def plan(record: Record, policy: Policy, now: datetime,
-         active: Iterable[str] = (), previous: SlaMark | None = None) -> Plan:
+         active: Iterable[str] = (), previous: SlaMark | None = None,
+         pool: Pool | None = None) -> Plan:
     """`active`: the rules the ledger holds active for the record; `previous`: the SLA mark
-    the last sync stored for it."""
+    the last sync stored for it; `pool`: the sync's agents for assign_next (without one,
+    every agent of the policy's groups has no open records and has never been given one)."""
     active_before = frozenset(active)
     active_now = set(active_before)
     fired: dict[int, tuple[str, tuple[Intent, ...]]] = {}  # rule index -> its latest intents
@@ -115,8 +121,12 @@ def plan(record: Record, policy: Policy, now: datetime,
             break
         for outcome in newly:
             active_now.add(outcome.rule.name)
+            intents = outcome.intents
+            if any(i.action == "assign_next" for i in intents):
+                pool = pool or Pool(policy.groups)
+                intents = tuple(_chosen(i, current, pool, now) for i in intents)
             # A rule that fires again after its own plan deactivated it replaces its intents.
-            fired[outcome.rule.index] = (outcome.rule.name, outcome.intents)
+            fired[outcome.rule.index] = (outcome.rule.name, intents)
             first_pass.setdefault(outcome.rule.index, passes)
         change, steps = merge(record, [(index, name, intent)
                                        for index, (name, intents) in fired.items()
@@ -138,6 +148,10 @@ def plan(record: Record, policy: Policy, now: datetime,
                            "leaves it (it fired on a change that was overridden)")
                       for index, (name, intents) in sorted(fired.items()) if index in void
                       for intent in intents if intent.action in APPENDS]
+    if pool is not None:
+        for step in steps:
+            if step.action == "assign_next" and step.slot == "assignee" and step.outcome == WRITE:
+                pool.given(record.id, step.after, record.assignee)
     notifications = tuple(dict.fromkeys(
         (step.rule, step.slot.removeprefix("notify:"), step.after)
         for step in steps if step.action == "notify" and step.outcome == WRITE))
@@ -145,6 +159,17 @@ def plan(record: Record, policy: Policy, now: datetime,
                 active_before=active_before,
                 active_after=frozenset(active_now), evaluation=first, final=evaluation,
                 passes=passes, settled=settled)
+
+
+def _chosen(intent: Intent, record: Record, pool: Pool, now: datetime) -> Intent:
+    """An assign_next intent with the agent it gives the record to (and why)."""
+    if intent.action != "assign_next":
+        return intent
+    params = intent.params
+    choice = pool.choose(record.id, record.assignee, params["group"],
+                         params.get("strategy", DEFAULT_STRATEGY), now)
+    return Intent("assign_next", {"group": choice.group, "agent": choice.agent,
+                                  "reason": choice.reason})
 
 
 def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeSet, list[Step]]:
@@ -157,7 +182,7 @@ def merge(record: Record, fired: list[tuple[int, str, Intent]]) -> tuple[ChangeS
     return change_of(record, steps), steps + dropped
 
 
-Op = tuple[str, str, str, Any]  # rule, action, slot, value
+Op = tuple[str, str, str, Any, str]  # rule, action, slot, value, why
 
 
 def operations(record: Record, ordered: list[tuple[int, str, Intent]]
@@ -171,6 +196,15 @@ def operations(record: Record, ordered: list[tuple[int, str, Intent]]
     ops: list[Op] = []
     dropped: list[Step] = []
     for _, rule, intent in ordered:
+        if intent.action == "assign_next":
+            ops.append((rule, "assign_next", "group", intent.params["group"], ""))
+            if intent.params["agent"] is not None:
+                ops.append((rule, "assign_next", "assignee", intent.params["agent"],
+                            intent.params["reason"]))
+            else:
+                dropped.append(Step(rule, "assign_next", "assignee", record.assignee, None,
+                                    NO_AGENT, intent.params["reason"]))
+            continue
         if intent.action != "escalate":
             ops.append(_operation(rule, intent))
             continue
@@ -183,7 +217,7 @@ def operations(record: Record, ordered: list[tuple[int, str, Intent]]
         elif level < top:
             outcome, detail = SUPERSEDED, f"escalation to level {top} by rule {top_rule!r}"
         else:
-            ops.extend((rule, "escalate", slot, value) for slot, value in parts)
+            ops.extend((rule, "escalate", slot, value, "") for slot, value in parts)
             continue
         dropped.extend(Step(rule, "escalate", slot, _current(record, slot), value, outcome,
                             detail) for slot, value in parts)
@@ -195,13 +229,13 @@ def _operation(rule: str, intent: Intent) -> Op:
     params = intent.params
     if intent.action in FIELD_OF:
         slot = FIELD_OF[intent.action]
-        return (rule, intent.action, slot, params[slot])
+        return (rule, intent.action, slot, params[slot], "")
     if intent.action in ("add_tag", "remove_tag"):
-        return (rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag")
+        return (rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag", "")
     if intent.action == "add_note":
-        return (rule, intent.action, "note", params["text"])
+        return (rule, intent.action, "note", params["text"], "")
     assert intent.action == "notify", intent.action
-    return (rule, intent.action, f"notify:{params['webhook']}", params["text"])
+    return (rule, intent.action, f"notify:{params['webhook']}", params["text"], "")
 
 
 def _key(slot: str) -> str:
@@ -218,12 +252,12 @@ def judge(record: Record, ops: list[Op]) -> list[Step]:
     """What becomes of each operation: the last one on a slot wins and the earlier ones are
     overridden; what the record already satisfies is not written; a note or notification
     already planned is not planned twice."""
-    winner = {_key(slot): index for index, (_, _, slot, _) in enumerate(ops)
+    winner = {_key(slot): index for index, (_, _, slot, _, _) in enumerate(ops)
               if not _appends(slot)}
     steps: list[Step] = []
     notes: set[str] = set()
     sent: set[tuple[str, str]] = set()
-    for index, (rule, action, slot, value) in enumerate(ops):
+    for index, (rule, action, slot, value, why) in enumerate(ops):
         if _appends(slot):
             planned: set[Any] = notes if slot == "note" else sent
             item = value if slot == "note" else (slot, value)
@@ -241,7 +275,7 @@ def judge(record: Record, ops: list[Op]) -> list[Step]:
                               f"by rule {ops[won][0]!r}, later in the policy"))
         else:
             steps.append(Step(rule, action, slot, before, after,
-                              SATISFIED if before == after else WRITE))
+                              SATISFIED if before == after else WRITE, why))
     return steps
 
 

@@ -23,6 +23,7 @@ from business_rules.operators import BaseType
 
 from sla_sync.connector.model import KINDS, Record
 from sla_sync.rules.actions import action_specs, note_placeholders
+from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES, Agent, Group
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from sla_sync.rules.clock import ALL_TARGETS
@@ -40,7 +41,10 @@ from sla_sync.rules.variables import (
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 #: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.
 TOP_LEVEL = ("$schema", "description", "fields", "calendars", "closed_statuses", "slas",
-             "rules")
+             "rules", "groups")
+#: A group's keys under `groups` (the agents assign_next chooses from), and an agent's.
+GROUP_KEYS = ("agents", "calendar")
+AGENT_KEYS = ("name", "calendar")
 SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
             "pause_statuses", "on_target_change")
 ON_TARGET_CHANGE = ("keep", "restart")
@@ -185,6 +189,8 @@ class Policy:
     webhooks: tuple[tuple[str, str], ...] = field(default=())
     #: The custom fields conditions may name: custom.NAME -> string, numeric or boolean.
     fields: Mapping[str, str] = field(default_factory=dict)
+    #: The groups assign_next chooses an agent in, by name.
+    groups: Mapping[str, Group] = field(default_factory=dict)
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -361,6 +367,8 @@ class _Checker:
         self.custom: dict[str, str] = {}  # declared custom fields, custom.NAME -> type
         self.actions = action_specs()
         self.out_of_scope = SLA_SCOPE  # why a variable of VARIABLES cannot be used here
+        self.groups: dict[str, Group] = {}  # under `groups`, valid ones
+        self.defined_groups: set[str] = set()  # named under `groups`, valid or not
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -391,6 +399,7 @@ class _Checker:
         closed = self.strings(data.get("closed_statuses", list(DEFAULT_CLOSED_STATUSES)),
                               "closed_statuses")
         slas = self.slas(data.get("slas", []), calendars)
+        self.groups = self.agent_groups(data.get("groups", {}), calendars)
         rules = self.rules(data.get("rules", []))
         if self.problems:
             raise PolicyError(self.source, self.problems)
@@ -401,7 +410,7 @@ class _Checker:
         return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
                       warnings=tuple(self.warnings), webhooks=webhooks,
-                      fields=dict(self.custom))
+                      fields=dict(self.custom), groups=self.groups)
 
     def fields(self, value: Any) -> dict[str, str]:
         """The declared custom fields: {"custom.region": "string", ...}."""
@@ -482,6 +491,56 @@ class _Checker:
                 if calendar is not None:
                     choices[value] = calendar
         return CalendarChoice(default or fallback.default, str(field_name), choices)
+
+    def agent_groups(self, value: Any, calendars: Mapping[str, Calendar]) -> dict[str, Group]:
+        """`groups`: {"tier2": {"agents": ["ana", {"name": "cy", "calendar": "ny"}],
+        "calendar": "berlin"}}: whom assign_next may choose, and when they work."""
+        if not isinstance(value, dict):
+            self.fail("groups", 'expected an object like {"tier2": {"agents": ["ana"]}}, got '
+                                f"{_kind(value)}")
+            return {}
+        found: dict[str, Group] = {}
+        for name, spec in value.items():
+            path = f"groups.{name}"
+            self.defined_groups.add(name)
+            if not isinstance(spec, dict):
+                self.fail(path, 'expected an object like {"agents": ["ana", "bo"]}, got '
+                                f"{_kind(spec)}")
+                continue
+            self.keys(spec, path, GROUP_KEYS)
+            calendar = (self.calendar_ref(spec["calendar"], f"{path}.calendar", calendars)
+                        if "calendar" in spec else None)
+            agents = self.group_agents(spec.get("agents"), f"{path}.agents", calendars)
+            if agents:
+                found[name] = Group(name, agents, calendar)
+        return found
+
+    def group_agents(self, value: Any, path: str,
+                     calendars: Mapping[str, Calendar]) -> tuple[Agent, ...]:
+        if not isinstance(value, list) or not value:
+            self.fail(path, 'expected a non-empty list of agents ("ana", or {"name": "ana", '
+                            f'"calendar": ...}}), got {_kind(value)}')
+            return ()
+        agents: list[Agent] = []
+        for i, entry in enumerate(value):
+            where = f"{path}[{i}]"
+            spec = {"name": entry} if isinstance(entry, str) else entry
+            if not isinstance(spec, dict):
+                self.fail(where, f"expected an agent's name or an object, got {_kind(entry)}")
+                continue
+            self.keys(spec, where, AGENT_KEYS)
+            name = spec.get("name")
+            if not isinstance(name, str) or not name.strip():
+                self.fail(f"{where}.name" if isinstance(entry, dict) else where,
+                          "expected an agent's name (a non-empty string)")
+                continue
+            if any(agent.name == name for agent in agents):
+                self.fail(where, f"agent {name!r} is listed twice")
+                continue
+            calendar = (self.calendar_ref(spec["calendar"], f"{where}.calendar", calendars)
+                        if "calendar" in spec else None)
+            agents.append(Agent(name, calendar))
+        return tuple(agents)
 
     def slas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Sla]:
         slas: list[Sla] = []
@@ -818,4 +877,18 @@ class _Checker:
                     note_placeholders(value)
                 except ValueError as exc:
                     self.fail(ppath, str(exc))
+        if name == "assign_next":
+            self.assign_next(params, f"{path}.params")
         return {"name": name, "params": dict(params)}
+
+    def assign_next(self, params: Mapping[str, Any], path: str) -> None:
+        group, strategy = params.get("group"), params.get("strategy", DEFAULT_STRATEGY)
+        if isinstance(group, str) and group.strip() and group not in self.defined_groups:
+            known = ", ".join(sorted(self.defined_groups)) or "none: add them under 'groups'"
+            self.fail(f"{path}.group", f"no group {group!r} under 'groups'"
+                                       + _suggest(group, self.defined_groups)
+                                       + " (the agents assign_next chooses from; defined: "
+                                       + f"{known})")
+        if isinstance(strategy, str) and strategy not in STRATEGIES:
+            self.fail(f"{path}.strategy", f"expected one of {', '.join(STRATEGIES)}, got "
+                                          f"{strategy!r}" + _suggest(strategy, STRATEGIES))

@@ -22,6 +22,7 @@ from business_rules.operators import BaseType
 from sla_sync.rules import calendar as calendars
 from sla_sync.rules import durations
 from sla_sync.rules.actions import PLACEHOLDERS, ActionCollector, action_specs
+from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.policy import (
     CALENDAR_FIELDS,
@@ -123,6 +124,10 @@ def _actions() -> dict[str, Any]:
                 params[param] = {"type": "string", "pattern": r"\S"}
                 if param in ("text", "note"):
                     params[param]["description"] = note
+                if spec.name == "assign_next" and param == "strategy":
+                    params[param] = {"enum": list(STRATEGIES), "default": DEFAULT_STRATEGY}
+                elif spec.name == "assign_next":
+                    params[param]["description"] = "a group defined under groups"
         alternatives.append({
             "type": "object", "title": spec.name,
             "properties": {
@@ -134,6 +139,18 @@ def _actions() -> dict[str, Any]:
             "additionalProperties": False,
         })
     return {"oneOf": alternatives}
+
+
+def _group() -> dict[str, Any]:
+    calendar = {"type": "string", "description": "a calendar defined under calendars: when "
+                                                 "they work (else always)"}
+    agent = {"anyOf": [{"type": "string", "pattern": r"\S"}, {
+        "type": "object", "properties": {"name": {"type": "string", "pattern": r"\S"},
+                                         "calendar": calendar},
+        "required": ["name"], "additionalProperties": False}]}
+    return {"type": "object", "properties": {
+        "agents": {"type": "array", "minItems": 1, "items": agent},
+        "calendar": calendar}, "required": ["agents"], "additionalProperties": False}
 
 
 def _calendar() -> dict[str, Any]:
@@ -219,6 +236,9 @@ def json_schema() -> dict[str, Any]:
         "closed_statuses": {**STRINGS, "default": list(DEFAULT_CLOSED_STATUSES)},
         "slas": {"type": "array", "items": {"$ref": "#/$defs/sla"}},
         "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+        "groups": {"type": "object", "description": "the agents assign_next chooses from, by "
+                                                    "group, and when they work",
+                   "additionalProperties": _group()},
     }
     assert set(properties) == set(TOP_LEVEL), "the schema and the checker disagree on keys"
     return {

@@ -115,18 +115,31 @@ def random_gates(rng: random.Random) -> dict[str, Any]:
     return {key: leaf() if rng.random() < 0.6 else {"any": [leaf(), leaf()]} for key in keys}
 
 
-def random_action(rng: random.Random, name: str) -> dict[str, Any]:
-    return rng.choice([
+def random_action(rng: random.Random, name: str, assign: bool = False) -> dict[str, Any]:
+    choices = [
         lambda: act("add_tag", tag=rng.choice(TAGS)),
         lambda: act("remove_tag", tag=rng.choice(TAGS)),
         lambda: act("set_priority", priority=rng.choice(["normal", "high", "urgent"])),
         lambda: act("add_note", text=f"{name}: {{resolution_minutes_left}} min left"),
         lambda: act("escalate", level=rng.randrange(1, 3)),
         lambda: act("notify", webhook="chat", text=f"{name} for {{id}}"),
-    ])()
+    ]
+    if assign:  # the choice depends on the turn, the loads and who is on shift
+        choices += [lambda: act("assign_next", group=rng.choice(["tier2", "billing"]),
+                                strategy=rng.choice(["round_robin", "least_loaded"]))] * 3
+    return rng.choice(choices)()
 
 
-def random_policy(rng: random.Random, talk: bool = False) -> dict[str, Any]:
+#: The agents assign_next chooses from: some on office hours, one on mornings only.
+AGENT_GROUPS = {"tier2": {"agents": ["ana", "bob", {"name": "cy", "calendar": "mornings"}],
+                          "calendar": "office"},
+                "billing": {"agents": ["dee", "ana"]}}
+MORNINGS = {"timezone": "Europe/Berlin", "week": {
+    day: ["08:00-12:00"] for day in ("mon", "tue", "wed", "thu", "fri")}}
+
+
+def random_policy(rng: random.Random, talk: bool = False,
+                  assign: bool = False) -> dict[str, Any]:
     slas = []
     for n in range(rng.randrange(1, 3)):
         sla: dict[str, Any] = {
@@ -153,10 +166,14 @@ def random_policy(rng: random.Random, talk: bool = False) -> dict[str, Any]:
                                       cond("priority", "is_one_of", ["high", "urgent"])])
         slas.append(sla)
     rules = [rule(f"r{n}", random_condition(rng, talk=talk),
-                  *[random_action(rng, f"r{n}") for _ in range(rng.randrange(1, 3))])
+                  *[random_action(rng, f"r{n}", assign) for _ in range(rng.randrange(1, 3))])
              for n in range(rng.randrange(2, 7))]
-    return {"calendars": {"office": OFFICE}, "closed_statuses": ["solved"], "slas": slas,
-            "rules": rules}
+    extra = {"groups": AGENT_GROUPS} if assign else {}
+    if assign:  # at least one rule hands over
+        rules[0]["actions"].append(act("assign_next", group="tier2",
+                                       strategy=rng.choice(["round_robin", "least_loaded"])))
+    return {"calendars": {"office": OFFICE, "mornings": MORNINGS}, "closed_statuses": ["solved"],
+            "slas": slas, "rules": rules, **extra}
 
 
 class Side:
@@ -215,15 +232,19 @@ def rng_batch(folder: Path) -> int:
     return 3
 
 
-@pytest.mark.parametrize(("seed", "talk"), [(seed, False) for seed in range(8)]
-                         + [(seed, True) for seed in range(100, 116)])
+@pytest.mark.parametrize(("seed", "talk", "assign"), [(seed, False, False) for seed in range(8)]
+                         + [(seed, True, False) for seed in range(100, 116)]
+                         # seeds whose hand-over rule fires (the test checks it does)
+                         + [(seed, False, True) for seed in (200, 201, 202, 203, 205, 206,
+                                                             207, 208)])
 def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int,
-                                                    talk: bool) -> None:
+                                                    talk: bool, assign: bool) -> None:
     """`talk`: records with conversations and assignment histories, and policies with the
-    targets they make run, targets by priority and targets' own conditions."""
+    targets they make run, targets by priority and targets' own conditions. `assign`:
+    policies whose rules hand records over with assign_next."""
     rng = random.Random(seed)
     records = [random_record(rng, n, talk) for n in range(12)]
-    policies = [check_policy(random_policy(rng, talk), f"policy-{seed}-{n}")
+    policies = [check_policy(random_policy(rng, talk, assign), f"policy-{seed}-{n}")
                 for n in range(2)]
     indexed = Side(tmp_path / "indexed", records, full=False)
     everything = Side(tmp_path / "full", records, full=True)
@@ -246,3 +267,7 @@ def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int,
             now += timedelta(minutes=rng.choice([1, 5, 17, 30, 60, 180, 600]))
     assert json.loads(indexed.path.read_text()) == json.loads(everything.path.read_text())
     assert indexed.evaluated < everything.evaluated, "the index evaluated as much as a full run"
+    if assign:
+        given = {row[5] for row in indexed.audit()
+                 if row[2] == "assign_next" and row[3] == "assignee"}
+        assert len(given) >= 2, f"assign_next chose {given or 'nobody'}: nothing was compared"

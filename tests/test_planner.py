@@ -270,11 +270,11 @@ def test_add_and_remove_of_one_tag_in_two_cases_conflict_and_the_later_rule_wins
 
 def test_judge_lets_the_last_operation_on_a_slot_win_and_plans_appends_once():
     record = make_record(priority="normal")
-    steps = judge(record, [("a", "set_priority", "priority", "high"),
-                           ("b", "set_priority", "priority", "normal"),
-                           ("a", "notify", "notify:ops", "hi"),
-                           ("b", "notify", "notify:ops", "hi"),
-                           ("b", "add_note", "note", "seen")])
+    steps = judge(record, [("a", "set_priority", "priority", "high", ""),
+                           ("b", "set_priority", "priority", "normal", ""),
+                           ("a", "notify", "notify:ops", "hi", ""),
+                           ("b", "notify", "notify:ops", "hi", ""),
+                           ("b", "add_note", "note", "seen", "")])
     assert [(s.rule, s.slot, s.outcome) for s in steps] == [
         ("a", "priority", OVERRIDDEN), ("b", "priority", SATISFIED),
         ("a", "notify:ops", WRITE), ("b", "notify:ops", SATISFIED), ("b", "note", WRITE)]
