@@ -43,6 +43,7 @@ from sla_sync.connector import ConnectorError, Record, RecordError, open_connect
 from sla_sync.connector.file import FileHelpdesk, FileProblem, file_problem
 from sla_sync.connector.model import format_instant, parse_instant
 from sla_sync.rules.breaches import breaches as breach_audit
+from sla_sync.rules.calendar import Holidays
 from sla_sync.rules.durations import format_duration, parse_duration
 from sla_sync.rules.engine import SlaMark
 from sla_sync.rules.explain import explain as explain_plan
@@ -125,14 +126,23 @@ def _config(path: str | None) -> Config:
         raise Exit(str(exc), EXIT_INVALID) from None
 
 
-def _policy(path: Path) -> Policy:
+def _policy(path: Path, holidays: Holidays | None = None) -> Policy:
     try:
-        policy = load_policy(path)
+        policy = load_policy(path, holidays)
     except PolicyError as exc:
         raise Exit(str(exc), EXIT_INVALID) from None
     for warning in policy.warnings:
         log.warning(f"{path}: {warning}", extra={"event": "policy"})
     return policy
+
+
+def _kept_holidays(config: Config, dry_run: bool) -> Holidays | None:
+    """A run keeps the public holidays it computed beside the state (rules/holiday_store.py):
+    the next run's policy load then needs no `holidays` import. A dry run writes nothing."""
+    if dry_run:
+        return None
+    from sla_sync.rules.holiday_store import HolidayStore
+    return HolidayStore(config.state.with_name(config.state.name + "-holidays"))
 
 
 def _connector(config: Config) -> Any:
@@ -292,7 +302,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
     interval = None if every is None else _interval(every, now_text, full)
     now = _now(now_text)
     config = _config(config_path)
-    policy = _policy(policy_path or config.policy)
+    policy = _policy(policy_path or config.policy, _kept_holidays(config, dry_run))
     connector = _connector(config)
     if now_text is not None and not dry_run and connector.capabilities.real_helpdesk:
         raise Exit(f"--now writes to a real helpdesk ({config.connector['type']}) as if it "
@@ -533,7 +543,7 @@ def _run_every(config: Config, connector: Any, policy: Policy, store: StateStore
         if _mtime(config.policy) != policy_mtime:  # gone or unreadable: load_policy says why
             policy_mtime = _mtime(config.policy)
             try:
-                candidate = load_policy(config.policy)
+                candidate = load_policy(config.policy, _kept_holidays(config, dry_run))
                 _check_webhooks(config, candidate, notifier)
                 policy = candidate
                 log.info(f"{config.policy}: reloaded", extra={"event": "policy"})

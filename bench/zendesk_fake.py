@@ -16,15 +16,23 @@ is ticket: Zendesk has no leads), and no faults. Two differences, both about tim
   `POST /bench/touch {"share": S}` makes a person edit that share of the tickets (a tag,
   a new updated_at, an event), answering how many. Not Zendesk's API: the bench's hands.
 
+The exports answer what FaultDesk's answer (the same pages: tests/test_bench.py compares
+them), but from indexes kept as tickets change: the tickets by (updated_at, id) in a sorted
+list, the events in time order, each page found by bisection. FaultDesk sorts every ticket
+for each page, which at a million tickets would be the bench's bottleneck, not sla-sync.
+
 It prints its base URL on one line, then serves until stdin closes.
 """
 
 from __future__ import annotations
 
+import base64
+import bisect
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from faultdesk import EXPORT_LAG, Fault, FaultDesk, Ticket  # noqa: E402
+from faultdesk import EXPORT_LAG, EXPORT_PAGE, Fault, FaultDesk, Ticket  # noqa: E402
 
 TOUCH_TAG = "bench-touched"
 #: The generator's channels as Zendesk's `via.channel` names them.
@@ -42,14 +50,84 @@ CHANNELS = {"email": "email", "web": "web", "chat": "chat", "phone": "voice"}
 class BenchDesk(FaultDesk):
     """A FaultDesk whose clock runs with the wall clock from `start` on."""
 
-    def __init__(self, email: str, token: str, start: int):
-        self._origin = time.monotonic()
+    def __init__(self, email: str, token: str, start: int,
+                 clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._origin = clock()
         self._offset = float(start)
         super().__init__(email, token, now=start)
+        self._order: list[tuple[int, int]] = []  # (updated_at, id) of every ticket, sorted
+        self._times: list[int] = []  # the events' timestamps, in self.events' order
+        self._indexed = False
+
+    def index(self) -> None:
+        """Sort the tickets and events once (after loading); updates keep them sorted."""
+        self._order = sorted((t.updated_at, t.id) for t in self.tickets.values())
+        self.events.sort(key=lambda e: (e["timestamp"], e["id"]))
+        self._times = [e["timestamp"] for e in self.events]
+        self._indexed = True
+
+    def _touch(self, ticket: Ticket, children: list[dict[str, Any]], author: int,
+               comments: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        before = (ticket.updated_at, ticket.id)
+        audit = super()._touch(ticket, children, author, comments)
+        if self._indexed:
+            at = bisect.bisect_left(self._order, before)
+            assert self._order[at] == before
+            del self._order[at]
+            bisect.insort(self._order, (ticket.updated_at, ticket.id))
+        return audit
+
+    def _audit(self, ticket: Ticket, at: int, children: list[dict[str, Any]], author: int,
+               comments: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+        audit = super()._audit(ticket, at, children, author, comments)
+        if self._indexed:
+            event = self.events.pop()
+            where = bisect.bisect_right(self._times, at)  # the end, but for a clock stepped back
+            self.events.insert(where, event)
+            self._times.insert(where, at)
+        return audit
+
+    def _ticket_export(self, query: dict[str, str]) -> dict[str, Any]:
+        if not self._indexed:
+            return super()._ticket_export(query)
+        if "cursor" in query:
+            raw = base64.b64decode(query["cursor"]).decode()
+            at_text, _, rest = raw.partition("||")
+            position = (int(float(at_text)), int(rest.strip("|") or 0))
+        else:
+            position = (int(query["start_time"]) - 1, 1 << 62)
+        first = bisect.bisect_right(self._order, position)
+        last_ready = bisect.bisect_right(self._order, (self.now - EXPORT_LAG, 1 << 62))
+        keys = self._order[first:min(last_ready, first + self.export_page)]
+        page = [self.tickets[ticket_id] for _, ticket_id in keys]
+        last = keys[-1] if keys else position
+        cursor = base64.b64encode(f"{float(last[0])}||{last[1]}|".encode()).decode()
+        body: dict[str, Any] = {
+            "tickets": [t.as_json(self.url) for t in page],
+            "after_url": f"{self.url}/api/v2/incremental/tickets/cursor.json?cursor={cursor}",
+            "after_cursor": cursor, "before_url": None, "before_cursor": None,
+            "end_of_stream": last_ready - first <= self.export_page}
+        if "metric_sets" in query.get("include", ""):
+            body["metric_sets"] = [t.metric_set(self.url) for t in page]
+        return body
+
+    def _event_export(self, query: dict[str, str]) -> dict[str, Any]:
+        if not self._indexed:
+            return super()._event_export(query)
+        start = int(query["start_time"])
+        first = bisect.bisect_left(self._times, start)
+        last_ready = bisect.bisect_right(self._times, self.now - EXPORT_LAG)
+        page = self.events[first:min(last_ready, first + EXPORT_PAGE)]
+        end = page[-1]["timestamp"] if page else start
+        return {"ticket_events": page, "count": len(page), "end_time": end,
+                "next_page": f"{self.url}/api/v2/incremental/ticket_events.json"
+                             f"?start_time={end}",
+                "end_of_stream": last_ready - first < EXPORT_PAGE}
 
     @property  # type: ignore[override]
     def now(self) -> int:
-        return int(self._offset + time.monotonic() - self._origin)
+        return int(self._offset + self._clock() - self._origin)
 
     @now.setter
     def now(self, value: int) -> None:
@@ -101,6 +179,7 @@ def main() -> None:
     for number, raw in enumerate(tickets, start=1):
         desk.add(ticket_of(number, raw))
     del records, tickets
+    desk.index()
     desk.start()
     print(desk.url, flush=True)
     sys.stdin.read()  # until the bench closes it

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any, Protocol
@@ -47,6 +47,9 @@ _ONE_OFF = re.compile(r"\d{4}-\d\d-\d\d")
 _YEARLY = re.compile(r"\d\d-\d\d")
 
 Interval = tuple[datetime, datetime]
+#: Where a calendar gets a region's public holidays: (country, subdiv, year) -> dates.
+#: `public_holidays` (the package's answer), or rules/holiday_store.py's kept answers.
+Holidays = Callable[[str, str | None, int], frozenset[date]]
 
 
 class Calendar(Protocol):
@@ -91,7 +94,8 @@ class TwentyFourSeven:
 class WeeklyCalendar:
     def __init__(self, name: str, timezone: str, week: Mapping[int, Iterable[tuple[int, int]]],
                  one_off: Iterable[date] = (), yearly: Iterable[tuple[int, int]] = (),
-                 regions: Iterable[tuple[str, str | None]] = ()):
+                 regions: Iterable[tuple[str, str | None]] = (),
+                 holidays: Holidays | None = None):
         self.name = name
         self.timezone = timezone
         self.tz = ZoneInfo(timezone)
@@ -100,6 +104,7 @@ class WeeklyCalendar:
         self.one_off = frozenset(one_off)
         self.yearly = frozenset(yearly)
         self.regions = tuple(regions)
+        self._holidays = holidays or public_holidays
         self._days: dict[date, tuple[Interval, ...]] = {}
         self._totals: dict[date, timedelta] = {}
         self._public: dict[int, frozenset[date]] = {}
@@ -122,7 +127,7 @@ class WeeklyCalendar:
         if day.year not in self._public:
             self._public[day.year] = frozenset(
                 d for country, subdiv in self.regions
-                for d in public_holidays(country, subdiv, day.year))
+                for d in self._holidays(country, subdiv, day.year))
         return day in self._public[day.year]
 
     def intervals(self, day: date) -> tuple[Interval, ...]:
@@ -250,9 +255,12 @@ def public_holidays(country: str, subdiv: str | None, year: int) -> frozenset[da
 
 # -- checking a calendar spec ---------------------------------------------------------------
 
-def check_calendar(name: str, spec: Any) -> tuple[WeeklyCalendar | None, list[tuple[str, str]]]:
+def check_calendar(name: str, spec: Any, holidays: Holidays | None = None,
+                   ) -> tuple[WeeklyCalendar | None, list[tuple[str, str]]]:
     """Build a calendar from its policy spec; else None and (sub-path, message) problems,
-    sub-paths relative to the calendar (".week.mon[1]")."""
+    sub-paths relative to the calendar (".week.mon[1]"). `holidays` gives public holidays
+    (default: `public_holidays`)."""
+    holidays = holidays or public_holidays
     problems: list[tuple[str, str]] = []
     if not isinstance(spec, dict):
         return None, [("", "expected an object with timezone, week and holidays")]
@@ -272,11 +280,12 @@ def check_calendar(name: str, spec: Any) -> tuple[WeeklyCalendar | None, list[tu
             problems.append((".timezone", f"unknown timezone {timezone!r}"
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")))
     week = _check_week(name, spec.get("week"), problems)
-    one_off, yearly, regions = _check_holidays(spec.get("holidays", []), problems)
+    one_off, yearly, regions = _check_holidays(spec.get("holidays", []), problems,
+                                               holidays)
     if problems:
         return None, problems
     assert isinstance(timezone, str)
-    return WeeklyCalendar(name, timezone, week, one_off, yearly, regions), []
+    return WeeklyCalendar(name, timezone, week, one_off, yearly, regions, holidays), []
 
 
 def _check_week(name: str, value: Any,
@@ -338,7 +347,7 @@ def _joined(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _check_holidays(value: Any, problems: list[tuple[str, str]],
+def _check_holidays(value: Any, problems: list[tuple[str, str]], holidays: Holidays,
                     ) -> tuple[set[date], set[tuple[int, int]], list[tuple[str, str | None]]]:
     one_off: set[date] = set()
     yearly: set[tuple[int, int]] = set()
@@ -362,7 +371,7 @@ def _check_holidays(value: Any, problems: list[tuple[str, str]],
             except ValueError:
                 pass
         elif isinstance(item, dict):
-            regions_problem = _check_region(item)
+            regions_problem = _check_region(item, holidays)
             if regions_problem:
                 problems.append((path + regions_problem[0], regions_problem[1]))
             else:
@@ -374,7 +383,7 @@ def _check_holidays(value: Any, problems: list[tuple[str, str]],
     return one_off, yearly, regions
 
 
-def _check_region(item: dict[str, Any]) -> tuple[str, str] | None:
+def _check_region(item: dict[str, Any], holidays: Holidays) -> tuple[str, str] | None:
     unknown = [key for key in item if key not in ("country", "subdiv")]
     if unknown:
         return f".{unknown[0]}", "unknown key (known: country, subdiv)"
@@ -388,7 +397,7 @@ def _check_region(item: dict[str, Any]) -> tuple[str, str] | None:
     if subdiv is not None and not (isinstance(subdiv, str) and _SUBDIV.fullmatch(subdiv)):
         return ".subdiv", "expected a subdivision code such as 'BE'"
     try:
-        public_holidays(country, subdiv, 2026)
+        holidays(country, subdiv, 2026)
     except NotImplementedError as exc:
         return (".subdiv" if "subdivision" in str(exc) else ".country"), str(exc)
     except Exception as exc:  # noqa: BLE001 (the package's own refusal, whatever its type)

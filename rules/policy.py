@@ -24,7 +24,7 @@ from business_rules.operators import BaseType
 from sla_sync.connector.model import KINDS, Record
 from sla_sync.rules.actions import action_specs, note_placeholders
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES, Agent, Group
-from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
+from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, Holidays, check_calendar
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.durations import Target, parse_target
@@ -193,7 +193,9 @@ class Policy:
     groups: Mapping[str, Group] = field(default_factory=dict)
 
 
-def load_policy(path: str | Path) -> Policy:
+def load_policy(path: str | Path, holidays: Holidays | None = None) -> Policy:
+    """The policy in the file at `path` (check_policy); `holidays` gives its calendars'
+    public holidays (default: the holidays package's answers)."""
     source = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -202,7 +204,7 @@ def load_policy(path: str | Path) -> Policy:
             from None
     except ValueError as exc:  # a path with a NUL character
         raise PolicyError(source, [Problem("$", f"cannot read the policy ({exc})")]) from None
-    return check_policy(parse_json(raw, source), source)
+    return check_policy(parse_json(raw, source), source, holidays)
 
 
 def parse_json(raw: bytes, source: str) -> Any:
@@ -339,12 +341,13 @@ def unnamed_rule_name(spec: Mapping[str, Any]) -> str:
     return "rule-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def check_policy(data: Any, source: str = "<policy>") -> Policy:
+def check_policy(data: Any, source: str = "<policy>", holidays: Holidays | None = None,
+                 ) -> Policy:
     """The Policy `data` describes, or PolicyError listing every problem in it."""
     problems = _unusable(data)
     if problems:
         raise PolicyError(source, problems)
-    return _Checker(source).policy(data)
+    return _Checker(source, holidays).policy(data)
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
@@ -358,8 +361,9 @@ def _kind(value: Any) -> str:
 
 
 class _Checker:
-    def __init__(self, source: str):
+    def __init__(self, source: str, holidays: Holidays | None = None):
         self.source = source
+        self.holidays = holidays
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.horizon: float | None = None
@@ -442,7 +446,7 @@ class _Checker:
             if name in BUILT_IN:
                 self.fail(path, f"{name!r} is built in and cannot be redefined")
                 continue
-            calendar, problems = check_calendar(name, spec)
+            calendar, problems = check_calendar(name, spec, self.holidays)
             for subpath, message in problems:
                 self.fail(path + subpath, message)
             if calendar is not None:
