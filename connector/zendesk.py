@@ -1,6 +1,7 @@
 """Zendesk Support (`type: zendesk`): tickets read through the incremental exports (tickets
-with their metric sets; status history from the ticket events), written with safe updates
-and `update_many` jobs. docs/connectors/zendesk.md is the admin's guide."""
+with their metric sets; status history, the conversation and the assignment history from the
+ticket events with their comment events), written with safe updates and `update_many` jobs.
+docs/connectors/zendesk.md is the admin's guide."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ from sla_sync.connector.http import (
 )
 from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
+    MAX_WORKED,
+    Assignment,
     ChangeSet,
+    Message,
     Note,
     Record,
     RecordError,
@@ -137,6 +141,10 @@ SCHEMA = Schema("zendesk", (
                 default="standard")))), "where the tier is read"),
     Setting("escalation", Nullable(Block((_TAG_PREFIX, _FIELD))),
             "where the escalation level is kept"),
+    Setting("time_tracking", Nullable(Block((
+        Setting("total_field", Id("a ticket field id"),
+                "the Time Tracking app's \"Total time spent (sec)\" field", required=True),
+    ))), "where the Time Tracking app keeps the time worked on a ticket"),
     Setting("bulk_writes", Flag(), "write batches as update_many jobs", default=True),
     Setting("api_requests_per_minute", Number(), "the general API's budget",
             default=API_REQUESTS_PER_MINUTE),
@@ -238,6 +246,101 @@ class Vocabulary:
             [f"{prefix}{n}" for n in range(1, level)]
 
 
+class Talk:
+    """What the ticket events say of one ticket's conversation and assignments, kept in the
+    cursor as JSON: `c` 1 once its creation was seen (so what follows is its whole story),
+    `m` its comments as [unix time, author id, public, comment id], `a` its group and
+    assignee values as [unix time, "group_id" or "assignee_id", id or None, event id] (those
+    at creation first), `x` 1 when a comment came without its author (the story has a gap)."""
+
+    FIELDS = ("group_id", "assignee_id")
+
+    @staticmethod
+    def valid(entry: Any) -> bool:
+        if not isinstance(entry, dict):
+            return False
+        return all(isinstance(item, list) and len(item) == 4 and _whole(item[0])
+                   for name in ("m", "a") for item in entry.get(name, []))
+
+    @staticmethod
+    def collect(child: Mapping[str, Any], kind: str, at: int, entry: dict[str, Any]) -> bool:
+        """Adds one child event (export) or audit event; True when it said something."""
+        if kind == "Create":
+            entry["c"] = 1
+        if kind == "Comment":
+            author, public = child.get("author_id"), child.get("public")
+            if not _whole(author) or not isinstance(public, bool):
+                entry["x"] = 1  # comment_present without the comment_events sideload
+                return True
+            item = [at, author, public, child.get("id")]
+            if item not in entry.setdefault("m", []):  # time-based pages overlap
+                entry["m"].append(item)
+            return True
+        if kind not in ("Create", "Change"):
+            return False
+        for name in Talk.FIELDS:
+            if name in child:
+                value = child[name]
+            elif child.get("field_name") == name:
+                value = child.get("value")
+            else:
+                continue
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)  # audits give ids as text
+            item = [at, name, value if _whole(value) else None, child.get("id")]
+            if item not in entry.setdefault("a", []):
+                entry["a"].append(item)
+            return True
+        return kind == "Create"
+
+    @staticmethod
+    def messages(entry: Mapping[str, Any] | None, requester: Any,
+                 is_agent: Callable[[int], bool]) -> tuple[Message, ...] | None:
+        """The conversation, oldest first; None unless the events told it from creation on.
+        The requester is the customer; a private comment is an agent's (end users write
+        public ones only); another public author is an agent if the account lists them as
+        one (a CC'd end user is a customer too)."""
+        if not entry or not entry.get("c") or entry.get("x"):
+            return None
+        return tuple(
+            Message(datetime.fromtimestamp(at, UTC),
+                    "customer" if author == requester
+                    or (public and not is_agent(author)) else "agent", public)
+            for at, author, public, _ in sorted(entry.get("m", []),
+                                                key=_in_order))
+
+    @staticmethod
+    def assignments(entry: Mapping[str, Any] | None, created_at: datetime,
+                    now: tuple[int | None, int | None],
+                    name: Callable[[str, int | None], str]) -> tuple[Assignment, ...] | None:
+        """The group and assignee from creation on (an entry at creation, then one per
+        instant either changed); None unless the events told it from creation on and end at
+        the ticket's values now (a change the events missed is not guessed around)."""
+        if not entry or not entry.get("c"):
+            return None
+        born = int(created_at.timestamp())
+        state: dict[str, int | None] = dict.fromkeys(Talk.FIELDS)
+        out = [created_at]
+        changes: list[tuple[int, dict[str, int | None]]] = []
+        for at, field, value, _ in sorted(entry.get("a", []), key=_in_order):
+            if at <= born:
+                state[field] = value
+            elif changes and changes[-1][0] == at:
+                changes[-1][1][field] = value
+            else:
+                changes.append((at, {field: value}))
+        history = [Assignment(out[0], name("group_id", state["group_id"]),
+                              name("assignee_id", state["assignee_id"]))]
+        for at, changed in changes:
+            state.update(changed)
+            history.append(Assignment(datetime.fromtimestamp(at, UTC),
+                                      name("group_id", state["group_id"]),
+                                      name("assignee_id", state["assignee_id"])))
+        if (state["group_id"], state["assignee_id"]) != now:
+            return None
+        return tuple(history)
+
+
 @dataclass
 class Position:
     """Where the next fetch resumes: the ticket export's cursor (before its first page, its
@@ -249,8 +352,12 @@ class Position:
     events: int
     history: dict[str, list[list[Any]]]
 
+    #: Per ticket that is not closed yet, what its events said of its conversation and
+    #: assignments (`Talk.as_json`); v1 cursors had none.
+    talk: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
     def encode(self, history_json: str) -> str:
-        head = json.dumps({"v": 1, "start_time": self.start_time, "tickets": self.tickets,
+        head = json.dumps({"v": 2, "start_time": self.start_time, "tickets": self.tickets,
                            "events": self.events}, separators=(",", ":"))
         # The history is the same for every page of a fetch: encoded once, spliced in.
         return head[:-1] + ',"history":' + history_json + "}"
@@ -259,7 +366,7 @@ class Position:
     def decode(cls, cursor: str) -> Position:
         try:
             data = json.loads(cursor)
-            if not isinstance(data, dict) or data.get("v") != 1:
+            if not isinstance(data, dict) or data.get("v") not in (1, 2):
                 raise ValueError("unknown format")
             start, tickets, events = data["start_time"], data["tickets"], data["events"]
             history = data["history"]
@@ -271,22 +378,33 @@ class Position:
                         isinstance(e, list) and len(e) == 2 and _whole(e[0])
                         and isinstance(e[1], str) for e in entries):
                     raise ValueError("unexpected history")
+            talk = data.get("talk") or {}
+            if not isinstance(talk, dict) or not all(
+                    Talk.valid(entry) for entry in talk.values()):
+                raise ValueError("unexpected conversation")
         except (ValueError, KeyError, TypeError) as exc:
             raise ConnectorError(f"zendesk: the cursor in the state file is not one this "
                                  f"connector wrote ({exc})") from None
-        return cls(start, tickets, events, history)
+        return cls(start, tickets, events, history, talk)
 
     def history_json(self) -> str:
+        """The history and the conversations of the tickets not closed yet, as the cursor's
+        JSON (the tail of its object, spliced in by `encode`)."""
+        closed = {ticket for ticket, entries in self.history.items()
+                  if entries and entries[-1][1] in FINAL_STATUSES}
         open_tickets = {ticket: entries for ticket, entries in self.history.items()
-                        if entries and entries[-1][1] not in FINAL_STATUSES}
-        return json.dumps(open_tickets, separators=(",", ":"))
+                        if entries and ticket not in closed}
+        talk = {ticket: entry for ticket, entry in self.talk.items() if ticket not in closed}
+        return json.dumps(open_tickets, separators=(",", ":")) + ',"talk":' + \
+            json.dumps(talk, separators=(",", ":"))
 
 
 class Zendesk:
     def __init__(self, client: HttpClient, *, vocabulary: Vocabulary | None = None,
                  start_time: datetime | None = None, bulk_writes: bool = True,
                  api_requests_per_minute: float | None = None,
-                 job_timeout: float = JOB_TIMEOUT, clock: Callable[[], float] = time.time):
+                 job_timeout: float = JOB_TIMEOUT, clock: Callable[[], float] = time.time,
+                 worked_field: int | None = None):
         self.exports = client
         # Ticket reads and writes and job polls have their own, larger budget: a second
         # client on the same session (auth, waits) with its own throttle.
@@ -299,6 +417,8 @@ class Zendesk:
                               session=client.session)
         self.words = vocabulary or Vocabulary.from_settings({})
         self.start_time = start_time
+        self.worked_field = worked_field
+        self._agents: set[int] | None = None
         self.job_timeout = job_timeout
         self.clock = clock
         self.capabilities = Capabilities(bulk_writes=bulk_writes,
@@ -318,7 +438,8 @@ class Zendesk:
         return cls(client, vocabulary=Vocabulary.from_settings(settings), start_time=start_time,
                    bulk_writes=v["bulk_writes"],
                    api_requests_per_minute=float(v["api_requests_per_minute"]),
-                   job_timeout=float(v["job_timeout"]))
+                   job_timeout=float(v["job_timeout"]),
+                   worked_field=(v["time_tracking"] or {}).get("total_field"))
 
     @property
     def identity(self) -> str:
@@ -339,6 +460,7 @@ class Zendesk:
                 else self.clock() - FIRST_START_DAYS * 86400
             position = Position(int(start), None, int(start), {})
         notices = Notices()  # a new fetch says again what an earlier one said
+        self._agents = None  # the account's agents, read again by each fetch that needs them
         # Events first: every page's records then carry the history up to a minute ago.
         position.events = self._read_events(position, notices)
         history_json = position.history_json()
@@ -374,7 +496,8 @@ class Zendesk:
             try:
                 records.append(self._record(raw, metrics.get(ticket_id),
                                             position.history.get(str(ticket_id), []),
-                                            organizations, notices, index))
+                                            organizations, notices, index,
+                                            position.talk.get(str(ticket_id))))
             except RecordError as exc:
                 problems.append(exc)
         return Page(records=records, cursor=cursor, problems=problems,
@@ -387,7 +510,10 @@ class Zendesk:
         unreadable = 0
 
         def read(token: str) -> tuple[Any, requests.Response]:
-            response = self.exports.get(EVENT_EXPORT, params={"start_time": int(token)})
+            # The comment_events sideload puts each comment (author, public) in its event,
+            # at no extra request.
+            response = self.exports.get(EVENT_EXPORT, params={"start_time": int(token),
+                                                              "include": "comment_events"})
             return _body(response, "GET", EVENT_EXPORT, "ticket_events"), response
 
         def after(body: Any, response: requests.Response) -> str | None:
@@ -401,12 +527,13 @@ class Zendesk:
         touched: set[str] = set()
         for body in follow(str(position.events), after, read, "zendesk: ticket event export"):
             for event in body["ticket_events"]:
-                if not _collect(event, position.history, touched):
+                if not _collect(event, position.history, touched, position.talk):
                     unreadable += 1
             if _whole(body.get("end_time")):
                 end = max(end, body["end_time"])
         for ticket in touched:
-            position.history[ticket].sort(key=lambda entry: entry[0])
+            if ticket in position.history:
+                position.history[ticket].sort(key=lambda entry: entry[0])
         if unreadable:
             notices.append(f"{unreadable} ticket event(s) without a ticket id or time were "
                            "ignored: those tickets' status history may miss a change")
@@ -435,10 +562,10 @@ class Zendesk:
         metric = _by(body.get("metric_sets"), "ticket_id").get(int(record_id)) \
             or body.get("metric_set") or ticket.get("metric_set")
         notices: list[str] = []
-        history, comments = self._audits(record_id)
+        history, comments, talk = self._audits(record_id)
         try:
             record = self._record(ticket, metric, history,
-                                  _by(body.get("organizations"), "id"), notices, None)
+                                  _by(body.get("organizations"), "id"), notices, None, talk)
         except RecordError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc.reason}",
                                  record_id=record_id) from None
@@ -448,11 +575,13 @@ class Zendesk:
         return dataclasses.replace(record, notes=tuple(
             note for note in comments if since is None or note.at >= since))
 
-    def _audits(self, record_id: str) -> tuple[list[list[Any]], list[Note]]:
-        """One ticket's status changes and comments from its audits (a re-read has no export
-        window)."""
+    def _audits(self, record_id: str,
+                ) -> tuple[list[list[Any]], list[Note], dict[str, Any] | None]:
+        """One ticket's status changes, private comments and conversation from its audits (a
+        re-read has no export window)."""
         path = f"/api/v2/tickets/{record_id}/audits"
         history: dict[str, list[list[Any]]] = {}
+        talk: dict[str, dict[str, Any]] = {}
         notes: list[Note] = []
 
         def read(token: str) -> tuple[Any, requests.Response]:
@@ -471,16 +600,16 @@ class Zendesk:
             for audit in body["audits"]:
                 if isinstance(audit, Mapping):
                     _collect({"ticket_id": int(record_id), "created_at": audit.get("created_at"),
-                              "child_events": audit.get("events")}, history, set())
+                              "child_events": audit.get("events")}, history, set(), talk)
                     notes += _comments(audit)
         entries = history.get(record_id, [])
         entries.sort(key=lambda entry: entry[0])
         notes.sort(key=lambda note: note.at)
-        return entries, notes
+        return entries, notes, talk.get(record_id)
 
     def _record(self, raw: Any, metric: Any, history: list[list[Any]],
                 organizations: Mapping[int, Any], notices: NoticeSink,
-                position: int | None) -> Record:
+                position: int | None, talk: Mapping[str, Any] | None = None) -> Record:
         if not isinstance(raw, Mapping):
             raise RecordError("is not a ticket object", position=position)
         ticket_id = raw.get("id")
@@ -511,6 +640,7 @@ class Zendesk:
             if status in ("solved", "closed") and metric.get("solved_at"):
                 solved_at = parse_instant(metric["solved_at"], "metric_set.solved_at")
             subject = raw.get("subject")
+            worked = self._worked(raw, notices)
         except ValueError as exc:
             raise RecordError(str(exc), record_id=record_id, position=position) from None
         custom = {
@@ -536,7 +666,42 @@ class Zendesk:
                 for at, name in history),
             escalation_level=words.level_of(raw, tags, notices),
             custom={k: v for k, v in custom.items() if v is not None},
-            url=f"{self.exports.base_url.rstrip('/')}/agent/tickets/{record_id}")
+            url=f"{self.exports.base_url.rstrip('/')}/agent/tickets/{record_id}",
+            worked_seconds=worked,
+            messages=Talk.messages(talk, raw.get("requester_id"), self._is_agent),
+            assignment_history=Talk.assignments(
+                talk, created_at, (group_id, assignee_id),
+                lambda field, value: (words.groups if field == "group_id"
+                                      else words.agents).name(value)))
+
+    def _worked(self, ticket: Mapping[str, Any], notices: NoticeSink) -> float | None:
+        """The Time Tracking app's total time spent (seconds), where a field is configured
+        and holds a number; None otherwise (nothing recorded is not zero worked)."""
+        if self.worked_field is None:
+            return None
+        value = _field_value(ticket, self.worked_field)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not 0 <= value <= MAX_WORKED:
+            notices.append(f"ticket {ticket.get('id')}: time tracking field "
+                           f"{self.worked_field} holds {value!r}, not seconds: its worked "
+                           "time is left out")
+            return None
+        return value
+
+    def _is_agent(self, user_id: int) -> bool:
+        """Whether a comment's author is one of the account's agents or admins: a mapped
+        agent at once, any other from the account's agent list (read once per fetch that
+        needs it, one request per 100 agents, on the general API budget)."""
+        if user_id in self.words.agents.names:
+            return True
+        if self._agents is None:
+            self._agents = {u["id"] for u in self._list(
+                USERS, "users", {"role[]": ["agent", "admin"]}) if _whole(u.get("id"))}
+        return user_id in self._agents
 
     # -- what the account has (sla-sync check) --------------------------------------------
 
@@ -749,6 +914,11 @@ class Zendesk:
 
 # -- helpers -----------------------------------------------------------------------------------
 
+def _in_order(item: list[Any]) -> tuple[int, int]:
+    """Talk entries by time, then by event id (a comment and a change in one update)."""
+    return item[0], item[3] if _whole(item[3]) else 0
+
+
 def _listed(names: Iterator[str] | list[str], shown: int = 10) -> str:
     """` (known: a, b, ...)` for a message, at most `shown` names."""
     names = list(names)
@@ -796,21 +966,29 @@ def _first_reply(created_at: datetime, metric: Mapping[str, Any]) -> datetime | 
     return None
 
 
-def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str]) -> bool:
-    """Adds the status changes of one ticket event (or audit) to the history; False when the
-    event cannot be placed (no ticket id or time)."""
+def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str],
+             talk: dict[str, dict[str, Any]] | None = None) -> bool:
+    """Adds the status changes of one ticket event (or audit) to the history, its comments
+    and assignments to `talk`; False when the event cannot be placed (no ticket id or
+    time)."""
     if not isinstance(event, Mapping) or not _whole(event.get("ticket_id")):
         return False
-    at = event.get("timestamp")
-    if not _whole(at):
+    stamp = event.get("timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        at = stamp
+    else:
         try:
             at = int(parse_instant(event.get("created_at"), "created_at").timestamp())
         except ValueError:
             return False
     ticket = str(event["ticket_id"])
     for child in event.get("child_events") or []:
-        if not isinstance(child, Mapping) or \
-                (child.get("event_type") or child.get("type")) not in ("Create", "Change"):
+        kind = (child.get("event_type") or child.get("type")) \
+            if isinstance(child, Mapping) else None
+        if talk is not None and isinstance(kind, str) and Talk.collect(
+                child, kind, at, talk.setdefault(ticket, {})):
+            touched.add(ticket)
+        if not isinstance(child, Mapping) or kind not in ("Create", "Change"):
             continue
         # The event export flattens a change to {"status": new value}; audits say
         # {"field_name": "status", "value": new value}.

@@ -12,7 +12,9 @@ by operationId; the spec is read, never copied):
   minute"): a ticket updated less than 60 s ago (by the desk's clock) is not exported yet.
 - `GET /api/v2/incremental/ticket_events` (IncrementalTicketEvents): time-based, `end_time`
   is the time of the page's last event ("excluding events occurring within one minute of the
-  request"); status changes are `Change` child events `{"status": ..., "previous_value":...}`.
+  request"); changes are `Change` child events named by the ticket field (`{"status": ...,
+  "previous_value": ...}`, `{"assignee_id": ...}`); a comment is `comment_present` and
+  `comment_public` only, or the whole comment with the `comment_events` sideload.
 - `GET /api/v2/tickets/{id}` (ShowTicket) with `include=metric_sets`: the ticket as it is
   now (no export lag); `GET /api/v2/tickets/{id}/audits` (ListAuditsForTicket) with cursor
   pagination; `GET /api/v2/tickets/{id}/comments` (ListTicketComments), cursor
@@ -176,6 +178,7 @@ class FaultDesk:
         self.export_page = EXPORT_PAGE  # tickets per page of the cursor-based export
         self.lock = threading.RLock()
         self._ids = 0
+        self.comments: dict[int, dict[str, Any]] = {}  # by id: the comment_events sideload
         self.httpd = _Server((host, 0), _handler(self))
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
                                        daemon=True)
@@ -224,7 +227,7 @@ class FaultDesk:
             return json.loads(json.dumps({
                 "now": self.now, "events": self.events, "ids": self._ids,
                 "tickets": [t.__dict__ for t in self.tickets.values()],
-                "hooks": self.hooks}))
+                "comments": list(self.comments.values()), "hooks": self.hooks}))
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         with self.lock:
@@ -233,6 +236,7 @@ class FaultDesk:
             self.tickets = {t["id"]: Ticket(**t) for t in data["tickets"]}
             self.writes = {t: Counter() for t in self.tickets}
             self.hooks = data["hooks"]
+            self.comments = {c["id"]: c for c in data.get("comments", [])}
 
     def person_edits(self, ticket_id: int, tag: str = "edited_by_a_person") -> None:
         """A concurrent edit by an agent: a tag and a new updated_at."""
@@ -276,7 +280,8 @@ class FaultDesk:
             if path == "/api/v2/incremental/tickets/cursor" and method == "GET":
                 return 200, {}, self._ticket_export(query)
             if path == "/api/v2/incremental/ticket_events" and method == "GET":
-                return 200, {}, self._event_export(query)
+                return 200, {}, self._event_export(query, "comment_events" in
+                                                   query.get("include", ""))
             if path == "/api/v2/tickets/update_many" and method == "PUT":
                 return 200, {}, self._update_many(body, fault)
             match = re.fullmatch(r"/api/v2/job_statuses/(\w+)", path)
@@ -337,12 +342,17 @@ class FaultDesk:
             body["metric_sets"] = [t.metric_set(self.url) for t in page]
         return body
 
-    def _event_export(self, query: dict[str, str]) -> dict[str, Any]:
+    def _event_export(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
         start = int(query["start_time"])
         ready = sorted((e for e in self.events
                         if start <= e["timestamp"] <= self.now - EXPORT_LAG),
                        key=lambda e: (e["timestamp"], e["id"]))
         page = ready[:EXPORT_PAGE]  # (export_page is the ticket export's alone)
+        if comments:  # the sideload lists each comment in its event (IncrementalTicketEvents)
+            page = [{**e, "child_events": [
+                {**self.comments[c["id"]], "event_type": "Comment"}
+                if c["event_type"] == "Comment" and c["id"] in self.comments else c
+                for c in e["child_events"]]} for e in page]
         end = page[-1]["timestamp"] if page else start
         return {"ticket_events": page, "count": len(page), "end_time": end,
                 "next_page": f"{self.url}/api/v2/incremental/ticket_events.json"
@@ -405,7 +415,7 @@ class FaultDesk:
         for name in ("priority", "status", "group_id", "assignee_id"):
             if name in update and update[name] != getattr(ticket, name):
                 children.append({"id": self._id(), "event_type": "Change",
-                                 name.removesuffix("_id"): update[name],
+                                 name: update[name],
                                  "previous_value": getattr(ticket, name)})
                 setattr(ticket, name, update[name])
                 count["fields"] += 1
@@ -457,6 +467,8 @@ class FaultDesk:
         comment_events sideload) and an audit of the ticket, whose Comment events carry the
         comment (ListAuditsForTicket)."""
         audit_id = self._id()
+        for comment in (comments or {}).values():
+            self.comments[comment["id"]] = {**comment, "audit_id": audit_id}
         self.events.append({"id": audit_id, "ticket_id": ticket.id, "timestamp": at,
                             "created_at": stamp(at), "updater_id": author, "via": "Web form",
                             "event_type": "Audit", "child_events": children})

@@ -76,7 +76,8 @@ def query(**params: str) -> list[Any]:
 
 
 def events_page(api: Any, fixture: str, start_time: str, url: str = URL) -> None:
-    api.get(url + EVENT_EXPORT, json=load(fixture), match=query(start_time=start_time))
+    api.get(url + EVENT_EXPORT, json=load(fixture),
+            match=query(start_time=start_time, include="comment_events"))
 
 
 def tickets_page(api: Any, fixture: str, url: str = URL, include: str = "metric_sets",
@@ -666,7 +667,8 @@ def test_a_5xx_storm_fails_the_run_and_keeps_the_cursor(api, project):
     assert cli("run", "--config", str(project), "--now", NOW.isoformat()).exit_code == 0
     identity = f"zendesk:{E2E_URL}"
     cursor = StateStore(project.parent / "state.db").cursor(identity)
-    api.get(E2E_URL + EVENT_EXPORT, status=503, match=query(start_time=str(EVENTS_END)))
+    api.get(E2E_URL + EVENT_EXPORT, status=503,
+            match=query(start_time=str(EVENTS_END), include="comment_events"))
     failed = cli("run", "--config", str(project), "--now", "2026-03-02T10:30:00+00:00")
     assert failed.exit_code == 1
     assert "run failed, cursor not moved" in failed.stderr
