@@ -76,10 +76,19 @@ def random_record(rng: random.Random, n: int, talk: bool = False) -> dict[str, A
     return record_dict(**fields)
 
 
-def random_condition(rng: random.Random, depth: int = 0, talk: bool = False) -> dict[str, Any]:
+def random_condition(rng: random.Random, depth: int = 0, talk: bool = False,
+                     olas: bool = False) -> dict[str, Any]:
     if depth < 2 and rng.random() < 0.35:
-        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1, talk)
+        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1, talk, olas)
                                               for _ in range(rng.randrange(1, 4))]}
+    if olas and rng.random() < 0.5:
+        return rng.choice([
+            lambda: cond("ola_breached", rng.choice(["is_true", "is_false"])),
+            lambda: cond("ola_elapsed_pct", rng.choice(["greater_than", "less_than"]),
+                         rng.choice([25, 50, 75, 90, 100, 150])),
+            lambda: cond("ola_minutes_left", rng.choice(["greater_than", "less_than"]),
+                         rng.randrange(-120, 240, 15)),
+        ])()
     target = rng.choice(["first_response", "resolution", *(TALK_TARGETS * 3 * talk)])
     number = rng.choice(["greater_than", "less_than", "greater_than_or_equal_to",
                          "less_than_or_equal_to", "equal_to", "not_equal_to"])
@@ -126,7 +135,25 @@ def random_action(rng: random.Random, name: str) -> dict[str, Any]:
     ])()
 
 
-def random_policy(rng: random.Random, talk: bool = False) -> dict[str, Any]:
+def random_olas(rng: random.Random) -> list[dict[str, Any]]:
+    """Team targets on the groups, some sharing a group, some on the office calendar."""
+    olas = []
+    for n in range(rng.randrange(1, 4)):
+        ola: dict[str, Any] = {
+            "name": f"ola-{n}",
+            "when": rng.choice([cond("group", "equal_to", rng.choice(GROUPS)),
+                                cond("group", "is_one_of", rng.sample(GROUPS, 2))]),
+            "targets": {target: rng.choice(["15m", "1h", "3h", "8h", "2bd"]) for target in
+                        rng.sample(["first_response", "resolution", *TALK_TARGETS],
+                                   rng.randrange(1, 4))},
+            "pause_statuses": rng.sample(["pending", "hold"], rng.randrange(0, 3))}
+        if rng.random() < 0.5:
+            ola["calendar"] = "office"
+        olas.append(ola)
+    return olas
+
+
+def random_policy(rng: random.Random, talk: bool = False, olas: bool = False) -> dict[str, Any]:
     slas = []
     for n in range(rng.randrange(1, 3)):
         sla: dict[str, Any] = {
@@ -152,11 +179,11 @@ def random_policy(rng: random.Random, talk: bool = False) -> dict[str, Any]:
                                       cond("hours_since_created", "less_than", 30),
                                       cond("priority", "is_one_of", ["high", "urgent"])])
         slas.append(sla)
-    rules = [rule(f"r{n}", random_condition(rng, talk=talk),
+    rules = [rule(f"r{n}", random_condition(rng, talk=talk, olas=olas),
                   *[random_action(rng, f"r{n}") for _ in range(rng.randrange(1, 3))])
              for n in range(rng.randrange(2, 7))]
     return {"calendars": {"office": OFFICE}, "closed_statuses": ["solved"], "slas": slas,
-            "rules": rules}
+            "rules": rules, **({"olas": random_olas(rng)} if olas else {})}
 
 
 class Side:
@@ -215,15 +242,17 @@ def rng_batch(folder: Path) -> int:
     return 3
 
 
-@pytest.mark.parametrize(("seed", "talk"), [(seed, False) for seed in range(8)]
-                         + [(seed, True) for seed in range(100, 116)])
+@pytest.mark.parametrize(("seed", "talk", "olas"), [(seed, False, False) for seed in range(8)]
+                         + [(seed, True, False) for seed in range(100, 116)]
+                         + [(seed, True, True) for seed in range(200, 210)])
 def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int,
-                                                    talk: bool) -> None:
+                                                    talk: bool, olas: bool) -> None:
     """`talk`: records with conversations and assignment histories, and policies with the
-    targets they make run, targets by priority and targets' own conditions."""
+    targets they make run, targets by priority and targets' own conditions; `olas`: and
+    team targets, with rules on the OLA variables."""
     rng = random.Random(seed)
     records = [random_record(rng, n, talk) for n in range(12)]
-    policies = [check_policy(random_policy(rng, talk), f"policy-{seed}-{n}")
+    policies = [check_policy(random_policy(rng, talk, olas), f"policy-{seed}-{n}")
                 for n in range(2)]
     indexed = Side(tmp_path / "indexed", records, full=False)
     everything = Side(tmp_path / "full", records, full=True)
