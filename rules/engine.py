@@ -35,6 +35,7 @@ from sla_sync.rules.clock import (
 from sla_sync.rules.conditions import Asked, Check, Compiler
 from sla_sync.rules.gates import replay
 from sla_sync.rules.mark import SlaMark
+from sla_sync.rules.ola import OlaState, ola_facts, run_olas
 from sla_sync.rules.policy import Policy, Rule, Sla
 from sla_sync.rules.variables import RecordVariables, custom_facts
 
@@ -56,6 +57,8 @@ class Evaluation:
     clocks: Mapping[str, Clock]
     facts: Mapping[str, Any]
     outcomes: tuple[RuleOutcome, ...]
+    #: The team targets (OLAs) that apply, with their clocks (rules.ola).
+    olas: tuple[OlaState, ...] = ()
 
     def variables(self) -> RecordVariables:
         return RecordVariables(self.facts)
@@ -246,7 +249,9 @@ def evaluate(record: Record, policy: Policy, now: datetime,
     # are added to the same dict, and no record fact changes.
     asked = Asked(variables)
     sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous, facts, asked)
+    olas = run_olas(record, policy, now, facts)
     facts.update(clock_facts(clocks))
+    facts.update(ola_facts(olas))
     facts["sla"] = sla.name if sla else ""
     facts["in_business_hours"] = calendar.is_open(now)
     placeholders = _Placeholders(record, facts, clocks, calendar)
@@ -261,7 +266,8 @@ def evaluate(record: Record, policy: Policy, now: datetime,
         else:
             outcomes.append(not_fired)
     return frozen(Evaluation, record=record, now=now, sla=sla, sla_mark=mark,
-                  calendar=calendar, clocks=clocks, facts=facts, outcomes=tuple(outcomes))
+                  calendar=calendar, clocks=clocks, facts=facts, outcomes=tuple(outcomes),
+                  olas=olas)
 
 
 class _Placeholders(Mapping[str, Any]):

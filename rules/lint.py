@@ -36,13 +36,23 @@ from sla_sync.connector.model import Record
 from sla_sync.rules.clock import ALL_TARGETS, NO_TARGET_MINUTES_LEFT
 from sla_sync.rules.engine import match_sla, record_facts
 from sla_sync.rules.policy import Policy
-from sla_sync.rules.variables import CUSTOM_PREFIX, VARIABLES, RecordVariables, operators
+from sla_sync.rules.variables import (
+    CUSTOM_PREFIX,
+    OLA_FAMILY,
+    OLA_VARIABLES,
+    VARIABLES,
+    RecordVariables,
+    operators,
+)
 
 ERROR, WARNING = "error", "warning"
 #: Refuting more branches than this gives up (the claim is then not made).
 MAX_BRANCHES = 4000
 KINDS = ("ticket", "lead")
-NON_NEGATIVE = ("escalation_level",) + tuple(
+#: The clocks whose facts go together: each target's, and the OLAs' (the worst of theirs:
+#: ola_breached exactly when ola_elapsed_pct is above 100 and ola_minutes_left below 0).
+CLOCK_FAMILIES = (*ALL_TARGETS, OLA_FAMILY)
+NON_NEGATIVE = ("escalation_level", "ola_elapsed_pct") + tuple(
     f"{t}_{s}" for t in ALL_TARGETS for s in ("elapsed_pct", "business_minutes_elapsed",
                                          "due_at_epoch"))
 
@@ -373,7 +383,7 @@ class _Space:
         for name in set(self.finite) | set(self.excluded) | strings:
             if self.possible_strings(name) == []:
                 return False
-        return all(self.clock_choices(t) for t in ALL_TARGETS if self.mentions(t))
+        return all(self.clock_choices(t) for t in CLOCK_FAMILIES if self.mentions(t))
 
     def mentions(self, target: str) -> bool:
         prefix = f"{target}_"
@@ -382,7 +392,7 @@ class _Space:
     def model(self) -> dict[str, Any] | None:
         """Facts that might satisfy the leaves (to be verified), or None."""
         facts = default_facts()
-        for target in ALL_TARGETS:
+        for target in CLOCK_FAMILIES:
             if not self.mentions(target):
                 continue
             choice = self.clock_choices(target)[0]
@@ -437,7 +447,7 @@ def default_facts() -> dict[str, Any]:
         else:
             facts[name] = ""
     facts.update(kind="ticket", status="open")
-    for target in ALL_TARGETS:
+    for target in CLOCK_FAMILIES:
         facts[f"{target}_minutes_left"] = 60.0
     return facts
 
@@ -607,6 +617,7 @@ def lint(policy: Policy, webhooks: Iterable[str] | None = None,
     flagged = {w.path for w in policy.warnings}
     findings += _slas(policy, reasoner, flagged)
     findings += _clocks(policy, reasoner)
+    findings += _olas(policy, reasoner)
     findings += _rules(policy, reasoner)
     findings += _names(policy)
     findings += _interplay(policy, reasoner)
@@ -627,11 +638,12 @@ def lint(policy: Policy, webhooks: Iterable[str] | None = None,
 
 
 def _policy_order(finding: Finding) -> tuple[int, int]:
-    """SLAs first, then rules, each by index (the sort keeps the order of the checks)."""
-    match = re.match(r"(slas|rules)\[(\d+)\]", finding.path)
+    """SLAs first, then OLAs, then rules, each by index (the sort keeps the order of the
+    checks)."""
+    match = re.match(r"(slas|olas|rules)\[(\d+)\]", finding.path)
     if match is None:
         return (-1, 0)
-    return (0 if match.group(1) == "slas" else 1, int(match.group(2)))
+    return (("slas", "olas", "rules").index(match.group(1)), int(match.group(2)))
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
@@ -691,6 +703,22 @@ def _clocks(policy: Policy, reasoner: Reasoner) -> list[Finding]:
     return out
 
 
+def _olas(policy: Policy, reasoner: Reasoner) -> list[Finding]:
+    """An OLA whose `when` can never hold, and rules that read the OLA variables of a
+    policy without OLAs."""
+    out = [Finding(WARNING, f"{ola.path}.when", "can never hold: this OLA never applies")
+           for ola in policy.olas if ola.when is not None
+           and reasoner.impossible(formula(ola.when, f"{ola.path}.when"))]
+    if not policy.olas:
+        out += [Finding(WARNING, f"rules[{rule.index}].conditions", f"reads {name}, but the "
+                        "policy has no olas: it stays as no OLA applied (not breached, 0%, "
+                        "no minutes used)")
+                for rule in policy.rules
+                for name in sorted({leaf.name for leaf in leaves(
+                    formula(rule.conditions, ""))} & set(OLA_VARIABLES))]
+    return out
+
+
 def _rules(policy: Policy, reasoner: Reasoner) -> list[Finding]:
     out = []
     for rule in policy.rules:
@@ -706,7 +734,7 @@ def _rules(policy: Policy, reasoner: Reasoner) -> list[Finding]:
             continue
         if not is_warning_rule(rule.name, rule.actions):
             continue
-        for target in ALL_TARGETS:
+        for target in CLOCK_FAMILIES:
             used = {leaf.name for leaf in leaves(conditions)}
             if not used & {f"{target}_elapsed_pct", f"{target}_minutes_left"}:
                 continue
@@ -761,7 +789,7 @@ def _clock_hint(a: Leaf, b: Leaf) -> str:
     for leaf in (a, b):
         if leaf.name == "sla" and not leaf.negated:
             return f" (a record is under SLA {_show(leaf.value)} only when its when holds)"
-    for target in ALL_TARGETS:
+    for target in CLOCK_FAMILIES:
         names = {a.name, b.name}
         if f"{target}_breached" in names and names & {f"{target}_elapsed_pct",
                                                        f"{target}_minutes_left"}:

@@ -41,13 +41,16 @@ from sla_sync.rules.variables import (
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 #: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.
 TOP_LEVEL = ("$schema", "description", "fields", "calendars", "closed_statuses", "slas",
-             "rules", "groups")
+             "olas", "rules", "groups")
 #: A group's keys under `groups` (the agents assign_next chooses from), and an agent's.
 GROUP_KEYS = ("agents", "calendar")
 AGENT_KEYS = ("name", "calendar")
 SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
             "pause_statuses", "on_target_change")
 ON_TARGET_CHANGE = ("keep", "restart")
+#: A team target's (OLA's) keys: an SLA's, less what only a customer SLA has.
+OLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
+            "pause_statuses")
 #: Why an SLA's `when` cannot name a clock's variables.
 SLA_SCOPE = "cannot be used here: an SLA is chosen before its clocks run"
 #: What a target's own conditions may name: the record's fields, which have a history.
@@ -165,6 +168,17 @@ class Sla:
 
 
 @dataclass(frozen=True)
+class Ola(Sla):
+    """A team target (an OLA, `olas[index]`): its `when` is asked over the record's history
+    (rules.ola), and its clocks count only the time the record spent where it held. It
+    has no `on_target_change` and no `clocks` of its own."""
+
+    @property
+    def path(self) -> str:
+        return f"olas[{self.index}]"
+
+
+@dataclass(frozen=True)
 class Rule:
     name: str
     index: int
@@ -189,6 +203,8 @@ class Policy:
     webhooks: tuple[tuple[str, str], ...] = field(default=())
     #: The custom fields conditions may name: custom.NAME -> string, numeric or boolean.
     fields: Mapping[str, str] = field(default_factory=dict)
+    #: The team targets: every one whose `when` holds applies besides the SLA.
+    olas: tuple[Ola, ...] = field(default=())
     #: The groups assign_next chooses an agent in, by name.
     groups: Mapping[str, Group] = field(default_factory=dict)
 
@@ -403,6 +419,7 @@ class _Checker:
         closed = self.strings(data.get("closed_statuses", list(DEFAULT_CLOSED_STATUSES)),
                               "closed_statuses")
         slas = self.slas(data.get("slas", []), calendars)
+        olas = self.olas(data.get("olas", []), calendars)
         self.groups = self.agent_groups(data.get("groups", {}), calendars)
         rules = self.rules(data.get("rules", []))
         if self.problems:
@@ -414,7 +431,7 @@ class _Checker:
         return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
                       warnings=tuple(self.warnings), webhooks=webhooks,
-                      fields=dict(self.custom), groups=self.groups)
+                      fields=dict(self.custom), olas=tuple(olas), groups=self.groups)
 
     def fields(self, value: Any) -> dict[str, str]:
         """The declared custom fields: {"custom.region": "string", ...}."""
@@ -579,6 +596,33 @@ class _Checker:
                             on_target_change=on_change, targets_by=targets_by,
                             clocks=clocks))
         return slas
+
+    def olas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Ola]:
+        """The team targets: each like an SLA's targets, its `when` over the variables that
+        have a history (it is replayed to find the record's time with the team)."""
+        olas: list[Ola] = []
+        for index, path, spec, name in self.entries(value, "olas", OLA_KEYS, "OLA"):
+            when = None
+            if "when" in spec:
+                self.out_of_scope = ("cannot be used here: an OLA's when is replayed over "
+                                     "the record's history, and only the record's own "
+                                     "fields have one")
+                when = self.condition(spec["when"], f"{path}.when", CLOCK_VARIABLES)
+                self.out_of_scope = SLA_SCOPE
+            choice = self.calendar_choice(spec, path, calendars)
+            targets = self.targets(spec.get("targets", {}), f"{path}.targets")
+            self.reachable(targets, choice, f"{path}.targets")
+            targets_by = None
+            if "targets_by" in spec:
+                targets_by = self.targets_by(spec["targets_by"], f"{path}.targets_by",
+                                             targets, choice)
+            if not targets and targets_by is None:
+                self.warnings.append(Problem(path, "no targets: this OLA's clocks never "
+                                                   "breach"))
+            pauses = self.strings(spec.get("pause_statuses", []), f"{path}.pause_statuses")
+            olas.append(Ola(name=name, index=index, when=when, calendar=choice,
+                            targets=targets, pause_statuses=pauses, targets_by=targets_by))
+        return olas
 
     def sla_clocks(self, spec: Mapping[str, Any], path: str, targets: Mapping[str, Target],
                    choice: CalendarChoice) -> tuple[TargetsBy | None, dict[str, ClockRules]]:

@@ -31,6 +31,7 @@ from sla_sync.rules.policy import (
     DEFAULT_CLOSED_STATUSES,
     MAX_ESCALATION_LEVEL,
     MAX_NUMBER,
+    OLA_KEYS,
     ON_TARGET_CHANGE,
     TOP_LEVEL,
 )
@@ -222,6 +223,16 @@ def _sla() -> dict[str, Any]:
     }
 
 
+def _ola() -> dict[str, Any]:
+    """An OLA: an SLA's shape, less what only a customer SLA has; its `when` over the
+    variables that have a history."""
+    sla = _sla()
+    properties = {key: value for key, value in sla["properties"].items() if key in OLA_KEYS}
+    properties["when"] = {"$ref": "#/$defs/clock_condition"}
+    assert set(properties) == set(OLA_KEYS), "the schema and the checker disagree on keys"
+    return {**sla, "properties": properties}
+
+
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a policy file."""
     properties: dict[str, Any] = {
@@ -235,6 +246,9 @@ def json_schema() -> dict[str, Any]:
                       "additionalProperties": {"$ref": "#/$defs/calendar"}},
         "closed_statuses": {**STRINGS, "default": list(DEFAULT_CLOSED_STATUSES)},
         "slas": {"type": "array", "items": {"$ref": "#/$defs/sla"}},
+        "olas": {"type": "array", "items": {"$ref": "#/$defs/ola"},
+                 "description": "team targets: every one whose when holds applies besides "
+                                "the SLA, counting only the record's time with the team"},
         "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
         "groups": {"type": "object", "description": "the agents assign_next chooses from, by "
                                                     "group, and when they work",
@@ -250,6 +264,7 @@ def json_schema() -> dict[str, Any]:
         "$defs": {
             "calendar": _calendar(),
             "sla": _sla(),
+            "ola": _ola(),
             "rule": {"type": "object", "properties": {
                 "name": {"type": "string", "pattern": r"\S"},
                 "description": {"type": "string"},

@@ -107,6 +107,16 @@ CLOCK_SUFFIXES: dict[str, tuple[type[BaseType], str]] = {
                              "or stopped within it)"),
 }
 
+#: What rules can ask about the team targets (OLAs) that apply to a record: the worst of
+#: their clocks. With no OLA clock: not breached, 0 percent, NO_TARGET_MINUTES_LEFT.
+OLA_FAMILY = "ola"
+OLA_VARIABLES: dict[str, tuple[type[BaseType], str]] = {
+    "ola_breached": (Flag, "some clock of an OLA that applies has breached"),
+    "ola_elapsed_pct": (Number, "the highest percent of its target any OLA clock has used"),
+    "ola_minutes_left": (Number, "the fewest minutes of its target any OLA clock has left; "
+                                 "negative once one breached"),
+}
+
 VARIABLES: dict[str, tuple[type[BaseType], str]] = {
     **RECORD_VARIABLES,
     "sla": (Text, "the name of the matched SLA ('' when none matched)"),
@@ -116,6 +126,7 @@ VARIABLES: dict[str, tuple[type[BaseType], str]] = {
         for target in ALL_TARGETS
         for suffix, (kind, text) in CLOCK_SUFFIXES.items()
     },
+    **OLA_VARIABLES,
 }
 
 

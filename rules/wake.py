@@ -26,11 +26,15 @@ from zoneinfo import ZoneInfo
 from sla_sync.rules.calendar import TwentyFourSeven
 from sla_sync.rules.clock import ALL_TARGETS, Clock
 from sla_sync.rules.engine import Evaluation, SlaMark
+from sla_sync.rules.ola import ola_clocks
 from sla_sync.rules.planner import WRITE, Plan, Step
-from sla_sync.rules.policy import Policy
+from sla_sync.rules.policy import Policy, Sla
+from sla_sync.rules.variables import OLA_FAMILY
 
 #: Changes the digest of every policy when what `Wakes` knows changes.
 WAKE_VERSION = 3
+#: The clocks whose variables conditions compare: each target's, and the OLAs' together.
+FAMILIES = (*ALL_TARGETS, OLA_FAMILY)
 EARLY = timedelta(seconds=1)  # float sums of business seconds are not exact
 CALENDAR_DAYS = 400  # how far ahead a business-hours boundary is looked for
 
@@ -73,6 +77,16 @@ def policy_digest(policy: Policy) -> str:
         return {k: sorted(map(str, v)) if isinstance(v, frozenset | tuple) else str(v)
                 for k, v in sorted(fields.items()) if not k.startswith("_") and k != "tz"}
 
+    def targets(s: Sla) -> dict[str, Any]:
+        return {"name": s.name, "when": s.when,
+                "targets": {k: repr(v) for k, v in sorted(s.targets.items())},
+                "targets_by": None if s.targets_by is None else [
+                    s.targets_by.field, {value: {k: repr(v) for k, v in sorted(t.items())}
+                                         for value, t in sorted(s.targets_by.values.items())}],
+                "pause": sorted(s.pause_statuses), "field": s.calendar.record_field,
+                "calendars": [calendar(s.calendar.default)] + [
+                    [k, calendar(v)] for k, v in sorted(s.calendar.by_value.items())]}
+
     data = {
         "version": WAKE_VERSION,
         "closed": sorted(policy.closed_statuses),
@@ -92,6 +106,8 @@ def policy_digest(policy: Policy) -> str:
         "rules": [{"name": r.name, "conditions": r.conditions, "actions": list(r.actions)}
                   for r in policy.rules],
     }
+    if policy.olas:  # (absent otherwise: the digests of policies without OLAs stay)
+        data["olas"] = [targets(ola) for ola in policy.olas]
     try:  # the file itself too: whatever the objects above do not show
         data["file"] = hashlib.sha256(Path(policy.source).read_bytes()).hexdigest()
     except (OSError, ValueError):
@@ -107,8 +123,8 @@ class Wakes:
         self.hours: dict[str, set[float]] = {"hours_since_created": set(),
                                              "hours_since_updated": set()}
         # target -> thresholds as business seconds elapsed
-        self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in ALL_TARGETS}
-        self.due: dict[str, set[float]] = {t: set() for t in ALL_TARGETS}
+        self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in FAMILIES}
+        self.due: dict[str, set[float]] = {t: set() for t in FAMILIES}
         self.business_hours = False
         conditions = [s.when for s in policy.slas if s.when] + [r.conditions
                                                                 for r in policy.rules]
@@ -121,7 +137,7 @@ class Wakes:
             self.business_hours = True
         elif name in self.hours and _number(value):
             self.hours[name].add(float(value))
-        for target in ALL_TARGETS:
+        for target in FAMILIES:
             suffix = name.removeprefix(f"{target}_")
             if suffix == name:
                 continue
@@ -155,6 +171,10 @@ class Wakes:
                     found.append(at)
         for clock in evaluation.clocks.values():
             found += self._clock(clock, now)
+        # the OLA variables are the worst of the OLAs' clocks: a threshold is crossed when
+        # the first clock crosses it
+        for clock in ola_clocks(evaluation.olas):
+            found += self._clock(clock, now, OLA_FAMILY)
         if self.business_hours:
             edge = _boundary(evaluation.calendar, now)
             found += [edge] if edge is not None else []
@@ -162,30 +182,32 @@ class Wakes:
             return None
         return max(now, min(found) - EARLY)
 
-    def _clock(self, clock: Clock, now: datetime) -> list[datetime]:
+    def _clock(self, clock: Clock, now: datetime, family: str = "") -> list[datetime]:
+        """`family`: whose thresholds apply (the clock's target's by default)."""
+        family = family or clock.target
         if not clock.running:
             return []  # every fact of a stopped clock stays put
         if clock.target_seconds is None:
             # without a target only the business minutes elapsed move (where it runs)
-            return [] if clock.paused else self._elapsed(clock, now, 0.0, (
+            return [] if clock.paused else self._elapsed(clock, now, 0.0, family, (
                 "business_minutes_elapsed",))
         target = float(clock.target_seconds)
         found = []
-        if self.due[clock.target] and clock.paused:
+        if self.due[family] and clock.paused:
             found.append(now)  # a paused clock's due instant moves with now
         elif clock.due_at is not None and any(
-                abs(clock.due_at.timestamp() - v) < 2 for v in self.due[clock.target]):
+                abs(clock.due_at.timestamp() - v) < 2 for v in self.due[family]):
             found.append(now)  # recomputed due instants may differ by rounding
         if clock.paused:
             return found
-        return found + self._elapsed(clock, now, target)
+        return found + self._elapsed(clock, now, target, family)
 
-    def _elapsed(self, clock: Clock, now: datetime, target: float,
+    def _elapsed(self, clock: Clock, now: datetime, target: float, family: str,
                  kinds: tuple[str, ...] = ("minutes_left", "elapsed_pct",
                                            "business_minutes_elapsed")) -> list[datetime]:
         """When a running clock's elapsed time reaches each threshold ahead of it."""
         found = []
-        for kind, value in self.elapsed[clock.target]:
+        for kind, value in self.elapsed[family]:
             if kind not in kinds:
                 continue
             seconds = (target - 60 * value if kind == "minutes_left"

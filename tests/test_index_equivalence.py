@@ -76,10 +76,19 @@ def random_record(rng: random.Random, n: int, talk: bool = False) -> dict[str, A
     return record_dict(**fields)
 
 
-def random_condition(rng: random.Random, depth: int = 0, talk: bool = False) -> dict[str, Any]:
+def random_condition(rng: random.Random, depth: int = 0, talk: bool = False,
+                     olas: bool = False) -> dict[str, Any]:
     if depth < 2 and rng.random() < 0.35:
-        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1, talk)
+        return {rng.choice(["all", "any"]): [random_condition(rng, depth + 1, talk, olas)
                                               for _ in range(rng.randrange(1, 4))]}
+    if olas and rng.random() < 0.5:
+        return rng.choice([
+            lambda: cond("ola_breached", rng.choice(["is_true", "is_false"])),
+            lambda: cond("ola_elapsed_pct", rng.choice(["greater_than", "less_than"]),
+                         rng.choice([25, 50, 75, 90, 100, 150])),
+            lambda: cond("ola_minutes_left", rng.choice(["greater_than", "less_than"]),
+                         rng.randrange(-120, 240, 15)),
+        ])()
     target = rng.choice(["first_response", "resolution", *(TALK_TARGETS * 3 * talk)])
     number = rng.choice(["greater_than", "less_than", "greater_than_or_equal_to",
                          "less_than_or_equal_to", "equal_to", "not_equal_to"])
@@ -138,7 +147,25 @@ MORNINGS = {"timezone": "Europe/Berlin", "week": {
     day: ["08:00-12:00"] for day in ("mon", "tue", "wed", "thu", "fri")}}
 
 
-def random_policy(rng: random.Random, talk: bool = False,
+def random_olas(rng: random.Random) -> list[dict[str, Any]]:
+    """Team targets on the groups, some sharing a group, some on the office calendar."""
+    olas = []
+    for n in range(rng.randrange(1, 4)):
+        ola: dict[str, Any] = {
+            "name": f"ola-{n}",
+            "when": rng.choice([cond("group", "equal_to", rng.choice(GROUPS)),
+                                cond("group", "is_one_of", rng.sample(GROUPS, 2))]),
+            "targets": {target: rng.choice(["15m", "1h", "3h", "8h", "2bd"]) for target in
+                        rng.sample(["first_response", "resolution", *TALK_TARGETS],
+                                   rng.randrange(1, 4))},
+            "pause_statuses": rng.sample(["pending", "hold"], rng.randrange(0, 3))}
+        if rng.random() < 0.5:
+            ola["calendar"] = "office"
+        olas.append(ola)
+    return olas
+
+
+def random_policy(rng: random.Random, talk: bool = False, olas: bool = False,
                   assign: bool = False) -> dict[str, Any]:
     slas = []
     for n in range(rng.randrange(1, 3)):
@@ -165,11 +192,12 @@ def random_policy(rng: random.Random, talk: bool = False,
                                       cond("hours_since_created", "less_than", 30),
                                       cond("priority", "is_one_of", ["high", "urgent"])])
         slas.append(sla)
-    rules = [rule(f"r{n}", random_condition(rng, talk=talk),
+    rules = [rule(f"r{n}", random_condition(rng, talk=talk, olas=olas),
                   *[random_action(rng, f"r{n}", assign) for _ in range(rng.randrange(1, 3))])
              for n in range(rng.randrange(2, 7))]
-    extra = {"groups": AGENT_GROUPS} if assign else {}
+    extra: dict[str, Any] = {"olas": random_olas(rng)} if olas else {}
     if assign:  # at least one rule hands over
+        extra["groups"] = AGENT_GROUPS
         rules[0]["actions"].append(act("assign_next", group="tier2",
                                        strategy=rng.choice(["round_robin", "least_loaded"])))
     return {"calendars": {"office": OFFICE, "mornings": MORNINGS}, "closed_statuses": ["solved"],
@@ -232,19 +260,22 @@ def rng_batch(folder: Path) -> int:
     return 3
 
 
-@pytest.mark.parametrize(("seed", "talk", "assign"), [(seed, False, False) for seed in range(8)]
-                         + [(seed, True, False) for seed in range(100, 116)]
+@pytest.mark.parametrize(("seed", "talk", "olas", "assign"),
+                         [(seed, False, False, False) for seed in range(8)]
+                         + [(seed, True, False, False) for seed in range(100, 116)]
+                         + [(seed, True, True, False) for seed in range(200, 210)]
                          # seeds whose hand-over rule fires (the test checks it does)
-                         + [(seed, False, True) for seed in (200, 201, 202, 203, 205, 206,
-                                                             207, 208)])
-def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int,
-                                                    talk: bool, assign: bool) -> None:
+                         + [(seed, False, False, True) for seed in (200, 201, 202, 203, 205,
+                                                                    206, 207, 208)])
+def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int, talk: bool,
+                                                    olas: bool, assign: bool) -> None:
     """`talk`: records with conversations and assignment histories, and policies with the
-    targets they make run, targets by priority and targets' own conditions. `assign`:
-    policies whose rules hand records over with assign_next."""
+    targets they make run, targets by priority and targets' own conditions; `olas`: and
+    team targets, with rules on the OLA variables; `assign`: policies whose rules hand
+    records over with assign_next."""
     rng = random.Random(seed)
     records = [random_record(rng, n, talk) for n in range(12)]
-    policies = [check_policy(random_policy(rng, talk, assign), f"policy-{seed}-{n}")
+    policies = [check_policy(random_policy(rng, talk, olas, assign), f"policy-{seed}-{n}")
                 for n in range(2)]
     indexed = Side(tmp_path / "indexed", records, full=False)
     everything = Side(tmp_path / "full", records, full=True)

@@ -1,0 +1,184 @@
+"""Team targets (OLAs), worked out by hand: a ticket passed from l1 to l2 on a Friday
+afternoon, through the weekend and a pending spell on Monday, and back to l1 until it is
+solved. Each OLA counts only the business time (UTC, Mon-Fri 09:00-17:00) the ticket spent
+with its own team; each breach is attributed to the team that held it then.
+
+    Fri 03-06 15:00  created in l1, open
+    Fri 03-06 16:00  moved to l2
+    Mon 03-09 09:30  pending (l2's OLA pauses in pending; l1's does not matter: not with it)
+    Mon 03-09 10:30  open again
+    Mon 03-09 13:00  back to l1
+    Mon 03-09 15:00  solved
+
+l1 (resolution 2h): Fri 15:00-16:00 (1h) + Mon 13:00-15:00 (2h) = 3h, breached at Mon 14:00.
+l2 (resolution 2h): Fri 16:00-17:00 (1h) + Mon 09:00-09:30 (0.5h) + 10:30-13:00 (2.5h) = 4h,
+breached at Mon 11:00 (1h + 0.5h, then 0.5h from 10:30).
+The customer SLA (resolution 24h, 24x7): 72h, breached Sat 15:00, while l2 held it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import act, at, cond, iso, make_policy, make_record, rule
+from sla_sync.connector.model import Record
+from sla_sync.rules.engine import evaluate
+from sla_sync.rules.ola import UNAVAILABLE
+from sla_sync.rules.policy import Policy, PolicyError, check_policy
+
+HOUR = 3600
+OFFICE = {"timezone": "UTC", "week": {day: ["09:00-17:00"]
+                                      for day in ("mon", "tue", "wed", "thu", "fri")}}
+OLAS = [
+    {"name": "l1", "when": cond("group", "equal_to", "l1"), "calendar": "office",
+     "targets": {"resolution": "2h"}},
+    {"name": "l2", "when": cond("group", "equal_to", "l2"), "calendar": "office",
+     "targets": {"resolution": "2h"}, "pause_statuses": ["pending"]},
+]
+
+
+def policy(rules: list[dict[str, Any]] | None = None, **extra: Any) -> Policy:
+    return make_policy([{"name": "standard", "targets": {"resolution": "24h"}}], rules,
+                       calendars={"office": OFFICE}, olas=OLAS, **extra)
+
+
+def held(when: str, group: str, assignee: str = "") -> dict[str, Any]:
+    return {"at": iso(when), "group": group, "assignee": assignee}
+
+
+OWNERS = [held("2026-03-06 15:00", "l1"), held("2026-03-06 16:00", "l2"),
+          held("2026-03-09 13:00", "l1", "ana")]
+STATUSES = [{"at": iso(when), "status": status} for when, status in (
+    ("2026-03-06 15:00", "open"), ("2026-03-09 09:30", "pending"),
+    ("2026-03-09 10:30", "open"), ("2026-03-09 15:00", "solved"))]
+
+
+def passed_on(**fields: Any) -> dict[str, Any]:
+    return {"created_at": iso("2026-03-06 15:00"), "updated_at": iso("2026-03-09 15:00"),
+            "status": "solved", "solved_at": iso("2026-03-09 15:00"), "group": "l1",
+            "assignee": "ana", "assignment_history": OWNERS, "status_history": STATUSES,
+            **fields}
+
+
+def ticket(**fields: Any) -> Record:
+    return make_record(**passed_on(**fields))
+
+
+def states(record: Record, now: str = "2026-03-10 09:00") -> dict[str, Any]:
+    return {s.ola.name: s for s in evaluate(record, policy(), at(now)).olas}
+
+
+def test_each_ola_counts_only_its_teams_time():
+    found = states(ticket())
+    l1, l2 = found["l1"].clocks["resolution"], found["l2"].clocks["resolution"]
+    assert l1.elapsed_seconds == pytest.approx(3 * HOUR)
+    assert l1.breached and l1.due_at == at("2026-03-09 14:00")
+    assert l1.started_at == at("2026-03-06 15:00") and l1.stopped_at == at("2026-03-09 15:00")
+    assert l2.elapsed_seconds == pytest.approx(4 * HOUR)
+    assert l2.breached and l2.due_at == at("2026-03-09 11:00")
+    assert l2.started_at == at("2026-03-06 16:00")
+    assert [(p.start, p.end, p.status, p.reason) for p in l2.pauses] == [
+        (at("2026-03-09 09:30"), at("2026-03-09 10:30"), "pending", ""),
+        (at("2026-03-09 13:00"), at("2026-03-09 15:00"), "open",
+         "with another team (olas[1].when does not hold)")]
+    assert found["l1"].periods == ((at("2026-03-06 15:00"), at("2026-03-06 16:00")),
+                                   (at("2026-03-09 13:00"), None))
+    assert found["l2"].periods == ((at("2026-03-06 16:00"), at("2026-03-09 13:00")),)
+
+
+def test_while_with_another_team_the_clock_is_paused():
+    # Monday 12:00: with l2; l1's clock has its Friday hour and waits for the ticket
+    found = states(ticket(status="open", solved_at=None, status_history=STATUSES[:3],
+                          updated_at=iso("2026-03-09 10:30")), "2026-03-09 12:00")
+    l1, l2 = found["l1"].clocks["resolution"], found["l2"].clocks["resolution"]
+    assert l1.elapsed_seconds == pytest.approx(HOUR) and l1.paused and l1.running
+    assert l1.minutes_left == pytest.approx(60)
+    assert l2.elapsed_seconds == pytest.approx(3 * HOUR) and not l2.paused and l2.breached
+
+
+def test_an_ola_applies_only_where_its_when_held():
+    record = ticket(assignment_history=[held("2026-03-06 15:00", "l1")], group="l1")
+    found = states(record)
+    assert set(found) == {"l1"}
+    assert found["l1"].clocks["resolution"].elapsed_seconds == pytest.approx(
+        2 * HOUR + 6 * HOUR)  # Fri 15:00-17:00, Mon 09:00-15:00 (l1 has no pause statuses)
+
+
+def test_no_assignment_history_leaves_the_ola_unavailable():
+    found = states(ticket(assignment_history=None))
+    assert set(found) == {"l1"}  # as the ticket is now: nothing older is known
+    clock = found["l1"].clocks["resolution"]
+    assert found["l1"].note == UNAVAILABLE and clock.note == UNAVAILABLE
+    assert clock.target_seconds is None and not clock.breached
+
+
+def test_rules_read_the_worst_ola_clock():
+    ev = evaluate(ticket(status="open", solved_at=None, status_history=STATUSES[:3],
+                         updated_at=iso("2026-03-09 10:30")), policy([rule(
+                             "ola late", {"all": [cond("ola_breached", "is_true")]},
+                             act("add_tag", tag="ola_late"))]), at("2026-03-09 12:00"))
+    assert ev.facts["ola_breached"] is True
+    assert ev.facts["ola_elapsed_pct"] == pytest.approx(150.0)
+    assert ev.facts["ola_minutes_left"] == pytest.approx(-60.0)
+    assert ev.outcomes[0].fired
+
+
+def test_a_record_under_no_ola_sees_no_ola_clock():
+    ev = evaluate(make_record(), policy(), at("2026-03-02 10:00"))
+    assert ev.olas == ()
+    assert (ev.facts["ola_breached"], ev.facts["ola_elapsed_pct"]) == (False, 0.0)
+
+
+@pytest.mark.parametrize(("olas", "path", "message"), [
+    ([{"name": "l1", "targets": {"resolution": "2x"}}], "olas[0].targets.resolution",
+     "not a duration"),
+    ([OLAS[0], {"name": "l2", "targets": {"resolutoin": "2h"}}], "olas[1].targets.resolutoin",
+     "unknown target"),
+    ([{"name": "l1", "calendar": "ofice"}], "olas[0].calendar", "unknown calendar"),
+    ([{"name": "l1", "when": cond("hours_since_created", "greater_than", 2)}],
+     "olas[0].when.name", "replayed over the record's history"),
+    ([{"name": "l1", "when": cond("ola_breached", "is_true")}], "olas[0].when.name",
+     "cannot be used here"),
+    ([{"name": "l1"}, {"name": "l1"}], "olas[1].name", "duplicate OLA name"),
+    ([{"name": "l1", "on_target_change": "keep"}], "olas[0].on_target_change", "unknown key"),
+    ({"name": "l1"}, "olas", "expected a list"),
+])
+def test_a_broken_ola_names_its_json_path(olas, path, message):
+    with pytest.raises(PolicyError) as caught:
+        check_policy({"calendars": {"office": OFFICE}, "olas": olas,
+                      "slas": [{"name": "s", "targets": {"resolution": "1h"}}]})
+    found = [p for p in caught.value.problems if p.path == path]
+    assert found and message in found[0].message, caught.value.problems
+
+
+def test_lint_knows_the_ola_variables():
+    from sla_sync.rules.lint import lint
+    found = {(f.path, f.message) for f in lint(policy([
+        rule("never", {"all": [cond("ola_breached", "is_true"),
+                               cond("ola_elapsed_pct", "less_than", 50)]},
+             act("add_tag", tag="x")),
+        rule("late", {"all": [cond("ola_breached", "is_true")]}, act("add_tag", tag="y"))]))}
+    assert any(path == "rules[0].conditions" and "can never hold" in message
+               for path, message in found), found
+    assert not any(path.startswith("rules[1]") for path, _ in found), found
+    plain = lint(make_policy(rules=[rule("late", {"all": [cond("ola_breached", "is_true")]},
+                                         act("add_tag", tag="y"))]))
+    assert [f.path for f in plain if "no olas" in f.message] == ["rules[0].conditions"]
+    never = lint(make_policy(olas=[{"name": "x", "when": {"all": [
+        cond("group", "equal_to", "a"), cond("group", "equal_to", "b")]}}]))
+    assert "olas[0].when" in [f.path for f in never]
+
+
+def test_the_schema_knows_olas():
+    import jsonschema
+
+    from sla_sync.rules.schema import json_schema
+    validator = jsonschema.Draft202012Validator(json_schema())
+    good = {"calendars": {"office": OFFICE}, "slas": [{"name": "s"}], "olas": OLAS}
+    assert not list(validator.iter_errors(good))
+    for bad in ({**OLAS[0], "on_target_change": "keep"},
+                {**OLAS[0], "when": cond("hours_since_created", "greater_than", 1)},
+                {**OLAS[0], "targets": {"resolutoin": "1h"}}):
+        assert list(validator.iter_errors({**good, "olas": [bad]})), bad
