@@ -21,7 +21,7 @@ from typing import Any
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 from business_rules.operators import BaseType
 
-from sla_sync.connector.model import KINDS, Record
+from sla_sync.connector.model import KINDS, Record, custom_name
 from sla_sync.rules.actions import action_specs, note_placeholders
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, check_calendar
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
@@ -813,9 +813,12 @@ class _Checker:
                                      f"{MAX_ESCALATION_LEVEL}")
             elif not isinstance(value, str) or not value.strip():
                 self.fail(ppath, f"expected a non-empty string, got {_kind(value)}")
-            elif key in ("text", "note"):
+            elif key in ("text", "note") or (name, key) == ("set_field", "value"):
                 try:
                     note_placeholders(value)
                 except ValueError as exc:
                     self.fail(ppath, str(exc))
+            elif (name, key) == ("set_field", "field") and not custom_name(value):
+                self.fail(ppath, f"expected custom.NAME (the record's custom field NAME; "
+                                 f"each connector maps NAME to its own field), got {value!r}")
         return {"name": name, "params": dict(params)}

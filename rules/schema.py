@@ -121,8 +121,11 @@ def _actions() -> dict[str, Any]:
                                  "maximum": MAX_ESCALATION_LEVEL}
             else:
                 params[param] = {"type": "string", "pattern": r"\S"}
-                if param in ("text", "note"):
+                if param in ("text", "note") or (spec.name, param) == ("set_field", "value"):
                     params[param]["description"] = note
+                elif (spec.name, param) == ("set_field", "field"):
+                    params[param] = {"type": "string", "pattern": r"^custom\.\S",
+                                     "description": "custom.NAME: the record's custom field"}
         alternatives.append({
             "type": "object", "title": spec.name,
             "properties": {
