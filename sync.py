@@ -236,6 +236,7 @@ class Cli(click.Group):
                             ("sla_sync.sync_author", "AUTHOR_COMMANDS")),
             **dict.fromkeys(("audit", "revert"), ("sla_sync.sync_audit", "AUDIT_COMMANDS")),
             "check": ("sla_sync.sync_check", "check"),
+            "extend": ("sla_sync.sync_extend", "extend_command"),
             "serve": ("sla_sync.sync_serve", "serve")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:

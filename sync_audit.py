@@ -2,7 +2,7 @@
 back what one run changed where the helpdesk still holds sla-sync's value.
 
 The audit table of the state file has one row per value written: run, time, record, rule,
-action, field (priority, group, assignee, escalation_level, tag:NAME, note,
+action, field (priority, group, assignee, escalation_level, tag:NAME, custom.NAME, note,
 notify:WEBHOOK), the value before and the value written. A revert reads each record live
 through the connector and, per row:
 - a field, the escalation level or a tag that still holds sla-sync's value is put back
@@ -48,6 +48,7 @@ from sla_sync.connector import (
 )
 from sla_sync.connector.base import OutcomeUnknown, apply_each
 from sla_sync.connector.file import FileProblem, file_problem
+from sla_sync.connector.model import custom_name
 from sla_sync.sync_config import Config, ConfigError, load_config, locate
 from sla_sync.sync_options import instant_option
 from sla_sync.sync_run import RunReport, is_applied, lowers_level, settle_pending
@@ -132,6 +133,8 @@ def _current(record: Record, slot: str) -> Any:
         return "present" if any(t.lower() == name for t in record.tags) else "absent"
     if slot == "escalation_level":
         return record.escalation_level
+    if custom_name(slot):
+        return record.custom.get(custom_name(slot))
     return getattr(record, slot)
 
 

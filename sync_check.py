@@ -99,7 +99,8 @@ def writes_needed(policy: Policy) -> dict[str, str]:
             where = f"rules[{rule.index}].actions[{j}]"
             kinds = {"set_priority": ["fields"], "assign": ["fields"],
                      "assign_group": ["fields"], "add_tag": ["tags"], "remove_tag": ["tags"],
-                     "add_note": ["notes"], "escalate": ["escalation"]}.get(name, [])
+                     "add_note": ["notes"], "escalate": ["escalation"],
+                     "set_field": ["fields"]}.get(name, [])
             if name == "escalate":
                 kinds += ["fields"] if params.get("group") or params.get("assignee") else []
                 kinds += ["notes"] if params.get("note") else []

@@ -105,7 +105,7 @@ def table(data: Mapping[str, Any]) -> str:
             f"{_aht(seg['average_handling_time']):>6} "
             f"{pct(seg['escalation_rate']['rate']):>5}")
     lines += ["", "FRT/RES p50: median time to first response / resolution (calendar time)",
-              "ok%: compliance, met / (met + breached)",
+              "ok%: compliance, met / (met + extended + breached)",
               "breach: breached clocks, first response / resolution",
               *textwrap.wrap("AHT: mean worked time of solved records (where the helpdesk "
                              "records it; s: none did, mean time in "
@@ -114,8 +114,18 @@ def table(data: Mapping[str, Any]) -> str:
                              f"in JSON and CSV); {EMPTY}: nothing to count", 80)]
     if not data.get("audit", True):
         lines.append("no audit (a report from a file): every escalation counts as people's")
+    lines += _extended(data)
     lines += _more_targets(data)
     return "\n".join(lines) + "\n"
+
+
+def _extended(data: Mapping[str, Any]) -> list[str]:
+    """A line for the clocks met with an agent's extension, where there are any (they count
+    neither as met nor as breached)."""
+    found = data["segments"][0].get("extended_rate", {}) if data["segments"] else {}
+    counts = [f"{t.replace('_', ' ')} {v['count']}" for t, v in found.items() if v["count"]]
+    return [f"extended (met with an agent's extension, not counted as met): "
+            f"{', '.join(counts)}"] if counts else []
 
 
 def _more_targets(data: Mapping[str, Any]) -> list[str]:
@@ -243,12 +253,13 @@ def _outcome_metrics(out: _Families, seg: Mapping[str, Any], labels: dict[str, s
     """A target's clocks that met or breached, and its compliance."""
     at = {**labels, "target": target}
     counts = seg["breach_rate"][target]
-    for outcome, value in (("met", counts["of"] - counts["count"]),
-                           ("breached", counts["count"])):
+    extended = seg.get("extended_rate", {}).get(target, {}).get("count", 0)
+    for outcome, value in (("met", counts["of"] - counts["count"] - extended),
+                           ("extended", extended), ("breached", counts["count"])):
         out.add("sla_sync_window_clocks", "Clocks of the window's records that met or "
                 "breached their target", {**at, "outcome": outcome}, value)
     if seg["compliance_rate"][target] is not None:
-        out.add("sla_sync_compliance_ratio", "Met / (met + breached)", at,
+        out.add("sla_sync_compliance_ratio", "Met / (met + extended + breached)", at,
                 seg["compliance_rate"][target])
 
 

@@ -41,7 +41,12 @@ from sla_sync.connector import (
     WriteResult,
 )
 from sla_sync.connector.base import OutcomeUnknown, apply_each
-from sla_sync.connector.model import ChangeSet, format_instant, parse_instant
+from sla_sync.connector.model import (
+    CUSTOM_FIELD_PREFIX,
+    ChangeSet,
+    format_instant,
+    parse_instant,
+)
 from sla_sync.rules.assignment import Pool
 from sla_sync.rules.engine import SlaMark, note_values
 from sla_sync.rules.planner import WRITE, Plan, plan
@@ -164,11 +169,12 @@ def is_applied(change: ChangeSet, record: Record, notes_readable: bool = True,
     when the record is at least at it (a person may have raised it further), or, for a
     write that `lowers_level` (a revert), at most at it."""
     current = {"priority": record.priority, "group": record.group,
-               "assignee": record.assignee, "status": record.status}
+               "assignee": record.assignee, "status": record.status,
+               **{f"{CUSTOM_FIELD_PREFIX}{k}": v for k, v in record.custom.items()}}
     base = change.base_updated_at
     texts = [_plain(note.text) for note in record.notes if base is None or note.at >= base]
     tags = {tag.lower() for tag in record.tags}
-    return (all(current[k] == v for k, v in change.fields.items())
+    return (all(current.get(k) == v for k, v in change.fields.items())
             and all(tag.lower() in tags for tag in change.add_tags)
             and not any(tag.lower() in tags for tag in change.remove_tags)
             and (not notes_readable

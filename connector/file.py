@@ -63,6 +63,7 @@ from sla_sync.connector.model import (
     ChangeSet,
     Record,
     RecordError,
+    custom_name,
     format_instant,
     merge_tags,
     parse_instant,
@@ -553,6 +554,9 @@ class FileHelpdesk:
                 record_id=change.record_id)
         stamp = format_instant(now)
         for name, value in change.fields.items():
+            if custom_name(name):  # set_field: into the record's `custom` object
+                raw["custom"] = {**(raw.get("custom") or {}), custom_name(name): value}
+                continue
             if name == "status" and value != current.status:
                 raw["status_history"] = [*(raw.get("status_history") or []),
                                          {"at": stamp, "status": value}]

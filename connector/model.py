@@ -30,10 +30,21 @@ MAX_LEVEL = 1_000  # escalation level
 MAX_WORKED = 100 * 365 * 86400  # seconds of logged work: a century
 #: Fields a ChangeSet may set directly (the escalation level and tags have their own slots).
 SETTABLE_FIELDS = ("priority", "group", "assignee", "status")
+#: A ChangeSet also sets custom fields, named custom.NAME (the `set_field` action); each
+#: connector maps NAME to one of its helpdesk's own fields.
+CUSTOM_FIELD_PREFIX = "custom."
 #: The status a record had before its first status_history entry.
 INITIAL_STATUS = "new"
 #: Who wrote a message on a record's conversation.
 AUTHORS = ("customer", "agent")
+
+
+def custom_name(field_name: str) -> str:
+    """NAME for a ChangeSet field custom.NAME, else ""."""
+    if field_name.startswith(CUSTOM_FIELD_PREFIX):
+        return field_name[len(CUSTOM_FIELD_PREFIX):].strip() and \
+            field_name[len(CUSTOM_FIELD_PREFIX):]
+    return ""
 
 
 class RecordError(ValueError):
@@ -608,7 +619,8 @@ class ChangeSet:
     escalation_level: int | None = None
 
     def __post_init__(self) -> None:
-        unknown = set(self.fields) - set(SETTABLE_FIELDS)
+        unknown = {name for name in self.fields if name not in SETTABLE_FIELDS
+                   and not custom_name(name)}
         if unknown:
             raise ValueError(f"ChangeSet cannot set {sorted(unknown)}")
         if {t.lower() for t in self.add_tags} & {t.lower() for t in self.remove_tags}:
@@ -620,7 +632,10 @@ class ChangeSet:
 
     def applied_to(self, record: Record, now: datetime) -> Record:
         """The record as it would read after this change was written at `now`."""
-        changes: dict[str, Any] = dict(self.fields)
+        changes: dict[str, Any] = {k: v for k, v in self.fields.items() if not custom_name(k)}
+        custom = {custom_name(k): v for k, v in self.fields.items() if custom_name(k)}
+        if custom:
+            changes["custom"] = {**record.custom, **custom}
         changes["tags"] = tuple(merge_tags(record.tags, self.add_tags, self.remove_tags))
         if self.notes:
             changes["notes"] = record.notes + tuple(Note(now, text) for text in self.notes)

@@ -2,8 +2,8 @@
 
 Nothing here writes anywhere. Each action called by the engine is kept, in order, as an
 `Intent`; the planner turns the intents of the rules that fired into one ChangeSet. Note
-texts are templates with `{placeholder}`s from a fixed list, and nothing else: no
-attribute access, no indexing, no format specs.
+texts and `set_field` values are templates with `{placeholder}`s from a fixed list, and
+nothing else: no attribute access, no indexing, no format specs.
 """
 
 from __future__ import annotations
@@ -81,6 +81,11 @@ class ActionCollector(BaseActions):  # type: ignore[misc]
     @rule_action(params={"text": FIELD_TEXT})
     def add_note(self, text: str) -> None:
         self._keep("add_note", text=render_note(text, self.values))
+
+    @rule_action(params={"field": FIELD_TEXT, "value": FIELD_TEXT})
+    def set_field(self, field: str, value: str) -> None:
+        """`field` is custom.NAME; `value` a template like the notes' ({first_response_due_at})."""
+        self._keep("set_field", field=field, value=render_note(value, self.values))
 
     @rule_action(params={"webhook": FIELD_TEXT, "text": FIELD_TEXT})
     def notify(self, webhook: str, text: str) -> None:

@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sla_sync.connector.model import INITIAL_STATUS, Note, Record, format_instant, merge_tags
+from sla_sync.connector.model import (
+    INITIAL_STATUS,
+    Note,
+    Record,
+    custom_name,
+    format_instant,
+    merge_tags,
+)
 from sla_sync.rules.clock import TARGETS
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import SlaMark
@@ -164,6 +171,9 @@ class _Overlay:
             else base.notes
         changes: dict[str, Any] = {**self.fields, "tags": self.tags, "notes": notes,
                                    "escalation_level": self.level, "updated_at": updated}
+        custom = {custom_name(k): changes.pop(k) for k in self.fields if custom_name(k)}
+        if custom:
+            changes["custom"] = {**base.custom, **custom}
         return dataclasses.replace(base, **changes)
 
     def write(self, view: Record, change: Any, at: datetime) -> None:

@@ -33,6 +33,7 @@ from sla_sync.rules.clock import (
     timeline_until,
 )
 from sla_sync.rules.conditions import Asked, Check, Compiler
+from sla_sync.rules.extensions import NONE, extensions_of
 from sla_sync.rules.gates import replay
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.ola import OlaState, ola_facts, run_olas
@@ -190,6 +191,7 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     """The record's clocks under `sla`. A target the SLA does not set runs (without a
     target) only where it is first response or resolution, a rule reads its variables, or
     `every` asks for all (reports measure them); the others are left without a target.
+    A target the record's extensions (rules.extensions) extend gets their time added.
     `facts`: the record's own facts, when the caller has them (a target's conditions read
     them)."""
     timeline = timeline_until(record, now)  # the clocks replay the same statuses
@@ -200,6 +202,8 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
             and mark.since > record.created_at:
         start, start_reason = mark.since, f"came under SLA {sla.name!r}"
     targets = {} if sla is None else sla.targets_for(record)
+    # An agent's extension moves the due time where the target is chosen (rules.extensions)
+    extensions = extensions_of(record) if targets else NONE
     found = compiled(policy)
     shared: dict[frozenset[str], list[Period]] = {}
     clocks = {}
@@ -219,9 +223,11 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
             if periods is None:
                 periods = shared[pauses] = periods_of(timeline, pauses,
                                                       policy.closed_statuses)
-        clocks[target] = run_clock(record, target, goal.seconds_on(calendar) if goal else None,
-                                   calendar, pauses, policy.closed_statuses, now, start,
-                                   timeline, gates, start_reason, periods)
+        seconds = None if goal is None else goal.seconds_on(calendar) + \
+            extensions.seconds(target, calendar)
+        clocks[target] = run_clock(record, target, seconds, calendar, pauses,
+                                   policy.closed_statuses, now, start, timeline, gates,
+                                   start_reason, periods)
     return calendar, clocks
 
 

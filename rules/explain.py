@@ -12,6 +12,7 @@ from sla_sync.connector.model import format_instant
 from sla_sync.rules.clock import ALL_TARGETS, TARGETS, Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
+from sla_sync.rules.extensions import describe, extensions_of
 from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
 from sla_sync.rules.policy import Policy, field_value
 
@@ -142,6 +143,8 @@ def _sla_lines(p: Plan, policy: Policy) -> list[str]:
         out.append(f"  targets by {by.field} = {value!r}: {which}: " + (", ".join(
             f"{t.replace('_', ' ')} {targets[t]}" for t in sorted(targets, key=_order))
             or "none"))
+    granted = extensions_of(p.record)
+    out += [f"  extension: {line}" for line in describe(granted, ev.sla.targets_for(p.record))]
     for target, rules in ev.sla.clocks.items():
         given = [key for key in ("start_when", "pause_when", "stop_when")
                  if getattr(rules, key) is not None]
@@ -288,7 +291,8 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
             "in_business_hours": ev.facts["in_business_hours"],
             "pause_statuses": sorted(ev.sla.pause_statuses),
             "on_target_change": ev.sla.on_target_change,
-            "since": instant(ev.sla_mark.since) if ev.sla_mark else None},
+            "since": instant(ev.sla_mark.since) if ev.sla_mark else None,
+            "extensions": describe(extensions_of(r), ev.sla.targets_for(r))},
         "clocks": clocks,
         "rules": rules,
         "fires_after_changes": [name for name in p.fired if name not in first_pass],

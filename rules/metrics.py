@@ -11,13 +11,16 @@ sync_report.py format it). Definitions, over records created in [since, until):
   each counts (rules/clock.py: new and open; new, open and hold), in calendar minutes and
   in SLA-clock minutes (business time, the target's own pauses excluded), whether or not
   the SLA sets them as targets.
-- compliance_rate per target: met / (met + breached). A clock counts once it has stopped
+- compliance_rate per target: met / (met + extended + breached). A clock counts once it has stopped
   or breached; one still running inside its target does not count. A cyclic clock (next
   response, periodic and pausable update, time to own) counts every cycle. First response
   and resolution are always counted, every other target where some SLA of the policy
   sets it (`targets` lists them).
-- breach_rate per target: breached / (met + breached), with the breach count; and per
-  day, week or month of creation (UTC) as a trend.
+- breach_rate per target: breached / (met + extended + breached), with the breach count;
+  and per day, week or month of creation (UTC) as a trend.
+- extended_rate per target: extended / (met + extended + breached): clocks (or cycles)
+  met with an agent's extension (rules.extensions) on that target, which count neither as
+  met nor as breached; an extended clock that still ran out counts as breached.
 - average_handling_time: for solved records, the mean time people logged working on them
   (`worked_seconds`, where the helpdesk records it: `source` "worked_time"); in a segment
   where no solved record has it, the mean time in work statuses (`source`
@@ -49,6 +52,7 @@ from typing import Any
 from sla_sync.connector.model import Record, format_instant, parse_instant
 from sla_sync.rules.clock import ALL_TARGETS, CYCLE_TARGETS, TARGETS, Clock
 from sla_sync.rules.engine import SlaMark, sla_and_clocks
+from sla_sync.rules.extensions import extensions_of
 from sla_sync.rules.policy import Policy
 
 SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority", "assignee")
@@ -73,6 +77,8 @@ class Measured:
     escalations: tuple[tuple[str, str], ...] = ()
     people_escalated: bool = False
     audit: tuple[Mapping[str, Any], ...] = ()  # the record's audit rows, oldest first
+    #: The targets an agent's extension moved (rules.extensions): met, they count "extended".
+    extended: frozenset[str] = frozenset()
 
     @property
     def first_breach(self) -> datetime | None:
@@ -103,7 +109,10 @@ class Measured:
         clock = self.clocks[target]
         if clock.breached:
             return "breached"
-        return "met" if clock.met else None
+        return self._met(target) if clock.met else None
+
+    def _met(self, target: str) -> str:
+        return "extended" if target in self.extended else "met"
 
     def outcomes(self, target: str) -> list[tuple[str, datetime | None]]:
         """(outcome, when it breached) of every cycle of a cyclic clock that met or
@@ -114,7 +123,7 @@ class Measured:
         if target not in CYCLE_TARGETS:
             found = self.outcome(target)
             return [] if found is None else [(found, clock.due_at if clock.breached else None)]
-        return [("breached", cycle.due_at) if cycle.breached else ("met", None)
+        return [("breached", cycle.due_at) if cycle.breached else (self._met(target), None)
                 for cycle in clock.cycles if cycle.breached or cycle.stopped_at is not None]
 
     def time_to(self, target: str) -> tuple[float, float] | None:
@@ -148,7 +157,10 @@ def measure_record(record: Record, policy: Policy, now: datetime,
     handling = None
     if solved is not None:
         handling = _minutes_in(record, frozenset(work_statuses), solved)
-    measured = Measured(record, sla.name if sla else "", clocks, handling)
+    extended = extensions_of(record).targets() & set(sla.targets_for(record)) if sla \
+        else frozenset()
+    measured = Measured(record, sla.name if sla else "", clocks, handling,
+                        extended=frozenset(extended))
     if audit is None:
         return replace(measured, people_escalated=record.escalation_level >= 1)
     escalations, people = _escalations(record, audit, measured.first_breach)
@@ -241,14 +253,19 @@ def segment(measured: Sequence[Measured], by: Mapping[str, str],
         out[target] = _times([t for m in measured if (t := m.time_in(target)) is not None])
     compliance: dict[str, Any] = {}
     breaches: dict[str, Any] = {}
+    extended: dict[str, Any] = {}
     for target in targets:
         outcomes = ([o for m in measured for o, _ in m.outcomes(target)] if counted is None
                     else list(counted[target]))
         breached = outcomes.count("breached")
         breaches[target] = _rate(breached, len(outcomes))
-        compliance[target] = _round(1 - breached / len(outcomes), 4) if outcomes else None
+        # a clock met only with an agent's extension is not met on the SLA's terms
+        compliance[target] = _round(outcomes.count("met") / len(outcomes), 4) \
+            if outcomes else None
+        extended[target] = _rate(outcomes.count("extended"), len(outcomes))
     out["compliance_rate"] = compliance
     out["breach_rate"] = breaches
+    out["extended_rate"] = extended
     in_statuses = [m.handling_minutes for m in measured if m.handling_minutes is not None]
     worked = [m.record.worked_seconds / 60 for m in measured
               if m.handling_minutes is not None and m.record.worked_seconds is not None]

@@ -8,7 +8,8 @@
   file wins, whichever pass it fired in; the earlier step is kept in the plan as
   "overridden". Tags compare case-insensitively.
 - An escalation never lowers the level; of several escalations the highest wins.
-- What the record already satisfies is dropped.
+- What the record already satisfies is dropped (a custom field `set_field` writes: when it
+  holds that value already).
 - `assign_next` asks the sync's agent pool (rules/assignment.py) for an agent when its rule
   fires, once per record and sync; the pool counts the choice only if the plan writes it.
 - A rule that became true only on the planner's own change in memory (a later pass), and is
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sla_sync.connector.model import ChangeSet, Record
+from sla_sync.connector.model import ChangeSet, Record, custom_name
 from sla_sync.rules.actions import Intent
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, Pool
 from sla_sync.rules.engine import Evaluation, SlaMark, evaluate
@@ -53,7 +54,8 @@ class Step:
 
     rule: str
     action: str
-    slot: str  # priority, group, assignee, escalation_level, tag:NAME, note, notify:WEBHOOK
+    slot: str  # priority, group, assignee, escalation_level, tag:NAME, custom.NAME, note,
+    # notify:WEBHOOK
     before: Any
     after: Any
     outcome: str
@@ -230,6 +232,8 @@ def _operation(rule: str, intent: Intent) -> Op:
     if intent.action in FIELD_OF:
         slot = FIELD_OF[intent.action]
         return (rule, intent.action, slot, params[slot], "")
+    if intent.action == "set_field":
+        return (rule, intent.action, params["field"], params["value"], "")
     if intent.action in ("add_tag", "remove_tag"):
         return (rule, intent.action, f"tag:{params['tag']}", intent.action == "add_tag", "")
     if intent.action == "add_note":
@@ -314,6 +318,8 @@ def _current(record: Record, slot: str) -> Any:
         return "present" if _matching_tags(record, slot[4:]) else "absent"
     if slot == "note" or slot.startswith("notify:"):
         return None
+    if custom_name(slot):
+        return record.custom.get(custom_name(slot))
     values: Mapping[str, Any] = {"priority": record.priority, "group": record.group,
                                  "assignee": record.assignee,
                                  "escalation_level": record.escalation_level}

@@ -21,8 +21,8 @@ from typing import Any
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 from business_rules.operators import BaseType
 
-from sla_sync.connector.model import KINDS, Record
-from sla_sync.rules.actions import action_specs, note_placeholders
+from sla_sync.connector.model import KINDS, Record, custom_name
+from sla_sync.rules.actions import ActionSpec, action_specs, note_placeholders
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES, Agent, Group
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, Holidays, check_calendar
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
@@ -907,6 +907,13 @@ class _Checker:
             return None
         for key in sorted(action.required - set(params)):
             self.fail(f"{path}.params.{key}", f"missing: {name} needs {key!r}")
+        self.action_params(name, action, params, path)
+        if name == "assign_next":
+            self.assign_next(params, f"{path}.params")
+        return {"name": name, "params": dict(params)}
+
+    def action_params(self, name: str, action: ActionSpec, params: Mapping[str, Any],
+                      path: str) -> None:
         for key, value in params.items():
             ppath = f"{path}.params.{key}"
             if key not in action.params:
@@ -920,14 +927,14 @@ class _Checker:
                                      f"{MAX_ESCALATION_LEVEL}")
             elif not isinstance(value, str) or not value.strip():
                 self.fail(ppath, f"expected a non-empty string, got {_kind(value)}")
-            elif key in ("text", "note"):
+            elif key in ("text", "note") or (name, key) == ("set_field", "value"):
                 try:
                     note_placeholders(value)
                 except ValueError as exc:
                     self.fail(ppath, str(exc))
-        if name == "assign_next":
-            self.assign_next(params, f"{path}.params")
-        return {"name": name, "params": dict(params)}
+            elif (name, key) == ("set_field", "field") and not custom_name(value):
+                self.fail(ppath, f"expected custom.NAME (the record's custom field NAME; "
+                                 f"each connector maps NAME to its own field), got {value!r}")
 
     def assign_next(self, params: Mapping[str, Any], path: str) -> None:
         group, strategy = params.get("group"), params.get("strategy", DEFAULT_STRATEGY)

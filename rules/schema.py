@@ -123,8 +123,11 @@ def _actions() -> dict[str, Any]:
                                  "maximum": MAX_ESCALATION_LEVEL}
             else:
                 params[param] = {"type": "string", "pattern": r"\S"}
-                if param in ("text", "note"):
+                if param in ("text", "note") or (spec.name, param) == ("set_field", "value"):
                     params[param]["description"] = note
+                elif (spec.name, param) == ("set_field", "field"):
+                    params[param] = {"type": "string", "pattern": r"^custom\.\S",
+                                     "description": "custom.NAME: the record's custom field"}
                 if spec.name == "assign_next" and param == "strategy":
                     params[param] = {"enum": list(STRATEGIES), "default": DEFAULT_STRATEGY}
                 elif spec.name == "assign_next":

@@ -58,7 +58,8 @@ def test_the_cli_loads_what_a_sync_of_the_file_helpdesk_does_not_need_only_when_
     (authoring, audit, check, serve) load when a command needs them, not with the CLI; the
     alert channels' SMTP, TLS and email modules only when a channel sends."""
     lazy = (*HTTP, "prometheus_client", "sla_sync.sync_author", "sla_sync.sync_audit",
-            "sla_sync.sync_check", "sla_sync.sync_serve", "smtplib", "ssl", "email.utils")
+            "sla_sync.sync_check", "sla_sync.sync_serve", "sla_sync.sync_extend", "smtplib",
+            "ssl", "email.utils")
     assert within(loaded_by(["sla_sync.sync"]), lazy) == []
     from conftest import cli
     listed = cli("--help").output
