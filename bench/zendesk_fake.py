@@ -112,13 +112,15 @@ class BenchDesk(FaultDesk):
             body["metric_sets"] = [t.metric_set(self.url) for t in page]
         return body
 
-    def _event_export(self, query: dict[str, str]) -> dict[str, Any]:
+    def _event_export(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
         if not self._indexed:
-            return super()._event_export(query)
+            return super()._event_export(query, comments)
         start = int(query["start_time"])
         first = bisect.bisect_left(self._times, start)
         last_ready = bisect.bisect_right(self._times, self.now - EXPORT_LAG)
         page = self.events[first:min(last_ready, first + EXPORT_PAGE)]
+        if comments:
+            page = self._with_comments(page)
         end = page[-1]["timestamp"] if page else start
         return {"ticket_events": page, "count": len(page), "end_time": end,
                 "next_page": f"{self.url}/api/v2/incremental/ticket_events.json"

@@ -342,17 +342,22 @@ class FaultDesk:
             body["metric_sets"] = [t.metric_set(self.url) for t in page]
         return body
 
+    def _with_comments(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The comment_events sideload: each comment listed in its event
+        (IncrementalTicketEvents)."""
+        return [{**e, "child_events": [
+            {**self.comments[c["id"]], "event_type": "Comment"}
+            if c["event_type"] == "Comment" and c["id"] in self.comments else c
+            for c in e["child_events"]]} for e in page]
+
     def _event_export(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
         start = int(query["start_time"])
         ready = sorted((e for e in self.events
                         if start <= e["timestamp"] <= self.now - EXPORT_LAG),
                        key=lambda e: (e["timestamp"], e["id"]))
         page = ready[:EXPORT_PAGE]  # (export_page is the ticket export's alone)
-        if comments:  # the sideload lists each comment in its event (IncrementalTicketEvents)
-            page = [{**e, "child_events": [
-                {**self.comments[c["id"]], "event_type": "Comment"}
-                if c["event_type"] == "Comment" and c["id"] in self.comments else c
-                for c in e["child_events"]]} for e in page]
+        if comments:
+            page = self._with_comments(page)
         end = page[-1]["timestamp"] if page else start
         return {"ticket_events": page, "count": len(page), "end_time": end,
                 "next_page": f"{self.url}/api/v2/incremental/ticket_events.json"
