@@ -254,8 +254,7 @@ def evaluate(record: Record, policy: Policy, now: datetime,
     """`previous` is the SLA mark stored for the record by the last sync, if any; `load`
     the sync's figures for the load variables (none: all 0)."""
     facts = record_facts(record, now, policy.fields)
-    if policy.load_variables:
-        facts.update((load or NO_LOAD).facts(record.group))
+    facts.update((load or NO_LOAD).facts(record.group))
     variables = RecordVariables(facts)
     # The record's own answers from the SLA match stay valid for its rules: the clock facts
     # are added to the same dict, and no record fact changes.
