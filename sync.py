@@ -72,7 +72,7 @@ from sla_sync.sync_report import (
     table,
     write_report,
 )
-from sla_sync.sync_run import RunReport, agent_pool, run_sync, uses_assign_next
+from sla_sync.sync_run import RunReport, agent_pool, desk_load, run_sync, uses_assign_next
 from sla_sync.sync_state import StateError, StateLock, StateLocked, StateStore
 
 if TYPE_CHECKING:
@@ -674,6 +674,7 @@ def explain(record_id: str, config_path: str | None, now_text: str | None,
     since: dict[str, str] = {}
     previous = None
     pool = None
+    load = None
     if config.state.exists():
         try:
             with StateStore(config.state, readonly=True) as store:
@@ -683,11 +684,13 @@ def explain(record_id: str, config_path: str | None, now_text: str | None,
                 previous = store.sla_marks().get(record_id)
                 if uses_assign_next(policy):  # the agents as the next sync would see them
                     pool = agent_pool(policy, store, connector)
+                if policy.load_variables:  # and the desk's load
+                    load = desk_load(policy, store, now)
         except StateError as exc:
             raise Exit(str(exc), EXIT_INVALID) from None
     if record is None:
         raise Exit(f"no record {record_id!r} in {connector.identity}", EXIT_INVALID)
-    p = plan(record, policy, now, active, previous, pool)
+    p = plan(record, policy, now, active, previous, pool, load)
     if as_json:
         click.echo(json.dumps(explain_data(p, policy, since), indent=2, ensure_ascii=False))
         return

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from sla_sync.rules.clock import ALL_TARGETS, TARGETS
 from sla_sync.rules.durations import format_duration
+from sla_sync.rules.load import AT_RISK_PCT  # the live gauges and page: one threshold
 
 if TYPE_CHECKING:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -207,11 +208,6 @@ def as_csv(data: Mapping[str, Any]) -> str:
 
 
 # -- prometheus ----------------------------------------------------------------------------
-
-#: An open record is at risk once its nearest running target is this far used (and not
-#: breached): the live gauges and the live page.
-AT_RISK_PCT = 75.0
-
 
 class _Families:
     """Metric families being filled: one per name, in the order first used."""

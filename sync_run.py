@@ -48,7 +48,8 @@ from sla_sync.connector.model import (
     parse_instant,
 )
 from sla_sync.rules.assignment import Pool
-from sla_sync.rules.engine import SlaMark, note_values
+from sla_sync.rules.engine import SlaMark, note_values, sla_and_clocks
+from sla_sync.rules.load import Entry, Load, at_risk, measure
 from sla_sync.rules.planner import WRITE, Plan, plan
 from sla_sync.rules.policy import Policy
 from sla_sync.rules.wake import Wakes, policy_digest, result_of
@@ -250,13 +251,17 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         held = settle_pending(connector, store, report, now)
 
     digest = policy_digest(policy)
-    full = dry or full or _must_evaluate_all(store, digest, now)
+    # Rules that read the desk's load answer with the figures of this sync: when they are not
+    # those of the last full evaluation, no wake-up time can be trusted.
+    load = desk_load(policy, store, now) if policy.load_variables else None
+    full = dry or full or _must_evaluate_all(store, digest, now) or (
+        load is not None and store.meta("load") != load.digest())
     if not dry:
         horizon = store.meta("horizon")
         if horizon is None or parse_instant(horizon, "horizon") < now:
             store.set_meta({"horizon": format_instant(now)})
     report.full = full
-    writer = _Writer(connector, policy, store, now, report, progress)
+    writer = _Writer(connector, policy, store, now, report, progress, load)
     for record in _evaluation_set(store, writer, None if full else now, fetched if dry else None):
         if progress is not _no_progress:
             progress("evaluating", {"done": report.evaluated, "total": writer.due})
@@ -270,7 +275,8 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
     progress("evaluating", {"done": report.evaluated, "total": writer.due})
     if full and not dry and not report.stopped:
         # Every wake-up time now stems from this policy and this `now`.
-        store.set_meta({"policy": digest, "horizon": format_instant(now)})
+        store.set_meta({"policy": digest, "horizon": format_instant(now),
+                        **({"load": load.digest()} if load is not None else {})})
 
     if not dry and report.errors == 0 and not report.stopped and next_cursor != cursor:
         store.move_cursor(connector.identity, next_cursor, report.run_id)
@@ -375,7 +381,8 @@ class _Writer:
     bulk, one by one otherwise; a conflict is re-read, re-planned and retried once."""
 
     def __init__(self, connector: Connector, policy: Policy, store: StateStore,
-                 now: datetime, report: RunReport, progress: Progress = _no_progress):
+                 now: datetime, report: RunReport, progress: Progress = _no_progress,
+                 load: Load | None = None):
         self.connector, self.policy, self.store = connector, policy, store
         self.now, self.report = now, report
         self.progress = progress
@@ -391,6 +398,7 @@ class _Writer:
         self.wakes: list[tuple[Record, datetime | None]] = []
         self.wake_rules = Wakes(policy)
         self.pool: Pool | None = None
+        self.desk = load  # the load variables' figures
 
     def load(self, ids: list[str]) -> None:
         """The ledger of the records about to be planned (one chunk at a time), keeping that
@@ -406,7 +414,7 @@ class _Writer:
         """The record's plan; `again` for a re-plan of a record already counted."""
         try:
             p = plan(record, self.policy, self.now, self.active.get(record.id, frozenset()),
-                     self.marks.get(record.id), self.agents())
+                     self.marks.get(record.id), self.agents(), self.desk)
         except Exception as exc:  # a rule that blows up on one record must not stop the rest
             if not self.report.dry_run:
                 self.wakes.append((record, self.now))  # due again next run
@@ -607,6 +615,23 @@ class _Writer:
             self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
             return
         self.settle(again, WriteResult(fresh.id, written), retry=False)
+
+
+def desk_load(policy: Policy, store: StateStore, now: datetime) -> Load:
+    """The load variables' figures over the mirror as it stands (rules/load.py); the clocks
+    of every open record are run only when a rule reads group_at_risk."""
+    closed = policy.closed_statuses
+    if "group_at_risk" not in policy.load_variables:
+        return measure((Entry(group, status not in closed, parse_instant(created, "created_at"))
+                        for group, status, created in store.group_rows()), now)
+    marks = store.sla_marks()
+
+    def entry(record: Record) -> Entry:
+        open_ = record.status not in closed
+        risky = open_ and at_risk(sla_and_clocks(record, policy, now, marks.get(record.id))[3])
+        return Entry(record.group, open_, record.created_at, risky)
+
+    return measure(map(entry, store.all_records()), now)
 
 
 def uses_assign_next(policy: Policy) -> bool:

@@ -456,6 +456,12 @@ class StateStore:
             " GROUP BY agent", closed)
         return {agent: count for agent, count in rows}
 
+    def group_rows(self) -> Iterator[tuple[str, str, str]]:
+        """(group, status, created_at) of every mirrored record: what the load counts."""
+        yield from self.db.execute(
+            "SELECT coalesce(json_extract(data, '$.group'), ''), status,"
+            " json_extract(data, '$.created_at') FROM records")
+
     def last_written(self, action: str, field: str) -> dict[str, int]:
         """Per value `action` wrote to `field`, the audit id of its latest such write: an
         order of when each value was last written."""

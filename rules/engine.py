@@ -35,6 +35,7 @@ from sla_sync.rules.clock import (
 from sla_sync.rules.conditions import Asked, Check, Compiler
 from sla_sync.rules.extensions import NONE, extensions_of
 from sla_sync.rules.gates import replay
+from sla_sync.rules.load import Load
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.ola import OlaState, ola_facts, run_olas
 from sla_sync.rules.policy import Policy, Rule, Sla
@@ -80,6 +81,8 @@ def record_facts(record: Record, now: datetime,
         facts.update(custom_facts(record.custom, fields))
     return facts
 
+
+NO_LOAD = Load()  # outside a sync (test, backtest): every load variable reads 0
 
 _CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
     "minutes_left", "elapsed_pct", "breached", "met", "paused", "business_minutes_elapsed",
@@ -247,9 +250,11 @@ def sla_and_clocks(record: Record, policy: Policy, now: datetime,
 
 
 def evaluate(record: Record, policy: Policy, now: datetime,
-             previous: SlaMark | None = None) -> Evaluation:
-    """`previous` is the SLA mark stored for the record by the last sync, if any."""
+             previous: SlaMark | None = None, load: Load | None = None) -> Evaluation:
+    """`previous` is the SLA mark stored for the record by the last sync, if any; `load`
+    the sync's figures for the load variables (none: all 0)."""
     facts = record_facts(record, now, policy.fields)
+    facts.update((load or NO_LOAD).facts(record.group))
     variables = RecordVariables(facts)
     # The record's own answers from the SLA match stay valid for its rules: the clock facts
     # are added to the same dict, and no record fact changes.

@@ -95,6 +95,12 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
     for clock in ev.clocks.values():
         if clock.target in TARGETS or clock.target_seconds is not None or clock.note:
             out += _clock(clock)  # a newer target is shown where the SLA sets it
+    if policy.load_variables:
+        f = ev.facts
+        out += ["", "Load (counted once per sync over the state file's copy of the desk):",
+                f"  group {r.group!r}: group_open {f['group_open']}, group_at_risk "
+                f"{f['group_at_risk']}, group_arrivals_1h {f['group_arrivals_1h']}; desk_open "
+                f"{f['desk_open']}"]
     out += ["", "Rules:"]
     out += _rule_lines(p, since or {})
     out += ["", "Change set:"]

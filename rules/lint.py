@@ -38,6 +38,7 @@ from sla_sync.rules.engine import match_sla, record_facts
 from sla_sync.rules.policy import Policy
 from sla_sync.rules.variables import (
     CUSTOM_PREFIX,
+    LOAD_VARIABLES,
     OLA_FAMILY,
     OLA_VARIABLES,
     VARIABLES,
@@ -52,7 +53,7 @@ KINDS = ("ticket", "lead")
 #: The clocks whose facts go together: each target's, and the OLAs' (the worst of theirs:
 #: ola_breached exactly when ola_elapsed_pct is above 100 and ola_minutes_left below 0).
 CLOCK_FAMILIES = (*ALL_TARGETS, OLA_FAMILY)
-NON_NEGATIVE = ("escalation_level", "ola_elapsed_pct") + tuple(
+NON_NEGATIVE = ("escalation_level", "ola_elapsed_pct", *LOAD_VARIABLES) + tuple(
     f"{t}_{s}" for t in ALL_TARGETS for s in ("elapsed_pct", "business_minutes_elapsed",
                                          "due_at_epoch"))
 

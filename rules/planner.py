@@ -32,6 +32,7 @@ from sla_sync.connector.model import ChangeSet, Record, custom_name
 from sla_sync.rules.actions import Intent
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, Pool
 from sla_sync.rules.engine import Evaluation, SlaMark, evaluate
+from sla_sync.rules.load import Load
 from sla_sync.rules.policy import Policy
 
 MAX_PASSES = 10
@@ -98,10 +99,11 @@ class Plan:
 
 def plan(record: Record, policy: Policy, now: datetime,
          active: Iterable[str] = (), previous: SlaMark | None = None,
-         pool: Pool | None = None) -> Plan:
+         pool: Pool | None = None, load: Load | None = None) -> Plan:
     """`active`: the rules the ledger holds active for the record; `previous`: the SLA mark
     the last sync stored for it; `pool`: the sync's agents for assign_next (without one,
-    every agent of the policy's groups has no open records and has never been given one)."""
+    every agent of the policy's groups has no open records and has never been given one);
+    `load`: the sync's figures for the load variables (without: all 0)."""
     active_before = frozenset(active)
     active_now = set(active_before)
     fired: dict[int, tuple[str, tuple[Intent, ...]]] = {}  # rule index -> its latest intents
@@ -114,7 +116,7 @@ def plan(record: Record, policy: Policy, now: datetime,
     passes = 0
     while passes < MAX_PASSES:
         passes += 1
-        evaluation = evaluate(current, policy, now, previous)
+        evaluation = evaluate(current, policy, now, previous, load)
         first = first or evaluation
         newly = [o for o in evaluation.outcomes if o.fired and o.rule.name not in active_now]
         active_now -= {o.rule.name for o in evaluation.outcomes if not o.fired}

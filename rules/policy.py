@@ -28,6 +28,7 @@ from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, Holidays, check_
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.durations import Target, parse_target
+from sla_sync.rules.load import uses_load
 from sla_sync.rules.patterns import check_pattern
 from sla_sync.rules.variables import (
     CUSTOM_PREFIX,
@@ -207,6 +208,8 @@ class Policy:
     olas: tuple[Ola, ...] = field(default=())
     #: The groups assign_next chooses an agent in, by name.
     groups: Mapping[str, Group] = field(default_factory=dict)
+    #: The load variables (rules/load.py) the rules name: the sync counts them only then.
+    load_variables: frozenset[str] = frozenset()
 
 
 def load_policy(path: str | Path, holidays: Holidays | None = None) -> Policy:
@@ -431,7 +434,8 @@ class _Checker:
         return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
                       warnings=tuple(self.warnings), webhooks=webhooks,
-                      fields=dict(self.custom), olas=tuple(olas), groups=self.groups)
+                      fields=dict(self.custom), olas=tuple(olas), groups=self.groups,
+                      load_variables=frozenset(uses_load(r.conditions for r in rules)))
 
     def fields(self, value: Any) -> dict[str, str]:
         """The declared custom fields: {"custom.region": "string", ...}."""

@@ -117,6 +117,16 @@ OLA_VARIABLES: dict[str, tuple[type[BaseType], str]] = {
                                  "negative once one breached"),
 }
 
+#: The desk's load, counted once per sync over the state file's copy of the desk
+#: (rules/load.py); rules only.
+LOAD_VARIABLES: dict[str, tuple[type[BaseType], str]] = {
+    "group_open": (Number, "open records in the record's group"),
+    "group_at_risk": (Number, "open records in the record's group at risk (a running target "
+                              "75% used or more) or breached"),
+    "group_arrivals_1h": (Number, "records of the record's group created in the last hour"),
+    "desk_open": (Number, "open records in the whole desk"),
+}
+
 VARIABLES: dict[str, tuple[type[BaseType], str]] = {
     **RECORD_VARIABLES,
     "sla": (Text, "the name of the matched SLA ('' when none matched)"),
@@ -127,6 +137,7 @@ VARIABLES: dict[str, tuple[type[BaseType], str]] = {
         for suffix, (kind, text) in CLOCK_SUFFIXES.items()
     },
     **OLA_VARIABLES,
+    **LOAD_VARIABLES,
 }
 
 

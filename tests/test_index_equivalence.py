@@ -196,10 +196,15 @@ def random_policy(rng: random.Random, talk: bool = False, olas: bool = False,
                   *[random_action(rng, f"r{n}", assign) for _ in range(rng.randrange(1, 3))])
              for n in range(rng.randrange(2, 7))]
     extra: dict[str, Any] = {"olas": random_olas(rng)} if olas else {}
-    if assign:  # at least one rule hands over
+    if assign:  # at least one rule hands over, and the last one reads the desk's load
         extra["groups"] = AGENT_GROUPS
         rules[0]["actions"].append(act("assign_next", group="tier2",
                                        strategy=rng.choice(["round_robin", "least_loaded"])))
+        rules[-1]["conditions"] = {"all": [rules[-1]["conditions"], rng.choice([
+            cond("group_open", "greater_than", rng.randrange(1, 6)),
+            cond("desk_open", "less_than", rng.randrange(4, 10)),
+            cond("group_at_risk", "greater_than_or_equal_to", rng.randrange(1, 3)),
+            cond("group_arrivals_1h", "equal_to", 0)])]}
     return {"calendars": {"office": OFFICE, "mornings": MORNINGS}, "closed_statuses": ["solved"],
             "slas": slas, "rules": rules, **extra}
 
