@@ -75,10 +75,10 @@ def names_used(policy: Policy) -> list[Use]:
             elif choice.record_field in NAMED:
                 uses += [Use(f"{field_path}.calendars.{value}", NAMED[choice.record_field],
                              value) for value in choice.by_value]
-    for rule in policy.rules:
-        uses += _conditions(rule.conditions, f"rules[{rule.index}].conditions")
+    for rule in policy.every_rule():
+        uses += _conditions(rule.conditions, f"{rule.path}.conditions")
         for j, action in enumerate(rule.actions):
-            params, where = action["params"], f"rules[{rule.index}].actions[{j}].params"
+            params, where = action["params"], f"{rule.path}.actions[{j}].params"
             if action["name"] == "add_tag":
                 uses.append(Use(f"{where}.tag", "tag", params["tag"]))
             for param, kind in (("priority", "priority"), ("group", "group"),
@@ -93,10 +93,10 @@ def writes_needed(policy: Policy) -> dict[str, str]:
     """What the policy writes, by the write kinds of `Catalog.denied` -> the first path that
     needs it."""
     needed: dict[str, str] = {}
-    for rule in policy.rules:
+    for rule in policy.every_rule():
         for j, action in enumerate(rule.actions):
             name, params = action["name"], action["params"]
-            where = f"rules[{rule.index}].actions[{j}]"
+            where = f"{rule.path}.actions[{j}]"
             kinds = {"set_priority": ["fields"], "assign": ["fields"],
                      "assign_group": ["fields"], "add_tag": ["tags"], "remove_tag": ["tags"],
                      "add_note": ["notes"], "escalate": ["escalation"],

@@ -635,7 +635,7 @@ def desk_load(policy: Policy, store: StateStore, now: datetime) -> Load:
 
 
 def uses_assign_next(policy: Policy) -> bool:
-    return any(action["name"] == "assign_next" for rule in policy.rules
+    return any(action["name"] == "assign_next" for rule in policy.every_rule()
                for action in rule.actions)
 
 

@@ -217,7 +217,7 @@ def replay(record: Record, policy: Policy, since: datetime, until: datetime,
             change.pop("base_updated_at", None)
             events.append(Event(now, tuple(sorted(p.activated, key=_rule_order(policy))),
                                 change, p.notifications))
-            warned = warned or any(is_warning_rule(r.name, r.actions) for r in policy.rules
+            warned = warned or any(is_warning_rule(r.name, r.actions) for r in policy.every_rule()
                                    if r.name in p.activated)
         if not p.change.is_empty():
             overlay.write(view, p.change, now)
@@ -237,13 +237,14 @@ def replay(record: Record, policy: Policy, since: datetime, until: datetime,
 
 
 def _rule_order(policy: Policy) -> Any:
-    order = {r.name: r.index for r in policy.rules}
+    order = {r.name: r.index for r in policy.every_rule()}
     return lambda name: order.get(name, len(order))
 
 
 def added_tags(*policies: Policy) -> frozenset[str]:
     """The tags (lower case) the policies' rules add."""
-    return frozenset(a["params"]["tag"].lower() for policy in policies for rule in policy.rules
+    return frozenset(a["params"]["tag"].lower() for policy in policies
+                     for rule in policy.every_rule()
                      for a in rule.actions if a["name"] == "add_tag")
 
 
@@ -297,7 +298,7 @@ def _segment(by: Mapping[str, str], items: Sequence[Replayed]) -> dict[str, Any]
 
 def _rules(run: Run) -> list[dict[str, Any]]:
     rows = []
-    for rule in run.policy.rules:
+    for rule in run.policy.every_rule():
         times = [e.at for r in run.replayed for e in r.events if rule.name in e.rules]
         ids = {r.record.id for r in run.replayed for e in r.events if rule.name in e.rules}
         rows.append({"rule": rule.name, "fired": len(times), "records": len(ids),

@@ -38,6 +38,7 @@ from sla_sync.rules.gates import replay
 from sla_sync.rules.load import Load
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.ola import OlaState, ola_facts, run_olas
+from sla_sync.rules.overrides import scale_for
 from sla_sync.rules.policy import Policy, Rule, Sla
 from sla_sync.rules.variables import RecordVariables, custom_facts
 
@@ -141,12 +142,12 @@ def compiled(policy: Policy) -> Compiled:
         policy,
         tuple(None if sla.when is None else compiler.compile(sla.when) for sla in policy.slas),
         tuple((rule, compiler.compile(rule.conditions), rule.as_engine_rule(),
-               RuleOutcome(rule, False, ())) for rule in policy.rules),
+               RuleOutcome(rule, False, ())) for rule in policy.every_rule()),
         {(sla.index, target): {key: compiler.compile(condition) for key in
                                ("start_when", "pause_when", "stop_when")
                                if (condition := getattr(rules, key)) is not None}
          for sla in policy.slas for target, rules in sla.clocks.items()},
-        frozenset(target for rule in policy.rules for name in _names(rule.conditions)
+        frozenset(target for rule in policy.every_rule() for name in _names(rule.conditions)
                   for target in ALL_TARGETS if name.startswith(f"{target}_")))
     _COMPILED[id(policy)] = found
     return found
@@ -207,6 +208,8 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     targets = {} if sla is None else sla.targets_for(record)
     # An agent's extension moves the due time where the target is chosen (rules.extensions)
     extensions = extensions_of(record) if targets else NONE
+    # an override's targets_scale, for records created within its range
+    scale = scale_for(policy.overrides, record.created_at)[0] if policy.overrides else 1.0
     found = compiled(policy)
     shared: dict[frozenset[str], list[Period]] = {}
     clocks = {}
@@ -226,7 +229,7 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
             if periods is None:
                 periods = shared[pauses] = periods_of(timeline, pauses,
                                                       policy.closed_statuses)
-        seconds = None if goal is None else goal.seconds_on(calendar) + \
+        seconds = None if goal is None else round(goal.seconds_on(calendar) * scale) + \
             extensions.seconds(target, calendar)
         clocks[target] = run_clock(record, target, seconds, calendar, pauses,
                                    policy.closed_statuses, now, start, timeline, gates,
@@ -268,6 +271,9 @@ def evaluate(record: Record, policy: Policy, now: datetime,
     placeholders = _Placeholders(record, facts, clocks, calendar)
     outcomes = []
     for rule, check, engine_rule, not_fired in compiled(policy).rules:
+        if rule.during is not None and not rule.during[0] <= now < rule.during[1]:
+            outcomes.append(not_fired)  # an override's rule, outside its range
+            continue
         fired = check(asked) if check is not None else \
             br_engine.check_conditions_recursively(rule.conditions, variables)
         if fired:

@@ -13,6 +13,7 @@ from sla_sync.rules.clock import ALL_TARGETS, TARGETS, Clock
 from sla_sync.rules.durations import format_duration
 from sla_sync.rules.engine import Failure, first_failure
 from sla_sync.rules.extensions import describe, extensions_of
+from sla_sync.rules.overrides import scale_for
 from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
 from sla_sync.rules.policy import Policy, field_value
 
@@ -101,6 +102,11 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
                 f"  group {r.group!r}: group_open {f['group_open']}, group_at_risk "
                 f"{f['group_at_risk']}, group_arrivals_1h {f['group_arrivals_1h']}; desk_open "
                 f"{f['desk_open']}"]
+    if policy.overrides:
+        out += ["", "Overrides:"] + [
+            f"  {o.path} {o.describe()}: "
+            + ("IN EFFECT" if o.holds(ev.now) else "not in effect at this time")
+            for o in policy.overrides]
     out += ["", "Rules:"]
     out += _rule_lines(p, since or {})
     out += ["", "Change set:"]
@@ -149,6 +155,9 @@ def _sla_lines(p: Plan, policy: Policy) -> list[str]:
         out.append(f"  targets by {by.field} = {value!r}: {which}: " + (", ".join(
             f"{t.replace('_', ' ')} {targets[t]}" for t in sorted(targets, key=_order))
             or "none"))
+    scale, by_override = scale_for(policy.overrides, p.record.created_at)
+    if by_override:
+        out.append(f"  targets x{scale:g}: created within override {by_override!r}")
     granted = extensions_of(p.record)
     out += [f"  extension: {line}" for line in describe(granted, ev.sla.targets_for(p.record))]
     for target, rules in ev.sla.clocks.items():
@@ -172,15 +181,17 @@ def _rule_lines(p: Plan, since: Mapping[str, str]) -> list[str]:
     fired = set(p.fired)
     for outcome in ev.outcomes:
         rule = outcome.rule
-        head = f"  rules[{rule.index}] {rule.name!r}: "
+        head = f"  {rule.path} {rule.name!r}: "
         if outcome.fired and rule.name in p.active_before:
             when = f" since {since[rule.name]}" if rule.name in since else ""
             out.append(head + f"conditions hold; already active{when}, so it does not fire "
                               "again until its conditions have been false")
         elif outcome.fired:
             out.append(head + "FIRES (conditions hold, newly)")
+        elif rule.during is not None and not rule.during[0] <= ev.now < rule.during[1]:
+            out.append(head + "not run: outside its override's range")
         else:
-            failure = first_failure(rule.conditions, variables, f"rules[{rule.index}].conditions")
+            failure = first_failure(rule.conditions, variables, f"{rule.path}.conditions")
             out.append(head + "does not fire: " + (_failure(failure) if failure else "?"))
     later = [name for name in p.fired if name not in {o.rule.name for o in ev.outcomes
                                                       if o.fired}]
@@ -274,7 +285,7 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
             entry["verdict"] = "fires"
         else:
             entry.update(verdict="does not fire", failed=failure(first_failure(
-                rule.conditions, variables, f"rules[{rule.index}].conditions")))
+                rule.conditions, variables, f"{rule.path}.conditions")))
         rules.append(entry)
     first_pass = {o.rule.name for o in ev.outcomes if o.fired}
     change = p.change.to_dict()

@@ -15,13 +15,14 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 from business_rules.operators import BaseType
 
-from sla_sync.connector.model import KINDS, Record, custom_name
+from sla_sync.connector.model import KINDS, Record, custom_name, parse_instant
 from sla_sync.rules.actions import ActionSpec, action_specs, note_placeholders
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES, Agent, Group
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, Holidays, check_calendar
@@ -29,6 +30,7 @@ from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.durations import Target, parse_target
 from sla_sync.rules.load import uses_load
+from sla_sync.rules.overrides import Override, Spliced
 from sla_sync.rules.patterns import check_pattern
 from sla_sync.rules.variables import (
     CUSTOM_PREFIX,
@@ -42,7 +44,10 @@ from sla_sync.rules.variables import (
 DEFAULT_CLOSED_STATUSES = ("solved", "closed")
 #: `$schema` names the JSON Schema for editors (`sla-sync schema`); the checker ignores it.
 TOP_LEVEL = ("$schema", "description", "fields", "calendars", "closed_statuses", "slas",
-             "olas", "rules", "groups")
+             "olas", "rules", "groups", "overrides")
+OVERRIDE_KEYS = ("name", "description", "from", "until", "calendars", "targets_scale", "rules")
+#: How far a targets_scale may go: a target cut to a hundredth, or made ten times longer.
+SCALE_RANGE = (0.01, 10.0)
 #: A group's keys under `groups` (the agents assign_next chooses from), and an agent's.
 GROUP_KEYS = ("agents", "calendar")
 AGENT_KEYS = ("name", "calendar")
@@ -185,6 +190,13 @@ class Rule:
     index: int
     conditions: Mapping[str, Any]
     actions: tuple[Mapping[str, Any], ...]
+    #: An override's rule runs only while the sync's now is in [from, until).
+    during: tuple[datetime, datetime] | None = None
+    where: str = ""  # its JSON path, when not rules[index]
+
+    @property
+    def path(self) -> str:
+        return self.where or f"rules[{self.index}]"
 
     def as_engine_rule(self) -> dict[str, Any]:
         return {"conditions": self.conditions, "actions": list(self.actions)}
@@ -210,6 +222,13 @@ class Policy:
     groups: Mapping[str, Group] = field(default_factory=dict)
     #: The load variables (rules/load.py) the rules name: the sync counts them only then.
     load_variables: frozenset[str] = frozenset()
+    #: Date-ranged overrides (rules/overrides.py), and the rules they add (after `rules`).
+    overrides: tuple[Override, ...] = ()
+    override_rules: tuple[Rule, ...] = ()
+
+    def every_rule(self) -> tuple[Rule, ...]:
+        """The policy's rules, then the overrides' (each runs only within its range)."""
+        return self.rules + self.override_rules
 
 
 def load_policy(path: str | Path, holidays: Holidays | None = None) -> Policy:
@@ -419,23 +438,36 @@ class _Checker:
             self.fail("description", "expected a string")
         self.custom = self.fields(data.get("fields", {}))
         calendars = self.calendars(data.get("calendars", {}))
+        overrides = list(self.entries(data.get("overrides", []), "overrides", OVERRIDE_KEYS,
+                                      "override"))
+        ranges = {index: self.override_range(spec, path) for index, path, spec, _ in overrides}
+        calendars = self.override_calendars(overrides, ranges, calendars)
         closed = self.strings(data.get("closed_statuses", list(DEFAULT_CLOSED_STATUSES)),
                               "closed_statuses")
         slas = self.slas(data.get("slas", []), calendars)
         olas = self.olas(data.get("olas", []), calendars)
         self.groups = self.agent_groups(data.get("groups", {}), calendars)
         rules = self.rules(data.get("rules", []))
+        extra: list[Rule] = []
+        done: list[Override] = []
+        for index, path, spec, name in overrides:
+            span = ranges[index]
+            added = self.rules(spec.get("rules", []), f"{path}.rules",
+                               len(rules) + len(extra), f"{name}: ", span)
+            extra += added
+            done.append(self.override(index, name, spec, path, span, added))
         if self.problems:
             raise PolicyError(self.source, self.problems)
         webhooks = tuple(
-            (f"rules[{rule.index}].actions[{i}].params.webhook", action["params"]["webhook"])
-            for rule in rules for i, action in enumerate(rule.actions)
+            (f"{rule.path}.actions[{i}].params.webhook", action["params"]["webhook"])
+            for rule in rules + extra for i, action in enumerate(rule.actions)
             if action["name"] == "notify")
         return Policy(source=self.source, slas=tuple(slas), rules=tuple(rules),
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
                       warnings=tuple(self.warnings), webhooks=webhooks,
                       fields=dict(self.custom), olas=tuple(olas), groups=self.groups,
-                      load_variables=frozenset(uses_load(r.conditions for r in rules)))
+                      load_variables=frozenset(uses_load(r.conditions for r in rules + extra)),
+                      overrides=tuple(done), override_rules=tuple(extra))
 
     def fields(self, value: Any) -> dict[str, str]:
         """The declared custom fields: {"custom.region": "string", ...}."""
@@ -763,9 +795,12 @@ class _Checker:
                                                f"it must come due within {limit} days")
                     break
 
-    def rules(self, value: Any) -> list[Rule]:
+    def rules(self, value: Any, where: str = "rules", first: int = 0, prefix: str = "",
+              during: tuple[datetime, datetime] | None = None) -> list[Rule]:
+        """`first`, `prefix`, `during`: an override's rules come after the policy's, named
+        for the override, and run only within its range."""
         rules = []
-        for index, path, spec, name in self.entries(value, "rules", RULE_KEYS, "rule"):
+        for index, path, spec, name in self.entries(value, where, RULE_KEYS, "rule"):
             if "conditions" not in spec:
                 self.fail(f"{path}.conditions", "missing (write {\"all\": [...]} or "
                                                 "{\"any\": [...]})")
@@ -774,9 +809,67 @@ class _Checker:
                 conditions = self.condition(spec["conditions"], f"{path}.conditions", VARIABLES)
             actions = self.action_list(spec.get("actions"), f"{path}.actions")
             if conditions is not None:
-                rules.append(Rule(name=name, index=index, conditions=conditions,
-                                  actions=tuple(actions)))
+                rules.append(Rule(name=prefix + name, index=first + index,
+                                  conditions=conditions, actions=tuple(actions),
+                                  during=during, where=path if prefix else ""))
         return rules
+
+    # -- overrides -------------------------------------------------------------------------
+
+    def override_range(self, spec: Mapping[str, Any],
+                       path: str) -> tuple[datetime, datetime] | None:
+        found = []
+        for key in ("from", "until"):
+            try:
+                found.append(parse_instant(spec.get(key), key))
+            except ValueError as exc:
+                self.fail(f"{path}.{key}", str(exc).removeprefix(f"{key}: "))
+        if len(found) < 2:
+            return None
+        if found[1] <= found[0]:
+            self.fail(f"{path}.until", "must be after 'from'")
+            return None
+        if not any(key in spec for key in ("calendars", "targets_scale", "rules")):
+            self.fail(path, "an override needs calendars, targets_scale or rules")
+        return found[0], found[1]
+
+    def override_calendars(self, overrides: list[tuple[int, str, dict[str, Any], str]],
+                           ranges: Mapping[int, tuple[datetime, datetime] | None],
+                           calendars: dict[str, Calendar]) -> dict[str, Calendar]:
+        """The calendars with each override's replacements spliced in, in order."""
+        own = dict(calendars)
+        spliced = dict(calendars)
+        for index, path, spec, name in overrides:
+            value, where = spec.get("calendars", {}), f"{path}.calendars"
+            if not isinstance(value, dict):
+                self.fail(where, 'expected an object like {"office": "launch-hours"}, got '
+                                 f"{_kind(value)}")
+                continue
+            span = ranges[index]
+            for base, replacement in value.items():
+                old = self.calendar_ref(base, f"{where}.{base}", own)
+                new = self.calendar_ref(replacement, f"{where}.{base}", own)
+                if old is not None and new is not None and span is not None:
+                    spliced[base] = Spliced.of(spliced[base], new, span[0], span[1], name)
+        return spliced
+
+    def override(self, index: int, name: str, spec: Mapping[str, Any], path: str,
+                 span: tuple[datetime, datetime] | None, rules: list[Rule]) -> Override:
+        scale = spec.get("targets_scale")
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float)
+                                  or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]):
+            self.fail(f"{path}.targets_scale", f"expected a number from {SCALE_RANGE[0]} to "
+                                               f"{SCALE_RANGE[1]:g}, got {scale!r}")
+            scale = None
+        elif scale is not None and scale > 1:
+            self.warnings.append(Problem(f"{path}.targets_scale", f"{scale:g} loosens the "
+                                         "targets promised to customers; at a peak, warn and "
+                                         "escalate earlier instead"))
+        calendars = spec.get("calendars", {})
+        start, end = span or (datetime.min.replace(tzinfo=UTC),) * 2
+        return Override(name, index, start, end, tuple(
+            (str(k), str(v)) for k, v in calendars.items()) if isinstance(calendars, dict)
+            else (), None if scale is None else float(scale), tuple(r.name for r in rules))
 
     # -- conditions ----------------------------------------------------------------------
 

@@ -387,7 +387,7 @@ class _Loader:
 
     def check_rule_names(self, value: Any, path: str, policy: Policy) -> None:
         """`fires`, `active`: lists of the policy's rule names."""
-        rules = [rule.name for rule in policy.rules]
+        rules = [rule.name for rule in policy.every_rule()]
         for i, name in enumerate(self.strings(value, path) or ()):
             if name not in rules:
                 self.fail(f"{path}[{i}]", f"no rule {name!r} in the policy"

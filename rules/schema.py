@@ -33,6 +33,7 @@ from sla_sync.rules.policy import (
     MAX_NUMBER,
     OLA_KEYS,
     ON_TARGET_CHANGE,
+    SCALE_RANGE,
     TOP_LEVEL,
 )
 from sla_sync.rules.variables import (
@@ -157,6 +158,26 @@ def _group() -> dict[str, Any]:
         "calendar": calendar}, "required": ["agents"], "additionalProperties": False}
 
 
+def _override() -> dict[str, Any]:
+    instant = {"type": "string", "format": "date-time",
+               "description": "ISO 8601 with an offset"}
+    return {"type": "object", "properties": {
+        "name": {"type": "string", "pattern": r"\S"},
+        "description": {"type": "string"},
+        "from": {**instant, "description": "ISO 8601 with an offset; included"},
+        "until": {**instant, "description": "ISO 8601 with an offset; excluded"},
+        "calendars": {"type": "object", "additionalProperties": {"type": "string"},
+                      "description": "calendar -> the calendar it counts as within the range"},
+        "targets_scale": {"type": "number", "minimum": SCALE_RANGE[0],
+                          "maximum": SCALE_RANGE[1],
+                          "description": "SLA targets of records created within the range, "
+                                         "times this"},
+        "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"},
+                  "description": "rules that run only within the range"}},
+        "required": ["name", "from", "until"], "additionalProperties": False,
+        "anyOf": [{"required": [key]} for key in ("calendars", "targets_scale", "rules")]}
+
+
 def _calendar() -> dict[str, Any]:
     region = {"type": "object", "properties": {"country": {"type": "string"},
                                                "subdiv": {"type": "string"}},
@@ -256,6 +277,8 @@ def json_schema() -> dict[str, Any]:
         "groups": {"type": "object", "description": "the agents assign_next chooses from, by "
                                                     "group, and when they work",
                    "additionalProperties": _group()},
+        "overrides": {"type": "array", "description": "date-ranged changes for planned peaks",
+                      "items": _override()},
     }
     assert set(properties) == set(TOP_LEVEL), "the schema and the checker disagree on keys"
     return {

@@ -27,6 +27,7 @@ from sla_sync.rules.calendar import TwentyFourSeven
 from sla_sync.rules.clock import ALL_TARGETS, Clock
 from sla_sync.rules.engine import Evaluation, SlaMark
 from sla_sync.rules.ola import ola_clocks
+from sla_sync.rules.overrides import boundaries
 from sla_sync.rules.planner import WRITE, Plan, Step
 from sla_sync.rules.policy import Policy, Sla
 from sla_sync.rules.variables import OLA_FAMILY
@@ -106,6 +107,10 @@ def policy_digest(policy: Policy) -> str:
         "rules": [{"name": r.name, "conditions": r.conditions, "actions": list(r.actions)}
                   for r in policy.rules],
     }
+    if policy.overrides:  # (absent otherwise, as OLAs below)
+        data["overrides"] = [o.describe() for o in policy.overrides] + [
+            {"name": r.name, "conditions": r.conditions, "actions": list(r.actions)}
+            for r in policy.override_rules]
     if policy.olas:  # (absent otherwise: the digests of policies without OLAs stay)
         data["olas"] = [targets(ola) for ola in policy.olas]
     try:  # the file itself too: whatever the objects above do not show
@@ -127,7 +132,9 @@ class Wakes:
         self.due: dict[str, set[float]] = {t: set() for t in FAMILIES}
         self.business_hours = False
         conditions = [s.when for s in policy.slas if s.when] + [r.conditions
-                                                                for r in policy.rules]
+                                                                for r in policy.every_rule()]
+        # an override's rules start and stop holding at its ends, for every record
+        self.boundaries = boundaries(policy.overrides)
         for node in conditions:
             for leaf in leaves(node):
                 self._read(leaf["name"], leaf.get("value"))
@@ -163,6 +170,7 @@ class Wakes:
         # own conditions say)
         found += [m.at for m in record.messages or () if m.at > now]
         found += [a.at for a in record.assignment_history or () if a.at >= now]
+        found += [at for at in self.boundaries if at > now]
         for name, values in self.hours.items():
             base = record.created_at if name == "hours_since_created" else record.updated_at
             for hours in values:

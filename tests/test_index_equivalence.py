@@ -205,6 +205,13 @@ def random_policy(rng: random.Random, talk: bool = False, olas: bool = False,
             cond("desk_open", "less_than", rng.randrange(4, 10)),
             cond("group_at_risk", "greater_than_or_equal_to", rng.randrange(1, 3)),
             cond("group_arrivals_1h", "equal_to", 0)])]}
+        # and a planned peak: office hours count as mornings-only, extra rules, halved targets
+        start = T0 + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
+        extra["overrides"] = [{
+            "name": "peak", "from": stamp(start),
+            "until": stamp(start + timedelta(minutes=rng.randrange(30, 24 * 60))),
+            "calendars": {"office": "mornings"}, "targets_scale": rng.choice([0.5, 0.8]),
+            "rules": [rule("peak", random_condition(rng), random_action(rng, "peak"))]}]
     return {"calendars": {"office": OFFICE, "mornings": MORNINGS}, "closed_statuses": ["solved"],
             "slas": slas, "rules": rules, **extra}
 
