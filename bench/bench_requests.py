@@ -36,6 +36,7 @@ from sla_sync.connector.freshdesk import Options as FreshdeskOptions  # noqa: E4
 from sla_sync.connector.http import HeaderToken, HttpClient  # noqa: E402
 from sla_sync.connector.hubspot import HubSpot  # noqa: E402
 from sla_sync.connector.hubspot import Options as HubSpotOptions  # noqa: E402
+from sla_sync.connector.jsm import JSM  # noqa: E402
 from sla_sync.connector.model import ChangeSet, Record  # noqa: E402
 from sla_sync.connector.rt import RT  # noqa: E402
 from sla_sync.connector.rt import Options as RTOptions  # noqa: E402
@@ -537,9 +538,113 @@ def count_rt(scenario: Scenario) -> Count:
     return Count("rt", made, minimum)
 
 
+# -- Jira Service Management -------------------------------------------------------------------
+
+JSM_RECORDED = ROOT / "tests" / "fixtures" / "jsm"  # documented Jira Cloud payloads
+
+
+class FakeJSM:
+    """Jira Cloud as the jsm connector uses it (../shared/specs/jira-cloud-platform-swagger-
+    v3.v3.json; the service desk API by its reference): the API user (`GET /myself`), the
+    statuses, the enhanced JQL search (`POST /rest/api/3/search/jql`, `nextPageToken` until
+    `isLast`, at most 100 issues a page with these fields: "API may return fewer items per
+    page where a large number of fields are requested"), an issue's `updated` (`GET
+    /issue/{key}?fields=updated`), the issue edit (204) and the internal request comment
+    (201). Issues are shaped like tests/fixtures/jsm's recorded search answer."""
+
+    URL = "https://acme.atlassian.net"
+    PAGE = 100
+
+    def __init__(self, api: responses.RequestsMock, scenario: Scenario):
+        template = json.loads((JSM_RECORDED / "search_page_1.json").read_text())["issues"][0]
+        self.issues: dict[str, dict[str, Any]] = {}
+        for n in range(scenario.changed):
+            issue = json.loads(json.dumps(template))
+            key, stamp = f"SUP-{1000 + n}", self._stamp(START + timedelta(seconds=n))
+            issue.update(id=str(20000 + n), key=key,
+                         self=f"{self.URL}/rest/api/3/issue/{20000 + n}")
+            issue["fields"].update(created=stamp, updated=stamp, labels=[],
+                                   comment={"comments": [], "maxResults": 0, "total": 0,
+                                            "startAt": 0})
+            self.issues[key] = issue
+        api.add(responses.GET, self.URL + "/rest/api/3/myself",
+                json=json.loads((JSM_RECORDED / "myself_europe_berlin.json").read_text()))
+        api.add(responses.GET, self.URL + "/rest/api/3/status",
+                json=json.loads((JSM_RECORDED / "statuses.json").read_text()))
+        api.add_callback(responses.POST, self.URL + "/rest/api/3/search/jql", self.search)
+        issue_path = re.escape(self.URL + "/rest/api/3/issue/") + r"(SUP-\d+)(\?.*)?$"
+        api.add_callback(responses.GET, re.compile(issue_path), self.updated)
+        api.add_callback(responses.PUT, re.compile(issue_path), self.edit)
+        api.add_callback(responses.POST, re.compile(
+            re.escape(self.URL + "/rest/servicedeskapi/request/") + r"SUP-\d+/comment$"),
+            self.comment)
+        self.created = json.loads(
+            (JSM_RECORDED / "request_comment_created_internal.json").read_text())
+
+    @staticmethod
+    def _stamp(at: datetime) -> str:
+        return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+    @staticmethod
+    def _key(request: Any) -> str:
+        return urlparse(request.url).path.split("/")[5]
+
+    def search(self, request: Any) -> tuple[int, dict[str, str], str]:
+        query = json.loads(request.body)
+        ordered = sorted(self.issues.values(),
+                         key=lambda i: (i["fields"]["updated"], int(i["key"][4:])))
+        start = int(query.get("nextPageToken") or 0)
+        size = min(int(query.get("maxResults", 50)), self.PAGE)
+        page = ordered[start:start + size]
+        last = start + size >= len(ordered)
+        body: dict[str, Any] = {"issues": page, "isLast": last}
+        if not last:
+            body["nextPageToken"] = str(start + size)
+        return 200, {}, json.dumps(body)
+
+    def updated(self, request: Any) -> tuple[int, dict[str, str], str]:
+        issue = self.issues[self._key(request)]
+        return 200, {}, json.dumps({"id": issue["id"], "key": issue["key"],
+                                    "fields": {"updated": issue["fields"]["updated"]}})
+
+    def edit(self, request: Any) -> tuple[int, dict[str, str], str]:
+        self.issues[self._key(request)]["fields"]["updated"] = self._stamp(NOW)
+        return 204, {}, ""
+
+    def comment(self, request: Any) -> tuple[int, dict[str, str], str]:
+        assert json.loads(request.body)["public"] is False
+        return 201, {}, json.dumps(self.created)
+
+
+def count_jsm(scenario: Scenario) -> Count:
+    def kind(method: str, path: str) -> str:
+        if path == "/rest/api/3/search/jql":
+            return "search"
+        if path.startswith("/rest/api/3/issue/"):
+            return "version read" if method == "GET" else "issue edit"
+        if path.startswith("/rest/servicedeskapi/request/"):
+            return "request comment"
+        return f"{method} {path}"
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
+        FakeJSM(api, scenario)
+        client = HttpClient(FakeJSM.URL, auth=HTTPBasicAuth("bench@example.com", "x"),
+                            name="jsm", sleep=lambda _: None, clock=lambda: 0.0)
+        sync(JSM(client, ("SUP",), start_time=START - timedelta(hours=1),
+                 now=lambda: NOW), scenario)
+        made = _kinds(api, kind)
+    minimum = {"GET /rest/api/3/myself": 1, "GET /rest/api/3/status": 1,
+               "search": _pages(scenario.changed, FakeJSM.PAGE),
+               # An edit has no version precondition: the conflict check is reading the
+               # issue's `updated` just before (docs/connectors/jsm.md, "Conflicts").
+               "version read": scenario.writes, "issue edit": scenario.writes,
+               "request comment": scenario.notes}
+    return Count("jsm", made, minimum)
+
+
 COUNTERS: dict[str, Callable[[Scenario], Count]] = {
     "hubspot": count_hubspot, "freshdesk": count_freshdesk, "zendesk": count_zendesk,
-    "rt": count_rt}
+    "rt": count_rt, "jsm": count_jsm}
 
 
 def rows(counts: list[Count]) -> Iterator[str]:

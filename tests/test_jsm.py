@@ -21,7 +21,7 @@ from requests.auth import HTTPBasicAuth
 from responses import matchers
 
 import jsm_spec
-from conftest import Waits, act, at, cli, cond, rule
+from conftest import Waits, act, at, bench_script, cli, cond, rule
 from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
 from sla_sync.connector.base import OutcomeUnknown
 from sla_sync.connector.http import HttpClient
@@ -567,3 +567,16 @@ def test_sla_sync_check_names_what_the_site_lacks_and_what_the_user_may_not_writ
     assert result.stderr.strip() == ("check: 2 problems; Jira Service Management "
                                      f"(jsm:{URL}:SUP) read in 6 requests")
     assert TOKEN not in result.output
+
+
+# -- requests per sync (bench/bench_requests.py's scenario, counted) ---------------------------
+
+def test_a_sync_costs_the_documented_minimum_of_requests():
+    bench = bench_script("bench_requests")
+    # 450 requests read (the user's zone, the statuses, 5 search pages of 100); 250 edited,
+    # each after reading its `updated` (an edit has no version check); 120 comments.
+    count = bench.count_jsm(bench.Scenario(450, 250, 120))
+    assert count.made == {"GET /rest/api/3/myself": 1, "GET /rest/api/3/status": 1,
+                          "search": 5, "version read": 250, "issue edit": 250,
+                          "request comment": 120}
+    assert count.made == count.minimum
