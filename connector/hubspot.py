@@ -1,6 +1,8 @@
 """HubSpot (CRM v3): tickets and leads (or contacts where the leads object is not enabled)
 read through the CRM search API, written with batch updates after a batch read that guards
-against concurrent edits; notes become note objects on the record's timeline.
+against concurrent edits; notes become note objects on the record's timeline. Where the
+settings ask for it, a ticket's conversation and owner history come from its properties'
+history (`propertiesWithHistory`).
 
 The settings, the field mapping and the limits are described in docs/connectors/hubspot.md.
 """
@@ -40,7 +42,9 @@ from sla_sync.connector.http import (
 from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     INITIAL_STATUS,
+    Assignment,
     ChangeSet,
+    Message,
     Note,
     Record,
     RecordError,
@@ -54,6 +58,7 @@ from sla_sync.connector.settings import (
     HTTP,
     Choice,
     Custom,
+    Flag,
     Items,
     Key,
     Nullable,
@@ -76,6 +81,15 @@ STATUS_PROPERTY = {"tickets": "hs_pipeline_stage", "leads": "hs_pipeline_stage",
 FIRST_RESPONSE = {"tickets": ("hs_first_agent_message_sent_at", "first_agent_reply_date"),
                   "leads": ("hs_first_outreach_date",), "contacts": ("hs_first_outreach_date",)}
 OWNER = "hubspot_owner_id"
+#: A ticket's conversation through HubSpot's inbox, as properties whose history holds one
+#: value per message: the instant of each message received from the customer, and of each
+#: response sent to them ("Last message received date", "Last response date").
+RECEIVED, SENT = "hs_last_message_received_at", "hs_last_message_sent_at"
+#: "The maximum number of inputs supported in a batch request for property histories is 50"
+#: (HubSpot's answer to a larger batch read with propertiesWithHistory).
+HISTORY_BATCH = 50
+#: A property written with the record's creation may carry a timestamp a little after it.
+CREATION_SLACK = timedelta(seconds=1)
 #: Search results per request: "The maximum number of supported objects per page is 200"
 #: (https://developers.hubspot.com/docs/api-reference/latest/crm/search-the-crm, Limitations).
 PAGE_SIZE = 200
@@ -175,6 +189,8 @@ SCHEMA = Schema(NAME, (
                                            expected="a number of seconds >= 0"),
             "how long a change may take to reach the search index (see \"Rate limits "
             "and reading\")", default=30.0),
+    Setting("history", Flag(), "read each ticket's conversation and owner history from its "
+            "properties' history (one request more per 50 tickets read)", default=False),
 ))
 #: How HubSpot refuses one record's write (PATCH): 404 gone, 400 refused.
 ERRORS = ErrorMap(NAME, noun="record", detail=lambda response: _error_text(
@@ -206,6 +222,7 @@ class Options:
     lead_priority_property: str = ""
     assignee_as: str = "email"
     search_delay_seconds: float = 30.0
+    history: bool = False
 
     @classmethod
     def parse(cls, settings: Mapping[str, Any], partial: bool = True) -> Options:
@@ -218,7 +235,8 @@ class Options:
         values: dict[str, Any] = {"objects": v["objects"], "portal": v["portal"],
                                   "assignee_as": v["assignee_as"],
                                   "search_delay_seconds": float(v["search_delay_seconds"]),
-                                  "lead_priority_property": v["lead_priority_property"]}
+                                  "lead_priority_property": v["lead_priority_property"],
+                                  "history": v["history"]}
         for key in ("priority_map", "stage_map", "lead_stage_map", "lead_status_map",
                     "channel_map", "source_map"):
             values[key] = {**getattr(defaults, key), **(v[key] or {})}
@@ -317,7 +335,9 @@ class HubSpot:
                                      "response has no results list")
             records: list[Record] = []
             problems: list[RecordError] = []
-            if any(_owner_of(raw) for raw in results):
+            histories = self._histories(obj, results)
+            if any(_owner_of(raw) for raw in results) or any(
+                    (h.get(OWNER) or []) for h in histories.values()):
                 self._owner_table()
             mark = position
             for index, raw in enumerate(results):
@@ -328,7 +348,8 @@ class HubSpot:
                 if stamp is not None and hs_id:
                     mark = mark.after(hs_id, stamp)
                 try:
-                    records.append(self._record(obj, raw, notices, index))
+                    records.append(self._record(obj, raw, notices, index,
+                                                histories.get(hs_id)))
                 except RecordError as problem:
                     problems.append(problem)
             positions[obj] = mark
@@ -374,22 +395,50 @@ class HubSpot:
                                  "object")
         return body
 
+    def _history_properties(self, obj: str) -> list[str]:
+        """The properties whose history a read asks for (none unless `history` is set)."""
+        if obj != "tickets" or not self.options.history:
+            return []
+        return list(dict.fromkeys((RECEIVED, SENT, OWNER, self.options.group_property)))
+
+    def _histories(self, obj: str, results: list[Any]) -> dict[str, dict[str, Any]]:
+        """Id -> propertiesWithHistory of a search page's records: one batch read per 50
+        (the search API gives no history)."""
+        wanted = self._history_properties(obj)
+        ids = [str(raw["id"]) for raw in results if isinstance(raw, dict) and raw.get("id")]
+        out: dict[str, dict[str, Any]] = {}
+        if not wanted:
+            return out
+        path = f"/crm/v3/objects/{obj}/batch/read"
+        for start in range(0, len(ids), HISTORY_BATCH):
+            response = self.client.post(path, json={
+                "properties": [], "propertiesWithHistory": wanted,
+                "inputs": [{"id": hs_id} for hs_id in ids[start:start + HISTORY_BATCH]]},
+                ok=(200, 207), write=False)
+            for raw in (_json(response, f"POST {path}") or {}).get("results") or []:
+                if isinstance(raw, dict) and isinstance(raw.get("propertiesWithHistory"), dict):
+                    out[str(raw.get("id"))] = raw["propertiesWithHistory"]
+        return out
+
     def get(self, record_id: str) -> Record | None:
         try:
             obj, hs_id = self._split(record_id)
         except ValueError:
             return None
-        response = self.client.get(f"/crm/v3/objects/{obj}/{hs_id}",
-                                   params={"properties": ",".join(self._properties(obj)),
-                                           "archived": "false"},
+        params = {"properties": ",".join(self._properties(obj)), "archived": "false"}
+        if self._history_properties(obj):
+            params["propertiesWithHistory"] = ",".join(self._history_properties(obj))
+        response = self.client.get(f"/crm/v3/objects/{obj}/{hs_id}", params=params,
                                    ok=(200, 404), record_id=record_id)
         if response.status_code == 404:
             return None
         raw = _json(response, f"GET /crm/v3/objects/{obj}/{{id}}")
-        if _owner_of(raw):
+        history = raw.get("propertiesWithHistory") if isinstance(raw, dict) else None
+        if _owner_of(raw) or (isinstance(history, dict) and history.get(OWNER)):
             self._owner_table()
         try:
-            return self._record(obj, raw, [])
+            return self._record(obj, raw, [], None,
+                                history if isinstance(history, dict) else None)
         except RecordError as problem:
             raise ConnectorError(f"{NAME}: {problem}", record_id=record_id) from None
 
@@ -469,7 +518,8 @@ class HubSpot:
                 "contacts": self.options.lead_status_map}[obj]
 
     def _record(self, obj: str, raw: Any, notices: NoticeSink,
-                position: int | None = None) -> Record:
+                position: int | None = None,
+                history: Mapping[str, Any] | None = None) -> Record:
         """One HubSpot object as a Record; RecordError names what is wrong."""
         if not isinstance(raw, dict):
             raise RecordError("is not an object", position=position)
@@ -498,8 +548,10 @@ class HubSpot:
             first_response = min((at for at in responses if at is not None), default=None)
             solved = _instant(props.get("closed_date"), "closed_date") \
                 if obj == "tickets" else None
-            history = self._history(obj, props)
+            statuses = self._history(obj, props)
             level = _level(text(o.escalation_property), o.escalation_property)
+            conversation = _conversation(history) if history is not None \
+                and self._history_properties(obj) else None
         except ValueError as exc:
             raise RecordError(str(exc), record_id=record_id, position=position) from None
 
@@ -521,12 +573,19 @@ class HubSpot:
             "tags": _split_tags(props.get(o.tags_property)),
             "first_response_at": first_response,
             "solved_at": solved,
-            "status_history": [{"at": at, "status": s} for at, s in history],
+            "status_history": [{"at": at, "status": s} for at, s in statuses],
             "escalation_level": level,
             "custom": {"hubspot_object": obj, "hubspot_id": str(raw_id),
                        **({"hubspot_owner_id": owner} if owner else {}),
                        **({"hubspot_stage": stage} if stage else {})},
         }
+        if conversation is not None and history is not None:
+            data["messages"] = [{"at": m.at, "author": m.author, "public": m.public}
+                                for m in conversation]
+            owners = self._owners_history(history, created, group, owner)
+            if owners is not None:
+                data["assignment_history"] = [
+                    {"at": a.at, "group": a.group, "assignee": a.assignee} for a in owners]
         if o.portal:  # the record's page in HubSpot needs the account (portal) id
             data["url"] = f"{APP_URL}/contacts/{o.portal}/record/{OBJECT_TYPE_IDS[obj]}/{raw_id}"
         if obj == "tickets":
@@ -540,6 +599,35 @@ class HubSpot:
             source = text(o.source_property)
             data["source"] = self._maps.source.read(source, notices) if source else ""
         return Record.from_dict(data, position)
+
+    def _owners_history(self, history: Mapping[str, Any], created: datetime, group: str,
+                        owner: str) -> list[Assignment] | None:
+        """The group and owner from creation on: a value written with the creation (within
+        CREATION_SLACK) is the record's at creation, a property never written was empty,
+        each later version is a change. None when the versions do not end at the values
+        the record has now (a history HubSpot did not keep whole is not guessed around)."""
+        group_property = self.options.group_property
+        state = {group_property: "", OWNER: ""}
+        changes: dict[datetime, dict[str, str]] = {}
+        for name in state:
+            for at, value in _versions(history.get(name)):
+                if at <= created + CREATION_SLACK:
+                    state[name] = value
+                else:
+                    changes.setdefault(at, {})[name] = value
+        groups = self.options.groups
+
+        def entry(at: datetime) -> Assignment:
+            value = state[group_property]
+            return Assignment(at, groups.get(value, value), self._assignee(state[OWNER]))
+
+        out = [entry(created)]
+        for at in sorted(changes):
+            state.update(changes[at])
+            out.append(entry(at))
+        if (state[group_property], state[OWNER]) != (group, owner):
+            return None
+        return out
 
     def _history(self, obj: str, props: Mapping[str, Any]) -> list[tuple[datetime, str]]:
         """What HubSpot can tell of the status history: the last time each mapped stage was
@@ -1074,6 +1162,40 @@ def _level(value: str, what: str) -> int:
     if number < 0 or not number.is_integer():
         raise ValueError(f"{what}: expected a whole number >= 0, got {value!r}")
     return int(number)
+
+
+def _versions(raw: Any) -> list[tuple[datetime, str]]:
+    """A property's history (propertiesWithHistory: newest first, each {value, timestamp,
+    sourceType, ...}) as (timestamp, value), oldest first; unreadable versions left out."""
+    out = []
+    for version in raw if isinstance(raw, list) else []:
+        if not isinstance(version, dict):
+            continue
+        try:
+            at = _instant(version.get("timestamp"), "timestamp")
+        except ValueError:
+            continue
+        value = version.get("value")
+        if at is not None:
+            out.append((at, "" if value is None else str(value).strip()))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def _conversation(history: Mapping[str, Any]) -> list[Message]:
+    """The messages the inbox properties' history tells: each distinct value of the
+    received date a customer's message, of the response date a public agent reply (at the
+    instant the value holds, not when it was written)."""
+    messages: dict[tuple[datetime, str], Message] = {}
+    for name, author in ((RECEIVED, "customer"), (SENT, "agent")):
+        for _, value in _versions(history.get(name)):
+            try:
+                at = _instant(value, name)
+            except ValueError:
+                continue
+            if at is not None:
+                messages[(at, author)] = Message(at, author, True)
+    return [messages[key] for key in sorted(messages)]
 
 
 def _instant(value: Any, what: str) -> datetime | None:

@@ -1,6 +1,7 @@
 """Jira Service Management Cloud (`type: jsm`): requests of one or more service projects read
 by JQL ordered by `updated` (Jira platform API v3, enhanced search), with their changelog for
-the status history and their comments' `jsdPublic` flag for the first response; priority,
+the status and assignee history, their comments (`jsdPublic`) for the conversation and the
+first response, and `timespent` for the time worked; priority,
 assignee and labels written with an issue edit, internal notes with the service desk API's
 request comment (`public: false`). docs/connectors/jsm.md is the admin's guide."""
 
@@ -33,7 +34,10 @@ from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import HttpClient, client_from_settings, follow, numbered
 from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
+    MAX_WORKED,
+    Assignment,
     ChangeSet,
+    Message,
     Note,
     Record,
     RecordError,
@@ -303,7 +307,7 @@ class JSM:
     @property
     def _fields(self) -> list[str]:
         return ["summary", "status", "priority", "assignee", "reporter", "created", "updated",
-                "resolutiondate", "labels", "comment", "project",
+                "resolutiondate", "labels", "comment", "project", "timespent",
                 self.words.request_type_field, self.words.organization_field]
 
     # -- reading ---------------------------------------------------------------------------
@@ -465,8 +469,21 @@ class JSM:
             resolved = fields.get("resolutiondate")
             solved_at = parse_instant(resolved, "resolutiondate") \
                 if resolved and category == "done" else None
-            history = self._history(key, raw.get("changelog"), categories, notices)
-            first_response = self._first_response(key, fields.get("comment"), reporter)
+            histories = self._whole(raw.get("changelog"), "histories",
+                                    CHANGELOG.format(key=key), "values", key)
+            history = self._history(histories, categories, notices)
+            comments = self._whole(fields.get("comment"), "comments", COMMENTS.format(key=key),
+                                   "comments", key)
+            first_response = _first_response(comments, reporter)
+            messages = _conversation(created_at, comments, reporter)
+            owners = _owners(histories, created_at, project, assignee,
+                             lambda account: words.agents.read(account, notices))
+            worked = fields.get("timespent")
+            if worked is not None and (isinstance(worked, bool) or not isinstance(worked, int)
+                                       or not 0 <= worked <= MAX_WORKED):
+                notices.append(f"request {key}: timespent {worked!r} is not seconds: its "
+                               "worked time is left out")
+                worked = None
         except ValueError as exc:
             raise RecordError(str(exc), record_id=key, position=position) from None
         custom = {"jsm_status": status["name"], "status_category": category,
@@ -493,7 +510,8 @@ class JSM:
             escalation_level=max((n for n in map(words.level_of_label, labels)
                                   if n is not None), default=0),
             custom={k: v for k, v in custom.items() if v is not None},
-            url=f"{self.client.base_url.rstrip('/')}/browse/{key}")
+            url=f"{self.client.base_url.rstrip('/')}/browse/{key}",
+            worked_seconds=worked, messages=messages, assignment_history=owners)
 
     def _status(self, name: str, category: str | None, notices: NoticeSink) -> str:
         """A status by its name in the map, else by its category (new, indeterminate,
@@ -505,12 +523,9 @@ class JSM:
             return CATEGORIES[category]
         return self.words.status.read(name, notices)
 
-    def _history(self, key: str, changelog: Any, categories: Mapping[str, str],
+    def _history(self, histories: list[Any], categories: Mapping[str, str],
                  notices: NoticeSink) -> list[StatusChange]:
-        """The status changes of the changelog, oldest first; a changelog the search cut
-        short is read whole from the issue's changelog (startAt paging)."""
-        histories = self._whole(changelog, "histories", CHANGELOG.format(key=key), "values",
-                                key)
+        """The status changes of the changelog (read whole: `_whole`), oldest first."""
         changes = []
         for entry in histories:
             if not isinstance(entry, Mapping):
@@ -523,20 +538,6 @@ class JSM:
                         item["toString"], categories.get(str(item.get("to"))), notices)))
         changes.sort(key=lambda change: change.at)
         return changes
-
-    def _first_response(self, key: str, comment: Any, reporter: str | None) -> datetime | None:
-        """The first public comment (`jsdPublic`) by someone other than the reporter; the
-        comments the search cut short are read from the issue (startAt paging)."""
-        comments = self._whole(comment, "comments", COMMENTS.format(key=key), "comments", key)
-        answered = []
-        for item in comments:
-            if not isinstance(item, Mapping) or item.get("jsdPublic") is not True:
-                continue
-            author = item.get("author")
-            account = author.get("accountId") if isinstance(author, Mapping) else None
-            if account is not None and account != reporter:
-                answered.append(parse_instant(item.get("created"), "comment.created"))
-        return min(answered, default=None)
 
     def _whole(self, holder: Any, inline: str, path: str, key: str, record_id: str,
                ) -> list[Any]:
@@ -765,6 +766,73 @@ class JSM:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+def _author(comment: Mapping[str, Any]) -> Mapping[str, Any]:
+    author = comment.get("author")
+    return author if isinstance(author, Mapping) else {}
+
+
+def _first_response(comments: list[Any], reporter: str | None) -> datetime | None:
+    """The first public comment (`jsdPublic`) by someone other than the reporter."""
+    answered = []
+    for item in comments:
+        if not isinstance(item, Mapping) or item.get("jsdPublic") is not True:
+            continue
+        account = _author(item).get("accountId")
+        if account is not None and account != reporter:
+            answered.append(parse_instant(item.get("created"), "comment.created"))
+    return min(answered, default=None)
+
+
+def _conversation(created_at: datetime, comments: list[Any], reporter: str | None,
+                  ) -> tuple[Message, ...]:
+    """The request's conversation: its creation (the reporter's description) and every
+    comment, oldest first. The reporter and portal-only customers (`accountType`
+    `customer`) are customers; anyone else (an Atlassian account) is an agent, as for the
+    first response; an internal comment (`jsdPublic` false) is an agent's, never public."""
+    messages = [Message(created_at, "customer", True)]
+    for item in comments:
+        if not isinstance(item, Mapping):
+            continue
+        author = _author(item)
+        public = item.get("jsdPublic") is True
+        customer = public and (author.get("accountId") == reporter
+                               or author.get("accountType") == "customer")
+        messages.append(Message(parse_instant(item.get("created"), "comment.created"),
+                                "customer" if customer else "agent", public))
+    messages.sort(key=lambda m: m.at)
+    return tuple(messages)
+
+
+def _owners(histories: list[Any], created_at: datetime, project: str, assignee: str | None,
+            name: Callable[[str | None], str]) -> tuple[Assignment, ...] | None:
+    """The assignee from creation on, in the request's project (its group): the first
+    assignee change's `from` is the assignee at creation (Jira's changelog has every change
+    of the issue's life, and creation is none). None when the issue moved between projects
+    (its group then changed, under another key)."""
+    changes: list[tuple[datetime, str | None, str | None]] = []
+    for entry in histories:
+        if not isinstance(entry, Mapping):
+            continue
+        for item in entry.get("items") or []:
+            if not isinstance(item, Mapping):
+                continue
+            field = item.get("fieldId", item.get("field"))
+            if field == "project":
+                return None
+            if field == "assignee":
+                changes.append((parse_instant(entry.get("created"), "changelog.created"),
+                                _text_or_none(item.get("from")), _text_or_none(item.get("to"))))
+    changes.sort(key=lambda change: change[0])
+    first = changes[0][1] if changes else assignee
+    history = [Assignment(created_at, project, name(first))]
+    history += [Assignment(at, project, name(to)) for at, _, to in changes]
+    return tuple(history)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
 
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

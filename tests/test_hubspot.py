@@ -22,7 +22,7 @@ from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_c
 from sla_sync.connector import hubspot as hubspot_module
 from sla_sync.connector.http import HeaderToken, HttpClient
 from sla_sync.connector.hubspot import HubSpot, Options
-from sla_sync.connector.model import ChangeSet
+from sla_sync.connector.model import Assignment, ChangeSet, Message
 from sla_sync.sync_state import StateStore
 
 BASE = "https://acme.example.com"
@@ -777,3 +777,122 @@ def test_a_re_anchored_search_leaves_out_the_edge_so_every_page_brings_200_new_r
     # back the record read at its anchor and 199 new ones, and a third page the last one.
     count = bench.count_hubspot(bench.Scenario(800, 0, 0))
     assert count.made == {"search": 4} == count.minimum
+
+
+# -- the conversation and the owner history (history: true) -----------------------------------
+
+HISTORY = ["hs_last_message_received_at", "hs_last_message_sent_at", "hubspot_owner_id",
+           "hs_pipeline"]
+
+
+def history_read(api: responses.RequestsMock) -> None:
+    """The batch read of property histories that follows a search page (history: true)."""
+    api.post(BATCH_READ, json=fixture("batch_read_tickets_history_513.json"),
+             match=[responses.matchers.json_params_matcher(
+                 {"properties": [], "propertiesWithHistory": HISTORY,
+                  "inputs": [{"id": "513"}]})])
+
+
+def test_without_history_a_ticket_has_no_conversation_and_no_request_more(api):
+    api.post(SEARCH, json=fixture("search_tickets_513_end_of_stream.json"))
+    api.get(OWNERS, json=fixture("owners.json"))
+    [record] = [r for page in make().fetch(None) for r in page.records]
+    assert record.messages is None and record.assignment_history is None
+    assert record.worked_seconds is None  # HubSpot tickets keep no logged work
+    assert len(api.calls) == 2
+
+
+def test_the_conversation_is_the_history_of_the_inbox_message_dates(api):
+    """Ticket 513 came in by chat at 08:00, Ben answered at 08:30, the customer wrote again
+    at 08:50: each message set the received or response date once."""
+    api.post(SEARCH, json=fixture("search_tickets_513_end_of_stream.json"))
+    history_read(api)
+    api.get(OWNERS, json=fixture("owners.json"))
+    [record] = [r for page in make(history=True).fetch(None) for r in page.records]
+    assert record.messages == (
+        Message(at("2026-03-02 08:00"), "customer", True),
+        Message(at("2026-03-02 08:30"), "agent", True),
+        Message(at("2026-03-02 08:50"), "customer", True))
+    # The pipeline was written with the creation; a workflow gave Ben the ticket at 08:10.
+    assert record.assignment_history == (
+        Assignment(at("2026-03-02 08:00"), "support", ""),
+        Assignment(at("2026-03-02 08:10"), "support", "ben@example.com"))
+    assert len(sent(api, BATCH_READ)) == 1 and len(api.calls) == 3
+
+
+def test_property_histories_are_read_fifty_tickets_a_request():
+    bodies: list[Any] = []
+    template = fixture("search_tickets_513_end_of_stream.json")["results"][0]
+    page = {"total": 120, "results": [
+        {**template, "id": str(1000 + n),
+         "properties": {**template["properties"], "hs_object_id": str(1000 + n)}}
+        for n in range(120)]}
+    with responses.RequestsMock() as mock:
+        mock.post(SEARCH, json=page)
+        mock.get(OWNERS, json=fixture("owners.json"))
+
+        def history(request: Any) -> tuple[int, dict[str, str], str]:
+            body = json.loads(request.body)
+            bodies.append(body)
+            return 200, {}, json.dumps({"status": "COMPLETE", "results": []})
+
+        mock.add_callback(responses.POST, BATCH_READ, callback=history)
+        records = [r for p in make(history=True).fetch(None) for r in p.records]
+    assert [len(b["inputs"]) for b in bodies] == [50, 50, 20]
+    # A ticket HubSpot returned no history for has none: unknown, not empty.
+    assert len(records) == 120 and all(r.messages is None for r in records)
+
+
+def test_an_owner_history_that_does_not_end_at_the_owner_now_is_left_out(api):
+    history = fixture("batch_read_tickets_history_513.json")
+    history["results"][0]["propertiesWithHistory"]["hubspot_owner_id"][0]["value"] = "41629779"
+    api.post(SEARCH, json=fixture("search_tickets_513_end_of_stream.json"))
+    api.post(BATCH_READ, json=history)
+    api.get(OWNERS, json=fixture("owners.json"))
+    [record] = [r for page in make(history=True).fetch(None) for r in page.records]
+    assert record.assignment_history is None and record.messages is not None
+
+
+def test_get_asks_for_the_histories_in_the_same_request(api):
+    ticket = fixture("search_tickets_513_end_of_stream.json")["results"][0]
+    with_history = {**ticket, "propertiesWithHistory": fixture(
+        "batch_read_tickets_history_513.json")["results"][0]["propertiesWithHistory"]}
+    api.get(f"{BASE}/crm/v3/objects/tickets/513", json=with_history)
+    api.get(OWNERS, json=fixture("owners.json"))
+    record = make(history=True).get("tickets:513")
+    assert record is not None and record.messages is not None and len(record.messages) == 3
+    [call] = [c for c in api.calls if "/objects/tickets/513" in c.request.url]
+    assert "propertiesWithHistory=hs_last_message_received_at" in call.request.url
+
+
+def test_a_run_finds_a_next_response_breach_in_the_hubspot_conversation(
+        tmp_path, monkeypatch, api):
+    """The customer wrote again at 08:50 after Ben's 08:30 answer and nobody has answered
+    since: at 10:20 the 30-minute next response target ran out at 09:20 (the first
+    response, 30 minutes after creation, was in time)."""
+    config = e2e_project(tmp_path, monkeypatch)
+    config.write_text(config.read_text().replace("sandbox: true", "sandbox: true, history: true"))
+    (tmp_path / "policy.json").write_text(json.dumps({
+        "slas": [{"name": "standard",
+                  "targets": {"first_response": "1h", "next_response": "30m"}}],
+        "rules": [{"name": "late reply",
+                   "conditions": {"all": [{"name": "next_response_breached",
+                                           "operator": "is_true", "value": True}]},
+                   "actions": [{"name": "add_tag", "params": {"tag": "reply_overdue"}}]}]}))
+    api.post(SEARCH, json=fixture("search_tickets_513_end_of_stream.json"))
+    history_read(api)
+    api.get(OWNERS, json=fixture("owners.json"))
+    before = fixture("batch_read_tickets.json")
+    before["results"] = [r for r in before["results"] if r["id"] == "513"]
+    api.post(BATCH_READ, json=before, match=[responses.matchers.json_params_matcher(
+        {"propertiesWithHistory": []}, strict_match=False)])
+    written = fixture("batch_update_tickets.json")
+    written["results"] = [{**r, "properties": {**r["properties"], "sla_tags": "reply_overdue"}}
+                          for r in written["results"] if r["id"] == "513"]
+    api.post(BATCH_UPDATE, json=written)
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert result.exit_code == 0, result.output
+    [update] = sent(api, BATCH_UPDATE)
+    assert update["inputs"] == [{"id": "513", "objectWriteTraceId": "tickets:513",
+                                 "properties": {"sla_tags": "reply_overdue"}}]
+    assert "writes 1" in result.output

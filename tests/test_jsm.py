@@ -1,7 +1,8 @@
 """The Jira Service Management connector against recorded, documented Jira Cloud payloads
 (tests/fixtures/jsm): JQL reads ordered by `updated` with the minute edge read again, status
-history from the changelog, first response from public comments, issue edits and internal
-request comments, conflicts, retries, secrets, and `sla-sync run` end to end.
+history from the changelog, first response from public comments, the conversation, the
+assignee history and the time worked, issue edits and internal request comments, conflicts,
+retries, secrets, and `sla-sync run` end to end.
 
 Every request these tests make is also checked against Atlassian's OpenAPI spec when it is
 available (tests/jsm_spec.py; the service desk API by the overlay it documents)."""
@@ -26,7 +27,7 @@ from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_c
 from sla_sync.connector.base import OutcomeUnknown
 from sla_sync.connector.http import HttpClient
 from sla_sync.connector.jsm import JSM, SCHEMA, SEARCH, Words, _read_cursor
-from sla_sync.connector.model import ChangeSet, Note, StatusChange
+from sla_sync.connector.model import Assignment, ChangeSet, Message, Note, StatusChange
 from sla_sync.sync_state import StateStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jsm"
@@ -38,7 +39,7 @@ NOW = at("2026-03-02 10:20")
 ALICE = "5b10ac8d82e05b22cc7d4ef5"
 SAM = "5b109f2e9729b51b54dc274d"
 FIELDS = ["summary", "status", "priority", "assignee", "reporter", "created", "updated",
-          "resolutiondate", "labels", "comment", "project", "customfield_10010",
+          "resolutiondate", "labels", "comment", "project", "timespent", "customfield_10010",
           "customfield_10002"]
 PAGE_2_TOKEN = "Ch8jU1VQLTEwMhIFMTAxMDIYwqKJ1MszKICAgICAgICA"
 SETTINGS = {"type": "jsm", "url": URL, "email": EMAIL, "token": TOKEN, "projects": ["SUP"]}
@@ -580,3 +581,75 @@ def test_a_sync_costs_the_documented_minimum_of_requests():
                           "search": 5, "version read": 250, "issue edit": 250,
                           "request comment": 120}
     assert count.made == count.minimum
+
+
+# -- the conversation, the assignee history and the time worked --------------------------------
+
+def test_the_conversation_assignees_and_time_worked_come_with_the_search_at_no_request_more(
+        api):
+    """SUP-110: raised at 09:00 by Carla (a portal customer); Sam takes it at 09:15 and
+    replies in public at 09:20; Carla writes again at 09:40; Alice comments internally at
+    09:50; 30 minutes logged."""
+    site(api)
+    search_page(api, "search_conversation_last", search("2026-03-01 01:00"))
+    record = read_all(jsm())["SUP-110"]
+    assert record.messages == (
+        Message(at("2026-03-02 09:00"), "customer", True),  # the request itself
+        Message(at("2026-03-02 09:20"), "agent", True),
+        Message(at("2026-03-02 09:40"), "customer", True),
+        Message(at("2026-03-02 09:50"), "agent", False))
+    assert record.assignment_history == (
+        Assignment(at("2026-03-02 09:00"), "SUP", ""),
+        Assignment(at("2026-03-02 09:15"), "SUP", "sam"))
+    assert record.worked_seconds == 1800
+    assert record.first_response_at == at("2026-03-02 09:20")
+    assert len(api.calls) == 3  # the time zone, the statuses, one search page
+
+
+def test_without_time_logged_the_time_worked_is_unknown_and_a_move_drops_the_history(api):
+    page = load("search_conversation_last")
+    issue = page["issues"][0]
+    issue["fields"]["timespent"] = None
+    issue["changelog"]["histories"].append({
+        "id": "30113", "created": "2026-03-02T10:55:00.000+0100", "items": [
+            {"field": "project", "fieldtype": "jira", "fieldId": "project", "from": "10001",
+             "fromString": "Hardware", "to": "10000", "toString": "Support"}]})
+    issue["changelog"]["total"] = issue["changelog"]["maxResults"] = 4
+    site(api)
+    api.post(URL + SEARCH, json=page)
+    record = read_all(jsm())["SUP-110"]
+    assert record.worked_seconds is None and record.assignment_history is None
+    assert record.messages is not None and len(record.messages) == 4
+
+
+def test_the_changelog_gives_the_assignee_at_creation_as_its_first_changes_from(api):
+    page = load("search_conversation_last")
+    item = page["issues"][0]["changelog"]["histories"][0]["items"][0]
+    item.update({"from": ALICE, "fromString": "Alice Adams"})
+    site(api)
+    api.post(URL + SEARCH, json=page)
+    history = read_all(jsm())["SUP-110"].assignment_history
+    assert history is not None and [(a.at, a.assignee) for a in history] == [
+        (at("2026-03-02 09:00"), "alice"), (at("2026-03-02 09:15"), "sam")]
+
+
+NEXT_RESPONSE_POLICY = {
+    "slas": [{"name": "standard", "targets": {"first_response": "1h", "next_response": "30m"}}],
+    "rules": [rule("late reply", {"all": [cond("next_response_breached", "is_true")]},
+                   act("add_tag", tag="reply_overdue"))],
+}
+
+
+def test_a_run_finds_a_next_response_breach_in_the_jsm_conversation(api, project):
+    """Carla wrote again at 09:40 after Sam's 09:20 reply; Alice's 09:50 comment is
+    internal: at 10:20 the 30-minute next response target ran out at 10:10 (the first
+    response, at 09:20, was in time)."""
+    (project.parent / "policy.json").write_text(json.dumps(NEXT_RESPONSE_POLICY))
+    site(api)
+    search_page(api, "search_conversation_last", search("2026-03-01 01:00"))
+    api.put(f"{URL}/rest/api/3/issue/SUP-110", status=204)
+    result = cli("run", "--config", str(project), "--now", NOW.isoformat())
+    assert result.exit_code == 0, result.output
+    assert writes(api.calls) == [
+        ("PUT", "/rest/api/3/issue/SUP-110", {"update": {"labels": [{"add": "reply_overdue"}]}})]
+    assert "writes 1" in result.output
