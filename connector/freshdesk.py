@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -344,6 +345,29 @@ class Freshdesk:
         catalog.agents = self._known(catalog, o.agents, "agent", agents)
         catalog.requests = self.client.requests_sent - sent
         return catalog
+
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The account's agents by the name records give them (the `agents` map's, else the
+        id), each with its email address, and its time zone where Freshdesk's is an IANA
+        name (Freshdesk mostly keeps Rails names such as "Berlin", left out rather than
+        guessed): alerts to `{assignee}` go there. One request per 100 agents."""
+        found: dict[str, dict[str, str]] = {}
+        for agent in self._pages("/api/v2/agents"):
+            contact = agent.get("contact")
+            if not isinstance(agent.get("id"), int) or not isinstance(contact, Mapping):
+                continue
+            entry = {"name": self.options.agents.name(agent["id"])}
+            if isinstance(contact.get("email"), str) and contact["email"]:
+                entry["email"] = contact["email"]
+            zone = contact.get("time_zone")
+            if isinstance(zone, str) and "/" in zone:
+                try:
+                    ZoneInfo(zone)
+                    entry["timezone"] = zone
+                except (ValueError, ZoneInfoNotFoundError):
+                    pass
+            found[entry["name"]] = entry
+        return found
 
     def _list_page(self, url: str, where: str, what: str
                    ) -> tuple[list[Any], requests.Response]:

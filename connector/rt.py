@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
@@ -385,6 +385,24 @@ class RT:
         catalog.requests = self.client.requests_sent - sent
         return catalog
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """RT's enabled users by name (an owner's name is a record's assignee), each with its
+        email address and time zone where RT has them (alerts to `{assignee}` go there, in
+        that zone): one request per 100 users."""
+        found: dict[str, dict[str, str]] = {}
+        for user in self._collection("users", "Name,EmailAddress,Timezone,Disabled"):
+            name = user.get("Name")
+            if not isinstance(name, str) or not name or name in SYSTEM_USERS | {NOBODY} \
+                    or str(user.get("Disabled", "")) not in ("", "0"):
+                continue
+            entry = {"name": name}
+            if isinstance(user.get("EmailAddress"), str) and user["EmailAddress"]:
+                entry["email"] = user["EmailAddress"]
+            if _zone_name(user.get("Timezone")):
+                entry["timezone"] = user["Timezone"]
+            found[name] = entry
+        return found
+
     def _collection(self, path: str, fields: str) -> list[dict[str, Any]]:
         """Every item of a REST2 collection, pages of PER_PAGE until a short one."""
         def read(page: int) -> list[Any]:
@@ -683,6 +701,17 @@ def _conversation(ordered: list[dict[str, Any]], created_at: datetime,
         messages.append(Message(latest, "customer" if customer else "agent",
                                 public=MESSAGE_TYPES[kind]))
     return tuple(messages)
+
+
+def _zone_name(value: Any) -> bool:
+    """Whether `value` is an IANA time zone name (RT's user Timezone; "" is RT's default)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
 
 
 def _assignee(name: str | None) -> str:

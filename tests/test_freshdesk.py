@@ -516,6 +516,23 @@ def test_bad_settings_are_refused_naming_the_key_and_never_the_api_key(settings,
     assert API_KEY not in str(info.value)
 
 
+def test_the_directory_names_agents_as_records_do_with_their_address(api):
+    second = f"{URL}/api/v2/agents?per_page=100&page=2"
+    lisbon = fixture("check_agents_page_2")
+    lisbon[0]["contact"]["time_zone"] = "Europe/Lisbon"
+    api.get(f"{URL}/api/v2/agents", json=lisbon,
+            match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])
+    api.get(f"{URL}/api/v2/agents", json=fixture("check_agents_page_1"),
+            match=[matchers.query_param_matcher({"per_page": "100"})],
+            headers={"Link": f'<{second}>; rel="next"'})
+    found = freshdesk(agents={48000501: "Ana Lima"}).directory()
+    # Ana by the config's name; her "Berlin" is a Rails zone name: left out, not guessed.
+    assert found == {"Ana Lima": {"name": "Ana Lima", "email": "ana@acme.example.com"},
+                     "48000502": {"name": "48000502", "email": "raj@acme.example.com",
+                                  "timezone": "Europe/Lisbon"}}
+    assert len(api.calls) == 2
+
+
 def test_settings_build_a_connector_with_its_identity_and_capabilities():
     connector = open_connector({"type": "freshdesk", "url": f"{URL}/", "api_key": API_KEY,
                                 "requests_per_minute": 120, "groups": {"48000123": "support"}},

@@ -349,6 +349,22 @@ def test_get_reads_one_ticket_by_id_and_none_when_rt_has_none() -> None:
         [["id = 1"], ["id = 404"]]
 
 
+@responses.activate
+def test_the_directory_is_rts_enabled_users_with_their_address_and_time_zone() -> None:
+    users = fixture("users_directory")
+    users["items"].append({**users["items"][0], "Name": "dana", "EmailAddress": "",
+                           "Timezone": "Mars/Olympus"})
+    responses.get(f"{API}/users", json=users)
+    found = rt().directory()
+    assert found["alice"] == {"name": "alice", "email": "alice@sla-sync.test",
+                              "timezone": "Europe/Berlin"}
+    assert found["dana"] == {"name": "dana"}  # no address; a zone that is none: left out
+    assert "bob" not in found  # disabled
+    assert not {"Nobody", "RT_System"} & set(found)
+    assert query_of(responses.calls[0])["fields"] == ["Name,EmailAddress,Timezone,Disabled"]
+    assert len(responses.calls) == 1
+
+
 # -- writing -------------------------------------------------------------------------------
 
 def read_ticket_1(connector: RT) -> None:

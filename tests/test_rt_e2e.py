@@ -477,3 +477,10 @@ def test_owner_and_queue_changes_are_the_assignment_history_and_time_worked_is_r
     sent = rt.client.requests_sent
     assert rt.get(moved) == record
     assert rt.client.requests_sent - sent == 2  # the names are asked of RT once
+
+
+def test_the_directory_gives_each_agents_address_from_rt(project):
+    found = direct(project).directory()
+    assert found["alice"]["email"] == "alice@sla-sync.test"
+    assert found["bob"]["email"] == "bob@sla-sync.test"
+    assert "Nobody" not in found and "RT_System" not in found
