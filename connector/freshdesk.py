@@ -538,7 +538,8 @@ class Freshdesk:
             status_history=self._history(created, status, stamps),
             escalation_level=level, custom=custom,
             url=f"{self.client.base_url.rstrip('/')}/a/tickets/{record_id}",
-            messages=None if self.options.conversations else _stat_messages(raw, stamps),
+            messages=None if self.options.conversations or raw.get("stats") is None
+            else _stat_messages(raw, stamps),
         )
 
     def _history(self, created: datetime, status: str,

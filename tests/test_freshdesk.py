@@ -205,6 +205,13 @@ def test_with_conversations_and_time_entries_each_changed_ticket_costs_two_reads
         "/api/v2/tickets/1006/time_entries"]
 
 
+def test_a_ticket_without_stats_has_no_conversation_rather_than_a_guessed_one(api):
+    bare = {k: v for k, v in fixture("ticket_1006_customer_replied").items() if k != "stats"}
+    add_page(api, START, [bare])
+    [page] = freshdesk().fetch(None)
+    assert page.records[0].messages is None
+
+
 def test_an_outbound_email_opens_with_the_agents_message(api):
     outbound = fixture("ticket_1006_customer_replied") | {"source": 10}
     add_page(api, START, [outbound])

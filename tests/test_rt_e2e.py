@@ -484,3 +484,22 @@ def test_the_directory_gives_each_agents_address_from_rt(project):
     assert found["alice"]["email"] == "alice@sla-sync.test"
     assert found["bob"]["email"] == "bob@sla-sync.test"
     assert "Nobody" not in found and "RT_System" not in found
+
+
+def test_a_ticket_left_without_an_owner_past_the_target_is_a_time_to_own_breach(project):
+    """Time to own from RT's queue and owner changes: a ticket nobody took in two hours is
+    breached; one created with an owner, or moved to a queue just now, is not."""
+    (project.config.parent / "policy.json").write_text(json.dumps({
+        "slas": [{"name": "standard", "targets": {"first_response": "8h", "time_to_own": "1h",
+                                                  "resolution": "3d"}}],
+        "rules": [rule("unowned", cond("time_to_own_breached", "is_true"),
+                       act("add_tag", tag="unowned"))]}))
+    unowned = project.ticket("unowned", timedelta(hours=2))
+    owned = project.ticket("owned", timedelta(hours=2), Owner="alice")
+    moved = project.ticket("moved", timedelta(hours=2), Owner="alice")
+    project.agent.update(moved, {"Queue": "billing", "Owner": "Nobody"})
+    result = project.run()
+    assert result.exit_code == 0, result.output
+    tags = {ticket_id: project.api.ticket(ticket_id)["fields"].get("Tags")
+            for ticket_id in (unowned, owned, moved)}
+    assert tags == {unowned: ["unowned"], owned: [], moved: []}
