@@ -1,6 +1,8 @@
 """Freshdesk (API v2): tickets read in `updated_since` windows, written by PUT or by an
 asynchronous bulk update, with private notes. Every write re-reads the ticket first, so an
-edit made since it was read is a ConflictError, never overwritten."""
+edit made since it was read is a ConflictError, never overwritten. The conversation comes
+from the tickets' `stats` (free, approximate) or, when configured, from each changed
+ticket's conversations; worked time, when configured, from its time entries."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -41,6 +44,7 @@ from sla_sync.connector.http import (
 from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
+    Message,
     Note,
     Record,
     RecordError,
@@ -53,6 +57,7 @@ from sla_sync.connector.model import (
 )
 from sla_sync.connector.settings import (
     HTTP,
+    Flag,
     Id,
     Instant,
     Nullable,
@@ -91,7 +96,10 @@ RUNNING = frozenset({"IN PROGRESS", "QUEUED", "PENDING", "RUNNING", "STARTED"})
 KEPT = ("type", "due_by", "fr_due_by", "is_escalated", "fr_escalated", "requester_id",
         "company_id", "product_id")
 STAT_TIMES = ("first_responded_at", "resolved_at", "closed_at", "reopened_at",
-              "pending_since", "status_updated_at")
+              "pending_since", "status_updated_at", "agent_responded_at",
+              "requester_responded_at")
+#: `source` 10: an outbound email, whose first message is the agent's.
+OUTBOUND = 10
 
 
 
@@ -124,6 +132,10 @@ SCHEMA = Schema("freshdesk", (
     Setting("escalation_field", _NAME, "the custom field the level is written to"),
     Setting("escalation_tag_prefix", Text("a name"), "the tag prefix of the level",
             default="sla_escalation_"),
+    Setting("conversations", Flag(), "read each changed ticket's conversations (the exact "
+            "conversation; one request per ticket)", default=False),
+    Setting("time_entries", Flag(), "read each changed ticket's time entries (worked time; "
+            "one request per ticket)", default=False),
 ))
 #: How Freshdesk refuses one ticket's write (the rest of the run goes on). A 409 is a
 #: refusal too: the version check is made by the connector, before it writes.
@@ -146,6 +158,8 @@ class Options:
     escalation_field: str | None = None
     escalation_tag_prefix: str = "sla_escalation_"
     start_at: datetime | None = None
+    conversations: bool = False
+    time_entries: bool = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Options:
@@ -161,6 +175,7 @@ class Options:
             tier_field=v["tier_field"], tier_tag_prefix=v["tier_tag_prefix"],
             escalation_field=v["escalation_field"],
             escalation_tag_prefix=v["escalation_tag_prefix"], start_at=v["start_at"],
+            conversations=v["conversations"], time_entries=v["time_entries"],
         )
 
     @cached_property
@@ -228,12 +243,14 @@ class Freshdesk:
                 for number, raw in enumerate(body, start=position):
                     try:
                         record = self._record(raw, notices, number)
+                        if window.covers(record.id, record.updated_at):
+                            continue
+                        record = self._enriched(record, raw, number)
                     except RecordError as exc:
                         page.problems.append(exc)
                         continue
-                    if not window.covers(record.id, record.updated_at):
-                        page.records.append(record)
-                        mark = mark.after(record.id, record.updated_at)
+                    page.records.append(record)
+                    mark = mark.after(record.id, record.updated_at)
                 position += len(body)
                 page.notices = notices.take()
                 page.cursor = mark.encode()
@@ -329,6 +346,29 @@ class Freshdesk:
         catalog.requests = self.client.requests_sent - sent
         return catalog
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The account's agents by the name records give them (the `agents` map's, else the
+        id), each with its email address, and its time zone where Freshdesk's is an IANA
+        name (Freshdesk mostly keeps Rails names such as "Berlin", left out rather than
+        guessed): alerts to `{assignee}` go there. One request per 100 agents."""
+        found: dict[str, dict[str, str]] = {}
+        for agent in self._pages("/api/v2/agents"):
+            contact = agent.get("contact")
+            if not isinstance(agent.get("id"), int) or not isinstance(contact, Mapping):
+                continue
+            entry = {"name": self.options.agents.name(agent["id"])}
+            if isinstance(contact.get("email"), str) and contact["email"]:
+                entry["email"] = contact["email"]
+            zone = contact.get("time_zone")
+            if isinstance(zone, str) and "/" in zone:
+                try:
+                    ZoneInfo(zone)
+                    entry["timezone"] = zone
+                except (ValueError, ZoneInfoNotFoundError):
+                    pass
+            found[entry["name"]] = entry
+        return found
+
     def _list_page(self, url: str, where: str, what: str
                    ) -> tuple[list[Any], requests.Response]:
         """One page of a listing paged by Link headers: only on this account's host (the API
@@ -379,47 +419,70 @@ class Freshdesk:
 
     def get(self, record_id: str) -> Record | None:
         raw = self._ticket(record_id, stats=True)
-        return None if raw is None else self._record(raw, [], None)
+        return None if raw is None else self._enriched(self._record(raw, [], None), raw, None)
 
     def read_back(self, record_id: str, since: datetime | None = None) -> Record | None:
         """The ticket with its private notes added since `since`, from its conversations: a
-        ticket does not carry them. One request for the ticket, one per 100 conversations."""
-        record = self.get(record_id)
-        if record is None:
+        ticket does not carry them. One request for the ticket, one per 100 conversations
+        (read once, also for the conversation when `conversations` is on)."""
+        raw = self._ticket(record_id, stats=True)
+        if raw is None:
             return None
+        items = self._listed(record_id, "conversations") or []
+        record = self._enriched(self._record(raw, [], None), raw, None, items)
         return dataclasses.replace(record, notes=tuple(
-            note for note in self._conversations(record_id)
-            if since is None or note.at >= since))
+            note for note in _private_notes(items) if since is None or note.at >= since))
 
-    def _conversations(self, record_id: str) -> list[Note]:
-        where = "freshdesk: GET /api/v2/tickets/{id}/conversations"
-        notes: list[Note] = []
+    def _enriched(self, record: Record, raw: Mapping[str, Any], position: int | None,
+                  conversations: list[Any] | None = None) -> Record:
+        """The record with what the ticket itself does not carry, where configured: its
+        conversation from its conversations, its worked time from its time entries (one
+        request each per 100 items). RecordError when the ticket is gone or an item is
+        malformed."""
+        o = self.options
+        if not (o.conversations or o.time_entries):
+            return record
+        try:
+            changes: dict[str, Any] = {}
+            if o.conversations:
+                items = conversations if conversations is not None else \
+                    self._listed(record.id, "conversations")
+                changes["messages"] = None if items is None else _messages(raw, items)
+            if o.time_entries:
+                entries = self._listed(record.id, "time_entries")
+                changes["worked_seconds"] = None if entries is None else _worked(entries)
+            if None in changes.values():
+                raise ValueError("deleted since it was listed")
+            return dataclasses.replace(record, **changes)
+        except ValueError as exc:
+            raise RecordError(str(exc), record_id=record.id, position=position) from None
+
+    def _listed(self, record_id: str, what: str) -> list[Any] | None:
+        """Every item of a ticket's `conversations` or `time_entries`, 100 a page following
+        the Link header on this host; None when the ticket is gone (404)."""
+        where = f"freshdesk: GET /api/v2/tickets/{{id}}/{what}"
+        items: list[Any] = []
 
         def read(url: str) -> tuple[Any, requests.Response]:
             if urlparse(url).netloc != urlparse(self.client.base_url).netloc:
                 raise ConnectorError(f"{where}: the Link header points at another host; "
                                      "refusing to follow it", record_id=record_id)
-            response = self.client.get(url, record_id=record_id)
+            response = self.client.get(url, record_id=record_id, ok=(200, 404))
+            if response.status_code == 404:
+                return None, response
             body = decode_json(response, where)
             if not isinstance(body, list):
-                raise ConnectorError(f"{where}: expected a list of conversations",
+                raise ConnectorError(f"{where}: expected a list of {what}",
                                      record_id=record_id)
             return body, response
 
-        first = self.client.url(_ticket_path(record_id) + "/conversations") + "?per_page=100"
-        for body in follow(first, lambda _body, response: link_next(response), read, where):
-            for item in body:
-                if not isinstance(item, Mapping) or item.get("private") is not True:
-                    continue  # replies and public notes are never sla-sync's
-                text = item.get("body_text")
-                if not isinstance(text, str):
-                    text = note_text(item.get("body"))
-                try:
-                    at = parse_instant(item.get("created_at"), "created_at")
-                except ValueError:
-                    continue
-                notes.append(Note(at, text))
-        return notes
+        first = self.client.url(_ticket_path(record_id) + f"/{what}") + "?per_page=100"
+        for body in follow(first, lambda body, response: None if body is None
+                           else link_next(response), read, where):
+            if body is None:
+                return None
+            items += body
+        return items
 
     def _ticket(self, record_id: str, stats: bool) -> dict[str, Any] | None:
         """The ticket as it is now; None when it is gone (deleted, spam, merged away)."""
@@ -475,6 +538,8 @@ class Freshdesk:
             status_history=self._history(created, status, stamps),
             escalation_level=level, custom=custom,
             url=f"{self.client.base_url.rstrip('/')}/a/tickets/{record_id}",
+            messages=None if self.options.conversations or raw.get("stats") is None
+            else _stat_messages(raw, stamps),
         )
 
     def _history(self, created: datetime, status: str,
@@ -553,8 +618,10 @@ class Freshdesk:
         written = self._put(record_id, body) if body else current
         for text in change.notes:
             self._add_note(record_id, text)
-        if change.notes:
-            return None  # a note moves updated_at again: the PUT's copy is not the last
+        if change.notes or self.options.conversations or self.options.time_entries:
+            # A note moves updated_at again: the PUT's copy is not the last. The PUT's
+            # answer carries no conversation or time entries: the next fetch reads them.
+            return None
         try:
             return self._record({**written, "stats": current.get("stats")}, [], None)
         except RecordError:
@@ -757,6 +824,78 @@ class Freshdesk:
                     or f"job {state.lower() or 'ended'}"
                 outcome[str(item["id"])] = str(why)[:200] if failed else None
         return outcome
+
+
+def _opening(raw: Mapping[str, Any]) -> str:
+    """Who wrote the ticket's first message: the agent of an outbound email, else the
+    customer (a phone or portal ticket an agent typed in is still the customer's request)."""
+    return "agent" if raw.get("source") == OUTBOUND else "customer"
+
+
+def _stat_messages(raw: Mapping[str, Any], stamps: Mapping[str, datetime | None],
+                   ) -> tuple[Message, ...]:
+    """The conversation as far as `stats` tells it: the opening message, the last agent
+    reply, the last requester message. Only the current cycle is known: a wait that began
+    with an earlier customer message reads as beginning at the last one. The first reply
+    is left out, though known (`first_response_at` has it): with it, the time between the
+    first and the last reply would read as one cycle, a guess."""
+    created = parse_instant(raw.get("created_at"), "created_at")
+    known = [(created, _opening(raw))]
+    for name, author in (("agent_responded_at", "agent"),
+                         ("requester_responded_at", "customer")):
+        at = stamps.get(name)
+        if at is not None:
+            known.append((max(at, created), author))
+    unique = sorted(set(known), key=lambda entry: (entry[0], entry[1] == "customer"))
+    return tuple(Message(at, author) for at, author in unique)
+
+
+def _messages(raw: Mapping[str, Any], items: list[Any]) -> tuple[Message, ...]:
+    """The conversation from a ticket's conversations: the opening message, then each reply
+    or note (a private note is not public); the requester's, or one that came in from
+    outside (`incoming`: an email from a contact), is the customer's."""
+    created = parse_instant(raw.get("created_at"), "created_at")
+    requester = raw.get("requester_id")
+    messages = [Message(created, _opening(raw))]
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"conversations[{i}]: expected an object")
+        at = parse_instant(item.get("created_at"), f"conversations[{i}].created_at")
+        customer = item.get("incoming") is True or (
+            requester is not None and item.get("user_id") == requester)
+        messages.append(Message(max(at, created), "customer" if customer else "agent",
+                                public=item.get("private") is not True))
+    return tuple(sorted(messages, key=lambda message: message.at))
+
+
+def _worked(entries: list[Any]) -> int:
+    """The seconds of a ticket's time entries (`time_spent` is "hh:mm")."""
+    total = 0
+    for i, entry in enumerate(entries):
+        spent = entry.get("time_spent") if isinstance(entry, Mapping) else None
+        match = re.fullmatch(r"(\d{1,6}):([0-5]\d)", spent) if isinstance(spent, str) else None
+        if match is None:
+            raise ValueError(f"time_entries[{i}].time_spent: expected hh:mm, got {spent!r}")
+        total += int(match.group(1)) * 3600 + int(match.group(2)) * 60
+    return total
+
+
+def _private_notes(items: list[Any]) -> list[Note]:
+    """The private notes of a ticket's conversations (replies and public notes are never
+    sla-sync's)."""
+    notes = []
+    for item in items:
+        if not isinstance(item, Mapping) or item.get("private") is not True:
+            continue
+        text = item.get("body_text")
+        if not isinstance(text, str):
+            text = note_text(item.get("body"))
+        try:
+            at = parse_instant(item.get("created_at"), "created_at")
+        except ValueError:
+            continue
+        notes.append(Note(at, text))
+    return notes
 
 
 def _stamp(value: datetime) -> str:

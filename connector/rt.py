@@ -1,5 +1,6 @@
-"""Request Tracker 5 (REST2, `/REST/2.0`): tickets read by TicketSQL on `LastUpdated`, their
-status history from the ticket history, writes by `PUT` with `If-Match`, notes as comments.
+"""Request Tracker 5 (REST2, `/REST/2.0`): tickets read by TicketSQL on `LastUpdated`; their
+status history, conversation and owner and queue changes from the ticket history; writes by
+`PUT` with `If-Match`, notes as comments.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
@@ -40,7 +41,9 @@ from sla_sync.connector.http import (
 from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     INITIAL_STATUS,
+    Assignment,
     ChangeSet,
+    Message,
     Note,
     Record,
     RecordError,
@@ -75,9 +78,15 @@ TAGS_FIELD, TIER_FIELD, ESCALATION_FIELD = "Tags", "Tier", "Escalation level"
 
 PER_PAGE = 100  # REST2's maximum
 TICKET_FIELDS = ("Subject,Status,Priority,Queue,Owner,Created,LastUpdated,Resolved,Requestor,"
-                 "CustomFields")
+                 "TimeWorked,CustomFields")
 HISTORY_FIELDS = "Type,Created,Field,OldValue,NewValue,Creator"
 NOBODY = "Nobody"
+#: The transactions of a conversation: the request that opened the ticket, replies (seen
+#: by the requestors) and comments (private).
+MESSAGE_TYPES = {"Create": True, "Correspond": True, "Comment": False}
+#: Transaction types that change the owner (RT::Ticket::SetOwner); RT 5 records them all
+#: as `Set`, older versions by how the owner changed.
+OWNER_TYPES = frozenset({"Set", "Take", "Untake", "Give", "Steal", "Force"})
 #: RT's own users, which no ticket is assigned to.
 SYSTEM_USERS = frozenset({"RT_System"})
 NOT_SET = datetime(1970, 1, 1, tzinfo=UTC)  # RT's "not set" date
@@ -216,6 +225,9 @@ class RT:
         self._versions: dict[str, Version] = {}
         #: Ticket id -> its Comment transactions (id, when) from the last history read.
         self._comments: dict[str, list[tuple[int, datetime]]] = {}
+        #: ("user" | "queue", RT's number) -> its name (None: RT does not tell the API user):
+        #: owner and queue changes name them by number.
+        self._names: dict[tuple[str, str], str | None] = {}
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any], base_dir: Path) -> RT:
@@ -373,6 +385,24 @@ class RT:
         catalog.requests = self.client.requests_sent - sent
         return catalog
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """RT's enabled users by name (an owner's name is a record's assignee), each with its
+        email address and time zone where RT has them (alerts to `{assignee}` go there, in
+        that zone): one request per 100 users."""
+        found: dict[str, dict[str, str]] = {}
+        for user in self._collection("users", "Name,EmailAddress,Timezone,Disabled"):
+            name = user.get("Name")
+            if not isinstance(name, str) or not name or name in SYSTEM_USERS | {NOBODY} \
+                    or str(user.get("Disabled", "")) not in ("", "0"):
+                continue
+            entry = {"name": name}
+            if isinstance(user.get("EmailAddress"), str) and user["EmailAddress"]:
+                entry["email"] = user["EmailAddress"]
+            if _zone_name(user.get("Timezone")):
+                entry["timezone"] = user["Timezone"]
+            found[name] = entry
+        return found
+
     def _collection(self, path: str, fields: str) -> list[dict[str, Any]]:
         """Every item of a REST2 collection, pages of PER_PAGE until a short one."""
         def read(page: int) -> list[Any]:
@@ -454,6 +484,9 @@ class RT:
             and (at := _instant_or_none(t.get("Created"))) is not None]
         history, first_response = self._timeline(transactions, rt_status, created_at,
                                                  requestors, notices)
+        ordered = sorted(transactions, key=lambda t: _number(t.get("id")))
+        messages = _conversation(ordered, created_at, requestors)
+        assignments = self._assignments(ordered, created_at, queue, owner, notices)
         etag = max((_number(t.get("id")) for t in transactions), default=0) or None
         self._versions[record_id] = Version(updated_at, None if etag is None else f'"{etag}"',
                                             fields)
@@ -469,7 +502,62 @@ class RT:
             solved_at=resolved, status_history=tuple(history),
             escalation_level=int(level_text or 0),
             custom={"requestors": requestors, "custom_fields": others},
-            url=f"{self.url}/Ticket/Display.html?id={record_id}")
+            url=f"{self.url}/Ticket/Display.html?id={record_id}",
+            worked_seconds=_worked(item.get("TimeWorked")), messages=messages,
+            assignment_history=assignments)
+
+    def _assignments(self, ordered: list[dict[str, Any]], created_at: datetime, queue: Any,
+                     owner: str, notices: NoticeSink) -> tuple[Assignment, ...] | None:
+        """The queue and owner at creation, then after each change of either (Set Queue,
+        Set Owner), oldest first. RT names both by number in a transaction: a number is
+        looked up once (`queue/N`, `user/N`), the current ones are known from the ticket.
+        None when RT does not name one of them to the API user."""
+        changes = [(txn, str(txn.get("Field"))) for txn in ordered
+                   if (txn.get("Field") == "Queue" and txn.get("Type") == "Set")
+                   or (txn.get("Field") == "Owner" and txn.get("Type") in OWNER_TYPES)]
+        if isinstance(queue, dict) and str(queue.get("id", "")).isdigit():
+            self._names.setdefault(("queue", str(queue["id"])), str(queue.get("Name") or ""))
+        owners = [txn for txn, field_name in changes if field_name == "Owner"]
+        if owners and owner:  # the last owner change gave the ticket its owner now
+            self._names.setdefault(("user", str(owners[-1].get("NewValue"))), owner)
+        current = {"Queue": queue.get("Name", "") if isinstance(queue, dict) else "",
+                   "Owner": owner}
+        state = {}
+        for field_name in ("Queue", "Owner"):
+            first = next((t for t, f in changes if f == field_name), None)
+            state[field_name] = current[field_name] if first is None else \
+                self._name(field_name, first.get("OldValue"))
+        entries = [Assignment(created_at, state["Queue"] or "", _assignee(state["Owner"]))]
+        unnamed = None in state.values()
+        for txn, field_name in changes:
+            state[field_name] = self._name(field_name, txn.get("NewValue"))
+            unnamed = unnamed or state[field_name] is None
+            at = _instant_or_none(txn.get("Created")) or entries[-1].at
+            entries.append(Assignment(max(at, entries[-1].at), state["Queue"] or "",
+                                      _assignee(state["Owner"])))
+        if unnamed:
+            notices.append("rt: an owner or queue change names a user or queue the API user "
+                           "cannot see: those tickets have no assignment history (time to own "
+                           "is unavailable for them)")
+            return None
+        return tuple(entries)
+
+    def _name(self, field_name: str, number: Any) -> str | None:
+        """The name of the queue or user RT's `number` stands for, asked of RT once."""
+        kind = "queue" if field_name == "Queue" else "user"
+        key = (kind, str(number))
+        if key not in self._names:
+            name = None
+            if key[1].isdigit():
+                response = self.client.request("GET", f"{kind}/{key[1]}", ok=(200, 403, 404))
+                try:
+                    body = response.json() if response.status_code == 200 else None
+                except ValueError:
+                    body = None
+                if isinstance(body, dict) and isinstance(body.get("Name"), str):
+                    name = body["Name"]
+            self._names[key] = name
+        return self._names[key]
 
     def _timeline(self, transactions: list[dict[str, Any]], rt_status: str,
                   created_at: datetime, requestors: list[str], notices: NoticeSink,
@@ -592,6 +680,48 @@ class RT:
         if custom:
             body["CustomFields"] = custom
         return body
+
+
+def _conversation(ordered: list[dict[str, Any]], created_at: datetime,
+                  requestors: list[str]) -> tuple[Message, ...]:
+    """The ticket's messages, oldest first: the request that opened it (a customer's, whoever
+    typed it in, as the first response clock counts from it), then each reply (public) and
+    comment (private), a requestor's being the customer's and anyone else's an agent's."""
+    customers = {name.lower() for name in requestors}
+    messages: list[Message] = []
+    latest = created_at
+    for txn in ordered:
+        kind = str(txn.get("Type"))
+        at = _instant_or_none(txn.get("Created")) if kind in MESSAGE_TYPES else None
+        if at is None:
+            continue
+        # A backdated ticket's transactions cannot precede its creation.
+        latest = max(at, latest)
+        customer = kind == "Create" or _user(txn.get("Creator")).lower() in customers
+        messages.append(Message(latest, "customer" if customer else "agent",
+                                public=MESSAGE_TYPES[kind]))
+    return tuple(messages)
+
+
+def _zone_name(value: Any) -> bool:
+    """Whether `value` is an IANA time zone name (RT's user Timezone; "" is RT's default)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        ZoneInfo(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
+def _assignee(name: str | None) -> str:
+    return "" if name in (None, NOBODY) else str(name)
+
+
+def _worked(value: Any) -> float | None:
+    """TimeWorked, RT's minutes of logged work, in seconds; None when RT does not give it."""
+    text = str(value if value is not None else "").strip()
+    return int(text) * 60 if text.isdigit() else None
 
 
 def _identify(item: Any, position: int) -> tuple[str, datetime]:

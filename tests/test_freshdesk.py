@@ -163,6 +163,94 @@ def test_status_history_is_what_the_stats_timestamps_tell(api):
     assert page.records[4].status_timeline()[-1] == StatusChange(t("2026-03-02 08:00"), "open")
 
 
+# -- the conversation and the worked time -------------------------------------------------------
+# Ticket 1006: pat emailed at 08:00, Ana replied at 08:20 and noted privately at 08:25, pat
+# wrote at 08:30 and again at 08:40, unanswered since; Ana logged 12 min and 1h05.
+
+def conversation_reads(api: responses.RequestsMock, ticket_id: int = 1006, **pages: Any) -> None:
+    for what in ("conversations", "time_entries"):
+        api.get(f"{TICKETS}/{ticket_id}/{what}", **pages.get(what, {
+            "json": fixture(f"{what}_ticket_1006")}),
+            match=[matchers.query_param_matcher({"per_page": "100"})])
+
+
+def test_by_default_the_conversation_is_what_stats_tells_at_no_request(api):
+    add_page(api, START, [fixture("ticket_1006_customer_replied")])
+    [page] = freshdesk().fetch(None)
+    [record] = page.records
+    assert record.messages is not None
+    # The opening email, Ana's first (and last) reply, pat's last message: pat's 08:30
+    # message and the private note are not in stats.
+    assert [(m.at, m.author, m.public) for m in record.messages] == [
+        (at("2026-03-02 08:00"), "customer", True), (at("2026-03-02 08:20"), "agent", True),
+        (at("2026-03-02 08:40"), "customer", True)]
+    assert record.worked_seconds is None and record.assignment_history is None
+    assert len(api.calls) == 1
+
+
+def test_with_conversations_and_time_entries_each_changed_ticket_costs_two_reads_more(api):
+    add_page(api, START, [fixture("ticket_1006_customer_replied")])
+    conversation_reads(api)
+    [page] = freshdesk(conversations=True, time_entries=True).fetch(None)
+    [record] = page.records
+    assert record.messages is not None
+    assert [(m.at, m.author, m.public) for m in record.messages] == [
+        (at("2026-03-02 08:00"), "customer", True), (at("2026-03-02 08:20"), "agent", True),
+        (at("2026-03-02 08:25"), "agent", False), (at("2026-03-02 08:30"), "customer", True),
+        (at("2026-03-02 08:40"), "customer", True)]
+    assert record.first_response_at == at("2026-03-02 08:20")
+    assert record.worked_seconds == 12 * 60 + 65 * 60
+    assert [urlparse(c.request.url).path for c in api.calls] == [
+        "/api/v2/tickets", "/api/v2/tickets/1006/conversations",
+        "/api/v2/tickets/1006/time_entries"]
+
+
+def test_a_ticket_without_stats_has_no_conversation_rather_than_a_guessed_one(api):
+    bare = {k: v for k, v in fixture("ticket_1006_customer_replied").items() if k != "stats"}
+    add_page(api, START, [bare])
+    [page] = freshdesk().fetch(None)
+    assert page.records[0].messages is None
+
+
+def test_an_outbound_email_opens_with_the_agents_message(api):
+    outbound = fixture("ticket_1006_customer_replied") | {"source": 10}
+    add_page(api, START, [outbound])
+    [page] = freshdesk().fetch(None)
+    assert page.records[0].messages is not None
+    assert page.records[0].messages[0].author == "agent"
+
+
+def test_a_ticket_gone_before_its_conversations_are_read_is_skipped_and_reported(api):
+    add_page(api, START, [fixture("ticket_1006_customer_replied"),
+                          fixture("incremental_page_1_of_2")[0]])
+    api.get(f"{TICKETS}/1006/conversations", status=404, json={})
+    api.get(f"{TICKETS}/1001/conversations", json=[])
+    [page] = freshdesk(conversations=True).fetch(None)
+    assert [r.id for r in page.records] == ["1001"]
+    assert page.records[0].messages is not None and len(page.records[0].messages) == 1
+    assert [str(p) for p in page.problems] == ["record '1006': deleted since it was listed"]
+
+
+def test_a_malformed_time_entry_skips_its_ticket_naming_the_entry(api):
+    add_page(api, START, [fixture("ticket_1006_customer_replied")])
+    entries = fixture("time_entries_ticket_1006")
+    entries[1]["time_spent"] = "65 min"
+    api.get(f"{TICKETS}/1006/time_entries", json=entries)
+    [page] = freshdesk(time_entries=True).fetch(None)
+    assert page.records == []
+    assert [str(p) for p in page.problems] == [
+        "record '1006': time_entries[1].time_spent: expected hh:mm, got '65 min'"]
+
+
+def test_read_back_reads_the_conversations_once_for_the_notes_and_the_conversation(api):
+    api.get(f"{TICKETS}/1006", **ticket_view(fixture("ticket_1006_customer_replied")))
+    api.get(f"{TICKETS}/1006/conversations", json=fixture("conversations_ticket_1006"))
+    record = freshdesk(conversations=True).read_back("1006", at("2026-03-02 08:00"))
+    assert record is not None and record.messages is not None and len(record.messages) == 5
+    assert [n.text for n in record.notes] == ["Floor 2 is billing's printer"]
+    assert len(api.calls) == 2
+
+
 def test_tier_from_a_tag_prefix_and_escalation_from_a_custom_field(api):
     tickets = fixture("incremental_page_1_of_2")
     tickets[1]["custom_fields"]["cf_sla_escalation"] = 2
@@ -433,6 +521,23 @@ def test_bad_settings_are_refused_naming_the_key_and_never_the_api_key(settings,
         open_connector({"type": "freshdesk", **settings}, Path("."))
     assert message in str(info.value)
     assert API_KEY not in str(info.value)
+
+
+def test_the_directory_names_agents_as_records_do_with_their_address(api):
+    second = f"{URL}/api/v2/agents?per_page=100&page=2"
+    lisbon = fixture("check_agents_page_2")
+    lisbon[0]["contact"]["time_zone"] = "Europe/Lisbon"
+    api.get(f"{URL}/api/v2/agents", json=lisbon,
+            match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])
+    api.get(f"{URL}/api/v2/agents", json=fixture("check_agents_page_1"),
+            match=[matchers.query_param_matcher({"per_page": "100"})],
+            headers={"Link": f'<{second}>; rel="next"'})
+    found = freshdesk(agents={48000501: "Ana Lima"}).directory()
+    # Ana by the config's name; her "Berlin" is a Rails zone name: left out, not guessed.
+    assert found == {"Ana Lima": {"name": "Ana Lima", "email": "ana@acme.example.com"},
+                     "48000502": {"name": "48000502", "email": "raj@acme.example.com",
+                                  "timezone": "Europe/Lisbon"}}
+    assert len(api.calls) == 2
 
 
 def test_settings_build_a_connector_with_its_identity_and_capabilities():
@@ -747,3 +852,42 @@ def test_notes_of_a_bulk_update_go_after_the_job_and_only_for_tickets_it_wrote(a
                       ("POST", "/api/v2/tickets/1001/notes"),
                       ("POST", "/api/v2/tickets/1003/notes")]
     assert sent(api.calls[-1]) == {"body": "Breached: escalated.", "private": True}
+
+
+# -- end to end: a next response breach from Freshdesk's own conversation data ----------------
+
+def conversation_tickets() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ticket 1006 (pat waits since 08:30; stats say 08:40) and 1007, where Ana answered
+    pat's 08:40 message at 09:00."""
+    waiting = fixture("ticket_1006_customer_replied")
+    answered = json.loads(json.dumps(waiting))
+    answered.update(id=1007, updated_at="2026-03-02T09:00:00Z")
+    answered["stats"]["agent_responded_at"] = "2026-03-02T09:00:00Z"
+    return waiting, answered
+
+
+@pytest.mark.parametrize("conversations", [False, True])
+def test_end_to_end_a_customer_reply_unanswered_past_the_target_is_a_next_response_breach(
+        site, tmp_path, monkeypatch, conversations):
+    waiting, answered = conversation_tickets()
+    fake = FakeFreshdeskWithNotes(site, [waiting, answered])
+    fake.notes[1006] = fixture("conversations_ticket_1006")
+    fake.notes[1007] = fixture("conversations_ticket_1006") + [
+        {**fixture("conversations_ticket_1006")[0], "id": 48009105,
+         "created_at": "2026-03-02T09:00:00Z", "updated_at": "2026-03-02T09:00:00Z"}]
+    config = project(tmp_path, monkeypatch, conversations=str(conversations).lower())
+    (tmp_path / "policy.json").write_text(json.dumps({
+        "slas": [{"name": "standard", "targets": {"first_response": "1h", "next_response": "1h",
+                                                  "resolution": "1d"}}],
+        "rules": [rule("reply overdue", cond("next_response_breached", "is_true"),
+                       act("set_priority", priority="urgent"))]}))
+    # 09:35: pat has waited 65 min since 08:30, 55 since 08:40.
+    early = cli("run", "--config", str(config), "--now", iso("2026-03-02 09:35"))
+    assert early.exit_code == 0, early.output
+    assert fake.tickets[1006]["priority"] == (4 if conversations else 2)
+    later = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
+    assert later.exit_code == 0, later.output
+    assert (fake.tickets[1006]["priority"], fake.tickets[1007]["priority"]) == (4, 2)
+    reads = [urlparse(c.request.url).path for c in site.calls
+             if c.request.url.split("?")[0].endswith("/conversations")]
+    assert bool(reads) == conversations

@@ -114,6 +114,71 @@ def test_a_first_read_maps_every_ticket_to_a_record() -> None:
     assert len(responses.calls) == 4  # one search, one history page per ticket
 
 
+def serve_conversation() -> None:
+    """Ticket 5 as recorded from RT 5.0.3: alice answered carol, carol replied by email,
+    alice commented, took the ticket and moved it to billing with 25 minutes worked, carol
+    wrote again."""
+    responses.get(f"{API}/tickets", json=fixture("tickets_ticket_5_conversation"))
+    responses.get(f"{API}/ticket/5/history", json=fixture("history_ticket_5_conversation"))
+
+
+@responses.activate
+def test_the_conversation_owner_and_queue_changes_and_time_worked_come_from_the_history(
+        ) -> None:
+    serve_conversation()
+    responses.get(f"{API}/user/6", json=fixture("user_6_nobody"))
+    responses.get(f"{API}/queue/3", json=fixture("check_queue_3_support"))
+    connector = rt()
+    [page] = list(connector.fetch(None))
+    [record] = page.records
+    assert record.messages is not None
+    assert [(m.at, m.author, m.public) for m in record.messages] == [
+        (at("2026-03-02 08:00"), "customer", True),  # the request (Create)
+        (at("2026-03-02 08:20"), "agent", True),  # alice's Correspond
+        (at("2026-03-02 08:40"), "customer", True),  # carol's emailed reply
+        (at("2026-03-02 08:45"), "agent", False),  # alice's Comment
+        (at("2026-03-02 09:10"), "customer", True)]
+    assert record.first_response_at == at("2026-03-02 08:20")
+    assert record.assignment_history is not None
+    assert [(a.at, a.group, a.assignee) for a in record.assignment_history] == [
+        (at("2026-03-02 08:00"), "support", ""),  # Set Owner's old value 6 is Nobody
+        (at("2026-03-02 08:50"), "support", "alice"),  # its new value is the owner now
+        (at("2026-03-02 08:55"), "billing", "alice")]  # Set Queue 3 -> 4 (the queue now)
+    assert record.worked_seconds == 25 * 60
+    # One search, one history page, and user 6 and queue 3 named once: the second read of
+    # the ticket asks for no name again.
+    assert len(responses.calls) == 4
+    list(connector.fetch(None))
+    assert len(responses.calls) == 6
+
+
+@responses.activate
+def test_an_owner_rt_does_not_name_to_the_api_user_leaves_no_assignment_history() -> None:
+    serve_conversation()
+    responses.get(f"{API}/user/6", status=403, json={"message": "Forbidden"})
+    responses.get(f"{API}/queue/3", json=fixture("check_queue_3_support"))
+    [page] = list(rt().fetch(None))
+    [record] = page.records
+    assert record.assignment_history is None  # never a guess
+    assert record.messages is not None and len(record.messages) == 5
+    assert [n for n in page.notices if "assignment history" in n]
+
+
+@responses.activate
+def test_a_ticket_without_changes_of_owner_or_queue_has_them_since_creation() -> None:
+    serve_recorded_page()
+    new, answered, _ = next(rt().fetch(None)).records
+    assert new.assignment_history is not None
+    assert [(a.at, a.group, a.assignee) for a in new.assignment_history] == [
+        (at("2026-03-02 09:00"), "support", "")]
+    assert answered.messages is not None
+    assert [(m.at, m.author, m.public) for m in answered.messages] == [
+        (at("2026-03-02 09:30"), "customer", True), (at("2026-03-02 09:40"), "agent", True),
+        (at("2026-03-02 09:45"), "agent", False)]  # created by alice: still the request
+    assert new.worked_seconds is None  # recorded without TimeWorked: not given, not 0
+    assert len(responses.calls) == 4  # no name asked: the ticket says them
+
+
 @responses.activate
 def test_the_search_is_ticketsql_on_lastupdated_in_rts_sql_form_ordered_oldest_first() -> None:
     responses.get(f"{API}/tickets", json=fixture("tickets_empty"))
@@ -282,6 +347,22 @@ def test_get_reads_one_ticket_by_id_and_none_when_rt_has_none() -> None:
     assert connector.get("not-a-ticket") is None
     assert [query_of(c)["query"] for c in calls("GET", "/REST/2.0/tickets")] == \
         [["id = 1"], ["id = 404"]]
+
+
+@responses.activate
+def test_the_directory_is_rts_enabled_users_with_their_address_and_time_zone() -> None:
+    users = fixture("users_directory")
+    users["items"].append({**users["items"][0], "Name": "dana", "EmailAddress": "",
+                           "Timezone": "Mars/Olympus"})
+    responses.get(f"{API}/users", json=users)
+    found = rt().directory()
+    assert found["alice"] == {"name": "alice", "email": "alice@sla-sync.test",
+                              "timezone": "Europe/Berlin"}
+    assert found["dana"] == {"name": "dana"}  # no address; a zone that is none: left out
+    assert "bob" not in found  # disabled
+    assert not {"Nobody", "RT_System"} & set(found)
+    assert query_of(responses.calls[0])["fields"] == ["Name,EmailAddress,Timezone,Disabled"]
+    assert len(responses.calls) == 1
 
 
 # -- writing -------------------------------------------------------------------------------

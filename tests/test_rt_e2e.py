@@ -401,3 +401,105 @@ def test_revert_puts_back_a_runs_writes_in_rt_and_leaves_an_agents_edit(project)
     assert again.exit_code == 0, again.output
     assert "put back 0 values on 0 records" in again.stderr
     assert project.api.transactions_after(last) == []
+
+
+# -- the conversation, the owner and queue changes, the worked time -----------------------------
+
+NEXT_RESPONSE = {
+    "slas": [{"name": "standard", "targets": {"first_response": "8h", "next_response": "1h",
+                                              "resolution": "3d"}}],
+    "rules": [rule("reply overdue", cond("next_response_breached", "is_true"),
+                   act("add_tag", tag="reply_overdue"))],
+}
+
+
+def customer_replies(project: Project, ticket_id: str, text: str) -> None:
+    """carol@example.com (the requestor) answers by email, through RT's mail gateway as
+    rt-mailgate posts it (`action=correspond`), so that RT records her Correspond."""
+    message = (f"From: carol@example.com\nTo: support@rt.example\nSubject: Re: ticket "
+               f"{ticket_id}\n\n{text}\n")
+    url = project.api.base.removesuffix("/REST/2.0") + "/REST/1.0/NoAuth/mail-gateway"
+    answer = requests.post(url, timeout=30, data={
+        "queue": "support", "action": "correspond", "ticket": ticket_id, "message": message})
+    if answer.status_code != 200 or not answer.text.startswith("ok"):
+        pytest.fail(f"set-up: RT's mail gateway did not take the requestor's reply to ticket "
+                    f"{ticket_id} (HTTP {answer.status_code}: {answer.text.strip()[:200]!r}). "
+                    "tools/rt-server grants the Requestor role ReplyToTicket; a server started "
+                    "before it did must be restarted (tools/rt-server stop, then start, "
+                    "initialises it anew). Not a connector defect.", pytrace=False)
+
+
+def test_a_customer_reply_left_unanswered_past_the_target_is_a_next_response_breach(project):
+    """The next response clock from RT's own transactions: carol's emailed reply after
+    alice's answer starts a cycle; a comment (private) does not end it, a reply does; a
+    requestor who was never answered is the first response clock's."""
+    (project.config.parent / "policy.json").write_text(json.dumps(NEXT_RESPONSE))
+    waiting = project.ticket("waiting", timedelta(hours=3))
+    commented = project.ticket("commented", timedelta(hours=3))
+    answered = project.ticket("answered", timedelta(hours=3))
+    unanswered = project.ticket("never answered", timedelta(hours=3))
+    for ticket_id in (waiting, commented, answered):
+        project.agent.call("POST", f"ticket/{ticket_id}/correspond",
+                           json={"Content": "Try turning it off.", "ContentType": "text/plain"})
+    for ticket_id in (waiting, commented, answered, unanswered):
+        customer_replies(project, ticket_id, "Still broken.")
+    project.agent.call("POST", f"ticket/{commented}/comment",
+                       json={"Content": "Asked the printer team.", "ContentType": "text/plain"})
+    project.agent.call("POST", f"ticket/{answered}/correspond",
+                       json={"Content": "Fixed now.", "ContentType": "text/plain"})
+
+    record = direct(project).get(commented)
+    assert record is not None and record.messages is not None
+    assert [(m.author, m.public) for m in record.messages] == [
+        ("customer", True), ("agent", True), ("customer", True), ("agent", False)]
+
+    # Two hours after the replies: carol has waited 2h for an answer on two tickets.
+    result = project.run(later=timedelta(hours=2))
+    assert result.exit_code == 0, result.output
+    assert summary(result)["writes"] == 2
+    tags = {ticket_id: project.api.ticket(ticket_id)["fields"]["Tags"]
+            for ticket_id in (waiting, commented, answered, unanswered)}
+    assert tags == {waiting: ["reply_overdue"], commented: ["reply_overdue"], answered: [],
+                    unanswered: []}
+
+
+def test_owner_and_queue_changes_are_the_assignment_history_and_time_worked_is_read(project):
+    moved = project.ticket("moved", timedelta(hours=1))
+    project.agent.update(moved, {"Owner": "alice"})
+    project.agent.update(moved, {"Queue": "billing", "TimeWorked": 25})
+    rt = direct(project)
+    record = rt.get(moved)
+    assert record is not None and record.assignment_history is not None
+    assert [(a.group, a.assignee) for a in record.assignment_history] == [
+        ("support", ""), ("support", "alice"), ("billing", "alice")]
+    assert record.assignment_history[0].at == record.created_at
+    assert record.worked_seconds == 25 * 60
+    sent = rt.client.requests_sent
+    assert rt.get(moved) == record
+    assert rt.client.requests_sent - sent == 2  # the names are asked of RT once
+
+
+def test_the_directory_gives_each_agents_address_from_rt(project):
+    found = direct(project).directory()
+    assert found["alice"]["email"] == "alice@sla-sync.test"
+    assert found["bob"]["email"] == "bob@sla-sync.test"
+    assert "Nobody" not in found and "RT_System" not in found
+
+
+def test_a_ticket_left_without_an_owner_past_the_target_is_a_time_to_own_breach(project):
+    """Time to own from RT's queue and owner changes: a ticket nobody took in two hours is
+    breached; one created with an owner, or moved to a queue just now, is not."""
+    (project.config.parent / "policy.json").write_text(json.dumps({
+        "slas": [{"name": "standard", "targets": {"first_response": "8h", "time_to_own": "1h",
+                                                  "resolution": "3d"}}],
+        "rules": [rule("unowned", cond("time_to_own_breached", "is_true"),
+                       act("add_tag", tag="unowned"))]}))
+    unowned = project.ticket("unowned", timedelta(hours=2))
+    owned = project.ticket("owned", timedelta(hours=2), Owner="alice")
+    moved = project.ticket("moved", timedelta(hours=2), Owner="alice")
+    project.agent.update(moved, {"Queue": "billing", "Owner": "Nobody"})
+    result = project.run()
+    assert result.exit_code == 0, result.output
+    tags = {ticket_id: project.api.ticket(ticket_id)["fields"].get("Tags")
+            for ticket_id in (unowned, owned, moved)}
+    assert tags == {unowned: ["unowned"], owned: [], moved: []}
