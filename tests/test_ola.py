@@ -182,3 +182,29 @@ def test_the_schema_knows_olas():
                 {**OLAS[0], "when": cond("hours_since_created", "greater_than", 1)},
                 {**OLAS[0], "targets": {"resolutoin": "1h"}}):
         assert list(validator.iter_errors({**good, "olas": [bad]})), bad
+
+
+def test_explain_shows_each_ola_its_periods_and_clocks():
+    from sla_sync.rules.explain import explain, explain_data
+    from sla_sync.rules.planner import plan
+    other = {"name": "l3", "when": cond("group", "equal_to", "l3"),
+             "targets": {"resolution": "1h"}}
+    p = make_policy([{"name": "standard", "targets": {"resolution": "24h"}}],
+                    calendars={"office": OFFICE}, olas=[*OLAS, other])
+    planned = plan(ticket(), p, at("2026-03-10 09:00"))
+    text = explain(planned, p)
+    block = text[text.index("OLAs (team targets):"):text.index("Rules:")]
+    assert "olas[0] 'l1': APPLIES; calendar office (UTC); pause statuses: none" in block
+    assert "with the team 2026-03-06T15:00:00+00:00 -> 2026-03-06T16:00:00+00:00" in block
+    assert "with the team 2026-03-09T13:00:00+00:00 -> now" in block
+    assert "olas[1] 'l2': APPLIES; calendar office (UTC); pause statuses: pending" in block
+    assert "breached at 2026-03-09T11:00:00+00:00" in block
+    assert "paused (with another team (olas[1].when does not hold))" in block
+    assert "olas[2] 'l3': does not apply" in block
+    data = explain_data(planned, p)
+    assert [(o["name"], o["clocks"]["resolution"]["breached"]) for o in data["olas"]] == [
+        ("l1", True), ("l2", True)]
+    assert data["olas"][1]["periods"] == [{"start": "2026-03-06T16:00:00+00:00",
+                                           "end": "2026-03-09T13:00:00+00:00"}]
+    unknown = explain(plan(ticket(assignment_history=None), p, at("2026-03-10 09:00")), p)
+    assert f"{UNAVAILABLE}: its clocks do not run" in unknown
