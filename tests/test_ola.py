@@ -208,3 +208,78 @@ def test_explain_shows_each_ola_its_periods_and_clocks():
                                            "end": "2026-03-09T13:00:00+00:00"}]
     unknown = explain(plan(ticket(assignment_history=None), p, at("2026-03-10 09:00")), p)
     assert f"{UNAVAILABLE}: its clocks do not run" in unknown
+
+
+def test_the_report_counts_each_breach_under_the_team_that_held_the_record():
+    from sla_sync.rules.metrics import report
+    data = report([ticket()], policy(), at("2026-03-10 09:00"), at("2026-03-01 00:00"),
+                  at("2026-03-10 00:00"), by=[("team_at_breach",), ("group",)])
+    whole, *teams = data["segments"]
+    assert data["olas"] == [{"name": "l1", "target": "resolution"},
+                            {"name": "l2", "target": "resolution"}]
+    assert whole["ola_breach_rate"] == {"l1": {"resolution": {"rate": 1.0, "count": 1, "of": 1}},
+                                        "l2": {"resolution": {"rate": 1.0, "count": 1, "of": 1}}}
+    assert whole["ola_compliance_rate"] == {"l1": {"resolution": 0.0},
+                                            "l2": {"resolution": 0.0}}
+    by_team = {s["by"]["team_at_breach"]: s for s in teams if "team_at_breach" in s["by"]}
+    # the record is l1's now; the SLA ran out on Saturday (24x7), while l2 held it
+    assert (by_team["l1"]["records"], by_team["l2"]["records"]) == (1, 0)
+    assert by_team["l1"]["breach_rate"]["resolution"]["count"] == 0
+    assert by_team["l2"]["breach_rate"]["resolution"]["count"] == 1
+    assert [by_team["l1"]["ola_breach_rate"][o]["resolution"]["count"] for o in ("l1", "l2")] \
+        == [1, 0]
+    assert [by_team["l2"]["ola_breach_rate"][o]["resolution"]["count"] for o in ("l1", "l2")] \
+        == [0, 1]
+
+
+def test_a_policy_without_olas_reports_as_before():
+    from sla_sync.rules.metrics import report
+    data = report([ticket()], make_policy(), at("2026-03-10 09:00"), at("2026-03-01 00:00"),
+                  at("2026-03-10 00:00"))
+    assert "olas" not in data and "ola_breach_rate" not in data["segments"][0]
+
+
+def test_through_sla_sync_run_and_report_on_the_file_helpdesk(tmp_path):
+    import csv
+    import io
+    import json
+
+    from conftest import cli, record_dict, write_project
+    late = rule("ola late", {"all": [cond("ola_breached", "is_true")]},
+                act("add_tag", tag="ola_late"))
+    fresh = record_dict(id="B", created_at=iso("2026-03-09 09:00"), updated_at=iso(
+        "2026-03-09 09:00"), group="l2", assignee="bo", status="open",
+        assignment_history=[held("2026-03-09 09:00", "l2", "bo")])
+    config = write_project(tmp_path, [record_dict(id="A", **passed_on()), fresh], {
+        "calendars": {"office": OFFICE}, "olas": OLAS, "rules": [late],
+        "slas": [{"name": "standard", "targets": {"resolution": "24h"}}]})
+    now = iso("2026-03-10 09:00")
+    ran = cli("run", "--config", str(config), "--now", now)
+    assert ran.exit_code == 0, ran.stderr
+    records = json.loads((tmp_path / "helpdesk.json").read_text())["records"]
+    assert [r["tags"] for r in records] == [["ola_late"], ["ola_late"]]
+
+    def report(fmt: str) -> str:
+        done = cli("report", "--config", str(config), "--now", now, "--since",
+                   "2026-03-01", "--by", "team_at_breach", "--format", fmt)
+        assert done.exit_code == 0, done.stderr
+        return str(done.stdout)
+
+    data = json.loads(report("json"))
+    teams = {s["by"]["team_at_breach"]: s for s in data["segments"][1:]}
+    # A: the SLA's breach (Saturday) and l2's under l2, l1's under l1; B: l2's OLA
+    assert {team: (s["breach_rate"]["resolution"]["count"],
+                   s["ola_breach_rate"]["l1"]["resolution"]["count"],
+                   s["ola_breach_rate"]["l2"]["resolution"]["count"])
+            for team, s in teams.items()} == {"l1": (0, 1, 0), "l2": (1, 0, 2)}
+    rows = {row["segment"]: row for row in csv.DictReader(io.StringIO(report("csv")))}
+    assert (rows["team_at_breach=l2"]["ola.l2.resolution.breach_count"],
+            rows["team_at_breach=l2"]["ola.l2.resolution.of"],
+            rows[""]["ola.l1.resolution.compliance_rate"]) == ("2", "2", "0.0")
+    table = report("table")
+    assert "by team_at_breach:" in table
+    block = table[table.index("OLAs (team targets"):]
+    assert [line.split() for line in block.splitlines()[3:9]] == [
+        ["all", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "0.0", "2", "2"],
+        ["l1", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "-", "0", "0"],
+        ["l2", "l1", "resolution", "-", "0", "0"], ["l2", "resolution", "0.0", "2", "2"]]
