@@ -283,3 +283,25 @@ def test_through_sla_sync_run_and_report_on_the_file_helpdesk(tmp_path):
         ["all", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "0.0", "2", "2"],
         ["l1", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "-", "0", "0"],
         ["l2", "l1", "resolution", "-", "0", "0"], ["l2", "resolution", "0.0", "2", "2"]]
+
+
+def test_a_broken_ola_stops_the_run_before_any_write(tmp_path):
+    from conftest import cli, record_dict, write_project
+    broken = [OLAS[0], {**OLAS[1], "targets": {"resolution": "soon"}}]
+    config = write_project(tmp_path, [record_dict(id="A", **passed_on())], {
+        "calendars": {"office": OFFICE}, "olas": broken,
+        "rules": [rule("late", {"all": [cond("ola_breached", "is_true")]},
+                       act("add_tag", tag="ola_late"))]})
+    before = (tmp_path / "helpdesk.json").read_bytes()
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-10 09:00"))
+    assert result.exit_code == 2
+    assert "olas[1].targets.resolution: 'soon' is not a duration" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "helpdesk.json").read_bytes() == before
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_check_looks_up_the_names_an_ola_uses():
+    from sla_sync.sync_check import names_used
+    uses = [(u.path, u.value) for u in names_used(policy()) if u.path.startswith("olas")]
+    assert uses == [("olas[0].when.value", "l1"), ("olas[1].when.value", "l2")]
