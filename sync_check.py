@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import sys
 import traceback
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import click
 from sla_sync.connector import ConnectorError, open_connector
 from sla_sync.connector.base import Catalog
 from sla_sync.rules.lint import formula, leaves
-from sla_sync.rules.policy import Policy, PolicyError, load_policy, parse_json
+from sla_sync.rules.policy import Policy, PolicyError, Sla, load_policy, parse_json
 from sla_sync.sync_alerts import Alerts
 from sla_sync.sync_author import priority_check
 from sla_sync.sync_config import ConfigError, load_config, locate
@@ -58,10 +58,31 @@ def names_used(policy: Policy) -> list[Use]:
     raw = _raw(policy)
     for i, status in enumerate(raw.get("closed_statuses") or []):
         uses.append(Use(f"closed_statuses[{i}]", "status", status))
-    raw_slas = raw.get("slas") or []
-    for sla in policy.slas:
+    # the OLAs name groups, statuses and calendars' fields just as SLAs do
+    for key, slas in (("slas", policy.slas), ("olas", policy.olas)):
+        uses += _sla_names(raw, key, slas)
+    for rule in policy.every_rule():
+        uses += _conditions(rule.conditions, f"{rule.path}.conditions")
+        for j, action in enumerate(rule.actions):
+            params, where = action["params"], f"{rule.path}.actions[{j}].params"
+            if action["name"] == "add_tag":
+                uses.append(Use(f"{where}.tag", "tag", params["tag"]))
+            for param, kind in (("priority", "priority"), ("group", "group"),
+                                ("assignee", "agent")):
+                value = params.get(param)
+                if isinstance(value, str) and value:
+                    uses.append(Use(f"{where}.{param}", kind, value))
+    return uses
+
+
+def _sla_names(raw: Mapping[str, Any], key: str, slas: Sequence[Sla]) -> list[Use]:
+    """The names the SLAs (or OLAs) under `key` use: pause statuses, `when`s, calendars'
+    record fields' values."""
+    uses: list[Use] = []
+    raw_slas = raw.get(key) or []
+    for sla in slas:
         spec = raw_slas[sla.index] if sla.index < len(raw_slas) else {}
-        where = f"slas[{sla.index}]"
+        where = f"{key}[{sla.index}]"
         for j, status in enumerate(spec.get("pause_statuses") or []):
             uses.append(Use(f"{where}.pause_statuses[{j}]", "status", status))
         if sla.when is not None:
@@ -75,17 +96,6 @@ def names_used(policy: Policy) -> list[Use]:
             elif choice.record_field in NAMED:
                 uses += [Use(f"{field_path}.calendars.{value}", NAMED[choice.record_field],
                              value) for value in choice.by_value]
-    for rule in policy.every_rule():
-        uses += _conditions(rule.conditions, f"{rule.path}.conditions")
-        for j, action in enumerate(rule.actions):
-            params, where = action["params"], f"{rule.path}.actions[{j}].params"
-            if action["name"] == "add_tag":
-                uses.append(Use(f"{where}.tag", "tag", params["tag"]))
-            for param, kind in (("priority", "priority"), ("group", "group"),
-                                ("assignee", "agent")):
-                value = params.get(param)
-                if isinstance(value, str) and value:
-                    uses.append(Use(f"{where}.{param}", kind, value))
     return uses
 
 

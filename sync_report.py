@@ -117,6 +117,7 @@ def table(data: Mapping[str, Any]) -> str:
         lines.append("no audit (a report from a file): every escalation counts as people's")
     lines += _extended(data)
     lines += _more_targets(data)
+    lines += _ola_lines(data)
     return "\n".join(lines) + "\n"
 
 
@@ -127,6 +128,30 @@ def _extended(data: Mapping[str, Any]) -> list[str]:
     counts = [f"{t.replace('_', ' ')} {v['count']}" for t, v in found.items() if v["count"]]
     return [f"extended (met with an agent's extension, not counted as met): "
             f"{', '.join(counts)}"] if counts else []
+
+
+def _ola_lines(data: Mapping[str, Any]) -> list[str]:
+    """The table's block for the OLAs: per segment, each OLA target's compliance and its
+    breached clocks of those that counted."""
+    olas = [(o["name"], o["target"]) for o in data.get("olas", ())]
+    if not olas:
+        return []
+    head = f"{'segment':<22} {'OLA':<18} {'target':<16} {'ok%':>6} {'breached':>8} {'of':>5}"
+    lines = ["", "OLAs (team targets; every cycle counted):", head, "-" * len(head)]
+    for seg in data["segments"]:
+        name = "/".join(v or "(none)" for v in seg["by"].values()) or "all"
+        name = ("  " + name) if seg["by"] else name
+        name = name if len(name) <= 22 else name[:21] + "~"
+        for ola, target in olas:
+            rate = seg["ola_breach_rate"][ola][target]
+            shown = ola if len(ola) <= 18 else ola[:17] + "~"
+            lines.append(f"{name:<22} {shown:<18} {target:<16} "
+                         f"{pct(seg['ola_compliance_rate'][ola][target]):>6} "
+                         f"{rate['count']:>8} {rate['of']:>5}")
+            name = ""
+    lines += textwrap.wrap("a breach counts under the team that held the record when the "
+                           "clock ran out (by team_at_breach: from the assignment history)", 80)
+    return lines
 
 
 def _more_targets(data: Mapping[str, Any]) -> list[str]:
@@ -196,13 +221,34 @@ def _get(seg: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
+def ola_columns(data: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """The CSV's columns for the policy's OLAs, after CSV_COLUMNS: per OLA target, its
+    compliance, breached clocks and clocks counted (column name, path in a segment)."""
+    return [(f"ola.{o['name']}.{o['target']}.{column}", (key, o["name"], o["target"], *sub))
+            for o in data.get("olas", ())
+            for column, key, sub in (("compliance_rate", "ola_compliance_rate", ()),
+                                     ("breach_count", "ola_breach_rate", ("count",)),
+                                     ("of", "ola_breach_rate", ("of",)))]
+
+
+def _at(seg: Mapping[str, Any], path: Sequence[str]) -> Any:
+    value: Any = seg
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def as_csv(data: Mapping[str, Any]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    olas = ola_columns(data)
+    writer.writerow([*CSV_COLUMNS, *(name for name, _ in olas)])
     for seg in data["segments"]:
         row = [";".join(f"{k}={v}" for k, v in seg["by"].items()), seg["records"]]
         row += ["" if (v := _get(seg, c)) is None else v for c in CSV_COLUMNS[2:]]
+        row += ["" if (v := _at(seg, path)) is None else v for _, path in olas]
         writer.writerow(row)
     return out.getvalue()
 

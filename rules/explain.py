@@ -96,6 +96,9 @@ def explain(p: Plan, policy: Policy, since: Mapping[str, str] | None = None) -> 
     for clock in ev.clocks.values():
         if clock.target in TARGETS or clock.target_seconds is not None or clock.note:
             out += _clock(clock)  # a newer target is shown where the SLA sets it
+    if policy.olas:
+        out += ["", "OLAs (team targets):"]
+        out += _ola_lines(p, policy)
     if policy.load_variables:
         f = ev.facts
         out += ["", "Load (counted once per sync over the state file's copy of the desk):",
@@ -165,6 +168,35 @@ def _sla_lines(p: Plan, policy: Policy) -> list[str]:
                  if getattr(rules, key) is not None]
         out.append(f"  {target.replace('_', ' ')} clock: {', '.join(given)} ({rules.path}), "
                    "replayed over the record's history")
+    return out
+
+
+def _ola_lines(p: Plan, policy: Policy) -> list[str]:
+    """Each OLA: whether it applies, the record's periods with the team, and its clocks."""
+    ev = p.evaluation
+    applying = {state.ola.index: state for state in ev.olas}
+    out = []
+    for ola in policy.olas:
+        state = applying.get(ola.index)
+        if state is None:
+            failure = None if ola.when is None else first_failure(
+                ola.when, ev.variables(), f"{ola.path}.when")
+            out.append(f"  {ola.path} {ola.name!r}: does not apply: its when has not held "
+                       "at any change of the record" + (f" (now: {_failure(failure)})"
+                                                        if failure else ""))
+            continue
+        out.append(f"  {ola.path} {ola.name!r}: APPLIES; calendar {state.calendar.name} "
+                   f"({state.calendar.timezone}); pause statuses: "
+                   f"{', '.join(sorted(ola.pause_statuses)) or 'none'}")
+        if state.note:
+            out.append(f"    {state.note}: its clocks do not run")
+            continue
+        zone = ZoneInfo(state.calendar.timezone)
+        for start, end in state.periods:
+            out.append(f"    with the team {_both(start, zone)} -> "
+                       + (_both(end, zone) if end else "now"))
+        for clock in state.clocks.values():
+            out += ["  " + line for line in _clock(clock)]
     return out
 
 
@@ -243,17 +275,17 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
         slas.append({"index": sla.index, "name": sla.name, "matched": False,
                      "failed": failure(first_failure(sla.when, variables,
                                                      f"slas[{sla.index}].when"))})
-    zone = ZoneInfo(ev.calendar.timezone)
 
     def instant(value: datetime | None) -> str | None:
         return None if value is None else format_instant(value)
 
-    def local(value: datetime | None) -> str | None:
-        return None if value is None else value.astimezone(zone).isoformat()
+    def local(clock: Clock) -> str | None:
+        """Its due instant in its calendar's timezone."""
+        zone = ZoneInfo(clock.calendar.timezone)
+        return None if clock.due_at is None else clock.due_at.astimezone(zone).isoformat()
 
-    clocks = {}
-    for target, clock in ev.clocks.items():
-        clocks[target] = {
+    def clock_data(clock: Clock) -> dict[str, Any]:
+        return {
             "target_seconds": clock.target_seconds,
             "elapsed_seconds": clock.elapsed_seconds,
             "elapsed_pct": clock.elapsed_pct if clock.target_seconds is not None else None,
@@ -262,7 +294,7 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
                                                          else "running"),
             "breached": clock.breached, "met": clock.met,
             "started_at": instant(clock.started_at), "stopped_at": instant(clock.stopped_at),
-            "due_at": instant(clock.due_at), "due_at_local": local(clock.due_at),
+            "due_at": instant(clock.due_at), "due_at_local": local(clock),
             "pauses": [{"status": pause.status, "start": instant(pause.start),
                         "end": instant(pause.end), "business_seconds": pause.business_seconds,
                         "reason": pause.reason or None}
@@ -275,6 +307,13 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
                         "ended": c.ended or None, "due_at": instant(c.due_at)}
                        for c in clock.cycles],
         }
+
+    clocks = {target: clock_data(clock) for target, clock in ev.clocks.items()}
+    olas = [{"index": state.ola.index, "name": state.ola.name,
+             "calendar": state.calendar.name, "note": state.note or None,
+             "periods": [{"start": instant(a), "end": instant(b)} for a, b in state.periods],
+             "clocks": {target: clock_data(clock) for target, clock in state.clocks.items()}}
+            for state in ev.olas]
     rules = []
     for outcome in ev.outcomes:
         rule = outcome.rule
@@ -311,6 +350,7 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
             "since": instant(ev.sla_mark.since) if ev.sla_mark else None,
             "extensions": describe(extensions_of(r), ev.sla.targets_for(r))},
         "clocks": clocks,
+        "olas": olas,
         "rules": rules,
         "fires_after_changes": [name for name in p.fired if name not in first_pass],
         "deactivates": sorted(p.deactivated - set(p.fired)),

@@ -30,7 +30,11 @@ sync_report.py format it). Definitions, over records created in [since, until):
   in the queue's hands, waiting included, not how long anyone worked on it.
 A breakdown by group or assignee counts a breached clock (or cycle) under the group and
 assignee that held the record when it breached (as far as the record and sla-sync's audit tell: see
-rules/breaches.py); every other figure under the record's values now.
+rules/breaches.py); every other figure under the record's values now. A breakdown by
+team_at_breach does the same with the team read from the record's assignment history (where
+the helpdesk gives one; else as for group), and counts the OLAs' breaches there too.
+- OLA compliance and breach rates, per OLA and target (rules/ola.py): as for the SLA's
+  targets, over the clocks of the OLAs that apply to each record.
 - escalation_rate: records sla-sync escalated / records, from sla-sync's own audit (a
   rule's `escalate` that raised the level): each escalation before or after the record's
   first breach (the earliest instant a clock of it ran out of target), and per rule.
@@ -51,13 +55,20 @@ from typing import Any
 
 from sla_sync.connector.model import Record, format_instant, parse_instant
 from sla_sync.rules.clock import ALL_TARGETS, CYCLE_TARGETS, TARGETS, Clock
-from sla_sync.rules.engine import SlaMark, sla_and_clocks
+from sla_sync.rules.engine import SlaMark, record_facts, sla_and_clocks
 from sla_sync.rules.extensions import extensions_of
+from sla_sync.rules.gates import history_states
+from sla_sync.rules.ola import OlaState, run_olas
 from sla_sync.rules.policy import Policy
 
-SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority", "assignee")
+#: The team that held a record when a clock of it breached (rules.ola: an SLA's or an OLA's).
+TEAM_AT_BREACH = "team_at_breach"
+SEGMENT_FIELDS = ("tier", "channel", "group", "source", "kind", "sla", "priority", "assignee",
+                  TEAM_AT_BREACH)
 #: Fields a breached clock is counted under as they were at its breach (rules.breaches).
-HOLDERS = ("group", "assignee")
+HOLDERS = ("group", "assignee", TEAM_AT_BREACH)
+#: An OLA's target, as a report counts it: (OLA name, target).
+OlaTarget = tuple[str, str]
 DEFAULT_WORK_STATUSES = ("new", "open")
 EVERY = ("day", "week", "month")
 #: The targets measured as time spent in statuses (Zendesk's agent work and requester
@@ -79,6 +90,8 @@ class Measured:
     audit: tuple[Mapping[str, Any], ...] = ()  # the record's audit rows, oldest first
     #: The targets an agent's extension moved (rules.extensions): met, they count "extended".
     extended: frozenset[str] = frozenset()
+    #: The OLAs that apply to the record, with their clocks.
+    olas: tuple[OlaState, ...] = ()
 
     @property
     def first_breach(self) -> datetime | None:
@@ -87,11 +100,23 @@ class Measured:
                     if outcome == "breached" and due is not None), default=None)
 
     def segment(self, name: str) -> str:
+        if name == TEAM_AT_BREACH:
+            return self.record.group
         return self.sla if name == "sla" else str(getattr(self.record, name))
+
+    def team_at(self, when: datetime) -> tuple[str, str]:
+        """(group, and "history", "audit" or "record": what it rests on): the team that
+        held the record at `when`, from its assignment history where the helpdesk gives
+        one, else as held_at("group") tells."""
+        if self.record.assignment_history is not None:
+            return history_states(self.record, when)[-1][2], "history"
+        return self.held_at("group", when)
 
     def held_at(self, name: str, when: datetime) -> tuple[str, str]:
         """(value, "audit" or "record"): who held the record in `name` (group, assignee) at
         `when`: the value now, taken back through sla-sync's own later changes of it."""
+        if name == TEAM_AT_BREACH:
+            return self.team_at(when)
         for row in self.audit:
             if row["field"] == name and parse_instant(row["at"], "audit.at") > when:
                 return str(row["before"] or ""), "audit"
@@ -117,14 +142,15 @@ class Measured:
     def outcomes(self, target: str) -> list[tuple[str, datetime | None]]:
         """(outcome, when it breached) of every cycle of a cyclic clock that met or
         breached, or of the one clock of another target; [] when none counts."""
-        clock = self.clocks[target]
-        if clock.target_seconds is None:
-            return []
-        if target not in CYCLE_TARGETS:
-            found = self.outcome(target)
-            return [] if found is None else [(found, clock.due_at if clock.breached else None)]
-        return [("breached", cycle.due_at) if cycle.breached else (self._met(target), None)
-                for cycle in clock.cycles if cycle.breached or cycle.stopped_at is not None]
+        met = self._met(target)
+        return [(met if outcome == "met" else outcome, at)
+                for outcome, at in clock_outcomes(self.clocks[target])]
+
+    def ola_outcomes(self, ola: str, target: str) -> list[tuple[str, datetime | None]]:
+        """outcomes() of an OLA's clock; [] where that OLA does not apply (an agent's
+        extension moves the SLA's clocks, not the team's)."""
+        return [o for state in self.olas if state.ola.name == ola and target in state.clocks
+                for o in clock_outcomes(state.clocks[target])]
 
     def time_to(self, target: str) -> tuple[float, float] | None:
         """(calendar minutes, clock minutes) from creation to this target's stop."""
@@ -146,6 +172,19 @@ class Measured:
         return clock.wall_seconds / 60, clock.elapsed_seconds / 60
 
 
+def clock_outcomes(clock: Clock) -> list[tuple[str, datetime | None]]:
+    """(outcome, when it breached) of every cycle of a cyclic clock that met or breached,
+    or of any other clock once it met or breached; [] when none counts."""
+    if clock.target_seconds is None:
+        return []
+    if clock.target not in CYCLE_TARGETS:
+        if clock.breached:
+            return [("breached", clock.due_at)]
+        return [("met", None)] if clock.met else []
+    return [("breached", cycle.due_at) if cycle.breached else ("met", None)
+            for cycle in clock.cycles if cycle.breached or cycle.stopped_at is not None]
+
+
 def measure_record(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None,
                    work_statuses: Iterable[str] = DEFAULT_WORK_STATUSES,
@@ -159,8 +198,9 @@ def measure_record(record: Record, policy: Policy, now: datetime,
         handling = _minutes_in(record, frozenset(work_statuses), solved)
     extended = extensions_of(record).targets() & set(sla.targets_for(record)) if sla \
         else frozenset()
+    olas = run_olas(record, policy, now, record_facts(record, now, policy.fields))
     measured = Measured(record, sla.name if sla else "", clocks, handling,
-                        extended=frozenset(extended))
+                        extended=frozenset(extended), olas=olas)
     if audit is None:
         return replace(measured, people_escalated=record.escalation_level >= 1)
     escalations, people = _escalations(record, audit, measured.first_breach)
@@ -239,12 +279,21 @@ def reported_targets(policy: Policy) -> tuple[str, ...]:
     return tuple(t for t in ALL_TARGETS if t in TARGETS or t in set_somewhere)
 
 
+def reported_olas(policy: Policy) -> tuple[OlaTarget, ...]:
+    """Every (OLA, target) some OLA of the policy sets, in policy and target order."""
+    return tuple((ola.name, t) for ola in policy.olas for t in ALL_TARGETS
+                 if t in ola.all_targets())
+
+
 def segment(measured: Sequence[Measured], by: Mapping[str, str],
-            counted: Mapping[str, Sequence[str]] | None = None,
-            targets: Sequence[str] = TARGETS) -> dict[str, Any]:
-    """The metrics over some records; `counted`: per target, the outcomes that count here,
-    where they are not those of `measured` (a breach counts under who held it then);
-    `targets`: the targets whose compliance and breach rates are counted."""
+            counted: Mapping[Any, Sequence[str]] | None = None,
+            targets: Sequence[str] = TARGETS,
+            olas: Sequence[OlaTarget] = ()) -> dict[str, Any]:
+    """The metrics over some records; `counted`: per target (and per OLA target), the
+    outcomes that count here, where they are not those of `measured` (a breach counts under
+    who held it then); `targets`: the targets whose compliance and breach rates are
+    counted; `olas`: the OLA targets whose rates are (ola_compliance_rate and
+    ola_breach_rate, by OLA then target; absent without any)."""
     out: dict[str, Any] = {"by": dict(by), "records": len(measured)}
     for target, key in (("first_response", "first_response_time"),
                         ("resolution", "resolution_time")):
@@ -266,6 +315,18 @@ def segment(measured: Sequence[Measured], by: Mapping[str, str],
     out["compliance_rate"] = compliance
     out["breach_rate"] = breaches
     out["extended_rate"] = extended
+    if olas:
+        ola_compliance: dict[str, dict[str, Any]] = {}
+        ola_breaches: dict[str, dict[str, Any]] = {}
+        for ola, target in olas:
+            outcomes = ([o for m in measured for o, _ in m.ola_outcomes(ola, target)]
+                        if counted is None else list(counted[ola, target]))
+            breached = outcomes.count("breached")
+            ola_breaches.setdefault(ola, {})[target] = _rate(breached, len(outcomes))
+            ola_compliance.setdefault(ola, {})[target] = (
+                _round(1 - breached / len(outcomes), 4) if outcomes else None)
+        out["ola_compliance_rate"] = ola_compliance
+        out["ola_breach_rate"] = ola_breaches
     in_statuses = [m.handling_minutes for m in measured if m.handling_minutes is not None]
     worked = [m.record.worked_seconds / 60 for m in measured
               if m.handling_minutes is not None and m.record.worked_seconds is not None]
@@ -360,33 +421,44 @@ def report(records: Iterable[Record], policy: Policy, now: datetime, since: date
                                None if audit is None else audit.get(r.id, ()))
                 for r in records if since <= r.created_at < until]
     targets = reported_targets(policy)
-    segments = [segment(measured, {}, targets=targets)]
+    olas = reported_olas(policy)
+    segments = [segment(measured, {}, targets=targets, olas=olas)]
     for fields in by:
-        segments += _breakdown(measured, fields, targets)
+        segments += _breakdown(measured, fields, targets, olas)
     return {"since": format_instant(since), "until": format_instant(until),
             "now": format_instant(now), "work_statuses": list(work),
-            "audit": audit is not None, "targets": list(targets), "segments": segments,
+            "audit": audit is not None, "targets": list(targets),
+            **({"olas": [{"name": ola, "target": target} for ola, target in olas]}
+               if olas else {}),
+            "segments": segments,
             "trend": {"every": every, "buckets": trend(measured, since, until, every,
                                                         targets)},
             "first_response_distribution": histogram(measured)}
 
 
 def _breakdown(measured: Sequence[Measured], fields: Sequence[str],
-               targets: Sequence[str] = TARGETS) -> list[dict[str, Any]]:
+               targets: Sequence[str] = TARGETS,
+               olas: Sequence[OlaTarget] = ()) -> list[dict[str, Any]]:
     """One segment per value (or combination) of `fields`: records by their values now,
-    outcomes of breached clocks by the group and assignee at the breach."""
+    outcomes of breached clocks (the OLAs' too) by the holders at the breach."""
     groups: dict[tuple[str, ...], list[Measured]] = {}
-    counted: dict[tuple[str, ...], dict[str, list[str]]] = {}
+    counted: dict[tuple[str, ...], dict[Any, list[str]]] = {}
+
+    def empty() -> dict[Any, list[str]]:
+        return {key: [] for key in (*targets, *olas)}
+
     for m in measured:
         key = tuple(m.segment(f) for f in fields)
         groups.setdefault(key, []).append(m)
-        counted.setdefault(key, {t: [] for t in targets})
-        for target in targets:
-            for outcome, due in m.outcomes(target):
-                counted.setdefault(m.segment_for(fields, due), {t: [] for t in targets})[
-                    target].append(outcome)
+        counted.setdefault(key, empty())
+        found: list[tuple[Any, list[tuple[str, datetime | None]]]] = [
+            (target, m.outcomes(target)) for target in targets]
+        found += [(ola, m.ola_outcomes(*ola)) for ola in olas]
+        for which, outcomes in found:
+            for outcome, due in outcomes:
+                counted.setdefault(m.segment_for(fields, due), empty())[which].append(outcome)
     return [segment(groups.get(values, []), dict(zip(fields, values, strict=True)),
-                    counted[values], targets) for values in sorted(counted)]
+                    counted[values], targets, olas) for values in sorted(counted)]
 
 
 def escalation_totals(records: Iterable[Record], policy: Policy, now: datetime,

@@ -4,8 +4,9 @@ what an evaluation of the unchanged record says.
 Between two evaluations of the same record version, with the ledger and the SLA mark the
 first one left, only `now` moves. It enters the facts through the `hours_since_*` variables,
 the running clocks (minutes left, elapsed percent, breached, business minutes elapsed, due
-at while paused), `in_business_hours` and the instants of the record that still lie ahead
-(a status change, a response or a solve stamped after `now` has not happened yet). Every
+at while paused; the OLAs' too, whose worst clock the `ola_*` variables read),
+`in_business_hours` and the instants of the record that still lie ahead (a status change,
+a response or a solve stamped after `now` has not happened yet). Every
 condition compares one of them with a constant, so its truth value can only change where
 that fact reaches the constant. `Wakes.of` is the first such instant over every condition
 of the policy (SLA `when`s included), a second early: never later than a change, often

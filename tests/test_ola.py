@@ -182,3 +182,126 @@ def test_the_schema_knows_olas():
                 {**OLAS[0], "when": cond("hours_since_created", "greater_than", 1)},
                 {**OLAS[0], "targets": {"resolutoin": "1h"}}):
         assert list(validator.iter_errors({**good, "olas": [bad]})), bad
+
+
+def test_explain_shows_each_ola_its_periods_and_clocks():
+    from sla_sync.rules.explain import explain, explain_data
+    from sla_sync.rules.planner import plan
+    other = {"name": "l3", "when": cond("group", "equal_to", "l3"),
+             "targets": {"resolution": "1h"}}
+    p = make_policy([{"name": "standard", "targets": {"resolution": "24h"}}],
+                    calendars={"office": OFFICE}, olas=[*OLAS, other])
+    planned = plan(ticket(), p, at("2026-03-10 09:00"))
+    text = explain(planned, p)
+    block = text[text.index("OLAs (team targets):"):text.index("Rules:")]
+    assert "olas[0] 'l1': APPLIES; calendar office (UTC); pause statuses: none" in block
+    assert "with the team 2026-03-06T15:00:00+00:00 -> 2026-03-06T16:00:00+00:00" in block
+    assert "with the team 2026-03-09T13:00:00+00:00 -> now" in block
+    assert "olas[1] 'l2': APPLIES; calendar office (UTC); pause statuses: pending" in block
+    assert "breached at 2026-03-09T11:00:00+00:00" in block
+    assert "paused (with another team (olas[1].when does not hold))" in block
+    assert "olas[2] 'l3': does not apply" in block
+    data = explain_data(planned, p)
+    assert [(o["name"], o["clocks"]["resolution"]["breached"]) for o in data["olas"]] == [
+        ("l1", True), ("l2", True)]
+    assert data["olas"][1]["periods"] == [{"start": "2026-03-06T16:00:00+00:00",
+                                           "end": "2026-03-09T13:00:00+00:00"}]
+    unknown = explain(plan(ticket(assignment_history=None), p, at("2026-03-10 09:00")), p)
+    assert f"{UNAVAILABLE}: its clocks do not run" in unknown
+
+
+def test_the_report_counts_each_breach_under_the_team_that_held_the_record():
+    from sla_sync.rules.metrics import report
+    data = report([ticket()], policy(), at("2026-03-10 09:00"), at("2026-03-01 00:00"),
+                  at("2026-03-10 00:00"), by=[("team_at_breach",), ("group",)])
+    whole, *teams = data["segments"]
+    assert data["olas"] == [{"name": "l1", "target": "resolution"},
+                            {"name": "l2", "target": "resolution"}]
+    assert whole["ola_breach_rate"] == {"l1": {"resolution": {"rate": 1.0, "count": 1, "of": 1}},
+                                        "l2": {"resolution": {"rate": 1.0, "count": 1, "of": 1}}}
+    assert whole["ola_compliance_rate"] == {"l1": {"resolution": 0.0},
+                                            "l2": {"resolution": 0.0}}
+    by_team = {s["by"]["team_at_breach"]: s for s in teams if "team_at_breach" in s["by"]}
+    # the record is l1's now; the SLA ran out on Saturday (24x7), while l2 held it
+    assert (by_team["l1"]["records"], by_team["l2"]["records"]) == (1, 0)
+    assert by_team["l1"]["breach_rate"]["resolution"]["count"] == 0
+    assert by_team["l2"]["breach_rate"]["resolution"]["count"] == 1
+    assert [by_team["l1"]["ola_breach_rate"][o]["resolution"]["count"] for o in ("l1", "l2")] \
+        == [1, 0]
+    assert [by_team["l2"]["ola_breach_rate"][o]["resolution"]["count"] for o in ("l1", "l2")] \
+        == [0, 1]
+
+
+def test_a_policy_without_olas_reports_as_before():
+    from sla_sync.rules.metrics import report
+    data = report([ticket()], make_policy(), at("2026-03-10 09:00"), at("2026-03-01 00:00"),
+                  at("2026-03-10 00:00"))
+    assert "olas" not in data and "ola_breach_rate" not in data["segments"][0]
+
+
+def test_through_sla_sync_run_and_report_on_the_file_helpdesk(tmp_path):
+    import csv
+    import io
+    import json
+
+    from conftest import cli, record_dict, write_project
+    late = rule("ola late", {"all": [cond("ola_breached", "is_true")]},
+                act("add_tag", tag="ola_late"))
+    fresh = record_dict(id="B", created_at=iso("2026-03-09 09:00"), updated_at=iso(
+        "2026-03-09 09:00"), group="l2", assignee="bo", status="open",
+        assignment_history=[held("2026-03-09 09:00", "l2", "bo")])
+    config = write_project(tmp_path, [record_dict(id="A", **passed_on()), fresh], {
+        "calendars": {"office": OFFICE}, "olas": OLAS, "rules": [late],
+        "slas": [{"name": "standard", "targets": {"resolution": "24h"}}]})
+    now = iso("2026-03-10 09:00")
+    ran = cli("run", "--config", str(config), "--now", now)
+    assert ran.exit_code == 0, ran.stderr
+    records = json.loads((tmp_path / "helpdesk.json").read_text())["records"]
+    assert [r["tags"] for r in records] == [["ola_late"], ["ola_late"]]
+
+    def report(fmt: str) -> str:
+        done = cli("report", "--config", str(config), "--now", now, "--since",
+                   "2026-03-01", "--by", "team_at_breach", "--format", fmt)
+        assert done.exit_code == 0, done.stderr
+        return str(done.stdout)
+
+    data = json.loads(report("json"))
+    teams = {s["by"]["team_at_breach"]: s for s in data["segments"][1:]}
+    # A: the SLA's breach (Saturday) and l2's under l2, l1's under l1; B: l2's OLA
+    assert {team: (s["breach_rate"]["resolution"]["count"],
+                   s["ola_breach_rate"]["l1"]["resolution"]["count"],
+                   s["ola_breach_rate"]["l2"]["resolution"]["count"])
+            for team, s in teams.items()} == {"l1": (0, 1, 0), "l2": (1, 0, 2)}
+    rows = {row["segment"]: row for row in csv.DictReader(io.StringIO(report("csv")))}
+    assert (rows["team_at_breach=l2"]["ola.l2.resolution.breach_count"],
+            rows["team_at_breach=l2"]["ola.l2.resolution.of"],
+            rows[""]["ola.l1.resolution.compliance_rate"]) == ("2", "2", "0.0")
+    table = report("table")
+    assert "by team_at_breach:" in table
+    block = table[table.index("OLAs (team targets"):]
+    assert [line.split() for line in block.splitlines()[3:9]] == [
+        ["all", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "0.0", "2", "2"],
+        ["l1", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "-", "0", "0"],
+        ["l2", "l1", "resolution", "-", "0", "0"], ["l2", "resolution", "0.0", "2", "2"]]
+
+
+def test_a_broken_ola_stops_the_run_before_any_write(tmp_path):
+    from conftest import cli, record_dict, write_project
+    broken = [OLAS[0], {**OLAS[1], "targets": {"resolution": "soon"}}]
+    config = write_project(tmp_path, [record_dict(id="A", **passed_on())], {
+        "calendars": {"office": OFFICE}, "olas": broken,
+        "rules": [rule("late", {"all": [cond("ola_breached", "is_true")]},
+                       act("add_tag", tag="ola_late"))]})
+    before = (tmp_path / "helpdesk.json").read_bytes()
+    result = cli("run", "--config", str(config), "--now", iso("2026-03-10 09:00"))
+    assert result.exit_code == 2
+    assert "olas[1].targets.resolution: 'soon' is not a duration" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "helpdesk.json").read_bytes() == before
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_check_looks_up_the_names_an_ola_uses():
+    from sla_sync.sync_check import names_used
+    uses = [(u.path, u.value) for u in names_used(policy()) if u.path.startswith("olas")]
+    assert uses == [("olas[0].when.value", "l1"), ("olas[1].when.value", "l2")]
