@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,14 @@ from sla_sync.connector.http import (
     follow,
     poll_delays,
 )
-from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import FieldMap, NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
     Note,
     Record,
     RecordError,
     StatusChange,
+    custom_name,
     parse_instant,
 )
 from sla_sync.connector.settings import (
@@ -137,6 +138,11 @@ SCHEMA = Schema("zendesk", (
                 default="standard")))), "where the tier is read"),
     Setting("escalation", Nullable(Block((_TAG_PREFIX, _FIELD))),
             "where the escalation level is kept"),
+    Setting("custom_fields", Nullable(Table(Text("a custom field name"), Id("a ticket field id"),
+                                            "a mapping of custom field names to ticket field "
+                                            "ids, e.g. {sla_due: 360005}",
+                                            unique="ticket field {value} is mapped twice")),
+            "set_field's custom.NAME to ticket field ids (read and written)"),
     Setting("bulk_writes", Flag(), "write batches as update_many jobs", default=True),
     Setting("api_requests_per_minute", Number(), "the general API's budget",
             default=API_REQUESTS_PER_MINUTE),
@@ -167,6 +173,7 @@ class Vocabulary:
     tier: Source
     tier_default: str
     escalation: Source
+    fields: FieldMap = field(default_factory=lambda: FieldMap("zendesk"))
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Vocabulary:
@@ -181,7 +188,8 @@ class Vocabulary:
             tier=_source(tier, "tier") or Source("tag_prefix", "tier_"),
             tier_default=tier.get("default") or "standard",
             escalation=_source(v["escalation"] or {}, "escalation")
-            or Source("tag_prefix", "sla_escalation_"))
+            or Source("tag_prefix", "sla_escalation_"),
+            fields=FieldMap("zendesk", v["custom_fields"] or {}))
 
     def consumes(self, tag: str) -> bool:
         """Tags that become a Record field (tier, escalation level) rather than a tag."""
@@ -519,6 +527,7 @@ class Zendesk:
             "requester_id": raw.get("requester_id"), "via": channel,
             "initially_assigned_at": metric.get("initially_assigned_at"),
             "reopens": metric.get("reopens"), "replies": metric.get("replies"),
+            **words.fields.read(lambda field_id: _field_value(raw, field_id)),
         }
         return Record(
             id=record_id, kind="ticket", created_at=created_at, updated_at=updated_at,
@@ -576,7 +585,7 @@ class Zendesk:
                     f"connector.{key}.field", f"no active ticket field {source.key} in "
                     f"Zendesk" + _listed(f"{f.get('id')} {f.get('title')}" for f in fields
                                          if isinstance(f, Mapping) and f.get("removable"))))
-        catalog.fields = set(CUSTOM_KEYS)
+        catalog.fields = set(CUSTOM_KEYS) | set(self.words.fields.fields)
         groups = {g["id"]: str(g.get("name")) for g in self._list(GROUPS, "groups", {})
                   if _whole(g.get("id")) and g.get("deleted") is not True}
         agents = {u["id"]: str(u.get("name")) for u in self._list(
@@ -715,6 +724,7 @@ class Zendesk:
         which merge into what is on the ticket: a tag a person added is never lost."""
         record_id, words = change.record_id, self.words
         ticket: dict[str, Any] = {}
+        fields: list[dict[str, Any]] = []
         try:
             for name, value in change.fields.items():
                 if name == "priority":
@@ -725,15 +735,21 @@ class Zendesk:
                     ticket["group_id"] = words.groups.write(value)
                 elif name == "assignee":
                     ticket["assignee_id"] = words.agents.write(value)
+                elif custom_name(name):  # set_field: a ticket field, by its id
+                    fields.append({"id": words.fields.theirs(custom_name(name)),
+                                   "value": value})
         except ValueError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc}",
                                  record_id=record_id) from None
         add, remove = list(change.add_tags), list(change.remove_tags)
         if change.escalation_level is not None:
-            fields, more, fewer = words.escalation_update(change.escalation_level)
-            ticket.update(fields)
+            level_fields, more, fewer = words.escalation_update(change.escalation_level)
+            fields += level_fields.pop("custom_fields", [])
+            ticket.update(level_fields)
             add += [tag for tag in more if tag not in add]
             remove += [tag for tag in fewer if tag not in remove]
+        if fields:
+            ticket["custom_fields"] = fields
         if add:
             ticket["additional_tags"] = add
         if remove:
@@ -771,9 +787,9 @@ def _source(values: Mapping[str, Any], key: str) -> Source | None:
     return Source(given[0], values[given[0]]) if given else None
 
 def _field_value(ticket: Mapping[str, Any], field_id: int) -> Any:
-    for field in ticket.get("custom_fields") or []:
-        if isinstance(field, Mapping) and field.get("id") == field_id:
-            return field.get("value")
+    for entry in ticket.get("custom_fields") or []:
+        if isinstance(entry, Mapping) and entry.get("id") == field_id:
+            return entry.get("value")
     return None
 
 
