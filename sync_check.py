@@ -46,7 +46,7 @@ class Use:
     """A name the policy uses: where, what kind of name, and the name."""
 
     path: str
-    kind: str  # priority, status, group, agent, field, tag
+    kind: str  # priority, status, group, agent, field, written field (set_field), tag
     value: str
 
 
@@ -67,6 +67,9 @@ def names_used(policy: Policy) -> list[Use]:
             params, where = action["params"], f"{rule.path}.actions[{j}].params"
             if action["name"] == "add_tag":
                 uses.append(Use(f"{where}.tag", "tag", params["tag"]))
+            if action["name"] == "set_field":
+                uses.append(Use(f"{where}.field", "written field",
+                                params["field"].removeprefix("custom.")))
             for param, kind in (("priority", "priority"), ("group", "group"),
                                 ("assignee", "agent")):
                 value = params.get(param)
@@ -149,10 +152,13 @@ def problems_with(policy: Policy, catalog: Catalog, connector: Any) -> list[str]
     policy makes that the credentials cannot."""
     known: dict[str, Collection[str] | None] = {
         "priority": catalog.priorities, "status": catalog.statuses, "group": catalog.groups,
-        "agent": catalog.agents, "field": catalog.fields, "tag": catalog.tags}
+        "agent": catalog.agents, "field": catalog.fields, "tag": catalog.tags,
+        "written field": None if getattr(connector, "capabilities", None) is not None
+        and connector.capabilities.any_custom_field else catalog.fields}
     words = {"priority": "a priority", "status": "a status",
              "group": _article(catalog.group_word), "agent": _article(catalog.agent_word),
-             "field": "a custom field", "tag": _article(catalog.tag_word)}
+             "field": "a custom field", "tag": _article(catalog.tag_word),
+             "written field": "a custom field the connector maps (connector.custom_fields)"}
     writable = priority_check(connector) if catalog.priorities is None else None
     lines = []
     for use in names_used(policy):

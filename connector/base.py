@@ -63,6 +63,9 @@ class Capabilities:
     #: file helpdesk): `run --now` is refused there unless it is a dry run, since rules
     #: evaluated at another instant would write what is not true now.
     real_helpdesk: bool = True
+    #: `set_field` may write any custom.NAME (the file helpdesk); elsewhere only the names a
+    #: connector maps (its `custom_fields` setting, listed in its catalog's fields).
+    any_custom_field: bool = False
 
 
 @dataclass

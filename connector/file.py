@@ -145,7 +145,7 @@ class FileHelpdesk:
         # A batch is one rewrite of the file; batch_size 1 rewrites it once per record.
         self.capabilities = Capabilities(bulk_writes=batch_size > 1, batch_size=batch_size,
                                          safe_update=True, tags=True, notes=True, leads=True,
-                                         real_helpdesk=False)
+                                         real_helpdesk=False, any_custom_field=True)
         self.lines_layout = path.suffix == ".jsonl"
         self._document: Document | None = None
         self._line_index: LineIndex | None = None

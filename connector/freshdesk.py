@@ -41,7 +41,7 @@ from sla_sync.connector.http import (
     link_next,
     poll_delays,
 )
-from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import FieldMap, NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     ChangeSet,
     Message,
@@ -49,6 +49,7 @@ from sla_sync.connector.model import (
     Record,
     RecordError,
     StatusChange,
+    custom_name,
     format_instant,
     merge_tags,
     note_html,
@@ -136,6 +137,12 @@ SCHEMA = Schema("freshdesk", (
             "conversation; one request per ticket)", default=False),
     Setting("time_entries", Flag(), "read each changed ticket's time entries (worked time; "
             "one request per ticket)", default=False),
+    Setting("custom_fields", Table(Text("a custom field name"), Text("a cf_ field name"),
+                                   "a mapping of custom field names to Freshdesk custom "
+                                   "fields, e.g. {sla_due: cf_sla_due}",
+                                   unique="{value!r} is mapped twice"),
+            "set_field's custom.NAME to Freshdesk custom fields (read and written)",
+            default={}),
 ))
 #: How Freshdesk refuses one ticket's write (the rest of the run goes on). A 409 is a
 #: refusal too: the version check is made by the connector, before it writes.
@@ -160,6 +167,7 @@ class Options:
     start_at: datetime | None = None
     conversations: bool = False
     time_entries: bool = False
+    fields: FieldMap = field(default_factory=lambda: FieldMap("freshdesk"))
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Options:
@@ -176,6 +184,7 @@ class Options:
             escalation_field=v["escalation_field"],
             escalation_tag_prefix=v["escalation_tag_prefix"], start_at=v["start_at"],
             conversations=v["conversations"], time_entries=v["time_entries"],
+            fields=FieldMap("freshdesk", v["custom_fields"]),
         )
 
     @cached_property
@@ -336,7 +345,7 @@ class Freshdesk:
                 catalog.problems.append((
                     f"connector.{key}", f"no ticket field {name!r} in Freshdesk (custom "
                     f"fields: {', '.join(custom) or 'none'})"))
-        catalog.fields = set(KEPT) | {"custom_fields"}
+        catalog.fields = set(KEPT) | {"custom_fields"} | set(self.options.fields.fields)
         groups = {g["id"]: str(g.get("name")) for g in self._pages("/api/v2/groups")
                   if isinstance(g.get("id"), int)}
         agents = {a["id"]: str((a.get("contact") or {}).get("name"))
@@ -516,6 +525,7 @@ class Freshdesk:
         stamps = {name: _optional_instant(stats.get(name), f"stats.{name}")
                   for name in STAT_TIMES}
         custom_fields = dict(_object(raw, "custom_fields"))
+        mapped = o.fields.read(custom_fields.get)
         tags = _strings(raw.get("tags"), "tags")
         level, tags = self._escalation(tags, custom_fields)
         tier, tags = self._tier(tags, custom_fields)
@@ -526,6 +536,7 @@ class Freshdesk:
         custom = {name: raw[name] for name in KEPT if raw.get(name) is not None}
         if custom_fields:
             custom["custom_fields"] = custom_fields
+        custom.update(mapped)
         return Record(
             id=record_id, kind="ticket", created_at=created, updated_at=updated,
             subject=subject, status=status,
@@ -703,15 +714,21 @@ class Freshdesk:
             "assignee": ("responder_id", o.agents.write),
         }
         properties: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
         try:
             for name, value in change.fields.items():
+                if custom_name(name):  # set_field: one of the ticket's custom_fields
+                    custom[o.fields.theirs(custom_name(name))] = value
+                    continue
                 key, write = writers[name]
                 properties[key] = write(value)
         except ValueError as exc:
             raise ConnectorError(f"freshdesk: ticket {change.record_id}: {exc}",
                                  record_id=change.record_id) from None
         if change.escalation_level is not None and o.escalation_field:
-            properties["custom_fields"] = {o.escalation_field: change.escalation_level}
+            custom[o.escalation_field] = change.escalation_level
+        if custom:
+            properties["custom_fields"] = custom
         return properties
 
     def _tags_after(self, current: list[str], change: ChangeSet) -> list[str] | None:

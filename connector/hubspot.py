@@ -39,7 +39,7 @@ from sla_sync.connector.http import (
     decode_json,
     follow,
 )
-from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import FieldMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     INITIAL_STATUS,
     Assignment,
@@ -48,6 +48,7 @@ from sla_sync.connector.model import (
     Note,
     Record,
     RecordError,
+    custom_name,
     format_instant,
     merge_tags,
     note_html,
@@ -185,6 +186,11 @@ SCHEMA = Schema(NAME, (
             "the default pipelines' with `group_property: hs_pipeline`)", shown="see below"),
     Setting("assignee_as", Choice(("email", "name")), "how owners read as assignees",
             default="email"),
+    Setting("custom_fields", Table(Text("a custom field name"), _PROPERTY,
+                                   "a mapping of custom field names to HubSpot properties, "
+                                   "e.g. {sla_due: sla_due_at}",
+                                   unique="property {value!r} is mapped twice"),
+            "set_field's custom.NAME to properties (read and written)", default={}),
     Setting("search_delay_seconds", Number(above=None, least=0,
                                            expected="a number of seconds >= 0"),
             "how long a change may take to reach the search index (see \"Rate limits "
@@ -223,6 +229,7 @@ class Options:
     assignee_as: str = "email"
     search_delay_seconds: float = 30.0
     history: bool = False
+    custom_fields: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, settings: Mapping[str, Any], partial: bool = True) -> Options:
@@ -236,7 +243,8 @@ class Options:
                                   "assignee_as": v["assignee_as"],
                                   "search_delay_seconds": float(v["search_delay_seconds"]),
                                   "lead_priority_property": v["lead_priority_property"],
-                                  "history": v["history"]}
+                                  "history": v["history"],
+                                  "custom_fields": v["custom_fields"]}
         for key in ("priority_map", "stage_map", "lead_stage_map", "lead_status_map",
                     "channel_map", "source_map"):
             values[key] = {**getattr(defaults, key), **(v[key] or {})}
@@ -511,6 +519,7 @@ class HubSpot:
             names += ["firstname", "lastname", "email", "hs_lead_status"]
         if obj in ("tickets", "leads"):
             names += [f"hs_v2_date_entered_{stage}" for stage in self._stages(obj)]
+        names += self.options.custom_fields.values()
         return list(dict.fromkeys(names))
 
     def _stages(self, obj: str) -> Mapping[str, str]:
@@ -577,7 +586,8 @@ class HubSpot:
             "escalation_level": level,
             "custom": {"hubspot_object": obj, "hubspot_id": str(raw_id),
                        **({"hubspot_owner_id": owner} if owner else {}),
-                       **({"hubspot_stage": stage} if stage else {})},
+                       **({"hubspot_stage": stage} if stage else {}),
+                       **FieldMap(NAME, o.custom_fields).read(lambda prop: text(prop) or None)},
         }
         if conversation is not None and history is not None:
             data["messages"] = [{"at": m.at, "author": m.author, "public": m.public}
@@ -659,7 +669,7 @@ class HubSpot:
         catalog = Catalog("HubSpot", agent_word="owner",
                           tag_word=f"option of the {o.tags_property} property",
                           fields={"hubspot_object", "hubspot_id", "hubspot_pipeline",
-                                  "hubspot_category"})
+                                  "hubspot_category", *o.custom_fields})
         statuses: set[str] = set()
         groups: set[str] = set()
         priorities: set[str] = set()
@@ -916,6 +926,8 @@ class HubSpot:
                 wanted[o.group_property] = reverse.get(value, value)
             elif name == "assignee":
                 wanted[OWNER] = self._owner_id(value)
+            elif custom_name(name):  # set_field: a property of the object
+                wanted[FieldMap(NAME, o.custom_fields).theirs(custom_name(name))] = value
         if change.add_tags or change.remove_tags:
             # A multi-checkbox property is written whole: merge into the value just read,
             # so that an option a person ticked since our last read is kept.

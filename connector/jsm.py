@@ -32,7 +32,7 @@ from sla_sync.connector.base import (
 )
 from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import HttpClient, client_from_settings, follow, numbered
-from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import FieldMap, NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     MAX_WORKED,
     Assignment,
@@ -42,6 +42,7 @@ from sla_sync.connector.model import (
     Record,
     RecordError,
     StatusChange,
+    custom_name,
     parse_instant,
 )
 from sla_sync.connector.settings import (
@@ -172,6 +173,11 @@ SCHEMA = Schema("jsm", (
             default="customfield_10010"),
     Setting("organization_field", _FIELD, "the site's Organizations field",
             default="customfield_10002"),
+    Setting("custom_fields", Table(Text("a custom field name"), _FIELD,
+                                   "a mapping of custom field names to Jira field ids, e.g. "
+                                   "{sla_due: customfield_10050}",
+                                   unique="field {value!r} is mapped twice"),
+            "set_field's custom.NAME to Jira text fields (read and written)", default={}),
     Setting("page_size", Custom(_page_size), "requests per search page", default=PAGE_SIZE),
     *HTTP,
 ))
@@ -222,6 +228,7 @@ class Words:
     escalation_prefix: str
     request_type_field: str
     organization_field: str
+    fields: FieldMap = dataclasses.field(default_factory=lambda: FieldMap("jsm"))
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> Words:
@@ -238,7 +245,8 @@ class Words:
             escalation_prefix=(values["escalation"] or {}).get("label_prefix")
             or "sla_escalation_",
             request_type_field=values["request_type_field"],
-            organization_field=values["organization_field"])
+            organization_field=values["organization_field"],
+            fields=FieldMap("jsm", values.get("custom_fields") or {}))
 
     def consumes(self, label: str) -> bool:
         """Labels that become a Record field (tier, escalation level) rather than a tag."""
@@ -308,7 +316,8 @@ class JSM:
     def _fields(self) -> list[str]:
         return ["summary", "status", "priority", "assignee", "reporter", "created", "updated",
                 "resolutiondate", "labels", "comment", "project", "timespent",
-                self.words.request_type_field, self.words.organization_field]
+                self.words.request_type_field, self.words.organization_field,
+                *self.words.fields.fields.values()]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -492,7 +501,8 @@ class JSM:
                   "request_type": next(iter(_request_type(
                       fields.get(words.request_type_field))), None),
                   "organizations": _organizations(fields.get(words.organization_field))
-                  or None}
+                  or None,
+                  **words.fields.read(lambda field_id: _text_value(fields.get(field_id)))}
         summary = fields.get("summary")
         return Record(
             id=key, kind="ticket", created_at=created_at, updated_at=updated_at,
@@ -619,7 +629,11 @@ class JSM:
                 catalog.problems.append((f"connector.{name}", f"no field {field} on the site "
                                          f"(connector.{setting} reads it)"))
         catalog.fields = {"jsm_status", "status_category", "issue_id", "reporter",
-                          "request_type", "organizations"}
+                          "request_type", "organizations", *words.fields.fields}
+        for name, field_id in words.fields.fields.items():
+            if field_id not in field_ids:
+                catalog.problems.append((f"connector.custom_fields.{name}",
+                                         f"no field {field_id} on the site"))
         agents = {u["accountId"]: str(u.get("displayName")) for u in self._listed(
             ASSIGNABLE, {"projectKeys": ",".join(self.projects)}, paged=False)
             if isinstance(u.get("accountId"), str)}
@@ -741,6 +755,11 @@ class JSM:
                 except ValueError as exc:
                     raise ConnectorError(f"jsm: request {key}: {exc}", record_id=key) from None
                 fields["assignee"] = None if account is None else {"accountId": str(account)}
+            elif custom_name(name):  # set_field: a text custom field, by its id
+                try:
+                    fields[words.fields.theirs(custom_name(name))] = value
+                except ValueError as exc:
+                    raise ConnectorError(f"jsm: request {key}: {exc}", record_id=key) from None
             else:
                 raise ConnectorError(
                     f"jsm: request {key}: the jsm connector does not write {name} (a "
@@ -832,6 +851,14 @@ def _owners(histories: list[Any], created_at: datetime, project: str, assignee: 
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _text_value(value: Any) -> Any:
+    """A custom field's value as set_field compares it: text as it is, a select option's
+    `value`, None for nothing."""
+    if isinstance(value, Mapping):
+        value = value.get("value")
+    return value if isinstance(value, str | int | float) and value != "" else None
 
 
 def _whole(value: Any) -> bool:

@@ -116,3 +116,34 @@ class NameMap:
 
     def known(self) -> set[str]:
         return set(self.names.values())
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """The `set_field` mapping of a connector (its `custom_fields` setting): a Record's
+    custom field NAME (`custom.NAME` in a policy) -> the helpdesk's own field (a Zendesk
+    ticket field id, a Freshdesk `cf_` name, a HubSpot property, an RT CustomField, a JSM
+    `customfield_NNN`). Reads put each mapped field's value in `Record.custom[NAME]`, so a
+    rerun compares with what the helpdesk holds and writes nothing when it holds the value."""
+
+    connector: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def theirs(self, name: str) -> Any:
+        """The helpdesk's field for custom.NAME; ValueError naming the setting to add."""
+        found = self.fields.get(name)
+        if found is None:
+            mapped = ", ".join(sorted(self.fields)) or "none"
+            raise ValueError(f"cannot write custom.{name}: no field of the helpdesk is mapped "
+                             f"to it; add it to connector.custom_fields (mapped: {mapped})")
+        return found
+
+    def read(self, value_of: Any) -> dict[str, Any]:
+        """custom NAME -> value for every mapped field `value_of(their field)` has (None:
+        the record has no value there)."""
+        out = {}
+        for name, theirs in self.fields.items():
+            value = value_of(theirs)
+            if value is not None:
+                out[name] = value
+        return out

@@ -38,7 +38,7 @@ from sla_sync.connector.http import (
     client_from_settings,
     numbered,
 )
-from sla_sync.connector.mapping import Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import FieldMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     INITIAL_STATUS,
     Assignment,
@@ -48,6 +48,7 @@ from sla_sync.connector.model import (
     Record,
     RecordError,
     StatusChange,
+    custom_name,
     merge_tags,
     parse_instant,
 )
@@ -123,6 +124,11 @@ SCHEMA = Schema("rt", (
             "the custom field of the tier", default=TIER_FIELD),
     Setting("escalation_field", _FIELD, "the custom field of the level",
             default=ESCALATION_FIELD),
+    Setting("custom_fields", Table(Text("a custom field name"), _FIELD,
+                                   "a mapping of custom field names to RT custom fields, "
+                                   "e.g. {sla_due: SLA due}",
+                                   unique="RT custom field {value!r} is mapped twice"),
+            "set_field's custom.NAME to RT custom fields (read and written)", default={}),
 ))
 #: How RT refuses one ticket's write: 412 when the If-Match ETag moved.
 ERRORS = ErrorMap("rt", detail=lambda response: f"HTTP {response.status_code}: "
@@ -168,6 +174,7 @@ class Options:
     tags_field: str = TAGS_FIELD
     tier_field: str | None = TIER_FIELD
     escalation_field: str = ESCALATION_FIELD
+    fields: FieldMap = field(default_factory=lambda: FieldMap("rt"))
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Options:
@@ -179,7 +186,8 @@ class Options:
         return cls(query=v["query"], timezone=v["timezone"], priorities=Priorities(numbers),
                    statuses=ValueMap("status", statuses, FALLBACK_STATUS),
                    tags_field=v["tags_field"], tier_field=v["tier_field"],
-                   escalation_field=v["escalation_field"])
+                   escalation_field=v["escalation_field"],
+                   fields=FieldMap("rt", v["custom_fields"]))
 
 
 @dataclass(frozen=True)
@@ -341,7 +349,8 @@ class RT:
         o = self.options
         catalog = Catalog("RT", priorities=set(o.priorities.numbers),
                           statuses=set(o.statuses.table.values()), group_word="queue",
-                          agent_word="user", fields={"requestors", "custom_fields"})
+                          agent_word="user", fields={"requestors", "custom_fields",
+                                                     *self.options.fields.fields})
         queues = [q for q in self._collection("queues/all", "Name,Disabled")
                   if str(q.get("Disabled", "0")) in ("", "0")]
         fields: dict[str, list[str]] = {}  # custom field -> the queues it applies to
@@ -501,7 +510,9 @@ class RT:
             tags=fields.get(o.tags_field, ()), first_response_at=first_response,
             solved_at=resolved, status_history=tuple(history),
             escalation_level=int(level_text or 0),
-            custom={"requestors": requestors, "custom_fields": others},
+            custom={"requestors": requestors, "custom_fields": others,
+                    # set_field's NAMEs: a single-value field's value ("" reads as none)
+                    **o.fields.read(lambda cf: (fields.get(cf) or (None,))[0] or None)},
             url=f"{self.url}/Ticket/Display.html?id={record_id}",
             worked_seconds=_worked(item.get("TimeWorked")), messages=messages,
             assignment_history=assignments)
@@ -651,6 +662,7 @@ class RT:
     def _body(self, change: ChangeSet, version: Version) -> dict[str, Any]:
         o = self.options
         body: dict[str, Any] = {}
+        wanted: dict[str, str] = {}
         record_id = change.record_id
         try:
             for name, value in change.fields.items():
@@ -662,10 +674,12 @@ class RT:
                     body["Owner"] = value or NOBODY
                 elif name == "status":
                     body["Status"] = o.statuses.write(value)
+                elif custom_name(name):  # set_field: an RT custom field of the ticket
+                    wanted[o.fields.theirs(custom_name(name))] = value
         except ValueError as exc:
             raise ConnectorError(f"rt: ticket {record_id}: {exc}", record_id=record_id) \
                 from None
-        custom: dict[str, Any] = {}
+        custom = self._set_fields(record_id, wanted, version)
         if change.add_tags or change.remove_tags:
             tags = version.fields.get(o.tags_field)
             if tags is None:
@@ -680,6 +694,16 @@ class RT:
         if custom:
             body["CustomFields"] = custom
         return body
+
+
+    @staticmethod
+    def _set_fields(record_id: str, wanted: Mapping[str, str], version: Version,
+                    ) -> dict[str, Any]:
+        """set_field's values by RT custom field; each must apply to the ticket's queue."""
+        for cf in wanted:
+            if cf not in version.fields:
+                raise _missing_field(record_id, cf)
+        return dict(wanted)
 
 
 def _conversation(ordered: list[dict[str, Any]], created_at: datetime,

@@ -10,7 +10,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from sla_sync.connector.http import (
     follow,
     poll_delays,
 )
-from sla_sync.connector.mapping import NameMap, Notices, NoticeSink, ValueMap
+from sla_sync.connector.mapping import FieldMap, NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
     MAX_WORKED,
     Assignment,
@@ -46,6 +46,7 @@ from sla_sync.connector.model import (
     Record,
     RecordError,
     StatusChange,
+    custom_name,
     parse_instant,
 )
 from sla_sync.connector.settings import (
@@ -145,6 +146,11 @@ SCHEMA = Schema("zendesk", (
         Setting("total_field", Id("a ticket field id"),
                 "the Time Tracking app's \"Total time spent (sec)\" field", required=True),
     ))), "where the Time Tracking app keeps the time worked on a ticket"),
+    Setting("custom_fields", Nullable(Table(Text("a custom field name"), Id("a ticket field id"),
+                                            "a mapping of custom field names to ticket field "
+                                            "ids, e.g. {sla_due: 360005}",
+                                            unique="ticket field {value} is mapped twice")),
+            "set_field's custom.NAME to ticket field ids (read and written)"),
     Setting("bulk_writes", Flag(), "write batches as update_many jobs", default=True),
     Setting("api_requests_per_minute", Number(), "the general API's budget",
             default=API_REQUESTS_PER_MINUTE),
@@ -175,6 +181,7 @@ class Vocabulary:
     tier: Source
     tier_default: str
     escalation: Source
+    fields: FieldMap = field(default_factory=lambda: FieldMap("zendesk"))
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Vocabulary:
@@ -189,7 +196,8 @@ class Vocabulary:
             tier=_source(tier, "tier") or Source("tag_prefix", "tier_"),
             tier_default=tier.get("default") or "standard",
             escalation=_source(v["escalation"] or {}, "escalation")
-            or Source("tag_prefix", "sla_escalation_"))
+            or Source("tag_prefix", "sla_escalation_"),
+            fields=FieldMap("zendesk", v["custom_fields"] or {}))
 
     def consumes(self, tag: str) -> bool:
         """Tags that become a Record field (tier, escalation level) rather than a tag."""
@@ -322,13 +330,13 @@ class Talk:
         state: dict[str, int | None] = dict.fromkeys(Talk.FIELDS)
         out = [created_at]
         changes: list[tuple[int, dict[str, int | None]]] = []
-        for at, field, value, _ in sorted(entry.get("a", []), key=_in_order):
+        for at, key, value, _ in sorted(entry.get("a", []), key=_in_order):
             if at <= born:
-                state[field] = value
+                state[key] = value
             elif changes and changes[-1][0] == at:
-                changes[-1][1][field] = value
+                changes[-1][1][key] = value
             else:
-                changes.append((at, {field: value}))
+                changes.append((at, {key: value}))
         history = [Assignment(out[0], name("group_id", state["group_id"]),
                               name("assignee_id", state["assignee_id"]))]
         for at, changed in changes:
@@ -649,6 +657,7 @@ class Zendesk:
             "requester_id": raw.get("requester_id"), "via": channel,
             "initially_assigned_at": metric.get("initially_assigned_at"),
             "reopens": metric.get("reopens"), "replies": metric.get("replies"),
+            **words.fields.read(lambda field_id: _field_value(raw, field_id)),
         }
         return Record(
             id=record_id, kind="ticket", created_at=created_at, updated_at=updated_at,
@@ -741,7 +750,7 @@ class Zendesk:
                     f"connector.{key}.field", f"no active ticket field {source.key} in "
                     f"Zendesk" + _listed(f"{f.get('id')} {f.get('title')}" for f in fields
                                          if isinstance(f, Mapping) and f.get("removable"))))
-        catalog.fields = set(CUSTOM_KEYS)
+        catalog.fields = set(CUSTOM_KEYS) | set(self.words.fields.fields)
         groups = {g["id"]: str(g.get("name")) for g in self._list(GROUPS, "groups", {})
                   if _whole(g.get("id")) and g.get("deleted") is not True}
         agents = {u["id"]: str(u.get("name")) for u in self._list(
@@ -880,6 +889,7 @@ class Zendesk:
         which merge into what is on the ticket: a tag a person added is never lost."""
         record_id, words = change.record_id, self.words
         ticket: dict[str, Any] = {}
+        fields: list[dict[str, Any]] = []
         try:
             for name, value in change.fields.items():
                 if name == "priority":
@@ -890,15 +900,21 @@ class Zendesk:
                     ticket["group_id"] = words.groups.write(value)
                 elif name == "assignee":
                     ticket["assignee_id"] = words.agents.write(value)
+                elif custom_name(name):  # set_field: a ticket field, by its id
+                    fields.append({"id": words.fields.theirs(custom_name(name)),
+                                   "value": value})
         except ValueError as exc:
             raise ConnectorError(f"zendesk: ticket {record_id}: {exc}",
                                  record_id=record_id) from None
         add, remove = list(change.add_tags), list(change.remove_tags)
         if change.escalation_level is not None:
-            fields, more, fewer = words.escalation_update(change.escalation_level)
-            ticket.update(fields)
+            level_fields, more, fewer = words.escalation_update(change.escalation_level)
+            fields += level_fields.pop("custom_fields", [])
+            ticket.update(level_fields)
             add += [tag for tag in more if tag not in add]
             remove += [tag for tag in fewer if tag not in remove]
+        if fields:
+            ticket["custom_fields"] = fields
         if add:
             ticket["additional_tags"] = add
         if remove:
@@ -941,9 +957,9 @@ def _source(values: Mapping[str, Any], key: str) -> Source | None:
     return Source(given[0], values[given[0]]) if given else None
 
 def _field_value(ticket: Mapping[str, Any], field_id: int) -> Any:
-    for field in ticket.get("custom_fields") or []:
-        if isinstance(field, Mapping) and field.get("id") == field_id:
-            return field.get("value")
+    for entry in ticket.get("custom_fields") or []:
+        if isinstance(entry, Mapping) and entry.get("id") == field_id:
+            return entry.get("value")
     return None
 
 

@@ -1,7 +1,8 @@
 """Evaluation: (Record, Policy, now) -> the matched SLA, its clocks, and what each rule asks.
 
 Pure: no I/O and no clock reads. The SLA is the first whose `when` holds (an SLA without
-`when` matches every record). Every rule whose conditions hold fires; the conditions are
+`when` matches every record) among those whose version (`valid_from`, `applies_to`)
+applies to the record. Every rule whose conditions hold fires; the conditions are
 business-rules conditions, checked through `rules.conditions` (compiled once per policy,
 answering as business-rules does), and business-rules calls the actions, which only
 collect intents.
@@ -154,10 +155,16 @@ def compiled(policy: Policy) -> Compiled:
 
 
 def match_sla(policy: Policy, variables: RecordVariables,
-              asked: Asked | None = None) -> Sla | None:
-    """`asked`: the record's answers so far, shared with its rules."""
+              asked: Asked | None = None, record: Record | None = None,
+              now: datetime | None = None) -> Sla | None:
+    """`asked`: the record's answers so far, shared with its rules. A version of an SLA
+    (`valid_from`) is skipped where it does not apply to `record` at `now` (Sla.
+    version_refuses); without a record every version is taken to apply."""
     asked = asked or Asked(variables)
     for sla, check in zip(policy.slas, compiled(policy).whens, strict=True):
+        if sla.valid_from is not None and record is not None and now is not None \
+                and sla.version_refuses(record, now, policy.closed_statuses):
+            continue
         if sla.when is None:
             return sla
         if check(asked) if check is not None else br_engine.check_conditions_recursively(
@@ -246,7 +253,7 @@ def sla_and_clocks(record: Record, policy: Policy, now: datetime,
     clock, targets or not (run_clocks)."""
     variables = asked.variables if asked else RecordVariables(
         facts or record_facts(record, now, policy.fields))
-    sla = match_sla(policy, variables, asked)
+    sla = match_sla(policy, variables, asked, record, now)
     mark = mark_for(record, sla, previous)
     calendar, clocks = run_clocks(record, policy, sla, mark, now, variables.facts, every)
     return sla, calendar, mark, clocks

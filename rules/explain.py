@@ -15,7 +15,7 @@ from sla_sync.rules.engine import Failure, first_failure
 from sla_sync.rules.extensions import describe, extensions_of
 from sla_sync.rules.overrides import scale_for
 from sla_sync.rules.planner import OVERRIDDEN, SATISFIED, VOID, WRITE, Plan, Step
-from sla_sync.rules.policy import Policy, field_value
+from sla_sync.rules.policy import Policy, Sla, field_value
 
 
 def _value(value: Any) -> str:
@@ -129,8 +129,13 @@ def _sla_lines(p: Plan, policy: Policy) -> list[str]:
     for sla in policy.slas:
         if ev.sla is not None and sla.index == ev.sla.index:
             why = "no 'when': matches every record" if sla.when is None else "'when' holds"
-            out.append(f"  slas[{sla.index}] {sla.name!r}: MATCHED ({why})")
+            version = f"; {sla.version()} applies" if sla.valid_from else ""
+            out.append(f"  slas[{sla.index}] {sla.name!r}: MATCHED ({why}{version})")
             break
+        refused = sla.version_refuses(p.record, ev.now, policy.closed_statuses)
+        if refused is not None:
+            out.append(f"  slas[{sla.index}] {sla.name!r}: not matched: {refused}")
+            continue
         assert sla.when is not None
         failure = first_failure(sla.when, variables, f"slas[{sla.index}].when")
         out.append(f"  slas[{sla.index}] {sla.name!r}: not matched: "
@@ -248,6 +253,14 @@ def _step_line(step: Step) -> str:
     return f"  [{label}] {what}  <- rule {step.rule!r}{detail}"
 
 
+def _version(sla: Sla) -> dict[str, Any]:
+    """An SLA version's key for explain's data (none for an SLA without versions)."""
+    if sla.valid_from is None:
+        return {}
+    return {"version": {"valid_from": format_instant(sla.valid_from),
+                        "applies_to": sla.applies_to}}
+
+
 def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
                  ) -> dict[str, Any]:
     """The content of `explain` as JSON-ready data, for tools: the SLAs tried, the clocks,
@@ -269,8 +282,14 @@ def explain_data(p: Plan, policy: Policy, since: Mapping[str, str] | None = None
     for sla in policy.slas:
         if ev.sla is not None and sla.index == ev.sla.index:
             slas.append({"index": sla.index, "name": sla.name, "matched": True,
-                         "why": "no when" if sla.when is None else "when holds"})
+                         "why": "no when" if sla.when is None else "when holds",
+                         **_version(sla)})
             break
+        refused = sla.version_refuses(r, ev.now, policy.closed_statuses)
+        if refused is not None:
+            slas.append({"index": sla.index, "name": sla.name, "matched": False,
+                         **_version(sla), "version_refuses": refused})
+            continue
         assert sla.when is not None
         slas.append({"index": sla.index, "name": sla.name, "matched": False,
                      "failed": failure(first_failure(sla.when, variables,

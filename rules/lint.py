@@ -998,7 +998,8 @@ def mirror_shares(policy: Policy, records: Iterable[Record],
     records no SLA matches and SLAs no known record reaches."""
     counts: Counter[str] = Counter()
     for record in records:
-        sla = match_sla(policy, RecordVariables(record_facts(record, now, policy.fields)))
+        sla = match_sla(policy, RecordVariables(record_facts(record, now, policy.fields)),
+                        record=record, now=now)
         counts[sla.name if sla else ""] += 1
     total = sum(counts.values())
     shares = {sla.name: counts[sla.name] for sla in policy.slas}

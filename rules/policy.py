@@ -22,7 +22,14 @@ from typing import Any
 from business_rules.fields import FIELD_NO_INPUT, FIELD_NUMERIC, FIELD_SELECT_MULTIPLE, FIELD_TEXT
 from business_rules.operators import BaseType
 
-from sla_sync.connector.model import KINDS, Record, custom_name, parse_instant
+from sla_sync.connector.model import (
+    INITIAL_STATUS,
+    KINDS,
+    Record,
+    custom_name,
+    format_instant,
+    parse_instant,
+)
 from sla_sync.rules.actions import ActionSpec, action_specs, note_placeholders
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES, Agent, Group
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, Holidays, check_calendar
@@ -52,11 +59,14 @@ SCALE_RANGE = (0.01, 10.0)
 GROUP_KEYS = ("agents", "calendar")
 AGENT_KEYS = ("name", "calendar")
 SLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
-            "pause_statuses", "on_target_change")
+            "pause_statuses", "on_target_change", "valid_from", "applies_to")
 ON_TARGET_CHANGE = ("keep", "restart")
 #: A team target's (OLA's) keys: an SLA's, less what only a customer SLA has.
 OLA_KEYS = ("name", "description", "when", "calendar", "calendar_by", "targets", "targets_by",
             "pause_statuses")
+#: Which records a version of an SLA (`valid_from`) applies to: those created from then on,
+#: or also those open then. A record keeps the version it started under unless `open`.
+APPLIES_TO = ("new", "open")
 #: Why an SLA's `when` cannot name a clock's variables.
 SLA_SCOPE = "cannot be used here: an SLA is chosen before its clocks run"
 #: What a target's own conditions may name: the record's fields, which have a history.
@@ -157,6 +167,40 @@ class Sla:
     targets_by: TargetsBy | None = None
     #: target -> its own start, pause and stop conditions
     clocks: Mapping[str, ClockRules] = field(default_factory=dict)
+    #: A version of the SLA: it applies from this instant on, to the records `applies_to`
+    #: says; an older version (the same name, later in the list) keeps the others.
+    valid_from: datetime | None = None
+    applies_to: str = "new"
+
+    def version_refuses(self, record: Record, now: datetime,
+                        closed: frozenset[str]) -> str | None:
+        """None when this SLA (its version) may apply to `record` at `now`; else why not."""
+        if self.valid_from is None:
+            return None
+        since = format_instant(self.valid_from)
+        if now < self.valid_from:
+            return f"version valid from {since}: not yet"
+        if record.created_at >= self.valid_from:
+            return None
+        if self.applies_to == "open":
+            status = INITIAL_STATUS
+            for change in record.status_timeline():
+                if change.at > self.valid_from:
+                    break
+                status = change.status
+            if status not in closed:
+                return None
+            return (f"version valid from {since} applies to records created from then on "
+                    f"or open then; this one was {status!r} then")
+        return (f"version valid from {since} applies to records created from then on "
+                f"(applies_to new); this one was created {format_instant(record.created_at)}")
+
+    def version(self) -> str:
+        """How explain names the version: 'valid from ... (applies_to ...)', or ''."""
+        if self.valid_from is None:
+            return ""
+        return f"version valid from {format_instant(self.valid_from)} " \
+               f"(applies_to {self.applies_to})"
 
     def targets_for(self, record: Record) -> Mapping[str, Target]:
         """The targets that apply to `record` (by `targets_by`, where the SLA has it)."""
@@ -605,9 +649,10 @@ class _Checker:
         for index, path, spec, name in self.entries(value, "slas", (*SLA_KEYS, *CLOCK_KEYS),
                                                     "SLA"):
             when = None
+            valid_from, applies_to = self.version(spec, path)
             if "when" in spec:
                 when = self.condition(spec["when"], f"{path}.when", RECORD_VARIABLES)
-            elif fallback is None:
+            elif fallback is None and valid_from is None:
                 fallback = (index, name)
             if fallback is not None and fallback[0] < index:
                 self.warnings.append(Problem(
@@ -630,7 +675,7 @@ class _Checker:
             slas.append(Sla(name=name, index=index, when=when, calendar=choice,
                             targets=targets, pause_statuses=pauses,
                             on_target_change=on_change, targets_by=targets_by,
-                            clocks=clocks))
+                            clocks=clocks, valid_from=valid_from, applies_to=applies_to))
         return slas
 
     def olas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Ola]:
@@ -659,6 +704,25 @@ class _Checker:
             olas.append(Ola(name=name, index=index, when=when, calendar=choice,
                             targets=targets, pause_statuses=pauses, targets_by=targets_by))
         return olas
+
+    def version(self, spec: Mapping[str, Any], path: str) -> tuple[datetime | None, str]:
+        """An SLA's `valid_from` (an ISO 8601 instant with an offset) and `applies_to`."""
+        applies_to = spec.get("applies_to", "new")
+        if applies_to not in APPLIES_TO:
+            self.fail(f"{path}.applies_to", f"expected one of {', '.join(APPLIES_TO)}, got "
+                                            f"{applies_to!r}")
+        if "applies_to" in spec and "valid_from" not in spec:
+            self.fail(f"{path}.applies_to", "only a version of an SLA has it: give "
+                                            "valid_from too")
+        if "valid_from" not in spec:
+            return None, "new"
+        try:
+            valid_from = parse_instant(spec["valid_from"], "valid_from")
+        except ValueError as exc:
+            self.fail(f"{path}.valid_from", str(exc).removeprefix("valid_from: ")
+                      + " (write e.g. 2026-04-01T00:00:00+02:00)")
+            return None, "new"
+        return valid_from, applies_to if applies_to in APPLIES_TO else "new"
 
     def sla_clocks(self, spec: Mapping[str, Any], path: str, targets: Mapping[str, Target],
                    choice: CalendarChoice) -> tuple[TargetsBy | None, dict[str, ClockRules]]:
@@ -753,6 +817,14 @@ class _Checker:
         if not isinstance(name, str) or not name.strip():
             self.fail(f"{path}.name", f"every {what} needs a non-empty name")
             return f"#{index}"
+        if what == "SLA" and "valid_from" in spec:
+            # versions of one SLA share its name; each version's instant is its own
+            name_key = f"{name}\0{spec['valid_from']}"
+            if name_key in seen:
+                self.fail(f"{path}.valid_from", f"another version of SLA {name!r} is valid "
+                                                f"from the same instant (index {seen[name_key]})")
+            seen.setdefault(name_key, index)
+            return name
         if name in seen:
             if "name" not in spec:
                 self.fail(path, f"same conditions and actions as rules[{seen[name]}], "

@@ -25,6 +25,7 @@ from sla_sync.rules.actions import PLACEHOLDERS, ActionCollector, action_specs
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, STRATEGIES
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.policy import (
+    APPLIES_TO,
     CALENDAR_FIELDS,
     CLOCK_CONDITIONS,
     CLOCK_VARIABLES,
@@ -240,7 +241,16 @@ def _sla() -> dict[str, Any]:
                                       "replayed over the record's history"},
             "pause_statuses": STRINGS,
             "on_target_change": {"enum": list(ON_TARGET_CHANGE)},
+            "valid_from": {"type": "string", "pattern": r"(?:[Zz]|[+-]\d\d(?::?\d\d)?)$",
+                           "description": "a version of the SLA: it applies from this ISO "
+                                          "8601 instant (with an offset) on; an older "
+                                          "version has the same name, later in the list"},
+            "applies_to": {"enum": list(APPLIES_TO), "default": "new",
+                           "description": "new: records created from valid_from on (the "
+                                          "others keep the version they started under); "
+                                          "open: also the records open then"},
         },
+        "dependentRequired": {"applies_to": ["valid_from"]},
         "required": ["name"],
         "not": {"required": ["calendar", "calendar_by"]},
         "additionalProperties": False,

@@ -101,6 +101,7 @@ def policy_digest(policy: Policy) -> str:
                   "clocks": {t: [r.start_when, r.pause_when, r.stop_when]
                              for t, r in sorted(s.clocks.items())},
                   "pause": sorted(s.pause_statuses), "change": s.on_target_change,
+                  **({"version": [str(s.valid_from), s.applies_to]} if s.valid_from else {}),
                   "field": s.calendar.record_field,
                   "calendars": [calendar(s.calendar.default)] + [
                       [k, calendar(v)] for k, v in sorted(s.calendar.by_value.items())]}
@@ -132,6 +133,8 @@ class Wakes:
         self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in FAMILIES}
         self.due: dict[str, set[float]] = {t: set() for t in FAMILIES}
         self.business_hours = False
+        # a version of an SLA that becomes valid may change which SLA a record is under
+        self.versions = sorted({s.valid_from for s in policy.slas if s.valid_from})
         conditions = [s.when for s in policy.slas if s.when] + [r.conditions
                                                                 for r in policy.every_rule()]
         # an override's rules start and stop holding at its ends, for every record
@@ -170,6 +173,7 @@ class Wakes:
         # comes; an assignment one of time to own (and either may change what a target's
         # own conditions say)
         found += [m.at for m in record.messages or () if m.at > now]
+        found += [at for at in self.versions if at > now]
         found += [a.at for a in record.assignment_history or () if a.at >= now]
         found += [at for at in self.boundaries if at > now]
         for name, values in self.hours.items():
