@@ -752,6 +752,20 @@ class Zendesk:
         catalog.requests = self.api.requests_sent - sent
         return catalog
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The account's active agents and admins by the name rules use (the `agents`
+        setting's, else the id): email, full name and IANA time zone, where alerts to
+        `{assignee}` go. One request per 100 agents (cursor pagination), general budget."""
+        found: dict[str, dict[str, str]] = {}
+        for user in self._list(USERS, "users", {"role[]": ["agent", "admin"]}):
+            if not _whole(user.get("id")) or user.get("active") is False:
+                continue
+            entry = {key: user[field] for key, field in (
+                ("email", "email"), ("name", "name"), ("timezone", "iana_time_zone"))
+                if isinstance(user.get(field), str) and user[field]}
+            found[self.words.agents.name(user["id"])] = entry
+        return found
+
     def _list(self, path: str, key: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Every item of a cursor-paginated listing (100 a page; `page[after]` from
         `meta.after_cursor` while `meta.has_more`)."""

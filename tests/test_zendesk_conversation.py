@@ -228,3 +228,17 @@ def test_a_run_finds_a_next_response_breach_in_the_zendesk_conversation(api, tmp
     put = next(c for c in api.calls if c.request.method == "PUT")
     assert json.loads(put.request.body)["ticket"]["additional_tags"] == ["reply_overdue"]
     assert "writes 1" in result.output
+
+
+def test_the_directory_gives_each_agent_by_the_name_rules_use(api):
+    users = load("check_agents")
+    users["users"][0]["iana_time_zone"] = "Europe/Berlin"  # the User object's IANA zone
+    users["users"][2]["active"] = False
+    api.get(URL + USERS, json=users, match=[responses.matchers.query_param_matcher(
+        {"role[]": ["agent", "admin"], "page[size]": "100"})])
+    directory = zendesk(settings=WORDS).directory()
+    assert directory == {
+        "sam": {"email": "sam@acme.example.com", "name": "Sam Agent",
+                "timezone": "Europe/Berlin"},
+        "361002": {"email": "alice@acme.example.com", "name": "Alice Admin"}}
+    assert len(api.calls) == 1
