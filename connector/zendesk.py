@@ -394,7 +394,11 @@ class Position:
                   if entries and entries[-1][1] in FINAL_STATUSES}
         open_tickets = {ticket: entries for ticket, entries in self.history.items()
                         if entries and ticket not in closed}
-        talk = {ticket: entry for ticket, entry in self.talk.items() if ticket not in closed}
+        # A story whose creation was not seen never becomes whole (creation is a ticket's
+        # first event), and one with a gap stays unknown: only the fact is kept.
+        talk = {ticket: {"c": 1, "x": 1} if entry.get("x") else entry
+                for ticket, entry in self.talk.items()
+                if ticket not in closed and entry.get("c")}
         return json.dumps(open_tickets, separators=(",", ":")) + ',"talk":' + \
             json.dumps(talk, separators=(",", ":"))
 

@@ -242,3 +242,29 @@ def test_the_directory_gives_each_agent_by_the_name_rules_use(api):
                 "timezone": "Europe/Berlin"},
         "361002": {"email": "alice@acme.example.com", "name": "Alice Admin"}}
     assert len(api.calls) == 1
+
+
+def test_the_cursor_keeps_only_stories_that_can_be_whole(api):
+    # The first sync's fixtures: 35436-35438 have comments without the sideload's comment
+    # (a gap), 35439 a whole, empty story; a ticket never created in the window keeps none.
+    events_page(api, "ticket_events_page_1", START)
+    events_page(api, "ticket_events_page_2_end_of_stream", "1772443800")
+    tickets_page(api, "incremental_tickets_page_1", start_time=START)
+    tickets_page(api, "incremental_tickets_page_2_end_of_stream",
+                 cursor="MTc3MjQ0MzgwMC4wfHwzNTQzN3w=")
+    talk = json.loads(list(zendesk().fetch(None))[-1].cursor or "{}")["talk"]
+    assert talk["35436"] == {"c": 1, "x": 1} and talk["35439"]["c"] == 1
+    later = {"ticket_events": [{
+        "id": 7601, "ticket_id": 35999, "timestamp": 1772445600,
+        "created_at": "2026-03-02T10:00:00Z", "updater_id": 361001, "via": "Web form",
+        "event_type": "Audit", "child_events": [{
+            "id": 7602, "via": "Web form", "via_reference_id": None, "status": "open",
+            "event_type": "Change", "previous_value": "new"}]}],
+        "count": 1, "end_time": 1772445600, "end_of_stream": True,
+        "next_page": f"{URL}/api/v2/incremental/ticket_events.json?start_time=1772445600"}
+    api.get(URL + EVENT_EXPORT, json=later)
+    api.get(URL + TICKET_EXPORT, json=load("incremental_tickets_empty_end_of_stream"))
+    first = list(zendesk().fetch(None))[-1].cursor
+    assert first is not None
+    again = json.loads(list(zendesk().fetch(first))[-1].cursor or "{}")
+    assert "35999" not in again["talk"] and "35999" in again["history"]
