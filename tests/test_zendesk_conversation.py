@@ -268,3 +268,20 @@ def test_the_cursor_keeps_only_stories_that_can_be_whole(api):
     assert first is not None
     again = json.loads(list(zendesk().fetch(first))[-1].cursor or "{}")
     assert "35999" not in again["talk"] and "35999" in again["history"]
+
+
+def test_a_cursor_written_before_conversations_were_read_is_read_on(api):
+    """A state file of an earlier version holds a v1 cursor (no conversations): its tickets
+    have none, and the next cursor is v2."""
+    v1 = json.dumps({"v": 1, "start_time": 1772323200, "tickets": "MTc3MjQ0NTkwMC4wfHwzNTQzOHw=",
+                     "events": 1772446740, "history": {"35440": [[1772442000, "new"]]}})
+    later = load("ticket_events_with_comment_events")
+    later["ticket_events"] = later["ticket_events"][3:]  # after the creation
+    api.get(URL + EVENT_EXPORT, json=later,
+            match=query(start_time="1772446740", include="comment_events"))
+    api.get(URL + TICKET_EXPORT, json=load("incremental_tickets_conversation"))
+    pages = list(zendesk(settings=WORDS).fetch(v1))
+    [record] = pages[-1].records
+    assert record.messages is None and record.assignment_history is None
+    resumed = json.loads(pages[-1].cursor or "{}")
+    assert resumed["v"] == 2 and resumed["talk"] == {}
