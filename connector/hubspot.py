@@ -799,6 +799,16 @@ class HubSpot:
         self._owners = owners
         return owners
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The account's owners by the assignee name records carry (email or full name, as
+        `assignee_as` says): email and name, where alerts to `{assignee}` go; HubSpot keeps
+        no time zone for an owner. The owners read once per run (`GET /crm/v3/owners`)."""
+        found: dict[str, dict[str, str]] = {}
+        for owner_id, owner in self._owner_table().items():
+            found[self._assignee(owner_id)] = {key: owner[key] for key in ("email", "name")
+                                               if owner.get(key)}
+        return found
+
     def _assignee(self, owner_id: str) -> str:
         if not owner_id:
             return ""

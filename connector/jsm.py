@@ -667,6 +667,23 @@ class JSM:
         return [item for items in numbered(read, SUB_PAGE, f"jsm: GET {path}", first=0)
                 for item in items if isinstance(item, Mapping)]
 
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The agents who can be assigned in the projects, by the name rules use (the
+        `agents` setting's, else the account id): email (where the user's privacy settings
+        show it), display name and time zone, where alerts to `{assignee}` go. One request
+        per 100 agents (`user/assignable/multiProjectSearch`)."""
+        found: dict[str, dict[str, str]] = {}
+        for user in self._listed(ASSIGNABLE, {"projectKeys": ",".join(self.projects)},
+                                 paged=False):
+            account = user.get("accountId")
+            if not isinstance(account, str) or user.get("active") is False:
+                continue
+            found[self.words.agents.name(account)] = {
+                key: user[field] for key, field in (
+                    ("email", "emailAddress"), ("name", "displayName"), ("timezone", "timeZone"))
+                if isinstance(user.get(field), str) and user[field]}
+        return found
+
     def _permissions(self, catalog: Catalog) -> None:
         needed = {"EDIT_ISSUES": ("fields", "edit issues (priority, labels)"),
                   "ASSIGN_ISSUES": ("assignee", "assign issues"),

@@ -402,7 +402,11 @@ class Position:
                   if entries and entries[-1][1] in FINAL_STATUSES}
         open_tickets = {ticket: entries for ticket, entries in self.history.items()
                         if entries and ticket not in closed}
-        talk = {ticket: entry for ticket, entry in self.talk.items() if ticket not in closed}
+        # A story whose creation was not seen never becomes whole (creation is a ticket's
+        # first event), and one with a gap stays unknown: only the fact is kept.
+        talk = {ticket: {"c": 1, "x": 1} if entry.get("x") else entry
+                for ticket, entry in self.talk.items()
+                if ticket not in closed and entry.get("c")}
         return json.dumps(open_tickets, separators=(",", ":")) + ',"talk":' + \
             json.dumps(talk, separators=(",", ":"))
 
@@ -760,6 +764,20 @@ class Zendesk:
         catalog.agents = self._names(catalog, "agents", "agent", agents, words.agents.names)
         catalog.requests = self.api.requests_sent - sent
         return catalog
+
+    def directory(self) -> dict[str, dict[str, str]]:
+        """The account's active agents and admins by the name rules use (the `agents`
+        setting's, else the id): email, full name and IANA time zone, where alerts to
+        `{assignee}` go. One request per 100 agents (cursor pagination), general budget."""
+        found: dict[str, dict[str, str]] = {}
+        for user in self._list(USERS, "users", {"role[]": ["agent", "admin"]}):
+            if not _whole(user.get("id")) or user.get("active") is False:
+                continue
+            entry = {key: user[field] for key, field in (
+                ("email", "email"), ("name", "name"), ("timezone", "iana_time_zone"))
+                if isinstance(user.get(field), str) and user[field]}
+            found[self.words.agents.name(user["id"])] = entry
+        return found
 
     def _list(self, path: str, key: str, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         """Every item of a cursor-paginated listing (100 a page; `page[after]` from

@@ -896,3 +896,12 @@ def test_a_run_finds_a_next_response_breach_in_the_hubspot_conversation(
     assert update["inputs"] == [{"id": "513", "objectWriteTraceId": "tickets:513",
                                  "properties": {"sla_tags": "reply_overdue"}}]
     assert "writes 1" in result.output
+
+
+def test_the_directory_gives_each_owner_by_the_assignee_name_records_carry(api):
+    api.get(OWNERS, json=fixture("owners.json"))
+    directory = make().directory()
+    assert directory["ben@example.com"] == {"email": "ben@example.com", "name": "Ben Carter"}
+    by_name = make(assignee_as="name").directory()
+    assert by_name["Ben Carter"]["email"] == "ben@example.com"
+    assert len(api.calls) == 2  # one owners read per connector (per run)

@@ -653,3 +653,18 @@ def test_a_run_finds_a_next_response_breach_in_the_jsm_conversation(api, project
     assert writes(api.calls) == [
         ("PUT", "/rest/api/3/issue/SUP-110", {"update": {"labels": [{"add": "reply_overdue"}]}})]
     assert "writes 1" in result.output
+
+
+def test_the_directory_gives_each_assignable_agent_by_the_name_rules_use(api):
+    agents = load("check_assignable_agents")
+    agents[0]["emailAddress"] = "alice@acme.example.com"  # shown where privacy allows
+    api.get(URL + "/rest/api/3/user/assignable/multiProjectSearch", json=agents,
+            match=[matchers.query_param_matcher(
+                {"projectKeys": "SUP", "startAt": "0", "maxResults": "100"})])
+    directory = jsm().directory()
+    assert directory["alice"] == {"email": "alice@acme.example.com", "name": "Alice Archer",
+                                  "timezone": "Europe/Berlin"}
+    # No email shown: no address, so alerts to Sam go to the channel's fallback.
+    assert directory["sam"] == {"name": "Sam Singh", "timezone": "Europe/Berlin"}
+    assert "5c2e6a0b1f4d8e7a9b3c5d10" in directory  # unnamed in agents: its account id
+    assert len(api.calls) == 1

@@ -228,3 +228,60 @@ def test_a_run_finds_a_next_response_breach_in_the_zendesk_conversation(api, tmp
     put = next(c for c in api.calls if c.request.method == "PUT")
     assert json.loads(put.request.body)["ticket"]["additional_tags"] == ["reply_overdue"]
     assert "writes 1" in result.output
+
+
+def test_the_directory_gives_each_agent_by_the_name_rules_use(api):
+    users = load("check_agents")
+    users["users"][0]["iana_time_zone"] = "Europe/Berlin"  # the User object's IANA zone
+    users["users"][2]["active"] = False
+    api.get(URL + USERS, json=users, match=[responses.matchers.query_param_matcher(
+        {"role[]": ["agent", "admin"], "page[size]": "100"})])
+    directory = zendesk(settings=WORDS).directory()
+    assert directory == {
+        "sam": {"email": "sam@acme.example.com", "name": "Sam Agent",
+                "timezone": "Europe/Berlin"},
+        "361002": {"email": "alice@acme.example.com", "name": "Alice Admin"}}
+    assert len(api.calls) == 1
+
+
+def test_the_cursor_keeps_only_stories_that_can_be_whole(api):
+    # The first sync's fixtures: 35436-35438 have comments without the sideload's comment
+    # (a gap), 35439 a whole, empty story; a ticket never created in the window keeps none.
+    events_page(api, "ticket_events_page_1", START)
+    events_page(api, "ticket_events_page_2_end_of_stream", "1772443800")
+    tickets_page(api, "incremental_tickets_page_1", start_time=START)
+    tickets_page(api, "incremental_tickets_page_2_end_of_stream",
+                 cursor="MTc3MjQ0MzgwMC4wfHwzNTQzN3w=")
+    talk = json.loads(list(zendesk().fetch(None))[-1].cursor or "{}")["talk"]
+    assert talk["35436"] == {"c": 1, "x": 1} and talk["35439"]["c"] == 1
+    later = {"ticket_events": [{
+        "id": 7601, "ticket_id": 35999, "timestamp": 1772445600,
+        "created_at": "2026-03-02T10:00:00Z", "updater_id": 361001, "via": "Web form",
+        "event_type": "Audit", "child_events": [{
+            "id": 7602, "via": "Web form", "via_reference_id": None, "status": "open",
+            "event_type": "Change", "previous_value": "new"}]}],
+        "count": 1, "end_time": 1772445600, "end_of_stream": True,
+        "next_page": f"{URL}/api/v2/incremental/ticket_events.json?start_time=1772445600"}
+    api.get(URL + EVENT_EXPORT, json=later)
+    api.get(URL + TICKET_EXPORT, json=load("incremental_tickets_empty_end_of_stream"))
+    first = list(zendesk().fetch(None))[-1].cursor
+    assert first is not None
+    again = json.loads(list(zendesk().fetch(first))[-1].cursor or "{}")
+    assert "35999" not in again["talk"] and "35999" in again["history"]
+
+
+def test_a_cursor_written_before_conversations_were_read_is_read_on(api):
+    """A state file of an earlier version holds a v1 cursor (no conversations): its tickets
+    have none, and the next cursor is v2."""
+    v1 = json.dumps({"v": 1, "start_time": 1772323200, "tickets": "MTc3MjQ0NTkwMC4wfHwzNTQzOHw=",
+                     "events": 1772446740, "history": {"35440": [[1772442000, "new"]]}})
+    later = load("ticket_events_with_comment_events")
+    later["ticket_events"] = later["ticket_events"][3:]  # after the creation
+    api.get(URL + EVENT_EXPORT, json=later,
+            match=query(start_time="1772446740", include="comment_events"))
+    api.get(URL + TICKET_EXPORT, json=load("incremental_tickets_conversation"))
+    pages = list(zendesk(settings=WORDS).fetch(v1))
+    [record] = pages[-1].records
+    assert record.messages is None and record.assignment_history is None
+    resumed = json.loads(pages[-1].cursor or "{}")
+    assert resumed["v"] == 2 and resumed["talk"] == {}
