@@ -783,7 +783,7 @@ record at the breach.</p>
 BREACH_COLUMNS = ("period", "id", "subject", "url", "sla", "target", "target_minutes",
                   "calendar", "created_at", "due_at", "breached_at", "stopped_at",
                   "time_over_minutes", "clock_over_minutes", "group", "assignee", "held_by",
-                  "sla_sync_did")
+                  "ola", "team_at_breach", "sla_sync_did")
 
 
 def _did_text(row: Mapping[str, Any], sep: str = " | ") -> str:
@@ -840,7 +840,8 @@ def breaches_table(data: Mapping[str, Any], zone: ZoneInfo = UTC_ZONE) -> str:
             target = SHORT.get(row["target"], row["target"])
             holder = f"{row['group'] or '-'}/{row['assignee'] or '-'}"
             holder += "*" if row["held_by"] == "audit" else ""
-            lines.append(f"{row['id']:<9.9} {row['sla']:<14.14} {target:<3} "
+            under = row["sla"] if row.get("ola") is None else f"OLA {row['ola']}"
+            lines.append(f"{row['id']:<9.9} {under:<14.14} {target:<3} "
                          f"{local_time(row['breached_at'], zone)[5:]:<11} "
                          f"{short(row['time_over_minutes']):>7}  {holder:<.40}")
             did = textwrap.shorten(_did_short(row), 80 - 20, placeholder=" ...")
