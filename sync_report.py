@@ -695,6 +695,21 @@ def _more_html(data: Mapping[str, Any]) -> str:
             "periodic and pausable update, time to own) counts.</p>")
 
 
+def _ola_html(data: Mapping[str, Any]) -> str:
+    """The OLAs' table: per segment, each OLA target's compliance and breaches."""
+    olas = [(o["name"], o["target"]) for o in data.get("olas", ())]
+    if not olas:
+        return ""
+    head = "".join(f"<th>{html.escape(ola)} {html.escape(t.replace('_', ' '))} ok %</th>"
+                   "<th>breaches</th>" for ola, t in olas)
+    rows = "".join("<tr>" + _cells(label(s["by"]), *(v for ola, t in olas for v in (
+        pct(s["ola_compliance_rate"][ola][t]), s["ola_breach_rate"][ola][t]["count"])))
+        + "</tr>" for s in data["segments"])
+    return (f'<h2>Team targets (OLAs)</h2><table class="more"><tr><th>segment</th>{head}'
+            f"</tr>{rows}</table><p class=\"note\">A breach counts under the team that held "
+            "the record when the clock ran out.</p>")
+
+
 _SEGMENT_HEADER = (
     "<th>records</th><th>FR p50</th><th>RES p50</th><th>FR ok %</th><th>RES ok %</th>"
     "<th>FR breaches</th><th>RES breaches</th><th>AHT</th><th>escalated by sla-sync %</th>"
@@ -751,6 +766,7 @@ time); ok %: compliance, met / (met + breached); AHT: mean worked time of solved
 where the helpdesk records it; marked s where none did: mean time in
 {html.escape(', '.join(data['work_statuses']))} until solved.</p>
 {_more_html(data)}
+{_ola_html(data)}
 <h2>Compliance by segment against the goal ({100 * goal:.1f}%)</h2>
 <p class="legend">{legend}</p>
 {compliance}

@@ -283,6 +283,14 @@ def test_through_sla_sync_run_and_report_on_the_file_helpdesk(tmp_path):
         ["all", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "0.0", "2", "2"],
         ["l1", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "-", "0", "0"],
         ["l2", "l1", "resolution", "-", "0", "0"], ["l2", "resolution", "0.0", "2", "2"]]
+    page = tmp_path / "report.html"
+    done = cli("report", "--config", str(config), "--now", now, "--since", "2026-03-01",
+               "--by", "team_at_breach", "--format", "html", "--out", str(page))
+    assert done.exit_code == 0, done.stderr
+    ola_table = page.read_text()
+    ola_table = ola_table[ola_table.index("<h2>Team targets (OLAs)</h2>"):]
+    assert "<tr><td>team_at_breach=l2</td><td>-</td><td>0</td><td>0.0</td><td>2</td></tr>" \
+        in ola_table
 
 
 def test_a_broken_ola_stops_the_run_before_any_write(tmp_path):
@@ -328,3 +336,20 @@ def test_the_breach_audit_lists_the_ola_breaches_with_the_team_then():
         (None, "resolution", "2026-03-07T15:00:00+00:00", "l2", 48 * 60.0),
         ("l2", "resolution", "2026-03-09T11:00:00+00:00", "l2", 120.0),
         ("l1", "resolution", "2026-03-09T14:00:00+00:00", "l1", 60.0)]
+
+
+def test_an_ola_picks_its_calendar_and_targets_by_a_record_field():
+    by = [{"name": "l2", "when": cond("group", "equal_to", "l2"),
+           "calendar_by": {"field": "tier", "calendars": {"gold": "24x7"}, "default": "office"},
+           "targets": {"resolution": "2h"},
+           "targets_by": {"field": "priority", "values": {"urgent": {"resolution": "1d"}}}}]
+    p = make_policy([{"name": "standard", "targets": {"resolution": "24h"}}],
+                    calendars={"office": OFFICE}, olas=by)
+    gold = evaluate(ticket(tier="gold", priority="urgent"), p, at("2026-03-10 09:00")).olas[0]
+    clock = gold.clocks["resolution"]
+    # 24x7: Fri 16:00 to Mon 13:00 is 69h (this OLA pauses in no status)
+    assert gold.calendar.name == "24x7" and clock.target_seconds == 24 * HOUR
+    assert clock.elapsed_seconds == pytest.approx(69 * HOUR) and clock.breached
+    plain = evaluate(ticket(), p, at("2026-03-10 09:00")).olas[0]
+    assert plain.calendar.name == "office"
+    assert plain.clocks["resolution"].elapsed_seconds == pytest.approx(5 * HOUR)
