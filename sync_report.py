@@ -702,6 +702,21 @@ def _more_html(data: Mapping[str, Any]) -> str:
             "periodic and pausable update, time to own) counts.</p>")
 
 
+def _ola_html(data: Mapping[str, Any]) -> str:
+    """The OLAs' table: per segment, each OLA target's compliance and breaches."""
+    olas = [(o["name"], o["target"]) for o in data.get("olas", ())]
+    if not olas:
+        return ""
+    head = "".join(f"<th>{html.escape(ola)} {html.escape(t.replace('_', ' '))} ok %</th>"
+                   "<th>breaches</th>" for ola, t in olas)
+    rows = "".join("<tr>" + _cells(label(s["by"]), *(v for ola, t in olas for v in (
+        pct(s["ola_compliance_rate"][ola][t]), s["ola_breach_rate"][ola][t]["count"])))
+        + "</tr>" for s in data["segments"])
+    return (f'<h2>Team targets (OLAs)</h2><table class="more"><tr><th>segment</th>{head}'
+            f"</tr>{rows}</table><p class=\"note\">A breach counts under the team that held "
+            "the record when the clock ran out.</p>")
+
+
 _SEGMENT_HEADER = (
     "<th>records</th><th>FR p50</th><th>RES p50</th><th>FR ok %</th><th>RES ok %</th>"
     "<th>FR breaches</th><th>RES breaches</th><th>AHT</th><th>escalated by sla-sync %</th>"
@@ -758,6 +773,7 @@ time); ok %: compliance, met / (met + breached); AHT: mean worked time of solved
 where the helpdesk records it; marked s where none did: mean time in
 {html.escape(', '.join(data['work_statuses']))} until solved.</p>
 {_more_html(data)}
+{_ola_html(data)}
 <h2>Compliance by segment against the goal ({100 * goal:.1f}%)</h2>
 <p class="legend">{legend}</p>
 {compliance}
@@ -790,7 +806,7 @@ record at the breach.</p>
 BREACH_COLUMNS = ("period", "id", "subject", "url", "sla", "target", "target_minutes",
                   "calendar", "created_at", "due_at", "breached_at", "stopped_at",
                   "time_over_minutes", "clock_over_minutes", "group", "assignee", "held_by",
-                  "sla_sync_did")
+                  "ola", "team_at_breach", "sla_sync_did")
 
 
 def _did_text(row: Mapping[str, Any], sep: str = " | ") -> str:
@@ -847,7 +863,8 @@ def breaches_table(data: Mapping[str, Any], zone: ZoneInfo = UTC_ZONE) -> str:
             target = SHORT.get(row["target"], row["target"])
             holder = f"{row['group'] or '-'}/{row['assignee'] or '-'}"
             holder += "*" if row["held_by"] == "audit" else ""
-            lines.append(f"{row['id']:<9.9} {row['sla']:<14.14} {target:<3} "
+            under = row["sla"] if row.get("ola") is None else f"OLA {row['ola']}"
+            lines.append(f"{row['id']:<9.9} {under:<14.14} {target:<3} "
                          f"{local_time(row['breached_at'], zone)[5:]:<11} "
                          f"{short(row['time_over_minutes']):>7}  {holder:<.40}")
             did = textwrap.shorten(_did_short(row), 80 - 20, placeholder=" ...")

@@ -1,4 +1,4 @@
-"""The breach audit: one row per breached SLA clock, for a monthly review.
+"""The breach audit: one row per breached SLA clock (and OLA clock), for a monthly review.
 
 Pure, like rules/metrics.py (whose `Measured` it reads): records, a policy, `now` and the
 state file's audit in; JSON-ready rows out. Each row: the record, its SLA and target, when
@@ -13,6 +13,8 @@ the team and assignee now, and sla-sync's audit gives every change sla-sync made
 back through sla-sync's own later reassignments (`held_by: "audit"` when one was undone
 that way, `"record"` when the value now stood). A person's reassignment after the breach
 is not in either: that attribution is approximate, and the row says which it rests on.
+`team_at_breach` is the team the record's assignment history says held it at the breach
+(where the helpdesk gives one; else `group`). A breached OLA clock's row names its `ola`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sla_sync.connector.model import Record, format_instant, parse_instant
-from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.clock import ALL_TARGETS, TARGETS, Clock
 from sla_sync.rules.engine import SlaMark
 from sla_sync.rules.metrics import Measured, bucket_start, measure_record
 from sla_sync.rules.policy import Policy
@@ -37,31 +39,51 @@ def _did(measured: Measured, breached: datetime) -> list[dict[str, Any]]:
             for row in measured.audit]
 
 
+def _row(measured: Measured, now: datetime, clock: Clock, due: datetime,
+         stopped: datetime | None, elapsed: float, ola: str | None) -> dict[str, Any]:
+    """One breached clock (or cycle) of one record: `due`, when it breached."""
+    assert clock.target_seconds is not None
+    end = stopped or now
+    group, group_from = measured.held_at("group", due)
+    assignee, assignee_from = measured.held_at("assignee", due)
+    record = measured.record
+    return {
+        "id": record.id, "subject": record.subject, "url": record.url,
+        "sla": measured.sla, "target": clock.target,
+        "target_minutes": round(clock.target_seconds / 60, 2),
+        "calendar": clock.calendar.name, "created_at": format_instant(record.created_at),
+        "due_at": format_instant(due), "breached_at": format_instant(due),
+        "stopped_at": format_instant(stopped) if stopped else None,
+        "time_over_minutes": round((end - due).total_seconds() / 60, 2),
+        "clock_over_minutes": round((elapsed - clock.target_seconds) / 60, 2),
+        "group": group, "assignee": assignee,
+        "held_by": "audit" if "audit" in (group_from, assignee_from) else "record",
+        "ola": ola, "team_at_breach": measured.team_at(due)[0],
+        "sla_sync_did": _did(measured, due)}
+
+
 def breach_rows(measured: Measured, now: datetime) -> list[dict[str, Any]]:
-    """One row per breached clock of one record."""
+    """One row per breached clock of one record: its SLA's first response and resolution,
+    and every breached clock (or cycle) of the OLAs that apply (`ola`: the OLA's name;
+    None for the SLA's)."""
     rows = []
     for target in TARGETS:
         clock = measured.clocks[target]
         if not clock.breached or clock.due_at is None or clock.target_seconds is None:
             continue
-        due = clock.due_at
-        end = clock.stopped_at or now
-        group, group_from = measured.held_at("group", due)
-        assignee, assignee_from = measured.held_at("assignee", due)
-        record = measured.record
-        rows.append({
-            "id": record.id, "subject": record.subject, "url": record.url,
-            "sla": measured.sla, "target": target,
-            "target_minutes": round(clock.target_seconds / 60, 2),
-            "calendar": clock.calendar.name, "created_at": format_instant(record.created_at),
-            "due_at": format_instant(due), "breached_at": format_instant(due),
-            "stopped_at": format_instant(clock.stopped_at) if clock.stopped_at else None,
-            "time_over_minutes": round((end - due).total_seconds() / 60, 2),
-            "clock_over_minutes": round(
-                (clock.elapsed_seconds - clock.target_seconds) / 60, 2),
-            "group": group, "assignee": assignee,
-            "held_by": "audit" if "audit" in (group_from, assignee_from) else "record",
-            "sla_sync_did": _did(measured, due)})
+        rows.append(_row(measured, now, clock, clock.due_at, clock.stopped_at,
+                         clock.elapsed_seconds, None))
+    for state in measured.olas:
+        for clock in state.clocks.values():
+            if clock.target_seconds is None:
+                continue
+            if clock.cycles:
+                rows += [_row(measured, now, clock, c.due_at, c.stopped_at, c.elapsed_seconds,
+                              state.ola.name) for c in clock.cycles
+                         if c.breached and c.due_at is not None]
+            elif clock.breached and clock.due_at is not None:
+                rows.append(_row(measured, now, clock, clock.due_at, clock.stopped_at,
+                                 clock.elapsed_seconds, state.ola.name))
     return rows
 
 
@@ -85,7 +107,8 @@ def breaches(records: Iterable[Record], policy: Policy, now: datetime, since: da
             if since <= breached < until:
                 row["period"] = format_instant(bucket_start(breached, every))
                 rows.append(row)
-    rows.sort(key=lambda r: (r["breached_at"], r["id"], TARGETS.index(r["target"])))
+    rows.sort(key=lambda r: (r["breached_at"], r["id"], r["ola"] is not None, r["ola"] or "",
+                             ALL_TARGETS.index(r["target"])))
     return {"since": format_instant(since), "until": format_instant(until),
             "now": format_instant(now), "every": every, "audit": audit is not None,
             "breaches": rows}

@@ -9,7 +9,8 @@ was with the team; an OLA applies to a record once its `when` has held. Besides 
 every OLA that applies runs a clock (rules.clock) per target it sets, on its own calendar
 and pause statuses: started when the record first came to the team, paused while it was
 with another team, so that only the team's own time counts; stopped as any clock is (a
-first response, a solve). A record whose helpdesk gives no assignment history (None)
+first response, a solve; one that stopped before the record came to the team is not owed:
+it has no target). A record whose helpdesk gives no assignment history (None)
 cannot say when it was with a team: its OLAs' clocks are unavailable, never guessed.
 """
 
@@ -39,6 +40,8 @@ from sla_sync.rules.policy import Ola, Policy
 from sla_sync.rules.variables import RecordVariables
 
 UNAVAILABLE = "unavailable: the helpdesk gives no assignment history"
+#: A clock that stopped (a first response, a solve) before the record came to the team.
+NOT_OWED = "not owed: it stopped before the record came to the team"
 #: Why an OLA clock does not count: the record is with another team.
 AWAY = "with another team"
 
@@ -130,10 +133,15 @@ def run_olas(record: Record, policy: Policy, now: datetime,
                 target: no_target(target, calendar, record.created_at, UNAVAILABLE)
                 for target in targets}, UNAVAILABLE))
             continue
-        clocks = {target: run_clock(record, target, goal.seconds_on(calendar), calendar,
-                                    pause_statuses_of(target, ola.pause_statuses),
-                                    policy.closed_statuses, now, None, timeline, gates)
-                  for target, goal in targets.items()}
+        clocks = {}
+        for target, goal in targets.items():
+            clock = run_clock(record, target, goal.seconds_on(calendar), calendar,
+                              pause_statuses_of(target, ola.pause_statuses),
+                              policy.closed_statuses, now, None, timeline, gates)
+            if clock.stopped_at is not None and clock.stopped_at <= clock.started_at \
+                    and not clock.cycles and clock.target_seconds is not None:
+                clock = no_target(target, calendar, clock.started_at, NOT_OWED)
+            clocks[target] = clock
         states.append(OlaState(ola, calendar, team_periods(gates), clocks))
     return tuple(states)
 

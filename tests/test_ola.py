@@ -283,6 +283,14 @@ def test_through_sla_sync_run_and_report_on_the_file_helpdesk(tmp_path):
         ["all", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "0.0", "2", "2"],
         ["l1", "l1", "resolution", "0.0", "1", "1"], ["l2", "resolution", "-", "0", "0"],
         ["l2", "l1", "resolution", "-", "0", "0"], ["l2", "resolution", "0.0", "2", "2"]]
+    page = tmp_path / "report.html"
+    done = cli("report", "--config", str(config), "--now", now, "--since", "2026-03-01",
+               "--by", "team_at_breach", "--format", "html", "--out", str(page))
+    assert done.exit_code == 0, done.stderr
+    ola_table = page.read_text()
+    ola_table = ola_table[ola_table.index("<h2>Team targets (OLAs)</h2>"):]
+    assert "<tr><td>team_at_breach=l2</td><td>-</td><td>0</td><td>0.0</td><td>2</td></tr>" \
+        in ola_table
 
 
 def test_a_broken_ola_stops_the_run_before_any_write(tmp_path):
@@ -305,3 +313,43 @@ def test_check_looks_up_the_names_an_ola_uses():
     from sla_sync.sync_check import names_used
     uses = [(u.path, u.value) for u in names_used(policy()) if u.path.startswith("olas")]
     assert uses == [("olas[0].when.value", "l1"), ("olas[1].when.value", "l2")]
+
+
+def test_a_first_response_given_before_the_team_got_the_record_is_not_owed_by_it():
+    from sla_sync.rules.ola import NOT_OWED
+    both = [{**ola, "targets": {"first_response": "1h"}} for ola in OLAS]
+    p = make_policy([{"name": "standard", "targets": {"resolution": "24h"}}],
+                    calendars={"office": OFFICE}, olas=both)
+    found = {s.ola.name: s for s in evaluate(ticket(first_response_at=iso(
+        "2026-03-06 15:30")), p, at("2026-03-10 09:00")).olas}
+    l1, l2 = found["l1"].clocks["first_response"], found["l2"].clocks["first_response"]
+    assert l1.met and l1.elapsed_seconds == pytest.approx(HOUR / 2)
+    assert l2.note == NOT_OWED and l2.target_seconds is None and not l2.met
+
+
+def test_the_breach_audit_lists_the_ola_breaches_with_the_team_then():
+    from sla_sync.rules.breaches import breaches
+    rows = breaches([ticket()], policy(), at("2026-03-10 09:00"), at("2026-03-01 00:00"),
+                    at("2026-03-10 00:00"))["breaches"]
+    assert [(r["ola"], r["target"], r["breached_at"], r["team_at_breach"],
+             r["clock_over_minutes"]) for r in rows] == [
+        (None, "resolution", "2026-03-07T15:00:00+00:00", "l2", 48 * 60.0),
+        ("l2", "resolution", "2026-03-09T11:00:00+00:00", "l2", 120.0),
+        ("l1", "resolution", "2026-03-09T14:00:00+00:00", "l1", 60.0)]
+
+
+def test_an_ola_picks_its_calendar_and_targets_by_a_record_field():
+    by = [{"name": "l2", "when": cond("group", "equal_to", "l2"),
+           "calendar_by": {"field": "tier", "calendars": {"gold": "24x7"}, "default": "office"},
+           "targets": {"resolution": "2h"},
+           "targets_by": {"field": "priority", "values": {"urgent": {"resolution": "1d"}}}}]
+    p = make_policy([{"name": "standard", "targets": {"resolution": "24h"}}],
+                    calendars={"office": OFFICE}, olas=by)
+    gold = evaluate(ticket(tier="gold", priority="urgent"), p, at("2026-03-10 09:00")).olas[0]
+    clock = gold.clocks["resolution"]
+    # 24x7: Fri 16:00 to Mon 13:00 is 69h (this OLA pauses in no status)
+    assert gold.calendar.name == "24x7" and clock.target_seconds == 24 * HOUR
+    assert clock.elapsed_seconds == pytest.approx(69 * HOUR) and clock.breached
+    plain = evaluate(ticket(), p, at("2026-03-10 09:00")).olas[0]
+    assert plain.calendar.name == "office"
+    assert plain.clocks["resolution"].elapsed_seconds == pytest.approx(5 * HOUR)
