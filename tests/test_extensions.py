@@ -163,3 +163,17 @@ def test_a_report_counts_a_clock_met_with_an_extension_as_extended(tmp_path: Pat
                 "--since", "2026-03-01").stdout
     assert "extended (met with an agent's extension, not counted as met): resolution 1" \
         in table
+
+
+def test_a_backtest_keeps_an_extension_as_part_of_the_history(tmp_path: Path) -> None:
+    from sla_sync.sync_author import _history
+    config = write_project(tmp_path, [record_dict(id="A")], POLICY)
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 12:00")).exit_code == 0
+    assert cli("extend", "A", "2h", "--reason", "vendor", "--by", "alice", "--config",
+               str(config)).exit_code == 0
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 18:00")).exit_code == 0
+    # the backtest undoes sla-sync's own writes (none here but the extension), not the
+    # agent's extension
+    records, audit = _history(str(config), None)
+    assert [r.tags for r in records] == [("sla_extend_2h",)]
+    assert audit == {}
