@@ -561,7 +561,24 @@ class _Checker:
                             targets=targets, pause_statuses=pauses,
                             on_target_change=on_change, targets_by=targets_by,
                             clocks=clocks, valid_from=valid_from, applies_to=applies_to))
+        self.versions_followed(slas)
         return slas
+
+    def versions_followed(self, slas: list[Sla]) -> None:
+        """A version without an older one of its name after it leaves the records it does
+        not apply to to whatever SLA comes next: said, since it is seldom meant."""
+        for sla in slas:
+            if sla.valid_from is None:
+                continue
+            valid_from = sla.valid_from
+            if not any(o.name == sla.name and o.index > sla.index
+                       and (o.valid_from is None or o.valid_from < valid_from) for o in slas):
+                self.warnings.append(Problem(
+                    f"slas[{sla.index}].valid_from", f"no older version of SLA {sla.name!r} "
+                    "follows it: the records it does not apply to (created before "
+                    f"{format_instant(valid_from)}"
+                    + (", unless open then" if sla.applies_to == "open" else "")
+                    + ") fall to the next SLA that matches, or none"))
 
     def version(self, spec: Mapping[str, Any], path: str) -> tuple[datetime | None, str]:
         """An SLA's `valid_from` (an ISO 8601 instant with an offset) and `applies_to`."""
