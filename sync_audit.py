@@ -190,6 +190,9 @@ def revert(connector: Connector, store: StateStore, target: int, now: datetime,
         raise RevertRefused(f"no run {target} in {store.path} (`sla-sync audit` lists the "
                             "runs that changed something)")
     if info["kind"] != "sync":
+        if info["kind"] == "extend":
+            raise RevertRefused(f"run {target} granted an extension (sla-sync extend), not a "
+                                "sync: withdraw it by removing its tag from the record")
         raise RevertRefused(f"run {target} is a {info['kind']}, not a sync: revert the sync "
                             "run it undid instead")
     if info["dry_run"]:

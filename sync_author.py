@@ -238,7 +238,10 @@ def _history(config_path: str | None, from_file: Path | None,
             records = store.all_records()
             audit = {r.id: [(row["field"], json.loads(row["before"] or "null"),
                              json.loads(row["after"] or "null"))
-                            for row in store.history(r.id)] for r in records}
+                            for row in store.history(r.id)
+                            # an agent's extension (`sla-sync extend`) is the person's
+                            # decision, part of the history replayed, not undone
+                            if row["action"] != "extend"] for r in records}
     except StateError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_INVALID)

@@ -18,7 +18,7 @@ from business_rules.actions import BaseActions, rule_action
 from business_rules.fields import FIELD_NUMERIC, FIELD_TEXT
 
 from sla_sync.rules.assignment import DEFAULT_STRATEGY
-from sla_sync.rules.clock import TARGETS
+from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.variables import CLOCK_SUFFIXES
 
 #: Placeholders a note text may use: these, and {T_X} for every target T and clock fact X.
@@ -26,7 +26,7 @@ RECORD_PLACEHOLDERS = ("id", "sla", "priority", "subject", "assignee", "group", 
                        "url")
 CLOCK_PLACEHOLDERS = (*CLOCK_SUFFIXES, "due_at")
 PLACEHOLDERS = (*RECORD_PLACEHOLDERS, *(
-    f"{target}_{suffix}" for target in TARGETS for suffix in CLOCK_PLACEHOLDERS))
+    f"{target}_{suffix}" for target in ALL_TARGETS for suffix in CLOCK_PLACEHOLDERS))
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def note_placeholders(template: str) -> list[str]:
             raise ValueError(
                 f"unknown placeholder {shown} (allowed: "
                 + ", ".join("{" + p + "}" for p in RECORD_PLACEHOLDERS)
-                + ", and {T_X} for T in " + ", ".join(TARGETS)
+                + ", and {T_X} for T in " + ", ".join(ALL_TARGETS)
                 + " and X in " + ", ".join(CLOCK_PLACEHOLDERS) + ")")
         names.append(name)
     return names

@@ -676,6 +676,7 @@ class _Checker:
                             targets=targets, pause_statuses=pauses,
                             on_target_change=on_change, targets_by=targets_by,
                             clocks=clocks, valid_from=valid_from, applies_to=applies_to))
+        self.versions_followed(slas)
         return slas
 
     def olas(self, value: Any, calendars: Mapping[str, Calendar]) -> list[Ola]:
@@ -723,6 +724,22 @@ class _Checker:
                       + " (write e.g. 2026-04-01T00:00:00+02:00)")
             return None, "new"
         return valid_from, applies_to if applies_to in APPLIES_TO else "new"
+
+    def versions_followed(self, slas: list[Sla]) -> None:
+        """A version without an older one of its name after it leaves the records it does
+        not apply to to whatever SLA comes next: said, since it is seldom meant."""
+        for sla in slas:
+            if sla.valid_from is None:
+                continue
+            valid_from = sla.valid_from
+            if not any(o.name == sla.name and o.index > sla.index
+                       and (o.valid_from is None or o.valid_from < valid_from) for o in slas):
+                self.warnings.append(Problem(
+                    f"slas[{sla.index}].valid_from", f"no older version of SLA {sla.name!r} "
+                    "follows it: the records it does not apply to (created before "
+                    f"{format_instant(valid_from)}"
+                    + (", unless open then" if sla.applies_to == "open" else "")
+                    + ") fall to the next SLA that matches, or none"))
 
     def sla_clocks(self, spec: Mapping[str, Any], path: str, targets: Mapping[str, Target],
                    choice: CalendarChoice) -> tuple[TargetsBy | None, dict[str, ClockRules]]:

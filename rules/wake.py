@@ -133,8 +133,10 @@ class Wakes:
         self.elapsed: dict[str, set[tuple[str, float]]] = {t: set() for t in FAMILIES}
         self.due: dict[str, set[float]] = {t: set() for t in FAMILIES}
         self.business_hours = False
-        # a version of an SLA that becomes valid may change which SLA a record is under
-        self.versions = sorted({s.valid_from for s in policy.slas if s.valid_from})
+        # a version that becomes valid for the records open then may change which SLA a
+        # record is under (one for new records only cannot: they do not exist yet)
+        self.versions = sorted({s.valid_from for s in policy.slas
+                                if s.valid_from and s.applies_to == "open"})
         conditions = [s.when for s in policy.slas if s.when] + [r.conditions
                                                                 for r in policy.every_rule()]
         # an override's rules start and stop holding at its ends, for every record

@@ -163,3 +163,43 @@ def test_a_report_counts_a_clock_met_with_an_extension_as_extended(tmp_path: Pat
                 "--since", "2026-03-01").stdout
     assert "extended (met with an agent's extension, not counted as met): resolution 1" \
         in table
+
+
+def test_a_backtest_keeps_an_extension_as_part_of_the_history(tmp_path: Path) -> None:
+    from sla_sync.sync_author import _history
+    config = write_project(tmp_path, [record_dict(id="A")], POLICY)
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 12:00")).exit_code == 0
+    assert cli("extend", "A", "2h", "--reason", "vendor", "--by", "alice", "--config",
+               str(config)).exit_code == 0
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 18:00")).exit_code == 0
+    # the backtest undoes sla-sync's own writes (none here but the extension), not the
+    # agent's extension
+    records, audit = _history(str(config), None)
+    assert [r.tags for r in records] == [("sla_extend_2h",)]
+    assert audit == {}
+
+
+def test_an_extend_run_is_not_reverted_and_says_how_to_withdraw_it(tmp_path: Path) -> None:
+    config = write_project(tmp_path, [record_dict(id="A")], POLICY)
+    assert cli("run", "--config", str(config), "--now", iso("2026-03-02 12:00")).exit_code == 0
+    granted = cli("extend", "A", "1h", "--reason", "x", "--config", str(config))
+    assert "(run 2)" in granted.stdout
+    refused = cli("revert", "2", "--config", str(config))
+    assert refused.exit_code == 2
+    assert "run 2 granted an extension (sla-sync extend), not a sync: withdraw it by " \
+        "removing its tag from the record" in refused.stderr
+
+
+def test_an_extension_across_the_dst_change_counts_local_working_time() -> None:
+    berlin = {**OFFICE, "timezone": "Europe/Berlin"}
+    policy = make_policy(slas=[{"name": "office", "calendar": "office",
+                                "targets": {"resolution": "8h"}}], calendars={"office": berlin})
+    # Fri 27 Mar 15:00 CET (14:00 UTC); clocks go forward Sun 29 Mar. Fri 2h, Mon 6h: due
+    # Mon 30 Mar 15:00 CEST = 13:00 UTC; +1bd (8h of this calendar): Tue 15:00 CEST
+    fri = dict(created_at=iso("2026-03-27 15:00", "Europe/Berlin"),
+               updated_at=iso("2026-03-27 15:00", "Europe/Berlin"))
+    now = at("2026-03-27 16:00", "Europe/Berlin")
+    assert evaluate(make_record(**fri), policy, now).clocks["resolution"].due_at == \
+        at("2026-03-30 13:00")
+    assert evaluate(make_record(**fri, tags=["sla_extend_1bd"]), policy, now).clocks[
+        "resolution"].due_at == at("2026-03-31 13:00")

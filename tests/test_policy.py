@@ -21,7 +21,9 @@ SLAS = [{"name": "standard", "targets": {"first_response": "1h", "resolution": "
 TIER_IS_VIP = cond("tier", "equal_to", "vip")
 TAG = act("add_tag", tag="x")
 ALLOWED = ("(allowed: {id}, {sla}, {priority}, {subject}, {assignee}, {group}, {tier}, "
-           "{status}, {url}, and {T_X} for T in first_response, resolution "
+           "{status}, {url}, and {T_X} for T in first_response, resolution, "
+           "next_response, periodic_update, pausable_update, time_to_own, agent_work_time, "
+           "requester_wait_time "
            "and X in minutes_left, elapsed_pct, breached, met, paused, "
            "business_minutes_elapsed, due_at_epoch, due_at)")
 

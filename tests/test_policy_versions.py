@@ -5,6 +5,7 @@ Due times worked by hand in the comments (24x7 calendar, UTC)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,11 @@ def test_the_checker_knows_the_keys_and_names_the_path() -> None:
     policy = make_policy(slas=versions())
     assert [s.name for s in policy.slas] == ["standard", "standard"]
     assert [str(w) for w in policy.warnings] == []
+    alone = make_policy(slas=versions()[:1])
+    assert [str(w) for w in alone.warnings] == [
+        "slas[0].valid_from: no older version of SLA 'standard' follows it: the records it "
+        "does not apply to (created before 2026-03-02T11:00:00+00:00) fall to the next SLA "
+        "that matches, or none"]
 
 
 def test_a_record_keeps_the_version_it_started_under() -> None:
@@ -104,6 +110,11 @@ def test_a_version_to_come_is_a_wake_up_time_and_part_of_the_digest() -> None:
     record = make_record(created_at=iso("2026-03-02 10:00"), updated_at=iso("2026-03-02 10:00"))
     wake = Wakes(policy).of(evaluate(record, policy, at("2026-03-02 10:10")))
     assert wake is not None and wake <= at("2026-03-02 11:00")
+    # a version for new records changes nothing for a record that exists already: its
+    # first response clock's breach at 11:00 is the wake-up time, not the version's instant
+    later = make_policy(slas=versions("new", "2026-03-02T11:30:00+01:00"), rules=[LATE])
+    assert Wakes(later).of(evaluate(record, later, at("2026-03-02 10:10"))) == \
+        at("2026-03-02 11:00") - timedelta(seconds=1)
     assert policy_digest(policy) != policy_digest(make_policy(
         slas=versions("open", "2026-03-02T13:00:00+01:00"), rules=[LATE]))
 

@@ -128,3 +128,20 @@ def test_revert_puts_the_custom_field_back(tmp_path: Path) -> None:
     result = cli("revert", "1", "--config", str(config))
     assert result.exit_code == 0, result.stderr
     assert records(tmp_path / "helpdesk.json")["A"]["custom"]["fr_due"] == "old"
+
+
+def test_a_cyclic_targets_due_time_is_a_placeholder_too() -> None:
+    policy = make_policy(
+        slas=[{"name": "standard", "targets": {"first_response": "1h",
+                                               "next_response": "2h"}}],
+        rules=[rule("due", cond("status", "equal_to", "open"),
+                    act("set_field", field="custom.reply_due",
+                        value="{next_response_due_at} {next_response_due_at_epoch}"))])
+    # the agent answered 09:30, the customer wrote again 10:00: next reply due 12:00
+    record = make_record(messages=[
+        {"at": iso("2026-03-02 09:00"), "author": "customer", "public": True},
+        {"at": iso("2026-03-02 09:30"), "author": "agent", "public": True},
+        {"at": iso("2026-03-02 10:00"), "author": "customer", "public": True}])
+    done = plan(record, policy, at("2026-03-02 10:10"))
+    assert dict(done.change.fields) == {
+        "custom.reply_due": f"2026-03-02T12:00+00:00 {int(at('2026-03-02 12:00').timestamp())}"}
