@@ -359,7 +359,9 @@ class Freshdesk:
         """The account's agents by the name records give them (the `agents` map's, else the
         id), each with its email address, and its time zone where Freshdesk's is an IANA
         name (Freshdesk mostly keeps Rails names such as "Berlin", left out rather than
-        guessed): alerts to `{assignee}` go there. One request per 100 agents."""
+        guessed): alerts to `{assignee}` go there. `available` is Freshdesk's (whether the
+        agent takes new tickets: "true"/"false"), which assign_next reads. One request per
+        100 agents."""
         found: dict[str, dict[str, str]] = {}
         for agent in self._pages("/api/v2/agents"):
             contact = agent.get("contact")
@@ -368,6 +370,8 @@ class Freshdesk:
             entry = {"name": self.options.agents.name(agent["id"])}
             if isinstance(contact.get("email"), str) and contact["email"]:
                 entry["email"] = contact["email"]
+            if isinstance(agent.get("available"), bool):
+                entry["available"] = str(agent["available"]).lower()
             zone = contact.get("time_zone")
             if isinstance(zone, str) and "/" in zone:
                 try:

@@ -534,9 +534,11 @@ def test_the_directory_names_agents_as_records_do_with_their_address(api):
             headers={"Link": f'<{second}>; rel="next"'})
     found = freshdesk(agents={48000501: "Ana Lima"}).directory()
     # Ana by the config's name; her "Berlin" is a Rails zone name: left out, not guessed.
-    assert found == {"Ana Lima": {"name": "Ana Lima", "email": "ana@acme.example.com"},
+    # Raj is not taking new tickets (`available` false): assign_next passes him over.
+    assert found == {"Ana Lima": {"name": "Ana Lima", "email": "ana@acme.example.com",
+                                  "available": "true"},
                      "48000502": {"name": "48000502", "email": "raj@acme.example.com",
-                                  "timezone": "Europe/Lisbon"}}
+                                  "timezone": "Europe/Lisbon", "available": "false"}}
     assert len(api.calls) == 2
 
 
