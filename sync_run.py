@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sla_sync.connector import (
     ConflictError,
@@ -53,8 +53,10 @@ from sla_sync.rules.load import Entry, Load, at_risk, measure
 from sla_sync.rules.planner import WRITE, Plan, plan
 from sla_sync.rules.policy import Policy
 from sla_sync.rules.wake import Wakes, policy_digest, result_of
-from sla_sync.sync_alerts import Alerts, alert_data, next_opening
 from sla_sync.sync_state import StateStore
+
+if TYPE_CHECKING:  # loaded when an alert is raised or sent: a plain sync never needs it
+    from sla_sync.sync_alerts import Alerts
 
 log = logging.getLogger("sla_sync.run")
 #: Reports progress: (stage, counts so far); see sync_log.Progress. Called often: cheap.
@@ -134,6 +136,7 @@ def alert_of(p: Plan, rule: str) -> dict[str, Any]:
     """What a channel renders an alert from (sync_alerts): the record's values as the plan
     leaves it, the event kind (an escalation by this rule, else a breach when a clock is
     breached, else a warning) and, when its calendar is closed, the instant it opens."""
+    from sla_sync.sync_alerts import alert_data, next_opening
     final = p.final
     if any(s.rule == rule and s.action == "escalate" and s.outcome == WRITE for s in p.steps):
         event = "escalation"
@@ -682,6 +685,7 @@ def _drain_outbox(store: StateStore, notifier: Notifier | None, report: RunRepor
     items = store.outbox()
     if not items:
         return
+    from sla_sync.sync_alerts import Alerts
     if isinstance(notifier, Alerts):
         _send_alerts(store, notifier, report, now, items)
         return

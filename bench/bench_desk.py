@@ -111,16 +111,28 @@ def touch(path: Path, share: float, at: datetime) -> int:
     return touched
 
 
+_PACKAGES: dict[Path, Path] = {}
+
+
 def package_path(code: Path) -> Path:
     """A folder holding `sla_sync`, a link to the checkout `code` (the package is a
-    checkout's root, whatever its folder is called)."""
-    folder = Path(tempfile.mkdtemp(prefix="sla-sync-bench-code-"))
-    (folder / "sla_sync").symlink_to(code, target_is_directory=True)
-    return folder
+    checkout's root, whatever its folder is called); one per checkout and bench run."""
+    if code not in _PACKAGES:
+        folder = Path(tempfile.mkdtemp(prefix="sla-sync-bench-code-"))
+        (folder / "sla_sync").symlink_to(code, target_is_directory=True)
+        _PACKAGES[code] = folder
+    return _PACKAGES[code]
 
 
 def child_env(code: Path) -> dict[str, str]:
-    return {**os.environ, "BENCH_CODE": str(package_path(code)), "PYTHONDONTWRITEBYTECODE": "1"}
+    """The children's environment: bytecode is written, as an installed package has it
+    (pip compiles at install), but into a cache beside the link, not into the checkout.
+    Without it every run would compile every module again: about 0.1 s of CPU, a quarter
+    of a quiet sync at 100k."""
+    folder = package_path(code)
+    env = {**os.environ, "BENCH_CODE": str(folder), "PYTHONPYCACHEPREFIX": str(folder / "pyc")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 #: Run in each child first: import the project from --code, not from the editable install

@@ -56,9 +56,11 @@ def test_connectors_and_the_state_store_load_no_rules_engine(module: str) -> Non
 def test_the_cli_loads_what_a_sync_of_the_file_helpdesk_does_not_need_only_when_asked():
     """Start-up cost: the HTTP library, prometheus_client and the commands' own modules
     (authoring, audit, check, serve) load when a command needs them, not with the CLI; the
-    alert channels' SMTP, TLS and email modules only when a channel sends."""
+    alert channels (sync_alerts) only when the config has them or an alert is raised, and
+    their SMTP, TLS and email modules only when a channel sends."""
     lazy = (*HTTP, "prometheus_client", "sla_sync.sync_author", "sla_sync.sync_audit",
-            "sla_sync.sync_check", "sla_sync.sync_serve", "sla_sync.sync_extend", "smtplib",
+            "sla_sync.sync_check", "sla_sync.sync_serve", "sla_sync.sync_extend",
+            "sla_sync.sync_alerts", "smtplib",
             "ssl", "email.utils")
     assert within(loaded_by(["sla_sync.sync"]), lazy) == []
     from conftest import cli
