@@ -23,6 +23,7 @@ from sla_sync.rules.actions import ActionCollector, Intent
 from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar
 from sla_sync.rules.clock import (
     ALL_TARGETS,
+    NO_TARGET_MINUTES_LEFT,
     TARGETS,
     Clock,
     Period,
@@ -91,9 +92,20 @@ _CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
     "due_at_epoch")) for target in ALL_TARGETS}
 
 
+#: The facts of a clock without a target that never ran (most targets of most SLAs): the
+#: same for every record, so copied rather than worked out (see Clock's properties).
+_IDLE_FACTS = {target: dict(zip(names, (NO_TARGET_MINUTES_LEFT, 0.0, False, False, False,
+                                        0.0, 0), strict=True))
+               for target, names in _CLOCK_FACT_NAMES.items()}
+
+
 def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for target, clock in clocks.items():
+        if clock.target_seconds is None and not clock.elapsed_seconds and not clock.paused \
+                and clock.due_at is None and target in _IDLE_FACTS:
+            facts.update(_IDLE_FACTS[target])
+            continue
         names = _CLOCK_FACT_NAMES.get(target) or tuple(f"{target}_{suffix}" for suffix in (
             "minutes_left", "elapsed_pct", "breached", "met", "paused",
             "business_minutes_elapsed", "due_at_epoch"))

@@ -195,3 +195,19 @@ def test_any_group_with_one_holding_condition_does_not_fail():
     conditions, variables = variables_for({"tier": "gold"}, {"any": [
         cond("tier", "equal_to", "vip"), cond("tier", "equal_to", "gold")]})
     assert first_failure(conditions, variables, "rules[0].conditions") is None
+
+
+def test_the_copied_facts_of_an_idle_clock_are_what_its_properties_say():
+    """clock_facts copies the facts of a clock without a target that never ran: they must be
+    exactly those its properties give, for every target."""
+    from sla_sync.rules.calendar import BUILT_IN
+    from sla_sync.rules.clock import ALL_TARGETS, no_target
+    from sla_sync.rules.engine import _IDLE_FACTS, clock_facts
+
+    for target in ALL_TARGETS:
+        clock = no_target(target, BUILT_IN["24x7"], NOW)
+        expected = {f"{target}_{name}": value for name, value in (
+            ("minutes_left", clock.minutes_left), ("elapsed_pct", clock.elapsed_pct),
+            ("breached", clock.breached), ("met", clock.met), ("paused", clock.paused),
+            ("business_minutes_elapsed", clock.elapsed_seconds / 60), ("due_at_epoch", 0))}
+        assert clock_facts({target: clock}) == expected == _IDLE_FACTS[target]
