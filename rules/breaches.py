@@ -7,14 +7,16 @@ stopped (None: still running), the time over in calendar and in SLA-clock minute
 team and assignee that held the record when it breached, and what sla-sync did about the
 record (its audit rows).
 
-Who held a record at its breach is known only as far as the data goes: the helpdesk gives
-the team and assignee now, and sla-sync's audit gives every change sla-sync made itself
-(with the value before it). So a row's `group` and `assignee` are the values now, taken
-back through sla-sync's own later reassignments (`held_by: "audit"` when one was undone
-that way, `"record"` when the value now stood). A person's reassignment after the breach
-is not in either: that attribution is approximate, and the row says which it rests on.
-`team_at_breach` is the team the record's assignment history says held it at the breach
-(where the helpdesk gives one; else `group`). A breached OLA clock's row names its `ola`.
+Who held a record at its breach is known as far as the data goes. Where the helpdesk
+gives the record's assignment history (every connector but Freshdesk, see
+docs/connectors), a row's `group` and `assignee` are read from it (`held_by: "history"`):
+exact, whoever made the changes. Otherwise the helpdesk gives the team and assignee now
+and sla-sync's audit every change sla-sync made itself (with the value before it), so
+they are the values now taken back through sla-sync's own later reassignments (`held_by:
+"audit"` when one was undone that way, `"record"` when the value now stood); a person's
+reassignment after the breach is in neither, and that attribution is approximate.
+`team_at_breach` is the team the history says held it at the breach (else `group`). A
+breached OLA clock's row names its `ola`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _row(measured: Measured, now: datetime, clock: Clock, due: datetime,
         "time_over_minutes": round((end - due).total_seconds() / 60, 2),
         "clock_over_minutes": round((elapsed - clock.target_seconds) / 60, 2),
         "group": group, "assignee": assignee,
-        "held_by": "audit" if "audit" in (group_from, assignee_from) else "record",
+        "held_by": "history" if "history" in (group_from, assignee_from) else
+                   "audit" if "audit" in (group_from, assignee_from) else "record",
         "ola": ola, "team_at_breach": measured.team_at(due)[0],
         "sla_sync_did": _did(measured, due)}
 

@@ -29,10 +29,10 @@ sync_report.py format it). Definitions, over records created in [since, until):
   statuses (default new and open) between creation and the solve: how long a record sat
   in the queue's hands, waiting included, not how long anyone worked on it.
 A breakdown by group or assignee counts a breached clock (or cycle) under the group and
-assignee that held the record when it breached (as far as the record and sla-sync's audit tell: see
+assignee that held the record when it breached (from the record's assignment history where
+the helpdesk gives one, else as far as the record and sla-sync's audit tell: see
 rules/breaches.py); every other figure under the record's values now. A breakdown by
-team_at_breach does the same with the team read from the record's assignment history (where
-the helpdesk gives one; else as for group), and counts the OLAs' breaches there too.
+team_at_breach does the same with the team, and counts the OLAs' breaches there too.
 - OLA compliance and breach rates, per OLA and target (rules/ola.py): as for the SLA's
   targets, over the clocks of the OLAs that apply to each record.
 - escalation_rate: records sla-sync escalated / records, from sla-sync's own audit (a
@@ -113,10 +113,15 @@ class Measured:
         return self.held_at("group", when)
 
     def held_at(self, name: str, when: datetime) -> tuple[str, str]:
-        """(value, "audit" or "record"): who held the record in `name` (group, assignee) at
-        `when`: the value now, taken back through sla-sync's own later changes of it."""
+        """(value, "history", "audit" or "record"): who held the record in `name` (group,
+        assignee) at `when`: from the record's assignment history where the helpdesk gives
+        one (anyone's changes, sla-sync's and people's); else the value now, taken back
+        through sla-sync's own later changes of it."""
         if name == TEAM_AT_BREACH:
             return self.team_at(when)
+        if self.record.assignment_history:
+            _, _, group, assignee = history_states(self.record, when)[-1]
+            return (group if name == "group" else assignee), "history"
         for row in self.audit:
             if row["field"] == name and parse_instant(row["at"], "audit.at") > when:
                 return str(row["before"] or ""), "audit"

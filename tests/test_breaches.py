@@ -154,3 +154,21 @@ def test_the_breach_list_shows_times_in_the_timezone_asked(tmp_path: Path) -> No
     assert a_csv["created_at"] == "2026-03-02T10:00:00+01:00"
     found = json.loads(cli(*args, "--format", "json").stdout)["breaches"]
     assert found[0]["breached_at"] == iso("2026-03-02 10:00")
+
+
+def test_with_an_assignment_history_the_holder_at_the_breach_is_exact():
+    """T2 breached its first response at 11:00 in frontline with ana; at 11:20 a person
+    moved it to support and bo (no sla-sync audit row): the history says who held it."""
+    from sla_sync.connector.model import Record
+    moved = [Record.from_dict({**r.to_dict(), "group": "support", "assignee": "bo",
+                               "assignment_history": [
+                                   {"at": iso("2026-03-02 10:00"), "group": "frontline",
+                                    "assignee": "ana"},
+                                   {"at": iso("2026-03-02 11:20"), "group": "support",
+                                    "assignee": "bo"}]})
+             if r.id == "T2" else r for r in MAIN]
+    found = {r["id"]: r for r in breaches(moved, MAIN_POLICY, NOW, SINCE,
+                                          UNTIL)["breaches"]}
+    assert (found["T2"]["group"], found["T2"]["assignee"], found["T2"]["held_by"],
+            found["T2"]["team_at_breach"]) == ("frontline", "ana", "history", "frontline")
+    assert found["T5"]["held_by"] == "record"  # no history: as before

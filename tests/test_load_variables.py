@@ -12,7 +12,18 @@ from typing import Any
 
 import pytest
 
-from conftest import act, at, cli, cond, iso, make_policy, make_record, record_dict, rule
+from conftest import (
+    act,
+    at,
+    cli,
+    cond,
+    iso,
+    make_policy,
+    make_record,
+    record_dict,
+    rule,
+    write_project,
+)
 from sla_sync.rules.load import Entry, GroupLoad, Load, measure
 from sla_sync.rules.planner import plan
 from sla_sync.rules.policy import PolicyError, check_policy
@@ -54,14 +65,9 @@ def test_an_sla_cannot_be_chosen_by_the_load():
 
 
 def project(folder: Path, records: list[dict[str, Any]], rules: list[dict[str, Any]]) -> Path:
-    (folder / "helpdesk.json").write_text(json.dumps({"records": records}, indent=2))
-    (folder / "policy.json").write_text(json.dumps({
-        "slas": [{"name": "standard", "targets": {"first_response": "1h", "resolution": "4h"}}],
-        "rules": rules}))
-    config = folder / "config.yaml"
-    config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
-    return config
+    return write_project(folder, records, {"slas": [
+        {"name": "standard", "targets": {"first_response": "1h", "resolution": "4h"}}],
+        "rules": rules})
 
 
 def edit(folder: Path, change: Any) -> None:

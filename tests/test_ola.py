@@ -230,6 +230,10 @@ def test_the_report_counts_each_breach_under_the_team_that_held_the_record():
         == [1, 0]
     assert [by_team["l2"]["ola_breach_rate"][o]["resolution"]["count"] for o in ("l1", "l2")] \
         == [0, 1]
+    # by group, the same history decides who held it: the breach is l2's there too
+    by_group = {s["by"]["group"]: s for s in teams if "group" in s["by"]}
+    assert by_group["l2"]["breach_rate"]["resolution"]["count"] == 1
+    assert by_group["l1"]["breach_rate"]["resolution"]["count"] == 0
 
 
 def test_a_policy_without_olas_reports_as_before():

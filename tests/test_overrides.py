@@ -12,7 +12,18 @@ from typing import Any
 
 import pytest
 
-from conftest import act, at, cli, cond, iso, make_policy, make_record, record_dict, rule
+from conftest import (
+    act,
+    at,
+    cli,
+    cond,
+    iso,
+    make_policy,
+    make_record,
+    record_dict,
+    rule,
+    write_project,
+)
 from sla_sync.rules.engine import evaluate
 from sla_sync.rules.policy import PolicyError, check_policy
 
@@ -117,15 +128,6 @@ def test_loosening_targets_is_allowed_with_a_warning():
                                        "peak, warn and escalate earlier instead")]
 
 
-def project(folder: Path, records: list[dict[str, Any]], policy: dict[str, Any]) -> Path:
-    (folder / "helpdesk.json").write_text(json.dumps({"records": records}, indent=2))
-    (folder / "policy.json").write_text(json.dumps(policy))
-    config = folder / "config.yaml"
-    config.write_text("connector: {type: file, path: helpdesk.json}\n"
-                      "policy: policy.json\nstate: state.db\nfirst_run: act\n")
-    return config
-
-
 def run(config: Path, when: str) -> dict[str, Any]:
     result = cli("run", "--config", str(config), "--now", iso(when, BERLIN), "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -143,8 +145,9 @@ def test_an_overrides_rules_run_only_within_its_range_and_the_index_wakes_at_its
               "slas": [{"name": "s", "calendar": "office", "targets": {"resolution": "8h"}}],
               "rules": [rule("breach", cond("resolution_breached", "is_true", True),
                              act("add_tag", tag="breached"))]}
-    config = project(tmp_path, [record_dict(id="T-1", created_at=iso("2026-03-02 09:00", BERLIN),
-                                            updated_at=iso("2026-03-02 09:00", BERLIN))], policy)
+    opened = iso("2026-03-02 09:00", BERLIN)
+    config = write_project(tmp_path, [record_dict(id="T-1", created_at=opened,
+                                                  updated_at=opened)], policy)
     first = run(config, "2026-03-02 11:00")  # 2h of 8h used, but the override has not begun
     assert first["writes"] == 0
     quiet = run(config, "2026-03-02 11:59")
