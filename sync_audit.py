@@ -389,6 +389,13 @@ class Exit(click.ClickException):
         self.exit_code = code  # type: ignore[misc]
 
 
+def _connector(config: Config) -> Any:
+    try:
+        return open_connector(dict(config.connector), config.base_dir)
+    except ValueError as exc:
+        raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
+
+
 def _config(path: str | None) -> Config:
     try:
         return load_config(locate(path))
@@ -442,10 +449,7 @@ def revert_command(run_id: int, config_path: str | None, dry_run: bool) -> None:
     value someone changed since is left alone and listed, and so are notes and
     notifications, which cannot be undone."""
     config = _config(config_path)
-    try:
-        connector = open_connector(dict(config.connector), config.base_dir)
-    except ValueError as exc:
-        raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
+    connector = _connector(config)
     if not config.state.exists():
         raise Exit(f"{config.state}: no state file: there is no run to revert", EXIT_INVALID)
     now = datetime.now(UTC).replace(microsecond=0)

@@ -30,7 +30,6 @@ from sla_sync.connector import (
     RecordError,
     RecordGone,
     WriteResult,
-    open_connector,
 )
 from sla_sync.connector.base import OutcomeUnknown, apply_each
 from sla_sync.connector.file import FileProblem, file_problem
@@ -41,6 +40,7 @@ from sla_sync.sync_audit import (
     EXIT_LOCKED,
     Exit,
     _config,
+    _connector,
     config_option,
 )
 from sla_sync.sync_run import RunReport, is_applied, settle_pending
@@ -177,10 +177,7 @@ def extend_command(record_id: str, duration: str, reason: str, target: str | Non
                    EXIT_INVALID) from None
     who = who or _login()
     config = _config(config_path)
-    try:
-        connector = open_connector(dict(config.connector), config.base_dir)
-    except ValueError as exc:
-        raise Exit(f"{config.path}: {exc}", EXIT_INVALID) from None
+    connector = _connector(config)
     if not config.state.exists():
         raise Exit(f"{config.state}: no state file yet: run `sla-sync run` first",
                    EXIT_INVALID)
