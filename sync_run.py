@@ -400,7 +400,8 @@ class _Writer:
         self.quiet: list[tuple[str, dict[str, Any], Record | None]] = []  # nothing to write
         self.wakes: list[tuple[Record, datetime | None]] = []
         self.wake_rules = Wakes(policy)
-        self.pool: Pool | None = None
+        self.pool: Pool | None = None  # read on the first plan that needs it
+        self.assigns = uses_assign_next(policy)
         self.desk = load  # the load variables' figures
 
     def load(self, ids: list[str]) -> None:
@@ -430,7 +431,7 @@ class _Writer:
 
     def agents(self) -> Pool | None:
         """The sync's agent pool for assign_next, read once, when a policy uses it."""
-        if self.pool is None and uses_assign_next(self.policy):
+        if self.pool is None and self.assigns:
             self.pool = agent_pool(self.policy, self.store, self.connector, self.report)
         return self.pool
 

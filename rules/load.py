@@ -27,8 +27,6 @@ from typing import Any
 #: group_at_risk, the live page and the Prometheus gauges.
 AT_RISK_PCT = 75.0
 ARRIVALS_WINDOW = timedelta(hours=1)
-GROUP_VARIABLES = ("group_open", "group_at_risk", "group_arrivals_1h")
-NAMES = (*GROUP_VARIABLES, "desk_open")
 
 
 @dataclass(frozen=True)
@@ -87,17 +85,3 @@ def at_risk(clocks: Mapping[str, Any]) -> bool:
     return any(clock.target_seconds is not None and (
         clock.breached or (clock.running and clock.elapsed_pct >= AT_RISK_PCT))
         for clock in clocks.values())
-
-
-def uses_load(conditions: Iterable[Any]) -> set[str]:
-    """The load variables these condition trees name."""
-    found: set[str] = set()
-    stack = list(conditions)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Mapping):
-            if node.get("name") in NAMES:
-                found.add(node["name"])
-            stack.extend(node.get("all", ()))
-            stack.extend(node.get("any", ()))
-    return found

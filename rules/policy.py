@@ -36,12 +36,12 @@ from sla_sync.rules.calendar import ALWAYS, BUILT_IN, Calendar, Holidays, check_
 from sla_sync.rules.calendar import MAX_DAYS as CALENDAR_MAX_DAYS
 from sla_sync.rules.clock import ALL_TARGETS
 from sla_sync.rules.durations import Target, parse_target
-from sla_sync.rules.load import uses_load
 from sla_sync.rules.overrides import Override, Spliced
 from sla_sync.rules.patterns import check_pattern
 from sla_sync.rules.variables import (
     CUSTOM_PREFIX,
     FIELD_TYPES,
+    LOAD_VARIABLES,
     RECORD_VARIABLES,
     VARIABLES,
     WALL_CLOCK_VARIABLES,
@@ -455,6 +455,7 @@ class _Checker:
         self.out_of_scope = SLA_SCOPE  # why a variable of VARIABLES cannot be used here
         self.groups: dict[str, Group] = {}  # under `groups`, valid ones
         self.defined_groups: set[str] = set()  # named under `groups`, valid or not
+        self.load_variables: set[str] = set()  # the load variables conditions name
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -510,7 +511,7 @@ class _Checker:
                       closed_statuses=closed, wall_clock_horizon_hours=self.horizon,
                       warnings=tuple(self.warnings), webhooks=webhooks,
                       fields=dict(self.custom), olas=tuple(olas), groups=self.groups,
-                      load_variables=frozenset(uses_load(r.conditions for r in rules + extra)),
+                      load_variables=frozenset(self.load_variables),
                       overrides=tuple(done), override_rules=tuple(extra))
 
     def fields(self, value: Any) -> dict[str, str]:
@@ -999,6 +1000,8 @@ class _Checker:
         kind = self.variable_kind(name, f"{path}.name", variables)
         if kind is None:
             return {}
+        if name in LOAD_VARIABLES:  # only rules may name them: the sync counts them then
+            self.load_variables.add(name)
         ops = operators(kind)
         if not isinstance(op, str):
             self.fail(f"{path}.operator", "missing operator" if op is None
