@@ -130,10 +130,9 @@ class Spliced:
         zone = ZoneInfo(self.timezone)
         lo = datetime.combine(day, time(), zone)
         hi = datetime.combine(day + timedelta(days=1), time(), zone)
-        spans = [s for s in _clip(_spans(self._base, day, lo, hi), lo, self._start)] + \
-            [s for s in _clip(_spans(self._base, day, lo, hi), self._end, hi)] + \
-            [s for s in _clip(_spans(self._inside, day, lo, hi), max(lo, self._start),
-                              min(hi, self._end))]
+        base = _spans(self._base, day, lo, hi)
+        spans = [*_clip(base, lo, self._start), *_clip(base, self._end, hi),
+                 *_clip(_spans(self._inside, day, lo, hi), self._start, self._end)]
         return tuple(_merge(sorted(spans)))
 
 
