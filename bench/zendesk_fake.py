@@ -30,7 +30,6 @@ It prints its base URL on one line, then serves until stdin closes.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import json
 import os
@@ -44,7 +43,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from faultdesk import EXPORT_LAG, EXPORT_PAGE, Fault, FaultDesk, Ticket  # noqa: E402
+from faultdesk import (  # noqa: E402
+    EXPORT_LAG,
+    EXPORT_PAGE,
+    Fault,
+    FaultDesk,
+    Ticket,
+    export_position,
+)
 
 TOUCH_TAG = "bench-touched"
 #: The generator's channels as Zendesk's `via.channel` names them.
@@ -95,26 +101,12 @@ class BenchDesk(FaultDesk):
     def _ticket_export(self, query: dict[str, str]) -> dict[str, Any]:
         if not self._indexed:
             return super()._ticket_export(query)
-        if "cursor" in query:
-            raw = base64.b64decode(query["cursor"]).decode()
-            at_text, _, rest = raw.partition("||")
-            position = (int(float(at_text)), int(rest.strip("|") or 0))
-        else:
-            position = (int(query["start_time"]) - 1, 1 << 62)
+        position = export_position(query)
         first = bisect.bisect_right(self._order, position)
         last_ready = bisect.bisect_right(self._order, (self.now - EXPORT_LAG, 1 << 62))
         keys = self._order[first:min(last_ready, first + self.export_page)]
         page = [self.tickets[ticket_id] for _, ticket_id in keys]
-        last = keys[-1] if keys else position
-        cursor = base64.b64encode(f"{float(last[0])}||{last[1]}|".encode()).decode()
-        body: dict[str, Any] = {
-            "tickets": [t.as_json(self.url) for t in page],
-            "after_url": f"{self.url}/api/v2/incremental/tickets/cursor.json?cursor={cursor}",
-            "after_cursor": cursor, "before_url": None, "before_cursor": None,
-            "end_of_stream": last_ready - first <= self.export_page}
-        if "metric_sets" in query.get("include", ""):
-            body["metric_sets"] = [t.metric_set(self.url) for t in page]
-        return body
+        return self._ticket_page(query, page, position, last_ready - first <= self.export_page)
 
     def _event_export(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
         if not self._indexed:

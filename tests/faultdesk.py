@@ -83,6 +83,16 @@ def unix(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
+def export_position(query: dict[str, str]) -> tuple[int, int]:
+    """Where a cursor-based ticket export page starts: after the (updated_at, id) its cursor
+    names, or from `start_time` on."""
+    if "cursor" in query:
+        raw = base64.b64decode(query["cursor"]).decode()
+        at_text, _, rest = raw.partition("||")
+        return int(float(at_text)), int(rest.strip("|") or 0)
+    return int(query["start_time"]) - 1, 1 << 62
+
+
 @dataclass
 class Ticket:
     id: int
@@ -319,26 +329,26 @@ class FaultDesk:
             return 404, {}, {"error": "InvalidEndpoint", "description": "Not found"}
 
     def _ticket_export(self, query: dict[str, str]) -> dict[str, Any]:
-        if "cursor" in query:
-            raw = base64.b64decode(query["cursor"]).decode()
-            at_text, _, rest = raw.partition("||")
-            position = (int(float(at_text)), int(rest.strip("|") or 0))
-        else:
-            position = (int(query["start_time"]) - 1, 1 << 62)
+        position = export_position(query)
         ready = sorted((t for t in self.tickets.values()
                         if (t.updated_at, t.id) > position
                         and t.updated_at <= self.now - EXPORT_LAG),
                        key=lambda t: (t.updated_at, t.id))
         page = ready[:self.export_page]
+        return self._ticket_page(query, page, position, len(ready) <= self.export_page)
+
+    def _ticket_page(self, query: dict[str, str], page: list[Ticket],
+                     position: tuple[int, int], end_of_stream: bool) -> dict[str, Any]:
+        """A page of the cursor-based ticket export: its tickets (and metric sets, when
+        included), the cursor after its last ticket (`position` for an empty page)."""
         last = (page[-1].updated_at, page[-1].id) if page else position
         cursor = base64.b64encode(f"{float(last[0])}||{last[1]}|".encode()).decode()
-        include = query.get("include", "")
         body: dict[str, Any] = {
             "tickets": [t.as_json(self.url) for t in page],
             "after_url": f"{self.url}/api/v2/incremental/tickets/cursor.json?cursor={cursor}",
             "after_cursor": cursor, "before_url": None, "before_cursor": None,
-            "end_of_stream": len(ready) <= self.export_page}
-        if "metric_sets" in include:
+            "end_of_stream": end_of_stream}
+        if "metric_sets" in query.get("include", ""):
             body["metric_sets"] = [t.metric_set(self.url) for t in page]
         return body
 
