@@ -265,10 +265,13 @@ class FakeZendesk:
         with urllib.request.urlopen(request, timeout=600) as answer:
             return dict(json.loads(answer.read()))
 
-    def close(self) -> None:
+    def close(self) -> float:
+        """Stop the fake; its CPU seconds (user + system) over the bench."""
         assert self.process.stdin is not None
         self.process.stdin.close()
-        self.process.wait(timeout=60)
+        _, _, usage = os.wait4(self.process.pid, 0)
+        self.process.returncode = 0
+        return float(usage.ru_utime + usage.ru_stime)
 
 
 def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
@@ -290,7 +293,12 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
         # baseline, only records what already holds on a desk sla-sync never ran on).
         config.write_text(f"{connector}policy: {policy.name}\nstate: state.db\n"
                           "first_run: act\n")
-        rows = []
+        # Each row is printed as soon as it is measured, so that a failing later sync
+        # (run_cli exits) keeps the figures of the earlier ones.
+        print(f"\n{count:,} records ({fmt}, {helpdesk}), code {code}")
+        if not eval_only:
+            print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} "
+                  f"{'evaluated':>9} {'writes':>7}", flush=True)
         for label, now, share in () if eval_only else (("first sync", NOW, None),
                                   ("rerun, nothing changed", NOW, None),
                                   ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01)):
@@ -302,22 +310,16 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
             seconds, cpu, rss, err = run_cli(code, config, now)
             found = SUMMARY.search(err)
             evaluated, _, writes = (int(g) for g in found.groups()) if found else (-1, -1, -1)
-            rows.append((label, seconds, cpu, rss / 1024, evaluated, writes))
+            print(f"{label:<26} {seconds:>8.2f} {cpu:>7.2f} {rss / 1024:>12.0f} "
+                  f"{evaluated:>9} {writes:>7}", flush=True)
         figures = measure_eval(code, desk, policy, eval_records, profile)
     finally:
         if fake is not None:
-            fake.close()
+            print(f"the fake's CPU seconds over the syncs above: {fake.close():.2f}")
         if keep:
             print(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    print(f"\n{count:,} records ({fmt}, {helpdesk}), code {code}")
-    if rows:
-        print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} "
-              f"{'evaluated':>9} {'writes':>7}")
-    for label, seconds, cpu, rss, evaluated, writes in rows:
-        print(f"{label:<26} {seconds:>8.2f} {cpu:>7.2f} {rss:>12.0f} {evaluated:>9} "
-              f"{writes:>7}")
     n = figures["records"]
     base, full = n / figures["baseline"], n / figures["evaluate"]
     print(f"evaluation over {n:,} records: evaluate {full:,.0f}/s, business-rules run_all "
