@@ -68,6 +68,8 @@ from sla_sync.connector.settings import (
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
 EVENT_EXPORT = "/api/v2/incremental/ticket_events"
 UPDATE_MANY = "/api/v2/tickets/update_many"
+JOB_STATUS = "/api/v2/job_statuses/{}"
+JOB_STATUSES = "/api/v2/job_statuses/show_many"
 CURRENT_USER = "/api/v2/users/me"
 GROUPS = "/api/v2/groups"
 USERS = "/api/v2/users"
@@ -86,6 +88,10 @@ API_REQUESTS_PER_MINUTE = 200
 BATCH_SIZE = 100  # tickets per update_many job, Zendesk's maximum
 FIRST_START_DAYS = 30  # without start_time, the first sync reads the last 30 days
 JOB_TIMEOUT = 120.0
+#: update_many jobs in flight at once, polled together. Zendesk's rate limits page ("Job
+#: limit") caps the jobs queued or running on an account at once (30), shared with every
+#: other integration of the account; a job past it is refused with 429 and retried.
+JOBS_AT_ONCE = 10
 JOB_FIRST_POLL = 1.0
 JOB_MAX_POLL = 10.0
 #: Zendesk statuses after which a ticket never changes again: their history leaves the cursor.
@@ -155,6 +161,9 @@ SCHEMA = Schema("zendesk", (
     Setting("api_requests_per_minute", Number(), "the general API's budget",
             default=API_REQUESTS_PER_MINUTE),
     Setting("job_timeout", Number(), "seconds to wait for a job", default=JOB_TIMEOUT),
+    Setting("jobs_at_once", Number(whole=True, least=1),
+            "update_many jobs in flight at once (Zendesk's job limit is 30 an account)",
+            default=JOBS_AT_ONCE),
 ))
 #: How Zendesk refuses one ticket's update: 409 when the safe-update stamp moved.
 ERRORS = ErrorMap("zendesk", detail=lambda response: _detail(response))
@@ -416,7 +425,7 @@ class Zendesk:
                  start_time: datetime | None = None, bulk_writes: bool = True,
                  api_requests_per_minute: float | None = None,
                  job_timeout: float = JOB_TIMEOUT, clock: Callable[[], float] = time.time,
-                 worked_field: int | None = None):
+                 worked_field: int | None = None, jobs_at_once: int = JOBS_AT_ONCE):
         self.exports = client
         # Ticket reads and writes and job polls have their own, larger budget: a second
         # client on the same session (auth, waits) with its own throttle.
@@ -432,9 +441,12 @@ class Zendesk:
         self.worked_field = worked_field
         self._agents: set[int] | None = None
         self.job_timeout = job_timeout
+        self.jobs_at_once = jobs_at_once
         self.clock = clock
+        # A batch is as many jobs as may run at once: they are polled together.
         self.capabilities = Capabilities(bulk_writes=bulk_writes,
-                                         batch_size=BATCH_SIZE if bulk_writes else 1,
+                                         batch_size=BATCH_SIZE * jobs_at_once
+                                         if bulk_writes else 1,
                                          safe_update=True, tags=True, notes=True, leads=False)
 
     @classmethod
@@ -450,7 +462,7 @@ class Zendesk:
         return cls(client, vocabulary=Vocabulary.from_settings(settings), start_time=start_time,
                    bulk_writes=v["bulk_writes"],
                    api_requests_per_minute=float(v["api_requests_per_minute"]),
-                   job_timeout=float(v["job_timeout"]),
+                   job_timeout=float(v["job_timeout"]), jobs_at_once=int(v["jobs_at_once"]),
                    worked_field=(v["time_tracking"] or {}).get("total_field"))
 
     @property
@@ -841,66 +853,97 @@ class Zendesk:
         if not self.capabilities.bulk_writes or len(changes) <= 1:
             # One change: a single safe update costs one request, a job at least two.
             return apply_each(self, changes, now)
-        results: list[WriteResult] = []
-        for start in range(0, len(changes), BATCH_SIZE):
-            results += self._apply_batch(changes[start:start + BATCH_SIZE])
-        return results
-
-    def _apply_batch(self, changes: list[ChangeSet]) -> list[WriteResult]:
         results: dict[int, WriteResult] = {}
+        chunks = [range(start, min(start + BATCH_SIZE, len(changes)))
+                  for start in range(0, len(changes), BATCH_SIZE)]
+        for first in range(0, len(chunks), self.jobs_at_once):
+            jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]] = []
+            for chunk in chunks[first:first + self.jobs_at_once]:
+                job = self._submit(changes, chunk, results)
+                if job is not None:
+                    jobs.append(job)
+            self._settle_jobs(jobs, changes, results)
+        return [results[index] for index in range(len(changes))]
+
+    def _submit(self, changes: list[ChangeSet], chunk: range, results: dict[int, WriteResult]
+                ) -> tuple[Mapping[str, Any], list[tuple[int, int]]] | None:
+        """Queues one update_many job for the changes at `chunk`: (its job status, each
+        change's index and ticket id); a change that cannot be written gets its result."""
         items: list[tuple[int, dict[str, Any]]] = []
-        for index, change in enumerate(changes):
+        for index in chunk:
+            change = changes[index]
             try:
                 items.append((index, {"id": _ticket_id(change.record_id),
                                       **self._update(change)}))
             except ConnectorError as exc:
                 results[index] = WriteResult(change.record_id, error=exc)
-        if items:
-            # Never resent: a second job would post every comment again.
-            body = self.api.json("PUT", UPDATE_MANY,
-                                 json={"tickets": [item for _, item in items]})
-            try:
-                job = self._finished(_job_status(body, UPDATE_MANY))
-            except ConnectorError as exc:
-                if isinstance(exc, OutcomeUnknown):
-                    raise
-                # The job was accepted: what it did is unknown until the tickets are read.
-                raise OutcomeUnknown(f"{exc}; the tickets are read back to settle it") \
-                    from None
-            by_id: dict[int, Mapping[str, Any]] = {}
-            by_index: dict[int, Mapping[str, Any]] = {}
-            for result in job.get("results") or []:
-                if isinstance(result, Mapping) and _whole(result.get("id")):
-                    by_id[result["id"]] = result
-                elif isinstance(result, Mapping) and _whole(result.get("index")):
-                    by_index[result["index"]] = result
-            for n, (index, item) in enumerate(items):
-                result = by_id.get(item["id"]) or by_index.get(n)
-                results[index] = _outcome(changes[index].record_id, result, job["id"])
-        return [results[index] for index in range(len(changes))]
+        if not items:
+            return None
+        # Never resent: a second job would post every comment again.
+        body = self.api.json("PUT", UPDATE_MANY, json={"tickets": [item for _, item in items]})
+        try:
+            job = _job_status(body, UPDATE_MANY)
+        except ConnectorError as exc:
+            job = {"id": "?", "status": "unreadable", "message": str(exc)}
+        return job, [(index, item["id"]) for index, item in items]
 
-    def _finished(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Polls a job status until the job is done; a job that failed as a whole, or is
-        still running after job_timeout, is an error of the helpdesk."""
+    def _settle_jobs(self, jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]],
+                     changes: list[ChangeSet], results: dict[int, WriteResult]) -> None:
+        """Polls the jobs together until each is done, and gives each change its outcome. A
+        job that failed as a whole, or is still running after job_timeout, leaves its
+        tickets' outcomes unknown: they are read back to settle them."""
+        status = {str(job["id"]): job for job, _ in jobs}
         delays = poll_delays(self.job_timeout, JOB_FIRST_POLL, JOB_MAX_POLL)
-        waited = 0.0
-        while job.get("status") in ("queued", "working"):
+        waited, unpolled = 0.0, ""
+        while running := [i for i, job in status.items() if job.get("status") in
+                          ("queued", "working")]:
             delay = next(delays, None)
             if delay is None:
-                raise ConnectorError(
-                    f"zendesk: update job {job['id']} still {job['status']} after "
-                    f"{waited:.0f}s; the next run reads the tickets again and settles it",
-                    retriable=True)
+                unpolled = f"after {waited:.0f}s"
+                break
             self.api.sleep(delay)
             waited += delay
-            path = f"/api/v2/job_statuses/{job['id']}"
-            job = _job_status(self.api.json("GET", path), path)
-        if job.get("status") != "completed":
+            try:
+                status.update(self._poll(running))
+            except ConnectorError as exc:
+                unpolled = f"when its status could not be read ({exc})"
+                break
+        for job, items in jobs:
+            job = status[str(job["id"])]
+            if job.get("status") == "completed":
+                by_id: dict[int, Mapping[str, Any]] = {}
+                by_index: dict[int, Mapping[str, Any]] = {}
+                for result in job.get("results") or []:
+                    if isinstance(result, Mapping) and _whole(result.get("id")):
+                        by_id[result["id"]] = result
+                    elif isinstance(result, Mapping) and _whole(result.get("index")):
+                        by_index[result["index"]] = result
+                for n, (index, ticket) in enumerate(items):
+                    result = by_id.get(ticket) or by_index.get(n)
+                    results[index] = _outcome(changes[index].record_id, result, job["id"])
+                continue
             message = job.get("message")
-            raise ConnectorError(f"zendesk: update job {job['id']} {job.get('status')}"
-                                 + (f" ({str(message)[:200]})" if message else ""),
-                                 retriable=True)
-        return job
+            how = f"{job.get('status')}" + (f" ({str(message)[:200]})" if message else "")
+            if job.get("status") in ("queued", "working"):
+                how = f"still {job.get('status')} {unpolled}"
+            for index, _ in items:
+                record_id = changes[index].record_id
+                results[index] = WriteResult(record_id, error=OutcomeUnknown(
+                    f"zendesk: update job {job['id']} {how}; the tickets are read back to "
+                    "settle it", record_id=record_id))
+
+    def _poll(self, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+        """The job statuses of `ids`: one Show Job Status, or one Show Many Job Statuses."""
+        if len(ids) == 1:
+            path = JOB_STATUS.format(ids[0])
+            return {ids[0]: _job_status(self.api.json("GET", path), path)}
+        body = self.api.json("GET", JOB_STATUSES, params={"ids": ",".join(ids)})
+        listed = body.get("job_statuses") if isinstance(body, Mapping) else None
+        if not isinstance(listed, list):
+            raise ConnectorError(f"zendesk: {JOB_STATUSES}: unexpected response (no "
+                                 "job_statuses list)", retriable=True)
+        found = {str(job.get("id")): job for job in listed if isinstance(job, Mapping)}
+        return {i: found[i] for i in ids if i in found}
 
     def _update(self, change: ChangeSet) -> dict[str, Any]:
         """The ticket fields of one change. Tags go through additional_tags/remove_tags,

@@ -25,8 +25,9 @@ by operationId; the spec is read, never copied):
   longer matches `updated_at` is refused with 409 `UpdateConflict` and changes nothing.
 - `PUT /api/v2/tickets/update_many` (TicketsUpdateMany) answers a queued `job_status`; the
   job runs on the desk at once, ticket by ticket, and `GET /api/v2/job_statuses/{id}`
-  (ShowJobStatus) reports it completed with one result per ticket (`UpdateConflict` for a
-  stale safe update). Being the server's, a job finishes even when its client died.
+  (ShowJobStatus; `show_many?ids=` for several, ShowManyJobStatuses) reports it completed
+  with one result per ticket (`UpdateConflict` for a stale safe update). Being the
+  server's, a job finishes even when its client died.
 - 401 `Couldn't authenticate you` without the agent's `{email}/token` basic credentials.
 - `POST /hooks/{name}`: a webhook receiver for the `notify` action (not Zendesk's).
 
@@ -294,11 +295,8 @@ class FaultDesk:
                                                    query.get("include", ""))
             if path == "/api/v2/tickets/update_many" and method == "PUT":
                 return 200, {}, self._update_many(body, fault)
-            match = re.fullmatch(r"/api/v2/job_statuses/(\w+)", path)
-            if match and method == "GET":
-                job = self.jobs.get(match[1])
-                return (200, {}, {"job_status": job}) if job else \
-                    (404, {}, {"error": "RecordNotFound", "description": "Not found"})
+            if path.startswith("/api/v2/job_statuses/") and method == "GET":
+                return self._job_statuses(path, query)
             match = re.fullmatch(r"/api/v2/tickets/(\d+)(/audits|/comments)?", path)
             if match:
                 ticket = self.tickets.get(int(match[1]))
@@ -417,6 +415,17 @@ class FaultDesk:
         return {"job_status": {"id": job_id, "url": self.jobs[job_id]["url"],
                                "total": len(updates), "progress": None, "status": "queued",
                                "message": None, "results": None}}
+
+    def _job_statuses(self, path: str, query: dict[str, str]
+                      ) -> tuple[int, dict[str, str], Any]:
+        """ShowManyJobStatuses (`show_many?ids=a,b`: unknown ids left out) or
+        ShowJobStatus."""
+        if path == "/api/v2/job_statuses/show_many":
+            ids = query.get("ids", "").split(",")
+            return 200, {}, {"job_statuses": [self.jobs[i] for i in ids if i in self.jobs]}
+        job = self.jobs.get(path.rsplit("/", 1)[1])
+        return (200, {}, {"job_status": job}) if job else \
+            (404, {}, {"error": "RecordNotFound", "description": "Not found"})
 
     def _fresh(self, ticket: Ticket, update: dict[str, Any]) -> bool:
         if str(update.get("safe_update")).lower() != "true":

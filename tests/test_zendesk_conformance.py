@@ -36,6 +36,7 @@ OPERATIONS = {
     ("PUT", "/api/v2/tickets/{ticket_id}"),
     ("PUT", "/api/v2/tickets/update_many"),
     ("GET", "/api/v2/job_statuses/{job_status_id}"),
+    ("GET", "/api/v2/job_statuses/show_many"),
 }
 
 
