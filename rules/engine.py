@@ -27,6 +27,7 @@ from sla_sync.rules.clock import (
     TARGETS,
     Clock,
     Period,
+    final_stop,
     frozen,
     no_target,
     pause_statuses_of,
@@ -286,7 +287,8 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     # an override's targets_scale, for records created within its range
     scale = scale_for(policy.overrides, record.created_at)[0] if policy.overrides else 1.0
     found = compiled(policy)
-    shared: dict[frozenset[str], list[Period]] = {}
+    # the clocks without gates of the same pause statuses replay the same periods
+    shared: dict[frozenset[str], tuple[list[Period], tuple[datetime | None, str]]] = {}
     ran: dict[str, Clock] = {}
     idle = []
     for target in ALL_TARGETS:
@@ -299,17 +301,18 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
         gates = () if rules is None else replay(
             record, now, facts or record_facts(record, now, policy.fields), rules,
             found.gates[sla.index, target])  # type: ignore[union-attr]
-        periods = None
+        periods = final = None
         if not gates:
-            periods = shared.get(pauses)
-            if periods is None:
-                periods = shared[pauses] = periods_of(timeline, pauses,
-                                                      policy.closed_statuses)
+            found_periods = shared.get(pauses)
+            if found_periods is None:
+                periods = periods_of(timeline, pauses, policy.closed_statuses)
+                found_periods = shared[pauses] = periods, final_stop(record, periods, now)
+            periods, final = found_periods
         seconds = None if goal is None else round(goal.seconds_on(calendar) * scale) + \
             extensions.seconds(target, calendar)
         ran[target] = run_clock(record, target, seconds, calendar, pauses,
                                 policy.closed_statuses, now, start, timeline, gates,
-                                start_reason, periods)
+                                start_reason, periods, final)
     return calendar, Clocks(ran, idle, calendar, start or record.created_at)
 
 
