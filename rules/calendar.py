@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -114,6 +115,7 @@ class WeeklyCalendar:
         # The same for local dates and is_open: every record of a sync asks about its `now`.
         self._dates: dict[datetime, date] = {}
         self._open: dict[datetime, bool] = {}
+        self._flat = _Flat()
         working = [sum(end - start for start, end in spans) for spans in self.week.values()]
         self.working_day_seconds = 60.0 * sum(working) / max(1, sum(1 for w in working if w))
 
@@ -190,6 +192,14 @@ class WeeklyCalendar:
     def business_seconds(self, start: datetime, end: datetime) -> float:
         if end <= start:
             return 0.0
+        lo, hi = _micros(start), _micros(end)
+        flat = self._flat
+        if not (flat.low <= lo and hi < flat.high) and not flat.cover(self, start, end):
+            return self._walked(start, end)
+        return (flat.running(hi) - flat.running(lo)) / 1_000_000
+
+    def _walked(self, start: datetime, end: datetime) -> float:
+        """business_seconds day by day (where the running totals cannot answer)."""
         found = self._spans.get((start, end))
         if found is None:
             if len(self._spans) >= SPAN_MEMO:
@@ -241,6 +251,115 @@ class WeeklyCalendar:
             found = self._open[instant] = any(
                 lo <= instant < hi for lo, hi in self.intervals(self._local_date(instant)))
         return found
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(instant: datetime) -> int:
+    """Microseconds since the epoch, exactly."""
+    return (instant - _EPOCH) // _MICROSECOND
+
+
+class _Flat:
+    """A weekly calendar's working intervals over a window of local dates, in microseconds
+    since the epoch, with the working time before each: business time between two instants
+    of the window is a difference of two running totals (a bisection each), not a walk
+    over the days between.
+
+    That difference is what the day-by-day walk adds up (the same intervals clipped to
+    the same span, in whole microseconds) wherever local dates never run backwards, so
+    that every interval of a date lies between that date's first and last instant. A
+    clock going back across midnight would break that: each date added is checked, and a
+    calendar where one fails (or whose intervals overlap) is walked day by day for good."""
+
+    #: The most dates a window holds; a span it cannot take in is walked day by day.
+    MOST = 1500
+
+    def __init__(self) -> None:
+        self.first = self.last = 0  # the window's local date ordinals: first <= d < last
+        self.low = self.high = 0  # the instants (microseconds) it answers for: [low, high)
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.before: list[int] = []  # working microseconds of the window before each
+        self.broken = False
+        self.checked: dict[int, bool] = {}  # date ordinal -> _dates_run_forward
+
+    def running(self, instant: int) -> int:
+        """Working microseconds from the window's start to `instant` (inside it)."""
+        index = bisect_right(self.starts, instant) - 1
+        if index < 0:
+            return 0
+        end = self.ends[index]
+        return self.before[index] + (instant if instant < end else end) - self.starts[index]
+
+    def cover(self, calendar: WeeklyCalendar, start: datetime, end: datetime) -> bool:
+        """Make the window hold the local dates from start's to end's, if it can (it only
+        grows, to the dates spans need and no further); whether it does."""
+        if self.broken:
+            return False
+        need_first = calendar._local_date(start).toordinal()
+        need_last = calendar._local_date(end).toordinal() + 1
+        if self.last > self.first:
+            need_first, need_last = min(self.first, need_first), max(self.last, need_last)
+        if need_last - need_first > self.MOST or need_last > date.max.toordinal():
+            return False
+        if not self._build(calendar, need_first, need_last):
+            self.broken = True
+            return False
+        return self.low <= _micros(start) and _micros(end) < self.high
+
+    def _build(self, calendar: WeeklyCalendar, first: int, last: int) -> bool:
+        starts: list[int] = []
+        ends: list[int] = []
+        before: list[int] = []
+        total = 0
+        for ordinal in range(first, last):
+            day = date.fromordinal(ordinal)
+            forward = self.checked.get(ordinal)
+            if forward is None:
+                forward = self.checked[ordinal] = _dates_run_forward(calendar, day)
+            if not forward:
+                return False
+            for lo, hi in calendar.intervals(day):
+                start, end = _micros(lo), _micros(hi)
+                if ends and start < ends[-1]:
+                    return False
+                starts.append(start)
+                ends.append(end)
+                before.append(total)
+                total += end - start
+        self.first, self.last, self.starts, self.ends, self.before = first, last, starts, \
+            ends, before
+        # the instants whose local date is in the window (every date's checked stretch)
+        self.low = _micros(calendar._instant(date.fromordinal(first), 0))
+        self.high = _micros(calendar._instant(date.fromordinal(last - 1), 24 * 60))
+        return True
+
+
+def _dates_run_forward(calendar: WeeklyCalendar, day: date) -> bool:
+    """Whether every instant from the first at which the wall clock reads `day` 00:00 to
+    the first at which it reads the next date's 00:00 has `day` as its local date (no clock
+    goes back across midnight), and the date's intervals lie in that stretch."""
+    zone = calendar.tz
+    begin, end = calendar._instant(day, 0), calendar._instant(day, 24 * 60)
+    last = end - _MICROSECOND
+    if end <= begin or begin.astimezone(zone).date() != day or last.astimezone(zone).date() != day:
+        return False
+    if begin.astimezone(zone).utcoffset() != last.astimezone(zone).utcoffset():
+        # a change of offset within the date: just after it, still `day`?
+        lo, hi = begin, last  # offset of lo is the first one, of hi the other
+        offset = begin.astimezone(zone).utcoffset()
+        while hi - lo > _MICROSECOND:
+            mid = lo + (hi - lo) // 2
+            if mid.astimezone(zone).utcoffset() == offset:
+                lo = mid
+            else:
+                hi = mid
+        if hi.astimezone(zone).date() != day:
+            return False
+    return all(begin <= lo and hi <= end for lo, hi in calendar.intervals(day))
 
 
 BUILT_IN: dict[str, Calendar] = {ALWAYS: TwentyFourSeven()}

@@ -210,10 +210,12 @@ def run_clock(record: Record, target: str, target_seconds: int | None, calendar:
               pause_statuses: Collection[str], closed_statuses: Collection[str],
               now: datetime, start: datetime | None = None,
               timeline: list[StatusChange] | None = None, gates: Sequence[Gate] = (),
-              start_reason: str = "created", periods: list[Period] | None = None) -> Clock:
+              start_reason: str = "created", periods: list[Period] | None = None,
+              ended: tuple[datetime | None, str] | None = None) -> Clock:
     """`timeline`: timeline_until(record, now), and `periods` its periods for these pause
-    statuses and gates, when the caller has them already; `gates`: the target's own
-    conditions replayed over the record's history (rules.gates)."""
+    statuses and gates, when the caller has them already (and `ended`, final_stop of
+    them); `gates`: the target's own conditions replayed over the record's history
+    (rules.gates)."""
     if start is None or start <= record.created_at:
         start = record.created_at
     if periods is None:
@@ -227,7 +229,7 @@ def run_clock(record: Record, target: str, target_seconds: int | None, calendar:
                                                       "held")
         if began.at > start:
             start, start_reason = began.at, began.started
-    final, final_reason = _final_stop(record, periods, now)
+    final, final_reason = final_stop(record, periods, now) if ended is None else ended
     if target in CYCLE_TARGETS:
         return _cyclic(record, target, target_seconds, calendar, periods, now, start,
                        start_reason, final, final_reason)
@@ -371,31 +373,36 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
            start_reason: str = "", stop_reason: str = "") -> Clock:
     """The business time from `start` to `stop` (None: now), pauses not counted."""
     end = max(start, stop if stop is not None else now)
-
+    business_seconds = calendar.business_seconds
     pauses: list[Pause] = []
     counted: list[tuple[datetime, datetime]] = []
     cursor = start
+    last = len(periods) - 1
     for index, period in enumerate(periods):
-        left_at = periods[index + 1].at if index + 1 < len(periods) else None
+        at, status, pause, stopped = period
+        if at >= end:
+            break  # periods are in time order: none from here on is within the clock
+        left_at = periods[index + 1][0] if index < last else None
         # A stopped period counts as a pause only when the record was reopened after it; the
         # last one is where the clock stopped.
-        reopened = bool(period.stop) and left_at is not None
-        if not period.pause and not reopened:
+        if not pause and not (stopped and left_at is not None):
             continue
-        lo = max(period.at, start)
-        hi = end if left_at is None else min(left_at, end)
-        if lo >= end or hi <= lo:
+        lo = start if start > at else at  # max(at, start): of equals, the first
+        hi = end if left_at is None or left_at > end else left_at
+        if hi <= lo:
             continue
         still = stop is None and (left_at is None or left_at > end)
-        why = period.pause or period.stop
-        pauses.append(Pause(period.status, lo, None if still else hi,
-                            calendar.business_seconds(lo, hi), "" if why == STATUS else why))
+        why = pause or stopped
+        pauses.append(frozen(Pause, status=status, start=lo, end=None if still else hi,
+                             business_seconds=business_seconds(lo, hi),
+                             reason="" if why == STATUS else why))
         if lo > cursor:
             counted.append((cursor, lo))
-        cursor = max(cursor, hi)
+        if hi > cursor:
+            cursor = hi
     if end > cursor:
         counted.append((cursor, end))
-    spans = [calendar.business_seconds(lo, hi) for lo, hi in counted]
+    spans = [business_seconds(lo, hi) for lo, hi in counted]
     elapsed = sum(spans)
     paused = stop is None and bool(pauses) and pauses[-1].end is None
     due = None
@@ -405,10 +412,10 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
                   started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
                   pauses=tuple(pauses), paused=paused, due_at=due, cycles=(), note="",
                   start_reason=start_reason, stop_reason=stop_reason if stop else "",
-                  wall_seconds=sum((hi - lo).total_seconds() for lo, hi in counted))
+                  wall_seconds=sum([(hi - lo).total_seconds() for lo, hi in counted]))
 
 
-def _final_stop(record: Record, periods: list[Period],
+def final_stop(record: Record, periods: list[Period],
                 now: datetime) -> tuple[datetime | None, str]:
     """When the record last became solved (or stopped by a stop_when) and stayed so, and
     why; (None, "") for one that is not."""

@@ -10,7 +10,7 @@ collect intents.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,7 @@ from sla_sync.rules.clock import (
     TARGETS,
     Clock,
     Period,
+    final_stop,
     frozen,
     no_target,
     pause_statuses_of,
@@ -97,22 +98,78 @@ _CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
 _IDLE_FACTS = {target: dict(zip(names, (NO_TARGET_MINUTES_LEFT, 0.0, False, False, False,
                                         0.0, 0), strict=True))
                for target, names in _CLOCK_FACT_NAMES.items()}
+#: Every target's idle facts, in ALL_TARGETS order: a record's clock facts start as these.
+_ALL_IDLE = {name: value for facts in _IDLE_FACTS.values() for name, value in facts.items()}
+
+
+class Clocks(Mapping[str, Clock]):
+    """A record's clocks by target, every target of ALL_TARGETS, in that order. The clocks
+    that did not run (the SLA sets no such target and no rule reads it) differ only in
+    their start: each is built the first time it is asked for, so an evaluation that only
+    reads their facts (copied, clock_facts) never builds them."""
+
+    __slots__ = ("ran", "_idle", "_calendar", "_start")
+
+    def __init__(self, ran: dict[str, Clock], idle: Iterable[str], calendar: Calendar,
+                 start: datetime):
+        self.ran = ran  # the clocks that ran (with a target or without), by target
+        self._idle: dict[str, Clock | None] = dict.fromkeys(idle)  # -> its clock, once built
+        self._calendar = calendar
+        self._start = start
+
+    def __getitem__(self, target: str) -> Clock:
+        found = self.ran.get(target)
+        if found is not None:
+            return found
+        if target not in self._idle:
+            raise KeyError(target)
+        built = self._idle[target]
+        if built is None:
+            built = self._idle[target] = no_target(target, self._calendar, self._start)
+        return built
+
+    def __iter__(self) -> Iterator[str]:
+        return (target for target in ALL_TARGETS if target in self.ran or target in self._idle)
+
+    def __len__(self) -> int:
+        return len(self.ran) + len(self._idle)
+
+    def __repr__(self) -> str:
+        return f"Clocks({dict(self)!r})"
+
+
+def clocks_that_ran(clocks: Mapping[str, Clock]) -> Iterable[Clock]:
+    """The clocks that ran: every one but the idle clocks of a Clocks (stopped at their
+    start, without a target: nothing about them moves with time)."""
+    return clocks.ran.values() if isinstance(clocks, Clocks) else clocks.values()
 
 
 def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
+    """The variables of the clocks (their values are what Clock's properties say)."""
     facts: dict[str, Any] = {}
+    if isinstance(clocks, Clocks):
+        # Each target's idle facts, in order; the clocks that ran overwrite theirs in place.
+        facts.update(_ALL_IDLE)
+        clocks = clocks.ran
     for target, clock in clocks.items():
-        if clock.target_seconds is None and not clock.elapsed_seconds and not clock.paused \
+        seconds, elapsed = clock.target_seconds, clock.elapsed_seconds
+        if seconds is None and not elapsed and not clock.paused \
                 and clock.due_at is None and target in _IDLE_FACTS:
             facts.update(_IDLE_FACTS[target])
             continue
         names = _CLOCK_FACT_NAMES.get(target) or tuple(f"{target}_{suffix}" for suffix in (
             "minutes_left", "elapsed_pct", "breached", "met", "paused",
             "business_minutes_elapsed", "due_at_epoch"))
+        left: float
+        if seconds is None:
+            left, pct, breached, met = NO_TARGET_MINUTES_LEFT, 0.0, False, False
+        else:  # minutes_left, elapsed_pct, breached and met, as the properties work them out
+            left, pct = (seconds - elapsed) / 60, 100.0 * elapsed / seconds
+            breached = elapsed > seconds
+            met = clock.stopped_at is not None and not breached
         facts.update(zip(names, (
-            clock.minutes_left, clock.elapsed_pct, clock.breached, clock.met, clock.paused,
-            clock.elapsed_seconds / 60, clock.due_at.timestamp() if clock.due_at else 0),
-            strict=True))
+            left, pct, breached, met, clock.paused,
+            elapsed / 60, clock.due_at.timestamp() if clock.due_at else 0), strict=True))
     return facts
 
 
@@ -210,7 +267,7 @@ def _names(conditions: Any) -> Iterator[str]:
 
 def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | None,
                now: datetime, facts: Mapping[str, Any] | None = None,
-               every: bool = False) -> tuple[Calendar, dict[str, Clock]]:
+               every: bool = False) -> tuple[Calendar, Clocks]:
     """The record's clocks under `sla`. A target the SLA does not set runs (without a
     target) only where it is first response or resolution, a rule reads its variables, or
     `every` asks for all (reports measure them); the others are left without a target.
@@ -230,36 +287,39 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     # an override's targets_scale, for records created within its range
     scale = scale_for(policy.overrides, record.created_at)[0] if policy.overrides else 1.0
     found = compiled(policy)
-    shared: dict[frozenset[str], list[Period]] = {}
-    clocks = {}
+    # the clocks without gates of the same pause statuses replay the same periods
+    shared: dict[frozenset[str], tuple[list[Period], tuple[datetime | None, str]]] = {}
+    ran: dict[str, Clock] = {}
+    idle = []
     for target in ALL_TARGETS:
         goal = targets.get(target)
         if goal is None and not every and target not in TARGETS and target not in found.read:
-            clocks[target] = no_target(target, calendar, start or record.created_at)
+            idle.append(target)
             continue
         pauses = pause_statuses_of(target, sla.pause_statuses if sla else ())
         rules = sla.clocks.get(target) if sla is not None else None
         gates = () if rules is None else replay(
             record, now, facts or record_facts(record, now, policy.fields), rules,
             found.gates[sla.index, target])  # type: ignore[union-attr]
-        periods = None
+        periods = final = None
         if not gates:
-            periods = shared.get(pauses)
-            if periods is None:
-                periods = shared[pauses] = periods_of(timeline, pauses,
-                                                      policy.closed_statuses)
+            found_periods = shared.get(pauses)
+            if found_periods is None:
+                periods = periods_of(timeline, pauses, policy.closed_statuses)
+                found_periods = shared[pauses] = periods, final_stop(record, periods, now)
+            periods, final = found_periods
         seconds = None if goal is None else round(goal.seconds_on(calendar) * scale) + \
             extensions.seconds(target, calendar)
-        clocks[target] = run_clock(record, target, seconds, calendar, pauses,
-                                   policy.closed_statuses, now, start, timeline, gates,
-                                   start_reason, periods)
-    return calendar, clocks
+        ran[target] = run_clock(record, target, seconds, calendar, pauses,
+                                policy.closed_statuses, now, start, timeline, gates,
+                                start_reason, periods, final)
+    return calendar, Clocks(ran, idle, calendar, start or record.created_at)
 
 
 def sla_and_clocks(record: Record, policy: Policy, now: datetime,
                    previous: SlaMark | None = None, facts: Mapping[str, Any] | None = None,
                    asked: Asked | None = None, every: bool = False,
-                   ) -> tuple[Sla | None, Calendar, SlaMark | None, dict[str, Clock]]:
+                   ) -> tuple[Sla | None, Calendar, SlaMark | None, Clocks]:
     """The record's SLA, its calendar, its SLA mark and its clocks (no rules run);
     `facts`: the record's own facts when the caller has them already; `every`: run every
     clock, targets or not (run_clocks)."""

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sla_sync.rules.calendar import TwentyFourSeven
 from sla_sync.rules.clock import ALL_TARGETS, Clock
-from sla_sync.rules.engine import Evaluation, SlaMark
+from sla_sync.rules.engine import Evaluation, SlaMark, clocks_that_ran
 from sla_sync.rules.ola import ola_clocks
 from sla_sync.rules.overrides import boundaries
 from sla_sync.rules.planner import WRITE, Plan, Step
@@ -184,7 +184,7 @@ class Wakes:
                 at = base + timedelta(hours=hours)
                 if at >= now - EARLY:
                     found.append(at)
-        for clock in evaluation.clocks.values():
+        for clock in clocks_that_ran(evaluation.clocks):  # an idle clock never moves
             found += self._clock(clock, now)
         # the OLA variables are the worst of the OLAs' clocks: a threshold is crossed when
         # the first clock crosses it

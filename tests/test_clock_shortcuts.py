@@ -1,0 +1,199 @@
+"""The evaluation's shortcuts answer as the plain computation does.
+
+On generated records (the bench's desk mix: tiers, pauses, reopenings, three business-hours
+calendars with public holidays) under the bench's policy and under one that sets every
+target, at instants on and off working hours:
+
+- the clocks of targets that did not run are built only when asked for (rules.engine
+  Clocks), and then are exactly the clock of a target that is not set, from the record's
+  start; every target is there, in ALL_TARGETS order;
+- the clock facts (copied for idle clocks, worked out inline for the others) are exactly
+  what Clock's properties say, in the same order.
+
+And a weekly calendar's business time from running totals (rules.calendar's _Flat) is
+the walk over the days, bit for bit, on random calendars, zones and spans, and where a
+clock goes back across midnight.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from conftest import bench_script
+from sla_sync.connector.model import Record
+from sla_sync.rules.calendar import WeeklyCalendar
+from sla_sync.rules.clock import ALL_TARGETS, Clock, no_target
+from sla_sync.rules.engine import Clocks, clock_facts, evaluate
+from sla_sync.rules.policy import Policy, check_policy
+from test_calendar_properties import TIMEZONES, day_intervals, instants
+
+NOW = datetime.fromisoformat("2026-03-02T12:00:00+00:00")
+INSTANTS = (NOW, NOW - timedelta(days=3, hours=5, minutes=7, seconds=11),
+            NOW + timedelta(days=2, hours=9, microseconds=250_001))
+
+
+def bench_policy() -> dict[str, Any]:
+    return bench_script("bench_desk").bench_policy()  # type: ignore[no-any-return]
+
+
+def every_target_policy() -> dict[str, Any]:
+    """The bench's policy with every target set on two SLAs (one with its own start, pause
+    and stop conditions), and a rule reading a target no SLA sets."""
+    policy = copy.deepcopy(bench_policy())
+    more = {"next_response": "2h", "periodic_update": "1bd", "agent_work_time": "6h",
+            "requester_wait_time": "1d", "time_to_own": "30m"}
+    for sla in policy["slas"]:
+        if sla["name"] in ("vip", "gold"):
+            sla["targets"].update(more)
+        if sla["name"] == "gold":
+            sla["clocks"] = {"resolution": {
+                "start_when": {"name": "status", "operator": "not_equal_to", "value": "new"},
+                "pause_when": {"name": "group", "operator": "equal_to", "value": "tier2"}}}
+    policy["rules"].append({
+        "name": "reads-an-unset-target",
+        "conditions": {"name": "pausable_update_business_minutes_elapsed",
+                       "operator": "greater_than", "value": 5},
+        "actions": [{"name": "add_tag", "params": {"tag": "seen"}}]})
+    return policy
+
+
+@pytest.fixture(scope="module")
+def records() -> list[Record]:
+    generate = bench_script("bench_desk").generate
+    return [Record.from_dict(r) for r in generate(scale=2, seed=11)["records"]]
+
+
+def property_facts(clocks: dict[str, Clock]) -> dict[str, Any]:
+    """The clock variables as Clock's properties give them."""
+    facts: dict[str, Any] = {}
+    for target, clock in clocks.items():
+        facts.update({
+            f"{target}_minutes_left": clock.minutes_left,
+            f"{target}_elapsed_pct": clock.elapsed_pct, f"{target}_breached": clock.breached,
+            f"{target}_met": clock.met, f"{target}_paused": clock.paused,
+            f"{target}_business_minutes_elapsed": clock.elapsed_seconds / 60,
+            f"{target}_due_at_epoch": clock.due_at.timestamp() if clock.due_at else 0})
+    return facts
+
+
+@pytest.mark.parametrize("make", [bench_policy, every_target_policy])
+def test_idle_clocks_and_clock_facts_are_what_the_plain_computation_gives(
+        records: list[Record], make: Any) -> None:
+    policy: Policy = check_policy(make(), "shortcuts")
+    ran = idle = 0
+    for now in INSTANTS:
+        for record in records:
+            evaluation = evaluate(record, policy, now)
+            clocks = evaluation.clocks
+            assert isinstance(clocks, Clocks)
+            assert list(clocks) == list(ALL_TARGETS) and len(clocks) == len(ALL_TARGETS)
+            plain = {target: clocks[target] for target in ALL_TARGETS}
+            start = plain["first_response"].started_at  # it has no start_when here
+            for target, clock in plain.items():
+                if target in clocks.ran:
+                    ran += 1
+                    continue
+                idle += 1
+                assert clock == no_target(target, evaluation.calendar, start)
+            expected = property_facts(plain)
+            facts = {k: v for k, v in evaluation.facts.items() if k in expected}
+            assert list(facts.items()) == list(expected.items())
+            assert list(clock_facts(plain).items()) == list(expected.items())
+            assert dict(clocks) == plain and clocks == plain
+    assert ran and idle
+
+
+# -- business time through running totals ------------------------------------------------
+
+#: Zones whose clocks change at midnight (Santiago, Havana, Asuncion, Beirut), by half an
+#: hour (Lord Howe), or off the hour (Chatham), besides the properties' own.
+ZONES = (*TIMEZONES, "America/Santiago", "America/Havana", "America/Asuncion", "Asia/Beirut")
+
+
+@st.composite
+def calendars(draw: Any) -> WeeklyCalendar:
+    timezone = draw(st.sampled_from(ZONES))
+    week = {day: draw(day_intervals(timezone)) for day in range(7)}
+    if not any(week.values()):
+        week[draw(st.integers(0, 6))] = [(0, 24 * 60)]
+    one_off = draw(st.lists(st.dates(date(2025, 1, 1), date(2028, 12, 31)), max_size=4))
+    return WeeklyCalendar("random", timezone, week, one_off, [(12, 25)])
+
+
+#: Instants in any offset, to the microsecond, near a clock change or anywhere in 2025-2028.
+moments = st.builds(lambda instant, micro, zone: (instant + timedelta(microseconds=micro))
+                    .astimezone(ZoneInfo(zone)), instants, st.integers(-999_999, 999_999),
+                    st.sampled_from(ZONES))
+
+
+MICROS_A_DAY = 86_400_000_000
+#: Spans around one instant: (start, length) in microseconds from it; starts up to 70 days
+#: either side (past the window's first bounds and margin), lengths up to ten days.
+spans_around = st.lists(st.tuples(
+    st.builds(lambda days, micros: days * MICROS_A_DAY + micros, st.integers(-70, 70),
+              st.integers(0, MICROS_A_DAY)),
+    st.builds(lambda days, micros: days * MICROS_A_DAY + micros, st.integers(-1, 9),
+              st.integers(0, MICROS_A_DAY)),
+    st.sampled_from(ZONES)), min_size=1, max_size=16)
+
+
+@given(calendars(), moments, spans_around)
+@settings(max_examples=300, deadline=None)
+@example(WeeklyCalendar("x", "Europe/Berlin", {0: [(8 * 60, 18 * 60)]}),
+         datetime(2025, 1, 1, tzinfo=UTC), [(0, 1400 * MICROS_A_DAY, "UTC"),
+                                            (-600 * MICROS_A_DAY, MICROS_A_DAY, "UTC")])
+def test_running_totals_give_what_the_walk_over_the_days_gives(
+        cal: WeeklyCalendar, base: datetime, spans: list[tuple[int, int, str]]) -> None:
+    """One calendar asked many spans near each other and far apart (its window of running
+    totals grows, or a span it cannot take in is walked): every answer is the walk's, to
+    the last bit."""
+    for offset, length, zone in spans:
+        start = (base + timedelta(microseconds=offset)).astimezone(ZoneInfo(zone))
+        end = start + timedelta(microseconds=length)
+        expected = cal._business_seconds(start, end) if end > start else 0.0
+        assert cal.business_seconds(start, end) == expected, (start, end)
+
+
+def test_a_clock_going_back_across_midnight_is_walked_day_by_day() -> None:
+    """St. John's went back from 00:01 to 23:01 of the day before until 2011: there a local
+    date's intervals are not all within its own stretch of time, the running totals would
+    count some twice (24 of 3,000 random spans here without the check), so the calendar
+    is walked."""
+    cal = WeeklyCalendar("x", "America/St_Johns", {d: [(0, 30), (22 * 60, 24 * 60)]
+                                                   for d in range(7)})
+    rng = random.Random(1)
+    base = datetime(2010, 11, 1, tzinfo=UTC)
+    for _ in range(3000):
+        start = base + timedelta(seconds=rng.randrange(14 * 86400))
+        end = start + timedelta(seconds=rng.randrange(3 * 86400))
+        assert cal.business_seconds(start, end) == (
+            cal._business_seconds(start, end) if end > start else 0.0)
+    assert cal._flat.broken
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+                                  "America/Santiago", "Asia/Singapore"])
+def test_running_totals_on_many_spans_near_each_other(zone: str) -> None:
+    """Seeded spans of up to ten days that start within 90 days of each other, at any
+    microsecond, in several offsets: the window's edges and its growth are crossed often."""
+    cal = WeeklyCalendar("x", zone, {0: [(8 * 60, 12 * 60 + 30), (13 * 60, 18 * 60)],
+                                     2: [(0, 24 * 60)], 4: [(22 * 60, 24 * 60)],
+                                     5: [(0, 90)]}, [date(2026, 3, 17)], [(12, 25)])
+    rng = random.Random(zone)
+    base = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    zones = [ZoneInfo(name) for name in ZONES]
+    for _ in range(4000):
+        start = (base + timedelta(microseconds=rng.randrange(-90 * MICROS_A_DAY,
+                                                             90 * MICROS_A_DAY)))
+        end = start + timedelta(microseconds=rng.randrange(-MICROS_A_DAY, 10 * MICROS_A_DAY))
+        start, end = start.astimezone(rng.choice(zones)), end.astimezone(rng.choice(zones))
+        assert cal.business_seconds(start, end) == (
+            cal._business_seconds(start, end) if end > start else 0.0), (start, end)
