@@ -128,9 +128,10 @@ def test_an_index_wrong_about_ids_never_makes_a_write_land_on_another_record(pat
     write(path, [ticket(1, 1), ticket(2, 2)])
     answer(FileHelpdesk(path), None)
     index = sidecar_of(path)
-    entry = json.loads(index.read_text().splitlines()[0])
+    head, packed = index.read_bytes().split(b"\n", 1)  # a JSON line, then binary arrays
+    entry = json.loads(head)
     entry["ids"] = ["T-2", "T-1"]  # swapped, as a damaged or foreign index might say
-    index.write_text(json.dumps(entry) + "\n")
+    index.write_bytes(json.dumps(entry).encode() + b"\n" + packed)
     FileHelpdesk(path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
     tags = {r["id"]: r["tags"] for r in parsed_records(path)}
     assert tags == {"T-1": ["x"], "T-2": []}
