@@ -976,9 +976,9 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
                  kept: dict[int, tuple[bytes, int]]) -> int:
     """Walk the texts from `at` (to `end`) block by block of `old`: a block whose bytes,
     from where the records before it ended, hash as before and end where a text ends, is
-    those records (their texts, ids and stamps taken from `old`); in any other, its number
-    of texts is cut one by one into `texts`. Returns where the texts not walked start
-    (past `end`: none left)."""
+    those records (their texts, ids, stamps and refusals taken from `old`); in any other,
+    its number of texts is cut one by one into `texts`. Returns where the texts not walked
+    start (past `end`: none left)."""
     view = memoryview(content)
     old_starts = old.starts()
     count = len(old.lengths)
@@ -996,13 +996,9 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
             survey.hashes.extend(old.hashes[low:high])
             survey.ids.extend(old.ids[low:high])
             survey.stamps.extend(old.stamps[low:high])
-            for refused in (p for p in range(low, high) if p in old.problems):
-                if position == low:  # the same bytes at the same place: the same answer
-                    survey.problems[refused] = old.problems[refused]
-                else:
-                    moved = position + refused - low
-                    texts[moved] = content[starts[moved]:starts[moved]
-                                           + survey.lengths[moved]]
+            if old.problems:  # the same bytes, the same answer (a refusal names no place)
+                survey.problems.update((position + p - low, old.problems[p])
+                                       for p in range(low, high) if p in old.problems)
             if position == low:
                 kept[k] = (hashed, high - low)
             at = stop + 2
