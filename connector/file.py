@@ -51,6 +51,7 @@ from sla_sync.connector.base import (
     WriteResult,
 )
 from sla_sync.connector.file_index import (
+    BLOCK,
     Survey,
     append_sidecar,
     micros,
@@ -87,19 +88,25 @@ STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 CHUNK = 1 << 20
 #: How many records a survey hashes and looks up at a time (a JSON Lines file streams).
 SURVEY_BATCH = 4096
-#: How many encoded records a JSON rewrite joins at a time.
-LINES_PER_CHUNK = 2048
+#: Texts framed one by one in a JSON file after which a survey looks each up among all the
+#: texts it knew (else each is compared with the one that stood at its place, then parsed).
+KNOWN_AFTER = 2000
 
 
 @dataclass
 class Document:
     """A JSON helpdesk file as this connector writes it: a head line, one record's text per
-    line, a tail. Records are parsed when a write or a get needs them; a rewrite re-encodes
-    only the records changed since (`dirty`)."""
+    line, a tail. The texts are spans of the bytes the file was read as (`content`, laid out
+    so), but for the records encoded since (`texts`). Records are parsed when a write or a
+    get needs them; a rewrite re-encodes only the records changed since (`dirty`) and copies
+    the spans between them as they are."""
 
     head: bytes  # up to the records' `[`: `{"records": [` and any keys before it
     tail: bytes  # from the records' `]` to the end
-    texts: list[bytes]  # each record's JSON text, as in the file
+    content: bytes  # the file as read: head line, texts a `,\n` apart, tail (b"": none)
+    starts: list[int]  # each record's text in `content`, where `texts` has none
+    ends: list[int]
+    texts: dict[int, bytes]  # position -> the record's text, encoded since `content`
     raws: dict[int, Any]  # position -> the record parsed (and changed in memory)
     index: dict[str, int]  # id -> position of the first record with it
     digest: bytes  # of the file's bytes when read or written
@@ -107,23 +114,40 @@ class Document:
     twins: dict[str, list[int]] = field(default_factory=dict)  # duplicated id -> positions
     dirty: set[int] = field(default_factory=set)  # positions to encode from `raws`
 
+    def text(self, position: int) -> bytes:
+        text = self.texts.get(position)
+        if text is None:
+            return self.content[self.starts[position]:self.ends[position]]
+        return text
+
     def raw(self, position: int) -> Any:
         if position not in self.raws:
-            self.raws[position] = _decode_text(self.texts[position])
+            self.raws[position] = _decode_text(self.text(position))
         return self.raws[position]
 
-    def chunks(self) -> Iterator[bytes]:
-        """The file's bytes: the head, one record per line, the tail."""
-        texts = self.texts
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        """The file's bytes: the head, one record per line, the tail; the records not
+        encoded since the read as one span of `content` per run."""
         for position in sorted(self.dirty):
-            texts[position] = _encode(self.raws[position])
+            self.texts[position] = _encode(self.raws[position])
         self.dirty.clear()
+        count, view = len(self.starts), memoryview(self.content)
         yield self.head
-        if texts:
+        if count:
             yield b"\n"
-            for start in range(0, len(texts), LINES_PER_CHUNK):
-                yield b",\n".join(texts[start:start + LINES_PER_CHUNK])
-                yield b",\n" if start + LINES_PER_CHUNK < len(texts) else b"\n"
+        done = 0  # records written
+        for position in sorted(self.texts):
+            if position > done:  # a run of records as read, with the `,\n`s between them
+                yield view[self.starts[done]:self.ends[position - 1]]
+                yield b",\n"
+            yield self.texts[position]
+            if position < count - 1:
+                yield b",\n"
+            done = position + 1
+        if done < count:
+            yield view[self.starts[done]:self.ends[count - 1]]
+        if count:
+            yield b"\n"
         yield self.tail
 
 
@@ -198,6 +222,9 @@ class FileHelpdesk:
             if self._document is None or self._document.digest != digest:
                 assert self._known is not None and self._known.digest == digest
                 self._document = _document_of_survey(content, self._known)
+                if self._document is None:  # an index that lies: survey without it
+                    self._survey_document(content, digest, trust=False)
+                    assert self._document is not None
         self._sidecar = None
         self._sign(signature, digest)
         self._document.signature = signature
@@ -242,8 +269,7 @@ class FileHelpdesk:
         if exact is not None:
             self._known = exact
             return exact, {}, {}
-        known = latest.known() if latest is not None else {}
-        survey, made, refused, document = _survey_json(content, digest, known, self.path)
+        survey, made, refused, document = _survey_json(content, digest, latest, self.path)
         self._document = document
         self._known = survey if survey.gaps else None  # a file not in our layout: no spans
         if self._known is not None:
@@ -289,27 +315,9 @@ class FileHelpdesk:
             content = None
         else:
             survey, made, refused, content = self._survey_json_file()
-        problems: list[RecordError] = []
-        read: list[tuple[int, Record]] = []
-        wanted: list[int] = []
-        twins = survey.twins()
-        for position, stamp in enumerate(survey.stamps):
-            if stamp is None:  # refused: reported again at every fetch
-                if position in refused:
-                    problems.append(refused[position])
-                else:
-                    reason, record_id = survey.problems[position]
-                    problems.append(RecordError(reason, record_id=record_id,
-                                                position=position))
-                continue
-            record_id = survey.ids[position]
-            if record_id in twins:
-                problems.append(_duplicate_error(record_id, position, twins[record_id]))
-            elif since is None or stamp > since:
-                if position in made:
-                    read.append((position, made[position]))
-                else:
-                    wanted.append(position)
+        problems, wanted = _after(survey, refused, since)
+        read = [(position, made[position]) for position in wanted if position in made]
+        wanted = [position for position in wanted if position not in made]
         for position, raw in self._texts_at(survey, wanted, content):
             try:
                 read.append((position, Record.from_dict(raw, position)))
@@ -411,9 +419,9 @@ class FileHelpdesk:
         JSON), all parsed: for `catalog`, which reads the whole file once."""
         if not self.lines_layout:
             document = self._load()
-            for position, text in enumerate(document.texts):
+            for position in range(len(document.starts)):
                 yield document.raws[position] if position in document.raws else \
-                    _decode_text(text)
+                    _decode_text(document.text(position))
             return
         self._ensure_seeded()
         for _, _, raw in _scan_lines(self.path, "helpdesk file"):
@@ -519,23 +527,37 @@ class FileHelpdesk:
                 self._document = None  # the changes are in memory only: read the file again
                 raise
             self._note_rewrite(before, document.digest, [
-                (position, document.texts[position], record)
-                for position, record in changed.items()], document.signature)
+                (position, document.text(position), record)
+                for position, record in changed.items()], document.signature,
+                self._blocks_of(document, changed))
         return results
+
+    def _blocks_of(self, document: Document, changed: Iterable[int]) -> dict[int, bytes]:
+        """The new hashes of the survey's blocks holding these records (none when the
+        survey keeps no blocks)."""
+        survey = self._known
+        if survey is None or not survey.blocks:
+            return {}
+        count = len(document.starts)
+        return {k: text_hash(b",\n".join(document.text(position) for position in
+                                         range(k * BLOCK, min(k * BLOCK + BLOCK, count))))
+                for k in {position // BLOCK for position in changed}}
 
     def _note_rewrite(self, before: bytes, after: bytes,
                       changed: list[tuple[int, bytes, Record]],
-                      signature: tuple[int, ...]) -> None:
+                      signature: tuple[int, ...], blocks: dict[int, bytes] | None = None,
+                      ) -> None:
         """The index follows a rewrite of the file it describes: (position, new text, the
-        record written) per record rewritten; the new file's signature."""
+        record written) per record rewritten; the new file's signature; the new hashes of
+        the blocks they are in."""
         survey = self._known
         if survey is None or survey.digest != before:
             self._known = None
             return
         changes = [(position, text_hash(text), record.id, micros(record.updated_at), len(text))
                    for position, text, record in changed]
-        survey.change(after, changes, signature)
-        append_sidecar(self.path, before, survey, changes)
+        survey.change(after, changes, signature, blocks)
+        append_sidecar(self.path, before, survey, changes, blocks)
 
     def _gone(self, record_id: str) -> RecordGone:
         return RecordGone(f"{self.path}: no record {record_id!r}", record_id=record_id)
@@ -575,7 +597,7 @@ class FileHelpdesk:
         """One rewrite of the JSON document; remembers what the file now holds."""
         document.digest, document.signature = self._replace(document.chunks())
 
-    def _replace(self, chunks: Iterable[bytes]) -> tuple[bytes, tuple[int, ...]]:
+    def _replace(self, chunks: Iterable[bytes | memoryview]) -> tuple[bytes, tuple[int, ...]]:
         """The file becomes `chunks`, atomically: temporary file, fsync, rename. Returns the
         SHA-1 of what it wrote and the new file's stat signature (() when it cannot be
         sure the file it stats is the one it wrote, untouched)."""
@@ -589,10 +611,15 @@ class FileHelpdesk:
                                            "in the helpdesk file's folder")) from None
         try:
             with os.fdopen(fd, "wb") as out:
-                buffered: list[bytes] = []
+                buffered: list[bytes | memoryview] = []
                 size = 0
                 for chunk in chunks:
                     digest.update(chunk)
+                    if len(chunk) >= CHUNK:  # a long run of the file as read: as it is
+                        out.write(b"".join(buffered))
+                        out.write(chunk)
+                        buffered, size = [], 0
+                        continue
                     buffered.append(chunk)
                     size += len(chunk)
                     if size >= CHUNK:
@@ -826,11 +853,12 @@ def _decode_text(text: bytes) -> Any:
     return json.loads(text.decode("utf-8", errors="surrogateescape"))
 
 
-def _frame(content: bytes) -> tuple[bytes, list[bytes], bytes] | None:
-    """(head, record texts, tail) when `content` is laid out as `Document.chunks` writes it:
-    a head line ending in the records' `[`, one text per line each followed by `,` but the
-    last, a tail line from the `]` on. None for any other layout. Whether each text is one
-    JSON value is left to the caller; if they all are, the file's records are exactly them."""
+def _bounds(content: bytes) -> tuple[int, int] | None:
+    """(where the head line ends, where the tail line starts) when `content` is laid out as
+    `Document.chunks` writes it: a head line ending in the records' `[`, one text per line
+    each followed by `,` but the last, a tail line from the `]` on. None for any other
+    layout. The texts are the bytes between, cut at each `,\\n`; whether each is one JSON
+    value is left to the caller; if they all are, the file's records are exactly them."""
     first = content.find(b"\n")
     if first < 0 or not content.endswith(b"\n"):
         return None
@@ -847,26 +875,27 @@ def _frame(content: bytes) -> tuple[bytes, list[bytes], bytes] | None:
         if not isinstance(skeleton, dict) or skeleton.get("records") != [probe] \
                 or type(skeleton["records"][0]) is not int:
             return None
-    return head, content[first + 1:last].split(b",\n"), tail
+    return first, last
 
 
-def _survey_json(content: bytes, digest: bytes, known: dict[bytes, tuple[str | None, int]],
-                 path: Path) -> tuple[Survey, dict[int, Record], dict[int, RecordError],
-                                      Document]:
-    """Survey a JSON file's records, parsing only texts `known` does not hold; a file in
-    another layout is parsed whole (its survey has no spans: `gaps` is empty)."""
-    frame = _frame(content)
-    if frame is not None:
-        head, texts, tail = frame
+def _survey_json(content: bytes, digest: bytes, latest: Survey | None, path: Path,
+                 ) -> tuple[Survey, dict[int, Record], dict[int, RecordError], Document]:
+    """Survey a JSON file's records, taking what `latest` (the survey of an earlier version)
+    knows for the same bytes and parsing the rest; a file in another layout is parsed whole
+    (its survey has no spans: `gaps` is empty)."""
+    bounds = _bounds(content)
+    if bounds is not None:
+        first, last = bounds
         try:
-            survey, made, refused, raws = _survey_texts(
-                ((len(head) + 1 if n == 0 else 2, 0, text) for n, text in enumerate(texts)),
-                known, digest, "json")
+            survey, made, refused, raws, starts = _survey_framed(content, first, last,
+                                                                 digest, latest)
         except _NotAlone:
             pass
         else:
-            document = Document(head, tail, texts, raws, survey.index(), digest,
-                                twins=survey.twins())
+            ends = [start + length for start, length in zip(starts, survey.lengths,
+                                                            strict=True)]
+            document = Document(content[:first], content[last + 1:], content, starts, ends,
+                                {}, raws, survey.index(), digest, twins=survey.twins())
             return survey, made, refused, document
     data = _decode_document(content, path)
     records = data["records"]
@@ -881,10 +910,153 @@ def _survey_json(content: bytes, digest: bytes, known: dict[bytes, tuple[str | N
 
     head = b"{" + b"".join(member + b", " for member in members(before)) + b'"records": ['
     tail = b"]" + b"".join(b", " + member for member in members(after)) + b"}\n"
-    document = Document(head, tail, [b""] * len(records), dict(enumerate(records)),
+    nothing = [0] * len(records)
+    document = Document(head, tail, b"", nothing, nothing, {}, dict(enumerate(records)),
                         survey.index(), digest, twins=survey.twins(),
                         dirty=set(range(len(records))))
     return survey, made, refused, document
+
+
+def _survey_framed(content: bytes, first: int, last: int, digest: bytes,
+                   latest: Survey | None) -> tuple[Survey, dict[int, Record],
+                                                   dict[int, RecordError], dict[int, Any],
+                                                   list[int]]:
+    """The survey of a JSON file in the helpdesk's layout (texts between `first` and `last`)
+    and where each text starts. The blocks `latest` knows are looked for first, each where
+    the records before it ended (`_walk_blocks`); the rest is cut into texts, each taken
+    from `latest` when it is the text that stood at its place or (many of them) any text
+    `latest` knew, else parsed. Raises _NotAlone when a text is not one JSON value."""
+    survey = Survey(digest, "json", [], [], [], [], [])
+    starts: list[int] = []
+    texts: dict[int, bytes] = {}  # position -> its text, for texts cut one by one
+    kept: dict[int, tuple[bytes, int]] = {}  # block -> (hash, records), found in place
+    at = first + 1
+    if latest is not None and latest.blocks:
+        at = _walk_blocks(content, at, last, latest, survey, starts, texts, kept)
+    if at <= last:  # past the blocks known: cut the rest at once
+        for text in content[at:last].split(b",\n"):
+            texts[len(starts)] = text
+            _frame_one(survey, starts, at, len(text))
+            at += len(text) + 2
+    count = len(starts)
+    survey.gaps = [first + 1] + [2] * (count - 1)
+    made: dict[int, Record] = {}
+    refused: dict[int, RecordError] = {}
+    raws: dict[int, Any] = {}
+    for position in _unknown(survey, texts, latest):
+        try:
+            raw = _decode_text(texts[position])
+        except (ValueError, RecursionError):
+            raise _NotAlone from None
+        _judge(raw, position, survey, made, refused, raws)
+    view = memoryview(content)
+    survey.blocks = []
+    for k, low in enumerate(range(0, count, BLOCK)):
+        high = min(low + BLOCK, count)
+        found = kept.get(k)
+        if found is not None and found[1] == high - low:
+            survey.blocks.append(found[0])
+        else:
+            survey.blocks.append(text_hash(view[starts[low]:starts[high - 1]
+                                                + survey.lengths[high - 1]]))
+    return survey, made, refused, raws, starts
+
+
+def _frame_one(survey: Survey, starts: list[int], start: int, length: int) -> None:
+    """One more record, cut from the file at `start`: what it is is found later."""
+    starts.append(start)
+    survey.lengths.append(length)
+    survey.hashes.append(b"")
+    survey.ids.append(None)
+    survey.stamps.append(None)
+
+
+def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
+                 starts: list[int], texts: dict[int, bytes],
+                 kept: dict[int, tuple[bytes, int]]) -> int:
+    """Walk the texts from `at` (to `end`) block by block of `old`: a block whose bytes,
+    from where the records before it ended, hash as before and end where a text ends, is
+    those records (their texts, ids, stamps and refusals taken from `old`); in any other,
+    its number of texts is cut one by one into `texts`. Returns where the texts not walked
+    start (past `end`: none left)."""
+    view = memoryview(content)
+    old_starts = old.starts()
+    count = len(old.lengths)
+    for k, hashed in enumerate(old.blocks):
+        if at > end:
+            break
+        low, high = k * BLOCK, min(k * BLOCK + BLOCK, count)
+        origin = old_starts[low]
+        stop = at + old_starts[high - 1] + old.lengths[high - 1] - origin
+        if stop <= end and (stop == end or content.startswith(b",\n", stop)) \
+                and text_hash(view[at:stop]) == hashed:
+            position, shift = len(starts), at - origin
+            starts.extend([start + shift for start in old_starts[low:high]])
+            survey.lengths.extend(old.lengths[low:high])
+            survey.hashes.extend(old.hashes[low:high])
+            survey.ids.extend(old.ids[low:high])
+            survey.stamps.extend(old.stamps[low:high])
+            if old.problems:  # the same bytes, the same answer (a refusal names no place)
+                survey.problems.update((position + p - low, old.problems[p])
+                                       for p in range(low, high) if p in old.problems)
+            if position == low:
+                kept[k] = (hashed, high - low)
+            at = stop + 2
+            continue
+        for _ in range(low, high):
+            if at > end:
+                break
+            stop = content.find(b",\n", at, end)
+            if stop < 0:
+                stop = end
+            texts[len(starts)] = content[at:stop]
+            _frame_one(survey, starts, at, stop - at)
+            at = stop + 2
+    return at
+
+
+def _unknown(survey: Survey, texts: dict[int, bytes], old: Survey | None) -> list[int]:
+    """Hash the texts cut one by one; those not taken from `old` (as the text that stood
+    at the same place, or, when many were cut, as any text it knew) are to be parsed."""
+    unknown = []
+    before = old.hashes if old is not None else []
+    for position, text in texts.items():
+        hashed = survey.hashes[position] = text_hash(text)
+        if position < len(before) and before[position] == hashed \
+                and position not in old.problems:  # type: ignore[union-attr]
+            survey.ids[position] = old.ids[position]  # type: ignore[union-attr]
+            survey.stamps[position] = old.stamps[position]  # type: ignore[union-attr]
+        else:
+            unknown.append(position)
+    if old is not None and len(unknown) > KNOWN_AFTER:
+        known = old.known()
+        left = []
+        for position in unknown:
+            hit = known.get(survey.hashes[position])
+            if hit is None:
+                left.append(position)
+            else:
+                survey.ids[position], survey.stamps[position] = hit
+        unknown = left
+    return unknown
+
+
+def _judge(raw: Any, position: int, survey: Survey, made: dict[int, Record],
+           refused: dict[int, RecordError], raws: dict[int, Any]) -> None:
+    """A record parsed (or a RecordError for one that is not JSON): made a Record (kept in
+    `made`) or refused (in `refused`), its id and stamp noted in the survey."""
+    raws[position] = raw
+    survey.ids[position] = None if isinstance(raw, RecordError) else _id_of(raw)
+    try:
+        if isinstance(raw, RecordError):
+            raise raw
+        record = Record.from_dict(raw, position)
+    except RecordError as exc:
+        survey.problems[position] = (exc.reason, exc.record_id)
+        refused[position] = exc
+        return
+    made[position] = record
+    survey.stamps[position] = micros(record.updated_at)
 
 
 def _survey_texts(texts: Iterable[tuple[int, int, Any]],
@@ -933,18 +1105,7 @@ def _survey_batch(entries: list[tuple[int, int, Any]], first: int,
                 raw = _decode_text(text)
             except (ValueError, RecursionError):
                 raise _NotAlone from None
-        raws[position] = raw
-        survey.ids[position] = None if isinstance(raw, RecordError) else _id_of(raw)
-        try:
-            if isinstance(raw, RecordError):
-                raise raw
-            record = Record.from_dict(raw, position)
-        except RecordError as exc:
-            survey.problems[position] = (exc.reason, exc.record_id)
-            refused[position] = exc
-            continue
-        made[position] = record
-        survey.stamps[position] = micros(record.updated_at)
+        _judge(raw, position, survey, made, refused, raws)
 
 
 def _survey_jsonl(path: Path, known: dict[bytes, tuple[str | None, int]],
@@ -968,15 +1129,16 @@ def _survey_jsonl(path: Path, known: dict[bytes, tuple[str | None, int]],
     return survey, made, refused
 
 
-def _document_of_survey(content: bytes, survey: Survey) -> Document:
-    """The JSON document of a file the survey describes, without parsing a record."""
+def _document_of_survey(content: bytes, survey: Survey) -> Document | None:
+    """The JSON document of a file the survey describes, without parsing a record; None
+    when the survey's spans do not even end where the file's lines do."""
     starts = survey.starts()
-    texts = [content[start:start + length]
-             for start, length in zip(starts, survey.lengths, strict=True)]
-    head = content[:survey.gaps[0] - 1]
-    tail = content[starts[-1] + survey.lengths[-1] + 1:]
-    return Document(head, tail, texts, {}, survey.index(), survey.digest,
-                    twins=survey.twins())
+    ends = [start + length for start, length in zip(starts, survey.lengths, strict=True)]
+    if not (ends[-1] + 1 < len(content) and content[survey.gaps[0] - 1:survey.gaps[0]]
+            == b"\n" == content[ends[-1]:ends[-1] + 1]):
+        return None
+    return Document(content[:survey.gaps[0] - 1], content[ends[-1] + 1:], content, starts,
+                    ends, {}, {}, survey.index(), survey.digest, twins=survey.twins())
 
 
 def _file_digest(path: Path) -> bytes:
@@ -985,6 +1147,30 @@ def _file_digest(path: Path) -> bytes:
         for chunk in _copy(source, 0, None):
             digest.update(chunk)
     return digest.digest()
+
+
+def _after(survey: Survey, refused: dict[int, RecordError], since: int | None,
+           ) -> tuple[list[RecordError], list[int]]:
+    """What a fetch reports (the refused records, the copies of a duplicated id) and the
+    positions of the usable records it returns (updated after `since`, or all)."""
+    stamps = survey.stamps
+    if since is None:
+        wanted = [position for position, stamp in enumerate(stamps) if stamp is not None]
+    else:
+        wanted = [position for position, stamp in enumerate(stamps)
+                  if stamp is not None and stamp > since]
+    problems = [refused[position] if position in refused else
+                RecordError(reason, record_id=record_id, position=position)
+                for position, (reason, record_id) in survey.problems.items()]
+    twins = survey.twins()
+    if twins:  # every copy is reported, never returned
+        copies = {position for positions in twins.values() for position in positions
+                  if stamps[position] is not None}
+        problems += [_duplicate_error(record_id, position, positions)
+                     for record_id, positions in twins.items() for position in positions
+                     if position in copies]
+        wanted = [position for position in wanted if position not in copies]
+    return problems, wanted
 
 
 def _id_of(raw: Any) -> str | None:

@@ -24,31 +24,46 @@ which no one can set back (the state store's `state.db-closed` note rests on the
 rule), and a replacement by rename is another inode. So a fetch of an unchanged file reads
 the index and the texts of the records after the cursor, not the file.
 
+A survey of a JSON file in the helpdesk's own layout also holds the SHA-1 of each block
+of `BLOCK` consecutive records' bytes (their texts and the separators between them). When
+someone else rewrote the file, a read walks it block by block: a block whose bytes hash as
+before, where the records before it ended, is those records (one hash over its bytes, no
+record framed or hashed one by one); only the blocks that changed are cut into texts, and
+only texts not seen before are parsed.
+
 The sidecar (`.NAME.sla-sync-index` beside the file) is a cache: missing, unreadable, torn,
-of another format or of another file, it is ignored and written afresh, never trusted
+of another format, byte order or file, it is ignored and written afresh, never trusted
 further than its SHA-1s and the signature say (the file helpdesk still checks the SHA-1 of
-every text it returns and the id of every record it writes). Its first line is a whole
-survey; each rewrite of the file by the helpdesk appends one line naming the SHA-1 it
-applies to, the file's new SHA-1 and signature and the records rewritten, so a batch costs
-a short append, not a new index (a read that finds the file as surveyed but with another
-signature appends a line with no changes). It is written without fsync: losing it costs
-one parse of the file.
+every text it returns and the id of every record it writes). It starts with a whole
+survey: one JSON line (the file's SHA-1 and signature, the ids, the refusals and the
+duplicated ids), then the numbers and hashes as packed binary arrays, so that loading it
+parses no number; each rewrite of the file by the helpdesk appends one JSON line naming the
+SHA-1 it applies to, the file's new SHA-1 and signature, the records rewritten and their
+blocks' new hashes, so a batch costs a short append, not a new index (a read that finds the
+file as surveyed but with another signature appends a line with no changes). It is written
+without fsync: losing it costs one parse of the file.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import itertools
 import json
 import os
+import sys
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
-FORMAT = "sla-sync file helpdesk index 1"
+FORMAT = "sla-sync file helpdesk index 2"
+#: Records per block of a JSON survey (one SHA-1 over their bytes).
+BLOCK = 16
+#: How a refused record's updated_at (None) is packed.
+NO_STAMP = -(1 << 63)
 #: Appended lines after which a fetch that found nothing changed writes the index afresh.
 MAX_CHANGES = 64
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,7 +75,7 @@ def micros(instant: datetime) -> int:
     return (instant - EPOCH) // MICROSECOND
 
 
-def text_hash(text: bytes) -> bytes:
+def text_hash(text: bytes | memoryview) -> bytes:
     return hashlib.sha1(text).digest()
 
 
@@ -82,6 +97,8 @@ class Survey:
     signature: tuple[int, ...] = ()  # of the file holding exactly `digest`; (): unknown
     appended: int = 0  # lines of changes after the survey in the sidecar
     shared: dict[str, list[int]] | None = None  # twins(), once known (a rewrite keeps ids)
+    blocks: list[bytes] = field(default_factory=list)  # SHA-1 of each BLOCK of records'
+    # bytes, from the first text's start to the last one's end (JSON layout; []: none known)
 
     def starts(self) -> list[int]:
         """Byte offset of each record's text."""
@@ -112,73 +129,99 @@ class Survey:
 
     def index(self) -> dict[str, int]:
         """id -> position of the first record with it."""
-        found: dict[str, int] = {}
-        for position, record_id in enumerate(self.ids):
-            if record_id is not None:
-                found.setdefault(record_id, position)
-        return found
+        found = dict(zip(self.ids, range(len(self.ids)), strict=True))  # the last, so far
+        found.pop(None, None)  # type: ignore[call-overload]
+        for record_id, positions in self.twins().items():
+            found[record_id] = positions[0]
+        return found  # type: ignore[return-value]
 
     def change(self, digest: bytes, changes: list[tuple[int, bytes, str, int, int]],
-               signature: tuple[int, ...] = ()) -> None:
+               signature: tuple[int, ...] = (), blocks: dict[int, bytes] | None = None,
+               ) -> None:
         """The file was rewritten with these records' texts replaced: (position, text
-        SHA-1, id, updated_at, length); `signature` is the new file's, when known."""
+        SHA-1, id, updated_at, length); `signature` is the new file's, when known; `blocks`
+        the new hashes of the blocks those records are in (without them, no block is known
+        any more)."""
         for position, hashed, record_id, stamp, length in changes:
             self.hashes[position] = hashed
             self.ids[position] = record_id
             self.stamps[position] = stamp
             self.lengths[position] = length
             self.problems.pop(position, None)
+        if self.blocks:
+            blocks = blocks or {}
+            if all(position // BLOCK in blocks for position, *_ in changes) \
+                    and all(0 <= k < len(self.blocks) for k in blocks):
+                for k, hashed in blocks.items():
+                    self.blocks[k] = hashed
+            else:
+                self.blocks = []
         self.digest = digest
         self.signature = signature
 
     # -- the sidecar ------------------------------------------------------------------------
 
-    def to_json(self) -> str:
-        return json.dumps({
+    def to_bytes(self) -> bytes:
+        """The sidecar's survey: a JSON line, then gaps, lengths and stamps as signed 64-bit
+        numbers in this machine's byte order, then the texts' and the blocks' SHA-1s."""
+        head = json.dumps({
             "format": FORMAT, "layout": self.layout, "file": self.digest.hex(),
-            "signature": list(self.signature),
-            "gaps": self.gaps, "lengths": self.lengths,
-            "hashes": base64.b64encode(b"".join(self.hashes)).decode(), "ids": self.ids,
-            "stamps": self.stamps, "twins": self.twins(),
+            "byteorder": sys.byteorder, "signature": list(self.signature),
+            "count": len(self.ids), "blocks": len(self.blocks), "ids": self.ids,
+            "twins": self.twins(),
             "problems": [[position, reason, record_id]
                          for position, (reason, record_id) in sorted(self.problems.items())],
         }, separators=(",", ":"))  # ASCII: an id may hold a lone surrogate
+        stamps = array("q", [NO_STAMP if stamp is None else stamp for stamp in self.stamps])
+        return b"".join((head.encode() + b"\n", array("q", self.gaps).tobytes(),
+                         array("q", self.lengths).tobytes(), stamps.tobytes(),
+                         *self.hashes, *self.blocks))
 
     @classmethod
-    def from_json(cls, text: str, layout: str) -> Survey:
-        data = json.loads(text)
+    def from_source(cls, source: IO[bytes], layout: str) -> Survey:
+        """The survey at the start of a sidecar (`source` is left after it)."""
+        data = json.loads(source.readline())
         if not isinstance(data, dict) or data.get("format") != FORMAT \
-                or data.get("layout") != layout:
+                or data.get("layout") != layout or data.get("byteorder") != sys.byteorder:
             raise ValueError("another format")
-        gaps, lengths, ids, stamps = (data[key] for key in ("gaps", "lengths", "ids", "stamps"))
-        hashes = base64.b64decode(data["hashes"], validate=True)
-        count = len(lengths)
-        numbers = [*gaps, *lengths]
-        twins = data["twins"]
-        signature = _signature_of(data.get("signature", []))
-        if not (len(gaps) == count == len(ids) == len(stamps) and len(hashes) == 20 * count
-                and set(map(type, numbers)) <= {int} and min(numbers, default=0) >= 0
+        count, blocks, ids, twins = data["count"], data["blocks"], data["ids"], data["twins"]
+        if not (type(count) is int and type(blocks) is int and count >= 0
+                and blocks in (0, -(-count // BLOCK)) and (layout == "json" or not blocks)):
+            raise ValueError("inconsistent")
+        packed = source.read(24 * count + 20 * (count + blocks))
+        if len(packed) != 24 * count + 20 * (count + blocks):
+            raise ValueError("torn")
+        numbers = [array("q", packed[n * 8 * count:(n + 1) * 8 * count]).tolist()
+                   for n in range(3)]
+        gaps, lengths, stamps = numbers
+        hashes = packed[24 * count:]
+        if not (isinstance(ids, list) and len(ids) == count
                 and set(map(type, ids)) <= {str, type(None)}
-                and set(map(type, stamps)) <= {int, type(None)}
+                and min(gaps, default=0) >= 0 and min(lengths, default=0) >= 0
                 and isinstance(twins, dict)
                 and all(isinstance(found, list) and len(found) > 1
                         and all(type(p) is int and 0 <= p < count and ids[p] == key
                                 for p in found) for key, found in twins.items())):
             raise ValueError("inconsistent")
-        if layout == "json" and not (count and gaps[0] >= 1):  # a head line, a record
-            raise ValueError("inconsistent")
+        if layout == "json" and not (count and gaps[0] >= 1
+                                     and gaps[1:].count(2) == count - 1):
+            raise ValueError("inconsistent")  # a head line, then records a `,\n` apart
         problems = {}
         for position, reason, record_id in data["problems"]:
             if type(position) is not int or not 0 <= position < count \
-                    or not isinstance(reason, str) or stamps[position] is not None \
+                    or not isinstance(reason, str) or stamps[position] != NO_STAMP \
                     or not (record_id is None or isinstance(record_id, str)):
                 raise ValueError("inconsistent")
             problems[position] = (reason, record_id)
-        if any(s is None and p not in problems for p, s in enumerate(stamps)):
+        if stamps.count(NO_STAMP) != len(problems):
             raise ValueError("inconsistent")
+        stamped: list[int | None] = stamps  # type: ignore[assignment]
+        for position in problems:
+            stamped[position] = None
         return cls(bytes.fromhex(data["file"]), layout, gaps, lengths,
-                   [hashes[n:n + 20] for n in range(0, len(hashes), 20)], ids, stamps,
-                   problems, signature=signature, shared=twins)
+                   [hashes[n:n + 20] for n in range(0, 20 * count, 20)], ids, stamped,
+                   problems, signature=_signature_of(data["signature"]), shared=twins,
+                   blocks=[hashes[n:n + 20] for n in range(20 * count, len(hashes), 20)])
 
 
 def _signature_of(value: object) -> tuple[int, ...]:
@@ -192,8 +235,8 @@ def read_sidecar(path: Path, layout: str) -> Survey | None:
     """The survey the sidecar holds, its appended changes applied; None when there is
     none that can be used."""
     try:
-        with sidecar_of(path).open(encoding="utf-8", errors="strict") as source:
-            survey = Survey.from_json(source.readline(), layout)
+        with sidecar_of(path).open("rb") as source:
+            survey = Survey.from_source(source, layout)
             for line in source:
                 entry = json.loads(line)
                 if entry["from"] != survey.digest.hex():
@@ -206,8 +249,13 @@ def read_sidecar(path: Path, layout: str) -> Survey | None:
                         raise ValueError("inconsistent")
                     changes.append((position, bytes.fromhex(hashed), record_id, stamp,
                                     length))
+                blocks = {}
+                for k, hashed in entry.get("blocks", []):
+                    if type(k) is not int:
+                        raise ValueError("inconsistent")
+                    blocks[k] = bytes.fromhex(hashed)
                 survey.change(bytes.fromhex(entry["file"]), changes,
-                              _signature_of(entry.get("signature", [])))
+                              _signature_of(entry.get("signature", [])), blocks)
                 survey.appended += 1
     except (OSError, ValueError, KeyError, TypeError, IndexError, binascii.Error):
         return None
@@ -217,20 +265,23 @@ def read_sidecar(path: Path, layout: str) -> Survey | None:
 def write_sidecar(path: Path, survey: Survey) -> None:
     """The sidecar becomes this survey alone. A failure is ignored: it is a cache."""
     try:
-        with sidecar_of(path).open("w", encoding="utf-8") as out:
-            out.write(survey.to_json() + "\n")
+        with sidecar_of(path).open("wb") as out:
+            out.write(survey.to_bytes())
         survey.appended = 0
     except OSError:
         pass
 
 
 def append_sidecar(path: Path, before: bytes, survey: Survey,
-                   changes: list[tuple[int, bytes, str, int, int]]) -> None:
+                   changes: list[tuple[int, bytes, str, int, int]],
+                   blocks: dict[int, bytes] | None = None) -> None:
     """Note in the sidecar that the file with SHA-1 `before` was rewritten with these
-    changes; `survey` (already changed) is what the file now is."""
+    changes (and these blocks' new hashes); `survey` (already changed) is what the file now
+    is."""
     entry = {"from": before.hex(), "file": survey.digest.hex(),
              "signature": list(survey.signature),
-             "changes": [[p, h.hex(), i, s, n] for p, h, i, s, n in changes]}
+             "changes": [[p, h.hex(), i, s, n] for p, h, i, s, n in changes],
+             "blocks": [[k, h.hex()] for k, h in sorted((blocks or {}).items())]}
     try:
         with sidecar_of(path).open("a", encoding="utf-8") as out:
             out.write(json.dumps(entry, separators=(",", ":")) + "\n")

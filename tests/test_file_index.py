@@ -128,9 +128,10 @@ def test_an_index_wrong_about_ids_never_makes_a_write_land_on_another_record(pat
     write(path, [ticket(1, 1), ticket(2, 2)])
     answer(FileHelpdesk(path), None)
     index = sidecar_of(path)
-    entry = json.loads(index.read_text().splitlines()[0])
+    head, packed = index.read_bytes().split(b"\n", 1)  # a JSON line, then binary arrays
+    entry = json.loads(head)
     entry["ids"] = ["T-2", "T-1"]  # swapped, as a damaged or foreign index might say
-    index.write_text(json.dumps(entry) + "\n")
+    index.write_bytes(json.dumps(entry).encode() + b"\n" + packed)
     FileHelpdesk(path).apply(ChangeSet("T-1", add_tags=("x",)), NOW)
     tags = {r["id"]: r["tags"] for r in parsed_records(path)}
     assert tags == {"T-1": ["x"], "T-2": []}
@@ -262,3 +263,137 @@ def test_an_edit_that_keeps_size_and_mtime_is_still_read(path: Path):
     for reader in (desk, FileHelpdesk(path)):
         [(got, _, _)] = answer(reader, None)
         assert [r["subject"] for r in got] == ["bbbb", "Printer on fire"]
+
+
+def layout_bytes(records: list[Any]) -> bytes:
+    """A JSON file as the helpdesk lays it out (and as `write` does, for ASCII records)."""
+    return ('{"records": [\n' + ",\n".join(json.dumps(r) for r in records) + "\n]}\n").encode()
+
+
+def count_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every text or span the file helpdesk hashes."""
+    hashed: list[int] = []
+    real = file_module.text_hash
+
+    def counted(text: Any) -> bytes:
+        hashed.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(file_module, "text_hash", counted)
+    return hashed
+
+
+def test_a_foreign_rewrite_in_the_layout_hashes_blocks_and_parses_what_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Another program rewrites 3 of 160 records (one longer, one shorter, one the same
+    length): the unchanged blocks of 16 are one hash each, only the records of the three
+    changed blocks are cut and hashed one by one, and only the changed ones are parsed (and
+    those after the cursor made Records)."""
+    path = tmp_path / "helpdesk.json"
+    records = [ticket(n, n % 50) for n in range(1, 161)]
+    write(path, records)
+    answer(FileHelpdesk(path), None)
+    records[5] = {**records[5], "subject": "a much longer subject than before"}
+    records[70] = {**records[70], "subject": "s"}
+    records[150] = {**records[150], "subject": "Printer on FIRE"}  # the same length
+    write(path, records)
+    cursor = iso("2026-03-02 09:48")  # minutes 49: the records 50, 100 and 150 after it
+    expected = parsed_whole_copy(path, cursor)
+    made = count_records(monkeypatch)
+    hashed = count_hashes(monkeypatch)
+    assert answer(FileHelpdesk(path, page_size=3), cursor) == expected
+    assert len(made) == 3 + 3  # records 6, 71 and 151 parsed; 50, 100 and 150 returned
+    one_by_one = [n for n in hashed if n < 1000]
+    assert len(one_by_one) == 3 * 16 + 3  # three blocks cut, three texts returned
+    assert len(hashed) - len(one_by_one) <= 160 // 16 + 3  # each block looked for once,
+    # the changed ones hashed afresh
+
+
+def test_a_rewrite_by_the_helpdesk_copies_the_rest_of_the_file_as_it_was(tmp_path: Path):
+    """Batches after a read and after a foreign rewrite: the file is exactly the records
+    laid out, the changed ones re-encoded, whatever was read or written before."""
+    path = tmp_path / "helpdesk.json"
+    records = [ticket(n, n % 60) for n in range(1, 101)]
+    write(path, records)
+    desk = FileHelpdesk(path)
+    answer(desk, None)
+    for step, numbers in enumerate([(1,), (2, 50, 100), (37,), (100, 99, 1, 64)]):
+        desk.apply_many([ChangeSet(f"T-{n}", add_tags=(f"s{step}",)) for n in numbers], NOW)
+        for n in numbers:
+            records[n - 1] = {**records[n - 1], "tags": [*records[n - 1]["tags"], f"s{step}"],
+                              "updated_at": "2026-03-02T12:00:00+00:00"}
+        assert path.read_bytes() == layout_bytes(records), step
+        if step == 1:  # someone else rewrites it in between
+            records[10] = {**records[10], "subject": "by hand"}
+            write(path, records)
+            answer(desk, None)
+    assert answer(FileHelpdesk(path, page_size=3), None) == parsed_whole_copy(path, None)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_foreign_rewrites_of_a_larger_file_answer_as_a_whole_parse(tmp_path: Path, seed: int):
+    """Files of a few blocks, rewritten by someone else in the helpdesk's layout with
+    records changed (longer, shorter, same length), moved, inserted, removed, appended,
+    made unusable or duplicated, sometimes in another layout (indented), interleaved with
+    the helpdesk's own batches: every fetch answers as a whole parse."""
+    rng = random.Random(seed)
+    path = tmp_path / "helpdesk.json"
+    records: list[Any] = [ticket(n, rng.randrange(60)) for n in range(1, 70)]
+    write(path, records)
+    kept = FileHelpdesk(path, page_size=3)
+    next_id = 70
+    for step in range(16):
+        for _ in range(rng.randrange(1, 4)):
+            action = rng.randrange(8)
+            i = rng.randrange(len(records))
+            if action == 0:
+                records[i] = {**records[i], "subject": "x" * rng.randrange(1, 40)}
+            elif action == 1:
+                minute = rng.randrange(60)
+                records[i] = {**records[i], "updated_at": iso(f"2026-03-02 09:{minute:02d}")}
+            elif action == 2:
+                j = rng.randrange(len(records))
+                records[i], records[j] = records[j], records[i]
+            elif action == 3:
+                records.insert(i, ticket(next_id, rng.randrange(60)))
+                next_id += 1
+            elif action == 4 and len(records) > 20:
+                records.pop(i)
+            elif action == 5:
+                records.append(ticket(next_id, rng.randrange(60)))
+                next_id += 1
+            elif action == 6:
+                records[i] = {**records[i], "kind": "spaceship"}
+            else:
+                records.insert(i, dict(records[rng.randrange(len(records))]))
+        if step % 5 == 4:  # the helpdesk writes a few records
+            ids = [r["id"] for r in records if r.get("kind") == "ticket"]
+            unique = [x for x in ids if ids.count(x) == 1]
+            kept.apply_many([ChangeSet(x, add_tags=(f"s{step}",)) for x in unique[:5]], NOW)
+            records = list(json.loads(path.read_text())["records"])
+        else:
+            write(path, records, indent=2 if step % 7 == 6 else None)
+        for cursor in (None, iso("2026-03-02 09:30")):
+            expected = parsed_whole_copy(path, cursor)
+            assert answer(kept, cursor) == expected, (seed, step, cursor)
+            assert answer(FileHelpdesk(path, page_size=3), cursor) == expected
+
+
+def test_a_refused_record_lengthened_or_moved_is_still_reported(tmp_path: Path):
+    """A refused record (a number) at the end of a block made longer (the block's old
+    bytes are still there, followed by more of the same text), then moved by an insertion:
+    it is reported each time, at its place."""
+    path = tmp_path / "helpdesk.json"
+    records: list[Any] = [ticket(n, n) for n in range(1, 40)]
+    records[15] = 12
+    write(path, records)
+    desk = FileHelpdesk(path, page_size=3)
+    assert answer(desk, None) == parsed_whole_copy(path, None)
+    records[15] = 123
+    write(path, records)
+    assert answer(desk, None) == parsed_whole_copy(path, None)
+    records.insert(3, ticket(99, 7))
+    write(path, records)
+    got = answer(desk, None)
+    assert got == parsed_whole_copy(path, None)
+    assert got[0][1] == ["record #16: is not an object"]
