@@ -244,27 +244,36 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
          full: bool, progress: Progress) -> None:
     dry = report.dry_run
     cursor = store.cursor(connector.identity)
-    fetched: dict[str, Record] = {}
-    next_cursor = _read(connector, store, cursor, report, fetched, should_stop, progress)
-    if report.stopped:
-        return
-
-    held: set[str] = set()
-    if not dry:
-        held = settle_pending(connector, store, report, now)
-
     digest = policy_digest(policy)
-    # Rules that read the desk's load answer with the figures of this sync: when they are not
-    # those of the last full evaluation, no wake-up time can be trusted.
-    load = desk_load(policy, store, now) if policy.load_variables else None
-    full = dry or full or _must_evaluate_all(store, digest, now) or (
-        load is not None and store.meta("load") != load.digest())
-    if not dry:
-        horizon = store.meta("horizon")
-        if horizon is None or parse_instant(horizon, "horizon") < now:
-            store.set_meta({"horizon": format_instant(now)})
+    fetched: dict[str, Record] = {}
+    store.start_taking()
+    if _page_wise(policy, dry):
+        full = full or _must_evaluate_all(store, digest, now)
+        _move_horizon(store, now)
+        writer = _Writer(connector, policy, store, now, report, progress)
+        on_page = _PageWise(writer, report, should_stop, None if full else now)
+        next_cursor = _read(connector, store, cursor, report, fetched, should_stop, progress,
+                            on_page)
+        if report.stopped:
+            writer.flush()
+            writer.finish()
+            return
+        held = settle_pending(connector, store, report, now)
+        load = None
+    else:
+        next_cursor = _read(connector, store, cursor, report, fetched, should_stop, progress)
+        if report.stopped:
+            return
+        held = set() if dry else settle_pending(connector, store, report, now)
+        # Rules that read the desk's load answer with the figures of this sync: when they
+        # are not those of the last full evaluation, no wake-up time can be trusted.
+        load = desk_load(policy, store, now) if policy.load_variables else None
+        full = dry or full or _must_evaluate_all(store, digest, now) or (
+            load is not None and store.meta("load") != load.digest())
+        if not dry:
+            _move_horizon(store, now)
+        writer = _Writer(connector, policy, store, now, report, progress, load)
     report.full = full
-    writer = _Writer(connector, policy, store, now, report, progress, load)
     for record in _evaluation_set(store, writer, None if full else now, fetched if dry else None):
         if progress is not _no_progress:
             progress("evaluating", {"done": report.evaluated, "total": writer.due})
@@ -288,11 +297,52 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         _drain_outbox(store, notifier, report, now)
 
 
+def _page_wise(policy: Policy, dry: bool) -> bool:
+    """Can the records read be planned page by page, as they are mirrored? Not in a dry run
+    (nothing is mirrored), nor under rules that read the whole desk: the load variables
+    and assign_next's open records per agent are figures of the mirror once every page is
+    in."""
+    return not dry and not policy.load_variables and not uses_assign_next(policy)
+
+
+def _move_horizon(store: StateStore, now: datetime) -> None:
+    horizon = store.meta("horizon")
+    if horizon is None or parse_instant(horizon, "horizon") < now:
+        store.set_meta({"horizon": format_instant(now)})
+
+
+class _PageWise:
+    """Plans each page's records as soon as the page is mirrored, from the Records the
+    connector built (not parsed back from the mirror), so that a first sync holds a page
+    and the writes not sent yet, not the desk. Only records the mirror now holds exactly
+    as read, that are due, and that have no pending write are planned here
+    (`StateStore.take_fresh`): a pending write is settled after the fetch, before its
+    record is planned; the rest is planned from the mirror after the fetch, as before."""
+
+    def __init__(self, writer: _Writer, report: RunReport, should_stop: Callable[[], bool],
+                 due_by: datetime | None):
+        self.writer, self.report, self.should_stop = writer, report, should_stop
+        self.due_by = due_by
+
+    def __call__(self, records: list[Record]) -> None:
+        writer = self.writer
+        taken = writer.store.take_fresh(records, self.due_by)
+        writer.due += len(taken)
+        writer.load([r.id for r in taken])
+        for record in taken:
+            if self.should_stop():
+                self.report.stopped = True
+                return
+            _plan_one(writer, record, self.report, False)
+
+
 def _read(connector: Connector, store: StateStore, cursor: str | None, report: RunReport,
           fetched: dict[str, Record], should_stop: Callable[[], bool],
-          progress: Progress) -> str | None:
-    """Step 1: the pages changed since `cursor` into the mirror (a dry run: into `fetched`);
-    the cursor after the last page read. `report.stopped` when asked to stop."""
+          progress: Progress, on_page: Callable[[list[Record]], None] | None = None,
+          ) -> str | None:
+    """Step 1: the pages changed since `cursor` into the mirror (a dry run: into `fetched`),
+    each handed to `on_page` once mirrored; the cursor after the last page read.
+    `report.stopped` when asked to stop."""
     next_cursor = cursor
     pages = 0
     progress("reading", {"pages": 0, "records": 0})
@@ -312,7 +362,9 @@ def _read(connector: Connector, store: StateStore, cursor: str | None, report: R
             store.mirror(page.records, report.run_id, page.problems)
         next_cursor = page.cursor
         progress("reading", {"pages": pages, "records": report.read + report.skipped})
-        if should_stop():
+        if on_page is not None:
+            on_page(page.records)
+        if report.stopped or should_stop():
             report.stopped = True
             break
     return next_cursor
@@ -747,10 +799,13 @@ def settle_pending(connector: Connector, store: StateStore, report: RunReport,
     """Settle the writes earlier runs left pending (a crash, an answer that never came) by
     reading each record back from the helpdesk itself, notes included: the fetched pages
     may lag (Zendesk's export leaves out the last minute) and do not carry notes. Returns
-    the records whose write is still unsettled: this run does not plan them."""
+    the records whose write is still unsettled: this run does not plan them. The writes this
+    run left pending (its records planned page by page) wait for the next run."""
     held: set[str] = set()
     notes_readable = connector.capabilities.reads_notes
     for change, outcome, run_id in store.pending():
+        if run_id == report.run_id:  # this run's own, settled as it was written
+            continue
         record_id = change.record_id
         try:
             record = connector.read_back(record_id, change.base_updated_at)

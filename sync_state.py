@@ -446,6 +446,38 @@ class StateStore:
                 [(r.id, r.kind, r.status, format_instant(r.updated_at), _json(r.to_dict()),
                   run_id) for r in records])
 
+    def start_taking(self) -> None:
+        """Begin a run's evaluation: no record is taken yet (see `take_fresh`)."""
+        self.db.execute("DROP TABLE IF EXISTS temp.taken")
+        self.db.execute("CREATE TEMP TABLE taken (id TEXT PRIMARY KEY)")
+
+    def take_fresh(self, records: list[Record], due_by: datetime | None) -> list[Record]:
+        """Of `records`, just mirrored, those to evaluate now, as they are: the mirror holds
+        exactly them (not a newer version it kept), they are due as `evaluation_set` says
+        (every one when `due_by` is None), and no write of theirs is pending (it must be
+        settled first). They are taken: `evaluation_chunks` leaves them out for the rest of
+        the run (`start_taking`), so that none is evaluated twice."""
+        latest = {r.id: r for r in records}  # the mirror keeps the last of equal versions
+        due = None if due_by is None else format_instant(due_by)
+        ids = list(latest)
+        taken: list[Record] = []
+        for start in range(0, len(ids), 500):  # within SQLite's limit on parameters
+            part = ids[start:start + 500]
+            rows = self.db.execute(
+                "SELECT id, updated_at, wake_at FROM records WHERE id IN"
+                f" ({', '.join('?' * len(part))}) AND id NOT IN (SELECT record_id FROM pending)"
+                " AND id NOT IN (SELECT record_id FROM skipped)", part)
+            for record_id, updated_at, wake_at in rows:
+                record = latest[record_id]
+                if updated_at == format_instant(record.updated_at) and (
+                        due is None or wake_at is None or wake_at <= due):
+                    taken.append(record)
+        order = {record_id: n for n, record_id in enumerate(ids)}
+        taken.sort(key=lambda r: order[r.id])
+        self.db.executemany("INSERT OR IGNORE INTO temp.taken (id) VALUES (?)",
+                            [(r.id,) for r in taken])
+        return taken
+
     def open_by_assignee(self, closed: Iterable[str]) -> dict[str, int]:
         """Open records (status not in `closed`) per assignee, as the mirror holds them."""
         closed = sorted(closed)
@@ -501,6 +533,8 @@ class StateStore:
         if due_by is not None:
             query += " AND (wake_at IS NULL OR wake_at <= ?)"
             args = (format_instant(due_by),)
+        if self.db.execute("SELECT 1 FROM temp.sqlite_master WHERE name = 'taken'").fetchone():
+            query += " AND id NOT IN (SELECT id FROM temp.taken)"
         self.db.execute("DROP TABLE IF EXISTS temp.due")
         self.db.execute("CREATE TEMP TABLE due (n INTEGER PRIMARY KEY, id TEXT NOT NULL)")
         try:

@@ -262,10 +262,11 @@ class Record:
                 if not EARLIEST <= note.at < LATEST:
                     return False
                 texts.append(note.text)
+            if self.custom and not _plain_custom(self.custom, texts):
+                return False
             joined = "".join(texts)
             return (max(map(len, texts)) <= MAX_TEXT
-                    and (joined.isascii() or bool(joined.encode("utf-8")))
-                    and (not self.custom or _plain_json(self.custom, 0)))
+                    and (joined.isascii() or bool(joined.encode("utf-8"))))
         except (TypeError, ValueError, AttributeError):
             return False
 
@@ -295,23 +296,13 @@ class Record:
             updated_at = parse_instant(data.get("updated_at"), "updated_at")
             first_response_at = _optional_instant(data, "first_response_at")
             solved_at = _optional_instant(data, "solved_at")
-            history = tuple(
-                StatusChange(
-                    at=parse_instant(_item(entry, "at", f"status_history[{i}]"),
-                                     f"status_history[{i}].at"),
-                    status=_text(_item(entry, "status", f"status_history[{i}]"),
-                                 f"status_history[{i}].status"),
-                )
-                for i, entry in enumerate(_list(data, "status_history"))
-            )
-            notes = tuple(
-                Note(
-                    at=parse_instant(_item(entry, "at", f"notes[{i}]"), f"notes[{i}].at"),
-                    text=_text(_item(entry, "text", f"notes[{i}]"), f"notes[{i}].text"),
-                )
-                for i, entry in enumerate(_list(data, "notes"))
-            )
-            tags = tuple(_text(tag, f"tags[{i}]") for i, tag in enumerate(_list(data, "tags")))
+            history = _entries(data, "status_history", StatusChange, "status")
+            notes = _entries(data, "notes", Note, "text")
+            listed = _list(data, "tags")
+            if not all(type(tag) is str for tag in listed):
+                for i, tag in enumerate(listed):
+                    _text(tag, f"tags[{i}]")
+            tags = tuple(listed)
             level = data.get("escalation_level")
             level = 0 if level is None else level
             if isinstance(level, bool) or not isinstance(level, int) or level < 0:
@@ -324,14 +315,10 @@ class Record:
             custom = data.get("custom") or {}
             if not isinstance(custom, Mapping):
                 raise ValueError("custom: expected an object")
-            strings = {
-                name: _text(data.get(name), name, default=default)
-                for name, default in (
-                    ("subject", ""), ("status", INITIAL_STATUS), ("priority", ""), ("tier", ""),
-                    ("channel", ""), ("source", ""), ("group", ""), ("assignee", ""),
-                    ("url", ""),
-                )
-            }
+            strings = {}
+            for name, default in TEXT_FIELDS:
+                value = data.get(name)
+                strings[name] = value if type(value) is str else _text(value, name, default)
         except ValueError as exc:
             raise fail(str(exc)) from None
         if any(a.at < b.at for a, b in zip(history[1:], history, strict=False)):
@@ -483,25 +470,29 @@ def _check_instant(value: datetime | None, what: str) -> None:
                          f"{EARLIEST.year} to {LATEST.year - 1}")
 
 
-def _plain_json(value: Any, depth: int) -> bool:
-    """True for what _check_custom accepts, in the usual case of short flat values."""
-    kind = type(value)
-    if kind is str:
-        return len(value) <= MAX_TEXT and (value.isascii() or bool(value.encode("utf-8")))
-    if kind is int:
-        return -2 ** 63 <= value < 2 ** 63
-    if kind is bool or value is None:
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if depth > 20:
+def _plain_custom(custom: Mapping[str, Any], texts: list[str]) -> bool:
+    """True for custom fields _check_custom accepts, in the usual case of a flat object of
+    strings, whole numbers of 64 bits, finite floats, booleans and nulls whose JSON is
+    surely short enough (each character escaped, at most 6, and 32 for each entry's quotes,
+    separators and number); its keys and strings are added to `texts`, which the caller
+    checks for length and Unicode. Anything else (nested values too) goes to the full
+    check."""
+    if type(custom) is not dict:
         return False
-    if kind is dict:
-        return all(type(k) is str and _plain_json(k, depth) and _plain_json(v, depth + 1)
-                   for k, v in value.items())
-    if kind is list:
-        return all(_plain_json(v, depth + 1) for v in value)
-    return False
+    chars = 0
+    for key, value in custom.items():
+        kind = type(value)
+        if type(key) is not str:
+            return False
+        texts.append(key)
+        chars += len(key)
+        if kind is str:
+            texts.append(value)
+            chars += len(value)
+        elif not (value is None or kind is bool or (kind is int and -2 ** 63 <= value < 2 ** 63)
+                  or (kind is float and math.isfinite(value))):
+            return False
+    return 6 * chars + 32 * len(custom) + 2 <= MAX_TEXT
 
 
 #: How deeply custom values may nest (objects and lists).
@@ -558,6 +549,32 @@ def _list(data: Mapping[str, Any], name: str) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError(f"{name}: expected a list, got {type(value).__name__}")
     return value
+
+
+#: The record's plain text fields and their defaults when missing.
+TEXT_FIELDS = (("subject", ""), ("status", INITIAL_STATUS), ("priority", ""), ("tier", ""),
+               ("channel", ""), ("source", ""), ("group", ""), ("assignee", ""), ("url", ""))
+
+
+def _entries(data: Mapping[str, Any], name: str, kind: Any, key: str) -> tuple[Any, ...]:
+    """The list `name` of {"at": instant, key: text} objects as `kind`s. The usual entry
+    (a dict with both, the text a str) is built directly; at the first other one the list
+    is built again entry by entry, so that the error names the entry and its field."""
+    entries = _list(data, name)
+    out = []
+    for entry in entries:
+        if type(entry) is not dict or type(entry.get(key)) is not str:
+            break
+        try:
+            out.append(kind(parse_instant(entry.get("at"), name), entry[key]))
+        except ValueError:
+            break
+    else:
+        return tuple(out)
+    return tuple(
+        kind(parse_instant(_item(entry, "at", f"{name}[{i}]"), f"{name}[{i}].at"),
+             _text(_item(entry, key, f"{name}[{i}]"), f"{name}[{i}].{key}"))
+        for i, entry in enumerate(entries))
 
 
 def _item(entry: Any, key: str, where: str) -> Any:

@@ -291,3 +291,28 @@ def test_worked_seconds_is_optional_and_checked():
     for bad in (-1, True, "12m", float("nan"), 10 ** 12):
         with pytest.raises(RecordError, match="worked_seconds: expected a number of seconds"):
             make_record(worked_seconds=bad)
+
+
+def test_custom_fields_whose_json_is_too_long_are_refused_though_each_value_is_short():
+    # Two values of 600,000 characters: each within MAX_TEXT, their JSON together not, which
+    # the full check refuses; the quick check of the usual case must not let them through.
+    error = refusal(custom={"a": "x" * 600_000, "b": "y" * 600_000})
+    assert str(error) == "record 'T-1': custom: 1200018 characters (at most 1000000)"
+
+
+@pytest.mark.parametrize("custom", [
+    {"region": "amer", "seats": 12, "vip": True, "score": 0.5, "none": None},
+    {"plan": "gold\ud83d"}, {"seats": float("inf")}, {"n": 2 ** 63}, {"n": -2 ** 63},
+    {"nested": {"a": [1, "b", None]}}, {"k\udc80": 1}, {"": ""}, {"x": "\x00" * 160_000},
+    {"x": "\x00" * 170_000}, {1: "int key"}, {"t": ("tuple",)},
+], ids=["plain", "surrogate", "inf", "2**63", "-2**63", "nested", "surrogate-key", "empty",
+        "escapes-fit", "escapes-too-long", "int-key", "tuple"])
+def test_the_quick_check_of_custom_fields_accepts_only_what_the_full_check_accepts(custom):
+    """Record(...) takes the quick path where it can; _check is the full one. Whatever the
+    quick path accepts, the full check must accept too (the other way round it only costs
+    time)."""
+    try:
+        record = Record.from_dict(record_dict(custom=custom))
+    except RecordError:
+        return
+    record._check()  # raises if the quick path let through what the full check refuses

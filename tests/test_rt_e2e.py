@@ -275,11 +275,14 @@ def test_a_change_made_in_rt_between_read_and_write_is_not_overwritten(project, 
     outcomes: list[str] = []
 
     def fetch_then_an_agent_edits(self: RT, cursor: str | None) -> Iterator[Any]:
-        yield from fetch(self, cursor)
-        if not outcomes:  # the first read only: the agent tags the ticket meanwhile
-            outcomes.append("agent edit")
-            project.agent.update(late, {"CustomFields": {"Tags": ["printer",
-                                                                  "billing-dispute"]}})
+        for page in fetch(self, cursor):
+            if not outcomes and any(r.id == str(late) for r in page.records):
+                # the first read only: the page is read, then the agent tags the ticket
+                # before the sync gets to write it
+                outcomes.append("agent edit")
+                project.agent.update(late, {"CustomFields": {"Tags": ["printer",
+                                                                      "billing-dispute"]}})
+            yield page
 
     def recorded_apply(self: RT, change: Any, now: datetime) -> Any:
         try:

@@ -948,22 +948,58 @@ def test_every_cannot_be_combined_with_now(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot take --now" in result.stderr
 
 
-def test_a_stop_between_pages_mirrors_what_was_read_and_writes_nothing(tmp_path: Path) -> None:
+def test_a_stop_between_pages_writes_what_was_planned_and_keeps_the_cursor(
+        tmp_path: Path) -> None:
+    """Pages are planned as they are mirrored: a stop after the first page writes its
+    record, mirrors nothing more and leaves the cursor for the next run, which writes the
+    rest and nothing twice."""
     setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
                      for n in range(1, 4)])
     store = StateStore(tmp_path / "state.db")
     connector = FileHelpdesk(tmp_path / "helpdesk.json", page_size=1)
     policy = load_policy(tmp_path / "policy.json")
     asked: list[int] = []
+    # asked before planning T-1 (go on), then after the first page (stop)
     report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"),
                       should_stop=lambda: asked.append(1) or len(asked) >= 2)
     assert report.stopped and report.status == "stopped"
-    assert (report.read, report.evaluated, report.writes) == (2, 0, 0)
+    assert (report.read, report.evaluated, report.writes) == (1, 1, 1)
     assert not report.cursor_moved and store.cursor(connector.identity) is None
-    assert store.counts()["mirrored"] == 2
-    assert all(not r["tags"] for r in records_of(tmp_path).values())
+    assert store.counts()["mirrored"] == 1
+    assert [r["id"] for r in records_of(tmp_path).values() if r["tags"]] == ["T-1"]
     rest = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
-    assert rest.writes == 3 and rest.cursor_moved
+    assert rest.writes == 2 and rest.cursor_moved
+    assert run_sync(connector, policy, store,
+                    parse_instant(iso("2026-03-02 10:20"), "now")).writes == 0
+
+
+def test_each_page_is_planned_once_mirrored_from_the_records_the_connector_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first sync plans a page before it reads the next, from the very Records the
+    connector built (not parsed back from the mirror), and plans none twice."""
+    import sla_sync.sync_run as sync_run
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, 4)])
+    store = StateStore(tmp_path / "state.db")
+    connector = FileHelpdesk(tmp_path / "helpdesk.json", page_size=1)
+    policy = load_policy(tmp_path / "policy.json")
+    planned: list[Any] = []
+    real_plan = sync_run.plan
+    monkeypatch.setattr(sync_run, "plan", lambda record, *args: planned.append(record)
+                        or real_plan(record, *args))
+    yielded: list[Any] = []
+    real_fetch = connector.fetch
+
+    def fetch(cursor: str | None) -> Any:
+        for page in real_fetch(cursor):
+            yielded.extend(page.records)
+            yield page
+            assert planned and planned[-1] is page.records[-1], "planned before the next page"
+
+    connector.fetch = fetch  # type: ignore[method-assign]
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    assert (report.read, report.evaluated, report.writes) == (3, 3, 3)
+    assert len(planned) == 3 and all(a is b for a, b in zip(planned, yielded, strict=True))
 
 
 # -- is_applied: what a record read back must show -------------------------------------------
