@@ -434,6 +434,9 @@ class Position:
     #: Tickets whose events since a busy second may be incomplete: their audits are read
     #: when the ticket export next brings them.
     suspects: set[str] = dataclasses.field(default_factory=set)
+    #: Where the ticket export stands in time: the last exported ticket's
+    #: `generated_timestamp` (the export's order), else its `updated_at`; None before any.
+    exported: int | None = None
     #: This fetch's tickets whose story was read from their audits: {"h": status changes,
     #: "t": conversation}, carried in each page's cursor over the history encoded once.
     fixed: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -442,13 +445,23 @@ class Position:
         closed = {ticket for ticket, fix in self.fixed.items()
                   if fix["h"] and fix["h"][-1][1] in FINAL_STATUSES}
         head = json.dumps({"v": 2, "start_time": self.start_time, "tickets": self.tickets,
-                           "events": self.events,
+                           "events": self.events, "exported": self.exported,
                            "watch": None if self.watch is None else self.watch.as_json(),
                            "suspects": sorted(self.suspects, key=int),
                            "fixed": {t: fix for t, fix in self.fixed.items()
                                      if t not in closed}}, separators=(",", ":"))
         # The history is the same for every page of a fetch: encoded once, spliced in.
         return head[:-1] + ',"history":' + history_json + "}"
+
+    def export_again(self, second: int, events_were: int) -> None:
+        """A ticket updated in a busy second may have been exported already (the ticket
+        export reads up to a minute ago, the events were read before it): the ticket export
+        starts again at that second, so that each comes again and is audited, or where it
+        stands if that is earlier (for a cursor from before `exported`: where the events
+        stood, `events_were`, which no ticket not exported yet is older than)."""
+        stands = self.start_time if self.tickets is None else \
+            self.exported if self.exported is not None else events_were
+        self.tickets, self.start_time = None, min(second, stands)
 
     def fix(self, ticket: str, history: list[list[Any]], talk: dict[str, Any] | None,
             ) -> None:
@@ -488,10 +501,14 @@ class Position:
                     for fix in fixed.values()):
                 raise ValueError("unexpected audited stories")
             _check_history(history)
+            exported = data.get("exported")
+            if exported is not None and not _whole(exported):
+                raise ValueError("unexpected export time")
         except (ValueError, KeyError, TypeError) as exc:
             raise ConnectorError(f"zendesk: the cursor in the state file is not one this "
                                  f"connector wrote ({exc})") from None
-        position = cls(start, tickets, events, history, talk, watch, set(suspects))
+        position = cls(start, tickets, events, history, talk, watch, set(suspects),
+                       exported)
         for ticket, fix in fixed.items():  # newer than the history spliced in after them
             position.fix(ticket, fix["h"], fix["t"])
         position.fixed = {}
@@ -624,6 +641,9 @@ class Zendesk:
             if isinstance(body.get("after_cursor"), str):
                 position.tickets = body["after_cursor"]
             records, problems = self._page(body, position, notices)
+            last = body["tickets"][-1] if body["tickets"] else None
+            if isinstance(last, Mapping):
+                position.exported = _export_time(last, position.exported)
             watch = position.watch
             if watch is not None and watch.until is None and body.get("end_of_stream") is True:
                 # Every ticket updated by a minute before now has been exported (and read
@@ -680,6 +700,7 @@ class Zendesk:
         end = position.events
         unreadable = 0
         watch = position.watch  # as this fetch found it: its events mark suspects
+        started = position.events
         asked = [position.events]  # the start time of the page being read
         found: list[int] = []
         ended: list[int] = []  # the server's time when the export said end_of_stream
@@ -721,14 +742,16 @@ class Zendesk:
         if unreadable:
             notices.append(f"{unreadable} ticket event(s) without a ticket id or time were "
                            "ignored: those tickets' status history may miss a change")
-        for second in found:
-            notices.append(f"the ticket event export holds 1,000 events or more at "
-                           f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%SZ}, more "
-                           "than a page: the tickets whose events of that second are not all "
-                           "read have their audits read instead")
         position.watch = Watch.after_read(watch, found, ended[0] if ended else None)
         if position.watch is not None:
             position.watch.edge = marker.edge(end)
+        if found:
+            position.export_again(min(found), started)
+            seconds = ", ".join(f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%SZ}"
+                                for second in found)
+            notices.append(f"the ticket event export holds 1,000 events or more at {seconds}, "
+                           "more than a page: the tickets whose events of that second are not "
+                           "all read have their audits read instead")
         return end
 
     def get(self, record_id: str) -> Record | None:
@@ -1198,6 +1221,18 @@ def _first_reply(created_at: datetime, metric: Mapping[str, Any]) -> datetime | 
         if isinstance(calendar, int) and not isinstance(calendar, bool):
             return created_at + timedelta(seconds=calendar * unit)
     return None
+
+
+def _export_time(ticket: Mapping[str, Any], before: int | None) -> int | None:
+    """Where a ticket stands in the cursor-based export's order: its `generated_timestamp`,
+    else its `updated_at`; `before` if it has neither."""
+    stamp = ticket.get("generated_timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        return stamp
+    try:
+        return int(parse_instant(ticket.get("updated_at"), "updated_at").timestamp())
+    except ValueError:
+        return before
 
 
 def _event_time(event: Mapping[str, Any]) -> int | None:

@@ -152,3 +152,37 @@ def test_a_busy_second_is_passed_and_its_tickets_are_read_from_their_audits(
 
 def _at(unix_time: int) -> datetime:
     return datetime.fromtimestamp(unix_time, UTC)
+
+
+def test_tickets_exported_before_their_busy_second_was_met_are_exported_again(desk):
+    """The events are read before the tickets: a fetch can export a ticket updated in a
+    second whose events it has not read yet. When the next fetch meets that second busy,
+    the ticket export starts again at it, and those tickets come again, audited."""
+    for number in range(2001, 2601):  # quiet tickets, so that the first pages hold these
+        created = BUSY - 5000 + number // 2
+        desk.add(Ticket(id=number, subject=f"T{number}", created_at=created,
+                        updated_at=created, tags=["tier_standard"]))
+    desk.export_page = 500
+    connector = Zendesk.from_settings({"type": "zendesk", "url": desk.url, "email": EMAIL,
+                                       "token": TOKEN, "agents": {AGENT: "sam", BOT: "bot"},
+                                       "start_time": "2026-03-01T00:00:00Z",
+                                       "requests_per_minute": 100000,
+                                       "api_requests_per_minute": 100000}, Path("."))
+    desk.now = BUSY + 59  # the burst is in the last minute: neither export has it
+    pages = connector.fetch(None)
+    first = [next(pages)]
+    desk.now = BUSY + 100  # the burst is exported now, its events were read before
+    first += list(pages)
+    burst = {r.id: r for page in first for r in page.records if int(r.id) <= TICKETS}
+    assert len(burst) == TICKETS
+    assert all(StatusChange(_at(BUSY), "pending") not in r.status_history
+               for r in burst.values())
+
+    desk.now = BUSY + 200
+    desk.log.clear()
+    again = {r.id: r for page in connector.fetch(first[-1].cursor) for r in page.records}
+    assert set(again) >= set(burst)  # every ticket of the burst, though none changed since
+    for ticket in burst:
+        assert StatusChange(_at(BUSY), "pending") in again[ticket].status_history, ticket
+        assert Message(_at(BUSY), "agent", True) in (again[ticket].messages or ()), ticket
+    assert sum(path.endswith("/audits") for _, path, _ in desk.log) == TICKETS
