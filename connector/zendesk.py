@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,10 @@ JOB_TIMEOUT = 120.0
 JOBS_AT_ONCE = 10
 JOB_FIRST_POLL = 1.0
 JOB_MAX_POLL = 10.0
+#: Seconds past a watch's `until` the event export must have been read to its end at, by the
+#: server's clock, before the watch ends: the export leaves out the last minute, and a
+#: request takes time.
+WATCH_MARGIN = 120
 #: Zendesk statuses after which a ticket never changes again: their history leaves the cursor.
 FINAL_STATUSES = frozenset({"closed", "deleted"})
 
@@ -359,6 +364,67 @@ class Talk:
 
 
 @dataclass
+class Watch:
+    """Busy seconds of the ticket event export. A time-based page ends at its last event's
+    second and the next page starts there (IncrementalTicketEvents, `end_time`,
+    IncrementalUnixTime), so a second that holds a page's 1,000 events or more gives the same
+    page again: the export goes on at the next second, and the events of that second past
+    the page are never read. The tickets they may belong to have their audits read instead
+    (a ticket's audits are its whole story): every ticket the ticket export brings that was
+    created by the `last` busy second and updated since the `first`, until a ticket export
+    has been read to its end since (`until` is then the server's time at that end); and
+    every ticket with an event from `first` to `until`, since a ticket updated again in the
+    minute the exports leave out comes in a later export, after its later event. The watch
+    ends once the event export has been read to its end well past `until`."""
+
+    first: int
+    last: int
+    until: int | None = None
+    #: The ids of the events at the event position's second that the last read saw: the
+    #: next read starts at that second again, and they mark nothing twice.
+    edge: list[int] = dataclasses.field(default_factory=list)
+
+    def as_json(self) -> list[Any]:
+        return [self.first, self.last, self.until, self.edge]
+
+    @staticmethod
+    def decode(value: Any) -> Watch | None:
+        if value is None:
+            return None
+        if not (isinstance(value, list) and len(value) == 4 and _whole(value[0])
+                and _whole(value[1]) and (value[2] is None or _whole(value[2]))
+                and isinstance(value[3], list) and all(map(_whole, value[3]))):
+            raise ValueError("unexpected busy seconds")
+        return Watch(*value)
+
+    def met(self, second: int) -> Watch:
+        """This watch with one more busy second: whatever ended before starts again."""
+        return Watch(min(self.first, second), max(self.last, second), None, self.edge)
+
+    @staticmethod
+    def after_read(watch: Watch | None, found: list[int], ended: int | None,
+                   ) -> Watch | None:
+        """The watch after an event export read that met the busy seconds `found` and
+        reached its end at the server's time `ended` (None: it did not)."""
+        for second in found:
+            watch = Watch(second, second) if watch is None else watch.met(second)
+        if watch is not None and not found and watch.until is not None \
+                and ended is not None and ended - WATCH_MARGIN >= watch.until:
+            return None  # every ticket's event up to `until` has been read
+        return watch
+
+    def marks(self, at: int) -> bool:
+        """Whether an event at `at` makes its ticket a suspect."""
+        return at >= self.first and (self.until is None or at <= self.until)
+
+    def audits(self, created_at: datetime, updated_at: datetime) -> bool:
+        """Whether a ticket the ticket export brings is read from its audits (the watch's
+        first ticket export has not reached its end yet)."""
+        return self.until is None and created_at.timestamp() <= self.last \
+            and updated_at.timestamp() >= self.first
+
+
+@dataclass
 class Position:
     """Where the next fetch resumes: the ticket export's cursor (before its first page, its
     start time), the ticket event export's next start time, and the status changes read so
@@ -372,12 +438,50 @@ class Position:
     #: Per ticket that is not closed yet, what its events said of its conversation and
     #: assignments (`Talk.as_json`); v1 cursors had none.
     talk: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: The busy seconds being watched (`Watch`), None when there are none.
+    watch: Watch | None = None
+    #: Tickets whose events since a busy second may be incomplete: their audits are read
+    #: when the ticket export next brings them.
+    suspects: set[str] = dataclasses.field(default_factory=set)
+    #: Where the ticket export stands in time: the last exported ticket's
+    #: `generated_timestamp` (the export's order), else its `updated_at`; None before any.
+    exported: int | None = None
+    #: This fetch's tickets whose story was read from their audits: {"h": status changes,
+    #: "t": conversation}, carried in each page's cursor over the history encoded once.
+    fixed: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def encode(self, history_json: str) -> str:
+        closed = {ticket for ticket, fix in self.fixed.items()
+                  if fix["h"] and fix["h"][-1][1] in FINAL_STATUSES}
         head = json.dumps({"v": 2, "start_time": self.start_time, "tickets": self.tickets,
-                           "events": self.events}, separators=(",", ":"))
+                           "events": self.events, "exported": self.exported,
+                           "watch": None if self.watch is None else self.watch.as_json(),
+                           "suspects": sorted(self.suspects, key=int),
+                           "fixed": {t: fix for t, fix in self.fixed.items()
+                                     if t not in closed}}, separators=(",", ":"))
         # The history is the same for every page of a fetch: encoded once, spliced in.
         return head[:-1] + ',"history":' + history_json + "}"
+
+    def export_again(self, second: int, events_were: int) -> None:
+        """A ticket updated in a busy second may have been exported already (the ticket
+        export reads up to a minute ago, the events were read before it): the ticket export
+        starts again at that second, so that each comes again and is audited, or where it
+        stands if that is earlier (for a cursor from before `exported`: where the events
+        stood, `events_were`, which no ticket not exported yet is older than)."""
+        stands = self.start_time if self.tickets is None else \
+            self.exported if self.exported is not None else events_were
+        self.tickets, self.start_time = None, min(second, stands)
+
+    def fix(self, ticket: str, history: list[list[Any]], talk: dict[str, Any] | None,
+            ) -> None:
+        """Replaces a ticket's story by what its audits say (they cover its whole life)."""
+        self.history[ticket] = history
+        if talk is None:
+            self.talk.pop(ticket, None)
+        else:
+            self.talk[ticket] = talk
+        self.fixed[ticket] = {"h": history, "t": talk}
+        self.suspects.discard(ticket)
 
     @classmethod
     def decode(cls, cursor: str) -> Position:
@@ -390,19 +494,34 @@ class Position:
             if not (_whole(start) and _whole(events) and isinstance(history, dict)
                     and (tickets is None or isinstance(tickets, str))):
                 raise ValueError("unexpected values")
-            for entries in history.values():
-                if not isinstance(entries, list) or not all(
-                        isinstance(e, list) and len(e) == 2 and _whole(e[0])
-                        and isinstance(e[1], str) for e in entries):
-                    raise ValueError("unexpected history")
             talk = data.get("talk") or {}
             if not isinstance(talk, dict) or not all(
                     Talk.valid(entry) for entry in talk.values()):
                 raise ValueError("unexpected conversation")
+            watch = Watch.decode(data.get("watch"))
+            suspects = data.get("suspects") or []
+            if not isinstance(suspects, list) or not all(
+                    isinstance(t, str) and t.isdigit() for t in suspects):
+                raise ValueError("unexpected suspects")
+            fixed = data.get("fixed") or {}
+            if not isinstance(fixed, dict) or not all(
+                    isinstance(fix, dict) and _valid_history(fix.get("h"))
+                    and (fix.get("t") is None or Talk.valid(fix["t"]))
+                    for fix in fixed.values()):
+                raise ValueError("unexpected audited stories")
+            _check_history(history)
+            exported = data.get("exported")
+            if exported is not None and not _whole(exported):
+                raise ValueError("unexpected export time")
         except (ValueError, KeyError, TypeError) as exc:
             raise ConnectorError(f"zendesk: the cursor in the state file is not one this "
                                  f"connector wrote ({exc})") from None
-        return cls(start, tickets, events, history, talk)
+        position = cls(start, tickets, events, history, talk, watch, set(suspects),
+                       exported)
+        for ticket, fix in fixed.items():  # newer than the history spliced in after them
+            position.fix(ticket, fix["h"], fix["t"])
+        position.fixed = {}
+        return position
 
     def history_json(self) -> str:
         """The history and the conversations of the tickets not closed yet, as the cursor's
@@ -418,6 +537,28 @@ class Position:
                 if ticket not in closed and entry.get("c")}
         return json.dumps(open_tickets, separators=(",", ":")) + ',"talk":' + \
             json.dumps(talk, separators=(",", ":"))
+
+
+class _Marker:
+    """Marks the suspects of a watch among the events a read brings (`Watch.marks`), but
+    not again those the last read saw at its edge second; notes this read's edge."""
+
+    def __init__(self, watch: Watch | None, suspects: set[str]):
+        self.watch, self.suspects = watch, suspects
+        self.skip = set(watch.edge) if watch is not None else set()
+        self.at, self.ids = -1, list[int]()
+
+    def see(self, event: Mapping[str, Any]) -> None:
+        at, event_id = _event_time(event) or 0, event.get("id")
+        if at > self.at:
+            self.at, self.ids = at, []
+        if at == self.at and isinstance(event_id, int):
+            self.ids.append(event_id)
+        if self.watch is not None and event_id not in self.skip and self.watch.marks(at):
+            self.suspects.add(str(event["ticket_id"]))
+
+    def edge(self, end: int) -> list[int]:
+        return self.ids if self.at == end else []
 
 
 class Zendesk:
@@ -489,6 +630,8 @@ class Zendesk:
         position.events = self._read_events(position, notices)
         history_json = position.history_json()
 
+        answered: list[int] = [0]  # the server's time at the last ticket page
+
         def read(token: str) -> tuple[Any, requests.Response]:
             params: dict[str, Any] = {"include": self._include}
             if token:
@@ -497,6 +640,8 @@ class Zendesk:
                 params["start_time"] = position.start_time
             response = self.exports.get(TICKET_EXPORT, params=params)
             body = _body(response, "GET", TICKET_EXPORT, "tickets")
+            if position.watch is not None:
+                answered[0] = _server_time(response, self.clock())
             return body, response
 
         def after(body: Any, response: requests.Response) -> str | None:
@@ -507,16 +652,29 @@ class Zendesk:
         for body in follow(position.tickets or "", after, read, "zendesk: ticket export"):
             if isinstance(body.get("after_cursor"), str):
                 position.tickets = body["after_cursor"]
-            yield self._page(body, position, position.encode(history_json), notices)
+            records, problems = self._page(body, position, notices)
+            last = body["tickets"][-1] if body["tickets"] else None
+            if isinstance(last, Mapping):
+                position.exported = _export_time(last, position.exported)
+            watch = position.watch
+            if watch is not None and watch.until is None and body.get("end_of_stream") is True:
+                # Every ticket updated by a minute before now has been exported (and read
+                # from its audits); one updated since shows as an event up to now.
+                watch.until = answered[0]
+            yield Page(records=records, cursor=position.encode(history_json),
+                       problems=problems, notices=notices.take())
 
-    def _page(self, body: Mapping[str, Any], position: Position, cursor: str,
-              notices: Notices) -> Page:
+    def _page(self, body: Mapping[str, Any], position: Position, notices: Notices,
+              ) -> tuple[list[Record], list[RecordError]]:
         metrics = _by(body.get("metric_sets"), "ticket_id")
         organizations = _by(body.get("organizations"), "id")
         records: list[Record] = []
         problems: list[RecordError] = []
         for index, raw in enumerate(body["tickets"]):
             ticket_id = raw.get("id") if isinstance(raw, Mapping) else None
+            if _whole(ticket_id) and self._suspect(raw, position):
+                history, _, talk = self._audits(str(ticket_id))
+                position.fix(str(ticket_id), history, talk)
             try:
                 records.append(self._record(raw, metrics.get(ticket_id),
                                             position.history.get(str(ticket_id), []),
@@ -524,16 +682,43 @@ class Zendesk:
                                             position.talk.get(str(ticket_id))))
             except RecordError as exc:
                 problems.append(exc)
-        return Page(records=records, cursor=cursor, problems=problems,
-                    notices=notices.take())
+        return records, problems
+
+    @staticmethod
+    def _suspect(raw: Mapping[str, Any], position: Position) -> bool:
+        """Whether a ticket of the export may miss events of a busy second (`Watch`): its
+        story is then read from its audits. A deleted ticket has none to read (and stops
+        every clock)."""
+        ticket = str(raw["id"])
+        if raw.get("status") == "deleted":
+            position.suspects.discard(ticket)
+            return False
+        if ticket in position.suspects:
+            return True
+        if position.watch is None:
+            return False
+        try:
+            created_at = parse_instant(raw.get("created_at"), "created_at")
+            updated_at = parse_instant(raw.get("updated_at"), "updated_at")
+        except ValueError:
+            return False  # a malformed ticket: skipped and reported by _record
+        return position.watch.audits(created_at, updated_at)
+
 
     def _read_events(self, position: Position, notices: NoticeSink) -> int:
         """Reads the ticket events since the position into its history; returns where the
-        next read starts."""
+        next read starts. A page of one second only is a busy second (`Watch`): the read
+        goes on at the next second and the position watches it."""
         end = position.events
         unreadable = 0
+        watch = position.watch  # as this fetch found it: its events mark suspects
+        started = position.events
+        asked = [position.events]  # the start time of the page being read
+        found: list[int] = []
+        ended: list[int] = []  # the server's time when the export said end_of_stream
 
         def read(token: str) -> tuple[Any, requests.Response]:
+            asked[0] = int(token)
             # The comment_events sideload puts each comment (author, public) in its event,
             # at no extra request.
             response = self.exports.get(EVENT_EXPORT, params={"start_time": int(token),
@@ -542,25 +727,43 @@ class Zendesk:
 
         def after(body: Any, response: requests.Response) -> str | None:
             if body.get("end_of_stream") is True:
+                ended.append(_server_time(response, self.clock()))
                 return None
             if not _whole(body.get("end_time")):
                 raise ConnectorError(f"zendesk: GET {EVENT_EXPORT}: a page without end_of_stream "
                                      "has no end_time to continue from")
+            if body["end_time"] <= asked[0]:
+                found.append(asked[0])
+                return str(asked[0] + 1)
             return str(body["end_time"])
 
         touched: set[str] = set()
+        marker = _Marker(watch, position.suspects)
         for body in follow(str(position.events), after, read, "zendesk: ticket event export"):
             for event in body["ticket_events"]:
                 if not _collect(event, position.history, touched, position.talk):
                     unreadable += 1
+                else:
+                    marker.see(event)
             if _whole(body.get("end_time")):
                 end = max(end, body["end_time"])
+        end = max([end] + [second + 1 for second in found])
         for ticket in touched:
             if ticket in position.history:
                 position.history[ticket].sort(key=lambda entry: entry[0])
         if unreadable:
             notices.append(f"{unreadable} ticket event(s) without a ticket id or time were "
                            "ignored: those tickets' status history may miss a change")
+        position.watch = Watch.after_read(watch, found, ended[0] if ended else None)
+        if position.watch is not None:
+            position.watch.edge = marker.edge(end)
+        if found:
+            position.export_again(min(found), started)
+            seconds = ", ".join(f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%SZ}"
+                                for second in found)
+            notices.append(f"the ticket event export holds 1,000 events or more at {seconds}, "
+                           "more than a page: the tickets whose events of that second are not "
+                           "all read have their audits read instead")
         return end
 
     def get(self, record_id: str) -> Record | None:
@@ -1017,6 +1220,26 @@ def _source(values: Mapping[str, Any], key: str) -> Source | None:
         raise ValueError(f"connector.{key}: give one of {', '.join(given)}, not several")
     return Source(given[0], values[given[0]]) if given else None
 
+def _valid_history(entries: Any) -> bool:
+    return isinstance(entries, list) and all(
+        isinstance(e, list) and len(e) == 2 and _whole(e[0]) and isinstance(e[1], str)
+        for e in entries)
+
+
+def _check_history(history: Mapping[str, Any]) -> None:
+    if not all(_valid_history(entries) for entries in history.values()):
+        raise ValueError("unexpected history")
+
+
+def _server_time(response: requests.Response, fallback: float) -> int:
+    """The server's clock when it answered (the `Date` header, RFC 9110 section 6.6.1),
+    this machine's where the header is missing or unreadable."""
+    try:
+        return int(parsedate_to_datetime(response.headers["Date"]).timestamp())
+    except (KeyError, TypeError, ValueError, IndexError):
+        return int(fallback)
+
+
 def _field_value(ticket: Mapping[str, Any], field_id: int) -> Any:
     for entry in ticket.get("custom_fields") or []:
         if isinstance(entry, Mapping) and entry.get("id") == field_id:
@@ -1043,6 +1266,30 @@ def _first_reply(created_at: datetime, metric: Mapping[str, Any]) -> datetime | 
     return None
 
 
+def _export_time(ticket: Mapping[str, Any], before: int | None) -> int | None:
+    """Where a ticket stands in the cursor-based export's order: its `generated_timestamp`,
+    else its `updated_at`; `before` if it has neither."""
+    stamp = ticket.get("generated_timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        return stamp
+    try:
+        return int(parse_instant(ticket.get("updated_at"), "updated_at").timestamp())
+    except ValueError:
+        return before
+
+
+def _event_time(event: Mapping[str, Any]) -> int | None:
+    """A ticket event's (or audit's) Unix time: `timestamp`, else `created_at`; None if
+    neither is one."""
+    stamp = event.get("timestamp")
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        return stamp
+    try:
+        return int(parse_instant(event.get("created_at"), "created_at").timestamp())
+    except ValueError:
+        return None
+
+
 def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str],
              talk: dict[str, dict[str, Any]] | None = None) -> bool:
     """Adds the status changes of one ticket event (or audit) to the history, its comments
@@ -1050,14 +1297,9 @@ def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str],
     time)."""
     if not isinstance(event, Mapping) or not _whole(event.get("ticket_id")):
         return False
-    stamp = event.get("timestamp")
-    if isinstance(stamp, int) and not isinstance(stamp, bool):
-        at = stamp
-    else:
-        try:
-            at = int(parse_instant(event.get("created_at"), "created_at").timestamp())
-        except ValueError:
-            return False
+    at = _event_time(event)
+    if at is None:
+        return False
     ticket = str(event["ticket_id"])
     for child in event.get("child_events") or []:
         kind = (child.get("event_type") or child.get("type")) \

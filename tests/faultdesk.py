@@ -11,13 +11,16 @@ by operationId; the spec is read, never copied):
   most recent minute (parameter IncrementalUnixTime: "Data isn't provided for the most recent
   minute"): a ticket updated less than 60 s ago (by the desk's clock) is not exported yet.
 - `GET /api/v2/incremental/ticket_events` (IncrementalTicketEvents): time-based, `end_time`
-  is the time of the page's last event ("excluding events occurring within one minute of the
-  request"); changes are `Change` child events named by the ticket field (`{"status": ...,
-  "previous_value": ...}`, `{"assignee_id": ...}`); a comment is `comment_present` and
-  `comment_public` only, or the whole comment with the `comment_events` sideload.
+  is the time of the page's last event and `next_page` starts there (the response schema's
+  example), so a second of more than a page's 1,000 events gives the same page again;
+  "excluding events occurring within one minute of the request"; changes are `Change`
+  child events named by the ticket field (`{"status": ..., "previous_value": ...}`,
+  `{"assignee_id": ...}`); a comment is `comment_present` and `comment_public` only, or the
+  whole comment with the `comment_events` sideload.
 - `GET /api/v2/tickets/{id}` (ShowTicket) with `include=metric_sets`: the ticket as it is
   now (no export lag); `GET /api/v2/tickets/{id}/audits` (ListAuditsForTicket) with cursor
-  pagination; `GET /api/v2/tickets/{id}/comments` (ListTicketComments), cursor
+  pagination, each change an event with `field_name`, `value` and `previous_value` (ids as
+  text), each comment whole; `GET /api/v2/tickets/{id}/comments` (ListTicketComments), cursor
   (`page[size]`, at most 100) or offset pagination, oldest first.
 - `PUT /api/v2/tickets/{id}` (UpdateTicket): `additional_tags` / `remove_tags` merge into the
   tags, `comment` adds a comment (`public` defaults to true), and a safe update
@@ -29,6 +32,7 @@ by operationId; the spec is read, never copied):
   with one result per ticket (`UpdateConflict` for a stale safe update). Being the
   server's, a job finishes even when its client died.
 - 401 `Couldn't authenticate you` without the agent's `{email}/token` basic credentials.
+- Every answer's `Date` header is the desk's clock (RFC 9110 section 6.6.1).
 - `POST /hooks/{name}`: a webhook receiver for the `notify` action (not Zendesk's).
 
 Faults (`FaultDesk.inject`) are matched by method, a path pattern and the number of the
@@ -51,6 +55,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from typing import Any
@@ -499,10 +504,14 @@ class FaultDesk:
         events = []
         for child in children:
             kind = "Create" if child["event_type"] == "Create" else child["event_type"]
-            if "status" in child:
-                events.append({"id": child["id"], "type": kind, "field_name": "status",
-                               "value": child["status"],
-                               "previous_value": child.get("previous_value")})
+            fields = [name for name in ("status", "group_id", "assignee_id") if name in child]
+            if fields:
+                # ListAuditsForTicket: a change is {"field_name", "value", "previous_value"},
+                # ids as text.
+                name = fields[0]
+                events.append({"id": child["id"], "type": kind, "field_name": name,
+                               "value": _text(child[name]),
+                               "previous_value": _text(child.get("previous_value"))})
             elif kind == "Comment":
                 comment = (comments or {})[child["id"]]
                 events.append({"id": child["id"], "type": "Comment",
@@ -534,6 +543,10 @@ class FaultDesk:
     def _id(self) -> int:
         self._ids += 1
         return 90000 + self._ids
+
+
+def _text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) else value
 
 
 class _Server(ThreadingHTTPServer):
@@ -612,6 +625,11 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, headers, payload)
 
     do_GET = do_PUT = do_POST = do_DELETE = _serve
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` of each answer by the desk's clock, the one that stamps `updated_at`
+        and the events (RFC 9110 section 6.6.1: the origin server's clock)."""
+        return formatdate(self.desk.now if timestamp is None else timestamp, usegmt=True)
 
     def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()

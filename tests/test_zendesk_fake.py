@@ -3,11 +3,15 @@ sorting exports answer, through updates, ties in updated_at and the export's min
 
 from __future__ import annotations
 
+import email.utils
 import random
 from typing import Any
 
+import requests
+
+import zendesk_spec
 from conftest import bench_script
-from faultdesk import EXPORT_LAG, FaultDesk, Ticket
+from faultdesk import EXPORT_LAG, EXPORT_PAGE, FaultDesk, Ticket
 
 fake = bench_script("zendesk_fake")
 
@@ -69,3 +73,47 @@ def test_indexed_exports_page_as_the_sorting_ones(tmp_path: Any) -> None:
         assert max(t.updated_at for t in desk.tickets.values()) > start + EXPORT_LAG
     finally:
         desk.httpd.server_close()
+
+
+def test_the_event_export_pages_a_busy_second_as_zendesk_documents(tmp_path: Any) -> None:
+    """IncrementalTicketEvents (../shared/specs/zendesk-support-oas.yaml): the answer holds
+    the ExportIncrementalTicketEventsResponse fields; `end_time` is the page's last event's
+    time and `next_page` starts there (the schema's example: next_page's start_time is the
+    end_time), so a second of more than a page gives the same page again; events of the
+    last minute are left out (IncrementalUnixTime); the Date header is the desk's clock."""
+    start = 1_800_000_000
+    desk = FaultDesk("a@example.com", "t", now=start).start()
+    try:
+        for number in range(1, 1201):  # 1,200 creations in one second
+            desk.add(Ticket(id=number, subject=f"T{number}", created_at=start,
+                            updated_at=start))
+        desk.add(Ticket(id=1201, subject="late", created_at=start + 10, updated_at=start + 10))
+        desk.now = start + 69  # the 1,201st ticket's creation is inside the last minute
+
+        def page(start_time: int) -> tuple[dict[str, Any], requests.Response]:
+            response = requests.get(f"{desk.url}/api/v2/incremental/ticket_events.json",
+                                    params={"start_time": start_time},
+                                    auth=("a@example.com/token", "t"), timeout=10)
+            response.raise_for_status()
+            return response.json(), response
+
+        body, response = page(start)
+        assert email.utils.parsedate_to_datetime(response.headers["Date"]).timestamp() \
+            == start + 69
+        if zendesk_spec.available():
+            schema = zendesk_spec.spec_dict()["components"]["schemas"][
+                "ExportIncrementalTicketEventsResponse"]
+            assert set(body) == set(schema["properties"])
+            example = schema["example"]
+            assert example["next_page"].endswith(f"start_time={example['end_time']}")
+        assert body["count"] == len(body["ticket_events"]) == EXPORT_PAGE
+        assert body["end_time"] == start and body["end_of_stream"] is False
+        assert body["next_page"].endswith(f"start_time={start}")
+        again, _ = page(body["end_time"])
+        assert again["ticket_events"] == body["ticket_events"]  # the same page again
+        rest, _ = page(start + 1)
+        assert rest["ticket_events"] == [] and rest["end_of_stream"] is True
+        desk.now += 1
+        assert [e["ticket_id"] for e in page(start + 1)[0]["ticket_events"]] == [1201]
+    finally:
+        desk.stop()
