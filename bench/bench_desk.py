@@ -185,8 +185,10 @@ policy = load_policy(policy_path)
 evaluations = [evaluate(r, policy, now) for r in records]
 variables = [e.variables() for e in evaluations]
 rules = [rule.as_engine_rule() for rule in policy.rules]
-# The computation itself, past the calendar's small memo of recent spans (if it has one).
-pairs = [(getattr(e.calendar, "_business_seconds", e.calendar.business_seconds),
+# The computation itself, past the calendar's small memo of recent spans where it has one
+# (code before the running totals of rules.calendar's _Flat, which keep no memo).
+pairs = [(e.calendar.business_seconds if hasattr(e.calendar, "_flat") else
+          getattr(e.calendar, "_business_seconds", e.calendar.business_seconds),
           e.record.created_at) for e in evaluations]
 
 def baseline():

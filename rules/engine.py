@@ -11,7 +11,7 @@ collect intents.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,13 +36,14 @@ from sla_sync.rules.clock import (
     timeline_until,
 )
 from sla_sync.rules.conditions import Asked, Check, Compiler
+from sla_sync.rules.durations import Target
 from sla_sync.rules.extensions import NONE, extensions_of
 from sla_sync.rules.gates import replay
 from sla_sync.rules.load import Load
 from sla_sync.rules.mark import SlaMark
 from sla_sync.rules.ola import OlaState, ola_facts, run_olas
 from sla_sync.rules.overrides import scale_for
-from sla_sync.rules.policy import Policy, Rule, Sla
+from sla_sync.rules.policy import ClockRules, Policy, Rule, Sla
 from sla_sync.rules.variables import RecordVariables, custom_facts
 
 
@@ -87,6 +88,8 @@ def record_facts(record: Record, now: datetime,
 
 
 NO_LOAD = Load()  # outside a sync (test, backtest): every load variable reads 0
+_NO_LOAD_FACTS = NO_LOAD.facts("")  # the same for every group
+_NO_OLA_FACTS = ola_facts(())  # what the OLA variables read when no OLA applies
 
 _CLOCK_FACT_NAMES = {target: tuple(f"{target}_{suffix}" for suffix in (
     "minutes_left", "elapsed_pct", "breached", "met", "paused", "business_minutes_elapsed",
@@ -108,12 +111,13 @@ class Clocks(Mapping[str, Clock]):
     their start: each is built the first time it is asked for, so an evaluation that only
     reads their facts (copied, clock_facts) never builds them."""
 
-    __slots__ = ("ran", "_idle", "_calendar", "_start")
+    __slots__ = ("ran", "_idle", "_built", "_calendar", "_start")
 
-    def __init__(self, ran: dict[str, Clock], idle: Iterable[str], calendar: Calendar,
+    def __init__(self, ran: dict[str, Clock], idle: frozenset[str], calendar: Calendar,
                  start: datetime):
         self.ran = ran  # the clocks that ran (with a target or without), by target
-        self._idle: dict[str, Clock | None] = dict.fromkeys(idle)  # -> its clock, once built
+        self._idle = idle
+        self._built: dict[str, Clock] | None = None  # the idle ones asked for so far
         self._calendar = calendar
         self._start = start
 
@@ -123,9 +127,11 @@ class Clocks(Mapping[str, Clock]):
             return found
         if target not in self._idle:
             raise KeyError(target)
-        built = self._idle[target]
+        if self._built is None:
+            self._built = {}
+        built = self._built.get(target)
         if built is None:
-            built = self._idle[target] = no_target(target, self._calendar, self._start)
+            built = self._built[target] = no_target(target, self._calendar, self._start)
         return built
 
     def __iter__(self) -> Iterator[str]:
@@ -196,6 +202,58 @@ class Compiled:
     gates: Mapping[tuple[int, str], Mapping[str, Check | None]]
     #: The targets whose variables some rule reads (their clocks run without a target too).
     read: frozenset[str]
+    #: (SLA index, id of its targets for a record, every) -> which clocks run (_Run)
+    runs: dict[tuple[int, int, bool], _Run] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Which clocks run under one SLA's targets: (target, its goal, pause statuses, own
+    conditions) each; the idle targets; and the targets, held so that their id stays
+    theirs."""
+
+    clocks: tuple[tuple[str, Target | None, frozenset[str], ClockRules | None], ...]
+    idle: frozenset[str]
+    targets: Mapping[str, Target]
+    #: (target, id of a calendar) -> the calendar (held: the id stays its own) and the
+    #: target's seconds on it, unscaled and not extended
+    _seconds: dict[tuple[str, int], tuple[Calendar, int]] = field(default_factory=dict)
+
+    def seconds(self, target: str, goal: Target, calendar: Calendar) -> int:
+        """round(goal.seconds_on(calendar) * 1.0), as run_clocks works it out unscaled and
+        not extended: the same for every record on that calendar."""
+        found = self._seconds.get((target, id(calendar)))
+        if found is None or found[0] is not calendar:
+            if len(self._seconds) >= 64:  # calendars are the policy's: a few
+                self._seconds.clear()
+            found = self._seconds[target, id(calendar)] = (
+                calendar, round(goal.seconds_on(calendar) * 1.0))
+        return found[1]
+
+
+_NO_TARGETS: Mapping[str, Target] = {}
+
+
+def _run_of(found: Compiled, sla: Sla | None, targets: Mapping[str, Target],
+            every: bool) -> _Run:
+    """A target the SLA does not set runs (without a target) only where it is first
+    response or resolution, a rule reads its variables, or `every` asks for all."""
+    key = (-1 if sla is None else sla.index, id(targets), every)
+    run = found.runs.get(key)
+    if run is None or run.targets is not targets:
+        clocks = []
+        idle = []
+        for target in ALL_TARGETS:
+            goal = targets.get(target)
+            if goal is None and not every and target not in TARGETS \
+                    and target not in found.read:
+                idle.append(target)
+                continue
+            clocks.append((target, goal,
+                           pause_statuses_of(target, sla.pause_statuses if sla else ()),
+                           sla.clocks.get(target) if sla is not None else None))
+        run = found.runs[key] = _Run(tuple(clocks), frozenset(idle), targets)
+    return run
 
 
 _COMPILED: dict[int, Compiled] = {}
@@ -281,23 +339,17 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     if sla is not None and mark is not None and sla.on_target_change == "restart" \
             and mark.since > record.created_at:
         start, start_reason = mark.since, f"came under SLA {sla.name!r}"
-    targets = {} if sla is None else sla.targets_for(record)
+    targets = _NO_TARGETS if sla is None else sla.targets_for(record)
     # An agent's extension moves the due time where the target is chosen (rules.extensions)
     extensions = extensions_of(record) if targets else NONE
     # an override's targets_scale, for records created within its range
     scale = scale_for(policy.overrides, record.created_at)[0] if policy.overrides else 1.0
     found = compiled(policy)
+    run = _run_of(found, sla, targets, every)
     # the clocks without gates of the same pause statuses replay the same periods
     shared: dict[frozenset[str], tuple[list[Period], tuple[datetime | None, str]]] = {}
     ran: dict[str, Clock] = {}
-    idle = []
-    for target in ALL_TARGETS:
-        goal = targets.get(target)
-        if goal is None and not every and target not in TARGETS and target not in found.read:
-            idle.append(target)
-            continue
-        pauses = pause_statuses_of(target, sla.pause_statuses if sla else ())
-        rules = sla.clocks.get(target) if sla is not None else None
+    for target, goal, pauses, rules in run.clocks:
         gates = () if rules is None else replay(
             record, now, facts or record_facts(record, now, policy.fields), rules,
             found.gates[sla.index, target])  # type: ignore[union-attr]
@@ -308,12 +360,13 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
                 periods = periods_of(timeline, pauses, policy.closed_statuses)
                 found_periods = shared[pauses] = periods, final_stop(record, periods, now)
             periods, final = found_periods
-        seconds = None if goal is None else round(goal.seconds_on(calendar) * scale) + \
-            extensions.seconds(target, calendar)
+        seconds = None if goal is None else run.seconds(target, goal, calendar) \
+            if scale == 1.0 and extensions is NONE else \
+            round(goal.seconds_on(calendar) * scale) + extensions.seconds(target, calendar)
         ran[target] = run_clock(record, target, seconds, calendar, pauses,
                                 policy.closed_statuses, now, start, timeline, gates,
                                 start_reason, periods, final)
-    return calendar, Clocks(ran, idle, calendar, start or record.created_at)
+    return calendar, Clocks(ran, run.idle, calendar, start or record.created_at)
 
 
 def sla_and_clocks(record: Record, policy: Policy, now: datetime,
@@ -336,7 +389,7 @@ def evaluate(record: Record, policy: Policy, now: datetime,
     """`previous` is the SLA mark stored for the record by the last sync, if any; `load`
     the sync's figures for the load variables (none: all 0)."""
     facts = record_facts(record, now, policy.fields)
-    facts.update((load or NO_LOAD).facts(record.group))
+    facts.update(_NO_LOAD_FACTS if load is None else load.facts(record.group))
     variables = RecordVariables(facts)
     # The record's own answers from the SLA match stay valid for its rules: the clock facts
     # are added to the same dict, and no record fact changes.
@@ -344,10 +397,10 @@ def evaluate(record: Record, policy: Policy, now: datetime,
     sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous, facts, asked)
     olas = run_olas(record, policy, now, facts)
     facts.update(clock_facts(clocks))
-    facts.update(ola_facts(olas))
+    facts.update(ola_facts(olas) if olas else _NO_OLA_FACTS)
     facts["sla"] = sla.name if sla else ""
     facts["in_business_hours"] = calendar.is_open(now)
-    placeholders = _Placeholders(record, facts, clocks, calendar)
+    placeholders = None
     outcomes = []
     for rule, check, engine_rule, not_fired in compiled(policy).rules:
         if rule.during is not None and not rule.during[0] <= now < rule.during[1]:
@@ -356,6 +409,8 @@ def evaluate(record: Record, policy: Policy, now: datetime,
         fired = check(asked) if check is not None else \
             br_engine.check_conditions_recursively(rule.conditions, variables)
         if fired:
+            if placeholders is None:
+                placeholders = _Placeholders(record, facts, clocks, calendar)
             collector = ActionCollector(placeholders)
             br_engine.do_actions(engine_rule["actions"], collector)
             outcomes.append(RuleOutcome(rule, True, tuple(collector.intents)))
