@@ -927,19 +927,21 @@ def _survey_framed(content: bytes, first: int, last: int, digest: bytes,
     from `latest` when it is the text that stood at its place or (many of them) any text
     `latest` knew, else parsed. Raises _NotAlone when a text is not one JSON value."""
     survey = Survey(digest, "json", [], [], [], [], [])
-    starts: list[int] = []
     texts: dict[int, bytes] = {}  # position -> its text, for texts cut one by one
     kept: dict[int, tuple[bytes, int]] = {}  # block -> (hash, records), found in place
     at = first + 1
     if latest is not None and latest.blocks:
-        at = _walk_blocks(content, at, last, latest, survey, starts, texts, kept)
+        at = _walk_blocks(content, at, last, latest, survey, texts, kept)
     if at <= last:  # past the blocks known: cut the rest at once
-        for text in content[at:last].split(b",\n"):
-            texts[len(starts)] = text
-            _frame_one(survey, starts, at, len(text))
-            at += len(text) + 2
-    count = len(starts)
+        rest = content[at:last].split(b",\n")
+        texts.update(zip(itertools.count(len(survey.lengths)), rest))
+        survey.lengths.extend(map(len, rest))
+        survey.hashes.extend([b""] * len(rest))
+        survey.ids.extend([None] * len(rest))
+        survey.stamps.extend([None] * len(rest))
+    count = len(survey.lengths)
     survey.gaps = [first + 1] + [2] * (count - 1)
+    starts = survey.starts()
     made: dict[int, Record] = {}
     refused: dict[int, RecordError] = {}
     raws: dict[int, Any] = {}
@@ -962,18 +964,8 @@ def _survey_framed(content: bytes, first: int, last: int, digest: bytes,
     return survey, made, refused, raws, starts
 
 
-def _frame_one(survey: Survey, starts: list[int], start: int, length: int) -> None:
-    """One more record, cut from the file at `start`: what it is is found later."""
-    starts.append(start)
-    survey.lengths.append(length)
-    survey.hashes.append(b"")
-    survey.ids.append(None)
-    survey.stamps.append(None)
-
-
 def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
-                 starts: list[int], texts: dict[int, bytes],
-                 kept: dict[int, tuple[bytes, int]]) -> int:
+                 texts: dict[int, bytes], kept: dict[int, tuple[bytes, int]]) -> int:
     """Walk the texts from `at` (to `end`) block by block of `old`: a block whose bytes,
     from where the records before it ended, hash as before and end where a text ends, is
     those records (their texts, ids, stamps and refusals taken from `old`); in any other,
@@ -982,17 +974,16 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
     view = memoryview(content)
     old_starts = old.starts()
     count = len(old.lengths)
+    lengths, hashes, ids, stamps = survey.lengths, survey.hashes, survey.ids, survey.stamps
     for k, hashed in enumerate(old.blocks):
         if at > end:
             break
         low, high = k * BLOCK, min(k * BLOCK + BLOCK, count)
-        origin = old_starts[low]
-        stop = at + old_starts[high - 1] + old.lengths[high - 1] - origin
+        stop = at + old_starts[high - 1] + old.lengths[high - 1] - old_starts[low]
         if stop <= end and (stop == end or content.startswith(b",\n", stop)) \
                 and text_hash(view[at:stop]) == hashed:
-            position, shift = len(starts), at - origin
-            starts.extend([start + shift for start in old_starts[low:high]])
-            survey.lengths.extend(old.lengths[low:high])
+            position = len(lengths)
+            lengths.extend(old.lengths[low:high])
             survey.hashes.extend(old.hashes[low:high])
             survey.ids.extend(old.ids[low:high])
             survey.stamps.extend(old.stamps[low:high])
@@ -1003,14 +994,17 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
                 kept[k] = (hashed, high - low)
             at = stop + 2
             continue
-        for _ in range(low, high):
+        for _ in range(low, high):  # what it is is found later
             if at > end:
                 break
             stop = content.find(b",\n", at, end)
             if stop < 0:
                 stop = end
-            texts[len(starts)] = content[at:stop]
-            _frame_one(survey, starts, at, stop - at)
+            texts[len(lengths)] = content[at:stop]
+            lengths.append(stop - at)
+            hashes.append(b"")
+            ids.append(None)
+            stamps.append(None)
             at = stop + 2
     return at
 

@@ -51,6 +51,7 @@ import hashlib
 import itertools
 import json
 import os
+import struct
 import sys
 from array import array
 from collections import Counter
@@ -99,12 +100,16 @@ class Survey:
     shared: dict[str, list[int]] | None = None  # twins(), once known (a rewrite keeps ids)
     blocks: list[bytes] = field(default_factory=list)  # SHA-1 of each BLOCK of records'
     # bytes, from the first text's start to the last one's end (JSON layout; []: none known)
+    offsets: list[int] | None = None  # starts(), once known (until a change)
 
     def starts(self) -> list[int]:
         """Byte offset of each record's text."""
-        ends = list(itertools.accumulate(
-            (gap + length for gap, length in zip(self.gaps, self.lengths, strict=True))))
-        return [end - length for end, length in zip(ends, self.lengths, strict=True)]
+        if self.offsets is None or len(self.offsets) != len(self.lengths):
+            ends = list(itertools.accumulate(
+                (gap + length for gap, length in zip(self.gaps, self.lengths, strict=True))))
+            self.offsets = [end - length
+                            for end, length in zip(ends, self.lengths, strict=True)]
+        return self.offsets
 
     def known(self) -> dict[bytes, tuple[str | None, int]]:
         """Text SHA-1 -> (id, updated_at) of the texts known as usable records."""
@@ -116,6 +121,10 @@ class Survey:
     def twins(self) -> dict[str, list[int]]:
         """Ids held by more than one record -> their positions."""
         if self.shared is not None:
+            return self.shared
+        distinct = set(self.ids)
+        if len(distinct) == len(self.ids) - max(0, self.ids.count(None) - 1):
+            self.shared = {}  # every id once (None aside): the usual case, found in C
             return self.shared
         shared = {key for key, count in Counter(self.ids).items()
                   if count > 1 and key is not None}
@@ -142,6 +151,8 @@ class Survey:
         SHA-1, id, updated_at, length); `signature` is the new file's, when known; `blocks`
         the new hashes of the blocks those records are in (without them, no block is known
         any more)."""
+        if changes:
+            self.offsets = None
         for position, hashed, record_id, stamp, length in changes:
             self.hashes[position] = hashed
             self.ids[position] = record_id
@@ -218,10 +229,10 @@ class Survey:
         stamped: list[int | None] = stamps  # type: ignore[assignment]
         for position in problems:
             stamped[position] = None
-        return cls(bytes.fromhex(data["file"]), layout, gaps, lengths,
-                   [hashes[n:n + 20] for n in range(0, 20 * count, 20)], ids, stamped,
-                   problems, signature=_signature_of(data["signature"]), shared=twins,
-                   blocks=[hashes[n:n + 20] for n in range(20 * count, len(hashes), 20)])
+        digests = [hashed for hashed, in struct.iter_unpack("20s", hashes)]
+        return cls(bytes.fromhex(data["file"]), layout, gaps, lengths, digests[:count], ids,
+                   stamped, problems, signature=_signature_of(data["signature"]),
+                   shared=twins, blocks=digests[count:])
 
 
 def _signature_of(value: object) -> tuple[int, ...]:
