@@ -2,13 +2,16 @@
 
 This module and the CLI are the only places that know both a connector and the rules.
 Order of a run:
-1. fetch the pages changed since the cursor into the record mirror;
+1. fetch the pages changed since the cursor into the record mirror, planning each page's
+   records as it is mirrored (but those with a pending write, and every record under rules
+   that read the whole desk: `_page_wise`);
 2. settle any write an earlier run left pending (a crash, an answer that never came): read
    the record back from the helpdesk, with its notes; applied: record it; not applied:
    drop it and plan again; not readable now: keep it pending and leave the record alone;
-3. plan the records read and those whose wake-up time has come (rules/wake.py: when time
-   alone can next change what the rules say), so that time alone makes SLA rules fire; all
-   of them under another policy, an earlier `now` than before, or `full`;
+3. plan the records read and not planned yet, and those whose wake-up time has come
+   (rules/wake.py: when time alone can next change what the rules say), so that time alone
+   makes SLA rules fire; all of them under another policy, an earlier `now` than before,
+   or `full`;
 4. for each batch of non-empty changes: journal the batch in one transaction, send it, then
    record its activations and audit rows in one transaction (plans that write nothing are
    committed together, in batches);

@@ -734,53 +734,37 @@ class StateStore:
         at = format_instant(now)
         results = list(results)
         durable = any(outcome.get("notify") for _, outcome, _ in results)
+        rows = _ledger_rows(run_id, results, at)
         with self.transaction(durable=durable):
-            for record_id, outcome, written in results:
-                self._commit_one(run_id, record_id, outcome, at, written)
-            self.db.executemany(
-                "UPDATE records SET wake_at = ? WHERE id = ? AND updated_at = ?",
-                [(NEVER if wake is None else format_instant(wake.replace(microsecond=0)),
-                  record.id, format_instant(record.updated_at)) for record, wake in wakes])
+            self._write_rows(rows, wakes)
 
-    def _commit_one(self, run_id: int, record_id: str, outcome: dict[str, Any], at: str,
-                    written: Record | None) -> None:
-        for rule in outcome.get("activated", ()):
-            self._set_active(record_id, rule, True, at, run_id)
-        for rule in outcome.get("deactivated", ()):
-            self._set_active(record_id, rule, False, at, run_id)
+    def _write_rows(self, rows: dict[str, list[tuple[Any, ...]]],
+                    wakes: Iterable[tuple[Record, datetime | None]]) -> None:
+        """Inside `commit`'s transaction: one statement per table for the whole batch, the
+        rows in the order given, so a record's later result in a batch wins, as one by one."""
         self.db.executemany(
-            "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after,"
-            " kind, reverts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, at, record_id, s["rule"], s["action"], s["field"],
-              _json(s["before"]), _json(s["after"]), s.get("kind", "sync"), s.get("reverts"))
-             for s in outcome.get("writes", ())])
-        self.db.executemany(
-            "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, record_id, n["rule"], n["webhook"], n["text"], at,
-              _json(n["data"]) if n.get("data") is not None else None)
-             for n in outcome.get("notify", ())])
-        mark = outcome.get("sla_mark")
-        if mark is not None:
-            self.db.execute(
-                "INSERT INTO sla_marks (record_id, sla, since) VALUES (?, ?, ?)"
-                " ON CONFLICT (record_id) DO UPDATE SET sla = excluded.sla,"
-                " since = excluded.since", (record_id, mark["sla"], mark["since"]))
-        if written is not None:
-            self.db.execute(
-                "UPDATE records SET status = ?, updated_at = ?, data = ?,"
-                " wake_at = NULL WHERE id = ?",
-                (written.status, format_instant(written.updated_at),
-                 _json(written.to_dict()), record_id))
-        self.db.execute("DELETE FROM pending WHERE record_id = ?", (record_id,))
-
-    def _set_active(self, record_id: str, rule: str, active: bool, at: str,
-                    run_id: int) -> None:
-        self.db.execute(
             "INSERT INTO activations (record_id, rule, active, changed_at, run_id)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (record_id, rule) DO UPDATE SET"
             " active = excluded.active, changed_at = excluded.changed_at,"
-            " run_id = excluded.run_id", (record_id, rule, int(active), at, run_id))
+            " run_id = excluded.run_id", rows["activations"])
+        self.db.executemany(
+            "INSERT INTO audit (run_id, at, record_id, rule, action, field, before, after,"
+            " kind, reverts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows["audit"])
+        self.db.executemany(
+            "INSERT INTO outbox (run_id, record_id, rule, webhook, text, created_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", rows["outbox"])
+        self.db.executemany(
+            "INSERT INTO sla_marks (record_id, sla, since) VALUES (?, ?, ?)"
+            " ON CONFLICT (record_id) DO UPDATE SET sla = excluded.sla,"
+            " since = excluded.since", rows["marks"])
+        self.db.executemany(
+            "UPDATE records SET status = ?, updated_at = ?, data = ?,"
+            " wake_at = NULL WHERE id = ?", rows["written"])
+        self.db.executemany("DELETE FROM pending WHERE record_id = ?", rows["done"])
+        self.db.executemany(
+            "UPDATE records SET wake_at = ? WHERE id = ? AND updated_at = ?",
+            [(NEVER if wake is None else format_instant(wake.replace(microsecond=0)),
+              record.id, format_instant(record.updated_at)) for record, wake in wakes])
 
     # -- the notification outbox ---------------------------------------------------------
 
@@ -841,6 +825,36 @@ class StateStore:
                  figures.get("evaluated", 0), figures.get("changed", 0),
                  figures.get("writes", 0), figures.get("skipped", 0), figures.get("errors", 0),
                  duration_ms, message, run_id))
+
+
+def _ledger_rows(run_id: int, results: list[tuple[str, dict[str, Any], Record | None]],
+                 at: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows `StateStore.commit` writes for a batch of results, by table: activations,
+    audit rows, notifications, SLA marks, the records as written, and the pending writes
+    they end."""
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        "activations": [], "audit": [], "outbox": [], "marks": [], "written": [], "done": []}
+    for record_id, outcome, written in results:
+        rows["activations"].extend((record_id, rule, 1, at, run_id)
+                                   for rule in outcome.get("activated", ()))
+        rows["activations"].extend((record_id, rule, 0, at, run_id)
+                                   for rule in outcome.get("deactivated", ()))
+        rows["audit"].extend(
+            (run_id, at, record_id, s["rule"], s["action"], s["field"], _json(s["before"]),
+             _json(s["after"]), s.get("kind", "sync"), s.get("reverts"))
+            for s in outcome.get("writes", ()))
+        rows["outbox"].extend(
+            (run_id, record_id, n["rule"], n["webhook"], n["text"], at,
+             _json(n["data"]) if n.get("data") is not None else None)
+            for n in outcome.get("notify", ()))
+        mark = outcome.get("sla_mark")
+        if mark is not None:
+            rows["marks"].append((record_id, mark["sla"], mark["since"]))
+        if written is not None:
+            rows["written"].append((written.status, format_instant(written.updated_at),
+                                    _json(written.to_dict()), record_id))
+        rows["done"].append((record_id,))
+    return rows
 
 
 def _of_ids(query: str, ids: Iterable[str] | None) -> tuple[str, tuple[str, ...]]:

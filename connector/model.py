@@ -119,7 +119,9 @@ def check_text(value: str, what: str) -> None:
 
 
 def format_instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    # Most instants are UTC already (parse_instant makes them so); astimezone would give
+    # the same one back, at the price of a call made about a dozen times per record.
+    return value.isoformat() if value.tzinfo is UTC else value.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,15 @@ def patch(point: str) -> None:
 
         FileHelpdesk.apply_many = apply_many  # type: ignore[method-assign]
     elif point == "transaction":
-        real_set_active = StateStore._set_active
+        real_write_rows = StateStore._write_rows
 
-        def set_active(self: StateStore, *args: Any) -> None:
+        def write_rows(self: StateStore, rows: Any, wakes: Any) -> None:
             assert self.db.in_transaction
-            pause(point)
-            real_set_active(self, *args)
+            if rows["activations"]:  # the first transaction that records a rule's activation
+                pause(point)
+            real_write_rows(self, rows, wakes)
 
-        StateStore._set_active = set_active  # type: ignore[method-assign]
+        StateStore._write_rows = write_rows  # type: ignore[method-assign]
     elif point != "none":
         raise SystemExit(f"unknown pause point {point!r}")
 
