@@ -673,8 +673,7 @@ class Zendesk:
         for index, raw in enumerate(body["tickets"]):
             ticket_id = raw.get("id") if isinstance(raw, Mapping) else None
             if _whole(ticket_id) and self._suspect(raw, position):
-                history, _, talk = self._audits(str(ticket_id))
-                position.fix(str(ticket_id), history, talk)
+                self._audit_story(str(ticket_id), position, notices)
             try:
                 records.append(self._record(raw, metrics.get(ticket_id),
                                             position.history.get(str(ticket_id), []),
@@ -683,6 +682,21 @@ class Zendesk:
             except RecordError as exc:
                 problems.append(exc)
         return records, problems
+
+    def _audit_story(self, ticket: str, position: Position, notices: Notices) -> None:
+        """A ticket's story from its audits, in place of what the events told. A ticket
+        whose audits Zendesk refuses (deleted since the export, say) keeps what the events
+        told, with a notice; a helpdesk-wide failure stops the fetch."""
+        try:
+            history, _, talk = self._audits(ticket)
+        except ConnectorError as exc:
+            if exc.record_id != ticket or exc.retriable:
+                raise
+            position.suspects.discard(ticket)
+            notices.append(f"ticket {ticket}: its audits could not be read ({exc}): its "
+                           "history may miss events of a busy second")
+            return
+        position.fix(ticket, history, talk)
 
     @staticmethod
     def _suspect(raw: Mapping[str, Any], position: Position) -> bool:
