@@ -4,7 +4,7 @@
   are kept. It is parsed whole and held in memory between calls for as long as the file
   still holds exactly what this connector last read or wrote (a content digest says so);
   an edit by anyone else is read afresh. Rewrites put one record per line, encoded once
-  and re-encoded only when it changes.
+  and re-encoded only when it changes; the other records' bytes are copied as read.
 - JSON Lines (`*.jsonl`): one record per line, read and rewritten as a stream: the text is
   never held whole. What is held: the Records a fetch returns (it sorts them by
   updated_at), and an index from id to the byte offset of its line. A rewrite copies the
@@ -14,10 +14,12 @@
 A read parses only what changed: beside the file the connector keeps its index
 (connector/file_index.py), and a fetch builds Records only for texts it has not seen
 before and for the records after the cursor, while answering exactly as a parse of every
-record would (an unusable record is reported at every fetch, edited or not). A file whose
-stat signature (inode, size, modification and change times) is the one the index noted
-when this connector last read it whole or wrote it is not read at all: only the texts of
-the records a fetch returns are, and their SHA-1s checked.
+record would (an unusable record is reported at every fetch, edited or not); a JSON file
+someone else rewrote is walked block by block of records, and only the blocks whose bytes
+changed are cut into texts. A file whose stat signature (inode, size, modification and
+change times) is the one the index noted when this connector last read it whole or wrote
+it is not read at all: only the texts of the records a fetch returns are, and their
+SHA-1s checked.
 
 Records are found by id through an index, never by scanning. Every write rewrites the
 file atomically (a temporary file in the same folder, fsync, then a rename), once per
