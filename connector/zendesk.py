@@ -1280,28 +1280,28 @@ def _first_reply(created_at: datetime, metric: Mapping[str, Any]) -> datetime | 
     return None
 
 
+def _unix_time(item: Mapping[str, Any], stamp: str, text: str,
+               default: int | None = None) -> int | None:
+    """An item's Unix time: its whole-number `stamp` key, else its ISO `text` key;
+    `default` if it has neither."""
+    value = item.get(stamp)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(parse_instant(item.get(text), text).timestamp())
+    except ValueError:
+        return default
+
+
 def _export_time(ticket: Mapping[str, Any], before: int | None) -> int | None:
     """Where a ticket stands in the cursor-based export's order: its `generated_timestamp`,
     else its `updated_at`; `before` if it has neither."""
-    stamp = ticket.get("generated_timestamp")
-    if isinstance(stamp, int) and not isinstance(stamp, bool):
-        return stamp
-    try:
-        return int(parse_instant(ticket.get("updated_at"), "updated_at").timestamp())
-    except ValueError:
-        return before
+    return _unix_time(ticket, "generated_timestamp", "updated_at", before)
 
 
 def _event_time(event: Mapping[str, Any]) -> int | None:
-    """A ticket event's (or audit's) Unix time: `timestamp`, else `created_at`; None if
-    neither is one."""
-    stamp = event.get("timestamp")
-    if isinstance(stamp, int) and not isinstance(stamp, bool):
-        return stamp
-    try:
-        return int(parse_instant(event.get("created_at"), "created_at").timestamp())
-    except ValueError:
-        return None
+    """A ticket event's (or audit's) Unix time: `timestamp`, else `created_at`."""
+    return _unix_time(event, "timestamp", "created_at")
 
 
 def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str],
