@@ -1100,7 +1100,7 @@ class Zendesk:
         body = self.api.json("PUT", UPDATE_MANY, json={"tickets": [item for _, item in items]})
         try:
             job = _job_status(body, UPDATE_MANY)
-        except ConnectorError as exc:
+        except ConnectorError as exc:  # accepted, but what it became is not known
             job = {"id": "?", "status": "unreadable", "message": str(exc)}
         return job, [(index, item["id"]) for index, item in items]
 
@@ -1109,10 +1109,11 @@ class Zendesk:
         """Polls the jobs together until each is done, and gives each change its outcome. A
         job that failed as a whole, or is still running after job_timeout, leaves its
         tickets' outcomes unknown: they are read back to settle them."""
-        status = {str(job["id"]): job for job, _ in jobs}
+        # By place, not by id: an answer that named no job has none.
+        status = [job for job, _ in jobs]
         delays = poll_delays(self.job_timeout, JOB_FIRST_POLL, JOB_MAX_POLL)
         waited, unpolled = 0.0, ""
-        while running := [i for i, job in status.items() if job.get("status") in
+        while running := [n for n, job in enumerate(status) if job.get("status") in
                           ("queued", "working")]:
             delay = next(delays, None)
             if delay is None:
@@ -1121,12 +1122,13 @@ class Zendesk:
             self.api.sleep(delay)
             waited += delay
             try:
-                status.update(self._poll(running))
+                answers = self._poll([str(status[n]["id"]) for n in running])
             except ConnectorError as exc:
                 unpolled = f"when its status could not be read ({exc})"
                 break
-        for job, items in jobs:
-            job = status[str(job["id"])]
+            for n in running:
+                status[n] = answers.get(str(status[n]["id"]), status[n])
+        for job, (_, items) in zip(status, jobs, strict=True):
             if job.get("status") == "completed":
                 by_id: dict[int, Mapping[str, Any]] = {}
                 by_index: dict[int, Mapping[str, Any]] = {}
