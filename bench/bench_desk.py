@@ -22,7 +22,8 @@ child process and prints one table:
   record's creation to now on its SLA's calendar).
 
 `--eval-only` skips the syncs; `--profile N` prints where one evaluation pass spends its
-time (cProfile, the N costliest calls by cumulative time). `--code DIR` runs another
+time (cProfile, the N costliest calls by cumulative time); `--profile-syncs DIR` runs
+each sync under cProfile and keeps its statistics in DIR. `--code DIR` runs another
 checkout's code (e.g. `git archive main | tar -x -C DIR`) with
 this bench, for before/after columns. Desks and state live in a temporary folder that is
 removed afterwards (`--keep` keeps it).
@@ -142,13 +143,17 @@ BOOT = ("import os, sys; sys.meta_path[:] = [f for f in sys.meta_path "
         "sys.path.insert(0, os.environ['BENCH_CODE']); ")
 
 
-def run_cli(code: Path, config: Path, now: datetime) -> tuple[float, float, int, str]:
+def run_cli(code: Path, config: Path, now: datetime, profile_to: Path | None = None,
+            ) -> tuple[float, float, int, str]:
     """(wall seconds, CPU seconds, peak RSS in KiB, the summary it printed) of one
-    `sla-sync run`."""
+    `sla-sync run`; with `profile_to`, run under cProfile, its statistics written there
+    (its seconds are then the profiled run's)."""
+    main = "main()" if profile_to is None else \
+        f"import cProfile; cProfile.run('main()', {str(profile_to)!r})"
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-c",
-         BOOT + "from sla_sync.sync import main; sys.argv[0] = 'sla-sync'; main()",
+         BOOT + "from sla_sync.sync import main; sys.argv[0] = 'sla-sync'; " + main,
          "run", "--config", str(config), "--now", now.isoformat()],
         env={**child_env(code), "BENCH_ZENDESK_TOKEN": ZENDESK_TOKEN}, cwd=config.parent,
         stdout=subprocess.PIPE,
@@ -277,7 +282,8 @@ class FakeZendesk:
 
 
 def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
-               eval_only: bool, profile: int, helpdesk: str = "file") -> None:
+               eval_only: bool, profile: int, helpdesk: str = "file",
+               profile_syncs: Path | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="sla-sync-desk-"))
     fake = None
     try:
@@ -309,7 +315,9 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
                 fake.post("/bench/advance", {"seconds": 61})  # past the export's minute
             elif share is not None:
                 in_helper("touch", str(desk), str(share))
-            seconds, cpu, rss, err = run_cli(code, config, now)
+            seconds, cpu, rss, err = run_cli(
+                code, config, now, None if profile_syncs is None else
+                profile_syncs / f"{size}-{label.split(',')[0].replace(' ', '-')}.prof")
             found = SUMMARY.search(err)
             evaluated, _, writes = (int(g) for g in found.groups()) if found else (-1, -1, -1)
             print(f"{label:<26} {seconds:>8.2f} {cpu:>7.2f} {rss / 1024:>12.0f} "
@@ -366,10 +374,17 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N costliest calls (cProfile, cumulative) of one "
                              "evaluation pass")
+    parser.add_argument("--profile-syncs", type=Path, default=None, metavar="DIR",
+                        help="run each sync under cProfile, its statistics written to DIR "
+                             "(SIZE-first-sync.prof, ...; read them with pstats); the "
+                             "seconds printed are then the profiled runs'")
     args = parser.parse_args()
+    if args.profile_syncs is not None:
+        args.profile_syncs = args.profile_syncs.resolve()
+        args.profile_syncs.mkdir(parents=True, exist_ok=True)
     for size in (parse_size(s) for s in args.sizes.split(",")):
         bench_size(size, args.format, args.code.resolve(), args.eval_records, args.keep,
-                   args.eval_only, args.profile, args.helpdesk)
+                   args.eval_only, args.profile, args.helpdesk, args.profile_syncs)
 
 
 if __name__ == "__main__":
