@@ -36,6 +36,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -603,18 +604,44 @@ class LoopDetected(ConnectorError):
 
 def follow(first: str, next_of: Callable[[Any, requests.Response], str | None],
            fetch: Callable[[str], tuple[Any, requests.Response]], where: str,
-           ) -> Iterator[Any]:
+           ahead: bool = False) -> Iterator[Any]:
     """Pages from `first` on: `next_of(body, response)` gives the next URL or token, None at
-    the end. A token seen twice is an error, never an endless loop."""
-    seen: set[str] = set()
-    token: str | None = first
-    while token is not None:
-        if token in seen:
-            raise LoopDetected(where, token)
-        seen.add(token)
-        body, response = fetch(token)
-        yield body
-        token = next_of(body, response)
+    the end. A token seen twice is an error, never an endless loop.
+
+    With `ahead`, the next page is read in a thread of its own while the caller works on
+    the one it was given, so that the helpdesk's time to answer overlaps the caller's: for
+    long exports whose `fetch` and `next_of` depend on nothing the caller does with a page
+    (`next_of` is called once the page is read, before the next read starts; `fetch` runs
+    in that thread, so it must not share a throttle with requests the caller makes
+    meanwhile). A read that fails raises when its page is asked for, after the caller has
+    finished with the pages before it; a caller that stops early waits for the read in
+    flight, and its page is dropped."""
+    if not ahead:
+        seen: set[str] = set()
+        token: str | None = first
+        while token is not None:
+            if token in seen:
+                raise LoopDetected(where, token)
+            seen.add(token)
+            body, response = fetch(token)
+            yield body
+            token = next_of(body, response)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="sla-sync-read-ahead") as pool:
+        seen = {first}
+        reading: Future[tuple[Any, requests.Response]] | None = pool.submit(fetch, first)
+        while reading is not None:
+            body, response = reading.result()
+            reading, loop = None, None
+            token = next_of(body, response)
+            if token is not None and token in seen:
+                loop = LoopDetected(where, token)  # after this page, as without `ahead`
+            elif token is not None:
+                seen.add(token)
+                reading = pool.submit(fetch, token)
+            yield body
+            if loop is not None:
+                raise loop
 
 
 def link_next(response: requests.Response) -> str | None:

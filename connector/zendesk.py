@@ -584,6 +584,8 @@ class Zendesk:
         self.job_timeout = job_timeout
         self.jobs_at_once = jobs_at_once
         self.clock = clock
+        #: The exports' next page is read while the caller works on the last (`follow`).
+        self.read_ahead = True
         # A batch is as many jobs as may run at once: they are polled together.
         self.capabilities = Capabilities(bulk_writes=bulk_writes,
                                          batch_size=BATCH_SIZE * jobs_at_once
@@ -649,7 +651,11 @@ class Zendesk:
             return None if body.get("end_of_stream") is True or not isinstance(token, str) \
                 else token
 
-        for body in follow(position.tickets or "", after, read, "zendesk: ticket export"):
+        # Read ahead: the export's next page is asked for while this one is mirrored and
+        # evaluated (only the exports' client reads in that thread; audits and writes go
+        # through `self.api`, whose throttle is its own).
+        for body in follow(position.tickets or "", after, read, "zendesk: ticket export",
+                           ahead=self.read_ahead):
             if isinstance(body.get("after_cursor"), str):
                 position.tickets = body["after_cursor"]
             records, problems = self._page(body, position, notices)
@@ -753,7 +759,8 @@ class Zendesk:
 
         touched: set[str] = set()
         marker = _Marker(watch, position.suspects)
-        for body in follow(str(position.events), after, read, "zendesk: ticket event export"):
+        for body in follow(str(position.events), after, read, "zendesk: ticket event export",
+                           ahead=self.read_ahead):
             for event in body["ticket_events"]:
                 if not _collect(event, position.history, touched, position.talk):
                     unreadable += 1

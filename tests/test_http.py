@@ -207,13 +207,67 @@ def test_client_settings_are_checked_by_key():
     assert (http.timeout, http.throttle.per_minute) == (5.0, 10)
 
 
-def test_follow_stops_on_a_repeated_page_token():
-    pages = {"a": ("b", 1), "b": ("a", 2)}
+@pytest.mark.parametrize("ahead", [False, True])
+def test_follow_gives_every_page_once_and_stops_on_a_repeated_token_after_its_page(ahead):
+    pages = {"a": ("b", 1), "b": ("c", 2), "c": ("a", 3)}
     walked = follow("a", lambda body, _: body[0], lambda token: (pages[token], None),
-                    "testdesk tickets")
-    assert next(walked) == ("b", 1) and next(walked) == ("a", 2)
+                    "testdesk tickets", ahead=ahead)
+    assert [next(walked) for _ in range(3)] == [("b", 1), ("c", 2), ("a", 3)]
     with pytest.raises(LoopDetected, match="the API returned the same page token twice"):
         next(walked)
+
+
+def test_follow_ahead_reads_the_next_page_while_the_caller_works_on_this_one():
+    read_two = threading.Event()
+    asked: list[str] = []
+
+    def fetch(token: str) -> tuple[Any, None]:
+        asked.append(token)
+        if token == "2":
+            read_two.set()
+        return {"next": None if token == "3" else str(int(token) + 1)}, None
+
+    walked = follow("1", lambda body, _: body["next"], fetch, "testdesk", ahead=True)
+    assert next(walked) == {"next": "2"}
+    # Page 2 is read without being asked for (a bounded wait, not a sleep: it returns as
+    # soon as the read happened; without the read-ahead it would never happen here).
+    assert read_two.wait(10), "page 2 was not read while page 1 was being worked on"
+    assert list(walked) == [{"next": "3"}, {"next": None}]
+    assert asked == ["1", "2", "3"]
+
+
+def test_follow_ahead_raises_a_failed_read_only_when_its_page_is_asked_for():
+    def fetch(token: str) -> tuple[Any, None]:
+        if token == "2":
+            raise ConnectorError("testdesk: page 2 failed", retriable=True)
+        return {"next": "2"}, None
+
+    walked = follow("1", lambda body, _: body["next"], fetch, "testdesk", ahead=True)
+    assert next(walked) == {"next": "2"}  # the caller gets page 1 whole, to commit it
+    with pytest.raises(ConnectorError, match="page 2 failed"):
+        next(walked)
+
+
+def test_follow_ahead_stopped_early_waits_for_the_read_in_flight():
+    release, started = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def fetch(token: str) -> tuple[Any, None]:
+        if token == "2":
+            started.set()
+            assert release.wait(10)
+        done.append(token)
+        return {"next": str(int(token) + 1)}, None
+
+    walked = follow("1", lambda body, _: body["next"], fetch, "testdesk", ahead=True)
+    assert next(walked) == {"next": "2"}
+    assert started.wait(10)
+    closing = threading.Thread(target=walked.close)
+    closing.start()
+    release.set()
+    closing.join(10)
+    # The read in flight finished before close returned, and nothing more was read.
+    assert not closing.is_alive() and done == ["1", "2"]
 
 
 def test_link_next_reads_the_link_header(local_server):
