@@ -14,7 +14,9 @@ Order of a run:
    or `full`;
 4. for each batch of non-empty changes: journal the batch in one transaction, send it, then
    record its activations and audit rows in one transaction (plans that write nothing are
-   committed together, in batches);
+   committed together, in batches); a batch the helpdesk runs as jobs is settled while the
+   next one is planned (`connector.base.submit_many`), at the latest before a page holding
+   one of its records is mirrored and before step 2;
 5. move the cursor only when every write succeeded.
 On a state file that has never completed a run, `first_run="baseline"` replaces steps 4's
 writes: every rule whose conditions already hold on the record as read is recorded as
@@ -43,7 +45,7 @@ from sla_sync.connector import (
     RecordGone,
     WriteResult,
 )
-from sla_sync.connector.base import OutcomeUnknown, apply_each
+from sla_sync.connector.base import Answer, OutcomeUnknown, apply_each, submit_many
 from sla_sync.connector.model import (
     CUSTOM_FIELD_PREFIX,
     ChangeSet,
@@ -255,12 +257,17 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         _move_horizon(store, now)
         writer = _Writer(connector, policy, store, now, report, progress)
         on_page = _PageWise(writer, report, should_stop, None if full else now)
-        next_cursor = _read(connector, store, cursor, report, fetched, should_stop, progress,
-                            on_page)
+        try:
+            next_cursor = _read(connector, store, cursor, report, fetched, should_stop,
+                                progress, on_page)
+        except ConnectorError:
+            _settle_if_possible(writer)
+            raise
         if report.stopped:
-            writer.flush()
+            writer.drain()
             writer.finish()
             return
+        writer.settle_sent()  # this run's own writes are no earlier run's pending ones
         held = settle_pending(connector, store, report, now)
         load = None
     else:
@@ -285,7 +292,7 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
             break
         if record.id not in held:  # else its earlier write is unsettled: planning could repeat it
             _plan_one(writer, record, report, dry)
-    writer.flush()
+    writer.drain()
     writer.finish()
     progress("evaluating", {"done": report.evaluated, "total": writer.due})
     if full and not dry and not report.stopped:
@@ -327,6 +334,13 @@ class _PageWise:
         self.writer, self.report, self.should_stop = writer, report, should_stop
         self.due_by = due_by
 
+    def before(self, records: list[Record]) -> None:
+        """Before a page is mirrored: a batch in flight that holds one of its records is
+        settled first, so that the mirror takes the page's version after the write's."""
+        sending = self.writer.in_flight()
+        if sending and any(r.id in sending for r in records):
+            self.writer.settle_sent()
+
     def __call__(self, records: list[Record]) -> None:
         writer = self.writer
         taken = writer.store.take_fresh(records, self.due_by)
@@ -341,8 +355,7 @@ class _PageWise:
 
 def _read(connector: Connector, store: StateStore, cursor: str | None, report: RunReport,
           fetched: dict[str, Record], should_stop: Callable[[], bool],
-          progress: Progress, on_page: Callable[[list[Record]], None] | None = None,
-          ) -> str | None:
+          progress: Progress, on_page: _PageWise | None = None) -> str | None:
     """Step 1: the pages changed since `cursor` into the mirror (a dry run: into `fetched`),
     each handed to `on_page` once mirrored; the cursor after the last page read.
     `report.stopped` when asked to stop."""
@@ -362,6 +375,8 @@ def _read(connector: Connector, store: StateStore, cursor: str | None, report: R
         if report.dry_run:
             fetched.update((r.id, r) for r in page.records)
         else:
+            if on_page is not None:
+                on_page.before(page.records)
             store.mirror(page.records, report.run_id, page.problems)
         next_cursor = page.cursor
         progress("reading", {"pages": pages, "records": report.read + report.skipped})
@@ -452,6 +467,10 @@ class _Writer:
         capabilities = connector.capabilities
         self.batch_size = max(1, capabilities.batch_size) if capabilities.bulk_writes else 1
         self.pending: list[Plan] = []
+        #: The batch sent and not settled yet (the helpdesk runs it while the next records
+        #: are planned), with what gives its results.
+        self.sending: tuple[list[Plan], Answer] | None = None
+        self.overlaps = callable(getattr(connector, "submit_many", None))
         self.quiet: list[tuple[str, dict[str, Any], Record | None]] = []  # nothing to write
         self.wakes: list[tuple[Record, datetime | None]] = []
         self.wake_rules = Wakes(policy)
@@ -462,7 +481,7 @@ class _Writer:
     def load(self, ids: list[str]) -> None:
         """The ledger of the records about to be planned (one chunk at a time), keeping that
         of the planned writes not sent yet: a batch fills across chunks."""
-        waiting = {p.record.id for p in self.pending}
+        waiting = {p.record.id for p in self.pending} | self.in_flight()
         active = {key: value for key, value in self.active.items() if key in waiting}
         marks = {key: value for key, value in self.marks.items() if key in waiting}
         active.update(self.store.active_rules(ids))
@@ -539,10 +558,18 @@ class _Writer:
         if len(self.pending) >= self.batch_size:
             self.flush()
 
+    def in_flight(self) -> set[str]:
+        """The ids of the records whose batch is sent and not settled yet."""
+        return set() if self.sending is None else {p.record.id for p in self.sending[0]}
+
     def flush(self) -> None:
+        """Send the planned writes as one batch, once the batch sent before it is settled;
+        this one is settled by the next flush, or by `drain`. The helpdesk runs a batch
+        while the next one is planned."""
         batch, self.pending = self.pending, []
         if not batch:
             return
+        self.settle_sent()
         self.store.begin_write(self.report.run_id,
                                [(p.change, self.outcome(p)) for p in batch], self.now)
         self.progress("writing", {"done": self.sent, "total": self.queued})
@@ -551,11 +578,31 @@ class _Writer:
         try:
             if len(batch) == 1:
                 results = apply_each(self.connector, [batch[0].change], self.now)
+                answer: Answer = lambda: results  # noqa: E731
             else:
-                results = self.connector.apply_many([p.change for p in batch], self.now)
+                answer = submit_many(self.connector, [p.change for p in batch], self.now)
         except OutcomeUnknown as exc:
-            results = [WriteResult(p.record.id, error=OutcomeUnknown(
-                str(exc), record_id=p.record.id)) for p in batch]
+            answer = _unknown(batch, exc)
+        self.sending = (batch, answer)
+        if len(batch) == 1 or not self.overlaps:
+            self.settle_sent()  # written already: nothing to overlap
+
+    def drain(self) -> None:
+        """Send what is planned and settle every batch sent."""
+        self.flush()
+        self.settle_sent()
+
+    def settle_sent(self) -> None:
+        """Settle the batch sent last, if any: its outcomes in one transaction; then what
+        went wrong, record by record."""
+        if self.sending is None:
+            return
+        batch, answer = self.sending
+        self.sending = None
+        try:
+            results = answer()
+        except OutcomeUnknown as exc:
+            results = _unknown(batch, exc)()
         pairs = list(zip(batch, results, strict=True))
         # The batch's outcomes in one transaction; then what went wrong, record by record.
         done = [(p.record.id, self.outcome(p), result.record or _as_written(p))
@@ -674,6 +721,22 @@ class _Writer:
             self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
             return
         self.settle(again, WriteResult(fresh.id, written), retry=False)
+
+
+def _settle_if_possible(writer: _Writer) -> None:
+    """A fetch failed with a batch in flight: settle it if the helpdesk still answers (else
+    its journal entries are settled by the next run, by reading each record back)."""
+    try:
+        writer.settle_sent()
+    except ConnectorError as exc:
+        log.debug("the batch in flight could not be settled: %s", exc)
+
+
+def _unknown(batch: list[Plan], exc: OutcomeUnknown) -> Answer:
+    """The answer of a batch whose answer was lost: each record's outcome unknown."""
+    results = [WriteResult(p.record.id, error=OutcomeUnknown(str(exc), record_id=p.record.id))
+               for p in batch]
+    return lambda: results
 
 
 def desk_load(policy: Policy, store: StateStore, now: datetime) -> Load:

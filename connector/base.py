@@ -3,7 +3,7 @@ statement of what it can do."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -165,6 +165,27 @@ class Connector(Protocol):
         what the credentials may write, read without writing anything. ConnectorError when
         the helpdesk cannot be reached or refuses the credentials."""
         ...
+
+
+#: What `submit_many` hands back: called once, it gives the batch's results (waiting for
+#: them if need be), as apply_many would have returned them.
+Answer = Callable[[], list[WriteResult]]
+
+
+def submit_many(connector: Connector, changes: list[ChangeSet], now: datetime) -> Answer:
+    """Send a batch and return what gives its results, so that the caller can work on
+    while the helpdesk runs it. A connector whose bulk writes run as jobs on the helpdesk
+    (Zendesk's update_many) offers `submit_many(changes, now)` itself: the batch is sent
+    now, and its answer polls for the jobs' outcomes when called. For any other connector
+    the batch is written by apply_many now, and the answer only hands its results over.
+    Errors of the helpdesk itself raise where apply_many would raise them: at sending, or
+    when the answer is called."""
+    submit = getattr(connector, "submit_many", None)
+    if submit is not None:
+        answer: Answer = submit(changes, now)
+        return answer
+    results = connector.apply_many(changes, now)
+    return lambda: results
 
 
 def apply_each(connector: Connector, changes: list[ChangeSet], now: datetime,

@@ -1078,16 +1078,43 @@ class Zendesk:
             # One change: a single safe update costs one request, a job at least two.
             return apply_each(self, changes, now)
         results: dict[int, WriteResult] = {}
-        chunks = [range(start, min(start + BATCH_SIZE, len(changes)))
-                  for start in range(0, len(changes), BATCH_SIZE)]
-        for first in range(0, len(chunks), self.jobs_at_once):
-            jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]] = []
-            for chunk in chunks[first:first + self.jobs_at_once]:
-                job = self._submit(changes, chunk, results)
-                if job is not None:
-                    jobs.append(job)
-            self._settle_jobs(jobs, changes, results)
+        for first in range(0, len(changes), BATCH_SIZE * self.jobs_at_once):
+            group = range(first, min(first + BATCH_SIZE * self.jobs_at_once, len(changes)))
+            self._queue_jobs(changes, group, results, credit=False)()
         return [results[index] for index in range(len(changes))]
+
+    def submit_many(self, changes: list[ChangeSet], now: datetime,
+                    ) -> Callable[[], list[WriteResult]]:
+        """The batch's jobs queued now (`connector.base.submit_many`); the answer polls
+        them, counting its first wait from now, so that the time the caller spent in
+        between is not waited again. A batch of more jobs than run at once is written
+        by apply_many now."""
+        if not self.capabilities.bulk_writes or len(changes) <= 1 \
+                or len(changes) > BATCH_SIZE * self.jobs_at_once:
+            written = self.apply_many(changes, now)
+            return lambda: written
+        results: dict[int, WriteResult] = {}
+        settle = self._queue_jobs(changes, range(len(changes)), results)
+
+        def answer() -> list[WriteResult]:
+            settle()
+            return [results[index] for index in range(len(changes))]
+        return answer
+
+    def _queue_jobs(self, changes: list[ChangeSet], group: range,
+                    results: dict[int, WriteResult], credit: bool = True,
+                    ) -> Callable[[], None]:
+        """Queues the update_many jobs of the changes at `group` (at most jobs_at_once);
+        returns what polls them and fills in `results` (with `credit`, counting the time
+        until it is called as waited)."""
+        jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]] = []
+        for start in range(group.start, group.stop, BATCH_SIZE):
+            job = self._submit(changes, range(start, min(start + BATCH_SIZE, group.stop)),
+                               results)
+            if job is not None:
+                jobs.append(job)
+        queued = self.clock() if credit else None
+        return lambda: self._settle_jobs(jobs, changes, results, queued)
 
     def _submit(self, changes: list[ChangeSet], chunk: range, results: dict[int, WriteResult]
                 ) -> tuple[Mapping[str, Any], list[tuple[int, int]]] | None:
@@ -1112,21 +1139,27 @@ class Zendesk:
         return job, [(index, item["id"]) for index, item in items]
 
     def _settle_jobs(self, jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]],
-                     changes: list[ChangeSet], results: dict[int, WriteResult]) -> None:
+                     changes: list[ChangeSet], results: dict[int, WriteResult],
+                     queued: float | None = None) -> None:
         """Polls the jobs together until each is done, and gives each change its outcome. A
         job that failed as a whole, or is still running after job_timeout, leaves its
-        tickets' outcomes unknown: they are read back to settle them."""
+        tickets' outcomes unknown: they are read back to settle them. The waits count from
+        `queued` (the clock when the jobs were queued; None: from now): the first poll
+        comes when the first wait is over, at once if it already is."""
         # By place, not by id: an answer that named no job has none.
         status = [job for job, _ in jobs]
         delays = poll_delays(self.job_timeout, JOB_FIRST_POLL, JOB_MAX_POLL)
-        waited, unpolled = 0.0, ""
+        waited, unpolled, first = 0.0, "", True
         while running := [n for n, job in enumerate(status) if job.get("status") in
                           ("queued", "working")]:
             delay = next(delays, None)
             if delay is None:
                 unpolled = f"after {waited:.0f}s"
                 break
-            self.api.sleep(delay)
+            if first and queued is not None:  # the time since the jobs were queued counts as waited
+                delay, first = min(delay, max(0.0, delay - (self.clock() - queued))), False
+            if delay:
+                self.api.sleep(delay)
             waited += delay
             try:
                 answers = self._poll([str(status[n]["id"]) for n in running])

@@ -26,7 +26,8 @@ from conftest import (
     rule,
     write_project,
 )
-from sla_sync.connector.base import ConflictError, ConnectorError, OutcomeUnknown
+from sla_sync import sync_run
+from sla_sync.connector.base import ConflictError, ConnectorError, OutcomeUnknown, Page
 from sla_sync.connector.file import FileHelpdesk
 from sla_sync.connector.model import ChangeSet, parse_instant
 from sla_sync.rules.policy import load_policy
@@ -412,6 +413,93 @@ def test_a_batch_of_writes_fills_across_evaluation_chunks(
     assert set(store.active_rules()) == {f"T-{n}" for n in range(1, 8)}
     again = run_sync(connector, policy, store, now)
     assert (again.writes, again.changed) == (0, 0)
+
+
+class Jobs(FileHelpdesk):
+    """A file helpdesk whose batches run as jobs, as Zendesk's update_many: `submit_many`
+    sends a batch, and its results come when its answer is asked for. Logs what happens."""
+
+    def __init__(self, *args: Any, log: list[tuple[str, Any]], again: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log, self.again = log, again
+
+    def submit_many(self, changes: list[ChangeSet], now: Any) -> Any:
+        ids = [c.record_id for c in changes]
+        self.log.append(("sent", ids))
+        results = self.apply_many(changes, now)
+
+        def answer() -> Any:
+            self.log.append(("settled", ids))
+            return results
+        return answer
+
+    def fetch(self, cursor: str | None) -> Any:
+        pages = list(super().fetch(cursor))
+        yield from pages
+        if self.again is not None and pages:  # a listing that brings a written record again
+            fresh = self.get(self.again)
+            assert fresh is not None
+            yield Page(records=[fresh], cursor=pages[-1].cursor)
+
+
+def jobs_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int,
+             again: str | None = None) -> tuple[list[tuple[str, Any]], Any, Any]:
+    """A run over `count` breached tickets, pages and batches of 2; its log of plans,
+    mirrored pages, batches sent and settled."""
+    # Each its own updated_at: the file helpdesk never splits a time across pages.
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, count + 1)])
+    log: list[tuple[str, Any]] = []
+    connector = Jobs(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
+                     again=again)
+    policy = load_policy(tmp_path / "policy.json")
+    store = StateStore(tmp_path / "state.db")
+    real_plan, real_mirror = sync_run.plan, store.mirror
+
+    def planned(record: Any, *args: Any) -> Any:
+        log.append(("planned", record.id))
+        return real_plan(record, *args)
+
+    def mirrored(records: Any, *args: Any, **kwargs: Any) -> Any:
+        log.append(("mirrored", [r.id for r in records]))
+        return real_mirror(records, *args, **kwargs)
+
+    monkeypatch.setattr(sync_run, "plan", planned)
+    monkeypatch.setattr(store, "mirror", mirrored)
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    return log, run_sync(connector, policy, store, now), (connector, policy, store, now)
+
+
+def test_a_batch_run_as_jobs_is_settled_once_the_next_batch_is_planned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log, report, (connector, policy, store, now) = jobs_run(tmp_path, monkeypatch, 5)
+    assert log == [
+        ("mirrored", ["T-1", "T-2"]), ("planned", "T-1"), ("planned", "T-2"),
+        ("sent", ["T-1", "T-2"]),
+        # the helpdesk runs the jobs while the next page is mirrored and planned
+        ("mirrored", ["T-3", "T-4"]), ("planned", "T-3"), ("planned", "T-4"),
+        ("settled", ["T-1", "T-2"]), ("sent", ["T-3", "T-4"]),
+        ("mirrored", ["T-5"]), ("planned", "T-5"),
+        # the last batch, one change, is written alone (apply), after the one in flight
+        ("settled", ["T-3", "T-4"])]
+    assert (report.errors, report.writes, report.cursor_moved) == (0, 5, True)
+    assert store.pending() == [] and set(store.active_rules()) == {
+        f"T-{n}" for n in range(1, 6)}
+    log.clear()
+    again = run_sync(connector, policy, store, now)
+    assert (again.writes, again.changed) == (0, 0)
+
+
+def test_a_page_that_brings_a_record_in_flight_again_waits_for_its_batch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log, report, _ = jobs_run(tmp_path, monkeypatch, 4, again="T-3")
+    # The batch of T-3 is settled before the page bringing T-3 is mirrored: the mirror
+    # then holds the version read after the write, not the one the write was planned on.
+    assert log[log.index(("sent", ["T-3", "T-4"])):] == [
+        ("sent", ["T-3", "T-4"]), ("settled", ["T-3", "T-4"]), ("mirrored", ["T-3"]),
+        ("planned", "T-3")]  # read again, as written: planned again, and nothing to write
+    assert (report.errors, report.writes) == (0, 4)
 
 
 class Crash(BaseException):

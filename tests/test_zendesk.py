@@ -433,6 +433,23 @@ def test_a_batch_is_one_update_many_job_polled_until_it_completes(api):
     assert len(api.calls) == 3 and waits.slept == [1.0, 2.0]
 
 
+@pytest.mark.parametrize(("meanwhile", "slept"), [(1.5, []), (0.25, [0.75])])
+def test_a_batch_submitted_is_polled_when_its_answer_is_asked_for_the_time_since_waited(
+        api, meanwhile, slept):
+    """submit_many queues the job and returns; the loop plans the next batch meanwhile,
+    and that time counts against the first wait before the poll."""
+    waits = Waits()
+    api.put(URL + UPDATE_MANY, json=load("update_many_job_queued"))
+    api.get(f"{URL}/api/v2/job_statuses/{JOB}", json=load("job_status_completed"))
+    answer = zendesk(waits, clock=waits.clock).submit_many(
+        [change(add_tags=("sla_breach",)), change("35439", notes=("Overdue.",))], NOW)
+    assert [c.request.method for c in api.calls] == ["PUT"]  # queued, not polled yet
+    waits.now += meanwhile
+    results = answer()
+    assert [(r.record_id, r.error) for r in results] == [("35436", None), ("35439", None)]
+    assert [c.request.method for c in api.calls] == ["PUT", "GET"] and waits.slept == slept
+
+
 def test_one_refused_ticket_in_a_batch_fails_alone(api):
     api.put(URL + UPDATE_MANY, json=load("update_many_job_queued"))
     api.get(f"{URL}/api/v2/job_statuses/{JOB}",
