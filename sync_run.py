@@ -45,7 +45,7 @@ from sla_sync.connector import (
     RecordGone,
     WriteResult,
 )
-from sla_sync.connector.base import Answer, OutcomeUnknown, apply_each, submit_many
+from sla_sync.connector.base import Answer, OutcomeUnknown, apply_each, fetch, submit_many
 from sla_sync.connector.model import (
     CUSTOM_FIELD_PREFIX,
     ChangeSet,
@@ -300,9 +300,13 @@ def _run(connector: Connector, policy: Policy, store: StateStore, now: datetime,
         store.set_meta({"policy": digest, "horizon": format_instant(now),
                         **({"load": load.digest()} if load is not None else {})})
 
-    if not dry and report.errors == 0 and not report.stopped and next_cursor != cursor:
-        store.move_cursor(connector.identity, next_cursor, report.run_id)
-        report.cursor_moved = True
+    identity = connector.identity
+    if not dry and report.errors == 0 and not report.stopped and (
+            next_cursor != cursor or store.memory_staged(identity, report.run_id)):
+        store.move_cursor(identity, next_cursor, report.run_id)  # and the memory kept
+        report.cursor_moved = next_cursor != cursor
+    elif dry:
+        store.drop_staged_memory(identity)
     if not dry and not report.stopped:
         _drain_outbox(store, notifier, report, now)
 
@@ -362,7 +366,7 @@ def _read(connector: Connector, store: StateStore, cursor: str | None, report: R
     next_cursor = cursor
     pages = 0
     progress("reading", {"pages": 0, "records": 0})
-    for page in connector.fetch(cursor):
+    for page in fetch(connector, cursor, store.memory(connector.identity, report.run_id)):
         pages += 1
         log.debug("run %d: page %d: %d records, %d skipped", report.run_id, pages,
                   len(page.records), len(page.problems),

@@ -1,5 +1,6 @@
-"""The state store: one SQLite file with the cursor, the record mirror, the activation
-ledger, the audit log of applied changes, pending writes and the run log.
+"""The state store: one SQLite file with the cursor and what the connector keeps beside it
+(its memory), the record mirror, the activation ledger, the audit log of applied changes,
+pending writes and the run log.
 
 Versioned migrations run on open; a file written by a newer sla-sync is refused rather
 than guessed at. WAL mode, one writer: `StateLock` keeps a second sync off the same file.
@@ -20,7 +21,7 @@ import socket
 import sqlite3
 import stat
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -157,6 +158,23 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE outbox ADD COLUMN data TEXT;
     ALTER TABLE outbox ADD COLUMN recipient TEXT;
+    """,
+    # 8: what a connector keeps beside its cursor (`connector.base.Memory`): the entries
+    # that moved with the cursor, and those a run staged that move with its cursor
+    """
+    CREATE TABLE memory (
+        connector TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (connector, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE memory_staged (
+        connector TEXT NOT NULL,
+        run_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT,                -- NULL: the entry goes
+        PRIMARY KEY (connector, run_id, key)
+    ) WITHOUT ROWID;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -409,12 +427,42 @@ class StateStore:
         return row["cursor"] if row else None
 
     def move_cursor(self, connector: str, cursor: str | None, run_id: int) -> None:
+        """The connector's cursor and, in the same transaction, the memory its run staged
+        (`memory`): a crash leaves both before or both after."""
         with self.transaction():
             self.db.execute(
                 "INSERT INTO cursors (connector, cursor, run_id, moved_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (connector) DO UPDATE SET cursor = excluded.cursor,"
                 " run_id = excluded.run_id, moved_at = excluded.moved_at",
                 (connector, cursor, run_id, format_instant(datetime.now(UTC))))
+            staged = (connector, run_id)
+            self.db.execute(
+                "INSERT INTO memory (connector, key, value) SELECT connector, key, value"
+                " FROM memory_staged WHERE connector = ? AND run_id = ? AND value IS NOT NULL"
+                " ON CONFLICT (connector, key) DO UPDATE SET value = excluded.value", staged)
+            self.db.execute(
+                "DELETE FROM memory WHERE connector = ? AND key IN (SELECT key FROM"
+                " memory_staged WHERE connector = ? AND run_id = ? AND value IS NULL)",
+                (connector, *staged))
+            self.db.execute("DELETE FROM memory_staged WHERE connector = ?", (connector,))
+
+    def memory(self, connector: str, run_id: int) -> StagedMemory:
+        """The connector's memory (`connector.base.Memory`) as run `run_id` sees it: what
+        moved with the cursor, under what this run kept since. What earlier runs staged
+        without moving the cursor (they failed, stopped, or were dry runs) is dropped."""
+        with self.transaction():
+            self.db.execute("DELETE FROM memory_staged WHERE connector = ? AND run_id != ?",
+                            (connector, run_id))
+        return StagedMemory(self, connector, run_id)
+
+    def memory_staged(self, connector: str, run_id: int) -> bool:
+        """Whether run `run_id` kept anything in the connector's memory."""
+        return self.db.execute("SELECT 1 FROM memory_staged WHERE connector = ? AND run_id = ?"
+                               " LIMIT 1", (connector, run_id)).fetchone() is not None
+
+    def drop_staged_memory(self, connector: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM memory_staged WHERE connector = ?", (connector,))
 
     # -- the record mirror ---------------------------------------------------------------
 
@@ -825,6 +873,44 @@ class StateStore:
                  figures.get("evaluated", 0), figures.get("changed", 0),
                  figures.get("writes", 0), figures.get("skipped", 0), figures.get("errors", 0),
                  duration_ms, message, run_id))
+
+
+class StagedMemory:
+    """A run's view of a connector's memory (`StateStore.memory`): reads by keys, in chunks
+    of at most MEMORY_CHUNK keys a query; keeps by staging under the run."""
+
+    def __init__(self, store: StateStore, connector: str, run_id: int):
+        self.store, self.connector, self.run_id = store, connector, run_id
+
+    def recall(self, keys: Collection[str]) -> dict[str, str]:
+        db, found = self.store.db, dict[str, str]()
+        wanted = list(keys)
+        for start in range(0, len(wanted), MEMORY_CHUNK):
+            chunk = wanted[start:start + MEMORY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(db.execute(f"SELECT key, value FROM memory WHERE connector = ?"
+                                    f" AND key IN ({marks})", (self.connector, *chunk)))
+            for key, value in db.execute(
+                    f"SELECT key, value FROM memory_staged WHERE connector = ? AND run_id = ?"
+                    f" AND key IN ({marks})", (self.connector, self.run_id, *chunk)):
+                if value is None:
+                    found.pop(key, None)
+                else:
+                    found[key] = value
+        return found
+
+    def keep(self, changes: Mapping[str, str | None]) -> None:
+        if not changes:
+            return
+        with self.store.transaction() as db:
+            db.executemany(
+                "INSERT INTO memory_staged (connector, run_id, key, value) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (connector, run_id, key) DO UPDATE SET value = excluded.value",
+                [(self.connector, self.run_id, key, value) for key, value in changes.items()])
+
+
+#: Keys per query of StagedMemory.recall (SQLite allows 32,766 parameters since 3.32).
+MEMORY_CHUNK = 1000
 
 
 def _ledger_rows(run_id: int, results: list[tuple[str, dict[str, Any], Record | None]],

@@ -3,10 +3,10 @@ statement of what it can do."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from sla_sync.connector.model import ChangeSet, Record, RecordError
 
@@ -81,7 +81,9 @@ class WriteResult:
 @dataclass
 class Page:
     """One page of a fetch: the records read, the ones that could not be used, and the cursor
-    that resumes after this page."""
+    that resumes after this page. A page may hold no records: a connector that reads
+    something else first (Zendesk's ticket events, into its memory) yields a page for each
+    of its reads, so that a sync can stop between any two."""
 
     records: list[Record]
     cursor: str | None
@@ -165,6 +167,53 @@ class Connector(Protocol):
         what the credentials may write, read without writing anything. ConnectorError when
         the helpdesk cannot be reached or refuses the credentials."""
         ...
+
+
+class Memory(Protocol):
+    """What a connector keeps between fetches beside its cursor, per key (a ticket id, say):
+    a JSON text, read in bulk and changed as a fetch goes. The sync loop's memory lives in
+    the state file under the connector's identity: what a fetch keeps is staged under its
+    run and becomes the memory only with the cursor of the fetch's last page, in the same
+    transaction (`StateStore.move_cursor`); a run that fails, stops or is a dry run leaves
+    both as they were. So cursor and memory always agree, and a connector may keep there
+    what would make its cursor large (Zendesk: every open ticket's status history and
+    conversation, which its exports give only as events)."""
+
+    def recall(self, keys: Collection[str]) -> dict[str, str]:
+        """The entries kept under these keys (a key with none is left out)."""
+        ...
+
+    def keep(self, changes: Mapping[str, str | None]) -> None:
+        """Sets these entries; None removes one."""
+        ...
+
+
+class MemoryInProcess:
+    """A Memory held in this process: for a fetch that is not given the state file's (a
+    test, a benchmark, a one-off read), and for following what a fetch keeps."""
+
+    def __init__(self, entries: Mapping[str, str] | None = None):
+        self.entries: dict[str, str] = dict(entries or {})
+
+    def recall(self, keys: Collection[str]) -> dict[str, str]:
+        entries = self.entries
+        return {key: entries[key] for key in keys if key in entries}
+
+    def keep(self, changes: Mapping[str, str | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = value
+
+
+def fetch(connector: Connector, cursor: str | None, memory: Memory) -> Iterator[Page]:
+    """The connector's pages after `cursor`; a connector that keeps a memory beside its
+    cursor (`remembers = True`; its fetch takes `memory=`) is handed this one."""
+    if getattr(connector, "remembers", False):
+        fetch_kept = cast(Callable[..., Iterator[Page]], connector.fetch)
+        return fetch_kept(cursor, memory=memory)
+    return connector.fetch(cursor)
 
 
 #: What `submit_many` hands back: called once, it gives the batch's results (waiting for

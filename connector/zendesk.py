@@ -9,7 +9,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -24,6 +24,8 @@ from sla_sync.connector.base import (
     Catalog,
     ConflictError,
     ConnectorError,
+    Memory,
+    MemoryInProcess,
     OutcomeUnknown,
     Page,
     RecordGone,
@@ -427,17 +429,14 @@ class Watch:
 @dataclass
 class Position:
     """Where the next fetch resumes: the ticket export's cursor (before its first page, its
-    start time), the ticket event export's next start time, and the status changes read so
-    far of each ticket that is not closed yet (Zendesk ticket id -> [[unix time, status]])."""
+    start time) and the ticket event export's next start time. What the events said of each
+    ticket (its story: status changes and conversation) is kept in the connector's memory,
+    one entry per ticket (`_story_text`), not here: the cursor stays small however large
+    the desk (v2 cursors held every open ticket's story: a first fetch moves it there)."""
 
     start_time: int
     tickets: str | None
     events: int
-    history: dict[str, list[list[Any]]]
-
-    #: Per ticket that is not closed yet, what its events said of its conversation and
-    #: assignments (`Talk.as_json`); v1 cursors had none.
-    talk: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     #: The busy seconds being watched (`Watch`), None when there are none.
     watch: Watch | None = None
     #: Tickets whose events since a busy second may be incomplete: their audits are read
@@ -446,21 +445,12 @@ class Position:
     #: Where the ticket export stands in time: the last exported ticket's
     #: `generated_timestamp` (the export's order), else its `updated_at`; None before any.
     exported: int | None = None
-    #: This fetch's tickets whose story was read from their audits: {"h": status changes,
-    #: "t": conversation}, carried in each page's cursor over the history encoded once.
-    fixed: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    def encode(self, history_json: str) -> str:
-        closed = {ticket for ticket, fix in self.fixed.items()
-                  if fix["h"] and fix["h"][-1][1] in FINAL_STATUSES}
-        head = json.dumps({"v": 2, "start_time": self.start_time, "tickets": self.tickets,
+    def encode(self) -> str:
+        return json.dumps({"v": 3, "start_time": self.start_time, "tickets": self.tickets,
                            "events": self.events, "exported": self.exported,
                            "watch": None if self.watch is None else self.watch.as_json(),
-                           "suspects": sorted(self.suspects, key=int),
-                           "fixed": {t: fix for t, fix in self.fixed.items()
-                                     if t not in closed}}, separators=(",", ":"))
-        # The history is the same for every page of a fetch: encoded once, spliced in.
-        return head[:-1] + ',"history":' + history_json + "}"
+                           "suspects": sorted(self.suspects, key=int)}, separators=(",", ":"))
 
     def export_again(self, second: int, events_were: int) -> None:
         """A ticket updated in a busy second may have been exported already (the ticket
@@ -472,71 +462,81 @@ class Position:
             self.exported if self.exported is not None else events_were
         self.tickets, self.start_time = None, min(second, stands)
 
-    def fix(self, ticket: str, history: list[list[Any]], talk: dict[str, Any] | None,
-            ) -> None:
-        """Replaces a ticket's story by what its audits say (they cover its whole life)."""
-        self.history[ticket] = history
-        if talk is None:
-            self.talk.pop(ticket, None)
-        else:
-            self.talk[ticket] = talk
-        self.fixed[ticket] = {"h": history, "t": talk}
-        self.suspects.discard(ticket)
-
     @classmethod
-    def decode(cls, cursor: str) -> Position:
+    def decode(cls, cursor: str) -> tuple[Position, dict[str, str]]:
+        """The position, and the stories a v1 or v2 cursor carried (ticket -> memory entry)."""
         try:
             data = json.loads(cursor)
-            if not isinstance(data, dict) or data.get("v") not in (1, 2):
+            if not isinstance(data, dict) or data.get("v") not in (1, 2, 3):
                 raise ValueError("unknown format")
             start, tickets, events = data["start_time"], data["tickets"], data["events"]
-            history = data["history"]
-            if not (_whole(start) and _whole(events) and isinstance(history, dict)
+            if not (_whole(start) and _whole(events)
                     and (tickets is None or isinstance(tickets, str))):
                 raise ValueError("unexpected values")
-            talk = data.get("talk") or {}
-            if not isinstance(talk, dict) or not all(
-                    Talk.valid(entry) for entry in talk.values()):
-                raise ValueError("unexpected conversation")
             watch = Watch.decode(data.get("watch"))
             suspects = data.get("suspects") or []
             if not isinstance(suspects, list) or not all(
                     isinstance(t, str) and t.isdigit() for t in suspects):
                 raise ValueError("unexpected suspects")
-            fixed = data.get("fixed") or {}
-            if not isinstance(fixed, dict) or not all(
-                    isinstance(fix, dict) and _valid_history(fix.get("h"))
-                    and (fix.get("t") is None or Talk.valid(fix["t"]))
-                    for fix in fixed.values()):
-                raise ValueError("unexpected audited stories")
-            _check_history(history)
             exported = data.get("exported")
             if exported is not None and not _whole(exported):
                 raise ValueError("unexpected export time")
+            stories = {} if data["v"] == 3 else _stories_of_v2(data)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConnectorError(f"zendesk: the cursor in the state file is not one this "
                                  f"connector wrote ({exc})") from None
-        position = cls(start, tickets, events, history, talk, watch, set(suspects),
-                       exported)
-        for ticket, fix in fixed.items():  # newer than the history spliced in after them
-            position.fix(ticket, fix["h"], fix["t"])
-        position.fixed = {}
-        return position
+        return cls(start, tickets, events, watch, set(suspects), exported), stories
 
-    def history_json(self) -> str:
-        """The history and the conversations of the tickets not closed yet, as the cursor's
-        JSON (the tail of its object, spliced in by `encode`)."""
-        closed = {ticket for ticket, entries in self.history.items()
-                  if entries and entries[-1][1] in FINAL_STATUSES}
-        open_tickets = {ticket: entries for ticket, entries in self.history.items()
-                        if entries and ticket not in closed}
-        # A story whose creation was not seen never becomes whole (creation is a ticket's
-        # first event), and one with a gap stays unknown: only the fact is kept.
-        talk = {ticket: {"c": 1, "x": 1} if entry.get("x") else entry
-                for ticket, entry in self.talk.items()
-                if ticket not in closed and entry.get("c")}
-        return json.dumps(open_tickets, separators=(",", ":")) + ',"talk":' + \
-            json.dumps(talk, separators=(",", ":"))
+
+def _stories_of_v2(data: Mapping[str, Any]) -> dict[str, str]:
+    """The stories of a v1 or v2 cursor as memory entries: its `history` and `talk` with the
+    audited `fixed` stories over them."""
+    history, talk = data["history"], data.get("talk") or {}
+    if not isinstance(history, dict) or not isinstance(talk, dict):
+        raise ValueError("unexpected history")
+    _check_history(history)
+    if not all(Talk.valid(entry) for entry in talk.values()):
+        raise ValueError("unexpected conversation")
+    fixed = data.get("fixed") or {}
+    if not isinstance(fixed, dict) or not all(
+            isinstance(fix, dict) and _valid_history(fix.get("h"))
+            and (fix.get("t") is None or Talk.valid(fix["t"])) for fix in fixed.values()):
+        raise ValueError("unexpected audited stories")
+    stories = {}
+    for ticket in {*history, *talk, *fixed}:
+        if not (isinstance(ticket, str) and ticket.isdigit()):
+            raise ValueError("unexpected ticket id")
+        fix = fixed.get(ticket)
+        text = _story_text(fix["h"], fix["t"]) if fix is not None else \
+            _story_text(history.get(ticket, []), talk.get(ticket))
+        if text is not None:
+            stories[ticket] = text
+    return stories
+
+
+def _story_text(history: list[list[Any]], talk: Mapping[str, Any] | None) -> str | None:
+    """A ticket's story as its memory entry: {"h": status changes, "t": `Talk`}; None when
+    there is nothing worth keeping. A conversation whose creation was not seen never becomes
+    whole (creation is a ticket's first event): it is left out."""
+    if talk is not None and not talk.get("c"):
+        talk = None
+    if not history and talk is None:
+        return None
+    return json.dumps({"h": history, "t": talk} if talk is not None else {"h": history},
+                      separators=(",", ":"))
+
+
+def _story_of(text: str) -> tuple[list[list[Any]], dict[str, Any] | None]:
+    """The status changes and conversation of a memory entry (`_story_text`)."""
+    try:
+        data = json.loads(text)
+        history, talk = data["h"], data.get("t")
+        if _valid_history(history) and (talk is None or Talk.valid(talk)):
+            return history, talk
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise ConnectorError("zendesk: a ticket's story kept in the state file is not one this "
+                         "connector wrote")
 
 
 class _Marker:
@@ -619,18 +619,23 @@ class Zendesk:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def fetch(self, cursor: str | None) -> Iterator[Page]:
+    #: fetch takes the sync loop's memory (`connector.base.Memory`): the tickets' stories.
+    remembers = True
+
+    def fetch(self, cursor: str | None, memory: Memory | None = None) -> Iterator[Page]:
+        memory = memory if memory is not None else MemoryInProcess()
         if cursor:
-            position = Position.decode(cursor)
+            position, stories = Position.decode(cursor)
+            memory.keep(stories)  # a v2 cursor's stories move into the memory
         else:
             start = self.start_time.timestamp() if self.start_time is not None \
                 else self.clock() - FIRST_START_DAYS * 86400
-            position = Position(int(start), None, int(start), {})
+            position = Position(int(start), None, int(start))
         notices = Notices()  # a new fetch says again what an earlier one said
         self._agents = None  # the account's agents, read again by each fetch that needs them
-        # Events first: every page's records then carry the history up to a minute ago.
-        position.events = self._read_events(position, notices)
-        history_json = position.history_json()
+        # Events first, a page of no records for each of their pages: every ticket page's
+        # records then carry the story up to a minute ago.
+        position.events = yield from self._read_events(position, notices, memory)
 
         answered: list[int] = [0]  # the server's time at the last ticket page
 
@@ -658,7 +663,7 @@ class Zendesk:
                            ahead=self.read_ahead):
             if isinstance(body.get("after_cursor"), str):
                 position.tickets = body["after_cursor"]
-            records, problems = self._page(body, position, notices)
+            records, problems = self._page(body, position, notices, memory)
             last = body["tickets"][-1] if body["tickets"] else None
             if isinstance(last, Mapping):
                 position.exported = _export_time(last, position.exported)
@@ -667,32 +672,48 @@ class Zendesk:
                 # Every ticket updated by a minute before now has been exported (and read
                 # from its audits); one updated since shows as an event up to now.
                 watch.until = answered[0]
-            yield Page(records=records, cursor=position.encode(history_json),
-                       problems=problems, notices=notices.take())
+            yield Page(records=records, cursor=position.encode(), problems=problems,
+                       notices=notices.take())
 
     def _page(self, body: Mapping[str, Any], position: Position, notices: Notices,
-              ) -> tuple[list[Record], list[RecordError]]:
+              memory: Memory) -> tuple[list[Record], list[RecordError]]:
+        """One ticket export page's records, each with its story from the memory (one read
+        for the page). A suspect's story is read from its audits and kept; a ticket the
+        export brings closed or deleted never changes again: its story goes."""
         metrics = _by(body.get("metric_sets"), "ticket_id")
         organizations = _by(body.get("organizations"), "id")
+        tickets = body["tickets"]
+        kept = memory.recall({str(raw["id"]) for raw in tickets
+                              if isinstance(raw, Mapping) and _whole(raw.get("id"))})
+        stories = {ticket: _story_of(text) for ticket, text in kept.items()}
+        changes: dict[str, str | None] = {}
         records: list[Record] = []
         problems: list[RecordError] = []
-        for index, raw in enumerate(body["tickets"]):
+        for index, raw in enumerate(tickets):
             ticket_id = raw.get("id") if isinstance(raw, Mapping) else None
-            if _whole(ticket_id) and self._suspect(raw, position):
-                self._audit_story(str(ticket_id), position, notices)
+            ticket = str(ticket_id)
+            if _whole(ticket_id):
+                if self._suspect(raw, position):
+                    story = self._audit_story(ticket, position, notices)
+                    if story is not None:
+                        stories[ticket] = story
+                        changes[ticket] = _story_text(*story)
+                if raw.get("status") in FINAL_STATUSES and ticket in stories:
+                    changes[ticket] = None
+            history, talk = stories.get(ticket, ([], None))
             try:
-                records.append(self._record(raw, metrics.get(ticket_id),
-                                            position.history.get(str(ticket_id), []),
-                                            organizations, notices, index,
-                                            position.talk.get(str(ticket_id))))
+                records.append(self._record(raw, metrics.get(ticket_id), history,
+                                            organizations, notices, index, talk))
             except RecordError as exc:
                 problems.append(exc)
+        memory.keep(changes)
         return records, problems
 
-    def _audit_story(self, ticket: str, position: Position, notices: Notices) -> None:
-        """A ticket's story from its audits, in place of what the events told. A ticket
-        whose audits Zendesk refuses (deleted since the export, say) keeps what the events
-        told, with a notice; a helpdesk-wide failure stops the fetch."""
+    def _audit_story(self, ticket: str, position: Position, notices: Notices,
+                     ) -> tuple[list[list[Any]], dict[str, Any] | None] | None:
+        """A ticket's story from its audits, in place of what the events told (None: keep
+        that). A ticket whose audits Zendesk refuses (deleted since the export, say) keeps
+        what the events told, with a notice; a helpdesk-wide failure stops the fetch."""
         try:
             history, _, talk = self._audits(ticket)
         except ConnectorError as exc:
@@ -701,8 +722,9 @@ class Zendesk:
             position.suspects.discard(ticket)
             notices.append(f"ticket {ticket}: its audits could not be read ({exc}): its "
                            "history may miss events of a busy second")
-            return
-        position.fix(ticket, history, talk)
+            return None
+        position.suspects.discard(ticket)
+        return history, talk
 
     @staticmethod
     def _suspect(raw: Mapping[str, Any], position: Position) -> bool:
@@ -725,14 +747,22 @@ class Zendesk:
         return position.watch.audits(created_at, updated_at)
 
 
-    def _read_events(self, position: Position, notices: NoticeSink) -> int:
-        """Reads the ticket events since the position into its history; returns where the
-        next read starts. A page of one second only is a busy second (`Watch`): the read
-        goes on at the next second and the position watches it."""
+    def _read_events(self, position: Position, notices: NoticeSink, memory: Memory,
+                     ) -> Generator[Page, None, int]:
+        """Reads the ticket events since the position into the stories in the memory, one
+        page of no records for each page read (one memory read and one keep each); returns
+        where the next read starts. A page of one second only is a busy second (`Watch`):
+        the read goes on at the next second and the position watches it.
+
+        The event pages' cursor is the position the fetch started from: only a fetch's last
+        cursor is stored (with the memory kept), and a fetch resumed from an earlier one
+        would merge the same events again, which changes no story (pages overlap at their
+        edges already, and a merge skips what a story holds)."""
         end = position.events
         unreadable = 0
         watch = position.watch  # as this fetch found it: its events mark suspects
         started = position.events
+        resume = position.encode()
         asked = [position.events]  # the start time of the page being read
         found: list[int] = []
         ended: list[int] = []  # the server's time when the export said end_of_stream
@@ -757,21 +787,14 @@ class Zendesk:
                 return str(asked[0] + 1)
             return str(body["end_time"])
 
-        touched: set[str] = set()
         marker = _Marker(watch, position.suspects)
         for body in follow(str(position.events), after, read, "zendesk: ticket event export",
                            ahead=self.read_ahead):
-            for event in body["ticket_events"]:
-                if not _collect(event, position.history, touched, position.talk):
-                    unreadable += 1
-                else:
-                    marker.see(event)
+            unreadable += _merge_events(body["ticket_events"], memory, marker)
             if _whole(body.get("end_time")):
                 end = max(end, body["end_time"])
+            yield Page(records=[], cursor=resume)
         end = max([end] + [second + 1 for second in found])
-        for ticket in touched:
-            if ticket in position.history:
-                position.history[ticket].sort(key=lambda entry: entry[0])
         if unreadable:
             notices.append(f"{unreadable} ticket event(s) without a ticket id or time were "
                            "ignored: those tickets' status history may miss a change")
@@ -1375,6 +1398,32 @@ def _collect(event: Any, history: dict[str, list[list[Any]]], touched: set[str],
                 entries.append([at, status])
                 touched.add(ticket)
     return True
+
+
+def _merge_events(events: list[Any], memory: Memory, marker: _Marker) -> int:
+    """Merges one event page into the stories of its tickets in the memory (one read, one
+    keep); returns how many of its events could not be placed."""
+    history: dict[str, list[list[Any]]] = {}
+    talk: dict[str, dict[str, Any]] = {}
+    for ticket, text in memory.recall({str(event["ticket_id"]) for event in events
+                                       if isinstance(event, Mapping)
+                                       and _whole(event.get("ticket_id"))}).items():
+        history[ticket], entry = _story_of(text)
+        if entry is not None:
+            talk[ticket] = entry
+    touched: set[str] = set()
+    unreadable = 0
+    for event in events:
+        if not _collect(event, history, touched, talk):
+            unreadable += 1
+        else:
+            marker.see(event)
+    for ticket in touched:
+        if ticket in history:
+            history[ticket].sort(key=lambda entry: entry[0])
+    memory.keep({ticket: _story_text(history.get(ticket, []), talk.get(ticket))
+                 for ticket in touched})
+    return unreadable
 
 
 def _comments(audit: Mapping[str, Any]) -> list[Note]:

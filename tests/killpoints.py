@@ -30,7 +30,8 @@ POINTS = {
     "applied": "the connector's apply/apply_many returned, nothing recorded yet",
     "commit": "inside the ledger commit of one record, just before its COMMIT",
     "committed": "the ledger commit of one record returned",
-    "cursor": "inside the cursor move, just before its COMMIT",
+    "cursor": "inside the cursor move (and the memory's with it), just before its COMMIT",
+    "memory": "inside a keep of the connector's memory (a page's stories), before its COMMIT",
     "cursor_moved": "the cursor move returned",
     "fsync": "the file helpdesk is about to fsync its new file",
     "rename": "the file helpdesk is about to rename its new file into place",
@@ -89,14 +90,15 @@ def install() -> None:
         original_init(self, *args, **kwargs)
         self.db.set_trace_callback(traced)
 
-    def within(point: str, after: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def within(point: str, after: str | None, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             inside.append(point)
             try:
                 result = function(*args, **kwargs)
             finally:
                 inside.pop()
-            hit(after)
+            if after:
+                hit(after)
             return result
         return wrapped
 
@@ -105,6 +107,8 @@ def install() -> None:
     store.commit = within("commit", "committed", store.commit)  # type: ignore[method-assign]
     store.move_cursor = within("cursor", "cursor_moved",  # type: ignore[method-assign]
                                store.move_cursor)
+    staged = sync_state.StagedMemory
+    staged.keep = within("memory", None, staged.keep)  # type: ignore[method-assign]
 
     send = requests.Session.send
 

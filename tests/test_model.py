@@ -261,7 +261,7 @@ def test_zendesk_skips_an_unusable_ticket_by_id_and_reads_the_rest():
         z.events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
         api.get(z.URL + z.TICKET_EXPORT, json=page,
                 match=z.query(include="metric_sets", start_time="1772323200"))
-        [result] = z.zendesk().fetch(None)
+        [result] = z.ticket_pages(api, z.zendesk())
     assert [r.id for r in result.records] == ["503"]
     assert [str(p) for p in result.problems] == [
         "record '501': updated_at: '9999-12-31T23:30:00-01:00' is out of range",

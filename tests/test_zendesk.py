@@ -22,7 +22,7 @@ from responses import matchers
 import zendesk_spec
 from conftest import Waits, act, at, bench_script, cli, cond, rule
 from sla_sync.connector import ConflictError, ConnectorError, RecordGone, open_connector
-from sla_sync.connector.base import OutcomeUnknown
+from sla_sync.connector.base import MemoryInProcess, OutcomeUnknown, Page
 from sla_sync.connector.http import HttpClient
 from sla_sync.connector.model import ChangeSet, StatusChange
 from sla_sync.connector.zendesk import (
@@ -93,8 +93,27 @@ def first_sync_pages(api: Any, url: str = URL) -> None:
     tickets_page(api, "incremental_tickets_page_2_end_of_stream", url, cursor=PAGE_1_AFTER)
 
 
-def read_all(connector: Zendesk, cursor: str | None = None) -> dict[str, Any]:
-    return {r.id: r for page in connector.fetch(cursor) for r in page.records}
+def ticket_pages(api: Any, connector: Zendesk, cursor: str | None = None,
+                 memory: MemoryInProcess | None = None) -> list[Page]:
+    """A fetch's ticket export pages: the event export's come first, one a page read, with
+    no records and the cursor the fetch started from."""
+    before = len(api.calls)
+    pages = list(connector.fetch(cursor, memory))
+    events = sum(call.request.path_url.split("?")[0] == EVENT_EXPORT
+                 and call.response.status_code == 200 for call in api.calls[before:])
+    assert all(not page.records and not page.problems and page.cursor == pages[0].cursor
+               for page in pages[:events])
+    return pages[events:]
+
+
+def story(memory: MemoryInProcess, ticket: str) -> Any:
+    """A ticket's story as the connector keeps it in its memory: {"h": ..., "t": ...}."""
+    return json.loads(memory.entries[ticket])
+
+
+def read_all(connector: Zendesk, cursor: str | None = None,
+             memory: MemoryInProcess | None = None) -> dict[str, Any]:
+    return {r.id: r for page in connector.fetch(cursor, memory) for r in page.records}
 
 
 def sent(call: Any) -> Any:
@@ -109,14 +128,18 @@ def change(record_id: str = "35436", **fields: Any) -> ChangeSet:
 
 def test_a_first_fetch_reads_the_events_then_one_request_per_ticket_page(api):
     first_sync_pages(api)
-    pages = list(zendesk().fetch(None))
-    assert [[r.id for r in page.records] for page in pages] == [["35436", "35437"],
+    every = list(zendesk().fetch(None))
+    # A page of no records for each events page, then the ticket pages.
+    assert [[r.id for r in page.records] for page in every] == [[], [], ["35436", "35437"],
                                                                  ["35439", "35438"]]
+    pages = every[2:]
     assert [call.request.path_url.split("?")[0] for call in api.calls] == [
         EVENT_EXPORT, EVENT_EXPORT, TICKET_EXPORT, TICKET_EXPORT]
     resume = json.loads(pages[-1].cursor)
     assert (resume["tickets"], resume["events"]) == (PAGE_2_AFTER, EVENTS_END)
     assert json.loads(pages[0].cursor)["tickets"] == PAGE_1_AFTER
+    # The events pages resume where the fetch started: only the last cursor is stored.
+    assert every[0].cursor == every[1].cursor and json.loads(every[0].cursor)["tickets"] is None
 
 
 def test_the_next_fetch_resumes_from_the_after_cursor_and_the_events_end_time(api):
@@ -143,17 +166,60 @@ def test_status_history_is_built_from_the_status_changes_in_the_ticket_events(ap
 
 def test_the_status_history_read_earlier_is_carried_in_the_cursor(api):
     first_sync_pages(api)
-    cursor = list(zendesk().fetch(None))[-1].cursor
+    memory = MemoryInProcess()
+    cursor = list(zendesk().fetch(None, memory))[-1].cursor
     events_page(api, "ticket_events_solved_and_closed", str(EVENTS_END))
     tickets_page(api, "incremental_tickets_page_3_solved_and_closed", cursor=PAGE_2_AFTER)
-    pages = list(zendesk().fetch(cursor))
+    pages = ticket_pages(api, zendesk(), cursor, memory)
     solved = {r.id: r for r in pages[0].records}["35438"]
     assert [(c.at, c.status) for c in solved.status_history] == [
         (at("2026-03-02 09:00"), "open"), (at("2026-03-02 09:05"), "pending"),
         (at("2026-03-02 10:05"), "open"), (at("2026-03-02 10:15"), "solved")]
     assert solved.solved_at == at("2026-03-02 10:15")
-    # A closed ticket never changes again: its history leaves the cursor.
-    assert sorted(json.loads(pages[-1].cursor)["history"]) == ["35436", "35438", "35439"]
+    # A closed ticket never changes again: once the ticket export brought it closed, its
+    # story leaves the memory. The cursor holds no story.
+    assert sorted(memory.entries) == ["35436", "35438", "35439"]
+    assert "history" not in json.loads(pages[-1].cursor)
+    assert story(memory, "35438")["h"][-1] == [1772446500, "solved"]
+
+
+def test_a_fetch_resumed_from_an_event_page_s_cursor_ends_with_the_same_stories(api):
+    # Only a fetch's last cursor is stored, with the memory: were an event page's stored,
+    # the events read again would change no story.
+    first_sync_pages(api)
+    straight = MemoryInProcess()
+    want = read_all(zendesk(), None, straight)
+    memory = MemoryInProcess()
+    pages = zendesk().fetch(None, memory)
+    first = next(pages)  # the first events page, merged into the memory
+    pages.close()
+    assert first.records == [] and memory.entries
+    assert read_all(zendesk(), first.cursor, memory) == want
+    assert memory.entries == straight.entries
+
+
+def test_a_v2_cursor_s_stories_move_into_the_memory_and_its_next_cursor_holds_none(api):
+    first_sync_pages(api)
+    memory = MemoryInProcess()
+    cursor = list(zendesk().fetch(None, memory))[-1].cursor
+    stories = {ticket: json.loads(text) for ticket, text in memory.entries.items()}
+    # The same position as a v2 cursor wrote it: every open ticket's story inside, and a
+    # story read from the audits (`fixed`) over what the events told.
+    audited = {"h": [[1772442000, "new"], [1772443500, "open"]], "t": None}
+    v2 = json.dumps({**json.loads(cursor), "v": 2, "fixed": {"35436": audited},
+                     "history": {t: s["h"] for t, s in stories.items()},
+                     "talk": {t: s["t"] for t, s in stories.items() if "t" in s}})
+    events_page(api, "ticket_events_solved_and_closed", str(EVENTS_END))
+    tickets_page(api, "incremental_tickets_page_3_solved_and_closed", cursor=PAGE_2_AFTER)
+    moved = MemoryInProcess()
+    after_v2 = ticket_pages(api, zendesk(), v2, moved)
+    assert story(moved, "35436") == {"h": audited["h"]}
+    moved.keep({"35436": memory.entries["35436"]})
+    after_v3 = ticket_pages(api, zendesk(), cursor, memory)
+    assert [p.records for p in after_v2] == [p.records for p in after_v3]
+    assert moved.entries == memory.entries
+    resumed = json.loads(after_v2[-1].cursor)
+    assert resumed["v"] == 3 and not {"history", "talk", "fixed"} & set(resumed)
 
 
 def test_first_response_is_creation_plus_the_metric_sets_first_reply_time(api):
@@ -204,7 +270,7 @@ def test_tier_from_a_ticket_field(api):
 def test_a_malformed_ticket_is_skipped_and_reported_while_the_rest_are_read(api):
     events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
     tickets_page(api, "incremental_tickets_malformed_record", start_time="1772323200")
-    [page] = zendesk().fetch(None)
+    [page] = ticket_pages(api, zendesk())
     assert [r.id for r in page.records] == ["35440"]
     assert [str(p) for p in page.problems] == [
         "record '35441': created_at: '2026-03-02 09:00' has no UTC offset (refusing to guess "
@@ -217,7 +283,7 @@ def test_unknown_priority_status_and_channel_fall_back_with_one_notice_each(api)
     events_page(api, "ticket_events_empty_end_of_stream", "1772323200")
     tickets_page(api, "incremental_tickets_unknown_priority_status_channel",
                  start_time="1772323200")
-    [page] = zendesk().fetch(None)
+    [page] = ticket_pages(api, zendesk())
     custom, same, unset = page.records
     assert (custom.priority, custom.status, custom.channel) == ("normal", "open", "other")
     assert custom.custom["zendesk_status"] == "escalated"
@@ -250,7 +316,7 @@ def test_a_mapped_unknown_value_is_read_without_a_notice(api):
     connector = zendesk(settings={"priority_map": {"critical": "urgent"},
                                   "status_map": {"escalated": "open"},
                                   "channel_map": {"whatsapp": "chat"}})
-    [page] = connector.fetch(None)
+    [page] = ticket_pages(api, connector)
     assert (page.records[0].priority, page.records[0].channel) == ("urgent", "chat")
     assert page.notices == []
 
@@ -258,10 +324,11 @@ def test_a_mapped_unknown_value_is_read_without_a_notice(api):
 def test_an_event_without_a_ticket_is_reported_and_the_rest_of_the_events_used(api):
     events_page(api, "ticket_events_unplaceable_event", "1772323200")
     tickets_page(api, "incremental_tickets_empty_end_of_stream", start_time="1772323200")
-    [page] = zendesk().fetch(None)
+    memory = MemoryInProcess()
+    [page] = ticket_pages(api, zendesk(), memory=memory)
     assert page.notices == ["1 ticket event(s) without a ticket id or time were ignored: "
                             "those tickets' status history may miss a change"]
-    assert json.loads(page.cursor)["history"] == {"35438": [[1772446500, "hold"]]}
+    assert memory.entries == {"35438": '{"h":[[1772446500,"hold"]]}'}
 
 
 def test_a_cursor_this_connector_did_not_write_is_refused():

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import act, cli, cond, rule
 from faultdesk import EXPORT_PAGE, FaultDesk, Ticket, stamp, unix
+from sla_sync.connector.base import MemoryInProcess
 from sla_sync.connector.model import Message, StatusChange
 from sla_sync.connector.zendesk import Zendesk
 from sla_sync.sync_state import StateStore
@@ -171,8 +172,11 @@ def test_tickets_exported_before_their_busy_second_was_met_are_exported_again(de
     # The desk changes between two page reads: each page is read when it is asked for.
     connector.read_ahead = False
     desk.now = BUSY + 59  # the burst is in the last minute: neither export has it
-    pages = connector.fetch(None)
+    memory = MemoryInProcess()
+    pages = connector.fetch(None, memory)
     first = [next(pages)]
+    while not first[-1].records:  # the event export's pages, then the first ticket page
+        first.append(next(pages))
     desk.now = BUSY + 100  # the burst is exported now, its events were read before
     first += list(pages)
     burst = {r.id: r for page in first for r in page.records if int(r.id) <= TICKETS}
@@ -185,7 +189,7 @@ def test_tickets_exported_before_their_busy_second_was_met_are_exported_again(de
     # Ticket 5's audits are refused (as for a ticket deleted since the export): it keeps
     # what the events told (its event of the busy second is on the page), with a notice.
     desk.inject("5xx", method="GET", path=r"/tickets/5/audits$", status=404)
-    pages = list(connector.fetch(first[-1].cursor))
+    pages = list(connector.fetch(first[-1].cursor, memory))
     again = {r.id: r for page in pages for r in page.records}
     assert any("ticket 5: its audits could not be read" in n
                for page in pages for n in page.notices)
