@@ -281,10 +281,18 @@ class Talk:
 
     @staticmethod
     def valid(entry: Any) -> bool:
-        if not isinstance(entry, dict):
+        """Whether decoded JSON is a conversation as `collect` builds it (exact types: JSON
+        gives no subclasses, and a bool is no time)."""
+        if type(entry) is not dict:
             return False
-        return all(isinstance(item, list) and len(item) == 4 and _whole(item[0])
-                   for name in ("m", "a") for item in entry.get(name, []))
+        for name in ("m", "a"):
+            items = entry.get(name, ())
+            if type(items) not in (list, tuple):
+                return False
+            for item in items:
+                if type(item) is not list or len(item) != 4 or type(item[0]) is not int:
+                    return False
+        return True
 
     @staticmethod
     def collect(child: Mapping[str, Any], kind: str, at: int, entry: dict[str, Any]) -> bool:
@@ -1300,9 +1308,14 @@ def _source(values: Mapping[str, Any], key: str) -> Source | None:
     return Source(given[0], values[given[0]]) if given else None
 
 def _valid_history(entries: Any) -> bool:
-    return isinstance(entries, list) and all(
-        isinstance(e, list) and len(e) == 2 and _whole(e[0]) and isinstance(e[1], str)
-        for e in entries)
+    """Whether decoded JSON is a status history, [[unix time, status], ...] (exact types)."""
+    if type(entries) is not list:
+        return False
+    for entry in entries:
+        if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not int \
+                or type(entry[1]) is not str:
+            return False
+    return True
 
 
 def _check_history(history: Mapping[str, Any]) -> None:
