@@ -209,6 +209,16 @@ def periods_of(timeline: Sequence[StatusChange], pause_statuses: Collection[str]
     return out
 
 
+def periods_until(changes: Sequence[StatusChange], now: datetime,
+                  pause_statuses: Collection[str],
+                  closed_statuses: Collection[str]) -> list[Period]:
+    """periods_of(timeline_until(record, now), pause_statuses, closed_statuses) in one
+    pass, from `changes`, the record's status_timeline()."""
+    return [_new_tuple(Period, (c.at, c.status, STATUS if c.status in pause_statuses else "",
+                                STATUS if c.status in closed_statuses else ""))
+            for c in changes if c.at <= now]
+
+
 def run_clock(record: Record, target: str, target_seconds: int | None, calendar: Calendar,
               pause_statuses: Collection[str], closed_statuses: Collection[str],
               now: datetime, start: datetime | None = None,
@@ -375,7 +385,9 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
            periods: list[Period], now: datetime, start: datetime, stop: datetime | None,
            start_reason: str = "", stop_reason: str = "") -> Clock:
     """The business time from `start` to `stop` (None: now), pauses not counted."""
-    end = max(start, stop if stop is not None else now)
+    end = stop if stop is not None else now
+    if not end > start:  # max(start, end): of equals, the first
+        end = start
     business_seconds = calendar.business_seconds
     pauses: list[Pause] = []
     counted: list[tuple[datetime, datetime]] = []

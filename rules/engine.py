@@ -31,9 +31,8 @@ from sla_sync.rules.clock import (
     frozen,
     no_target,
     pause_statuses_of,
-    periods_of,
+    periods_until,
     run_clock,
-    timeline_until,
 )
 from sla_sync.rules.conditions import Asked, Check, Compiler
 from sla_sync.rules.durations import Target
@@ -323,10 +322,10 @@ def mark_for(record: Record, sla: Sla | None, previous: SlaMark | None) -> SlaMa
     if sla is None:
         return None
     if previous is None:
-        return SlaMark(sla.name, record.created_at)
+        return frozen(SlaMark, name=sla.name, since=record.created_at)
     if previous.name == sla.name:
         return previous
-    return SlaMark(sla.name, record.updated_at)
+    return frozen(SlaMark, name=sla.name, since=record.updated_at)
 
 
 def _names(conditions: Any) -> Iterator[str]:
@@ -348,7 +347,8 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     A target the record's extensions (rules.extensions) extend gets their time added.
     `facts`: the record's own facts, when the caller has them (a target's conditions read
     them); `found`: compiled(policy), when the caller has it."""
-    timeline = timeline_until(record, now)  # the clocks replay the same statuses
+    changes = record.status_timeline()  # the clocks replay the same statuses
+    timeline = None  # timeline_until(record, now), where gates need it
     calendar = BUILT_IN[ALWAYS] if sla is None else sla.calendar.pick(record)
     start = None
     start_reason = "created"
@@ -370,10 +370,12 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
             record, now, facts or record_facts(record, now, policy.fields), rules,
             found.gates[sla.index, target])  # type: ignore[union-attr]
         periods = final = None
+        if gates and timeline is None:
+            timeline = [change for change in changes if change.at <= now]
         if not gates:
             found_periods = shared.get(pauses)
             if found_periods is None:
-                periods = periods_of(timeline, pauses, policy.closed_statuses)
+                periods = periods_until(changes, now, pauses, policy.closed_statuses)
                 found_periods = shared[pauses] = periods, final_stop(record, periods, now)
             periods, final = found_periods
         seconds = None if goal is None else run.seconds(target, goal, calendar) \
