@@ -448,10 +448,14 @@ def final_stop(record: Record, periods: list[Period],
     if why != STATUS:
         return entered, why
     solved = record.solved_at
-    if solved is None or solved > now or any(
-            solved < p.at < entered and p.stop != STATUS for p in periods):
-        # None, in the future, or left over from a solve before a reopening: the record
-        # was solved (again) when it last entered a closed status.
+    if solved is not None and solved <= now:
+        for at, _, _, stop in periods:
+            if solved < at < entered and stop != STATUS:
+                solved = None  # left over from a solve before a reopening
+                break
+    if solved is None or solved > now:
+        # None, in the future, or left over: the record was solved (again) when it last
+        # entered a closed status.
         solved = entered
     return solved, periods[first].status
 

@@ -93,21 +93,23 @@ class Compiler:
         # repeat across records (statuses, tiers, flags) it is worked out once per value.
         # One dict per type, since True == 1 == 1.0 as dict keys.
         by_value: dict[type, dict[Any, Any]] = {kind_: {} for kind_ in _REPEATING}
+        texts, flags = by_value[str], by_value[bool]  # the usual ones, found without a look-up
 
         fact = getattr(reader, "fact", None)  # a variable that reads facts[fact]
         clear_of = _clear_comparison(method, value)
 
         def leaf(asked: Asked) -> Any:
             raw = asked.facts[fact] if fact is not None else reader(asked.variables)
-            kept = by_value.get(type(raw))  # None: not a repeating type
-            if kept is not None:
+            of = type(raw)
+            kept = texts if of is str else flags if of is bool else by_value.get(of)
+            if kept is not None:  # a repeating type
                 answer = kept.get(raw, _UNKNOWN)
                 if answer is _UNKNOWN:
                     if len(kept) >= BY_VALUE_LIMIT:
                         kept.clear()
                     answer = kept[raw] = compare(kind(raw))
                 return answer
-            if clear_of is not None and type(raw) is float:
+            if clear_of is not None and of is float:
                 answer = clear_of(raw)
                 if answer is not None:
                     return answer
