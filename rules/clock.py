@@ -166,6 +166,8 @@ class Period(NamedTuple):
 
 
 T = TypeVar("T")
+_new_tuple = tuple.__new__
+_new = object.__new__
 
 
 def frozen(cls: type[T], **fields: Any) -> T:
@@ -186,9 +188,10 @@ def periods_of(timeline: Sequence[StatusChange], pause_statuses: Collection[str]
                closed_statuses: Collection[str], gates: Sequence[Gate] = ()) -> list[Period]:
     """The statuses and a target's gates as one list of periods (a change of neither
     starts no period)."""
-    if not gates:
-        return [Period(c.at, c.status, STATUS if c.status in pause_statuses else "",
-                       STATUS if c.status in closed_statuses else "") for c in timeline]
+    if not gates:  # Period(...) each, built as the tuple it is (its __new__ is Python's)
+        return [_new_tuple(Period, (c.at, c.status, STATUS if c.status in pause_statuses else "",
+                                    STATUS if c.status in closed_statuses else ""))
+                for c in timeline]
     out: list[Period] = []
     instants = sorted({c.at for c in timeline} | {g.at for g in gates})
     status_at, gate_at = 0, -1
@@ -204,6 +207,16 @@ def periods_of(timeline: Sequence[StatusChange], pause_statuses: Collection[str]
         if not out or out[-1][1:] != (status, pause, stop):
             out.append(Period(instant, status, pause, stop))
     return out
+
+
+def periods_until(changes: Sequence[StatusChange], now: datetime,
+                  pause_statuses: Collection[str],
+                  closed_statuses: Collection[str]) -> list[Period]:
+    """periods_of(timeline_until(record, now), pause_statuses, closed_statuses) in one
+    pass, from `changes`, the record's status_timeline()."""
+    return [_new_tuple(Period, (c.at, c.status, STATUS if c.status in pause_statuses else "",
+                                STATUS if c.status in closed_statuses else ""))
+            for c in changes if c.at <= now]
 
 
 def run_clock(record: Record, target: str, target_seconds: int | None, calendar: Calendar,
@@ -372,7 +385,9 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
            periods: list[Period], now: datetime, start: datetime, stop: datetime | None,
            start_reason: str = "", stop_reason: str = "") -> Clock:
     """The business time from `start` to `stop` (None: now), pauses not counted."""
-    end = max(start, stop if stop is not None else now)
+    end = stop if stop is not None else now
+    if not end > start:  # max(start, end): of equals, the first
+        end = start
     business_seconds = calendar.business_seconds
     pauses: list[Pause] = []
     counted: list[tuple[datetime, datetime]] = []
@@ -382,20 +397,22 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
         at, status, pause, stopped = period
         if at >= end:
             break  # periods are in time order: none from here on is within the clock
-        left_at = periods[index + 1][0] if index < last else None
         # A stopped period counts as a pause only when the record was reopened after it; the
         # last one is where the clock stopped.
-        if not pause and not (stopped and left_at is not None):
+        if not pause and not (stopped and index < last):
             continue
+        left_at = periods[index + 1][0] if index < last else None
         lo = start if start > at else at  # max(at, start): of equals, the first
         hi = end if left_at is None or left_at > end else left_at
         if hi <= lo:
             continue
         still = stop is None and (left_at is None or left_at > end)
         why = pause or stopped
-        pauses.append(frozen(Pause, status=status, start=lo, end=None if still else hi,
-                             business_seconds=business_seconds(lo, hi),
-                             reason="" if why == STATUS else why))
+        paused_for = _new(Pause)  # frozen(Pause, ...), without the call
+        paused_for.__dict__.update(status=status, start=lo, end=None if still else hi,
+                                   business_seconds=business_seconds(lo, hi),
+                                   reason="" if why == STATUS else why)
+        pauses.append(paused_for)
         if lo > cursor:
             counted.append((cursor, lo))
         if hi > cursor:
@@ -408,11 +425,14 @@ def _count(target: str, target_seconds: int | None, calendar: Calendar,
     due = None
     if target_seconds is not None and (stop is None or elapsed > target_seconds):
         due = _due(calendar, counted, spans, target_seconds, now)
-    return frozen(Clock, target=target, target_seconds=target_seconds, calendar=calendar,
-                  started_at=start, stopped_at=stop, elapsed_seconds=elapsed,
-                  pauses=tuple(pauses), paused=paused, due_at=due, cycles=(), note="",
-                  start_reason=start_reason, stop_reason=stop_reason if stop else "",
-                  wall_seconds=sum([(hi - lo).total_seconds() for lo, hi in counted]))
+    clock = _new(Clock)  # frozen(Clock, ...), without the call
+    clock.__dict__.update(
+        target=target, target_seconds=target_seconds, calendar=calendar, started_at=start,
+        stopped_at=stop, elapsed_seconds=elapsed, pauses=tuple(pauses), paused=paused,
+        due_at=due, cycles=(), note="", start_reason=start_reason,
+        stop_reason=stop_reason if stop else "",
+        wall_seconds=sum([(hi - lo).total_seconds() for lo, hi in counted]))
+    return clock
 
 
 def final_stop(record: Record, periods: list[Period],
@@ -428,10 +448,14 @@ def final_stop(record: Record, periods: list[Period],
     if why != STATUS:
         return entered, why
     solved = record.solved_at
-    if solved is None or solved > now or any(
-            solved < p.at < entered and p.stop != STATUS for p in periods):
-        # None, in the future, or left over from a solve before a reopening: the record
-        # was solved (again) when it last entered a closed status.
+    if solved is not None and solved <= now:
+        for at, _, _, stop in periods:
+            if solved < at < entered and stop != STATUS:
+                solved = None  # left over from a solve before a reopening
+                break
+    if solved is None or solved > now:
+        # None, in the future, or left over: the record was solved (again) when it last
+        # entered a closed status.
         solved = entered
     return solved, periods[first].status
 

@@ -91,25 +91,28 @@ class Compiler:
         number = len(self._leaves)
         # An operator's answer depends on the variable's value alone: for values that
         # repeat across records (statuses, tiers, flags) it is worked out once per value.
-        # Keyed by type too, since True == 1 == 1.0 as dict keys.
-        by_value: dict[tuple[type, Any], Any] = {}
+        # One dict per type, since True == 1 == 1.0 as dict keys.
+        by_value: dict[type, dict[Any, Any]] = {kind_: {} for kind_ in _REPEATING}
+        texts, flags = by_value[str], by_value[bool]  # the usual ones, found without a look-up
 
         fact = getattr(reader, "fact", None)  # a variable that reads facts[fact]
         clear_of = _clear_comparison(method, value)
 
         def leaf(asked: Asked) -> Any:
             raw = asked.facts[fact] if fact is not None else reader(asked.variables)
-            if clear_of is not None and type(raw) is float:
+            of = type(raw)
+            kept = texts if of is str else flags if of is bool else by_value.get(of)
+            if kept is not None:  # a repeating type
+                answer = kept.get(raw, _UNKNOWN)
+                if answer is _UNKNOWN:
+                    if len(kept) >= BY_VALUE_LIMIT:
+                        kept.clear()
+                    answer = kept[raw] = compare(kind(raw))
+                return answer
+            if clear_of is not None and of is float:
                 answer = clear_of(raw)
                 if answer is not None:
                     return answer
-            if type(raw) in _REPEATING:
-                answer = by_value.get((type(raw), raw), _UNKNOWN)
-                if answer is _UNKNOWN:
-                    if len(by_value) >= BY_VALUE_LIMIT:
-                        by_value.clear()
-                    answer = by_value[type(raw), raw] = compare(kind(raw))
-                return answer
             answers = asked.answers
             if number in answers:
                 return answers[number]
@@ -191,9 +194,10 @@ def _clear_comparison(method: Callable[..., Any], value: Any,
     else:
         return None
 
+    isfinite, size = math.isfinite, abs(threshold)
+
     def clear(raw: float) -> bool | None:
-        if not math.isfinite(raw) or abs(raw - threshold) <= CLEAR + 1e-9 * max(
-                abs(raw), abs(threshold)):
+        if not isfinite(raw) or abs(raw - threshold) <= CLEAR + 1e-9 * max(abs(raw), size):
             return None
         return answer(raw, threshold)
 
@@ -220,7 +224,7 @@ _NUMERIC: dict[str, Any] = {
 _UNCAST = object()
 _UNKNOWN = object()
 #: Value types whose answers are kept per value (hashable, and repeating across records).
-_REPEATING = frozenset({str, bool, int, type(None)})
+_REPEATING: frozenset[type] = frozenset({str, bool, int, type(None)})
 #: How many values' answers one leaf keeps.
 BY_VALUE_LIMIT = 1024
 

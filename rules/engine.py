@@ -31,9 +31,8 @@ from sla_sync.rules.clock import (
     frozen,
     no_target,
     pause_statuses_of,
-    periods_of,
+    periods_until,
     run_clock,
-    timeline_until,
 )
 from sla_sync.rules.conditions import Asked, Check, Compiler
 from sla_sync.rules.durations import Target
@@ -153,6 +152,13 @@ def clocks_that_ran(clocks: Mapping[str, Clock]) -> Iterable[Clock]:
 def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
     """The variables of the clocks (their values are what Clock's properties say)."""
     facts: dict[str, Any] = {}
+    add_clock_facts(facts, clocks)
+    return facts
+
+
+def add_clock_facts(facts: dict[str, Any], clocks: Mapping[str, Clock]) -> None:
+    """clock_facts(clocks) added to `facts` (as facts.update(clock_facts(clocks)) would,
+    without the dict in between)."""
     if isinstance(clocks, Clocks):
         # Each target's idle facts, in order; the clocks that ran overwrite theirs in place.
         facts.update(_ALL_IDLE)
@@ -173,10 +179,14 @@ def clock_facts(clocks: Mapping[str, Clock]) -> dict[str, Any]:
             left, pct = (seconds - elapsed) / 60, 100.0 * elapsed / seconds
             breached = elapsed > seconds
             met = clock.stopped_at is not None and not breached
-        facts.update(zip(names, (
-            left, pct, breached, met, clock.paused,
-            elapsed / 60, clock.due_at.timestamp() if clock.due_at else 0), strict=True))
-    return facts
+        due = clock.due_at
+        facts[names[0]] = left
+        facts[names[1]] = pct
+        facts[names[2]] = breached
+        facts[names[3]] = met
+        facts[names[4]] = clock.paused
+        facts[names[5]] = elapsed / 60
+        facts[names[6]] = due.timestamp() if due else 0
 
 
 def note_values(record: Record, facts: Mapping[str, Any],
@@ -197,7 +207,10 @@ class Compiled:
 
     policy: Policy  # held, so that the id it is cached by stays its own
     whens: tuple[Check | None, ...]
-    rules: tuple[tuple[Rule, Check | None, dict[str, Any], RuleOutcome], ...]  # + not fired
+    #: each rule, its check, its business-rules form, its outcome when not fired, its
+    #: `during`
+    rules: tuple[tuple[Rule, Check | None, dict[str, Any], RuleOutcome,
+                       tuple[datetime, datetime] | None], ...]
     #: (SLA index, target) -> its clock conditions compiled, by key
     gates: Mapping[tuple[int, str], Mapping[str, Check | None]]
     #: The targets whose variables some rule reads (their clocks run without a target too).
@@ -270,7 +283,7 @@ def compiled(policy: Policy) -> Compiled:
         policy,
         tuple(None if sla.when is None else compiler.compile(sla.when) for sla in policy.slas),
         tuple((rule, compiler.compile(rule.conditions), rule.as_engine_rule(),
-               RuleOutcome(rule, False, ())) for rule in policy.every_rule()),
+               RuleOutcome(rule, False, ()), rule.during) for rule in policy.every_rule()),
         {(sla.index, target): {key: compiler.compile(condition) for key in
                                ("start_when", "pause_when", "stop_when")
                                if (condition := getattr(rules, key)) is not None}
@@ -283,12 +296,14 @@ def compiled(policy: Policy) -> Compiled:
 
 def match_sla(policy: Policy, variables: RecordVariables,
               asked: Asked | None = None, record: Record | None = None,
-              now: datetime | None = None) -> Sla | None:
+              now: datetime | None = None, found: Compiled | None = None) -> Sla | None:
     """`asked`: the record's answers so far, shared with its rules. A version of an SLA
     (`valid_from`) is skipped where it does not apply to `record` at `now` (Sla.
-    version_refuses); without a record every version is taken to apply."""
+    version_refuses); without a record every version is taken to apply. `found`:
+    compiled(policy), when the caller has it."""
     asked = asked or Asked(variables)
-    for sla, check in zip(policy.slas, compiled(policy).whens, strict=True):
+    whens = (found or compiled(policy)).whens
+    for sla, check in zip(policy.slas, whens, strict=True):
         if sla.valid_from is not None and record is not None and now is not None \
                 and sla.version_refuses(record, now, policy.closed_statuses):
             continue
@@ -307,10 +322,10 @@ def mark_for(record: Record, sla: Sla | None, previous: SlaMark | None) -> SlaMa
     if sla is None:
         return None
     if previous is None:
-        return SlaMark(sla.name, record.created_at)
+        return frozen(SlaMark, name=sla.name, since=record.created_at)
     if previous.name == sla.name:
         return previous
-    return SlaMark(sla.name, record.updated_at)
+    return frozen(SlaMark, name=sla.name, since=record.updated_at)
 
 
 def _names(conditions: Any) -> Iterator[str]:
@@ -325,14 +340,15 @@ def _names(conditions: Any) -> Iterator[str]:
 
 def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | None,
                now: datetime, facts: Mapping[str, Any] | None = None,
-               every: bool = False) -> tuple[Calendar, Clocks]:
+               every: bool = False, found: Compiled | None = None) -> tuple[Calendar, Clocks]:
     """The record's clocks under `sla`. A target the SLA does not set runs (without a
     target) only where it is first response or resolution, a rule reads its variables, or
     `every` asks for all (reports measure them); the others are left without a target.
     A target the record's extensions (rules.extensions) extend gets their time added.
     `facts`: the record's own facts, when the caller has them (a target's conditions read
-    them)."""
-    timeline = timeline_until(record, now)  # the clocks replay the same statuses
+    them); `found`: compiled(policy), when the caller has it."""
+    changes = record.status_timeline()  # the clocks replay the same statuses
+    timeline = None  # timeline_until(record, now), where gates need it
     calendar = BUILT_IN[ALWAYS] if sla is None else sla.calendar.pick(record)
     start = None
     start_reason = "created"
@@ -344,7 +360,7 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
     extensions = extensions_of(record) if targets else NONE
     # an override's targets_scale, for records created within its range
     scale = scale_for(policy.overrides, record.created_at)[0] if policy.overrides else 1.0
-    found = compiled(policy)
+    found = found or compiled(policy)
     run = _run_of(found, sla, targets, every)
     # the clocks without gates of the same pause statuses replay the same periods
     shared: dict[frozenset[str], tuple[list[Period], tuple[datetime | None, str]]] = {}
@@ -354,10 +370,12 @@ def run_clocks(record: Record, policy: Policy, sla: Sla | None, mark: SlaMark | 
             record, now, facts or record_facts(record, now, policy.fields), rules,
             found.gates[sla.index, target])  # type: ignore[union-attr]
         periods = final = None
+        if gates and timeline is None:
+            timeline = [change for change in changes if change.at <= now]
         if not gates:
             found_periods = shared.get(pauses)
             if found_periods is None:
-                periods = periods_of(timeline, pauses, policy.closed_statuses)
+                periods = periods_until(changes, now, pauses, policy.closed_statuses)
                 found_periods = shared[pauses] = periods, final_stop(record, periods, now)
             periods, final = found_periods
         seconds = None if goal is None else run.seconds(target, goal, calendar) \
@@ -388,34 +406,36 @@ def evaluate(record: Record, policy: Policy, now: datetime,
              previous: SlaMark | None = None, load: Load | None = None) -> Evaluation:
     """`previous` is the SLA mark stored for the record by the last sync, if any; `load`
     the sync's figures for the load variables (none: all 0)."""
+    found = compiled(policy)
     facts = record_facts(record, now, policy.fields)
     facts.update(_NO_LOAD_FACTS if load is None else load.facts(record.group))
     variables = RecordVariables(facts)
     # The record's own answers from the SLA match stay valid for its rules: the clock facts
     # are added to the same dict, and no record fact changes.
     asked = Asked(variables)
-    sla, calendar, mark, clocks = sla_and_clocks(record, policy, now, previous, facts, asked)
+    sla = match_sla(policy, variables, asked, record, now, found)  # as sla_and_clocks
+    mark = mark_for(record, sla, previous)
+    calendar, clocks = run_clocks(record, policy, sla, mark, now, facts, found=found)
     olas = run_olas(record, policy, now, facts)
-    facts.update(clock_facts(clocks))
+    add_clock_facts(facts, clocks)
     facts.update(ola_facts(olas) if olas else _NO_OLA_FACTS)
     facts["sla"] = sla.name if sla else ""
     facts["in_business_hours"] = calendar.is_open(now)
     placeholders = None
     outcomes = []
-    for rule, check, engine_rule, not_fired in compiled(policy).rules:
-        if rule.during is not None and not rule.during[0] <= now < rule.during[1]:
+    for rule, check, engine_rule, not_fired, during in found.rules:
+        if during is not None and not during[0] <= now < during[1]:
             outcomes.append(not_fired)  # an override's rule, outside its range
             continue
-        fired = check(asked) if check is not None else \
-            br_engine.check_conditions_recursively(rule.conditions, variables)
-        if fired:
-            if placeholders is None:
-                placeholders = _Placeholders(record, facts, clocks, calendar)
-            collector = ActionCollector(placeholders)
-            br_engine.do_actions(engine_rule["actions"], collector)
-            outcomes.append(RuleOutcome(rule, True, tuple(collector.intents)))
-        else:
+        if not (check(asked) if check is not None else
+                br_engine.check_conditions_recursively(rule.conditions, variables)):
             outcomes.append(not_fired)
+            continue
+        if placeholders is None:
+            placeholders = _Placeholders(record, facts, clocks, calendar)
+        collector = ActionCollector(placeholders)
+        br_engine.do_actions(engine_rule["actions"], collector)
+        outcomes.append(RuleOutcome(rule, True, tuple(collector.intents)))
     return frozen(Evaluation, record=record, now=now, sla=sla, sla_mark=mark,
                   calendar=calendar, clocks=clocks, facts=facts, outcomes=tuple(outcomes),
                   olas=olas)

@@ -31,6 +31,7 @@ from typing import Any
 from sla_sync.connector.model import ChangeSet, Record, custom_name
 from sla_sync.rules.actions import Intent
 from sla_sync.rules.assignment import DEFAULT_STRATEGY, Pool
+from sla_sync.rules.clock import frozen
 from sla_sync.rules.engine import Evaluation, SlaMark, evaluate
 from sla_sync.rules.load import Load
 from sla_sync.rules.policy import Policy
@@ -159,10 +160,10 @@ def plan(record: Record, policy: Policy, now: datetime,
     notifications = tuple(dict.fromkeys(
         (step.rule, step.slot.removeprefix("notify:"), step.after)
         for step in steps if step.action == "notify" and step.outcome == WRITE))
-    return Plan(record=record, change=change, steps=tuple(steps), notifications=notifications,
-                active_before=active_before,
-                active_after=frozenset(active_now), evaluation=first, final=evaluation,
-                passes=passes, settled=settled)
+    return frozen(Plan, record=record, change=change, steps=tuple(steps),
+                  notifications=notifications, active_before=active_before,
+                  active_after=frozenset(active_now), evaluation=first, final=evaluation,
+                  passes=passes, settled=settled)
 
 
 def _chosen(intent: Intent, record: Record, pool: Pool, now: datetime) -> Intent:

@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sla_sync.rules.calendar import TwentyFourSeven
-from sla_sync.rules.clock import ALL_TARGETS, Clock
+from sla_sync.rules.clock import ALL_TARGETS, Clock, frozen
 from sla_sync.rules.engine import Evaluation, SlaMark, clocks_that_ran
 from sla_sync.rules.ola import ola_clocks
 from sla_sync.rules.overrides import boundaries
@@ -267,7 +267,8 @@ def result_of(p: Plan, previous: SlaMark | None, wakes: Wakes) -> Result:
         wake: datetime | None = p.evaluation.now
     else:
         wake = wakes.of(p.evaluation)
-    return Result(record_id=p.record.id, activated=p.activated, deactivated=p.deactivated,
+    return frozen(Result, record_id=p.record.id, activated=p.activated,
+                  deactivated=p.deactivated,
                   writes=tuple(s for s in p.steps if s.outcome == WRITE),
                   notifications=p.notifications,
                   sla_mark=mark if mark is not None and mark != previous else None,

@@ -8,7 +8,9 @@ target, at instants on and off working hours:
   Clocks), and then are exactly the clock of a target that is not set, from the record's
   start; every target is there, in ALL_TARGETS order;
 - the clock facts (copied for idle clocks, worked out inline for the others) are exactly
-  what Clock's properties say, in the same order.
+  what Clock's properties say, in the same order;
+- the periods worked out in one pass over the status timeline are those of the timeline
+  up to `now`.
 
 And a weekly calendar's business time from running totals (rules.calendar's _Flat) is
 the walk over the days, bit for bit, on random calendars, zones and spans, and where a
@@ -30,7 +32,14 @@ from hypothesis import strategies as st
 from conftest import bench_script
 from sla_sync.connector.model import Record
 from sla_sync.rules.calendar import WeeklyCalendar
-from sla_sync.rules.clock import ALL_TARGETS, Clock, no_target
+from sla_sync.rules.clock import (
+    ALL_TARGETS,
+    Clock,
+    no_target,
+    periods_of,
+    periods_until,
+    timeline_until,
+)
 from sla_sync.rules.engine import Clocks, clock_facts, evaluate
 from sla_sync.rules.policy import Policy, check_policy
 from test_calendar_properties import TIMEZONES, day_intervals, instants
@@ -109,6 +118,21 @@ def test_idle_clocks_and_clock_facts_are_what_the_plain_computation_gives(
             assert list(clock_facts(plain).items()) == list(expected.items())
             assert dict(clocks) == plain and clocks == plain
     assert ran and idle
+
+
+def test_periods_in_one_pass_are_the_periods_of_the_timeline(records: list[Record]) -> None:
+    """periods_until (rules.engine's path without gates) gives periods_of's periods of
+    timeline_until: the same tuples, of the same type, for any pause statuses."""
+    closed = ("solved", "closed")
+    seen = 0
+    for now in (*INSTANTS, datetime(2026, 2, 20, tzinfo=UTC)):
+        for record in records:
+            for pauses in (frozenset(), frozenset({"pending", "hold"}), frozenset({"open"})):
+                plain = periods_of(timeline_until(record, now), pauses, closed)
+                fast = periods_until(record.status_timeline(), now, pauses, closed)
+                assert fast == plain and [type(p) for p in fast] == [type(p) for p in plain]
+                seen += len(fast) < len(record.status_timeline())
+    assert seen  # some records had statuses after `now`
 
 
 # -- business time through running totals ------------------------------------------------
