@@ -21,8 +21,9 @@ child process and prints one table:
   the ratio; business-time computations per second (`business_seconds` from each
   record's creation to now on its SLA's calendar).
 
-`--eval-only` skips the syncs; `--profile N` prints where one evaluation pass spends its
-time (cProfile, the N costliest calls by cumulative time); `--profile-syncs DIR` runs
+`--eval-only` skips the syncs, `--first-only` the two after the first; `--profile N`
+prints where one evaluation pass spends its time (cProfile, the N costliest calls by
+cumulative time); `--profile-syncs DIR` runs
 each sync under cProfile and keeps its statistics in DIR. `--code DIR` runs another
 checkout's code (e.g. `git archive main | tar -x -C DIR`) with
 this bench, for before/after columns. Desks and state live in a temporary folder that is
@@ -283,7 +284,7 @@ class FakeZendesk:
 
 def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
                eval_only: bool, profile: int, helpdesk: str = "file",
-               profile_syncs: Path | None = None) -> None:
+               profile_syncs: Path | None = None, first_only: bool = False) -> None:
     folder = Path(tempfile.mkdtemp(prefix="sla-sync-desk-"))
     fake = None
     try:
@@ -307,9 +308,9 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
         if not eval_only:
             print(f"{'sync':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS MiB':>12} "
                   f"{'evaluated':>9} {'writes':>7}", flush=True)
-        for label, now, share in () if eval_only else (("first sync", NOW, None),
-                                  ("rerun, nothing changed", NOW, None),
-                                  ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01)):
+        syncs = (("first sync", NOW, None), ("rerun, nothing changed", NOW, None),
+                 ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01))
+        for label, now, share in syncs[:0 if eval_only else 1 if first_only else 3]:
             if share is not None and fake is not None:
                 fake.post("/bench/touch", {"share": share})
                 fake.post("/bench/advance", {"seconds": 61})  # past the export's minute
@@ -371,6 +372,8 @@ def main() -> None:
     parser.add_argument("--eval-records", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     parser.add_argument("--eval-only", action="store_true", help="no syncs, only evaluation")
+    parser.add_argument("--first-only", action="store_true",
+                        help="only the first sync (and the evaluation)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N costliest calls (cProfile, cumulative) of one "
                              "evaluation pass")
@@ -384,7 +387,8 @@ def main() -> None:
         args.profile_syncs.mkdir(parents=True, exist_ok=True)
     for size in (parse_size(s) for s in args.sizes.split(",")):
         bench_size(size, args.format, args.code.resolve(), args.eval_records, args.keep,
-                   args.eval_only, args.profile, args.helpdesk, args.profile_syncs)
+                   args.eval_only, args.profile, args.helpdesk, args.profile_syncs,
+                   args.first_only)
 
 
 if __name__ == "__main__":
