@@ -534,8 +534,8 @@ def _story_text(history: list[list[Any]], talk: Mapping[str, Any] | None) -> str
                       separators=(",", ":"))
 
 
-def _story_of(text: str) -> tuple[list[list[Any]], dict[str, Any] | None]:
-    """The status changes and conversation of a memory entry (`_story_text`)."""
+def _story_of(ticket: str, text: str) -> tuple[list[list[Any]], dict[str, Any] | None]:
+    """The status changes and conversation of a ticket's memory entry (`_story_text`)."""
     try:
         data = json.loads(text)
         history, talk = data["h"], data.get("t")
@@ -543,8 +543,9 @@ def _story_of(text: str) -> tuple[list[list[Any]], dict[str, Any] | None]:
             return history, talk
     except (ValueError, KeyError, TypeError):
         pass
-    raise ConnectorError("zendesk: a ticket's story kept in the state file is not one this "
-                         "connector wrote")
+    raise ConnectorError(f"zendesk: ticket {ticket}: the story kept for it in the state file "
+                         "(table memory) is not one this connector wrote; restore the state "
+                         "file from a backup")
 
 
 class _Marker:
@@ -693,7 +694,7 @@ class Zendesk:
         tickets = body["tickets"]
         kept = memory.recall({str(raw["id"]) for raw in tickets
                               if isinstance(raw, Mapping) and _whole(raw.get("id"))})
-        stories = {ticket: _story_of(text) for ticket, text in kept.items()}
+        stories = {ticket: _story_of(ticket, text) for ticket, text in kept.items()}
         changes: dict[str, str | None] = {}
         records: list[Record] = []
         problems: list[RecordError] = []
@@ -1421,7 +1422,7 @@ def _merge_events(events: list[Any], memory: Memory, marker: _Marker) -> int:
     for ticket, text in memory.recall({str(event["ticket_id"]) for event in events
                                        if isinstance(event, Mapping)
                                        and _whole(event.get("ticket_id"))}).items():
-        history[ticket], entry = _story_of(text)
+        history[ticket], entry = _story_of(ticket, text)
         if entry is not None:
             talk[ticket] = entry
     touched: set[str] = set()

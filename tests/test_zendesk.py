@@ -198,6 +198,16 @@ def test_a_fetch_resumed_from_an_event_page_s_cursor_ends_with_the_same_stories(
     assert memory.entries == straight.entries
 
 
+def test_a_damaged_story_in_the_memory_stops_the_fetch_naming_the_ticket(api):
+    first_sync_pages(api)
+    api.assert_all_requests_are_fired = False  # the fetch stops at the first events page
+    memory = MemoryInProcess({"35437": '{"h": "not a history"}'})
+    with pytest.raises(ConnectorError, match=r"^zendesk: ticket 35437: the story kept for it "
+                                             r"in the state file \(table memory\) is not one"):
+        list(zendesk().fetch(None, memory))
+    assert memory.entries["35437"] == '{"h": "not a history"}'  # nothing written over it
+
+
 def test_a_v2_cursor_s_stories_move_into_the_memory_and_its_next_cursor_holds_none(api):
     first_sync_pages(api)
     memory = MemoryInProcess()
