@@ -50,6 +50,7 @@ import binascii
 import hashlib
 import itertools
 import json
+import operator
 import os
 import struct
 import sys
@@ -105,10 +106,12 @@ class Survey:
     def starts(self) -> list[int]:
         """Byte offset of each record's text."""
         if self.offsets is None or len(self.offsets) != len(self.lengths):
-            ends = list(itertools.accumulate(
-                (gap + length for gap, length in zip(self.gaps, self.lengths, strict=True))))
-            self.offsets = [end - length
-                            for end, length in zip(ends, self.lengths, strict=True)]
+            if len(self.gaps) != len(self.lengths):
+                raise ValueError("a survey's gaps and lengths differ in number")
+            # In C (map, accumulate): a 100k-record survey's starts in a few milliseconds,
+            # where a generator took tens of them on every survey of a changed file.
+            ends = itertools.accumulate(map(operator.add, self.gaps, self.lengths))
+            self.offsets = list(map(operator.sub, ends, self.lengths))
         return self.offsets
 
     def known(self) -> dict[bytes, tuple[str | None, int]]:

@@ -15,7 +15,7 @@ from conftest import at, iso, record_dict
 from sla_sync.connector import ConnectorError
 from sla_sync.connector import file as file_module
 from sla_sync.connector.file import FileHelpdesk
-from sla_sync.connector.file_index import sidecar_of
+from sla_sync.connector.file_index import Survey, sidecar_of
 from sla_sync.connector.model import ChangeSet, Record
 
 NOW = at("2026-03-02 12:00")
@@ -397,3 +397,24 @@ def test_a_refused_record_lengthened_or_moved_is_still_reported(tmp_path: Path):
     got = answer(desk, None)
     assert got == parsed_whole_copy(path, None)
     assert got[0][1] == ["record #16: is not an object"]
+
+
+def test_starts_are_the_offsets_of_each_text_after_its_gap():
+    """Survey.starts (computed in C) against the plain definition: each text starts after
+    the previous text's end plus its own gap; a changed length moves every later start."""
+    rng = random.Random(5)
+    for count in (0, 1, 2, 17, 1000):
+        gaps = [rng.randint(0, 3) for _ in range(count)]
+        lengths = [rng.randint(0, 500) for _ in range(count)]
+        survey = Survey(b"", "json", gaps, lengths, [b""] * count, [None] * count,
+                        [None] * count)
+        expected, at = [], 0
+        for gap, length in zip(gaps, lengths, strict=True):
+            expected.append(at + gap)
+            at += gap + length
+        assert survey.starts() == expected
+        if count:
+            survey.change(b"", [(0, b"", "x", 0, lengths[0] + 7)])
+            assert survey.starts() == [expected[0]] + [start + 7 for start in expected[1:]]
+    with pytest.raises(ValueError, match="differ in number"):
+        Survey(b"", "json", [1, 2], [3], [], [], []).starts()
