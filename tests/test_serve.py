@@ -107,7 +107,24 @@ def test_the_live_page_shows_a_record_that_becomes_at_risk_without_a_reload(
     browsing = threading.Thread(target=lambda: result.append(chromium(
         tmp_path, "--virtual-time-budget=300000", "--dump-dom", server.url())))
     browsing.start()
-    server.wait_for("GET /api/live 200")  # the page has its first data: A and B
+    seen = threading.Event()
+
+    def end_the_wait() -> None:
+        # A browser that ends (or hangs) before its first request would leave wait_for
+        # reading the server's log forever: stopping the server ends it, as a failure.
+        browsing.join(timeout=180)
+        if not seen.is_set():
+            server.process.kill()
+
+    threading.Thread(target=end_the_wait, daemon=True).start()
+    try:
+        server.wait_for("GET /api/live 200")  # the page has its first data: A and B
+    except AssertionError:
+        raise AssertionError(
+            "chromium never asked the live page for data: "
+            + (f"it exited {result[0].returncode}: {result[0].stderr[-2000:]}" if result
+               else "it did not finish in 180 s")) from None
+    seen.set()
     # Hold the server while the sync runs: the page's next request waits for its answer,
     # and a page waiting on the network does not move its virtual time on.
     server.process.send_signal(signal.SIGSTOP)
