@@ -34,6 +34,7 @@ import errno
 import hashlib
 import itertools
 import json
+import operator
 import os
 import shutil
 import tempfile
@@ -54,8 +55,10 @@ from sla_sync.connector.base import (
 )
 from sla_sync.connector.file_index import (
     BLOCK,
+    MAX_CHANGES,
     Survey,
     append_sidecar,
+    blocks_digest,
     micros,
     read_sidecar,
     sign_sidecar,
@@ -90,6 +93,9 @@ STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
 CHUNK = 1 << 20
 #: How many records a survey hashes and looks up at a time (a JSON Lines file streams).
 SURVEY_BATCH = 4096
+#: Bytes past a changed block's old end (besides an eighth of its old length) that a
+#: survey cuts its texts from at once (copied: a block is about 11 KB at 100k records).
+WINDOW = 1 << 10
 #: Texts framed one by one in a JSON file after which a survey looks each up among all the
 #: texts it knew (else each is compared with the one that stood at its place, then parsed).
 KNOWN_AFTER = 2000
@@ -204,7 +210,7 @@ class FileHelpdesk:
 
     def _load(self) -> Document:
         """The JSON document, read again only when the file changed since last time (its
-        stat signature says it did not; else its SHA-1 does)."""
+        stat signature says it did not; else a survey of its bytes does)."""
         self._ensure_seeded()
         with _open(self.path, "helpdesk file") as source:
             signature = _fd_signature(source)
@@ -218,17 +224,14 @@ class FileHelpdesk:
             content = source.read()
             if _fd_signature(source) != signature:  # written meanwhile: the bytes decide
                 signature, trusted = (), None
-        digest = trusted.digest if trusted is not None else hashlib.sha1(content).digest()
-        if self._document is None or self._document.digest != digest:
-            self._survey_document(content, digest)
-            if self._document is None or self._document.digest != digest:
-                assert self._known is not None and self._known.digest == digest
-                self._document = _document_of_survey(content, self._known)
-                if self._document is None:  # an index that lies: survey without it
-                    self._survey_document(content, digest, trust=False)
-                    assert self._document is not None
+        document = _document_of_survey(content, trusted) if trusted is not None else None
+        if document is not None:  # the signature says these are the bytes surveyed
+            self._document = document
+        else:  # a walk against the latest survey known (an index that lies: without it)
+            self._survey_document(content, trust=trusted is None)
         self._sidecar = None
-        self._sign(signature, digest)
+        assert self._document is not None
+        self._sign(signature, self._document.digest)
         self._document.signature = signature
         return self._document
 
@@ -243,11 +246,11 @@ class FileHelpdesk:
         if stored is not None and stored.signature == signature:
             self._known = stored
             return stored
-        self._sidecar = stored  # for _stored_survey, which this read spares a second one
+        self._sidecar = stored  # for _stored_survey or _latest: this read spares a second one
         return None
 
     def _sign(self, signature: tuple[int, ...], digest: bytes) -> None:
-        """The file was just read whole, its SHA-1 `digest`, its signature the same before
+        """The file was just read whole, its digest `digest`, its signature the same before
         and after: note the signature with the survey of those bytes."""
         if signature and self._known is not None and self._known.digest == digest:
             sign_sidecar(self.path, self._known, signature)
@@ -263,20 +266,40 @@ class FileHelpdesk:
                 latest = stored
         return (latest if latest is not None and latest.digest == digest else None), latest
 
-    def _survey_document(self, content: bytes, digest: bytes, trust: bool = True,
+    def _latest(self) -> Survey | None:
+        """The latest survey known of a JSON file: the one held, else the sidecar's."""
+        stored, self._sidecar = self._sidecar, None
+        if self._known is not None:
+            return self._known
+        return stored if stored is not None else read_sidecar(self.path, "json")
+
+    def _survey_document(self, content: bytes, trust: bool = True,
                          ) -> tuple[Survey, dict[int, Record], dict[int, RecordError]]:
-        """What the JSON file holds per record, from the index when it describes these
-        bytes (nothing parsed), else by parsing the texts the index does not know."""
-        exact, latest = self._stored_survey(digest) if trust else (None, None)
-        if exact is not None:
-            self._known = exact
-            return exact, {}, {}
-        survey, made, refused, document = _survey_json(content, digest, latest, self.path)
+        """What the JSON file holds per record (and its document), walked against the
+        latest survey known: only the texts it does not know are parsed, and none when it
+        is the survey of these very bytes (then it stays the index, as it is). Without
+        `trust`, every text is parsed."""
+        latest = self._latest() if trust else None
+        survey, made, refused, document = _survey_json(content, latest, self.path)
         self._document = document
+        if latest is not None and latest.digest == survey.digest:
+            self._known = latest  # the same bytes: the same records, the same refusals
+            return latest, {}, {}
         self._known = survey if survey.gaps else None  # a file not in our layout: no spans
         if self._known is not None:
-            write_sidecar(self.path, survey)
+            self._note_survey(survey, latest)
         return survey, made, refused
+
+    def _note_survey(self, survey: Survey, latest: Survey | None) -> None:
+        """The sidecar follows a survey: a line of the texts that changed in place since
+        the latest survey (which it describes already), else the survey whole."""
+        changes = survey.changes_since(latest) if latest is not None else None
+        if changes is None or latest is None or latest.appended >= MAX_CHANGES:
+            write_sidecar(self.path, survey)
+            return
+        survey.appended = latest.appended
+        append_sidecar(self.path, latest.digest, survey, changes,
+                       {k: survey.blocks[k] for k in {p // BLOCK for p, *_ in changes}})
 
     def _survey_lines(self, trust: bool = True,
                       ) -> tuple[Survey, dict[int, Record], dict[int, RecordError]]:
@@ -358,9 +381,8 @@ class FileHelpdesk:
             content = source.read()
             if _fd_signature(source) != signature:
                 signature = ()
-        digest = hashlib.sha1(content).digest()
-        survey, made, refused = self._survey_document(content, digest)
-        self._sign(signature, digest)
+        survey, made, refused = self._survey_document(content)
+        self._sign(signature, survey.digest)
         return survey, made, refused, content
 
     def _texts_at(self, survey: Survey, positions: list[int],
@@ -503,8 +525,7 @@ class FileHelpdesk:
         if any(_id_of(document.raw(document.index[change.record_id])) != change.record_id
                for change in changes if change.record_id in document.index):
             # The index said so, the file does not: survey the file afresh, not from it.
-            self._survey_document(_read_bytes(self.path, "helpdesk file"), document.digest,
-                                  trust=False)
+            self._survey_document(_read_bytes(self.path, "helpdesk file"), trust=False)
             document = self._load()
         results = []
         changed: dict[int, Record] = {}
@@ -524,14 +545,13 @@ class FileHelpdesk:
             before = document.digest
             document.dirty.update(changed)
             try:
-                self._write_atomically(document)
+                blocks = self._write_atomically(document, changed)
             except BaseException:
                 self._document = None  # the changes are in memory only: read the file again
                 raise
             self._note_rewrite(before, document.digest, [
                 (position, document.text(position), record)
-                for position, record in changed.items()], document.signature,
-                self._blocks_of(document, changed))
+                for position, record in changed.items()], document.signature, blocks)
         return results
 
     def _blocks_of(self, document: Document, changed: Iterable[int]) -> dict[int, bytes]:
@@ -595,15 +615,39 @@ class FileHelpdesk:
         raw["updated_at"] = stamp
         return Record.from_dict(raw, position)
 
-    def _write_atomically(self, document: Document) -> None:
-        """One rewrite of the JSON document; remembers what the file now holds."""
-        document.digest, document.signature = self._replace(document.chunks())
+    def _write_atomically(self, document: Document, changed: Iterable[int]) -> dict[int, bytes]:
+        """One rewrite of the JSON document, whose records at these positions changed;
+        remembers what the file now holds. Returns the new hashes of their blocks."""
+        _, document.signature = self._replace(document.chunks(), hashed=False)
+        blocks = self._blocks_of(document, changed)
+        document.digest = self._digest_after(document, blocks)
+        return blocks
 
-    def _replace(self, chunks: Iterable[bytes | memoryview]) -> tuple[bytes, tuple[int, ...]]:
+    def _digest_after(self, document: Document, blocks: dict[int, bytes]) -> bytes:
+        """The digest of the file just written from `document` (what `json_digest` gives
+        for its bytes): from the survey's blocks and the changed ones' new hashes when the
+        survey describes the document as it was (`document.digest` is still that), so
+        that only the changed blocks are hashed; else from every block's text."""
+        count, survey = len(document.starts), self._known
+        if not count:  # no records: a file in no layout of records
+            return hashlib.sha1(document.head + document.tail).digest()
+        if survey is not None and survey.digest == document.digest \
+                and len(survey.blocks) == -(-count // BLOCK):
+            hashes = list(survey.blocks)
+            for k, hashed in blocks.items():
+                hashes[k] = hashed
+        else:
+            hashes = [text_hash(b",\n".join(map(document.text,
+                                                range(low, min(low + BLOCK, count)))))
+                      for low in range(0, count, BLOCK)]
+        return blocks_digest(document.head + b"\n", b"\n" + document.tail, count, hashes)
+
+    def _replace(self, chunks: Iterable[bytes | memoryview], hashed: bool = True,
+                 ) -> tuple[bytes, tuple[int, ...]]:
         """The file becomes `chunks`, atomically: temporary file, fsync, rename. Returns the
-        SHA-1 of what it wrote and the new file's stat signature (() when it cannot be
-        sure the file it stats is the one it wrote, untouched)."""
-        digest = hashlib.sha1()
+        SHA-1 of what it wrote (b"" when not `hashed`) and the new file's stat signature
+        (() when it cannot be sure the file it stats is the one it wrote, untouched)."""
+        digest = hashlib.sha1() if hashed else None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
@@ -616,7 +660,8 @@ class FileHelpdesk:
                 buffered: list[bytes | memoryview] = []
                 size = 0
                 for chunk in chunks:
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     if len(chunk) >= CHUNK:  # a long run of the file as read: as it is
                         out.write(b"".join(buffered))
                         out.write(chunk)
@@ -639,7 +684,7 @@ class FileHelpdesk:
             signature = _signature(self.path)
             if signature[:3] != (written.st_ino, written.st_size, written.st_mtime_ns):
                 signature = ()
-            return digest.digest(), signature
+            return (digest.digest() if digest is not None else b""), signature
         except BaseException as exc:
             Path(temp_name).unlink(missing_ok=True)
             if isinstance(exc, OSError):  # nothing was replaced: the old file is whole
@@ -880,7 +925,24 @@ def _bounds(content: bytes) -> tuple[int, int] | None:
     return first, last
 
 
-def _survey_json(content: bytes, digest: bytes, latest: Survey | None, path: Path,
+def json_digest(content: bytes) -> bytes:
+    """The digest of a JSON helpdesk file's bytes, as its survey has it: in the helpdesk's
+    layout, the blocks digest of its parts (`file_index.blocks_digest`); else their SHA-1."""
+    bounds = _bounds(content)
+    if bounds is None:
+        return hashlib.sha1(content).digest()
+    first, last = bounds
+    lengths = list(map(len, content[first + 1:last].split(b",\n")))
+    starts = list(map(operator.sub, itertools.accumulate(
+        map(operator.add, [first + 1] + [2] * (len(lengths) - 1), lengths)), lengths))
+    view = memoryview(content)
+    return blocks_digest(content[:first + 1], content[last:], len(lengths), [
+        text_hash(view[starts[low]:starts[high - 1] + lengths[high - 1]])
+        for low, high in ((low, min(low + BLOCK, len(lengths)))
+                          for low in range(0, len(lengths), BLOCK))])
+
+
+def _survey_json(content: bytes, latest: Survey | None, path: Path,
                  ) -> tuple[Survey, dict[int, Record], dict[int, RecordError], Document]:
     """Survey a JSON file's records, taking what `latest` (the survey of an earlier version)
     knows for the same bytes and parsing the rest; a file in another layout is parsed whole
@@ -890,15 +952,16 @@ def _survey_json(content: bytes, digest: bytes, latest: Survey | None, path: Pat
         first, last = bounds
         try:
             survey, made, refused, raws, starts = _survey_framed(content, first, last,
-                                                                 digest, latest)
+                                                                 latest)
         except _NotAlone:
             pass
         else:
-            ends = [start + length for start, length in zip(starts, survey.lengths,
-                                                            strict=True)]
+            ends = list(map(operator.add, starts, survey.lengths))
             document = Document(content[:first], content[last + 1:], content, starts, ends,
-                                {}, raws, survey.index(), digest, twins=survey.twins())
+                                {}, raws, survey.index(), survey.digest,
+                                twins=survey.twins())
             return survey, made, refused, document
+    digest = json_digest(content)
     data = _decode_document(content, path)
     records = data["records"]
     survey, made, refused, raws = _survey_texts(
@@ -919,7 +982,7 @@ def _survey_json(content: bytes, digest: bytes, latest: Survey | None, path: Pat
     return survey, made, refused, document
 
 
-def _survey_framed(content: bytes, first: int, last: int, digest: bytes,
+def _survey_framed(content: bytes, first: int, last: int,
                    latest: Survey | None) -> tuple[Survey, dict[int, Record],
                                                    dict[int, RecordError], dict[int, Any],
                                                    list[int]]:
@@ -927,8 +990,9 @@ def _survey_framed(content: bytes, first: int, last: int, digest: bytes,
     and where each text starts. The blocks `latest` knows are looked for first, each where
     the records before it ended (`_walk_blocks`); the rest is cut into texts, each taken
     from `latest` when it is the text that stood at its place or (many of them) any text
-    `latest` knew, else parsed. Raises _NotAlone when a text is not one JSON value."""
-    survey = Survey(digest, "json", [], [], [], [], [])
+    `latest` knew, else parsed. Raises _NotAlone when a text is not one JSON value. The
+    survey's digest is the blocks digest of the file (no byte hashed twice)."""
+    survey = Survey(b"", "json", [], [], [], [], [])
     texts: dict[int, bytes] = {}  # position -> its text, for texts cut one by one
     kept: dict[int, tuple[bytes, int]] = {}  # block -> (hash, records), found in place
     at = first + 1
@@ -963,6 +1027,7 @@ def _survey_framed(content: bytes, first: int, last: int, digest: bytes,
         else:
             survey.blocks.append(text_hash(view[starts[low]:starts[high - 1]
                                                 + survey.lengths[high - 1]]))
+    survey.digest = blocks_digest(content[:first + 1], content[last:], count, survey.blocks)
     return survey, made, refused, raws, starts
 
 
@@ -971,7 +1036,7 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
     """Walk the texts from `at` (to `end`) block by block of `old`: a block whose bytes,
     from where the records before it ended, hash as before and end where a text ends, is
     those records (their texts, ids, stamps and refusals taken from `old`); in any other,
-    its number of texts is cut one by one into `texts`. Returns where the texts not walked
+    its number of texts is cut into `texts`. Returns where the texts not walked
     start (past `end`: none left)."""
     view = memoryview(content)
     old_starts = old.starts()
@@ -996,19 +1061,32 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
                 kept[k] = (hashed, high - low)
             at = stop + 2
             continue
-        for _ in range(low, high):  # what it is is found later
-            if at > end:
-                break
-            stop = content.find(b",\n", at, end)
-            if stop < 0:
-                stop = end
-            texts[len(lengths)] = content[at:stop]
-            lengths.append(stop - at)
-            hashes.append(b"")
-            ids.append(None)
-            stamps.append(None)
-            at = stop + 2
+        # Its texts are cut (what each is is found later), in one split of a window of
+        # the bytes where it stood when the window holds them all (the usual edit).
+        limit = min(end, stop + ((stop - at) >> 3) + WINDOW)
+        pieces = content[at:limit].split(b",\n", high - low)
+        if len(pieces) > high - low:  # each text followed by its `,\n`, then the rest
+            pieces.pop()
+        elif limit < end:  # longer than the window: one by one
+            pieces = _cut(content, at, end, high - low)
+        texts.update(zip(itertools.count(len(lengths)), pieces))
+        lengths.extend(map(len, pieces))
+        hashes.extend([b""] * len(pieces))
+        ids.extend([None] * len(pieces))
+        stamps.extend([None] * len(pieces))
+        at += sum(map(len, pieces)) + 2 * len(pieces)
     return at
+
+
+def _cut(content: bytes, at: int, end: int, count: int) -> list[bytes]:
+    """Up to `count` texts from `at`, each ended by a `,\n` or by `end`."""
+    pieces: list[bytes] = []
+    while len(pieces) < count and at <= end:
+        stop = content.find(b",\n", at, end)
+        stop = end if stop < 0 else stop
+        pieces.append(content[at:stop])
+        at = stop + 2
+    return pieces
 
 
 def _unknown(survey: Survey, texts: dict[int, bytes], old: Survey | None) -> list[int]:

@@ -1,7 +1,8 @@
 """The file helpdesk's index: what a read of its file learnt about each record, kept in a
 sidecar file beside it, so that the next read parses only the records that changed.
 
-A `Survey` describes one exact file (its SHA-1): for each record, in order, where its
+A `Survey` describes one exact file (its digest: for a JSON file in the helpdesk's layout
+the blocks digest below, else the file's SHA-1): for each record, in order, where its
 text is (the bytes before it that belong to no record, and its length), the SHA-1 of its
 text, its id, and its `updated_at` in microseconds when `Record` accepted it (None when
 it refused it; the reason is kept too). It serves in two ways:
@@ -18,7 +19,7 @@ reported at the next fetch whether or not it moved `updated_at`.
 
 A survey also holds the file's stat signature (inode, size, modification and change times
 in nanoseconds) as it was when the file was read whole or written by this connector and held
-exactly the bytes the SHA-1 names. While the file's signature is still that one, the file
+exactly the bytes the digest names. While the file's signature is still that one, the file
 is those bytes without reading them: any write to it by anyone gives it a new change time,
 which no one can set back (the state store's `state.db-closed` note rests on the same
 rule), and a replacement by rename is another inode. So a fetch of an unchanged file reads
@@ -29,7 +30,9 @@ of `BLOCK` consecutive records' bytes (their texts and the separators between th
 someone else rewrote the file, a read walks it block by block: a block whose bytes hash as
 before, where the records before it ended, is those records (one hash over its bytes, no
 record framed or hashed one by one); only the blocks that changed are cut into texts, and
-only texts not seen before are parsed.
+only texts not seen before are parsed. The file's digest is made of those blocks' SHA-1s
+with its head and tail line (`blocks_digest`), not a SHA-1 of all its bytes: a read hashes
+each byte once, and a rewrite by the helpdesk hashes only the blocks it changed.
 
 The sidecar (`.NAME.sla-sync-index` beside the file) is a cache: missing, unreadable, torn,
 of another format, byte order or file, it is ignored and written afresh, never trusted
@@ -38,9 +41,11 @@ every text it returns and the id of every record it writes). It starts with a wh
 survey: one JSON line (the file's SHA-1 and signature, the ids, the refusals and the
 duplicated ids), then the numbers and hashes as packed binary arrays, so that loading it
 parses no number; each rewrite of the file by the helpdesk appends one JSON line naming the
-SHA-1 it applies to, the file's new SHA-1 and signature, the records rewritten and their
+digest it applies to, the file's new digest and signature, the records rewritten and their
 blocks' new hashes, so a batch costs a short append, not a new index (a read that finds the
-file as surveyed but with another signature appends a line with no changes). It is written
+file as surveyed but with another signature appends a line with no changes, and a read of
+a file someone else edited in place, the same records with the same ids, one line of the
+texts that changed). It is written
 without fsync: losing it costs one parse of the file.
 """
 
@@ -79,6 +84,24 @@ def micros(instant: datetime) -> int:
 
 def text_hash(text: bytes | memoryview) -> bytes:
     return hashlib.sha1(text).digest()
+
+
+#: What a blocks digest starts with: it is one byte longer than a SHA-1, so the digest of
+#: a file in the helpdesk's layout never equals the plain SHA-1 of a file in another one.
+BLOCKS_DIGEST = b"B"
+
+
+def blocks_digest(opening: bytes, closing: bytes, count: int, blocks: list[bytes]) -> bytes:
+    """The digest of a JSON file in the helpdesk's layout, from its parts: `opening` (the
+    head line with its newline), `closing` (the newline before the tail line, and that
+    line), its number of records and the SHA-1 of each block of BLOCK records' bytes. The
+    file is `opening`, the blocks' bytes a `,\n` apart, `closing`, so these determine it,
+    and the digest is as collision-free as SHA-1; no byte of a record is hashed twice."""
+    parts = hashlib.sha1(struct.pack("<QQQ", len(opening), len(closing), count))
+    parts.update(opening)
+    parts.update(closing)
+    parts.update(b"".join(blocks))
+    return BLOCKS_DIGEST + parts.digest()
 
 
 def sidecar_of(path: Path) -> Path:
@@ -172,6 +195,24 @@ class Survey:
                 self.blocks = []
         self.digest = digest
         self.signature = signature
+
+    def changes_since(self, old: Survey) -> list[tuple[int, bytes, str, int, int]] | None:
+        """What makes `old` this survey, as a sidecar line says it: (position, text SHA-1,
+        id, updated_at, length) per text that changed in place; None when a line cannot
+        say it: another layout, number of records or head line, a block not known, a
+        changed text that is refused or holds another id (the twins stay as they were)."""
+        if (self.layout != old.layout or len(self.ids) != len(old.ids) or not self.blocks
+                or len(self.blocks) != len(old.blocks) or self.gaps != old.gaps):
+            return None
+        changed = list(itertools.compress(itertools.count(),
+                                          map(operator.ne, self.hashes, old.hashes)))
+        if any(self.ids[p] != old.ids[p] or p in self.problems or p in old.problems
+               or type(self.stamps[p]) is not int for p in changed):
+            return None
+        if self.problems != old.problems:  # the same bytes always get the same answer
+            return None
+        return [(p, self.hashes[p], self.ids[p], self.stamps[p], self.lengths[p])  # type: ignore[misc]
+                for p in changed]
 
     # -- the sidecar ------------------------------------------------------------------------
 

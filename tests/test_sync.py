@@ -514,13 +514,13 @@ def test_a_crash_mid_batch_neither_repeats_nor_loses_a_write(tmp_path: Path,
     real_write = connector._write_atomically
     writes: list[int] = []
 
-    def dies_on_the_second_batch(data: Any) -> None:
+    def dies_on_the_second_batch(data: Any, changed: Any) -> Any:
         writes.append(1)
         if len(writes) == 2:
             if crash_after_write:
-                real_write(data)
+                real_write(data, changed)
             raise Crash()
-        real_write(data)
+        return real_write(data, changed)
 
     connector._write_atomically = dies_on_the_second_batch  # type: ignore[method-assign]
     now = parse_instant(iso("2026-03-02 10:20"), "now")
