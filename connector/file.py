@@ -55,10 +55,9 @@ from sla_sync.connector.base import (
 )
 from sla_sync.connector.file_index import (
     BLOCK,
-    MAX_CHANGES,
     Survey,
-    append_sidecar,
     blocks_digest,
+    follow_sidecar,
     micros,
     read_sidecar,
     sign_sidecar,
@@ -294,11 +293,11 @@ class FileHelpdesk:
         """The sidecar follows a survey: a line of the texts that changed in place since
         the latest survey (which it describes already), else the survey whole."""
         changes = survey.changes_since(latest) if latest is not None else None
-        if changes is None or latest is None or latest.appended >= MAX_CHANGES:
+        if changes is None or latest is None:
             write_sidecar(self.path, survey)
             return
-        survey.appended = latest.appended
-        append_sidecar(self.path, latest.digest, survey, changes,
+        survey.appended, survey.pending = latest.appended, latest.pending
+        follow_sidecar(self.path, latest.digest, survey, changes,
                        {k: survey.blocks[k] for k in {p // BLOCK for p, *_ in changes}})
 
     def _survey_lines(self, trust: bool = True,
@@ -579,7 +578,7 @@ class FileHelpdesk:
         changes = [(position, text_hash(text), record.id, micros(record.updated_at), len(text))
                    for position, text, record in changed]
         survey.change(after, changes, signature, blocks)
-        append_sidecar(self.path, before, survey, changes, blocks)
+        follow_sidecar(self.path, before, survey, changes, blocks)
 
     def _gone(self, record_id: str) -> RecordGone:
         return RecordGone(f"{self.path}: no record {record_id!r}", record_id=record_id)
@@ -1028,6 +1027,8 @@ def _survey_framed(content: bytes, first: int, last: int,
             survey.blocks.append(text_hash(view[starts[low]:starts[high - 1]
                                                 + survey.lengths[high - 1]]))
     survey.digest = blocks_digest(content[:first + 1], content[last:], count, survey.blocks)
+    if latest is not None and latest.shared is not None and survey.ids == latest.ids:
+        survey.shared = latest.shared  # the same ids in the same places: the same twins
     return survey, made, refused, raws, starts
 
 
@@ -1039,14 +1040,14 @@ def _walk_blocks(content: bytes, at: int, end: int, old: Survey, survey: Survey,
     its number of texts is cut into `texts`. Returns where the texts not walked
     start (past `end`: none left)."""
     view = memoryview(content)
-    old_starts = old.starts()
     count = len(old.lengths)
+    old_lengths = old.lengths
     lengths, hashes, ids, stamps = survey.lengths, survey.hashes, survey.ids, survey.stamps
     for k, hashed in enumerate(old.blocks):
         if at > end:
             break
         low, high = k * BLOCK, min(k * BLOCK + BLOCK, count)
-        stop = at + old_starts[high - 1] + old.lengths[high - 1] - old_starts[low]
+        stop = at + sum(old_lengths[low:high]) + 2 * (high - low - 1)  # its bytes, as before
         if stop <= end and (stop == end or content.startswith(b",\n", stop)) \
                 and text_hash(view[at:stop]) == hashed:
             position = len(lengths)

@@ -513,7 +513,9 @@ def test_a_foreign_edit_in_place_is_one_line_appended_to_the_index(tmp_path: Pat
     """Another program changes 2 of 160 records in place: the index gets one line of those
     texts (and one of the signature), not a new survey of all 160, and a new desk that
     trusts the index answers as a whole parse; an edit that changes an id, or makes a
-    record unusable, writes the index afresh (a line cannot say it), and answers too."""
+    record unusable, writes the index afresh (a line cannot say it), and so does one that
+    would leave the lines holding changes for more than a tenth of the records (20 of
+    160: every later read would apply them again)."""
     path = tmp_path / "helpdesk.json"
     records = [ticket(n, n % 50) for n in range(1, 161)]
     write(path, records)
@@ -523,7 +525,8 @@ def test_a_foreign_edit_in_place_is_one_line_appended_to_the_index(tmp_path: Pat
     for step, edit in enumerate([
             {5: {"subject": "longer than it was before"}, 99: {"updated_at": iso("2026-03-02 "
                                                                                  "09:59")}},
-            {7: {"id": "T-7000"}}, {8: {"kind": 7}}, {9: {"subject": "fine again"}}]):
+            {7: {"id": "T-7000"}}, {8: {"kind": 7}}, {9: {"subject": "fine again"}},
+            {i: {"subject": f"bulk {i}"} for i in range(20, 40)}]):
         whole = sidecar.read_bytes()
         first_line = whole.split(b"\n", 1)[0]
         for i, fields in edit.items():
