@@ -436,3 +436,48 @@ def test_an_assignment_without_text_or_instant_is_refused_naming_it(history, mes
         Record(id="T-1", kind="ticket", created_at=START, updated_at=START,
                assignment_history=history)
     assert str(info.value) == f"record 'T-1': {message}"
+
+
+def instant_outcome(parse: Any, value: Any) -> tuple[str, Any]:
+    try:
+        parsed = parse(value, "created_at")
+    except ValueError as exc:
+        return "refused", str(exc)
+    return "parsed", (parsed, parsed.tzinfo is UTC, parsed.fold)
+
+
+class Text(str):
+    pass
+
+
+def test_the_quick_parse_of_an_instant_gives_what_the_definition_gives():
+    """parse_instant takes a str that parses as UTC directly; _parse_instant is the
+    definition. Over random ISO-like strings (offsets of every kind, fractions, spaces
+    around, dates alone, garbage, the ends of the calendar) and other values, both give the
+    same instant in UTC, or the same refusal."""
+    from sla_sync.connector.model import _parse_instant, parse_instant
+    rng = random.Random(12)
+    values: list[Any] = [None, "", " ", 1772441600, True, START, START.replace(tzinfo=None),
+                         START.astimezone(timezone(timedelta(hours=3))), Text("2026-03-02Z"),
+                         Text("2026-03-02T09:00:00Z"), b"2026-03-02T09:00:00Z"]
+    for _ in range(20000):
+        date = rng.choice(["2026-03-02", "0001-01-01", "9999-12-31", "1969-12-31",
+                           "2026-02-30", "20260302", "2026-W10-1", "2026-3-2", "2026-03"])
+        time = rng.choice(["", "T09:00", "T09:00:00", " 09:00:00", "T23:59:59.999999",
+                           "T09:00:00.5", "T09:00:00,25", "T24:00", "T9:00", "t09:00:00",
+                           "T09:00:00.1234567"])
+        offset = rng.choice(["", "Z", "z", "+00:00", "-00:00", "+0000", "+00", "+05:30",
+                             "-01:00", "+14:00", "+24:00", "+00:00:00.5", "UTC", " Z"])
+        around = rng.choice(["", "", "", " ", "\t", "\n"])
+        value = rng.choice(["", around]) + date + time + offset + rng.choice(["", around])
+        if rng.random() < 0.05:
+            cut = rng.randrange(len(value) + 1)
+            value = value[:cut] + rng.choice(["x", "\ud800", "٣", "0", ""]) + value[cut:]
+        values.append(value)
+    outcomes = [(instant_outcome(parse_instant, v), instant_outcome(_parse_instant, v))
+                for v in values]
+    assert [quick for quick, _ in outcomes] == [full for _, full in outcomes]
+    assert all(quick[0] != "parsed" or quick[1][1] for quick, _ in outcomes)  # always UTC
+    kinds = {quick[0] for quick, _ in outcomes}
+    assert kinds == {"parsed", "refused"}
+    assert sum(1 for quick, _ in outcomes if quick[0] == "parsed") > 5000
