@@ -77,6 +77,25 @@ def _check_worked(value: Any) -> None:
 
 def parse_instant(value: Any, what: str) -> datetime:
     """An ISO 8601 timestamp with an offset, as aware UTC. Raises ValueError naming `what`."""
+    # The usual case first: a str that parses as it is, already in UTC (`Z`, `+00:00`),
+    # which _parse_instant would only strip, check and convert to itself; anything else
+    # goes there (a record has a few instants, and a sync reads a million records).
+    if type(value) is str:
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is UTC:
+                return parsed
+    return _parse_instant(value, what)
+
+
+_fromisoformat = datetime.fromisoformat
+
+
+def _parse_instant(value: Any, what: str) -> datetime:
+    """parse_instant's definition: every input, every refusal."""
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str) and value.strip():
@@ -251,8 +270,6 @@ class Record:
                             len(self.messages or ()), len(self.assignment_history or ()))
                     <= MAX_ITEMS):
                 return False
-            if self.messages or self.assignment_history:
-                _check_conversation(self.messages, self.assignment_history)
             texts = [self.id, self.subject, self.status, self.priority, self.tier,
                      self.channel, self.source, self.group, self.assignee, self.url,
                      *self.tags]
@@ -264,11 +281,15 @@ class Record:
                 if not EARLIEST <= note.at < LATEST:
                     return False
                 texts.append(note.text)
+            if (self.messages or self.assignment_history) and not _plain_conversation(
+                    self.messages, self.assignment_history, texts):
+                return False
             if self.custom and not _plain_custom(self.custom, texts):
                 return False
+            # Every text is a str (join refuses others), none longer than MAX_TEXT (their
+            # sum is not), and all storable.
             joined = "".join(texts)
-            return (max(map(len, texts)) <= MAX_TEXT
-                    and (joined.isascii() or bool(joined.encode("utf-8"))))
+            return len(joined) <= MAX_TEXT and (joined.isascii() or bool(joined.encode("utf-8")))
         except (TypeError, ValueError, AttributeError):
             return False
 
@@ -409,6 +430,8 @@ def _check_conversation(messages: tuple[Message, ...] | None,
             if not isinstance(entry, kind):
                 raise ValueError(f"{name}[{i}]: expected a {kind.__name__}, got "
                                  f"{show(entry)}")
+            if entry.at is None:  # optional elsewhere, not here
+                raise ValueError(f"{name}[{i}].at: expected an aware datetime, got None")
             _check_instant(entry.at, f"{name}[{i}].at")
             if previous is not None and entry.at < previous:
                 raise ValueError(f"{name}: entries are not in time order ({name}[{i}])")
@@ -421,8 +444,43 @@ def _check_conversation(messages: tuple[Message, ...] | None,
                     raise ValueError(f"{name}[{i}].public: expected true or false, got "
                                      f"{show(entry.public)}")
             else:
-                check_text(entry.group, f"{name}[{i}].group")
-                check_text(entry.assignee, f"{name}[{i}].assignee")
+                for part in ("group", "assignee"):
+                    value = getattr(entry, part)
+                    if not isinstance(value, str):
+                        raise ValueError(f"{name}[{i}].{part}: expected text, got "
+                                         f"{show(value)}")
+                    check_text(value, f"{name}[{i}].{part}")
+
+
+def _plain_conversation(messages: tuple[Message, ...] | None,
+                        assignments: tuple[Assignment, ...] | None, texts: list[str]) -> bool:
+    """True for a conversation and assignment history _check_conversation accepts, in the
+    usual case: exact types, instants in range and in order, known authors; each
+    assignment's group and assignee are added to `texts`, which the caller checks for type,
+    length and Unicode. False (or a TypeError, say) sends the record through the checks
+    that name the entry at fault. The caller has bounded the number of entries."""
+    if messages:
+        previous = EARLIEST
+        for message in messages:
+            if type(message) is not Message:
+                return False
+            at = message.at
+            if not (type(at) is datetime and previous <= at < LATEST
+                    and message.author in AUTHORS and type(message.public) is bool):
+                return False
+            previous = at
+    if assignments:
+        previous = EARLIEST
+        for assignment in assignments:
+            if type(assignment) is not Assignment:
+                return False
+            at = assignment.at
+            if not (type(at) is datetime and previous <= at < LATEST):
+                return False
+            previous = at
+            texts.append(assignment.group)
+            texts.append(assignment.assignee)
+    return True
 
 
 def _messages(data: Mapping[str, Any]) -> tuple[Message, ...] | None:

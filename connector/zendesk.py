@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import requests
 from requests.auth import HTTPBasicAuth
@@ -259,6 +259,38 @@ class Vocabulary:
                        f"holds {value!r}, not a level: read as 0")
         return 0
 
+    def read_tags(self, ticket: Mapping[str, Any], tags: list[str],
+                  organizations: Mapping[int, Any], notices: NoticeSink,
+                  ) -> tuple[tuple[str, ...], str, int]:
+        """(the tags that stay tags, the tier, the escalation level) of a ticket: what
+        `consumes`, `tier_of` and `level_of` say, in one pass over the tags where both are
+        read from tag prefixes (the default)."""
+        tier, escalation = self.tier, self.escalation
+        if tier.kind != "tag_prefix" or escalation.kind != "tag_prefix":
+            return (tuple(t for t in tags if not self.consumes(t)),
+                    self.tier_of(ticket, tags, organizations),
+                    self.level_of(ticket, tags, notices))
+        tier_prefix, level_prefix = str(tier.key), str(escalation.key)
+        kept = []
+        found: str | None = None
+        level = 0
+        for tag in tags:
+            consumed = False
+            if tag.startswith(tier_prefix):
+                consumed = True
+                if found is None:
+                    found = tag[len(tier_prefix):]
+            if tag.startswith(level_prefix):
+                rest = tag[len(level_prefix):]
+                if rest.isdigit():
+                    consumed = True
+                    number = int(rest)
+                    if number > level:
+                        level = number
+            if not consumed:
+                kept.append(tag)
+        return tuple(kept), found or self.tier_default, level
+
     def escalation_update(self, level: int) -> tuple[dict[str, Any], list[str], list[str]]:
         """(ticket fields, tags to add, tags to remove) that set the escalation level."""
         if self.escalation.kind == "field":
@@ -334,12 +366,14 @@ class Talk:
         one (a CC'd end user is a customer too)."""
         if not entry or not entry.get("c") or entry.get("x"):
             return None
-        return tuple(
-            Message(datetime.fromtimestamp(at, UTC),
+        items = entry.get("m", [])
+        if len(items) > 1:
+            items = sorted(items, key=_in_order)
+        return tuple([
+            Message(_from_unix(at, UTC),
                     "customer" if author == requester
                     or (public and not is_agent(author)) else "agent", public)
-            for at, author, public, _ in sorted(entry.get("m", []),
-                                                key=_in_order))
+            for at, author, public, _ in items])
 
     @staticmethod
     def assignments(entry: Mapping[str, Any] | None, created_at: datetime,
@@ -350,22 +384,27 @@ class Talk:
         the ticket's values now (a change the events missed is not guessed around)."""
         if not entry or not entry.get("c"):
             return None
+        items = entry.get("a", [])
+        if not items:  # nothing said of either: both unset from creation on
+            return None if now != (None, None) else \
+                (Assignment(created_at, name("group_id", None), name("assignee_id", None)),)
+        if len(items) > 1:
+            items = sorted(items, key=_in_order)
         born = int(created_at.timestamp())
         state: dict[str, int | None] = dict.fromkeys(Talk.FIELDS)
-        out = [created_at]
         changes: list[tuple[int, dict[str, int | None]]] = []
-        for at, key, value, _ in sorted(entry.get("a", []), key=_in_order):
+        for at, key, value, _ in items:
             if at <= born:
                 state[key] = value
             elif changes and changes[-1][0] == at:
                 changes[-1][1][key] = value
             else:
                 changes.append((at, {key: value}))
-        history = [Assignment(out[0], name("group_id", state["group_id"]),
+        history = [Assignment(created_at, name("group_id", state["group_id"]),
                               name("assignee_id", state["assignee_id"]))]
         for at, changed in changes:
             state.update(changed)
-            history.append(Assignment(datetime.fromtimestamp(at, UTC),
+            history.append(Assignment(_from_unix(at, UTC),
                                       name("group_id", state["group_id"]),
                                       name("assignee_id", state["assignee_id"])))
         if (state["group_id"], state["assignee_id"]) != now:
@@ -890,7 +929,9 @@ class Zendesk:
     def _record(self, raw: Any, metric: Any, history: list[list[Any]],
                 organizations: Mapping[int, Any], notices: NoticeSink,
                 position: int | None, talk: Mapping[str, Any] | None = None) -> Record:
-        if not isinstance(raw, Mapping):
+        # Every ticket of a sync comes through here: the usual values (dicts, exact types)
+        # are taken on the first test; an ABC's isinstance costs about as much as a field.
+        if not _is_mapping(raw):
             raise RecordError("is not a ticket object", position=position)
         ticket_id = raw.get("id")
         if isinstance(ticket_id, bool) or not isinstance(ticket_id, int):
@@ -904,17 +945,18 @@ class Zendesk:
             if not isinstance(status, str) or not status:
                 raise ValueError(f"status: expected a Zendesk status, got {status!r}")
             tags = raw.get("tags") or []
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            if not isinstance(tags, list) or not all([isinstance(t, str) for t in tags]):
                 raise ValueError("tags: expected a list of strings")
             via = raw.get("via")
-            channel = via.get("channel") if isinstance(via, Mapping) else None
+            channel = via.get("channel") if _is_mapping(via) else None
             priority = raw.get("priority")
-            for name, value in (("priority", priority), ("via.channel", channel)):
-                if value is not None and not isinstance(value, str):
-                    raise ValueError(f"{name}: expected a string, got {value!r}")
+            if priority is not None and not isinstance(priority, str):
+                raise ValueError(f"priority: expected a string, got {priority!r}")
+            if channel is not None and not isinstance(channel, str):
+                raise ValueError(f"via.channel: expected a string, got {channel!r}")
             group_id = _optional_id(raw, "group_id")
             assignee_id = _optional_id(raw, "assignee_id")
-            metric = metric if isinstance(metric, Mapping) else {}
+            metric = metric if _is_mapping(metric) else {}
             first_response_at = _first_reply(created_at, metric)
             solved_at = None
             if status in ("solved", "closed") and metric.get("solved_at"):
@@ -929,23 +971,25 @@ class Zendesk:
             "requester_id": raw.get("requester_id"), "via": channel,
             "initially_assigned_at": metric.get("initially_assigned_at"),
             "reopens": metric.get("reopens"), "replies": metric.get("replies"),
-            **words.fields.read(lambda field_id: _field_value(raw, field_id)),
         }
+        if words.fields.fields:
+            custom.update(words.fields.read(lambda field_id: _field_value(raw, field_id)))
+        # In the order notices have always come in: status, priority, channel, history,
+        # escalation level.
+        status_name = words.status.read(status, notices)
+        priority_name = words.priority.read(priority, notices)
+        channel_name = words.channel.read(channel, notices)
+        read_status = words.status.read
+        changes = tuple([StatusChange(_from_unix(at, UTC), read_status(name, notices))
+                         for at, name in history])
+        kept, tier, level = words.read_tags(raw, tags, organizations, notices)
         return Record(
             id=record_id, kind="ticket", created_at=created_at, updated_at=updated_at,
             subject=subject if isinstance(subject, str) else "",
-            status=words.status.read(status, notices),
-            priority=words.priority.read(priority, notices),
-            tier=words.tier_of(raw, tags, organizations),
-            channel=words.channel.read(channel, notices),
-            group=words.groups.name(group_id),
-            assignee=words.agents.name(assignee_id),
-            tags=tuple(t for t in tags if not words.consumes(t)),
-            first_response_at=first_response_at, solved_at=solved_at,
-            status_history=tuple(
-                StatusChange(datetime.fromtimestamp(at, UTC), words.status.read(name, notices))
-                for at, name in history),
-            escalation_level=words.level_of(raw, tags, notices),
+            status=status_name, priority=priority_name, tier=tier, channel=channel_name,
+            group=words.groups.name(group_id), assignee=words.agents.name(assignee_id),
+            tags=kept, first_response_at=first_response_at, solved_at=solved_at,
+            status_history=changes, escalation_level=level,
             custom={k: v for k, v in custom.items() if v is not None},
             url=f"{self.exports.base_url.rstrip('/')}/agent/tickets/{record_id}",
             worked_seconds=worked,
@@ -1296,6 +1340,14 @@ def _listed(names: Iterator[str] | list[str], shown: int = 10) -> str:
     return f" (known: {', '.join(names[:shown])}{more})"
 
 
+_from_unix = datetime.fromtimestamp
+
+
+def _is_mapping(value: Any) -> TypeGuard[Mapping[Any, Any]]:
+    """isinstance(value, Mapping), a dict (or nothing) answered without the ABC."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -1353,7 +1405,7 @@ def _first_reply(created_at: datetime, metric: Mapping[str, Any]) -> datetime | 
     tickets only; elsewhere Zendesk counts whole minutes."""
     for name, unit in (("reply_time_in_seconds", 1), ("reply_time_in_minutes", 60)):
         value = metric.get(name)
-        calendar = value.get("calendar") if isinstance(value, Mapping) else None
+        calendar = value.get("calendar") if _is_mapping(value) else None
         if isinstance(calendar, int) and not isinstance(calendar, bool):
             return created_at + timedelta(seconds=calendar * unit)
     return None

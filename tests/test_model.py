@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from conftest import at, iso, make_record, record_dict
-from sla_sync.connector.model import ChangeSet, Note, Record, RecordError, StatusChange
+from sla_sync.connector.model import (
+    MAX_ITEMS,
+    MAX_TEXT,
+    Assignment,
+    ChangeSet,
+    Message,
+    Note,
+    Record,
+    RecordError,
+    StatusChange,
+)
 
 
 def refusal(position: int = 4, **fields) -> RecordError:
@@ -316,3 +329,155 @@ def test_the_quick_check_of_custom_fields_accepts_only_what_the_full_check_accep
     except RecordError:
         return
     record._check()  # raises if the quick path let through what the full check refuses
+
+
+# -- the quick pass over a conversation against the full checks -----------------------------
+
+START = datetime(2026, 3, 2, 9, tzinfo=UTC)
+ODD_INSTANTS = (datetime(1969, 12, 31, 23, 59, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC),
+                datetime(1970, 1, 1, tzinfo=UTC), datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC),
+                START.replace(tzinfo=None), START.astimezone(timezone(timedelta(hours=-5))),
+                START.date(), START.isoformat(), None, 1772441600)
+ODD_TEXTS = ("a\ud800", "x" * (MAX_TEXT + 1), None, 5, b"bytes", ("t",), "")
+TEXTS = ("", "support", "alice", "tier2", "ünïcode", "x" * 1000)
+
+
+def random_instant(rng: random.Random) -> Any:
+    """Mostly an aware instant in range; now and then one at or past the window's edges,
+    naive, in another offset, or no datetime at all."""
+    if rng.random() < 0.06:
+        return rng.choice(ODD_INSTANTS)
+    return START + timedelta(minutes=rng.randrange(-600, 600))
+
+
+def random_text(rng: random.Random) -> Any:
+    return rng.choice(ODD_TEXTS) if rng.random() < 0.04 else rng.choice(TEXTS)
+
+
+def random_conversation(rng: random.Random, kind: type) -> Any:
+    if rng.random() < 0.1:
+        return rng.choice([None, (), []])
+    if rng.random() < 0.005:  # too many entries
+        return (Message(START, "agent") if kind is Message else Assignment(START, "", ""),) \
+            * (MAX_ITEMS + rng.randrange(2))
+    entries: list[Any] = []
+    for _ in range(rng.randrange(1, 5)):
+        if kind is Message:
+            entry: Any = Message(
+                random_instant(rng),
+                rng.choice(["robot", None, 1]) if rng.random() < 0.03
+                else rng.choice(["customer", "agent"]),
+                rng.choice([1, None, "yes"]) if rng.random() < 0.03 else rng.random() < 0.5)
+        else:
+            entry = Assignment(random_instant(rng), random_text(rng), random_text(rng))
+        if rng.random() < 0.02:
+            entry = rng.choice([{"at": entry.at}, ("x",), None,
+                                Assignment(entry.at, "", "") if kind is Message
+                                else Message(entry.at, "agent"),
+                                # an entry of the right shape, but not the class
+                                SimpleNamespace(**vars(entry))])
+        entries.append(entry)
+    if rng.random() < 0.8:  # mostly in time order, where the instants can be sorted
+        try:
+            entries.sort(key=lambda entry: entry.at)
+        except (TypeError, AttributeError):
+            pass
+    return tuple(entries) if rng.random() < 0.9 else entries
+
+
+def outcome(fields: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return "accepted", Record(**fields)
+    except RecordError as exc:
+        return "refused", str(exc)
+
+
+def test_the_quick_pass_over_a_conversation_decides_as_the_full_checks(monkeypatch):
+    """Record(...) takes the quick pass (_plainly_usable, _plain_conversation) where it can;
+    _check alone is the definition. Over random records with conversations and assignment
+    histories, valid and not (instants out of range, naive or no datetime, out of order,
+    unknown authors, public not a bool, entries of the wrong type, long, unstorable or
+    non-text groups and assignees, too many entries), both give the same outcome: the same
+    record, or the same refusal naming the same entry."""
+    rng = random.Random(11)
+    cases = []
+    for n in range(3000):
+        cases.append({
+            "id": f"T-{n}", "kind": "ticket",
+            "created_at": datetime(2026, 3, 2, 8, tzinfo=UTC),
+            "updated_at": datetime(2026, 3, 2, 20, tzinfo=UTC),
+            "subject": rng.choice(["printer", "s\ud800", "ok"]) if rng.random() < 0.1
+            else "printer",
+            "tags": tuple(rng.choice(["vip", "t\udc80"]) for _ in range(rng.randrange(3))),
+            "messages": random_conversation(rng, Message),
+            "assignment_history": random_conversation(rng, Assignment)})
+    quick = [outcome(fields) for fields in cases]
+    monkeypatch.setattr(Record, "_plainly_usable", lambda self: False)
+    full = [outcome(fields) for fields in cases]
+    assert quick == full
+    # The draw reaches every kind of outcome: refusals of each part, and acceptance.
+    refused = {reason.split(": ", 1)[1].split("[")[0].split(":")[0]
+               for kind, reason in full if kind == "refused"}
+    assert {"messages", "assignment_history", "subject", "tags"} <= refused
+    accepted = [record for kind, record in quick if kind == "accepted"]
+    assert sum(1 for record in accepted if record.messages) > 300
+    assert sum(1 for record in accepted if record.assignment_history) > 300
+
+
+@pytest.mark.parametrize(("history", "message"), [
+    ((Assignment(START, 5, ""),), "assignment_history[0].group: expected text, got 5"),
+    ((Assignment(START, "", None),), "assignment_history[0].assignee: expected text, got None"),
+    ((Assignment(START, "", ""), Assignment(None, "", "")),  # type: ignore[arg-type]
+     "assignment_history[1].at: expected an aware datetime, got None"),
+], ids=["int-group", "no-assignee", "no-instant"])
+def test_an_assignment_without_text_or_instant_is_refused_naming_it(history, message):
+    # Before, these raised TypeError from the checks themselves: a crash, not a refusal.
+    with pytest.raises(RecordError) as info:
+        Record(id="T-1", kind="ticket", created_at=START, updated_at=START,
+               assignment_history=history)
+    assert str(info.value) == f"record 'T-1': {message}"
+
+
+def instant_outcome(parse: Any, value: Any) -> tuple[str, Any]:
+    try:
+        parsed = parse(value, "created_at")
+    except ValueError as exc:
+        return "refused", str(exc)
+    return "parsed", (parsed, parsed.tzinfo is UTC, parsed.fold)
+
+
+class Text(str):
+    pass
+
+
+def test_the_quick_parse_of_an_instant_gives_what_the_definition_gives():
+    """parse_instant takes a str that parses as UTC directly; _parse_instant is the
+    definition. Over random ISO-like strings (offsets of every kind, fractions, spaces
+    around, dates alone, garbage, the ends of the calendar) and other values, both give the
+    same instant in UTC, or the same refusal."""
+    from sla_sync.connector.model import _parse_instant, parse_instant
+    rng = random.Random(12)
+    values: list[Any] = [None, "", " ", 1772441600, True, START, START.replace(tzinfo=None),
+                         START.astimezone(timezone(timedelta(hours=3))), Text("2026-03-02Z"),
+                         Text("2026-03-02T09:00:00Z"), b"2026-03-02T09:00:00Z"]
+    for _ in range(20000):
+        date = rng.choice(["2026-03-02", "0001-01-01", "9999-12-31", "1969-12-31",
+                           "2026-02-30", "20260302", "2026-W10-1", "2026-3-2", "2026-03"])
+        time = rng.choice(["", "T09:00", "T09:00:00", " 09:00:00", "T23:59:59.999999",
+                           "T09:00:00.5", "T09:00:00,25", "T24:00", "T9:00", "t09:00:00",
+                           "T09:00:00.1234567"])
+        offset = rng.choice(["", "Z", "z", "+00:00", "-00:00", "+0000", "+00", "+05:30",
+                             "-01:00", "+14:00", "+24:00", "+00:00:00.5", "UTC", " Z"])
+        around = rng.choice(["", "", "", " ", "\t", "\n"])
+        value = rng.choice(["", around]) + date + time + offset + rng.choice(["", around])
+        if rng.random() < 0.05:
+            cut = rng.randrange(len(value) + 1)
+            value = value[:cut] + rng.choice(["x", "\ud800", "٣", "0", ""]) + value[cut:]
+        values.append(value)
+    outcomes = [(instant_outcome(parse_instant, v), instant_outcome(_parse_instant, v))
+                for v in values]
+    assert [quick for quick, _ in outcomes] == [full for _, full in outcomes]
+    assert all(quick[0] != "parsed" or quick[1][1] for quick, _ in outcomes)  # always UTC
+    kinds = {quick[0] for quick, _ in outcomes}
+    assert kinds == {"parsed", "refused"}
+    assert sum(1 for quick, _ in outcomes if quick[0] == "parsed") > 5000

@@ -951,3 +951,57 @@ def test_a_sync_costs_the_documented_minimum_of_requests_notes_riding_in_the_job
     assert count.made == {"event export": 1, "ticket export": 1, "update_many": 3,
                           "job poll": 1}
     assert count.made == count.minimum
+
+
+# -- the mapping's quick paths against their definitions -------------------------------------
+
+def tag_outcome(read: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "read", read(*args)
+    except ValueError as exc:
+        return "failed", str(exc)
+
+
+def three_readings(vocabulary: Vocabulary, ticket: Any, tags: list[str], organizations: Any,
+                   notices: Any) -> tuple[tuple[str, ...], str, int]:
+    return (tuple(t for t in tags if not vocabulary.consumes(t)),
+            vocabulary.tier_of(ticket, tags, organizations),
+            vocabulary.level_of(ticket, tags, notices))
+
+
+def test_reading_the_tags_in_one_pass_gives_what_the_three_readings_give():
+    """Vocabulary.read_tags reads the kept tags, the tier and the escalation level in one
+    pass where both come from tag prefixes; consumes, tier_of and level_of are the
+    definitions. Over random tags (levels, prefixes alone, several tiers, prefixes that
+    overlap or are equal or empty, non-ASCII digits) and vocabularies of every kind, both
+    give the same."""
+    import random
+
+    from sla_sync.connector.mapping import Notices
+    from sla_sync.connector.zendesk import Source
+    rng = random.Random(13)
+    words = ["vip", "tier_gold", "tier_", "tier_silver", "sla_escalation_2", "sla_escalation_10",
+             "sla_escalation_", "sla_escalation_x", "sla_", "sla_gold", "", "lvl_3", "lvl_03",
+             "sla_escalation_\u0663", "sla_escalation_2a", "Tier_gold", "sla_escalation_-1"]
+    prefixes = ["tier_", "sla_", "sla_escalation_", "lvl_", "", "t"]
+    ticket = {"id": 1, "organization_id": 55,
+              "custom_fields": [{"id": 900, "value": "gold"}, {"id": 901, "value": 2}]}
+    organizations = {55: {"organization_fields": {"support_tier": "vip"}}}
+    seen = set()
+    for _ in range(5000):
+        vocabulary = Vocabulary.from_settings({})
+        vocabulary.tier = rng.choice([Source("tag_prefix", rng.choice(prefixes))] * 4 + [
+            Source("field", 900), Source("organization_field", "support_tier")])
+        vocabulary.escalation = rng.choice([Source("tag_prefix", rng.choice(prefixes))] * 4
+                                           + [Source("field", 901)])
+        vocabulary.tier_default = rng.choice(["standard", "bronze"])
+        tags = [rng.choice(words) for _ in range(rng.randrange(6))]
+        notices, expected_notices = Notices(), Notices()
+        quick = tag_outcome(vocabulary.read_tags, ticket, tags, organizations, notices)
+        full = tag_outcome(three_readings, vocabulary, ticket, tags, organizations,
+                           expected_notices)
+        assert quick == full, (vocabulary, tags)
+        assert notices.take() == expected_notices.take()
+        seen.add((quick[0], quick[0] == "read" and quick[1][2] > 0,
+                  quick[0] == "read" and quick[1][1] not in ("standard", "bronze")))
+    assert seen >= {("read", True, True), ("read", False, False), ("read", True, False)}

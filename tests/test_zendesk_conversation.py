@@ -293,3 +293,67 @@ def test_a_cursor_written_before_conversations_were_read_is_read_on(api):
     resumed = json.loads(pages[-1].cursor or "{}")
     assert resumed["v"] == 3 and "history" not in resumed and "talk" not in resumed
     assert "t" not in story(memory, "35440")
+
+
+def assignments_by_definition(entry: Any, created_at: Any, now: Any, name: Any) -> Any:
+    """Talk.assignments as its docstring defines it, written plainly: the values at
+    creation, then one entry per later instant either changed, each naming both; None
+    unless creation was seen and the story ends at the ticket's values now."""
+    from datetime import UTC, datetime
+    if not entry or not entry.get("c"):
+        return None
+    born = int(created_at.timestamp())
+    items = sorted(entry.get("a", []), key=lambda item: (item[0], item[3] or 0))
+    state = {"group_id": None, "assignee_id": None}
+    for at_, key, value, _ in items:
+        if at_ <= born:
+            state[key] = value
+    history = [Assignment(created_at, name("group_id", state["group_id"]),
+                          name("assignee_id", state["assignee_id"]))]
+    for instant in sorted({item[0] for item in items if item[0] > born}):
+        for at_, key, value, _ in items:
+            if at_ == instant:
+                state[key] = value
+        history.append(Assignment(datetime.fromtimestamp(instant, UTC),
+                                  name("group_id", state["group_id"]),
+                                  name("assignee_id", state["assignee_id"])))
+    return tuple(history) if (state["group_id"], state["assignee_id"]) == now else None
+
+
+def test_the_assignment_history_is_what_its_definition_says():
+    """Talk.assignments (a story of no assignment events answered at once, one event not
+    sorted) against the plain definition, over random stories: none, or up to five events at
+    creation, before or after it, at the same instant, with or without event ids, ending at
+    the ticket's values or not."""
+    import random
+
+    from sla_sync.connector.zendesk import Talk
+    rng = random.Random(14)
+    created = at("2026-03-01 10:00")
+    born = int(created.timestamp())
+    names = {"group_id": {1: "support"}, "assignee_id": {7: "sam"}}
+
+    def name(field: str, value: Any) -> str:
+        return "" if value is None else names[field].get(value, str(value))
+
+    found = {"none": 0, "one": 0, "more": 0}
+    for _ in range(4000):
+        entry: dict[str, Any] = rng.choice([{}, {"c": 1}, {"c": 1}, {"c": 1}, {"c": 0}])
+        if entry and rng.random() < 0.8:
+            entry["a"] = [[born + rng.choice([-60, 0, 0, 30, 30, 90]),
+                           rng.choice(["group_id", "assignee_id"]), rng.choice([None, 1, 2, 7]),
+                           rng.choice([None, rng.randrange(100)])]
+                          for _ in range(rng.choice([0, 0, 1, 1, 2, 3, 5]))]
+        now = rng.choice([(None, None), (None, None), (1, None), (None, 7), (2, 7)])
+        if rng.random() < 0.6:  # mostly, the story ends where the ticket is
+            final: dict[str, Any] = {"group_id": None, "assignee_id": None}
+            for _, key, value, _ in sorted(entry.get("a", []),
+                                           key=lambda item: (item[0], item[3] or 0)):
+                final[key] = value
+            now = (final["group_id"], final["assignee_id"])
+        got = Talk.assignments(entry, created, now, name)
+        assert got == assignments_by_definition(entry, created, now, name), (entry, now)
+        if got is not None:
+            found["none" if not entry.get("a") else
+                  "one" if len(entry["a"]) == 1 else "more"] += 1
+    assert min(found.values()) > 50, found
