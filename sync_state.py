@@ -29,7 +29,15 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from sla_sync.connector.model import ChangeSet, Record, RecordError, format_instant, parse_instant
+from sla_sync.connector.model import (
+    Assignment,
+    ChangeSet,
+    Message,
+    Record,
+    RecordError,
+    format_instant,
+    parse_instant,
+)
 from sla_sync.rules.mark import SlaMark
 
 APPLICATION_ID = 0x534C4153  # "SLAS": marks the file as an sla-sync state file
@@ -188,8 +196,101 @@ class StateLocked(StateError):
     """Another sync holds the state file."""
 
 
+#: json.dumps(value, ensure_ascii=False, sort_keys=True) builds this encoder at every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+_text = json.encoder.encode_basestring  # a str as the encoder above writes it
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _ENCODER.encode(value)
+
+
+def _record_json(record: Record) -> str:
+    """The mirror's text of a record: exactly `_json(record.to_dict())` (rows compare by it:
+    a record read again unchanged keeps its wake-up time), written out directly for the
+    usual record, whose values are of the plain types; any other goes through to_dict."""
+    r = record
+    level, worked = r.escalation_level, r.worked_seconds
+    if not (type(r) is Record and type(level) is int
+            and (worked is None or type(worked) is int
+                 or (type(worked) is float and worked - worked == 0.0))):  # (finite)
+        return _json(r.to_dict())
+    try:
+        parts = [
+            '{"assignee": ', _text(r.assignee),
+            *(() if r.assignment_history is None else (
+                ', "assignment_history": [',
+                ", ".join([_assignment(a) for a in r.assignment_history]), "]")),
+            ', "channel": ', _text(r.channel),
+            ', "created_at": "', format_instant(r.created_at),
+            '", "custom": ', _custom(r.custom),
+            ', "escalation_level": ', int.__repr__(level),
+            ', "first_response_at": ', _instant(r.first_response_at),
+            ', "group": ', _text(r.group), ', "id": ', _text(r.id),
+            ', "kind": ', _text(r.kind),
+            *(() if r.messages is None else (
+                ', "messages": [', ", ".join([_message(m) for m in r.messages]), "]")),
+            ', "notes": [', ", ".join([
+                f'{{"at": "{format_instant(n.at)}", "text": {_text(n.text)}}}'
+                for n in r.notes]),
+            '], "priority": ', _text(r.priority),
+            ', "solved_at": ', _instant(r.solved_at),
+            ', "source": ', _text(r.source), ', "status": ', _text(r.status),
+            ', "status_history": [', ", ".join([
+                f'{{"at": "{format_instant(c.at)}", "status": {_text(c.status)}}}'
+                for c in r.status_history]),
+            '], "subject": ', _text(r.subject),
+            ', "tags": [', ", ".join([_text(tag) for tag in r.tags]),
+            '], "tier": ', _text(r.tier),
+            ', "updated_at": "', format_instant(r.updated_at), '"',
+            *((', "url": ', _text(r.url)) if r.url else ()),
+            *(() if worked is None else (', "worked_seconds": ', (
+                int.__repr__ if type(worked) is int else float.__repr__)(worked))),
+            "}"]
+    except (TypeError, ValueError, AttributeError):  # a value of another type: as before
+        return _json(r.to_dict())
+    return "".join(parts)
+
+
+def _custom(custom: Mapping[str, Any]) -> str:
+    """`_json(dict(custom))`; written out for a flat object of plain values."""
+    if type(custom) is not dict:
+        return _json(dict(custom))
+    parts = []
+    for key in sorted(custom):  # (str keys only: the sort raises on others, as json's)
+        value = custom[key]
+        kind = type(value)
+        if type(key) is not str:
+            return _json(custom)
+        if kind is str:
+            parts.append(f"{_text(key)}: {_text(value)}")
+        elif kind is int:
+            parts.append(f"{_text(key)}: {int.__repr__(value)}")
+        elif value is None or kind is bool:
+            parts.append(f"{_text(key)}: {_SCALARS[value]}")
+        elif kind is float and value - value == 0.0:  # finite
+            parts.append(f"{_text(key)}: {float.__repr__(value)}")
+        else:
+            return _json(custom)
+    return "{" + ", ".join(parts) + "}"
+
+
+_SCALARS = {None: "null", True: "true", False: "false"}
+
+
+def _instant(value: datetime | None) -> str:
+    return "null" if value is None else f'"{format_instant(value)}"'
+
+
+def _message(m: Message) -> str:
+    public = m.public
+    flag = ("true" if public else "false") if type(public) is bool else _json(public)
+    return f'{{"at": "{format_instant(m.at)}", "author": {_text(m.author)}, "public": {flag}}}'
+
+
+def _assignment(a: Assignment) -> str:
+    return (f'{{"assignee": {_text(a.assignee)}, "at": "{format_instant(a.at)}",'
+            f' "group": {_text(a.group)}}}')
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -491,7 +592,7 @@ class StateStore:
                 " data = excluded.data, seen_run = excluded.seen_run,"
                 " wake_at = CASE WHEN excluded.data = records.data THEN records.wake_at END"
                 " WHERE excluded.updated_at >= records.updated_at",
-                [(r.id, r.kind, r.status, format_instant(r.updated_at), _json(r.to_dict()),
+                [(r.id, r.kind, r.status, format_instant(r.updated_at), _record_json(r),
                   run_id) for r in records])
 
     def start_taking(self) -> None:
@@ -938,7 +1039,7 @@ def _ledger_rows(run_id: int, results: list[tuple[str, dict[str, Any], Record | 
             rows["marks"].append((record_id, mark["sla"], mark["since"]))
         if written is not None:
             rows["written"].append((written.status, format_instant(written.updated_at),
-                                    _json(written.to_dict()), record_id))
+                                    _record_json(written), record_id))
         rows["done"].append((record_id,))
     return rows
 
