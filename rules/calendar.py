@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -226,6 +226,11 @@ class WeeklyCalendar:
         remaining = timedelta(seconds=seconds)
         if remaining <= timedelta():
             return start
+        found = self._flat.add(self, start, remaining // _MICROSECOND)
+        return found if found is not None else self._walked_add(start, remaining)
+
+    def _walked_add(self, start: datetime, remaining: timedelta) -> datetime:
+        """add_business_seconds day by day (where the running totals cannot answer)."""
         day = self._local_date(start)
         for _ in range(MAX_DAYS):
             if remaining > self._total(day) and self.intervals(day) \
@@ -255,6 +260,7 @@ class WeeklyCalendar:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+MICROS_A_DAY = 86_400_000_000
 
 
 def _micros(instant: datetime) -> int:
@@ -266,7 +272,9 @@ class _Flat:
     """A weekly calendar's working intervals over a window of local dates, in microseconds
     since the epoch, with the working time before each: business time between two instants
     of the window is a difference of two running totals (a bisection each), not a walk
-    over the days between.
+    over the days between, and the instant N working microseconds after one is found in
+    the interval whose running total at its end first reaches its own plus N (another
+    bisection).
 
     That difference is what the day-by-day walk adds up (the same intervals clipped to
     the same span, in whole microseconds) wherever local dates never run backwards, so
@@ -283,6 +291,7 @@ class _Flat:
         self.starts: list[int] = []
         self.ends: list[int] = []
         self.before: list[int] = []  # working microseconds of the window before each
+        self.through: list[int] = []  # ... and up to each one's end
         self.broken = False
         self.checked: dict[int, bool] = {}  # date ordinal -> _dates_run_forward
 
@@ -293,6 +302,34 @@ class _Flat:
             return 0
         end = self.ends[index]
         return self.before[index] + (instant if instant < end else end) - self.starts[index]
+
+    def add(self, calendar: WeeklyCalendar, start: datetime, need: int) -> datetime | None:
+        """The instant at which `need` (> 0) working microseconds have passed since `start`,
+        as the walk over the days finds it: in the first interval whose running total at its
+        end reaches start's plus `need`. None when the window cannot take in the span."""
+        at = _micros(start)
+        # Working time never runs faster than the wall clock: the answer is at least `need`
+        # after start, and at least the shortfall after the window's end, so the window
+        # grows by that much (no further than the walk would go); by twice as much where a
+        # step found no working time at all.
+        reach, total = need, -1
+        while True:
+            if reach > self.MOST * MICROS_A_DAY:
+                return None
+            if not (self.low <= at and at + reach < self.high) \
+                    and not self.cover(calendar, start, start + timedelta(microseconds=reach)):
+                return None
+            target = self.running(at) + need
+            if self.through and self.through[-1] >= target:
+                break
+            grown = self.through[-1] if self.through else 0
+            reach = max(reach, self.high - at) + target - grown if grown > total \
+                else 2 * reach + MICROS_A_DAY
+            total = grown
+        index = bisect_left(self.through, target)
+        if self.starts[index] < at:  # inside the interval start is in: start moved on
+            return start + timedelta(microseconds=need)
+        return _EPOCH + timedelta(microseconds=self.starts[index] + target - self.before[index])
 
     def cover(self, calendar: WeeklyCalendar, start: datetime, end: datetime) -> bool:
         """Make the window hold the local dates from start's to end's, if it can (it only
@@ -314,6 +351,7 @@ class _Flat:
         starts: list[int] = []
         ends: list[int] = []
         before: list[int] = []
+        through: list[int] = []
         total = 0
         for ordinal in range(first, last):
             day = date.fromordinal(ordinal)
@@ -330,8 +368,9 @@ class _Flat:
                 ends.append(end)
                 before.append(total)
                 total += end - start
-        self.first, self.last, self.starts, self.ends, self.before = first, last, starts, \
-            ends, before
+                through.append(total)
+        self.first, self.last, self.starts, self.ends, self.before, self.through = first, \
+            last, starts, ends, before, through
         # the instants whose local date is in the window (every date's checked stretch)
         self.low = _micros(calendar._instant(date.fromordinal(first), 0))
         self.high = _micros(calendar._instant(date.fromordinal(last - 1), 24 * 60))

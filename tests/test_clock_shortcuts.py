@@ -221,3 +221,77 @@ def test_running_totals_on_many_spans_near_each_other(zone: str) -> None:
         start, end = start.astimezone(rng.choice(zones)), end.astimezone(rng.choice(zones))
         assert cal.business_seconds(start, end) == (
             cal._business_seconds(start, end) if end > start else 0.0), (start, end)
+
+
+def assert_added_as_walked(cal: WeeklyCalendar, start: datetime, seconds: float) -> bool:
+    """add_business_seconds (from the running totals where it can) is the walk's instant,
+    in the same offset (start's own, when the answer lies in start's interval); whether
+    the running totals answered."""
+    found = cal.add_business_seconds(start, seconds)
+    remaining = timedelta(seconds=seconds)
+    walked = cal._walked_add(start, remaining) if remaining > timedelta() else start
+    assert found == walked and found.utcoffset() == walked.utcoffset(), (start, seconds)
+    return remaining > timedelta() and \
+        cal._flat.add(cal, start, remaining // timedelta(microseconds=1)) is not None
+
+
+#: Working time to add, in seconds (fractions of a microsecond too): none, a little, up to
+#: ten working days.
+amounts = st.one_of(st.just(0.0), st.floats(-10.0, 0.0),
+                    st.floats(1e-7, 10 * 86_400.0, allow_nan=False),
+                    st.integers(1, 10 * 86_400).map(float))
+
+
+@given(calendars(), moments, st.lists(st.tuples(
+    st.builds(lambda days, micros: days * MICROS_A_DAY + micros, st.integers(-70, 70),
+              st.integers(0, MICROS_A_DAY)), amounts, st.sampled_from(ZONES)),
+    min_size=1, max_size=16))
+@settings(max_examples=300, deadline=None)
+@example(WeeklyCalendar("x", "Europe/Berlin", {0: [(8 * 60, 18 * 60)]}),
+         datetime(2025, 1, 1, tzinfo=UTC), [(0, 4000 * 3600.0, "UTC"),
+                                            (-600 * MICROS_A_DAY, 3600.0, "UTC")])
+def test_adding_from_running_totals_gives_what_the_walk_over_the_days_gives(
+        cal: WeeklyCalendar, base: datetime, adds: list[tuple[int, float, str]]) -> None:
+    """One calendar asked to add working time from instants near each other and far apart
+    (its window grows, by no more than the walk goes, or a span it cannot take in is
+    walked): every answer is the walk's, to the microsecond and in the same offset."""
+    for offset, seconds, zone in adds:
+        start = (base + timedelta(microseconds=offset)).astimezone(ZoneInfo(zone))
+        assert_added_as_walked(cal, start, seconds)
+
+
+def test_adding_where_a_clock_goes_back_across_midnight_is_walked_day_by_day() -> None:
+    """The St. John's calendar of the test above: adding is walked there too."""
+    cal = WeeklyCalendar("x", "America/St_Johns", {d: [(0, 30), (22 * 60, 24 * 60)]
+                                                   for d in range(7)})
+    rng = random.Random(2)
+    base = datetime(2010, 11, 1, tzinfo=UTC)
+    for _ in range(2000):
+        start = base + timedelta(seconds=rng.randrange(14 * 86400))
+        assert_added_as_walked(cal, start, rng.randrange(1, 2 * 86400) + rng.random())
+    assert cal._flat.broken
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe",
+                                  "America/Santiago", "Asia/Singapore"])
+def test_adding_from_many_instants_near_each_other(zone: str) -> None:
+    """Seeded additions of up to five working days from instants within 90 days of each
+    other, at any microsecond, in several offsets, exact ends of intervals included."""
+    cal = WeeklyCalendar("x", zone, {0: [(8 * 60, 12 * 60 + 30), (13 * 60, 18 * 60)],
+                                     2: [(0, 24 * 60)], 4: [(22 * 60, 24 * 60)],
+                                     5: [(0, 90)]}, [date(2026, 3, 17)], [(12, 25)])
+    rng = random.Random(zone)
+    base = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    zones = [ZoneInfo(name) for name in ZONES]
+    answered = 0
+    for n in range(4000):
+        start = (base + timedelta(microseconds=rng.randrange(-90 * MICROS_A_DAY,
+                                                             90 * MICROS_A_DAY)))
+        seconds = rng.choice([rng.randrange(1, 5 * 86_400), rng.random() * 5 * 86_400,
+                              4.5 * 3600, 30 * 60.0])  # to 12:30 from 08:00; 08:00-08:30
+        if n % 7 == 0:  # at an interval's start or end exactly
+            day = cal.intervals((base + timedelta(days=rng.randrange(-90, 90))).date())
+            if day:
+                start = rng.choice(rng.choice(day))
+        answered += assert_added_as_walked(cal, start.astimezone(rng.choice(zones)), seconds)
+    assert answered == 4000  # a window of about 190 dates: the running totals answer all
