@@ -278,6 +278,13 @@ def _custom(custom: Mapping[str, Any]) -> str:
 _SCALARS = {None: "null", True: "true", False: "false"}
 
 
+def _whole_seconds(instant: datetime) -> str:
+    """format_instant(instant.replace(microsecond=0)), without the copy where it is UTC."""
+    if instant.tzinfo is UTC:
+        return instant.isoformat(timespec="seconds")
+    return format_instant(instant.replace(microsecond=0))
+
+
 def _instant(value: datetime | None) -> str:
     return "null" if value is None else f'"{format_instant(value)}"'
 
@@ -912,8 +919,8 @@ class StateStore:
         self.db.executemany("DELETE FROM pending WHERE record_id = ?", rows["done"])
         self.db.executemany(
             "UPDATE records SET wake_at = ? WHERE id = ? AND updated_at = ?",
-            [(NEVER if wake is None else format_instant(wake.replace(microsecond=0)),
-              record.id, format_instant(record.updated_at)) for record, wake in wakes])
+            [(NEVER if wake is None else _whole_seconds(wake), record.id,
+              format_instant(record.updated_at)) for record, wake in wakes])
 
     # -- the notification outbox ---------------------------------------------------------
 

@@ -112,7 +112,7 @@ def plan(record: Record, policy: Policy, now: datetime,
     first: Evaluation | None = None
     current = record
     settled = False
-    change = ChangeSet(record.id, base_updated_at=record.updated_at)
+    change = unchanged(record)
     steps: list[Step] = []
     passes = 0
     while passes < MAX_PASSES:
@@ -164,6 +164,13 @@ def plan(record: Record, policy: Policy, now: datetime,
                   notifications=notifications, active_before=active_before,
                   active_after=frozenset(active_now), evaluation=first, final=evaluation,
                   passes=passes, settled=settled)
+
+
+def unchanged(record: Record) -> ChangeSet:
+    """The empty ChangeSet of a record, as ChangeSet(record.id, base_updated_at=
+    record.updated_at) is, built without the checks of what it sets: it sets nothing."""
+    return frozen(ChangeSet, record_id=record.id, base_updated_at=record.updated_at,
+                  fields={}, add_tags=(), remove_tags=(), notes=(), escalation_level=None)
 
 
 def _chosen(intent: Intent, record: Record, pool: Pool, now: datetime) -> Intent:
@@ -307,6 +314,8 @@ def change_of(record: Record, steps: list[Step]) -> ChangeSet:
             remove_tags.extend(_matching_tags(record, slot[4:]))
         else:
             fields[slot] = step.after
+    if not (fields or add_tags or remove_tags or notes) and new_level is None:
+        return unchanged(record)
     return ChangeSet(record.id, base_updated_at=record.updated_at, fields=fields,
                      add_tags=tuple(add_tags), remove_tags=tuple(remove_tags),
                      notes=tuple(notes), escalation_level=new_level)

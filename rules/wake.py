@@ -38,6 +38,7 @@ WAKE_VERSION = 3
 #: The clocks whose variables conditions compare: each target's, and the OLAs' together.
 FAMILIES = (*ALL_TARGETS, OLA_FAMILY)
 EARLY = timedelta(seconds=1)  # float sums of business seconds are not exact
+EARLY_SECONDS = EARLY.total_seconds()
 CALENDAR_DAYS = 400  # how far ahead a business-hours boundary is looked for
 
 
@@ -144,6 +145,16 @@ class Wakes:
         for node in conditions:
             for leaf in leaves(node):
                 self._read(leaf["name"], leaf.get("value"))
+        # The same, as `of` walks them: the hours since (created or not, hours, the
+        # timedelta when it has one) ...
+        self._hours = tuple((name == "hours_since_created", hours, _hours(hours))
+                            for name, values in self.hours.items() for hours in values)
+        # ... and per family the elapsed thresholds (kind, value, 60 * value), in the sets'
+        # order, all of them and those of business minutes elapsed (a clock without target)
+        self._thresholds = {family: tuple((kind, value, 60 * value) for kind, value in found)
+                            for family, found in self.elapsed.items()}
+        self._minutes = {family: tuple(t for t in found if t[0] == "business_minutes_elapsed")
+                         for family, found in self._thresholds.items()}
 
     def _read(self, name: str, value: Any) -> None:
         if name == "in_business_hours":
@@ -165,31 +176,36 @@ class Wakes:
     def of(self, evaluation: Evaluation) -> datetime | None:
         now = evaluation.now
         record = evaluation.record
-        found: list[datetime] = []
-        instants = [record.created_at, record.updated_at, record.solved_at,
-                    record.first_response_at]
-        found += [at for at in instants if at is not None and at > now]
+        instants = (record.created_at, record.updated_at, record.solved_at,
+                    record.first_response_at)
+        found = [at for at in instants if at is not None and at > now]
         # at `now` itself too: a pause that starts at `now` is one only just after it
         found += [c.at for c in record.status_timeline() if c.at >= now]
         # a message stamped after now starts or stops a reply or update cycle when it
         # comes; an assignment one of time to own (and either may change what a target's
         # own conditions say)
-        found += [m.at for m in record.messages or () if m.at > now]
+        if record.messages:
+            found += [m.at for m in record.messages if m.at > now]
         found += [at for at in self.versions if at > now]
-        found += [a.at for a in record.assignment_history or () if a.at >= now]
+        if record.assignment_history:
+            found += [a.at for a in record.assignment_history if a.at >= now]
         found += [at for at in self.boundaries if at > now]
-        for name, values in self.hours.items():
-            base = record.created_at if name == "hours_since_created" else record.updated_at
-            for hours in values:
-                at = base + timedelta(hours=hours)
-                if at >= now - EARLY:
+        if self._hours:
+            early = now - EARLY
+            for since_created, hours, delta in self._hours:
+                base = record.created_at if since_created else record.updated_at
+                at = base + (timedelta(hours=hours) if delta is None else delta)
+                if at >= early:
                     found.append(at)
         for clock in clocks_that_ran(evaluation.clocks):  # an idle clock never moves
-            found += self._clock(clock, now)
+            if clock.running:  # every fact of a stopped clock stays put
+                self._clock(found, clock, now, clock.target)
         # the OLA variables are the worst of the OLAs' clocks: a threshold is crossed when
         # the first clock crosses it
-        for clock in ola_clocks(evaluation.olas):
-            found += self._clock(clock, now, OLA_FAMILY)
+        if evaluation.olas:
+            for clock in ola_clocks(evaluation.olas):
+                if clock.running:
+                    self._clock(found, clock, now, OLA_FAMILY)
         if self.business_hours:
             edge = _boundary(evaluation.calendar, now)
             found += [edge] if edge is not None else []
@@ -197,44 +213,51 @@ class Wakes:
             return None
         return max(now, min(found) - EARLY)
 
-    def _clock(self, clock: Clock, now: datetime, family: str = "") -> list[datetime]:
-        """`family`: whose thresholds apply (the clock's target's by default)."""
-        family = family or clock.target
-        if not clock.running:
-            return []  # every fact of a stopped clock stays put
+    def _clock(self, found: list[datetime], clock: Clock, now: datetime, family: str) -> None:
+        """Adds to `found` when the facts of a running clock next move; `family`: whose
+        thresholds apply."""
         if clock.target_seconds is None:
             # without a target only the business minutes elapsed move (where it runs)
-            return [] if clock.paused else self._elapsed(clock, now, 0.0, family, (
-                "business_minutes_elapsed",))
+            if not clock.paused:
+                self._elapsed(found, clock, now, 0.0, self._minutes[family])
+            return
         target = float(clock.target_seconds)
-        found = []
-        if self.due[family] and clock.paused:
+        due = self.due[family]
+        if due and clock.paused:
             found.append(now)  # a paused clock's due instant moves with now
-        elif clock.due_at is not None and any(
-                abs(clock.due_at.timestamp() - v) < 2 for v in self.due[family]):
+        elif due and clock.due_at is not None and any(
+                abs(clock.due_at.timestamp() - v) < 2 for v in due):
             found.append(now)  # recomputed due instants may differ by rounding
-        if clock.paused:
-            return found
-        return found + self._elapsed(clock, now, target, family)
+        if not clock.paused:
+            self._elapsed(found, clock, now, target, self._thresholds[family])
 
-    def _elapsed(self, clock: Clock, now: datetime, target: float, family: str,
-                 kinds: tuple[str, ...] = ("minutes_left", "elapsed_pct",
-                                           "business_minutes_elapsed")) -> list[datetime]:
-        """When a running clock's elapsed time reaches each threshold ahead of it."""
-        found = []
-        for kind, value in self.elapsed[family]:
-            if kind not in kinds:
-                continue
-            seconds = (target - 60 * value if kind == "minutes_left"
-                       else target * value / 100 if kind == "elapsed_pct" else 60 * value)
-            if seconds < clock.elapsed_seconds - EARLY.total_seconds():
+    @staticmethod
+    def _elapsed(found: list[datetime], clock: Clock, now: datetime, target: float,
+                 thresholds: tuple[tuple[str, float, float], ...]) -> None:
+        """Adds to `found` when a running clock's elapsed time reaches each threshold ahead
+        of it: (kind, value, 60 * value)."""
+        if not thresholds:
+            return
+        elapsed = clock.elapsed_seconds
+        behind = elapsed - EARLY_SECONDS
+        for kind, value, sixty in thresholds:
+            seconds = (target - sixty if kind == "minutes_left"
+                       else target * value / 100 if kind == "elapsed_pct" else sixty)
+            if seconds < behind:
                 continue  # behind: elapsed time only grows
             try:
                 found.append(clock.calendar.add_business_seconds(
-                    now, max(0.0, seconds - clock.elapsed_seconds)))
+                    now, max(0.0, seconds - elapsed)))
             except ValueError:
                 found.append(now)
-        return found
+
+
+def _hours(hours: float) -> timedelta | None:
+    """timedelta(hours=hours), or None where it cannot be (`of` then raises as it did)."""
+    try:
+        return timedelta(hours=hours)
+    except OverflowError:
+        return None
 
 
 def _number(value: Any) -> bool:

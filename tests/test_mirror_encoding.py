@@ -15,8 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sla_sync.connector.model import Assignment, Message, Note, Record, StatusChange
-from sla_sync.sync_state import StateStore, _record_json
+from sla_sync.connector.model import (
+    Assignment,
+    Message,
+    Note,
+    Record,
+    StatusChange,
+    format_instant,
+)
+from sla_sync.sync_state import StateStore, _record_json, _whole_seconds
 
 
 def plain(record: Record) -> str:
@@ -139,3 +146,10 @@ def test_the_mirror_stores_the_plain_text(tmp_path: Any) -> None:
         store.mirror([BASE], run)
         (data,) = store.db.execute("SELECT data FROM records").fetchone()
     assert data == plain(BASE)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(instants, st.integers(0, 999_999))
+def test_a_wake_up_time_in_whole_seconds_as_before(instant: datetime, micro: int) -> None:
+    instant = instant.replace(microsecond=micro)
+    assert _whole_seconds(instant) == format_instant(instant.replace(microsecond=0))

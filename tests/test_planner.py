@@ -21,6 +21,7 @@ from sla_sync.rules.planner import (
     change_of,
     judge,
     plan,
+    unchanged,
 )
 
 NOW = at("2026-03-02 12:00")
@@ -291,3 +292,23 @@ def test_change_of_carries_out_only_the_steps_to_write():
              Step("f", "escalate", "escalation_level", 0, 2, WRITE)]
     assert change_of(record, steps) == change(fields={"assignee": "alice"},
                                               remove_tags=("Urgent",), escalation_level=2)
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {"id": "L-9", "kind": "lead"}, {"updated_at": "2026-03-02T11:59:59.250000+05:30"},
+    {"id": "x" * 255, "tags": ["a"], "escalation_level": 3}])
+def test_the_empty_change_is_the_one_the_constructor_gives(fields: dict[str, Any]) -> None:
+    record = make_record(**fields)
+    built = ChangeSet(record.id, base_updated_at=record.updated_at)
+    fast = unchanged(record)
+    assert fast == built and repr(fast) == repr(built) and fast.to_dict() == built.to_dict()
+    assert fast.is_empty() and vars(fast) == vars(built)
+    assert fast.applied_to(record, at("2026-03-02 12:00")) == built.applied_to(
+        record, at("2026-03-02 12:00"))
+    with pytest.raises(TypeError) as fast_raised:
+        hash(fast)
+    with pytest.raises(TypeError) as built_raised:
+        hash(built)
+    assert str(fast_raised.value) == str(built_raised.value)
+    # what change_of gives for steps that write nothing: the same empty change
+    assert change_of(record, []) == built
