@@ -55,6 +55,7 @@ from sla_sync.connector.base import (
 )
 from sla_sync.connector.file_index import (
     BLOCK,
+    BLOCKS_DIGEST,
     Survey,
     blocks_digest,
     follow_sidecar,
@@ -228,6 +229,13 @@ class FileHelpdesk:
             self._document = document
         else:  # a walk against the latest survey known (an index that lies: without it)
             self._survey_document(content, trust=trusted is None)
+            known = self._known
+            if known is not None and (self._document is None
+                                      or self._document.digest != known.digest):
+                # the file surveyed, found so without framing it
+                self._document = _document_of_survey(content, known)
+                if self._document is None:
+                    self._survey_document(content, trust=False)
         self._sidecar = None
         assert self._document is not None
         self._sign(signature, self._document.digest)
@@ -279,10 +287,13 @@ class FileHelpdesk:
         is the survey of these very bytes (then it stays the index, as it is). Without
         `trust`, every text is parsed."""
         latest = self._latest() if trust else None
+        if latest is not None and _is_surveyed(content, latest):
+            self._known = latest  # the same bytes: the same records, the same refusals
+            return latest, {}, {}
         survey, made, refused, document = _survey_json(content, latest, self.path)
         self._document = document
         if latest is not None and latest.digest == survey.digest:
-            self._known = latest  # the same bytes: the same records, the same refusals
+            self._known = latest
             return latest, {}, {}
         self._known = survey if survey.gaps else None  # a file not in our layout: no spans
         if self._known is not None:
@@ -939,6 +950,31 @@ def json_digest(content: bytes) -> bytes:
         text_hash(view[starts[low]:starts[high - 1] + lengths[high - 1]])
         for low, high in ((low, min(low + BLOCK, len(lengths)))
                           for low in range(0, len(lengths), BLOCK))])
+
+
+def _is_surveyed(content: bytes, survey: Survey) -> bool:
+    """Whether `content` is the very file a JSON survey describes: the blocks digest of the
+    bytes where the survey has its blocks, with a `,\n` between each two of them, is the
+    survey's. Each byte is hashed once, as a survey would, but no text is framed."""
+    count = len(survey.lengths)
+    if survey.layout != "json" or not count or len(survey.blocks) != -(-count // BLOCK) \
+            or len(survey.gaps) != count or not survey.digest.startswith(BLOCKS_DIGEST):
+        return False  # (a survey of an older version, named by the file's SHA-1: walked)
+    starts, lengths = survey.starts(), survey.lengths
+    end = starts[-1] + lengths[-1]
+    if end >= len(content):
+        return False
+    view = memoryview(content)
+    hashes = []
+    for k, hashed in enumerate(survey.blocks):
+        low, high = k * BLOCK, min(k * BLOCK + BLOCK, count)
+        stop = starts[high - 1] + lengths[high - 1]
+        if (high < count and not content.startswith(b",\n", stop)) \
+                or text_hash(view[starts[low]:stop]) != hashed:
+            return False
+        hashes.append(hashed)
+    return blocks_digest(content[:survey.gaps[0]], content[end:], count, hashes) \
+        == survey.digest
 
 
 def _survey_json(content: bytes, latest: Survey | None, path: Path,

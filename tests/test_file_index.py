@@ -541,3 +541,40 @@ def test_a_foreign_edit_in_place_is_one_line_appended_to_the_index(tmp_path: Pat
         refuse = FileHelpdesk(path, page_size=3)
         assert refuse._trusted(file_module._signature(path)) is not None, step  # no re-read
         assert answer(refuse, None) == parsed_whole_copy(path, None), step
+
+
+def test_a_file_with_the_bytes_surveyed_but_another_signature_is_not_framed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The same bytes written again (a copy, a restore, an editor saving unchanged): the
+    blocks are hashed where the index has them, one hash each, no text is cut or parsed,
+    and the index stands as it was (a line of the new signature). A file whose blocks are
+    the same bytes but with something else than `,\\n` between two of them is not that
+    file: it is read afresh (here, in another layout, parsed whole)."""
+    path = tmp_path / "helpdesk.json"
+    write(path, [ticket(n, n % 50) for n in range(1, 161)])
+    answer(FileHelpdesk(path), None)
+    content = path.read_bytes()
+    sidecar = sidecar_of(path).read_bytes()
+    path.write_bytes(content)  # a new signature
+    expected = parsed_whole_copy(path, None)
+    made = count_records(monkeypatch)
+    hashed = count_hashes(monkeypatch)
+    desk = FileHelpdesk(path, page_size=3)
+    assert answer(desk, None) == expected
+    assert len(made) == 160  # the records after the cursor (all): none parsed to survey
+    assert len(hashed) == 160 // 16 + 160  # each block once, each text returned once
+    assert sidecar_of(path).read_bytes().startswith(sidecar)
+    assert desk._known is not None and desk._known.digest == file_module.json_digest(content)
+    desk.apply_many([ChangeSet("T-7", add_tags=("x",))], NOW)  # the document, from the index
+    assert b'"x"' in path.read_bytes()
+    monkeypatch.undo()
+    starts = FileHelpdesk(path)
+    answer(starts, None)
+    assert starts._known is not None
+    cut = starts._known.starts()[16] - 2  # the `,\n` between the first two blocks
+    altered = path.read_bytes()
+    altered = altered[:cut] + b",\r" + altered[cut + 2:]
+    path.write_bytes(altered)
+    fresh = FileHelpdesk(path, page_size=3)
+    assert answer(fresh, None) == parsed_whole_copy(path, None)
+    assert fresh._known is None  # not in the layout: no index until a write lays it out
