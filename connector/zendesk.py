@@ -225,7 +225,7 @@ class Vocabulary:
             return None
         prefix = str(self.escalation.key)
         rest = tag[len(prefix):] if tag.startswith(prefix) else ""
-        return int(rest) if rest.isdigit() else None
+        return int(rest) if rest.isdecimal() else None
 
     def tier_of(self, ticket: Mapping[str, Any], tags: list[str],
                 organizations: Mapping[int, Any]) -> str:
@@ -253,7 +253,7 @@ class Vocabulary:
             return 0
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isdecimal():
             return int(value)
         notices.append(f"ticket {ticket.get('id')}: escalation field {self.escalation.key} "
                        f"holds {value!r}, not a level: read as 0")
@@ -282,7 +282,7 @@ class Vocabulary:
                     found = tag[len(tier_prefix):]
             if tag.startswith(level_prefix):
                 rest = tag[len(level_prefix):]
-                if rest.isdigit():
+                if rest.isdecimal():
                     consumed = True
                     number = int(rest)
                     if number > level:
@@ -349,7 +349,7 @@ class Talk:
                 value = child.get("value")
             else:
                 continue
-            if isinstance(value, str) and value.isdigit():
+            if isinstance(value, str) and value.isdecimal():
                 value = int(value)  # audits give ids as text
             item = [at, name, value if _whole(value) else None, child.get("id")]
             if item not in entry.setdefault("a", []):
@@ -1005,7 +1005,7 @@ class Zendesk:
         if self.worked_field is None:
             return None
         value = _field_value(ticket, self.worked_field)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value)
         if value is None or value == "":
             return None

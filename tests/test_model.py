@@ -481,3 +481,80 @@ def test_the_quick_parse_of_an_instant_gives_what_the_definition_gives():
     kinds = {quick[0] for quick, _ in outcomes}
     assert kinds == {"parsed", "refused"}
     assert sum(1 for quick, _ in outcomes if quick[0] == "parsed") > 5000
+
+
+# -- the hand-written constructors against the ones dataclasses would write -------------------
+
+def generated(cls: type) -> type:
+    """`cls` as @dataclass(frozen=True) makes it: the same fields, the generated __init__
+    (and Record's checks after it)."""
+    import dataclasses
+    methods = {name: getattr(cls, name) for name in ("__post_init__", "_plainly_usable",
+                                                     "_check") if hasattr(cls, name)}
+    return dataclasses.make_dataclass(
+        cls.__name__, [(f.name, f.type, dataclasses.field(default=f.default,
+                                                          default_factory=f.default_factory))
+                       for f in dataclasses.fields(cls)], frozen=True, namespace=methods)
+
+
+def signature_of(cls: type) -> list[tuple[str, Any, Any]]:
+    import dataclasses
+    import inspect
+    factories = {f.name for f in dataclasses.fields(cls)
+                 if f.default_factory is not dataclasses.MISSING}
+    return [(p.name, p.kind, "a factory" if p.name in factories else p.default)
+            for p in inspect.signature(cls.__init__).parameters.values()]
+
+
+def built(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        made = cls(*args, **kwargs)
+    except RecordError as exc:
+        return "refused", str(exc)
+    except TypeError as exc:
+        return "no call", str(exc).split("() ", 1)[-1]
+    return "built", vars(made)
+
+
+@pytest.mark.parametrize("cls", [StatusChange, Note, Message, Assignment, Record],
+                         ids=lambda cls: cls.__name__)
+def test_each_constructor_is_the_one_dataclasses_would_generate(cls):
+    """The same parameters in the same order with the same defaults (a new dict for
+    Record.custom each time); over random calls (positional, by name, fields left out,
+    unknown names, and for Record values its checks refuse), the same fields, the same
+    refusal, or the same TypeError."""
+    import dataclasses
+    twin = generated(cls)
+    assert signature_of(cls) == signature_of(twin)
+    rng = random.Random(15)
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = {"id": ["T-1", "T-\ud800"], "kind": ["ticket", "lead"],
+              "escalation_level": [0, 3, -1], "worked_seconds": [None, 60, -5],
+              "custom": [{"plan": "gold"}, None, {"x": float("nan")}],
+              "tags": [(), ("vip",)], "public": [True, False]}
+    outcomes = set()
+    for _ in range(2000):
+        chosen = [name for i, name in enumerate(names)
+                  if i < 2 or rng.random() < 0.5]  # the first two are never left out
+        kwargs = {}
+        for name in chosen:
+            if name in values:
+                kwargs[name] = rng.choice(values[name])
+            elif name.endswith("_at") or name == "at":
+                kwargs[name] = START + timedelta(minutes=rng.randrange(100))
+            else:
+                kwargs[name] = rng.choice(["", "open", "x" * 5, "\udc80"]) \
+                    if name not in ("status_history", "notes", "messages",
+                                    "assignment_history") else rng.choice([(), None])
+        if rng.random() < 0.05:
+            kwargs[rng.choice(["unknown", "at_", names[0]])] = 1
+        positional = rng.randrange(len(kwargs) + 1) if rng.random() < 0.3 else 0
+        args = tuple(kwargs.pop(name) for name in names[:positional] if name in kwargs)
+        mine, theirs = built(cls, args, kwargs), built(twin, args, kwargs)
+        assert mine == theirs, (args, kwargs)
+        outcomes.add(mine[0])
+    assert "built" in outcomes and "no call" in outcomes
+    if cls is Record:
+        assert "refused" in outcomes
+        first, second = (Record("T-1", "ticket", START, START) for _ in range(2))
+        assert first.custom == {} and first.custom is not second.custom

@@ -982,7 +982,8 @@ def test_reading_the_tags_in_one_pass_gives_what_the_three_readings_give():
     rng = random.Random(13)
     words = ["vip", "tier_gold", "tier_", "tier_silver", "sla_escalation_2", "sla_escalation_10",
              "sla_escalation_", "sla_escalation_x", "sla_", "sla_gold", "", "lvl_3", "lvl_03",
-             "sla_escalation_\u0663", "sla_escalation_2a", "Tier_gold", "sla_escalation_-1"]
+             "sla_escalation_\u0663", "sla_escalation_2a", "Tier_gold", "sla_escalation_-1",
+             "sla_escalation_\u00b2", "lvl_\u00b2"]
     prefixes = ["tier_", "sla_", "sla_escalation_", "lvl_", "", "t"]
     ticket = {"id": 1, "organization_id": 55,
               "custom_fields": [{"id": 900, "value": "gold"}, {"id": 901, "value": 2}]}
@@ -1005,3 +1006,23 @@ def test_reading_the_tags_in_one_pass_gives_what_the_three_readings_give():
         seen.add((quick[0], quick[0] == "read" and quick[1][2] > 0,
                   quick[0] == "read" and quick[1][1] not in ("standard", "bronze")))
     assert seen >= {("read", True, True), ("read", False, False), ("read", True, False)}
+
+
+def test_a_superscript_digit_is_no_level_and_no_crash():
+    """'²' is a digit to str.isdigit but no number to int(): a tag sla_escalation_² stays a
+    tag, an escalation or time tracking field holding it is noticed and read as nothing, and
+    the fetch goes on (it raised ValueError out of the connector before)."""
+    from sla_sync.connector.mapping import Notices
+    words = Vocabulary.from_settings({})
+    ticket = {"id": 5, "custom_fields": [{"id": 901, "value": "\u00b2"}]}
+    notices = Notices()
+    assert words.read_tags(ticket, ["sla_escalation_\u00b2", "sla_escalation_2"], {},
+                           notices) == (("sla_escalation_\u00b2",), "standard", 2)
+    by_field = Vocabulary.from_settings({"escalation": {"field": 901}})
+    assert by_field.level_of(ticket, [], notices) == 0
+    worked = Zendesk(HttpClient(URL, name="zendesk"), worked_field=901)
+    assert worked._worked(ticket, notices) is None
+    assert notices.take() == [
+        "ticket 5: escalation field 901 holds '\u00b2', not a level: read as 0",
+        "ticket 5: time tracking field 901 holds '\u00b2', not seconds: its worked time is "
+        "left out"]
