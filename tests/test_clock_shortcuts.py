@@ -186,13 +186,26 @@ def test_running_totals_give_what_the_walk_over_the_days_gives(
         assert cal.business_seconds(start, end) == expected, (start, end)
 
 
+def st_johns_2010() -> WeeklyCalendar:
+    """Half-hour intervals either side of midnight where clocks went back across it."""
+    return WeeklyCalendar("x", "America/St_Johns", {d: [(0, 30), (22 * 60, 24 * 60)]
+                                                    for d in range(7)})
+
+
+def spread_calendar(zone: str) -> WeeklyCalendar:
+    """Intervals of many shapes (a lunch break, a whole day, late evening, early morning),
+    a one-off and a yearly holiday."""
+    return WeeklyCalendar("x", zone, {0: [(8 * 60, 12 * 60 + 30), (13 * 60, 18 * 60)],
+                                      2: [(0, 24 * 60)], 4: [(22 * 60, 24 * 60)],
+                                      5: [(0, 90)]}, [date(2026, 3, 17)], [(12, 25)])
+
+
 def test_a_clock_going_back_across_midnight_is_walked_day_by_day() -> None:
     """St. John's went back from 00:01 to 23:01 of the day before until 2011: there a local
     date's intervals are not all within its own stretch of time, the running totals would
     count some twice (24 of 3,000 random spans here without the check), so the calendar
     is walked."""
-    cal = WeeklyCalendar("x", "America/St_Johns", {d: [(0, 30), (22 * 60, 24 * 60)]
-                                                   for d in range(7)})
+    cal = st_johns_2010()
     rng = random.Random(1)
     base = datetime(2010, 11, 1, tzinfo=UTC)
     for _ in range(3000):
@@ -208,9 +221,7 @@ def test_a_clock_going_back_across_midnight_is_walked_day_by_day() -> None:
 def test_running_totals_on_many_spans_near_each_other(zone: str) -> None:
     """Seeded spans of up to ten days that start within 90 days of each other, at any
     microsecond, in several offsets: the window's edges and its growth are crossed often."""
-    cal = WeeklyCalendar("x", zone, {0: [(8 * 60, 12 * 60 + 30), (13 * 60, 18 * 60)],
-                                     2: [(0, 24 * 60)], 4: [(22 * 60, 24 * 60)],
-                                     5: [(0, 90)]}, [date(2026, 3, 17)], [(12, 25)])
+    cal = spread_calendar(zone)
     rng = random.Random(zone)
     base = datetime(2026, 3, 2, 12, tzinfo=UTC)
     zones = [ZoneInfo(name) for name in ZONES]
@@ -262,8 +273,7 @@ def test_adding_from_running_totals_gives_what_the_walk_over_the_days_gives(
 
 def test_adding_where_a_clock_goes_back_across_midnight_is_walked_day_by_day() -> None:
     """The St. John's calendar of the test above: adding is walked there too."""
-    cal = WeeklyCalendar("x", "America/St_Johns", {d: [(0, 30), (22 * 60, 24 * 60)]
-                                                   for d in range(7)})
+    cal = st_johns_2010()
     rng = random.Random(2)
     base = datetime(2010, 11, 1, tzinfo=UTC)
     for _ in range(2000):
@@ -277,9 +287,7 @@ def test_adding_where_a_clock_goes_back_across_midnight_is_walked_day_by_day() -
 def test_adding_from_many_instants_near_each_other(zone: str) -> None:
     """Seeded additions of up to five working days from instants within 90 days of each
     other, at any microsecond, in several offsets, exact ends of intervals included."""
-    cal = WeeklyCalendar("x", zone, {0: [(8 * 60, 12 * 60 + 30), (13 * 60, 18 * 60)],
-                                     2: [(0, 24 * 60)], 4: [(22 * 60, 24 * 60)],
-                                     5: [(0, 90)]}, [date(2026, 3, 17)], [(12, 25)])
+    cal = spread_calendar(zone)
     rng = random.Random(zone)
     base = datetime(2026, 3, 2, 12, tzinfo=UTC)
     zones = [ZoneInfo(name) for name in ZONES]
