@@ -63,6 +63,7 @@ from sla_sync.connector.file_index import (
     read_sidecar,
     sign_sidecar,
     text_hash,
+    text_starts,
     write_sidecar,
 )
 from sla_sync.connector.model import (
@@ -292,7 +293,8 @@ class FileHelpdesk:
             return latest, {}, {}
         survey, made, refused, document = _survey_json(content, latest, self.path)
         self._document = document
-        if latest is not None and latest.digest == survey.digest:
+        if latest is not None and latest.digest == survey.digest:  # the same bytes, which
+            # _is_surveyed does not check: a file without records
             self._known = latest
             return latest, {}, {}
         self._known = survey if survey.gaps else None  # a file not in our layout: no spans
@@ -943,8 +945,7 @@ def json_digest(content: bytes) -> bytes:
         return hashlib.sha1(content).digest()
     first, last = bounds
     lengths = list(map(len, content[first + 1:last].split(b",\n")))
-    starts = list(map(operator.sub, itertools.accumulate(
-        map(operator.add, [first + 1] + [2] * (len(lengths) - 1), lengths)), lengths))
+    starts = text_starts([first + 1] + [2] * (len(lengths) - 1), lengths)
     view = memoryview(content)
     return blocks_digest(content[:first + 1], content[last:], len(lengths), [
         text_hash(view[starts[low]:starts[high - 1] + lengths[high - 1]])

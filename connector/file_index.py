@@ -105,6 +105,15 @@ def blocks_digest(opening: bytes, closing: bytes, count: int, blocks: list[bytes
     return BLOCKS_DIGEST + parts.digest()
 
 
+def text_starts(gaps: list[int], lengths: list[int]) -> list[int]:
+    """Byte offset of each text, given the bytes before each (after the previous text) and
+    each one's length."""
+    # In C (map, accumulate): 16.4 ms for a 100k-record survey's starts, against 22.1 ms
+    # for a generator (timeit), on every survey of a changed file.
+    ends = itertools.accumulate(map(operator.add, gaps, lengths))
+    return list(map(operator.sub, ends, lengths))
+
+
 def sidecar_of(path: Path) -> Path:
     return path.with_name(f".{path.name}.sla-sync-index")
 
@@ -133,10 +142,7 @@ class Survey:
         if self.offsets is None or len(self.offsets) != len(self.lengths):
             if len(self.gaps) != len(self.lengths):
                 raise ValueError("a survey's gaps and lengths differ in number")
-            # In C (map, accumulate): 16.4 ms for a 100k-record survey's starts, against
-            # 22.1 ms for a generator (timeit), on every survey of a changed file.
-            ends = itertools.accumulate(map(operator.add, self.gaps, self.lengths))
-            self.offsets = list(map(operator.sub, ends, self.lengths))
+            self.offsets = text_starts(self.gaps, self.lengths)
         return self.offsets
 
     def known(self) -> dict[bytes, tuple[str | None, int]]:
