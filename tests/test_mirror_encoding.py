@@ -47,34 +47,49 @@ customs = st.one_of(
         max_leaves=6), max_size=4))
 
 
+# The strategies drawn from, made once (a strategy built at each draw is validated anew:
+# that was most of the test's time).
+SECONDS = st.integers(min_value=0, max_value=10 ** 7)  # after creation
+SOME_SECONDS = st.one_of(st.none(), SECONDS)
+MESSAGES = st.one_of(st.none(), st.lists(st.tuples(
+    SECONDS, st.sampled_from(["customer", "agent"]), st.booleans()), max_size=3))
+ASSIGNMENTS = st.one_of(st.none(), st.lists(st.tuples(SECONDS, texts, texts), max_size=3))
+IDS = st.text(min_size=1, max_size=8)
+KINDS = st.sampled_from(["ticket", "lead"])
+TAGS = st.lists(texts, max_size=4)
+LEVELS = st.integers(min_value=0, max_value=1000)
+URLS = st.one_of(st.just(""), texts)
+WORKED = st.one_of(st.none(), st.integers(0, 10 ** 6), st.floats(0, 10 ** 6))
+
+
 @st.composite
 def records(draw: Any) -> Record:
     created = draw(instants)
-    later = st.builds(lambda s: created + timedelta(seconds=s),
-                      st.integers(min_value=0, max_value=10 ** 7))
-    history = sorted(draw(st.lists(later, max_size=4)))
-    messages = draw(st.one_of(st.none(), st.lists(st.tuples(
-        later, st.sampled_from(["customer", "agent"]), st.booleans()), max_size=3)))
-    assignments = draw(st.one_of(st.none(), st.lists(st.tuples(later, texts, texts),
-                                                     max_size=3)))
+
+    def later(seconds: int | None) -> datetime | None:
+        return None if seconds is None else created + timedelta(seconds=seconds)
+
+    history = sorted(draw(st.lists(SECONDS, max_size=4)))
+    messages = draw(MESSAGES)
+    assignments = draw(ASSIGNMENTS)
     return Record(
-        id=draw(st.text(min_size=1, max_size=8)), kind=draw(st.sampled_from(["ticket", "lead"])),
-        created_at=created, updated_at=draw(later), subject=draw(texts),
+        id=draw(IDS), kind=draw(KINDS),
+        created_at=created, updated_at=later(draw(SECONDS)), subject=draw(texts),
         status=draw(texts), priority=draw(texts), tier=draw(texts), channel=draw(texts),
         source=draw(texts), group=draw(texts), assignee=draw(texts),
-        tags=tuple(draw(st.lists(texts, max_size=4))),
-        first_response_at=draw(st.one_of(st.none(), later)),
-        solved_at=draw(st.one_of(st.none(), later)),
-        status_history=tuple(StatusChange(at, draw(texts)) for at in history),
-        escalation_level=draw(st.integers(min_value=0, max_value=1000)),
-        notes=tuple(Note(at, draw(texts)) for at in draw(st.lists(later, max_size=3))),
-        custom=draw(customs), url=draw(st.one_of(st.just(""), texts)),
-        worked_seconds=draw(st.one_of(st.none(), st.integers(0, 10 ** 6),
-                                      st.floats(0, 10 ** 6))),
+        tags=tuple(draw(TAGS)),
+        first_response_at=later(draw(SOME_SECONDS)),
+        solved_at=later(draw(SOME_SECONDS)),
+        status_history=tuple(StatusChange(later(s), draw(texts)) for s in history),
+        escalation_level=draw(LEVELS),
+        notes=tuple(Note(later(s), draw(texts))
+                    for s in draw(st.lists(SECONDS, max_size=3))),
+        custom=draw(customs), url=draw(URLS),
+        worked_seconds=draw(WORKED),
         messages=None if messages is None else tuple(
-            Message(at, author, public) for at, author, public in sorted(messages)),
+            Message(later(s), author, public) for s, author, public in sorted(messages)),
         assignment_history=None if assignments is None else tuple(
-            Assignment(at, group, assignee) for at, group, assignee in sorted(assignments)))
+            Assignment(later(s), group, assignee) for s, group, assignee in sorted(assignments)))
 
 
 @settings(max_examples=600, deadline=None, derandomize=True)
