@@ -10,11 +10,12 @@ child process and prints one table:
 
 - first sync (everything new), a rerun with nothing changed (which reads back the first
   sync's own writes), another (the steady state: nothing changed since the last sync),
-  and a run one minute later after 1% of the records changed: seconds (wall, the child's whole life), its CPU
-  seconds (user + system) and peak RSS (os.wait4's rusage), records evaluated and writes
-  (from the run's summary). On a shared machine the CPU seconds are the steadier figure.
-  The desk is generated and touched in helper processes, so that the bench process stays
-  small: a child's peak RSS includes the size of the process that started it;
+  and a run one minute later after 1% of the records changed: seconds (wall, the
+  child's whole life), its CPU seconds (user + system) and peak RSS (os.wait4's
+  rusage), records evaluated and writes (from the run's summary). On a shared machine
+  the CPU seconds are the steadier figure. The desk is generated and touched in helper
+  processes, so that the bench process stays small: a child's peak RSS includes the size
+  of the process that started it;
 - evaluation in one child process over the desk's records (up to --eval-records; CPU
   time of the child, best of 5 interleaved rounds):
   `rules.engine.evaluate` (SLA choice, clocks, rules) in records/s, business-rules
