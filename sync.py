@@ -32,6 +32,8 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -311,7 +313,7 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
                    "were another instant: give --dry-run with it to try an instant, or leave "
                    "--now out; nothing was read or written", EXIT_INVALID)
     notifier = _webhooks(config, policy, connector)
-    with Stop() as stop, _SettledHeap():
+    with Stop() as stop, _settled_heap():
         try:
             with StateLock(config.state), StateStore(config.state) as store:
                 _announce_first_run(config, store)
@@ -342,21 +344,22 @@ def run(config_path: str | None, now_text: str | None, dry_run: bool, as_json: b
         sys.exit(EXIT_PARTIAL)
 
 
-class _SettledHeap:
+@contextmanager
+def _settled_heap() -> Iterator[None]:
     """For the length of a run, what start-up made (modules, the policy, the connector) is
     moved out of the cyclic garbage collector's reach and young collections are made rarer
     (every 10,000 allocations, not 700): a sync allocates millions of short-lived objects,
-    and with CPython's defaults collecting took 8.3 of the 62 CPU s of a 100k first sync
-    through the Zendesk fake (2.7 of 56 so; docs/performance.md). Both are undone on the
-    way out, for a caller that goes on in the same process (the tests' CliRunner)."""
-
-    def __enter__(self) -> None:
-        self._threshold = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
-
-    def __exit__(self, *exc: object) -> None:
-        gc.set_threshold(*self._threshold)
+    and with CPython's defaults collecting took 73 of the 234 CPU s of a 1M first sync
+    through the Zendesk fake (18 of 186 so; docs/performance.md, "The garbage collector").
+    Both are undone on the way out, for a caller that goes on in the same process (the
+    tests' CliRunner)."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
         gc.unfreeze()
 
 
