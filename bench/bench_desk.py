@@ -13,9 +13,10 @@ child process and prints one table:
   and a run one minute later after 1% of the records changed: seconds (wall, the
   child's whole life), its CPU seconds (user + system) and peak RSS (os.wait4's
   rusage), records evaluated and writes (from the run's summary). On a shared machine
-  the CPU seconds are the steadier figure. The desk is generated and touched in helper
-  processes, so that the bench process stays small: a child's peak RSS includes the size
-  of the process that started it;
+  the CPU seconds are the steadier figure. With `--helpdesk zendesk-fake`, each row is
+  followed by the requests the fake served during that sync, by kind. The desk is
+  generated and touched in helper processes, so that the bench process stays small: a
+  child's peak RSS includes the size of the process that started it;
 - evaluation in one child process over the desk's records (up to --eval-records; CPU
   time of the child, best of 5 interleaved rounds):
   `rules.engine.evaluate` (SLA choice, clocks, rules) in records/s, business-rules
@@ -321,6 +322,8 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
                 fake.post("/bench/advance", {"seconds": 61})  # past the export's minute
             elif share is not None:
                 in_helper("touch", str(desk), str(share))
+            if fake is not None:
+                fake.post("/bench/requests", {})  # counted from here
             seconds, cpu, rss, err = run_cli(
                 code, config, now, None if profile_syncs is None else
                 profile_syncs / f"{size}-{label.split(',')[0].replace(' ', '-')}.prof")
@@ -328,6 +331,10 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
             evaluated, _, writes = (int(g) for g in found.groups()) if found else (-1, -1, -1)
             print(f"{label:<26} {seconds:>8.2f} {cpu:>7.2f} {rss / 1024:>12.0f} "
                   f"{evaluated:>9} {writes:>7}", flush=True)
+            if fake is not None:
+                served = fake.post("/bench/requests", {})
+                print(f"{'':<4}requests: {sum(served.values()):,} (" + ", ".join(
+                    f"{kind} {n:,}" for kind, n in sorted(served.items())) + ")", flush=True)
         figures = measure_eval(code, desk, policy, eval_records, profile)
     finally:
         if fake is not None:

@@ -18,7 +18,9 @@ differences, both about time:
   second it happens, and so does this desk;
 - `POST /bench/advance {"seconds": N}` moves its clock on (the bench's "1 minute later"),
   `POST /bench/touch {"share": S}` makes a person edit that share of the tickets (a tag,
-  a new updated_at, an event), answering how many. Not Zendesk's API: the bench's hands.
+  a new updated_at, an event), answering how many, and `POST /bench/requests` answers how
+  many requests of each kind the desk has served since the last time it was asked (`KINDS`).
+  Not Zendesk's API: the bench's hands.
 
 The exports answer what FaultDesk's answer (the same pages: tests/test_bench.py compares
 them), but from indexes kept as tickets change: the tickets by (updated_at, id) in a sorted
@@ -35,6 +37,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +56,11 @@ from faultdesk import (  # noqa: E402
 )
 
 TOUCH_TAG = "bench-touched"
+#: The kinds of request the bench counts (`POST /bench/requests`), by path.
+KINDS = (("/api/v2/incremental/ticket_events", "event export"),
+         ("/api/v2/incremental/tickets", "ticket export"),
+         ("/api/v2/tickets/update_many", "update_many"),
+         ("/api/v2/job_statuses", "job polls"))
 #: The generator's channels as Zendesk's `via.channel` names them.
 CHANNELS = {"email": "email", "web": "web", "chat": "chat", "phone": "voice"}
 
@@ -146,7 +154,19 @@ class BenchDesk(FaultDesk):
                 for ticket_id in touched:
                     self.person_edits(ticket_id, TOUCH_TAG)
                 return 200, {}, {"touched": len(touched), "now": self.now}
+        if path == "/bench/requests" and method == "POST":
+            with self.lock:
+                served = Counter(kind_of(p) for _, p, _ in self.log if not p.startswith("/bench/"))
+                self.log.clear()
+                return 200, {}, dict(served)
         return super().answer(method, path, query, body, fault)
+
+
+def kind_of(path: str) -> str:
+    """The kind of a request the desk served (`KINDS`; a ticket's audits, else "other")."""
+    if path.endswith("/audits"):
+        return "audits"
+    return next((kind for start, kind in KINDS if path.startswith(start)), "other")
 
 
 def unix_of(text: str | None) -> int | None:

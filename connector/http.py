@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import random
 import re
 import threading
@@ -231,6 +232,42 @@ def _gave_up(exc: Exception, where: str, maybe_written: bool,
                           retriable=True, record_id=record_id)
 
 
+class ServerClock:
+    """The server's clock as its answers show it: the `Date` header (RFC 9110 section
+    6.6.1: the origin server's time when it wrote the answer, in whole seconds, so never
+    later than its time when the answer came). `now()` is a lower bound of the server's time
+    now, in whole seconds: of the answers seen, the one whose `Date` is furthest ahead of
+    this machine's clock when it came, plus the time this clock has run since. None before
+    any answer with a `Date`."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self._anchor: tuple[int, float] | None = None  # a Date, and this clock when it came
+
+    def saw(self, response: requests.Response) -> None:
+        try:
+            date = int(parsedate_to_datetime(response.headers["Date"]).timestamp())
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+            return
+        at = self.clock()
+        if self._anchor is None or date - at > self._anchor[0] - self._anchor[1]:
+            self._anchor = (date, at)
+
+    def now(self) -> int | None:
+        if self._anchor is None:
+            return None
+        date, at = self._anchor
+        return date + math.floor(self.clock() - at)
+
+    def until(self, second: int) -> float:
+        """Seconds of this machine's clock until `now()` reaches `second` (0: it has)."""
+        if self._anchor is None:
+            return 0.0
+        date, at = self._anchor
+        left = (second - date) - (self.clock() - at)
+        return left + 0.001 if left > 0 else 0.0  # a millisecond against rounding
+
+
 class HttpClient:
     def __init__(self, base_url: str, *, auth: Any = None,
                  headers: Mapping[str, str] | None = None, timeout: float = 30.0,
@@ -255,6 +292,7 @@ class HttpClient:
         self.session.headers.update(headers or {})
         self.throttle = Throttle(requests_per_minute, self.sleep,
                                  clock or (lambda: time.monotonic()))
+        self.server_clock = ServerClock(self.throttle.clock)
         self.requests_sent = 0
         # False where the URL itself is a secret (webhooks): messages then name no path.
         self.quote_paths = quote_paths
@@ -354,6 +392,7 @@ class HttpClient:
                       if isinstance(exc, BodyUnread) else type(exc).__name__)
             raise
         self._log(method, url, params, response.status_code, started, attempt)
+        self.server_clock.saw(response)
         self.throttle.after(response)
         if response.status_code in RETRIABLE_STATUS and not _daily_quota_spent(response):
             raise RetriableResponse(response, retry_after(response))

@@ -49,12 +49,14 @@ class Text:
 
 @dataclass(frozen=True)
 class Number:
-    """A number above `above` (at least `least` when set); `whole` for integers only."""
+    """A number above `above` (at least `least`, at most `most` when set); `whole` for
+    integers only."""
 
     above: float | None = 0
     least: float | None = None
     whole: bool = False
     expected: str = ""
+    most: float | None = None
 
     def read(self, value: Any, path: str) -> float | int:
         ok = _whole(value) if self.whole else (
@@ -63,6 +65,8 @@ class Number:
             ok = False
         if ok and self.least is not None and value < self.least:
             ok = False
+        if ok and self.most is not None and value > self.most:
+            ok = False
         if not ok:
             raise ValueError(f"{path}: expected {self.expected or self._expected()}, "
                              f"got {value!r}")
@@ -70,6 +74,8 @@ class Number:
 
     def _expected(self) -> str:
         noun = "whole number" if self.whole else "number"
+        if self.least is not None and self.most is not None:
+            return f"a {noun} from {self.least:g} to {self.most:g}"
         if self.least is not None:
             return f"a {noun} >= {self.least:g}"
         if self.above == 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -35,6 +36,7 @@ from sla_sync.connector.base import (
 from sla_sync.connector.errors import ErrorMap
 from sla_sync.connector.http import (
     HttpClient,
+    ServerClock,
     client_from_settings,
     follow,
     poll_delays,
@@ -68,6 +70,8 @@ from sla_sync.connector.settings import (
     url_setting,
 )
 
+log = logging.getLogger("sla_sync.zendesk")
+
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor"
 EVENT_EXPORT = "/api/v2/incremental/ticket_events"
 UPDATE_MANY = "/api/v2/tickets/update_many"
@@ -91,10 +95,17 @@ API_REQUESTS_PER_MINUTE = 200
 BATCH_SIZE = 100  # tickets per update_many job, Zendesk's maximum
 FIRST_START_DAYS = 30  # without start_time, the first sync reads the last 30 days
 JOB_TIMEOUT = 120.0
-#: update_many jobs in flight at once, polled together. Zendesk's rate limits page ("Job
-#: limit") caps the jobs queued or running on an account at once (30), shared with every
-#: other integration of the account; a job past it is refused with 429 and retried.
-JOBS_AT_ONCE = 10
+#: The most tickets sla-sync's own update_many jobs update in any one second of Zendesk's
+#: clock. Each ticket updated is one audit, one event of the event export, and a second of
+#: 1,000 events is a busy second (`Watch`): half of that leaves the other half to everyone
+#: else, so that sla-sync's writes never make one, alone or with a bulk update of up to 500
+#: tickets by someone else in the same second (`_Pace`).
+OWN_EVENTS_A_SECOND = 500
+#: update_many jobs in flight at once, polled together: at most OWN_EVENTS_A_SECOND tickets.
+#: Zendesk's rate limits page ("Job limit") caps the jobs queued or running on an account at
+#: once (30), shared with every other integration of the account; a job past it is refused
+#: with 429 and retried.
+JOBS_AT_ONCE = OWN_EVENTS_A_SECOND // BATCH_SIZE
 JOB_FIRST_POLL = 1.0
 JOB_MAX_POLL = 10.0
 #: Seconds past a watch's `until` the event export must have been read to its end at, by the
@@ -168,8 +179,9 @@ SCHEMA = Schema("zendesk", (
     Setting("api_requests_per_minute", Number(), "the general API's budget",
             default=API_REQUESTS_PER_MINUTE),
     Setting("job_timeout", Number(), "seconds to wait for a job", default=JOB_TIMEOUT),
-    Setting("jobs_at_once", Number(whole=True, least=1),
-            "update_many jobs in flight at once (Zendesk's job limit is 30 an account)",
+    Setting("jobs_at_once", Number(whole=True, least=1, most=JOBS_AT_ONCE),
+            "update_many jobs in flight at once (at most 5: 500 tickets, each one event; "
+            "a second of 1,000 events is one the event export cannot page past)",
             default=JOBS_AT_ONCE),
 ))
 #: How Zendesk refuses one ticket's update: 409 when the safe-update stamp moved.
@@ -609,6 +621,44 @@ class _Marker:
         return self.ids if self.at == end else []
 
 
+class _Pace:
+    """Spreads sla-sync's own update_many jobs over Zendesk's seconds: at most `limit`
+    tickets updated in any one second (OWN_EVENTS_A_SECOND). Zendesk stamps each ticket a
+    job updates with the second it applies the update, which lies between its clock when
+    the job was queued and the `Date` of the poll that found the job completed (Zendesk
+    documents no more: a job may run at once or later, fast or slow). So each batch of jobs
+    settled is kept as a span: its tickets, and the last second they can carry. A new batch
+    is queued at once if the tickets of the spans that may share a second with it (those
+    whose last second Zendesk's clock has not passed) leave room for its own; else once
+    Zendesk's clock (`ServerClock`: its answers' `Date`) has passed the oldest of them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.spans: list[tuple[int, int]] = []  # (the last second it can carry, tickets)
+
+    def wait(self, tickets: int, clock: ServerClock) -> float:
+        """The seconds to wait before queuing a batch that updates `tickets`."""
+        now = clock.now()
+        if now is None:  # no answer with a Date yet: no batch has been settled either
+            return 0.0
+        live = sorted(span for span in self.spans if span[0] >= now)
+        room, second = self.limit - tickets - sum(n for _, n in live), now
+        for end, n in live:
+            if room >= 0:
+                break
+            room, second = room + n, end + 1
+        self.spans = [span for span in live if span[0] >= second]
+        return clock.until(second)
+
+    def settled(self, tickets: int, clock: ServerClock) -> None:
+        """A batch that updated `tickets` is settled (its last poll answered, or given up:
+        a job still running then may still share a second with later ones, which the
+        event export's watch then pays for; it is never wrong)."""
+        end = clock.now()
+        if end is not None and tickets:
+            self.spans.append((end, tickets))
+
+
 class Zendesk:
     def __init__(self, client: HttpClient, *, vocabulary: Vocabulary | None = None,
                  start_time: datetime | None = None, bulk_writes: bool = True,
@@ -631,6 +681,7 @@ class Zendesk:
         self._agents: set[int] | None = None
         self.job_timeout = job_timeout
         self.jobs_at_once = jobs_at_once
+        self.pace = _Pace(OWN_EVENTS_A_SECOND)
         self.clock = clock
         #: The exports' next page is read while the caller works on the last (`follow`).
         self.read_ahead = True
@@ -1184,13 +1235,26 @@ class Zendesk:
         returns what polls them and fills in `results` (with `credit`, counting the time
         until it is called as waited)."""
         jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]] = []
+        wait = self.pace.wait(len(group), self.api.server_clock)
+        if wait:
+            log.debug("zendesk: waiting %.1fs before the next update_many jobs: sla-sync "
+                      "updates at most %d tickets a second of Zendesk's clock", wait,
+                      self.pace.limit)
+            self.api.sleep(wait)
         for start in range(group.start, group.stop, BATCH_SIZE):
             job = self._submit(changes, range(start, min(start + BATCH_SIZE, group.stop)),
                                results)
             if job is not None:
                 jobs.append(job)
         queued = self.clock() if credit else None
-        return lambda: self._settle_jobs(jobs, changes, results, queued)
+
+        def settle() -> None:
+            try:
+                self._settle_jobs(jobs, changes, results, queued)
+            finally:
+                self.pace.settled(sum(len(items) for _, items in jobs),
+                                  self.api.server_clock)
+        return settle
 
     def _submit(self, changes: list[ChangeSet], chunk: range, results: dict[int, WriteResult]
                 ) -> tuple[Mapping[str, Any], list[tuple[int, int]]] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -17,6 +19,7 @@ from sla_sync.connector.http import (
     MAX_BODY_BYTES,
     HttpClient,
     LoopDetected,
+    ServerClock,
     check_base_url,
     client_from_settings,
     follow,
@@ -517,3 +520,44 @@ def test_max_body_bytes_is_a_setting():
     assert http.max_body_bytes == 5000
     assert client_from_settings({"url": "https://x.example.com"}, "x").max_body_bytes \
         == MAX_BODY_BYTES
+
+
+# -- the server's clock ------------------------------------------------------------------------
+
+def answered(date: str | None) -> requests.Response:
+    response = requests.Response()
+    if date is not None:
+        response.headers["Date"] = date
+    return response
+
+
+def test_the_server_clock_is_a_lower_bound_kept_from_the_dates_of_its_answers():
+    waits = Waits()
+    clock = ServerClock(waits.clock)
+    for date in (None, "yesterday", "Sat, 99 Foo 2026 99:00:00 GMT"):
+        clock.saw(answered(date))
+    assert clock.now() is None and clock.until(5) == 0.0  # nothing known: nothing waited
+    second = 1_772_000_000
+    clock.saw(answered(formatdate(second, usegmt=True)))
+    assert clock.now() == second
+    waits.now += 0.9
+    assert clock.now() == second  # the answer may have been written at the second's end
+    clock.saw(answered(formatdate(second + 1, usegmt=True)))  # it ticked: a tighter bound
+    assert clock.now() == second + 1
+    waits.now += 0.5
+    clock.saw(answered(formatdate(second, usegmt=True)))  # a slow answer: the bound holds
+    assert clock.now() == second + 1
+    assert clock.until(second + 2) == pytest.approx(0.501)
+    waits.sleep(clock.until(second + 2))
+    assert clock.now() == second + 2 and clock.until(second + 2) == 0.0
+
+
+def test_every_answer_with_a_date_sets_the_clients_server_clock(local_server):
+    waits = Waits()
+    http = client(local_server, waits)
+    assert http.server_clock.now() is None
+    local_server.script = [(503, {}, {"error": "busy"}), (200, {}, {"tickets": []})]
+    http.json("GET", "/api/tickets")
+    # The test server stamps its answers with this machine's time (http.server).
+    assert http.server_clock.now() is not None
+    assert abs(http.server_clock.now() - time.time()) <= 2

@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 import re
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -631,9 +632,74 @@ def test_a_failed_job_among_many_leaves_only_its_own_tickets_unknown(api):
 
 
 def test_jobs_at_once_sets_how_many_jobs_a_batch_holds(api):
-    assert zendesk().capabilities.batch_size == 1000
+    # Five by default, and at most: 500 tickets, half a page of the event export a second.
+    assert zendesk().capabilities.batch_size == 500
     assert zendesk(jobs_at_once=3).capabilities.batch_size == 300
     assert zendesk(bulk_writes=False).capabilities.batch_size == 1
+
+
+class JobsOnAClock:
+    """update_many and its polls answered with a `Date` by Zendesk's clock, which runs
+    `ahead` of the test's clock (RFC 9110 section 6.6.1; every Zendesk answer carries one):
+    each job is answered queued, and completed, with a result per ticket, at its first poll
+    (Show Many Job Statuses). Notes the second of Zendesk's clock of each answer."""
+
+    def __init__(self, api: Any, waits: Waits, ahead: float = 1_772_440_000.6):
+        self.waits, self.ahead = waits, ahead
+        self.jobs: dict[str, list[int]] = {}
+        self.answers: list[tuple[str, int]] = []  # (PUT or GET, Zendesk's second)
+        api.add_callback("PUT", URL + UPDATE_MANY, callback=self.queue)
+        api.add_callback("GET", f"{URL}/api/v2/job_statuses/show_many", callback=self.poll)
+
+    def answer(self, method: str, body: Any) -> tuple[int, dict[str, str], str]:
+        second = int(self.waits.now + self.ahead)
+        self.answers.append((method, second))
+        return 200, {"Date": formatdate(second, usegmt=True)}, json.dumps(body)
+
+    def queue(self, request: Any) -> tuple[int, dict[str, str], str]:
+        name = f"job{len(self.jobs)}"
+        self.jobs[name] = [t["id"] for t in json.loads(request.body)["tickets"]]
+        return self.answer("PUT", {"job_status": {
+            **job_named(name, "update_many_job_queued", []), "results": None}})
+
+    def poll(self, request: Any) -> tuple[int, dict[str, str], str]:
+        names = request.params["ids"].split(",")
+        return self.answer("GET", {"job_statuses": [
+            job_named(name, "job_status_completed", self.jobs[name]) for name in names]})
+
+
+def test_full_batches_are_queued_in_seconds_of_zendesks_clock_the_last_one_has_passed(api):
+    """1,000 changes are two batches of five jobs. Zendesk may apply a job's updates at any
+    moment from its queuing to the poll that finds it completed, each update one event of
+    the event export: the second batch is queued only once Zendesk's clock has passed the
+    second of the first batch's last poll, so that no second holds more than 500 of
+    sla-sync's own events (a second of 1,000 is one the export cannot page past)."""
+    waits = Waits()
+    desk = JobsOnAClock(api, waits)
+    tickets = range(40000, 41000)
+    results = zendesk(waits).apply_many([change(str(t), add_tags=("a",)) for t in tickets],
+                                        NOW)
+    assert all(r.error is None for r in results) and len(desk.jobs) == 10
+    seconds = [second for _, second in desk.answers]
+    assert [method for method, _ in desk.answers] == ["PUT"] * 5 + ["GET"] + ["PUT"] * 5 + [
+        "GET"]
+    assert seconds[6] > seconds[5]  # the second batch after the first batch's last second
+    # The first poll's wait, the wait for Zendesk's clock to pass that second (its `Date`s
+    # show it 0.6 s into its second at most: from the first poll on, 1 s), the next poll's.
+    assert waits.slept == [1.0, pytest.approx(1.001), 1.0]
+
+
+def test_small_batches_share_a_second_without_waiting(api):
+    """Two batches of 200 tickets fit in one second's 500: the second is queued at once."""
+    waits = Waits()
+    desk = JobsOnAClock(api, waits)
+    connector = zendesk(waits, clock=waits.clock)
+    for first in (40000, 40200):
+        answer = connector.submit_many(
+            [change(str(t), add_tags=("a",)) for t in range(first, first + 200)], NOW)
+        assert all(r.error is None for r in answer())
+    assert [method for method, _ in desk.answers] == ["PUT", "PUT", "GET"] * 2
+    assert waits.slept == [1.0, 1.0]  # the polls' waits only
 
 
 def test_a_batch_of_one_is_a_single_safe_update(api):
@@ -654,8 +720,8 @@ def test_from_settings_builds_one_budget_for_the_exports_and_one_for_the_rest():
     assert connector.identity == "zendesk:https://acme.zendesk.com"
     assert (connector.exports.throttle.per_minute, connector.api.throttle.per_minute) == (10,
                                                                                           200)
-    # Ten jobs of 100 tickets in flight at once (jobs_at_once).
-    assert connector.capabilities.bulk_writes and connector.capabilities.batch_size == 1000
+    # Five jobs of 100 tickets in flight at once (jobs_at_once).
+    assert connector.capabilities.bulk_writes and connector.capabilities.batch_size == 500
     assert connector.capabilities.safe_update and connector.capabilities.reads_notes
     custom = open_connector({**SETTINGS, "requests_per_minute": 30,
                              "api_requests_per_minute": 700, "bulk_writes": False}, Path("."))
@@ -680,6 +746,8 @@ def test_from_settings_builds_one_budget_for_the_exports_and_one_for_the_rest():
     ({"priority_map": ["urgent"]}, "connector.priority_map: expected a mapping"),
     ({"bulk_writes": "yes"}, "connector.bulk_writes: expected true or false"),
     ({"job_timeout": 0}, "connector.job_timeout: expected a positive number"),
+    ({"jobs_at_once": 10}, "connector.jobs_at_once: expected a whole number from 1 to 5, "
+                           "got 10"),
 ])
 def test_from_settings_names_the_key_at_fault(extra, message):
     with pytest.raises(ValueError) as info:

@@ -97,6 +97,7 @@ def stories(config: Path, ids: list[str]) -> dict[str, Any]:
 def test_a_busy_second_is_passed_and_its_tickets_are_read_from_their_audits(
         desk, tmp_path, monkeypatch):
     monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
+    monkeypatch.setattr("sla_sync.connector.http.wait", desk_waits(desk))
     at_busy = [e for e in desk.events if e["timestamp"] == BUSY]
     assert len(at_busy) == TICKETS > EXPORT_PAGE
     # The tickets whose BUSY event no page holds (pages are in (time, id) order).
@@ -132,8 +133,9 @@ def test_a_busy_second_is_passed_and_its_tickets_are_read_from_their_audits(
     assert mirrored == {i: (r.status_history, r.messages, r.assignment_history)
                         for i, r in ((i, connector.get(i)) for i in ids)}
 
-    # The rerun: the run's own writes are another busy second (12 jobs in one second); the
-    # escapee's event marks it, and it is read from its audits too. Nothing is written.
+    # The rerun: the escapee's event (inside the watch) marks it, and it is read from its
+    # audits too. The first run's own writes made no busy second (paced: at most 500 a
+    # second). Nothing is written but the escapee's tag.
     out, requests = run(config, desk, T0 + 180)
     assert " writes 1," in out, out  # the escapee, pending since BUSY, now seen
     history, messages, _ = stories(config, [str(ESCAPEE)])[str(ESCAPEE)]
@@ -149,6 +151,47 @@ def test_a_busy_second_is_passed_and_its_tickets_are_read_from_their_audits(
     position = cursor(config, desk)
     assert position["watch"] is None and position["suspects"] == []
     assert sum(requests.values()) == 2, requests
+
+
+def desk_waits(desk: FaultDesk) -> Any:
+    """The client's waits (job polls, the write pace) move the desk's clock on, as the
+    time waited moves Zendesk's: nothing sleeps."""
+    clock = [float(desk.now)]
+
+    def wait(seconds: float) -> None:
+        clock[0] = max(clock[0], desk.now) + seconds
+        desk.now = int(clock[0])
+    return wait
+
+
+def test_the_syncs_own_writes_make_no_busy_second(tmp_path, monkeypatch):
+    """A run that writes 1,200 tickets: they go as batches of five jobs of 100, each batch
+    queued once Zendesk's clock (the answers' `Date`) has passed the second of the last
+    poll of the one before, so no second holds more than 500 of the run's updates, and the
+    next run reads the two exports, not a ticket's audits. (With the ten jobs a batch of
+    before, the first 1,000 updates shared a second: the next run read 1,200 audits.)"""
+    monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
+    desk = FaultDesk(EMAIL, TOKEN, now=T0 - 7200).start()
+    try:
+        for number in range(1, 1201):
+            created = T0 - 7200 + number // 2
+            desk.add(Ticket(id=number, subject=f"T{number}", created_at=created,
+                            updated_at=created, status="pending", tags=["tier_standard"]))
+        monkeypatch.setattr("sla_sync.connector.http.wait", desk_waits(desk))
+        config = project(tmp_path, desk)
+        out, _ = run(config, desk, T0)
+        assert " writes 1200," in out, out
+        per_second = Counter(e["timestamp"] for e in desk.events if e["timestamp"] >= T0)
+        assert sum(per_second.values()) == 1200 and max(per_second.values()) <= 500, \
+            per_second
+
+        out, requests = run(config, desk, desk.now + 120)  # past the exports' minute
+        assert " writes 0," in out, out
+        assert "1,000 events or more" not in out
+        assert requests["audits"] == 0, requests
+        assert cursor(config, desk)["watch"] is None
+    finally:
+        desk.stop()
 
 
 def _at(unix_time: int) -> datetime:
