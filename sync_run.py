@@ -16,7 +16,9 @@ Order of a run:
    record its activations and audit rows in one transaction (plans that write nothing are
    committed together, in batches); a batch the helpdesk runs as jobs is settled while the
    next one is planned (`connector.base.submit_many`), at the latest before a page holding
-   one of its records is mirrored and before step 2;
+   one of its records is mirrored and before step 2, and a full batch waits, while the
+   loop plans on, for as long as the helpdesk would wait before taking it
+   (`connector.base.wait_before`);
 5. move the cursor only when every write succeeded.
 On a state file that has never completed a run, `first_run="baseline"` replaces steps 4's
 writes: every rule whose conditions already hold on the record as read is recorded as
@@ -45,7 +47,14 @@ from sla_sync.connector import (
     RecordGone,
     WriteResult,
 )
-from sla_sync.connector.base import Answer, OutcomeUnknown, apply_each, fetch, submit_many
+from sla_sync.connector.base import (
+    Answer,
+    OutcomeUnknown,
+    apply_each,
+    fetch,
+    submit_many,
+    wait_before,
+)
 from sla_sync.connector.model import (
     CUSTOM_FIELD_PREFIX,
     ChangeSet,
@@ -560,20 +569,28 @@ class _Writer:
         self.queued += 1
         self.wakes.append((p.record, self.now))  # a write that fails is tried next run
         if len(self.pending) >= self.batch_size:
-            self.flush()
+            self.flush(hold=True)
 
     def in_flight(self) -> set[str]:
         """The ids of the records whose batch is sent and not settled yet."""
         return set() if self.sending is None else {p.record.id for p in self.sending[0]}
 
-    def flush(self) -> None:
-        """Send the planned writes as one batch, once the batch sent before it is settled;
-        this one is settled by the next flush, or by `drain`. The helpdesk runs a batch
-        while the next one is planned."""
-        batch, self.pending = self.pending, []
-        if not batch:
+    def flush(self, hold: bool = False) -> None:
+        """Send up to a batch of the planned writes, once the batch sent before it is
+        settled; this one is settled by the next flush, or by `drain`. The helpdesk runs a
+        batch while the next one is planned. With `hold`, a helpdesk that would wait before
+        it could take the batch (`connector.base.wait_before`: the jobs in flight cannot be
+        done yet, or it paces its writes) is left to it: nothing is sent or settled now, the
+        loop plans on, and a later flush sends."""
+        if not self.pending:
+            return
+        size = min(len(self.pending), self.batch_size)
+        if hold and wait_before(self.connector, size) > 0:
             return
         self.settle_sent()
+        if hold and wait_before(self.connector, size) > 0:
+            return
+        batch, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
         self.store.begin_write(self.report.run_id,
                                [(p.change, self.outcome(p)) for p in batch], self.now)
         self.progress("writing", {"done": self.sent, "total": self.queued})
@@ -593,7 +610,8 @@ class _Writer:
 
     def drain(self) -> None:
         """Send what is planned and settle every batch sent."""
-        self.flush()
+        while self.pending:
+            self.flush()
         self.settle_sent()
 
     def settle_sent(self) -> None:

@@ -17,8 +17,10 @@ differences, both about time:
   desk's `now` (so the export holds every ticket): Zendesk stamps each update with the
   second it happens, and so does this desk;
 - `POST /bench/advance {"seconds": N}` moves its clock on (the bench's "1 minute later"),
-  `POST /bench/touch {"share": S}` makes a person edit that share of the tickets (a tag,
-  a new updated_at, an event), answering how many, and `POST /bench/requests` answers how
+  `POST /bench/touch {"share": S}` makes people edit that share of the tickets (a tag,
+  a new updated_at, an event each), spread evenly over the next minute of its clock as a
+  team's edits would be (all in one second, 1% of a million tickets would be a bulk update
+  of 8,000, a busy second), answering how many, and `POST /bench/requests` answers how
   many requests of each kind the desk has served since the last time it was asked (`KINDS`).
   Not Zendesk's API: the bench's hands.
 
@@ -151,7 +153,9 @@ class BenchDesk(FaultDesk):
                 share = float((body or {}).get("share", 0.01))
                 step = max(1, round(1 / share))
                 touched = sorted(self.tickets)[::step]
-                for ticket_id in touched:
+                start = self.now
+                for n, ticket_id in enumerate(touched):
+                    self.now = start + n * 60 // len(touched)
                     self.person_edits(ticket_id, TOUCH_TAG)
                 return 200, {}, {"touched": len(touched), "now": self.now}
         if path == "/bench/requests" and method == "POST":

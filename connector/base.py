@@ -237,6 +237,16 @@ def submit_many(connector: Connector, changes: list[ChangeSet], now: datetime) -
     return lambda: results
 
 
+def wait_before(connector: Connector, size: int) -> float:
+    """The seconds a connector would wait before it could take a batch of `size` changes
+    now without waiting: 0 for most. One whose batches run as jobs may say so itself
+    (`wait_before(size)`: Zendesk, while the jobs of the batch in flight cannot be done yet,
+    or while it paces its own writes), and the sync loop plans on meanwhile instead of
+    waiting, sending the batch at a later turn."""
+    ask = getattr(connector, "wait_before", None)
+    return float(ask(size)) if callable(ask) else 0.0
+
+
 def apply_each(connector: Connector, changes: list[ChangeSet], now: datetime,
                ) -> list[WriteResult]:
     """apply_many for connectors without bulk writes: one apply per change."""

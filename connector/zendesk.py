@@ -636,18 +636,32 @@ class _Pace:
         self.limit = limit
         self.spans: list[tuple[int, int]] = []  # (the last second it can carry, tickets)
 
-    def wait(self, tickets: int, clock: ServerClock) -> float:
-        """The seconds to wait before queuing a batch that updates `tickets`."""
-        now = clock.now()
-        if now is None:  # no answer with a Date yet: no batch has been settled either
-            return 0.0
+    def _second(self, tickets: int, now: int) -> int:
+        """The first second of Zendesk's clock, from `now` on, that a batch updating
+        `tickets` can be queued in."""
         live = sorted(span for span in self.spans if span[0] >= now)
         room, second = self.limit - tickets - sum(n for _, n in live), now
         for end, n in live:
             if room >= 0:
                 break
             room, second = room + n, end + 1
-        self.spans = [span for span in live if span[0] >= second]
+        return second
+
+    def ahead(self, tickets: int, clock: ServerClock) -> float:
+        """The seconds until a batch that updates `tickets` can be queued."""
+        now = clock.now()
+        if now is None:  # no answer with a Date yet: no batch has been settled either
+            return 0.0
+        return clock.until(self._second(tickets, now))
+
+    def wait(self, tickets: int, clock: ServerClock) -> float:
+        """The seconds to wait before queuing a batch that updates `tickets` (the spans
+        the wait puts behind it are dropped)."""
+        now = clock.now()
+        if now is None:
+            return 0.0
+        second = self._second(tickets, now)
+        self.spans = [span for span in self.spans if span[0] >= second]
         return clock.until(second)
 
     def settled(self, tickets: int, clock: ServerClock) -> None:
@@ -682,6 +696,8 @@ class Zendesk:
         self.job_timeout = job_timeout
         self.jobs_at_once = jobs_at_once
         self.pace = _Pace(OWN_EVENTS_A_SECOND)
+        #: The clock when the batch submitted last was queued, until its answer is asked for.
+        self._in_flight: float | None = None
         self.clock = clock
         #: The exports' next page is read while the caller works on the last (`follow`).
         self.read_ahead = True
@@ -1222,11 +1238,22 @@ class Zendesk:
             return lambda: written
         results: dict[int, WriteResult] = {}
         settle = self._queue_jobs(changes, range(len(changes)), results)
+        self._in_flight = self.clock()
 
         def answer() -> list[WriteResult]:
+            self._in_flight = None
             settle()
             return [results[index] for index in range(len(changes))]
         return answer
+
+    def wait_before(self, size: int) -> float:
+        """The seconds before a batch of `size` changes could be sent without waiting
+        (`connector.base.wait_before`): while a batch submitted is in flight, until its
+        first poll is due (its answer asked for sooner waits for that); else until the
+        pace lets it be queued (`_Pace`)."""
+        if self._in_flight is not None:
+            return max(0.0, self._in_flight + JOB_FIRST_POLL - self.clock())
+        return self.pace.ahead(size, self.api.server_clock)
 
     def _queue_jobs(self, changes: list[ChangeSet], group: range,
                     results: dict[int, WriteResult], credit: bool = True,

@@ -502,6 +502,55 @@ def test_a_page_that_brings_a_record_in_flight_again_waits_for_its_batch(
     assert (report.errors, report.writes) == (0, 4)
 
 
+class Held(Jobs):
+    """Jobs whose helpdesk asks for a moment before it takes the next batch
+    (`wait_before`, as Zendesk while the jobs in flight cannot be done yet, or while it
+    paces its writes): it answers the seconds from `holds`, one per ask, then 0."""
+
+    def __init__(self, *args: Any, holds: list[float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.holds = holds
+
+    def wait_before(self, size: int) -> float:
+        wait = self.holds.pop(0) if self.holds else 0.0
+        self.log.append(("asked", (size, wait)))
+        return wait
+
+
+def test_a_helpdesk_that_asks_for_a_moment_gets_it_while_the_loop_plans_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is settled or sent while the helpdesk would wait: the loop plans the next
+    page meanwhile, then sends a batch of at most batch_size, and the end of the run sends
+    the rest, batch by batch."""
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, 8)])
+    log: list[tuple[str, Any]] = []
+    # The first batch is sent at once; then the helpdesk asks for a moment twice.
+    connector = Held(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
+                     holds=[0.0, 0.0, 0.4, 0.3])
+    policy = load_policy(tmp_path / "policy.json")
+    store = StateStore(tmp_path / "state.db")
+    now = parse_instant(iso("2026-03-02 10:20"), "now")
+    report = run_sync(connector, policy, store, now)
+    steps = [(what, ids) for what, ids in log if what in ("sent", "settled", "asked")]
+    # One ask per record planned once a batch is full (before and after settling the one
+    # in flight).
+    assert steps == [
+        ("asked", (2, 0.0)), ("asked", (2, 0.0)), ("sent", ["T-1", "T-2"]),
+        ("asked", (2, 0.4)),  # T-3 and T-4 planned: held, T-1 and T-2 not settled yet
+        ("asked", (2, 0.3)),  # T-5 planned too: still held
+        ("asked", (2, 0.0)), ("settled", ["T-1", "T-2"]), ("asked", (2, 0.0)),
+        ("sent", ["T-3", "T-4"]),  # a batch of two; T-5 and T-6 wait for the next
+        ("asked", (2, 0.0)), ("settled", ["T-3", "T-4"]), ("asked", (2, 0.0)),
+        ("sent", ["T-5", "T-6"]),
+        # the run's end: T-7 alone (one change is written at once), after the batch in flight
+        ("settled", ["T-5", "T-6"])]
+    assert (report.errors, report.writes, report.cursor_moved) == (0, 7, True)
+    assert store.pending() == [] and set(store.active_rules()) == {
+        f"T-{n}" for n in range(1, 8)}
+    assert run_sync(connector, policy, store, now).writes == 0
+
+
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs."""
 

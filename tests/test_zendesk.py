@@ -702,6 +702,26 @@ def test_small_batches_share_a_second_without_waiting(api):
     assert waits.slept == [1.0, 1.0]  # the polls' waits only
 
 
+def test_wait_before_tells_the_loop_how_long_the_next_batch_would_wait(api):
+    """What the sync loop asks before it sends a full batch (and plans on meanwhile): while
+    a batch is in flight, until its first poll is due; then, until the pace lets 500 more
+    tickets go."""
+    waits = Waits()
+    JobsOnAClock(api, waits)
+    connector = zendesk(waits, clock=waits.clock)
+    assert connector.wait_before(500) == 0.0  # nothing sent: nothing to wait for
+    answer = connector.submit_many(
+        [change(str(t), add_tags=("a",)) for t in range(40000, 40500)], NOW)
+    waits.now += 0.25
+    assert connector.wait_before(500) == 0.75  # the jobs' first poll is due in 0.75 s
+    assert all(r.error is None for r in answer())  # polled then, in Zendesk's next second
+    assert waits.slept == [0.75]
+    assert connector.wait_before(500) == pytest.approx(1.001)  # until that second is past
+    assert connector.wait_before(1) == pytest.approx(1.001)  # no room beside 500 either
+    waits.now += 1.001
+    assert connector.wait_before(500) == 0.0
+
+
 def test_a_batch_of_one_is_a_single_safe_update(api):
     api.put(f"{URL}/api/v2/tickets/35436", json=load("ticket_update_35436"))
     [result] = zendesk().apply_many([change(add_tags=("a",))], NOW)
