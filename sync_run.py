@@ -73,6 +73,10 @@ if TYPE_CHECKING:  # loaded when an alert is raised or sent: a plain sync never 
     from sla_sync.sync_alerts import Alerts
 
 log = logging.getLogger("sla_sync.run")
+
+#: The most batches of planned writes the loop keeps planning past while the helpdesk would
+#: wait before taking the next (`connector.base.wait_before`): beyond, it waits too.
+HELD_BATCHES = 3
 #: Reports progress: (stage, counts so far); see sync_log.Progress. Called often: cheap.
 Progress = Callable[[str, Mapping[str, int]], None]
 
@@ -585,6 +589,8 @@ class _Writer:
         if not self.pending:
             return
         size = min(len(self.pending), self.batch_size)
+        # Held plans are memory: past HELD_BATCHES batches, the loop waits with the helpdesk.
+        hold = hold and len(self.pending) < HELD_BATCHES * self.batch_size
         if hold and wait_before(self.connector, size) > 0:
             return
         self.settle_sent()

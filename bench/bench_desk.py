@@ -14,7 +14,9 @@ child process and prints one table:
   child's whole life), its CPU seconds (user + system) and peak RSS (os.wait4's
   rusage), records evaluated and writes (from the run's summary). On a shared machine
   the CPU seconds are the steadier figure. With `--helpdesk zendesk-fake`, each row is
-  followed by the requests the fake served during that sync, by kind. The desk is
+  followed by the requests the fake served during that sync, by kind, and the most events
+  any one second got since the row before (the 1% touch included), and of those
+  sla-sync's own. The desk is
   generated and touched in helper processes, so that the bench process stays small: a
   child's peak RSS includes the size of the process that started it;
 - evaluation in one child process over the desk's records (up to --eval-records; CPU
@@ -54,6 +56,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 from generate_helpdesk import NOW, generate  # noqa: E402
 
 SUMMARY = re.compile(r"evaluated (\d+), changed (\d+), writes (\d+)")
+#: Zendesk's notice of a second of 1,000 events or more (connector/zendesk.py `Watch`).
+BUSY = re.compile(r"the ticket event export holds 1,000 events or more at (.+?), more than")
 TOUCH_TAG = "bench-touched"
 CALENDARS = {
     "new-york": {"timezone": "America/New_York",
@@ -316,14 +320,14 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
         syncs = (("first sync", NOW, None), ("rerun, nothing changed", NOW, None),
                  ("again, nothing changed", NOW, None),
                  ("1% changed, 1 min later", NOW + timedelta(minutes=1), 0.01))
+        if fake is not None:
+            fake.post("/bench/requests", {})  # counted from here: the desk's making left out
         for label, now, share in syncs[:0 if eval_only else 1 if first_only else 4]:
             if share is not None and fake is not None:
                 fake.post("/bench/touch", {"share": share})
                 fake.post("/bench/advance", {"seconds": 61})  # past the export's minute
             elif share is not None:
                 in_helper("touch", str(desk), str(share))
-            if fake is not None:
-                fake.post("/bench/requests", {})  # counted from here
             seconds, cpu, rss, err = run_cli(
                 code, config, now, None if profile_syncs is None else
                 profile_syncs / f"{size}-{label.split(',')[0].replace(' ', '-')}.prof")
@@ -331,10 +335,15 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
             evaluated, _, writes = (int(g) for g in found.groups()) if found else (-1, -1, -1)
             print(f"{label:<26} {seconds:>8.2f} {cpu:>7.2f} {rss / 1024:>12.0f} "
                   f"{evaluated:>9} {writes:>7}", flush=True)
+            for busy in BUSY.findall(err):
+                print(f"{'':<4}busy seconds met: {busy}", flush=True)
             if fake is not None:
-                served = fake.post("/bench/requests", {})
+                asked = fake.post("/bench/requests", {})
+                served, events = asked["requests"], asked["events"]
                 print(f"{'':<4}requests: {sum(served.values()):,} (" + ", ".join(
                     f"{kind} {n:,}" for kind, n in sorted(served.items())) + ")", flush=True)
+                print(f"{'':<4}events since the last row: at most {events['all']:,} in a second, "
+                      f"{events['own']:,} of them sla-sync's", flush=True)
         figures = measure_eval(code, desk, policy, eval_records, profile)
     finally:
         if fake is not None:

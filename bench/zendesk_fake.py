@@ -21,7 +21,8 @@ differences, both about time:
   a new updated_at, an event each), spread evenly over the next minute of its clock as a
   team's edits would be (all in one second, 1% of a million tickets would be a bulk update
   of 8,000, a busy second), answering how many, and `POST /bench/requests` answers how
-  many requests of each kind the desk has served since the last time it was asked (`KINDS`).
+  many requests of each kind the desk has served since the last time it was asked (`KINDS`),
+  and the most events any one second got meanwhile (all, and the API user's: sla-sync's).
   Not Zendesk's API: the bench's hands.
 
 The exports answer what FaultDesk's answer (the same pages: tests/test_bench.py compares
@@ -58,6 +59,8 @@ from faultdesk import (  # noqa: E402
 )
 
 TOUCH_TAG = "bench-touched"
+#: The author of the desk's update_many updates (tests/faultdesk.py): the API user.
+API_USER = 361099
 #: The kinds of request the bench counts (`POST /bench/requests`), by path.
 KINDS = (("/api/v2/incremental/ticket_events", "event export"),
          ("/api/v2/incremental/tickets", "ticket export"),
@@ -76,6 +79,10 @@ class BenchDesk(FaultDesk):
         self._origin = clock()
         self._offset = float(start)
         super().__init__(email, token, now=start)
+        #: Events per second since the bench last asked (`/bench/requests`), and of those
+        #: the API user's (sla-sync's writes).
+        self._seconds: Counter[int] = Counter()
+        self._own_seconds: Counter[int] = Counter()
         self._order: list[tuple[int, int]] = []  # (updated_at, id) of every ticket, sorted
         self._times: list[int] = []  # the events' timestamps, in self.events' order
         self._indexed = False
@@ -101,6 +108,9 @@ class BenchDesk(FaultDesk):
     def _audit(self, ticket: Ticket, at: int, children: list[dict[str, Any]], author: int,
                comments: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
         audit = super()._audit(ticket, at, children, author, comments)
+        self._seconds[at] += 1
+        if author == API_USER:
+            self._own_seconds[at] += 1
         if self._indexed:
             event = self.events.pop()
             where = bisect.bisect_right(self._times, at)  # the end, but for a clock stepped back
@@ -161,8 +171,12 @@ class BenchDesk(FaultDesk):
         if path == "/bench/requests" and method == "POST":
             with self.lock:
                 served = Counter(kind_of(p) for _, p, _ in self.log if not p.startswith("/bench/"))
+                busiest = {"all": max(self._seconds.values(), default=0),
+                           "own": max(self._own_seconds.values(), default=0)}
                 self.log.clear()
-                return 200, {}, dict(served)
+                self._seconds.clear()
+                self._own_seconds.clear()
+                return 200, {}, {"requests": dict(served), "events": busiest}
         return super().answer(method, path, query, body, fault)
 
 

@@ -518,7 +518,7 @@ class Held(Jobs):
 
 
 def test_a_helpdesk_that_asks_for_a_moment_gets_it_while_the_loop_plans_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """Nothing is settled or sent while the helpdesk would wait: the loop plans the next
     page meanwhile, then sends a batch of at most batch_size, and the end of the run sends
     the rest, batch by batch."""
@@ -549,6 +549,28 @@ def test_a_helpdesk_that_asks_for_a_moment_gets_it_while_the_loop_plans_on(
     assert store.pending() == [] and set(store.active_rules()) == {
         f"T-{n}" for n in range(1, 8)}
     assert run_sync(connector, policy, store, now).writes == 0
+
+
+def test_the_loop_holds_at_most_a_few_batches_for_a_helpdesk_that_asks_to_wait(
+        tmp_path: Path) -> None:
+    """Held plans are memory: with HELD_BATCHES (3) batches of 2 planned, the loop sends
+    even though the helpdesk still asks for a moment (it waits with it instead)."""
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, 8)])
+    log: list[tuple[str, Any]] = []
+    connector = Held(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
+                     holds=[5.0] * 50)
+    policy = load_policy(tmp_path / "policy.json")
+    store = StateStore(tmp_path / "state.db")
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    steps = [(what, ids) for what, ids in log if what in ("sent", "settled", "asked")]
+    assert steps == [("asked", (2, 5.0))] * 4 + [  # T-2 to T-5 planned: held
+        ("sent", ["T-1", "T-2"]),  # T-6 planned: three batches held, sent without asking
+        ("asked", (2, 5.0)),  # T-7 planned: five held, fewer than three batches
+        # the run's end: every batch sent and settled in turn
+        ("settled", ["T-1", "T-2"]), ("sent", ["T-3", "T-4"]),
+        ("settled", ["T-3", "T-4"]), ("sent", ["T-5", "T-6"]), ("settled", ["T-5", "T-6"])]
+    assert (report.errors, report.writes, report.cursor_moved) == (0, 7, True)
 
 
 class Crash(BaseException):
