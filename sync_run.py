@@ -77,6 +77,7 @@ log = logging.getLogger("sla_sync.run")
 #: The most batches of planned writes the loop keeps planning past while the helpdesk would
 #: wait before taking the next (`connector.base.wait_before`): beyond, it waits too.
 HELD_BATCHES = 3
+
 #: Reports progress: (stage, counts so far); see sync_log.Progress. Called often: cheap.
 Progress = Callable[[str, Mapping[str, int]], None]
 
