@@ -345,7 +345,9 @@ class _PageWise:
     and the writes not sent yet, not the desk. Only records the mirror now holds exactly
     as read, that are due, and that have no pending write are planned here
     (`StateStore.take_fresh`): a pending write is settled after the fetch, before its
-    record is planned; the rest is planned from the mirror after the fetch, as before."""
+    record is planned; the rest is planned from the mirror after the fetch, as before. A
+    record a later page brings again is planned again on that page's version, and its plan
+    not sent yet, if any, is dropped (`_Writer.unplan`): one write per record."""
 
     def __init__(self, writer: _Writer, report: RunReport, should_stop: Callable[[], bool],
                  due_by: datetime | None):
@@ -362,6 +364,7 @@ class _PageWise:
     def __call__(self, records: list[Record]) -> None:
         writer = self.writer
         taken = writer.store.take_fresh(records, self.due_by)
+        writer.unplan({r.id for r in taken})  # planned again below, on this page's version
         writer.due += len(taken)
         writer.load([r.id for r in taken])
         for record in taken:
@@ -575,6 +578,15 @@ class _Writer:
         self.wakes.append((p.record, self.now))  # a write that fails is tried next run
         if len(self.pending) >= self.batch_size:
             self.flush(hold=True)
+
+    def unplan(self, ids: set[str]) -> None:
+        """Drop the plans not sent yet of the records `ids`, which are about to be planned
+        again (a later page brought them again: a plan made on the version before would
+        be a second write of the same record, refused as a conflict at best)."""
+        if self.pending and any(p.record.id in ids for p in self.pending):
+            kept = [p for p in self.pending if p.record.id not in ids]
+            self.queued -= len(self.pending) - len(kept)
+            self.pending = kept
 
     def in_flight(self) -> set[str]:
         """The ids of the records whose batch is sent and not settled yet."""

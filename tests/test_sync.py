@@ -573,6 +573,28 @@ def test_the_loop_holds_at_most_a_few_batches_for_a_helpdesk_that_asks_to_wait(
     assert (report.errors, report.writes, report.cursor_moved) == (0, 7, True)
 
 
+def test_a_page_that_brings_again_a_record_whose_plan_is_held_replaces_that_plan(
+        tmp_path: Path) -> None:
+    """A record planned, its write not sent yet (held: the helpdesk asked for a moment),
+    comes again on a later page (as an export brings a ticket updated meanwhile): it is
+    planned again on what that page brings, and the plan made before is dropped, so that
+    one write goes out, never two for the same record."""
+    setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
+                     for n in range(1, 6)])
+    log: list[tuple[str, Any]] = []
+    connector = Held(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
+                     again="T-3", holds=[0.0, 0.0] + [5.0] * 4)
+    policy = load_policy(tmp_path / "policy.json")
+    store = StateStore(tmp_path / "state.db")
+    report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
+    # T-3's first plan was held with T-4's; T-3 planned again is the run's last change,
+    # written alone (a single write, not a batch).
+    assert [ids for what, ids in log if what == "sent"] == [["T-1", "T-2"], ["T-4", "T-5"]]
+    assert (report.errors, report.writes, report.warnings) == (0, 5, [])
+    notes = connector.get("T-3").notes  # type: ignore[union-attr]
+    assert len(notes) == 1, notes
+
+
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs."""
 
