@@ -598,7 +598,8 @@ class _Writer:
         batch while the next one is planned. With `hold`, a helpdesk that would wait before
         it could take the batch (`connector.base.wait_before`: the jobs in flight cannot be
         done yet, or it paces its writes) is left to it: nothing is sent or settled now, the
-        loop plans on, and a later flush sends."""
+        loop plans on, and a later flush sends. Without `hold` (the run's end, or
+        HELD_BATCHES held) the loop waits that long itself, before the batch is journalled."""
         if not self.pending:
             return
         size = min(len(self.pending), self.batch_size)
@@ -607,8 +608,13 @@ class _Writer:
         if hold and wait_before(self.connector, size) > 0:
             return
         self.settle_sent()
-        if hold and wait_before(self.connector, size) > 0:
+        # (One change is written at once, as a single update: nothing to wait for.)
+        delay = wait_before(self.connector, size) if size > 1 else 0.0
+        if hold and delay > 0:
             return
+        if delay > 0:  # waited here, before the batch is journalled: a stop meanwhile
+            from sla_sync.connector import http  # loaded already by any that asks to wait
+            http.wait(delay)  # leaves nothing pending
         batch, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
         self.store.begin_write(self.report.run_id,
                                [(p.change, self.outcome(p)) for p in batch], self.now)

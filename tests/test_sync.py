@@ -518,13 +518,14 @@ class Held(Jobs):
 
 
 def test_a_helpdesk_that_asks_for_a_moment_gets_it_while_the_loop_plans_on(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing is settled or sent while the helpdesk would wait: the loop plans the next
     page meanwhile, then sends a batch of at most batch_size, and the end of the run sends
     the rest, batch by batch."""
     setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
                      for n in range(1, 8)])
     log: list[tuple[str, Any]] = []
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda s: log.append(("waited", s)))
     # The first batch is sent at once; then the helpdesk asks for a moment twice.
     connector = Held(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
                      holds=[0.0, 0.0, 0.4, 0.3])
@@ -532,7 +533,7 @@ def test_a_helpdesk_that_asks_for_a_moment_gets_it_while_the_loop_plans_on(
     store = StateStore(tmp_path / "state.db")
     now = parse_instant(iso("2026-03-02 10:20"), "now")
     report = run_sync(connector, policy, store, now)
-    steps = [(what, ids) for what, ids in log if what in ("sent", "settled", "asked")]
+    steps = [(what, ids) for what, ids in log if what in ("sent", "settled", "asked", "waited")]
     # One ask per record planned once a batch is full (before and after settling the one
     # in flight).
     assert steps == [
@@ -552,29 +553,38 @@ def test_a_helpdesk_that_asks_for_a_moment_gets_it_while_the_loop_plans_on(
 
 
 def test_the_loop_holds_at_most_a_few_batches_for_a_helpdesk_that_asks_to_wait(
-        tmp_path: Path) -> None:
-    """Held plans are memory: with HELD_BATCHES (3) batches of 2 planned, the loop sends
-    even though the helpdesk still asks for a moment (it waits with it instead)."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held plans are memory: with HELD_BATCHES (3) batches of 2 planned, the loop waits
+    what the helpdesk asks (`connector.http.wait`, before journalling the batch) and sends."""
     setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
                      for n in range(1, 8)])
     log: list[tuple[str, Any]] = []
+    journalled: list[int] = []  # writes pending in the state file at each wait
+
+    def wait(seconds: float) -> None:
+        log.append(("waited", seconds))
+        journalled.append(len(store.pending()))
+    monkeypatch.setattr("sla_sync.connector.http.wait", wait)
     connector = Held(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
                      holds=[5.0] * 50)
     policy = load_policy(tmp_path / "policy.json")
     store = StateStore(tmp_path / "state.db")
     report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
-    steps = [(what, ids) for what, ids in log if what in ("sent", "settled", "asked")]
+    steps = [(what, ids) for what, ids in log if what in ("sent", "settled", "asked", "waited")]
     assert steps == [("asked", (2, 5.0))] * 4 + [  # T-2 to T-5 planned: held
-        ("sent", ["T-1", "T-2"]),  # T-6 planned: three batches held, sent without asking
+        # T-6 planned: three batches held; the loop waits what the helpdesk asks, then sends
+        ("asked", (2, 5.0)), ("waited", 5.0), ("sent", ["T-1", "T-2"]),
         ("asked", (2, 5.0)),  # T-7 planned: five held, fewer than three batches
-        # the run's end: every batch sent and settled in turn
-        ("settled", ["T-1", "T-2"]), ("sent", ["T-3", "T-4"]),
-        ("settled", ["T-3", "T-4"]), ("sent", ["T-5", "T-6"]), ("settled", ["T-5", "T-6"])]
+        # the run's end: every batch sent, after its wait, and settled in turn
+        ("settled", ["T-1", "T-2"]), ("asked", (2, 5.0)), ("waited", 5.0),
+        ("sent", ["T-3", "T-4"]), ("settled", ["T-3", "T-4"]), ("asked", (2, 5.0)),
+        ("waited", 5.0), ("sent", ["T-5", "T-6"]), ("settled", ["T-5", "T-6"])]
+    assert journalled == [0, 0, 0]  # each wait came before its batch was journalled
     assert (report.errors, report.writes, report.cursor_moved) == (0, 7, True)
 
 
 def test_a_page_that_brings_again_a_record_whose_plan_is_held_replaces_that_plan(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A record planned, its write not sent yet (held: the helpdesk asked for a moment),
     comes again on a later page (as an export brings a ticket updated meanwhile): it is
     planned again on what that page brings, and the plan made before is dropped, so that
@@ -582,6 +592,7 @@ def test_a_page_that_brings_again_a_record_whose_plan_is_held_replaces_that_plan
     setup(tmp_path, [ticket(id=f"T-{n}", updated_at=iso(f"2026-03-02 09:0{n}"))
                      for n in range(1, 6)])
     log: list[tuple[str, Any]] = []
+    monkeypatch.setattr("sla_sync.connector.http.wait", lambda s: log.append(("waited", s)))
     connector = Held(tmp_path / "helpdesk.json", batch_size=2, page_size=2, log=log,
                      again="T-3", holds=[0.0, 0.0] + [5.0] * 4)
     policy = load_policy(tmp_path / "policy.json")
