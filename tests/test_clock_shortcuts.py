@@ -237,9 +237,16 @@ def test_running_totals_on_many_spans_near_each_other(zone: str) -> None:
 def assert_added_as_walked(cal: WeeklyCalendar, start: datetime, seconds: float) -> bool:
     """add_business_seconds (from the running totals where it can) is the walk's instant,
     in the same offset (start's own, when the answer lies in start's interval); whether
-    the running totals answered."""
-    found = cal.add_business_seconds(start, seconds)
+    the running totals answered. A calendar with less working time in MAX_DAYS than asked
+    (one minute a week, say) has no answer: both say so."""
     remaining = timedelta(seconds=seconds)
+    try:
+        found = cal.add_business_seconds(start, seconds)
+    except ValueError as exc:
+        assert "no working time within" in str(exc), exc
+        with pytest.raises(ValueError, match="no working time within"):
+            cal._walked_add(start, remaining)
+        return False
     walked = cal._walked_add(start, remaining) if remaining > timedelta() else start
     assert found == walked and found.utcoffset() == walked.utcoffset(), (start, seconds)
     return remaining > timedelta() and \
@@ -261,6 +268,9 @@ amounts = st.one_of(st.just(0.0), st.floats(-10.0, 0.0),
 @example(WeeklyCalendar("x", "Europe/Berlin", {0: [(8 * 60, 18 * 60)]}),
          datetime(2025, 1, 1, tzinfo=UTC), [(0, 4000 * 3600.0, "UTC"),
                                             (-600 * MICROS_A_DAY, 3600.0, "UTC")])
+# One minute a week: 522 minutes need more than MAX_DAYS (found by hypothesis).
+@example(WeeklyCalendar("x", "Europe/Berlin", {6: [(0, 1)]}),
+         datetime(2025, 3, 9, 12, 33, 45, 1, tzinfo=UTC), [(0, 31321.0, "Europe/Berlin")])
 def test_adding_from_running_totals_gives_what_the_walk_over_the_days_gives(
         cal: WeeklyCalendar, base: datetime, adds: list[tuple[int, float, str]]) -> None:
     """One calendar asked to add working time from instants near each other and far apart
