@@ -16,9 +16,9 @@ child process and prints one table:
   the CPU seconds are the steadier figure. With `--helpdesk zendesk-fake`, each row is
   followed by the requests the fake served during that sync, by kind, and the most events
   any one second got since the row before (the 1% touch included), and of those
-  sla-sync's own. The desk is
-  generated and touched in helper processes, so that the bench process stays small: a
-  child's peak RSS includes the size of the process that started it;
+  sla-sync's own. The desk is generated and touched in helper processes, so that the
+  bench process stays small: a child's peak RSS includes the size of the process that
+  started it;
 - evaluation in one child process over the desk's records (up to --eval-records; CPU
   time of the child, best of 5 interleaved rounds):
   `rules.engine.evaluate` (SLA choice, clocks, rules) in records/s, business-rules

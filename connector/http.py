@@ -232,6 +232,15 @@ def _gave_up(exc: Exception, where: str, maybe_written: bool,
                           retriable=True, record_id=record_id)
 
 
+def server_date(response: requests.Response) -> int | None:
+    """The server's clock when it answered, in Unix seconds: the `Date` header (RFC 9110
+    section 6.6.1); None where it is missing or unreadable."""
+    try:
+        return int(parsedate_to_datetime(response.headers["Date"]).timestamp())
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 class ServerClock:
     """The server's clock as its answers show it: the `Date` header (RFC 9110 section
     6.6.1: the origin server's time when it wrote the answer, in whole seconds, so never
@@ -245,9 +254,8 @@ class ServerClock:
         self._anchor: tuple[int, float] | None = None  # a Date, and this clock when it came
 
     def saw(self, response: requests.Response) -> None:
-        try:
-            date = int(parsedate_to_datetime(response.headers["Date"]).timestamp())
-        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        date = server_date(response)
+        if date is None:
             return
         at = self.clock()
         if self._anchor is None or date - at > self._anchor[0] - self._anchor[1]:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -40,6 +39,7 @@ from sla_sync.connector.http import (
     client_from_settings,
     follow,
     poll_delays,
+    server_date,
 )
 from sla_sync.connector.mapping import FieldMap, NameMap, Notices, NoticeSink, ValueMap
 from sla_sync.connector.model import (
@@ -636,32 +636,18 @@ class _Pace:
         self.limit = limit
         self.spans: list[tuple[int, int]] = []  # (the last second it can carry, tickets)
 
-    def _second(self, tickets: int, now: int) -> int:
-        """The first second of Zendesk's clock, from `now` on, that a batch updating
-        `tickets` can be queued in."""
-        live = sorted(span for span in self.spans if span[0] >= now)
+    def delay(self, tickets: int, clock: ServerClock) -> float:
+        """The seconds until a batch that updates `tickets` can be queued (the spans
+        Zendesk's clock has passed are dropped)."""
+        now = clock.now()
+        if now is None:  # no answer with a Date yet: no batch has been settled either
+            return 0.0
+        self.spans = live = sorted(span for span in self.spans if span[0] >= now)
         room, second = self.limit - tickets - sum(n for _, n in live), now
         for end, n in live:
             if room >= 0:
                 break
             room, second = room + n, end + 1
-        return second
-
-    def ahead(self, tickets: int, clock: ServerClock) -> float:
-        """The seconds until a batch that updates `tickets` can be queued."""
-        now = clock.now()
-        if now is None:  # no answer with a Date yet: no batch has been settled either
-            return 0.0
-        return clock.until(self._second(tickets, now))
-
-    def wait(self, tickets: int, clock: ServerClock) -> float:
-        """The seconds to wait before queuing a batch that updates `tickets` (the spans
-        the wait puts behind it are dropped)."""
-        now = clock.now()
-        if now is None:
-            return 0.0
-        second = self._second(tickets, now)
-        self.spans = [span for span in self.spans if span[0] >= second]
         return clock.until(second)
 
     def settled(self, tickets: int, clock: ServerClock) -> None:
@@ -1253,7 +1239,7 @@ class Zendesk:
         pace lets it be queued (`_Pace`)."""
         if self._in_flight is not None:
             return max(0.0, self._in_flight + JOB_FIRST_POLL - self.clock())
-        return self.pace.ahead(size, self.api.server_clock)
+        return self.pace.delay(size, self.api.server_clock)
 
     def _queue_jobs(self, changes: list[ChangeSet], group: range,
                     results: dict[int, WriteResult], credit: bool = True,
@@ -1262,7 +1248,7 @@ class Zendesk:
         returns what polls them and fills in `results` (with `credit`, counting the time
         until it is called as waited)."""
         jobs: list[tuple[Mapping[str, Any], list[tuple[int, int]]]] = []
-        wait = self.pace.wait(len(group), self.api.server_clock)
+        wait = self.pace.delay(len(group), self.api.server_clock)
         if wait:
             log.debug("zendesk: waiting %.1fs before the next update_many jobs: sla-sync "
                       "updates at most %d tickets a second of Zendesk's clock", wait,
@@ -1468,12 +1454,10 @@ def _check_history(history: Mapping[str, Any]) -> None:
 
 
 def _server_time(response: requests.Response, fallback: float) -> int:
-    """The server's clock when it answered (the `Date` header, RFC 9110 section 6.6.1),
-    this machine's where the header is missing or unreadable."""
-    try:
-        return int(parsedate_to_datetime(response.headers["Date"]).timestamp())
-    except (KeyError, TypeError, ValueError, IndexError):
-        return int(fallback)
+    """The server's clock when it answered (`server_date`), this machine's where the
+    header is missing or unreadable."""
+    date = server_date(response)
+    return int(fallback) if date is None else date
 
 
 def _field_value(ticket: Mapping[str, Any], field_id: int) -> Any:
