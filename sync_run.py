@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -50,7 +50,7 @@ from sla_sync.connector import (
 from sla_sync.connector.base import (
     Answer,
     OutcomeUnknown,
-    apply_each,
+    apply_single,
     fetch,
     submit_many,
     wait_before,
@@ -88,6 +88,10 @@ class RunReport:
     now: datetime
     dry_run: bool
     read: int = 0
+    #: of `read`, records a versioned connector found exactly as the mirror holds them
+    #: (`connector.base.Mirrored`: most often sla-sync's own writes), neither parsed nor
+    #: mirrored again
+    unchanged: int = 0
     evaluated: int = 0
     changed: int = 0
     writes: int = 0
@@ -119,7 +123,8 @@ class RunReport:
     def summary(self) -> dict[str, Any]:
         """The run as one structured record (`run --json`'s last line, the JSON log's)."""
         return {"run": self.run_id, "now": format_instant(self.now), "dry_run": self.dry_run,
-                "status": self.status, **self.figures(), "recovered": self.recovered,
+                "status": self.status, **self.figures(), "unchanged": self.unchanged,
+                "recovered": self.recovered,
                 "notified": self.notified, "notify_failures": self.notify_failures,
                 "held": self.held,
                 "retired": self.retired, "full": self.full, "cursor_moved": self.cursor_moved,
@@ -354,16 +359,26 @@ class _PageWise:
         self.writer, self.report, self.should_stop = writer, report, should_stop
         self.due_by = due_by
 
-    def before(self, records: list[Record]) -> None:
+    def before(self, records: list[Record],
+               unchanged: Sequence[tuple[int, str]] = ()) -> None:
         """Before a page is mirrored: a batch in flight that holds one of its records is
         settled first, so that the mirror takes the page's version after the write's."""
         sending = self.writer.in_flight()
-        if sending and any(r.id in sending for r in records):
+        if sending and (any(r.id in sending for r in records)
+                        or any(record_id in sending for _, record_id in unchanged)):
             self.writer.settle_sent()
 
-    def __call__(self, records: list[Record]) -> None:
+    def __call__(self, records: list[Record],
+                 unchanged: Sequence[tuple[int, str]] = ()) -> None:
+        """Plans the page's records taken (`StateStore.take_fresh`), and those of its records
+        a versioned connector left out as the mirror's that are due, in the page's order."""
         writer = self.writer
         taken = writer.store.take_fresh(records, self.due_by)
+        if unchanged:
+            due = writer.store.take_unchanged([record_id for _, record_id in unchanged],
+                                              self.due_by)
+            if due:
+                taken = _in_page_order(records, taken, unchanged, due)
         writer.unplan({r.id for r in taken})  # planned again below, on this page's version
         writer.due += len(taken)
         writer.load([r.id for r in taken])
@@ -372,6 +387,23 @@ class _PageWise:
                 self.report.stopped = True
                 return
             _plan_one(writer, record, self.report, False)
+
+
+def _in_page_order(records: list[Record], taken: list[Record],
+                   unchanged: Sequence[tuple[int, str]], due: dict[str, Record],
+                   ) -> list[Record]:
+    """The page's records taken and its unchanged ones due (as the mirror holds them), in
+    the order of the page as the helpdesk gave it (`Page.unchanged`)."""
+    chosen = {id(record) for record in taken}
+    ordered: list[Record] = []
+    done = 0
+    for place, record_id in unchanged:
+        ordered.extend(record for record in records[done:place] if id(record) in chosen)
+        done = max(done, place)
+        if record_id in due:
+            ordered.append(due[record_id])
+    ordered.extend(record for record in records[done:] if id(record) in chosen)
+    return ordered
 
 
 def _read(connector: Connector, store: StateStore, cursor: str | None, report: RunReport,
@@ -383,13 +415,16 @@ def _read(connector: Connector, store: StateStore, cursor: str | None, report: R
     next_cursor = cursor
     pages = 0
     progress("reading", {"pages": 0, "records": 0})
-    for page in fetch(connector, cursor, store.memory(connector.identity, report.run_id)):
+    # A dry run reads every record as the helpdesk has it: what it shows is not the mirror's.
+    for page in fetch(connector, cursor, store.memory(connector.identity, report.run_id),
+                      None if report.dry_run else store):
         pages += 1
         log.debug("run %d: page %d: %d records, %d skipped", report.run_id, pages,
                   len(page.records), len(page.problems),
                   extra={"event": "page", "run": report.run_id, "page": pages,
                          "records": len(page.records), "skipped": len(page.problems)})
-        report.read += len(page.records)
+        report.read += len(page.records) + len(page.unchanged)
+        report.unchanged += len(page.unchanged)
         report.skipped += len(page.problems)
         report.problems.extend(str(problem) for problem in page.problems)
         report.warnings.extend(page.notices)
@@ -397,12 +432,12 @@ def _read(connector: Connector, store: StateStore, cursor: str | None, report: R
             fetched.update((r.id, r) for r in page.records)
         else:
             if on_page is not None:
-                on_page.before(page.records)
-            store.mirror(page.records, report.run_id, page.problems)
+                on_page.before(page.records, page.unchanged)
+            store.mirror(page.records, report.run_id, page.problems, page.versions)
         next_cursor = page.cursor
         progress("reading", {"pages": pages, "records": report.read + report.skipped})
         if on_page is not None:
-            on_page(page.records)
+            on_page(page.records, page.unchanged)
         if report.stopped or should_stop():
             report.stopped = True
             break
@@ -623,7 +658,7 @@ class _Writer:
         # the next run. A batch whose answer was lost is settled record by record.
         try:
             if len(batch) == 1:
-                results = apply_each(self.connector, [batch[0].change], self.now)
+                results = apply_single(self.connector, batch[0].change, self.now)
                 answer: Answer = lambda: results  # noqa: E731
             else:
                 answer = submit_many(self.connector, [p.change for p in batch], self.now)
@@ -657,8 +692,11 @@ class _Writer:
         wakes = [(result.record, self.wake_rules.of(p.final)) for p, result in pairs
                  if result.error is None and result.record is not None
                  and _final_is_written(p, result.record)]
+        versions = {p.record.id: result.version for p, result in pairs
+                    if result.error is None and result.record is not None
+                    and result.version is not None}
         if done:
-            self.store.commit(self.report.run_id, done, self.now, wakes)
+            self.store.commit(self.report.run_id, done, self.now, wakes, versions)
             self.report.writes += len(done)
         for p, result in pairs:
             if result.error is not None:
@@ -679,7 +717,8 @@ class _Writer:
         if error is None:
             written = result.record or _as_written(p)
             self.store.commit(self.report.run_id, [(record_id, self.outcome(p), written)],
-                              self.now)
+                              self.now, versions={record_id: result.version}
+                              if result.record is not None and result.version else None)
             self.report.writes += 1
             return
         if isinstance(error, RecordGone):
@@ -761,13 +800,13 @@ class _Writer:
         self.store.begin_write(self.report.run_id, [(again.change, self.outcome(again))],
                                self.now)
         try:
-            written = self.connector.apply(again.change, self.now)
+            [result] = apply_single(self.connector, again.change, self.now)
         except ConnectorError as exc:
             if exc.record_id is None and not isinstance(exc, OutcomeUnknown):
                 raise
             self.settle(again, WriteResult(fresh.id, error=exc), retry=False)
             return
-        self.settle(again, WriteResult(fresh.id, written), retry=False)
+        self.settle(again, result, retry=False)
 
 
 def _settle_if_possible(writer: _Writer) -> None:

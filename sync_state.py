@@ -184,6 +184,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (connector, run_id, key)
     ) WITHOUT ROWID;
     """,
+    # 9: the token a versioned connector gives the version of a record the mirror holds
+    # (`connector.base.Mirrored`); NULL: none known, the next read of it is parsed
+    """
+    ALTER TABLE records ADD COLUMN version TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: SQLite's page cache of a state file open for writing, in KiB (it grows only as used).
@@ -581,13 +586,16 @@ class StateStore:
     # -- the record mirror ---------------------------------------------------------------
 
     def mirror(self, records: Iterable[Record], run_id: int,
-               problems: Iterable[RecordError] = ()) -> None:
+               problems: Iterable[RecordError] = (),
+               versions: Mapping[str, str] | None = None) -> None:
         """Keep the latest version of each record; every record read is evaluated next,
         unless it holds exactly what the mirror held (its wake-up time still holds).
         `problems` are records read in a form that cannot be used: they are
         left out of evaluation (their last usable copy could be out of date) until a usable
-        version is read."""
+        version is read. `versions`: the connector's token of each record's version, kept
+        with it (`versions()`); a record without one loses the token it had."""
         records = list(records)
+        tokens = versions or {}
         with self.transaction():
             self.db.executemany(
                 "INSERT INTO skipped (record_id, reason, first_run, last_run) VALUES (?, ?, ?, ?)"
@@ -598,15 +606,30 @@ class StateStore:
             self.db.executemany("DELETE FROM skipped WHERE record_id = ?",
                                 [(r.id,) for r in records])
             self.db.executemany(
-                "INSERT INTO records (id, kind, status, updated_at, data, seen_run)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO records (id, kind, status, updated_at, data, seen_run, version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,"
                 " status = excluded.status, updated_at = excluded.updated_at,"
                 " data = excluded.data, seen_run = excluded.seen_run,"
+                " version = excluded.version,"
                 " wake_at = CASE WHEN excluded.data = records.data THEN records.wake_at END"
                 " WHERE excluded.updated_at >= records.updated_at",
                 [(r.id, r.kind, r.status, format_instant(r.updated_at), _record_json(r),
-                  run_id) for r in records])
+                  run_id, tokens.get(r.id)) for r in records])
+
+    def versions(self, ids: Collection[str]) -> dict[str, str]:
+        """The connector's token of each of these records' version as the mirror holds it
+        (`connector.base.Mirrored`): one without a token, or skipped as unusable since it
+        was mirrored, is left out."""
+        wanted = list(ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), MEMORY_CHUNK):
+            chunk = wanted[start:start + MEMORY_CHUNK]
+            found.update(self.db.execute(
+                "SELECT id, version FROM records WHERE id IN"
+                f" ({', '.join('?' * len(chunk))}) AND version IS NOT NULL"
+                " AND id NOT IN (SELECT record_id FROM skipped)", chunk))
+        return found
 
     def start_taking(self) -> None:
         """Begin a run's evaluation: no record is taken yet (see `take_fresh`)."""
@@ -638,6 +661,28 @@ class StateStore:
         taken.sort(key=lambda r: order[r.id])
         self.db.executemany("INSERT OR IGNORE INTO temp.taken (id) VALUES (?)",
                             [(r.id,) for r in taken])
+        return taken
+
+    def take_unchanged(self, ids: list[str], due_by: datetime | None) -> dict[str, Record]:
+        """Of these records, read again exactly as the mirror holds them (a versioned
+        connector left them out: `connector.base.Mirrored`), those to evaluate now as
+        `take_fresh` would have taken them, as the mirror holds them. They are taken."""
+        due = None if due_by is None else format_instant(due_by)
+        taken: dict[str, Record] = {}
+        for start in range(0, len(ids), 500):  # within SQLite's limit on parameters
+            part = ids[start:start + 500]
+            query = ("SELECT id, data FROM records WHERE id IN"
+                     f" ({', '.join('?' * len(part))}) AND id NOT IN (SELECT record_id FROM"
+                     " pending) AND id NOT IN (SELECT record_id FROM skipped)"
+                     " AND id NOT IN (SELECT id FROM temp.taken)")
+            args: list[str] = list(part)
+            if due is not None:
+                query += " AND (wake_at IS NULL OR wake_at <= ?)"
+                args.append(due)
+            for record_id, data in self.db.execute(query, args):
+                taken[record_id] = Record.from_dict(json.loads(data))
+        self.db.executemany("INSERT OR IGNORE INTO temp.taken (id) VALUES (?)",
+                            [(record_id,) for record_id in taken])
         return taken
 
     def open_by_assignee(self, closed: Iterable[str]) -> dict[str, int]:
@@ -884,7 +929,8 @@ class StateStore:
 
     def commit(self, run_id: int,
                results: Iterable[tuple[str, dict[str, Any], Record | None]],
-               now: datetime, wakes: Iterable[tuple[Record, datetime | None]] = ()) -> None:
+               now: datetime, wakes: Iterable[tuple[Record, datetime | None]] = (),
+               versions: Mapping[str, str] | None = None) -> None:
         """Record the results of a batch of records, (id, outcome, the record as written or
         None), in one transaction: activations, audit rows, notifications, SLA marks, the
         records as written, and the end of their pending writes. Durable only when it queues
@@ -892,11 +938,12 @@ class StateStore:
         settle the write again from its journal entry and send the notification twice.
         Otherwise a lost commit leaves the journal entry, which the next run settles by
         reading the record back. `wakes`: (record as evaluated, its wake-up time or None
-        for never), kept while the mirror holds that version."""
+        for never), kept while the mirror holds that version. `versions`: the connector's
+        token of a record as written (`WriteResult.version`), kept with it."""
         at = format_instant(now)
         results = list(results)
         durable = any(outcome.get("notify") for _, outcome, _ in results)
-        rows = _ledger_rows(run_id, results, at)
+        rows = _ledger_rows(run_id, results, at, versions or {})
         with self.transaction(durable=durable):
             self._write_rows(rows, wakes)
 
@@ -920,7 +967,7 @@ class StateStore:
             " ON CONFLICT (record_id) DO UPDATE SET sla = excluded.sla,"
             " since = excluded.since", rows["marks"])
         self.db.executemany(
-            "UPDATE records SET status = ?, updated_at = ?, data = ?,"
+            "UPDATE records SET status = ?, updated_at = ?, data = ?, version = ?,"
             " wake_at = NULL WHERE id = ?", rows["written"])
         self.db.executemany("DELETE FROM pending WHERE record_id = ?", rows["done"])
         self.db.executemany(
@@ -1028,7 +1075,7 @@ MEMORY_CHUNK = 1000
 
 
 def _ledger_rows(run_id: int, results: list[tuple[str, dict[str, Any], Record | None]],
-                 at: str) -> dict[str, list[tuple[Any, ...]]]:
+                 at: str, versions: Mapping[str, str]) -> dict[str, list[tuple[Any, ...]]]:
     """The rows `StateStore.commit` writes for a batch of results, by table: activations,
     audit rows, notifications, SLA marks, the records as written, and the pending writes
     they end."""
@@ -1052,7 +1099,8 @@ def _ledger_rows(run_id: int, results: list[tuple[str, dict[str, Any], Record | 
             rows["marks"].append((record_id, mark["sla"], mark["since"]))
         if written is not None:
             rows["written"].append((written.status, format_instant(written.updated_at),
-                                    _record_json(written), record_id))
+                                    _record_json(written), versions.get(record_id),
+                                    record_id))
         rows["done"].append((record_id,))
     return rows
 

@@ -76,6 +76,9 @@ class WriteResult:
     record_id: str
     record: Record | None = None
     error: ConnectorError | None = None
+    #: The version token of the record as written, from a connector whose fetch compares
+    #: versions (`versioned`; see `Mirrored`); None: it gives none for this write.
+    version: str | None = None
 
 
 @dataclass
@@ -91,6 +94,13 @@ class Page:
     #: Things worth telling the admin that did not stop a record from being used, such as
     #: an unknown priority mapped to the documented fallback.
     notices: list[str] = field(default_factory=list)
+    #: A versioned connector's token of each record on the page (record id -> token): the
+    #: mirror keeps it beside the record (see `Mirrored`).
+    versions: dict[str, str] = field(default_factory=dict)
+    #: Records changed since the cursor that a versioned connector left off the page because
+    #: the mirror holds exactly their version, each as (how many of `records` come before
+    #: it, its id): the page's order is kept, and its cursor is past them.
+    unchanged: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -207,12 +217,34 @@ class MemoryInProcess:
                 self.entries[key] = value
 
 
-def fetch(connector: Connector, cursor: str | None, memory: Memory) -> Iterator[Page]:
+class Mirrored(Protocol):
+    """What the sync loop's mirror holds of some records, for a connector that gives each
+    version of a record a token (`versioned = True`; its fetch takes `mirrored=`): a token
+    names one version's content exactly (the file helpdesk: the SHA-1 of the record's text),
+    so a record whose token is the mirror's need not be parsed or mirrored again. The
+    usual case is a record sla-sync wrote itself, read again because the write moved it past
+    the cursor; the write's `WriteResult.version` gave the mirror its token. The mirror is
+    the state file's, so another state file on the same desk still reads these writes."""
+
+    def versions(self, ids: Collection[str]) -> dict[str, str]:
+        """The token of each of these records as the mirror holds it (one it holds without a
+        token, or has skipped as unusable since, is left out)."""
+        ...
+
+
+def fetch(connector: Connector, cursor: str | None, memory: Memory,
+          mirrored: Mirrored | None = None) -> Iterator[Page]:
     """The connector's pages after `cursor`; a connector that keeps a memory beside its
-    cursor (`remembers = True`; its fetch takes `memory=`) is handed this one."""
+    cursor (`remembers = True`; its fetch takes `memory=`) is handed this one, and one that
+    compares versions (`versioned = True`; its fetch takes `mirrored=`) the mirror's."""
+    extra: dict[str, object] = {}
     if getattr(connector, "remembers", False):
-        fetch_kept = cast(Callable[..., Iterator[Page]], connector.fetch)
-        return fetch_kept(cursor, memory=memory)
+        extra["memory"] = memory
+    if mirrored is not None and getattr(connector, "versioned", False):
+        extra["mirrored"] = mirrored
+    if extra:
+        fetch_with = cast(Callable[..., Iterator[Page]], connector.fetch)
+        return fetch_with(cursor, **extra)
     return connector.fetch(cursor)
 
 
@@ -245,6 +277,15 @@ def wait_before(connector: Connector, size: int) -> float:
     waiting, sending the batch at a later turn."""
     ask = getattr(connector, "wait_before", None)
     return float(ask(size)) if callable(ask) else 0.0
+
+
+def apply_single(connector: Connector, change: ChangeSet, now: datetime) -> list[WriteResult]:
+    """One change written at once: by `apply` (a single update: Zendesk's PUT, not a job),
+    or, by a connector that writes in batches and gives version tokens (`Mirrored`), as
+    its batch of one, whose result carries the token (apply returns no token)."""
+    if connector.capabilities.bulk_writes and getattr(connector, "versioned", False):
+        return connector.apply_many([change], now)
+    return apply_each(connector, [change], now)
 
 
 def apply_each(connector: Connector, changes: list[ChangeSet], now: datetime,

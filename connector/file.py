@@ -49,6 +49,7 @@ from sla_sync.connector.base import (
     Catalog,
     ConflictError,
     ConnectorError,
+    Mirrored,
     Page,
     RecordGone,
     WriteResult,
@@ -59,6 +60,7 @@ from sla_sync.connector.file_index import (
     Survey,
     blocks_digest,
     follow_sidecar,
+    instant_of,
     micros,
     read_sidecar,
     sign_sidecar,
@@ -170,6 +172,10 @@ class LineIndex:
 
 
 class FileHelpdesk:
+    #: Its fetch compares versions with the mirror's (`connector.base.Mirrored`): a record's
+    #: token is the SHA-1 of its text, which the survey holds without reading the text.
+    versioned = True
+
     def __init__(self, path: Path, seed: Path | None = None, page_size: int = 100,
                  batch_size: int = 1000):
         self.path = path
@@ -345,7 +351,7 @@ class FileHelpdesk:
         self._line_index = LineIndex(signature, offsets, survey.twins())
         return survey, made, refused
 
-    def fetch(self, cursor: str | None) -> Iterator[Page]:
+    def fetch(self, cursor: str | None, mirrored: Mirrored | None = None) -> Iterator[Page]:
         since = micros(parse_instant(cursor, "cursor")) if cursor else None
         if self.lines_layout:
             survey, made, refused = self._survey_lines()
@@ -353,30 +359,50 @@ class FileHelpdesk:
         else:
             survey, made, refused, content = self._survey_json_file()
         problems, wanted = _after(survey, refused, since)
-        read = [(position, made[position]) for position in wanted if position in made]
-        wanted = [position for position in wanted if position not in made]
-        for position, raw in self._texts_at(survey, wanted, content):
+        same = _unchanged(survey, wanted, mirrored)
+        read = {position: made[position] for position in wanted
+                if position in made and position not in same}
+        parse = [position for position in wanted if position not in made
+                 and position not in same]
+        for position, raw in self._texts_at(survey, parse, content):
             try:
-                read.append((position, Record.from_dict(raw, position)))
+                read[position] = Record.from_dict(raw, position)
             except RecordError as exc:  # the index was wrong about it: say what it is
                 problems.append(exc)
         problems.sort(key=lambda problem: problem.position if problem.position is not None
                       else -1)
-        read.sort(key=lambda pair: (pair[1].updated_at, pair[0]))  # file order within a time
-        records = [record for _, record in read]
-        if not records:
+        stamps, ids, hashes = survey.stamps, survey.ids, survey.hashes
+        # Pages are cut as if every record were handed over (the same pages, the same
+        # cursors); a record the mirror holds is named in its place instead.
+        entries = sorted((position for position in wanted if position in read or position in same),
+                         key=lambda position: (stamps[position], position))  # file order
+        # within a time
+        if not entries:
             yield Page(records=[], cursor=cursor, problems=problems)
             return
         start = 0
-        while start < len(records):
-            end = min(start + self.page_size, len(records))
+        while start < len(entries):
+            end = min(start + self.page_size, len(entries))
             # Never split records that share an updated_at across pages: the cursor between
             # them would skip the second half.
-            while end < len(records) and records[end].updated_at == records[end - 1].updated_at:
+            while end < len(entries) and stamps[entries[end]] == stamps[entries[end - 1]]:
                 end += 1
-            page = records[start:end]
-            yield Page(records=page, cursor=format_instant(page[-1].updated_at),
-                       problems=problems if start == 0 else [])
+            records: list[Record] = []
+            unchanged: list[tuple[int, str]] = []
+            for position in entries[start:end]:
+                if position in same:
+                    unchanged.append((len(records), ids[position]))  # type: ignore[arg-type]
+                else:
+                    records.append(read[position])
+            last = entries[end - 1]
+            yield Page(records=records,
+                       cursor=format_instant(read[last].updated_at if last in read
+                                             else instant_of(stamps[last])),  # type: ignore[arg-type]
+                       problems=problems if start == 0 else [],
+                       versions={read[position].id: hashes[position].hex()
+                                 for position in entries[start:end]
+                                 if position in read and hashes[position]},  # (b"": none)
+                       unchanged=unchanged)
             start = end
 
     def _survey_json_file(self) -> tuple[Survey, dict[int, Record], dict[int, RecordError],
@@ -561,9 +587,10 @@ class FileHelpdesk:
             except BaseException:
                 self._document = None  # the changes are in memory only: read the file again
                 raise
-            self._note_rewrite(before, document.digest, [
-                (position, document.text(position), record)
-                for position, record in changed.items()], document.signature, blocks)
+            _give_versions(results, self._note_rewrite(
+                before, document.digest,
+                [(position, document.text(position), record)
+                 for position, record in changed.items()], document.signature, blocks))
         return results
 
     def _blocks_of(self, document: Document, changed: Iterable[int]) -> dict[int, bytes]:
@@ -580,18 +607,21 @@ class FileHelpdesk:
     def _note_rewrite(self, before: bytes, after: bytes,
                       changed: list[tuple[int, bytes, Record]],
                       signature: tuple[int, ...], blocks: dict[int, bytes] | None = None,
-                      ) -> None:
+                      ) -> dict[str, str]:
         """The index follows a rewrite of the file it describes: (position, new text, the
         record written) per record rewritten; the new file's signature; the new hashes of
-        the blocks they are in."""
+        the blocks they are in. Returns each record's version token (its new text's SHA-1,
+        as a survey of the file will give it)."""
+        changes = [(position, text_hash(text), record.id, micros(record.updated_at), len(text))
+                   for position, text, record in changed]
+        tokens = {record_id: hashed.hex() for _, hashed, record_id, _, _ in changes}
         survey = self._known
         if survey is None or survey.digest != before:
             self._known = None
-            return
-        changes = [(position, text_hash(text), record.id, micros(record.updated_at), len(text))
-                   for position, text, record in changed]
+            return tokens
         survey.change(after, changes, signature, blocks)
         follow_sidecar(self.path, before, survey, changes, blocks)
+        return tokens
 
     def _gone(self, record_id: str) -> RecordGone:
         return RecordGone(f"{self.path}: no record {record_id!r}", record_id=record_id)
@@ -758,9 +788,9 @@ class FileHelpdesk:
         if edits:
             before = self._known.digest if self._known is not None else b""
             shifts, texts, after, signature = self._rewrite_lines(edits)
-            self._note_rewrite(before, after, [
-                (written_at[offset][0], text, written_at[offset][1])
-                for offset, text in texts.items()], signature)
+            _give_versions(results, self._note_rewrite(
+                before, after, [(written_at[offset][0], text, written_at[offset][1])
+                                for offset, text in texts.items()], signature))
             index = self._line_index
             assert index is not None
             starts = [offset for offset, _ in shifts]
@@ -1283,6 +1313,27 @@ def _after(survey: Survey, refused: dict[int, RecordError], since: int | None,
                      if position in copies]
         wanted = [position for position in wanted if position not in copies]
     return problems, wanted
+
+
+def _give_versions(results: list[WriteResult], tokens: dict[str, str]) -> None:
+    """Each result of a record rewritten gets its version token (`_note_rewrite`)."""
+    for result in results:
+        if result.error is None and result.record is not None:
+            result.version = tokens.get(result.record.id)
+
+
+def _unchanged(survey: Survey, wanted: list[int], mirrored: Mirrored | None) -> set[int]:
+    """Of the positions a fetch would return, those whose text the mirror holds exactly
+    (its token is the text's SHA-1; a file parsed whole has none, b"")."""
+    if mirrored is None or not wanted:
+        return set()
+    ids, hashes = survey.ids, survey.hashes
+    tokens = mirrored.versions([record_id for record_id in map(ids.__getitem__, wanted)
+                                if record_id is not None])
+    if not tokens:
+        return set()
+    return {position for position in wanted if hashes[position]
+            and tokens.get(ids[position]) == hashes[position].hex()}  # type: ignore[arg-type]
 
 
 def _id_of(raw: Any) -> str | None:

@@ -83,6 +83,11 @@ def micros(instant: datetime) -> int:
     return (instant - EPOCH) // MICROSECOND
 
 
+def instant_of(stamp: int) -> datetime:
+    """The instant `micros` gives `stamp` for, in UTC."""
+    return EPOCH + stamp * MICROSECOND
+
+
 def text_hash(text: bytes | memoryview) -> bytes:
     return hashlib.sha1(text).digest()
 

@@ -1,7 +1,9 @@
 """The wake-up index evaluates fewer records and changes nothing: random scenarios (random
 records, policies, agent edits and `now` steps, forward and sometimes back, and a policy
 swapped midway) run twice, once evaluating only what was read or is due and once
-evaluating everything, and must give the same writes, activations and notifications."""
+evaluating everything, and must give the same writes, activations and notifications.
+The indexed side's connector also leaves out what the mirror holds (its version tokens,
+`connector.base.Mirrored`), the other's hands every record over: the mirrors must agree."""
 
 from __future__ import annotations
 
@@ -216,18 +218,29 @@ def random_policy(rng: random.Random, talk: bool = False, olas: bool = False,
             "slas": slas, "rules": rules, **extra}
 
 
+class Unversioned(FileHelpdesk):
+    """The file helpdesk without version tokens: every record after the cursor is handed
+    over, parsed and mirrored."""
+
+    versioned = False
+
+
 class Side:
-    """One helpdesk file and one state file, synced with or without the index."""
+    """One helpdesk file and one state file, synced with or without the index (and the
+    version tokens)."""
 
     def __init__(self, folder: Path, records: list[dict[str, Any]], full: bool):
         folder.mkdir()
         self.path = folder / "helpdesk.json"
         self.path.write_text(json.dumps({"records": records}))
         self.store = StateStore(folder / "state.db")
-        self.connector = FileHelpdesk(self.path, batch_size=rng_batch(folder))
+        self.connector = (Unversioned if full else FileHelpdesk)(
+            self.path, batch_size=rng_batch(folder))
         self.full = full
         self.sent: list[tuple[str, str, str]] = []
         self.evaluated = 0
+        self.unchanged = 0
+        self.last: Any = None
 
     def notify(self, webhook: str, text: str, item: Any) -> None:
         self.sent.append((item["record_id"], webhook, text))
@@ -237,9 +250,12 @@ class Side:
                           full=self.full)
         assert report.errors == 0, report.failures
         self.evaluated += report.evaluated
+        self.unchanged += report.unchanged
+        self.last = report
         return {"changes": sorted(report.changes, key=lambda c: c["id"]),
                 "writes": report.writes, "active": self.store.active_rules(),
-                "sent": sorted(self.sent), "audit": self.audit()}
+                "sent": sorted(self.sent), "audit": self.audit(),
+                "mirror": dict(self.store.db.execute("SELECT id, data FROM records"))}
 
     def audit(self) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.store.db.execute(
@@ -265,7 +281,12 @@ class Side:
                 a for a in record["assignment_history"] if a["at"] <= stamp(now)] + [
                 {"at": stamp(now), "group": rng.choice(GROUPS),
                  "assignee": rng.choice(["", "ana"])}]
-        self.path.write_text(json.dumps(data))
+        if rng.random() < 0.2:
+            self.path.write_text(json.dumps(data))  # another layout: every record parsed
+            return
+        # the connector's layout, one record a line: the others' texts stay as they were
+        self.path.write_text('{"records": [\n' + ",\n".join(
+            json.dumps(r, ensure_ascii=False) for r in data["records"]) + "\n]}\n")
 
 
 def rng_batch(folder: Path) -> int:
@@ -300,16 +321,23 @@ def test_the_index_gives_what_full_evaluation_gives(tmp_path: Path, seed: int, t
         edit_seed = rng.random()
         for side in (indexed, everything):
             edit_rng = random.Random(edit_seed)
-            for _ in range(edits):
-                side.edit(edit_rng, now)
+            for _ in range(edits):  # a little before the sync: its writes come after them
+                side.edit(edit_rng, now - timedelta(seconds=20))
         a, b = indexed.sync(policy, now), everything.sync(policy, now)
         assert a == b, f"seed {seed}, sync {step} at {now.isoformat()}"
+        if a["writes"]:  # a minute later: it reads back its writes
+            later = now + timedelta(minutes=1)
+            a, b = indexed.sync(policy, later), everything.sync(policy, later)
+            assert a == b, f"seed {seed}, sync {step} again at {later.isoformat()}"
+            # nothing else changed: whatever is read again is the mirror's, and left out
+            assert indexed.last.unchanged == indexed.last.read == everything.last.read
         if rng.random() < 0.1:
             now -= timedelta(minutes=rng.randrange(1, 90))
         else:
             now += timedelta(minutes=rng.choice([1, 5, 17, 30, 60, 180, 600]))
     assert json.loads(indexed.path.read_text()) == json.loads(everything.path.read_text())
     assert indexed.evaluated < everything.evaluated, "the index evaluated as much as a full run"
+    assert everything.unchanged == 0
     if assign:
         given = {row[5] for row in indexed.audit()
                  if row[2] == "assign_next" and row[3] == "assignee"}

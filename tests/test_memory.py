@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import iso, record_dict, write_project
-from sla_sync.connector.base import ConnectorError, Memory, MemoryInProcess, Page
+from sla_sync.connector.base import ConnectorError, Memory, MemoryInProcess, Mirrored, Page
 from sla_sync.connector.file import FileHelpdesk
 from sla_sync.connector.model import parse_instant
 from sla_sync.rules.policy import load_policy
@@ -72,10 +72,11 @@ class Counting(FileHelpdesk):
         self.fail_at = fail_at
         self.seen: list[dict[str, str]] = []
 
-    def fetch(self, cursor: str | None, memory: Memory | None = None) -> Iterator[Page]:
+    def fetch(self, cursor: str | None, memory: Memory | None = None,
+              mirrored: Mirrored | None = None) -> Iterator[Page]:
         assert memory is not None
         yield Page(records=[], cursor=cursor)
-        for number, page in enumerate(super().fetch(cursor)):
+        for number, page in enumerate(super().fetch(cursor, mirrored)):
             ids = [r.id for r in page.records]
             kept = memory.recall(ids)
             memory.keep({i: str(int(kept.get(i, "0")) + 1) for i in ids})

@@ -258,8 +258,8 @@ def test_a_record_read_once_in_an_unusable_form_is_reported_every_run_until_fixe
     real_fetch = FileHelpdesk.fetch
     seen: set[str] = set()
 
-    def fetch_once(self: FileHelpdesk, cursor: Any) -> Any:
-        for page in real_fetch(self, cursor):
+    def fetch_once(self: FileHelpdesk, cursor: Any, mirrored: Any = None) -> Any:
+        for page in real_fetch(self, cursor, mirrored):
             page.problems = [p for p in page.problems if str(p) not in seen]
             seen.update(str(p) for p in page.problems)
             yield page
@@ -371,10 +371,11 @@ def test_a_conflict_inside_a_batch_is_reread_and_written_alone(tmp_path: Path) -
     calls: list[str] = []
 
     def agent_edits_t2_then_batch(changes: Any, now: Any) -> Any:
-        calls.append(f"batch of {len(changes)}")
-        data = json.loads((tmp_path / "helpdesk.json").read_text())
-        data["records"][1].update(assignee="ana", updated_at=iso("2026-03-02 10:15"))
-        (tmp_path / "helpdesk.json").write_text(json.dumps(data))
+        calls.append(f"batch {', '.join(c.record_id for c in changes)}")
+        if len(calls) == 1:
+            data = json.loads((tmp_path / "helpdesk.json").read_text())
+            data["records"][1].update(assignee="ana", updated_at=iso("2026-03-02 10:15"))
+            (tmp_path / "helpdesk.json").write_text(json.dumps(data))
         return real_apply_many(changes, now)
 
     def single(change: Any, now: Any) -> Any:
@@ -384,7 +385,9 @@ def test_a_conflict_inside_a_batch_is_reread_and_written_alone(tmp_path: Path) -
     connector.apply_many = agent_edits_t2_then_batch  # type: ignore[method-assign]
     connector.apply = single  # type: ignore[method-assign]
     report = run_sync(connector, policy, store, parse_instant(iso("2026-03-02 10:20"), "now"))
-    assert calls == ["batch of 4", "single T-2"]
+    # written alone: as a batch of one, whose result carries the record's version token
+    assert calls == ["batch T-1, T-2, T-3, T-4", "batch T-2"]
+    assert store.versions(["T-2"]).keys() == {"T-2"}
     assert (report.errors, report.writes, report.cursor_moved) == (0, 4, True)
     after = records_of(tmp_path)
     assert after["T-2"]["assignee"] == "ana" and after["T-2"]["tags"] == ["sla_breach"]
@@ -434,8 +437,8 @@ class Jobs(FileHelpdesk):
             return results
         return answer
 
-    def fetch(self, cursor: str | None) -> Any:
-        pages = list(super().fetch(cursor))
+    def fetch(self, cursor: str | None, mirrored: Any = None) -> Any:
+        pages = list(super().fetch(cursor, mirrored))
         yield from pages
         if self.again is not None and pages:  # a listing that brings a written record again
             fresh = self.get(self.again)
@@ -1094,11 +1097,11 @@ def test_an_unexpected_error_in_one_sync_is_a_failed_sync_not_a_crash(
     real_fetch = FileHelpdesk.fetch
     calls: list[int] = []
 
-    def fetch(self: FileHelpdesk, cursor: Any) -> Any:
+    def fetch(self: FileHelpdesk, cursor: Any, mirrored: Any = None) -> Any:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("a bug that says https://user:SECRET@example.com")
-        return real_fetch(self, cursor)
+        return real_fetch(self, cursor, mirrored)
 
     monkeypatch.setattr(FileHelpdesk, "fetch", fetch)
     naps: list[float] = []
@@ -1128,7 +1131,7 @@ def test_every_below_the_minimum_interval_is_refused(tmp_path: Path, every: str,
 def test_an_unexpected_error_in_a_single_run_exits_1_without_a_traceback(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = setup(tmp_path, [ticket(id="T-1")])
-    monkeypatch.setattr(FileHelpdesk, "fetch", lambda self, cursor: iter([None]))
+    monkeypatch.setattr(FileHelpdesk, "fetch", lambda self, cursor, mirrored=None: iter([None]))
     result = cli("run", "--config", str(config), "--now", iso("2026-03-02 10:20"))
     assert result.exit_code == 1
     assert "unexpected AttributeError at sync_run.py:" in result.stderr
@@ -1182,8 +1185,8 @@ def test_each_page_is_planned_once_mirrored_from_the_records_the_connector_built
     yielded: list[Any] = []
     real_fetch = connector.fetch
 
-    def fetch(cursor: str | None) -> Any:
-        for page in real_fetch(cursor):
+    def fetch(cursor: str | None, mirrored: Any = None) -> Any:
+        for page in real_fetch(cursor, mirrored):
             yielded.extend(page.records)
             yield page
             assert planned and planned[-1] is page.records[-1], "planned before the next page"
