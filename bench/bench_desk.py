@@ -14,8 +14,11 @@ child process and prints one table:
   child's whole life), its CPU seconds (user + system) and peak RSS (os.wait4's
   rusage), records evaluated and writes (from the run's summary). On a shared machine
   the CPU seconds are the steadier figure. With `--helpdesk zendesk-fake`, each row is
-  followed by the requests the fake served during that sync, by kind, and the most events
-  any one second got since the row before (the 1% touch included), and of those
+  followed by the requests the fake served during that sync, by kind, the fewest requests
+  the same reads and writes could take (a page per 1,000 events and per 1,000 tickets
+  read, a job per 100 tickets written, a poll per 30 jobs), the pages the time-based event
+  export's paging needs for those events (it repeats the second each page ends on), and the
+  most events any one second got since the row before (the 1% touch included), and of those
   sla-sync's own. The desk is generated and touched in helper processes, so that the
   bench process stays small: a child's peak RSS includes the size of the process that
   started it;
@@ -342,6 +345,8 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
                 served, events = asked["requests"], asked["events"]
                 print(f"{'':<4}requests: {sum(served.values()):,} (" + ", ".join(
                     f"{kind} {n:,}" for kind, n in sorted(served.items())) + ")", flush=True)
+                print(f"{'':<4}{minimum_line(served, asked['minimum'], asked['paging'])}",
+                      flush=True)
                 print(f"{'':<4}events since the last row: at most {events['all']:,} in a second, "
                       f"{events['own']:,} of them sla-sync's", flush=True)
         figures = measure_eval(code, desk, policy, eval_records, profile)
@@ -357,6 +362,18 @@ def bench_size(size: int, fmt: str, code: Path, eval_records: int, keep: bool,
     print(f"evaluation over {n:,} records: evaluate {full:,.0f}/s, business-rules run_all "
           f"alone {base:,.0f}/s, ratio {full / base:.2f}")
     print(f"business-time computations: {n / figures['business_time']:,.0f}/s")
+
+
+def minimum_line(served: dict[str, int], minimum: dict[str, int], paging: int) -> str:
+    """The fewest requests for the sync's reads and writes (the fake's `Window.minimum`),
+    how far over them the sync was, and the event pages the time-based export's paging
+    needs for the events read (each page starting again at the second the last one ended
+    on), which is more than one per 1,000 events where seconds hold many."""
+    made, least = sum(served.values()), sum(minimum.values())
+    over = f"{100 * (made - least) / least:+.1f}%" if least else "n/a"
+    return (f"minimum: {least:,} (" + ", ".join(f"{kind} {n:,}" for kind, n in
+                                               sorted(minimum.items()))
+            + f"), made {over}; the event export's paging of the events read: {paging:,} pages")
 
 
 def in_helper(*args: str) -> int:

@@ -22,8 +22,9 @@ differences, both about time:
   team's edits would be (all in one second, 1% of a million tickets would be a bulk update
   of 8,000, a busy second), answering how many, and `POST /bench/requests` answers how
   many requests of each kind the desk has served since the last time it was asked (`KINDS`),
-  and the most events any one second got meanwhile (all, and the API user's: sla-sync's).
-  Not Zendesk's API: the bench's hands.
+  the fewest the same reads and writes could have taken (`Window.minimum`), and the most
+  events any one second got meanwhile (all, and the API user's: sla-sync's). Not Zendesk's
+  API: the bench's hands.
 
 The exports answer what FaultDesk's answer (the same pages: tests/test_bench.py compares
 them), but from indexes kept as tickets change: the tickets by (updated_at, id) in a sorted
@@ -36,7 +37,9 @@ It prints its base URL on one line, then serves until stdin closes.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -66,8 +69,65 @@ KINDS = (("/api/v2/incremental/ticket_events", "event export"),
          ("/api/v2/incremental/tickets", "ticket export"),
          ("/api/v2/tickets/update_many", "update_many"),
          ("/api/v2/job_statuses", "job polls"))
+#: Jobs Zendesk queues at once for an account, polled together by Show Many Job Statuses
+#: (the update_many reference: "30 jobs per account"; bench/bench_requests.py counts the same).
+JOBS_AT_ONCE = 30
+#: Tickets in one update_many job (TicketsUpdateMany: "up to 100 tickets").
+JOB_TICKETS = 100
 #: The generator's channels as Zendesk's `via.channel` names them.
 CHANNELS = {"email": "email", "web": "web", "chat": "chat", "phone": "voice"}
+
+
+@dataclasses.dataclass
+class Window:
+    """What one sync read and wrote (since the bench last asked): the event export's first
+    start time, the events it served (id -> second), the ticket versions the ticket export
+    served, the tickets sent in update_many jobs and the jobs."""
+
+    first_start: int | None = None
+    events: dict[int, int] = dataclasses.field(default_factory=dict)
+    tickets: set[tuple[int, str]] = dataclasses.field(default_factory=set)
+    event_pages: int = 0
+    ticket_pages: int = 0
+    updated: int = 0
+    jobs: int = 0
+
+    def minimum(self) -> dict[str, int]:
+        """The fewest requests of each kind for what was read and written: a page per 1,000
+        events read and per 1,000 ticket versions (one, empty, when none), a job per 100
+        tickets updated, one poll per 30 jobs. The event export pages by time and repeats the
+        second each page ends on; `paging` says what that costs for these events."""
+        jobs = math.ceil(self.updated / JOB_TICKETS)
+        return {"event export": _pages(len(self.events)) if self.event_pages else 0,
+                "ticket export": _pages(len(self.tickets)) if self.ticket_pages else 0,
+                "update_many": jobs, "job polls": math.ceil(jobs / JOBS_AT_ONCE)}
+
+    def paging(self) -> int:
+        """The pages the time-based event export needs to bring these events from the first
+        start time asked: `pages_needed`."""
+        if self.first_start is None:
+            return 0
+        return pages_needed(sorted(self.events.values()), self.first_start)
+
+
+def pages_needed(times: list[int], start: int) -> int:
+    """How many pages of the time-based event export bring every event of these seconds
+    (sorted) from `start` on, each page starting at the last one's `end_time` (its last
+    event's second, whose events come again: IncrementalTicketEvents), a page of one second
+    only continuing at the next second (as the connector does), the last page the one with
+    fewer than 1,000 events (`end_of_stream`)."""
+    pages, first = 0, bisect.bisect_left(times, start)
+    while True:
+        pages += 1
+        if len(times) - first < EXPORT_PAGE:
+            return pages
+        end = times[first + EXPORT_PAGE - 1]
+        start = end if end > start else start + 1
+        first = bisect.bisect_left(times, start)
+
+
+def _pages(items: int) -> int:
+    return max(1, math.ceil(items / EXPORT_PAGE))  # an empty answer is still one request
 
 
 class BenchDesk(FaultDesk):
@@ -86,6 +146,7 @@ class BenchDesk(FaultDesk):
         self._order: list[tuple[int, int]] = []  # (updated_at, id) of every ticket, sorted
         self._times: list[int] = []  # the events' timestamps, in self.events' order
         self._indexed = False
+        self._window = Window()
 
     def index(self) -> None:
         """Sort the tickets and events once (after loading); updates keep them sorted."""
@@ -119,6 +180,21 @@ class BenchDesk(FaultDesk):
         return audit
 
     def _ticket_export(self, query: dict[str, str]) -> dict[str, Any]:
+        body = self._ticket_export_page(query)
+        self._window.ticket_pages += 1
+        self._window.tickets.update((t["id"], t["updated_at"]) for t in body["tickets"])
+        return body
+
+    def _event_export(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
+        body = self._event_export_page(query, comments)
+        window = self._window
+        window.event_pages += 1
+        if window.first_start is None:
+            window.first_start = int(query["start_time"])
+        window.events.update((e["id"], e["timestamp"]) for e in body["ticket_events"])
+        return body
+
+    def _ticket_export_page(self, query: dict[str, str]) -> dict[str, Any]:
         if not self._indexed:
             return super()._ticket_export(query)
         position = export_position(query)
@@ -128,7 +204,7 @@ class BenchDesk(FaultDesk):
         page = [self.tickets[ticket_id] for _, ticket_id in keys]
         return self._ticket_page(query, page, position, last_ready - first <= self.export_page)
 
-    def _event_export(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
+    def _event_export_page(self, query: dict[str, str], comments: bool) -> dict[str, Any]:
         if not self._indexed:
             return super()._event_export(query, comments)
         start = int(query["start_time"])
@@ -173,10 +249,16 @@ class BenchDesk(FaultDesk):
                 served = Counter(kind_of(p) for _, p, _ in self.log if not p.startswith("/bench/"))
                 busiest = {"all": max(self._seconds.values(), default=0),
                            "own": max(self._own_seconds.values(), default=0)}
+                window, self._window = self._window, Window()
                 self.log.clear()
                 self._seconds.clear()
                 self._own_seconds.clear()
-                return 200, {}, {"requests": dict(served), "events": busiest}
+                return 200, {}, {"requests": dict(served), "events": busiest,
+                                 "minimum": window.minimum(), "paging": window.paging()}
+        if path == "/api/v2/tickets/update_many" and method == "PUT":
+            with self.lock:
+                self._window.updated += len((body or {}).get("tickets") or [])
+                self._window.jobs += 1
         return super().answer(method, path, query, body, fault)
 
 

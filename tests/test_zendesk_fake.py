@@ -117,3 +117,39 @@ def test_the_event_export_pages_a_busy_second_as_zendesk_documents(tmp_path: Any
         assert [e["ticket_id"] for e in page(start + 1)[0]["ticket_events"]] == [1201]
     finally:
         desk.stop()
+
+
+def test_pages_needed_counts_the_second_each_page_ends_on_again() -> None:
+    """The bench's paging figure (bench/zendesk_fake.py `pages_needed`) walks the pages the
+    time-based export gives: each starts at the last one's end_time, whose events come
+    again. Seconds of 500 events (sla-sync's paced writes, applied at once) make every page
+    end on a whole second: two pages per 1,000 events. Seconds of 499 leave two events of
+    the third second on each page: barely more than one page per 1,000."""
+    def seconds(per_second: int, count: int) -> list[int]:
+        return [100 + n // per_second for n in range(count)]
+
+    assert fake.pages_needed([], 100) == 1  # an empty answer is still one request
+    assert fake.pages_needed(seconds(1, 999), 100) == 1
+    assert fake.pages_needed(seconds(1, 1000), 100) == 2  # the page of 1,000 is not the end
+    assert fake.pages_needed(seconds(1, 5000), 100) == 6  # 999 new events a page
+    assert fake.pages_needed(seconds(500, 10_000), 100) == 20
+    assert fake.pages_needed(seconds(499, 10_000), 100) == 11
+    assert fake.pages_needed(seconds(500, 10_000), 110) == 10  # from a later start
+    assert fake.pages_needed(seconds(1500, 3000), 100) == 3  # a busy second: on past it
+
+
+def test_the_window_counts_the_minimum_of_what_a_sync_read_and_wrote() -> None:
+    """`Window.minimum`: distinct events and ticket versions served, a page each per 1,000
+    (one when the export was asked at all), a job per 100 tickets, a poll per 30 jobs."""
+    window = fake.Window()
+    assert window.minimum() == {"event export": 0, "ticket export": 0, "update_many": 0,
+                                "job polls": 0}
+    window.first_start = 100
+    window.events = {n: 100 + n // 500 for n in range(2500)}
+    window.event_pages = 9
+    window.tickets = {(n, "2026-03-02T12:00:00Z") for n in range(1001)}
+    window.ticket_pages = 2
+    window.updated, window.jobs = 3101, 32
+    assert window.minimum() == {"event export": 3, "ticket export": 2, "update_many": 32,
+                                "job polls": 2}
+    assert window.paging() == 5  # seconds of 500: each page repeats its last one
