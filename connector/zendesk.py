@@ -106,6 +106,8 @@ OWN_EVENTS_A_SECOND = 500
 #: once (30), shared with every other integration of the account; a job past it is refused
 #: with 429 and retried.
 JOBS_AT_ONCE = OWN_EVENTS_A_SECOND // BATCH_SIZE
+#: Events in a full page of the time-based ticket event export (IncrementalTicketEvents).
+EVENT_PAGE = 1000
 JOB_FIRST_POLL = 1.0
 JOB_MAX_POLL = 10.0
 #: Seconds past a watch's `until` the event export must have been read to its end at, by the
@@ -180,7 +182,7 @@ SCHEMA = Schema("zendesk", (
             default=API_REQUESTS_PER_MINUTE),
     Setting("job_timeout", Number(), "seconds to wait for a job", default=JOB_TIMEOUT),
     Setting("jobs_at_once", Number(whole=True, least=1, most=JOBS_AT_ONCE),
-            "update_many jobs in flight at once (at most 5: 500 tickets, each one event; "
+            "update_many jobs in flight at once (at most 5: 499 tickets, each one event; "
             "a second of 1,000 events is one the event export cannot page past)",
             default=JOBS_AT_ONCE),
 ))
@@ -621,6 +623,18 @@ class _Marker:
         return self.ids if self.at == end else []
 
 
+def batch_tickets(jobs: int) -> int:
+    """The most tickets a batch of `jobs` update_many jobs updates: each job's 100, one
+    less when that many divides a page of events (100, 200, 500). Zendesk may apply a
+    batch's updates in one second (an account whose job workers are idle runs a job at
+    once), and every page of the event export starts at a whole second, the next one at the
+    second the last ended on: over seconds of exactly 500 events each page ends on a whole
+    second, all of whose events come again on the next page (reading back 1,000 own updates
+    takes two pages). Over seconds of 499 a page ends two events into its third second."""
+    tickets = BATCH_SIZE * jobs
+    return tickets - 1 if EVENT_PAGE % tickets == 0 else tickets
+
+
 class _Pace:
     """Spreads sla-sync's own update_many jobs over Zendesk's seconds: at most `limit`
     tickets updated in any one second (OWN_EVENTS_A_SECOND). Zendesk stamps each ticket a
@@ -681,6 +695,8 @@ class Zendesk:
         self._agents: set[int] | None = None
         self.job_timeout = job_timeout
         self.jobs_at_once = jobs_at_once
+        #: The most changes one batch of jobs carries (`batch_tickets`).
+        self.batch_tickets = batch_tickets(jobs_at_once)
         self.pace = _Pace(OWN_EVENTS_A_SECOND)
         #: The clock when the batch submitted last was queued, until its answer is asked for.
         self._in_flight: float | None = None
@@ -689,7 +705,7 @@ class Zendesk:
         self.read_ahead = True
         # A batch is as many jobs as may run at once: they are polled together.
         self.capabilities = Capabilities(bulk_writes=bulk_writes,
-                                         batch_size=BATCH_SIZE * jobs_at_once
+                                         batch_size=self.batch_tickets
                                          if bulk_writes else 1,
                                          safe_update=True, tags=True, notes=True, leads=False)
 
@@ -1207,8 +1223,8 @@ class Zendesk:
             # One change: a single safe update costs one request, a job at least two.
             return apply_each(self, changes, now)
         results: dict[int, WriteResult] = {}
-        for first in range(0, len(changes), BATCH_SIZE * self.jobs_at_once):
-            group = range(first, min(first + BATCH_SIZE * self.jobs_at_once, len(changes)))
+        for first in range(0, len(changes), self.batch_tickets):
+            group = range(first, min(first + self.batch_tickets, len(changes)))
             self._queue_jobs(changes, group, results, credit=False)()
         return [results[index] for index in range(len(changes))]
 
@@ -1219,7 +1235,7 @@ class Zendesk:
         between is not waited again. A batch of more jobs than run at once is written
         by apply_many now."""
         if not self.capabilities.bulk_writes or len(changes) <= 1 \
-                or len(changes) > BATCH_SIZE * self.jobs_at_once:
+                or len(changes) > self.batch_tickets:
             written = self.apply_many(changes, now)
             return lambda: written
         results: dict[int, WriteResult] = {}

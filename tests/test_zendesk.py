@@ -632,9 +632,14 @@ def test_a_failed_job_among_many_leaves_only_its_own_tickets_unknown(api):
 
 
 def test_jobs_at_once_sets_how_many_jobs_a_batch_holds(api):
-    # Five by default, and at most: 500 tickets, half a page of the event export a second.
-    assert zendesk().capabilities.batch_size == 500
+    # Five by default, and at most: 500 tickets, half a page of the event export a second,
+    # less one: a batch Zendesk applies in one second must not fill a whole number of
+    # seconds of a 1,000-event page, or each page's last second comes again whole.
+    assert zendesk().capabilities.batch_size == 499
+    assert zendesk(jobs_at_once=4).capabilities.batch_size == 400
     assert zendesk(jobs_at_once=3).capabilities.batch_size == 300
+    assert zendesk(jobs_at_once=2).capabilities.batch_size == 199
+    assert zendesk(jobs_at_once=1).capabilities.batch_size == 99
     assert zendesk(bulk_writes=False).capabilities.batch_size == 1
 
 
@@ -669,17 +674,19 @@ class JobsOnAClock:
 
 
 def test_full_batches_are_queued_in_seconds_of_zendesks_clock_the_last_one_has_passed(api):
-    """1,000 changes are two batches of five jobs. Zendesk may apply a job's updates at any
-    moment from its queuing to the poll that finds it completed, each update one event of
-    the event export: the second batch is queued only once Zendesk's clock has passed the
-    second of the first batch's last poll, so that no second holds more than 500 of
-    sla-sync's own events (a second of 1,000 is one the export cannot page past)."""
+    """998 changes are two batches of five jobs (100, 100, 100, 100, 99). Zendesk may apply
+    a job's updates at any moment from its queuing to the poll that finds it completed, each
+    update one event of the event export: the second batch is queued only once Zendesk's
+    clock has passed the second of the first batch's last poll, so that no second holds
+    more than 500 of sla-sync's own events (a second of 1,000 is one the export cannot page
+    past)."""
     waits = Waits()
     desk = JobsOnAClock(api, waits)
-    tickets = range(40000, 41000)
+    tickets = range(40000, 40998)
     results = zendesk(waits).apply_many([change(str(t), add_tags=("a",)) for t in tickets],
                                         NOW)
     assert all(r.error is None for r in results) and len(desk.jobs) == 10
+    assert [len(ids) for ids in desk.jobs.values()] == [100, 100, 100, 100, 99] * 2
     seconds = [second for _, second in desk.answers]
     assert [method for method, _ in desk.answers] == ["PUT"] * 5 + ["GET"] + ["PUT"] * 5 + [
         "GET"]
@@ -704,22 +711,23 @@ def test_small_batches_share_a_second_without_waiting(api):
 
 def test_wait_before_tells_the_loop_how_long_the_next_batch_would_wait(api):
     """What the sync loop asks before it sends a full batch (and plans on meanwhile): while
-    a batch is in flight, until its first poll is due; then, until the pace lets 500 more
-    tickets go."""
+    a batch is in flight, until its first poll is due; then, until the pace lets a full
+    batch more go."""
     waits = Waits()
     JobsOnAClock(api, waits)
     connector = zendesk(waits, clock=waits.clock)
-    assert connector.wait_before(500) == 0.0  # nothing sent: nothing to wait for
+    assert connector.wait_before(499) == 0.0  # nothing sent: nothing to wait for
     answer = connector.submit_many(
-        [change(str(t), add_tags=("a",)) for t in range(40000, 40500)], NOW)
+        [change(str(t), add_tags=("a",)) for t in range(40000, 40499)], NOW)
     waits.now += 0.25
-    assert connector.wait_before(500) == 0.75  # the jobs' first poll is due in 0.75 s
+    assert connector.wait_before(499) == 0.75  # the jobs' first poll is due in 0.75 s
     assert all(r.error is None for r in answer())  # polled then, in Zendesk's next second
     assert waits.slept == [0.75]
-    assert connector.wait_before(500) == pytest.approx(1.001)  # until that second is past
-    assert connector.wait_before(1) == pytest.approx(1.001)  # no room beside 500 either
+    assert connector.wait_before(499) == pytest.approx(1.001)  # until that second is past
+    assert connector.wait_before(2) == pytest.approx(1.001)  # no room beside 499 either
+    assert connector.wait_before(1) == 0.0  # but for one more: 500 in a second at most
     waits.now += 1.001
-    assert connector.wait_before(500) == 0.0
+    assert connector.wait_before(499) == 0.0
 
 
 def test_a_batch_of_one_is_a_single_safe_update(api):
@@ -740,8 +748,8 @@ def test_from_settings_builds_one_budget_for_the_exports_and_one_for_the_rest():
     assert connector.identity == "zendesk:https://acme.zendesk.com"
     assert (connector.exports.throttle.per_minute, connector.api.throttle.per_minute) == (10,
                                                                                           200)
-    # Five jobs of 100 tickets in flight at once (jobs_at_once).
-    assert connector.capabilities.bulk_writes and connector.capabilities.batch_size == 500
+    # Five jobs of up to 100 tickets in flight at once (jobs_at_once), 499 tickets.
+    assert connector.capabilities.bulk_writes and connector.capabilities.batch_size == 499
     assert connector.capabilities.safe_update and connector.capabilities.reads_notes
     custom = open_connector({**SETTINGS, "requests_per_minute": 30,
                              "api_requests_per_minute": 700, "bulk_writes": False}, Path("."))

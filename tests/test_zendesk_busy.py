@@ -194,6 +194,35 @@ def test_the_syncs_own_writes_make_no_busy_second(tmp_path, monkeypatch):
         desk.stop()
 
 
+def test_the_syncs_own_writes_are_read_back_in_about_a_page_per_1000(tmp_path, monkeypatch):
+    """Each page of the event export starts at a whole second and the next one at the second
+    it ended on, whose events come again. The fake (like an account whose job workers are
+    idle) applies a batch's five jobs in one second: at 500 tickets a batch every page of
+    the 2,000 updates read back would end on a whole second and the next page bring it
+    again (four pages: 500 new events each after the first). At 499 a batch, a page ends
+    two events into its third second: the 2,000 updates come in three pages."""
+    monkeypatch.setenv("ZENDESK_TOKEN", TOKEN)
+    desk = FaultDesk(EMAIL, TOKEN, now=T0 - 7200).start()
+    try:
+        for number in range(1, 2001):
+            created = T0 - 7200 + number // 2
+            desk.add(Ticket(id=number, subject=f"T{number}", created_at=created,
+                            updated_at=created, status="pending", tags=["tier_standard"]))
+        monkeypatch.setattr("sla_sync.connector.http.wait", desk_waits(desk))
+        config = project(tmp_path, desk)
+        out, _ = run(config, desk, T0)
+        assert " writes 2000," in out, out
+        own = sorted(e["timestamp"] for e in desk.events if e["timestamp"] >= T0)
+        assert len(own) == 2000 and max(Counter(own).values()) == 499, Counter(own)
+
+        out, requests = run(config, desk, desk.now + 120)  # past the exports' minute
+        assert " writes 0," in out, out
+        assert requests["/api/v2/incremental/ticket_events"] == 3, requests
+        assert requests["audits"] == 0, requests
+    finally:
+        desk.stop()
+
+
 def _at(unix_time: int) -> datetime:
     return datetime.fromtimestamp(unix_time, UTC)
 
