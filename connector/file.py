@@ -373,10 +373,10 @@ class FileHelpdesk:
                       else -1)
         stamps, ids, hashes = survey.stamps, survey.ids, survey.hashes
         # Pages are cut as if every record were handed over (the same pages, the same
-        # cursors); a record the mirror holds is named in its place instead.
+        # cursors); a record the mirror holds is named in its place instead. In time
+        # order, and in file order within a time.
         entries = sorted((position for position in wanted if position in read or position in same),
-                         key=lambda position: (stamps[position], position))  # file order
-        # within a time
+                         key=lambda position: (stamps[position], position))
         if not entries:
             yield Page(records=[], cursor=cursor, problems=problems)
             return
