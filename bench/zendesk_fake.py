@@ -69,10 +69,12 @@ KINDS = (("/api/v2/incremental/ticket_events", "event export"),
          ("/api/v2/incremental/tickets", "ticket export"),
          ("/api/v2/tickets/update_many", "update_many"),
          ("/api/v2/job_statuses", "job polls"))
-#: Jobs Zendesk queues at once for an account, polled together by Show Many Job Statuses
-#: (the update_many reference: "30 jobs per account"; bench/bench_requests.py counts the same).
+#: Jobs queued or running at once on an account (Zendesk's rate limits page, "Job limit",
+#: which TicketsUpdateMany points to: 30), polled together by Show Many Job Statuses
+#: (bench/bench_requests.py counts the same).
 JOBS_AT_ONCE = 30
-#: Tickets in one update_many job (TicketsUpdateMany: "up to 100 tickets").
+#: Tickets in one update_many job (TicketsUpdateMany's request body: "an array of up to
+#: 100 ticket objects").
 JOB_TICKETS = 100
 #: The generator's channels as Zendesk's `via.channel` names them.
 CHANNELS = {"email": "email", "web": "web", "chat": "chat", "phone": "voice"}
