@@ -26,7 +26,7 @@ differences, both about time:
   events any one second got meanwhile (all, and the API user's: sla-sync's). Not Zendesk's
   API: the bench's hands.
 
-The exports answer what FaultDesk's answer (the same pages: tests/test_bench.py compares
+The exports answer what FaultDesk's answer (the same pages: tests/test_zendesk_fake.py compares
 them), but from indexes kept as tickets change: the tickets by (updated_at, id) in a sorted
 list, the events in time order, each page found by bisection. FaultDesk sorts every ticket
 for each page, which at a million tickets would be the bench's bottleneck, not sla-sync.
