@@ -84,7 +84,8 @@ CHANNELS = {"email": "email", "web": "web", "chat": "chat", "phone": "voice"}
 class Window:
     """What one sync read and wrote (since the bench last asked): the event export's first
     start time, the events it served (id -> second), the ticket versions the ticket export
-    served, the tickets sent in update_many jobs and the jobs."""
+    served, how many pages of each export it asked for, the tickets sent in update_many
+    jobs."""
 
     first_start: int | None = None
     events: dict[int, int] = dataclasses.field(default_factory=dict)
@@ -92,7 +93,6 @@ class Window:
     event_pages: int = 0
     ticket_pages: int = 0
     updated: int = 0
-    jobs: int = 0
 
     def minimum(self) -> dict[str, int]:
         """The fewest requests of each kind for what was read and written: a page per 1,000
@@ -260,7 +260,6 @@ class BenchDesk(FaultDesk):
         if path == "/api/v2/tickets/update_many" and method == "PUT":
             with self.lock:
                 self._window.updated += len((body or {}).get("tickets") or [])
-                self._window.jobs += 1
         return super().answer(method, path, query, body, fault)
 
 

@@ -694,7 +694,6 @@ class Zendesk:
         self.worked_field = worked_field
         self._agents: set[int] | None = None
         self.job_timeout = job_timeout
-        self.jobs_at_once = jobs_at_once
         #: The most changes one batch of jobs carries (`batch_tickets`).
         self.batch_tickets = batch_tickets(jobs_at_once)
         self.pace = _Pace(OWN_EVENTS_A_SECOND)

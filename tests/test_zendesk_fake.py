@@ -149,7 +149,7 @@ def test_the_window_counts_the_minimum_of_what_a_sync_read_and_wrote() -> None:
     window.event_pages = 9
     window.tickets = {(n, "2026-03-02T12:00:00Z") for n in range(1001)}
     window.ticket_pages = 2
-    window.updated, window.jobs = 3101, 32
+    window.updated = 3101
     assert window.minimum() == {"event export": 3, "ticket export": 2, "update_many": 32,
                                 "job polls": 2}
     assert window.paging() == 5  # seconds of 500: each page repeats its last one
